@@ -1,0 +1,276 @@
+/**
+ * Whole-file operations: encrypting a plaintext database, changing the
+ * passphrase, checking integrity.
+ *
+ * Rewrites never touch the original in place: the file is copied under an
+ * exclusive lock, the copy is re-keyed and verified, then atomically renamed
+ * over the original. Any failure leaves the original byte-identical.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import { dirname } from "node:path";
+import { type Db, sqliteCode, SqliteDatabase } from "./sqlite.ts";
+import type { DbKey } from "./key.ts";
+import { toHex } from "./key.ts";
+import { applyKey, assertOpenable, BUSY_TIMEOUT_MS, inspectFile, refuseSymlink } from "./open.ts";
+import { CorruptDatabase, WrongPassphrase } from "./errors.ts";
+import { InvalidInput, VaultError } from "../errors.ts";
+import { sanitizeOneLine } from "../sanitize.ts";
+import { migrate } from "./migrate.ts";
+
+/** The database is in use by another process and cannot be rewritten now. */
+export class DatabaseBusy extends VaultError {}
+
+/** Shortest passphrase accepted for a new or changed vault. */
+export const MIN_PASSPHRASE_LENGTH = 8;
+
+/** Checks a new passphrase's length. @throws {InvalidInput} */
+export function validateNewPassphrase(passphrase: Uint8Array): void {
+  if (passphrase.length < MIN_PASSPHRASE_LENGTH) {
+    throw new InvalidInput(
+      `the new passphrase is too short: use at least ${MIN_PASSPHRASE_LENGTH} characters`,
+    );
+  }
+  // SQLCipher would read x'<hex>' as a raw key rather than a passphrase.
+  const text = new TextDecoder().decode(passphrase);
+  if (/^x'[0-9a-fA-F]*'$/.test(text)) {
+    throw new InvalidInput(
+      "the new passphrase must not have the form x'<hex>' (a raw-key literal)",
+    );
+  }
+}
+
+/** Result of {@link encryptPlaintextDatabase}. */
+export interface EncryptResult {
+  /** Where the plaintext copy was kept (0600), or null with `keepBackup: false`. */
+  backupPath: string | null;
+  /** Rows per table, identical before and after. */
+  rows: Record<string, number>;
+}
+
+/**
+ * Encrypts an unencrypted SQLite database in place (SQLCipher 4 format).
+ *
+ * A plaintext backup is written first (mode 0600, never overwriting), unless
+ * `keepBackup` is false.
+ */
+export function encryptPlaintextDatabase(
+  path: string,
+  passphrase: Uint8Array,
+  options: { keepBackup?: boolean } = {},
+): EncryptResult {
+  refuseSymlink(path);
+  validateNewPassphrase(passphrase);
+  const kind = inspectFile(path);
+  if (kind !== "plaintext") {
+    if (kind === "encrypted") {
+      throw new InvalidInput(`${shown(path)} is already encrypted`);
+    }
+    assertOpenable(path, kind);
+  }
+  let backupPath: string | null = null;
+  const rows = rewrite(path, null, passphrase, () => {
+    if (options.keepBackup === false) return;
+    backupPath = uniquePath(`${path}.plaintext-backup`);
+    copyPrivate(path, backupPath);
+  });
+  return { backupPath, rows };
+}
+
+/**
+ * Re-keys an encrypted database with a new passphrase. Drains the WAL first;
+ * nothing changes on failure.
+ */
+export function changePassphrase(
+  path: string,
+  current: DbKey,
+  newPassphrase: Uint8Array,
+): Record<string, number> {
+  refuseSymlink(path);
+  validateNewPassphrase(newPassphrase);
+  assertOpenable(path);
+  return rewrite(path, current, newPassphrase);
+}
+
+/** Result of {@link checkDatabase}. */
+export interface CheckReport {
+  ok: boolean;
+  schemaVersion: number;
+  cipherVersion: string | null;
+  integrity: string[];
+  foreignKeyProblems: number;
+  rows: Record<string, number>;
+}
+
+/** Runs integrity and foreign-key checks on an open connection. */
+export function checkDatabase(db: Db): CheckReport {
+  const integrity = (db.pragma("integrity_check") as { integrity_check: string }[]).map((r) =>
+    r.integrity_check
+  );
+  const foreignKeyProblems = (db.pragma("foreign_key_check") as unknown[]).length;
+  let cipherVersion: string | null = null;
+  try {
+    cipherVersion = String(db.pragma("cipher_version", { simple: true }) ?? "") || null;
+  } catch {
+    cipherVersion = null;
+  }
+  return {
+    ok: integrity.length === 1 && integrity[0] === "ok" && foreignKeyProblems === 0,
+    schemaVersion: db.pragma("user_version", { simple: true }) as number,
+    cipherVersion,
+    integrity,
+    foreignKeyProblems,
+    rows: countRows(db),
+  };
+}
+
+/** Row counts of every user table. */
+export function countRows(db: Db): Record<string, number> {
+  const tables = (db.prepare(
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+  ).all() as { name: string }[]).map((r) => r.name);
+  const counts: Record<string, number> = {};
+  for (const table of tables) {
+    const quoted = `"${table.replaceAll('"', '""')}"`;
+    counts[table] = (db.prepare(`SELECT count(*) AS n FROM ${quoted}`).get() as { n: number }).n;
+  }
+  return counts;
+}
+
+function rewrite(
+  path: string,
+  current: DbKey | null,
+  newPassphrase: Uint8Array,
+  beforeReplace?: () => void,
+): Record<string, number> {
+  const original = new SqliteDatabase(path, { fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
+  const temp = `${path}.rekey-${toHex(crypto.getRandomValues(new Uint8Array(6)))}`;
+  let renamed = false;
+  try {
+    if (current) applyKey(original, current);
+    try {
+      original.prepare("SELECT count(*) FROM sqlite_master").get();
+    } catch (error) {
+      if (sqliteCode(error) === "SQLITE_NOTADB") {
+        throw new WrongPassphrase(`cannot decrypt ${shown(path)}: wrong passphrase or key`);
+      }
+      throw new CorruptDatabase(`cannot read ${shown(path)}: ${(error as Error).message}`);
+    }
+    // Drain the WAL into the main file and hold the file still while copying.
+    original.pragma("wal_checkpoint(TRUNCATE)");
+    const mode = String(original.pragma("journal_mode = DELETE", { simple: true }));
+    if (mode !== "delete") {
+      throw new DatabaseBusy(
+        `${shown(path)} is in use by another process; stop it (e.g. 'vault serve') and retry`,
+      );
+    }
+    try {
+      original.exec("BEGIN EXCLUSIVE");
+    } catch {
+      throw new DatabaseBusy(`${shown(path)} is in use by another process; retry later`);
+    }
+    const before = countRows(original);
+    const integrity = original.pragma("integrity_check", { simple: true });
+    if (integrity !== "ok") throw new CorruptDatabase(`${shown(path)} fails its integrity check`);
+    copyPrivate(path, temp);
+
+    const copy = new SqliteDatabase(temp, { fileMustExist: true });
+    try {
+      if (current) applyKey(copy, current);
+      else {
+        copy.pragma("cipher = 'sqlcipher'");
+        copy.pragma("legacy = 4");
+      }
+      copy.rekey(Buffer.from(newPassphrase));
+    } finally {
+      copy.close();
+    }
+
+    const check = new SqliteDatabase(temp, { fileMustExist: true });
+    try {
+      applyKey(check, { kind: "passphrase", passphrase: newPassphrase });
+      const after = countRows(check);
+      if (JSON.stringify(after) !== JSON.stringify(before)) {
+        throw new CorruptDatabase("the re-keyed copy does not match the original; nothing changed");
+      }
+      if (check.pragma("integrity_check", { simple: true }) !== "ok") {
+        throw new CorruptDatabase("the re-keyed copy fails its integrity check; nothing changed");
+      }
+      check.pragma("journal_mode = WAL");
+      check.pragma("foreign_keys = ON");
+      migrate(check);
+    } finally {
+      check.close();
+    }
+    syncFile(temp);
+    beforeReplace?.();
+    Deno.renameSync(temp, path);
+    renamed = true;
+    syncFile(dirname(path));
+    return before;
+  } finally {
+    try {
+      if (original.inTransaction) original.exec("ROLLBACK");
+      if (!renamed) original.pragma("journal_mode = WAL");
+    } catch {
+      // the connection may already be unusable; closing is what matters
+    }
+    original.close();
+    if (!renamed) removeQuietly(temp);
+  }
+}
+
+/** Copies `from` to a new file `to` created with O_EXCL and mode 0600. */
+function copyPrivate(from: string, to: string): void {
+  const data = Deno.readFileSync(from);
+  const file = Deno.openSync(to, { createNew: true, write: true, mode: 0o600 });
+  try {
+    let done = 0;
+    while (done < data.length) done += file.writeSync(data.subarray(done));
+    file.syncSync();
+  } finally {
+    file.close();
+  }
+  Deno.chmodSync(to, 0o600);
+}
+
+function uniquePath(base: string): string {
+  for (let i = 0;; i++) {
+    const candidate = i === 0 ? base : `${base}.${i}`;
+    try {
+      Deno.lstatSync(candidate);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return candidate;
+      throw error;
+    }
+  }
+}
+
+function syncFile(path: string): void {
+  try {
+    const file = Deno.openSync(path, { read: true });
+    try {
+      file.syncSync();
+    } finally {
+      file.close();
+    }
+  } catch {
+    // fsync of a directory is best effort
+  }
+}
+
+function removeQuietly(path: string): void {
+  for (const p of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) {
+    try {
+      Deno.removeSync(p);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function shown(path: string): string {
+  return sanitizeOneLine(path);
+}

@@ -1,0 +1,202 @@
+/**
+ * Opening (and creating) the encrypted credential database.
+ *
+ * SQLCipher 4 compatibility: `cipher='sqlcipher'` and `legacy=4` are set, then
+ * the key, before any other statement. The key is checked by reading the
+ * schema; a wrong key never writes to the file.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import { dirname } from "node:path";
+import { type Db, sqliteCode, SqliteDatabase } from "./sqlite.ts";
+import type { DbKey } from "./key.ts";
+import { toHex } from "./key.ts";
+import {
+  CorruptDatabase,
+  DatabaseExists,
+  DatabaseNotFound,
+  PlaintextDBFound,
+  WrongPassphrase,
+} from "./errors.ts";
+import { InvalidInput } from "../errors.ts";
+import { migrate, type MigrationReport } from "./migrate.ts";
+import { sanitizeOneLine } from "../sanitize.ts";
+
+/** How long a writer waits for another process's lock before failing. */
+export const BUSY_TIMEOUT_MS = 30_000;
+
+const SQLITE_MAGIC = new TextEncoder().encode("SQLite format 3\0");
+
+/** Options for {@link openDatabase}. */
+export interface OpenOptions {
+  /** Create a new database; fails if one exists. */
+  create?: boolean;
+  /** Open read-only: no migration, no table creation, no journal-mode change. */
+  readonly?: boolean;
+}
+
+/** An open database plus what happened while opening it. */
+export interface OpenedDatabase {
+  /** The connection. */
+  db: Db;
+  /** Schema migration performed on open (from === to when none). */
+  migration: MigrationReport | null;
+}
+
+/** What the first bytes of a file say it is. */
+export type FileKind = "missing" | "empty" | "plaintext" | "encrypted" | "corrupt";
+
+/** Classifies a database file by its size and header, without opening it. */
+export function inspectFile(path: string): FileKind {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return "missing";
+    throw error;
+  }
+  if (!info.isFile) return "corrupt";
+  if (info.size === 0) return "empty";
+  const header = new Uint8Array(16);
+  const file = Deno.openSync(path, { read: true });
+  try {
+    let done = 0;
+    while (done < header.length) {
+      const n = file.readSync(header.subarray(done));
+      if (n === null) break;
+      done += n;
+    }
+    if (done === 16 && header.every((b, i) => b === SQLITE_MAGIC[i])) return "plaintext";
+  } finally {
+    file.close();
+  }
+  // SQLCipher files are whole pages (512 .. 65536 bytes each).
+  if (info.size < 512 || info.size % 512 !== 0) return "corrupt";
+  return "encrypted";
+}
+
+/** Refuses a path whose last component is a symbolic link. */
+export function refuseSymlink(path: string): void {
+  try {
+    if (Deno.lstatSync(path).isSymlink) {
+      throw new InvalidInput(`refusing to use ${shown(path)}: it is a symbolic link`);
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
+/**
+ * Opens the database at `path` with `key`, migrating it to schema v3 unless
+ * read-only.
+ *
+ * @throws {DatabaseNotFound} no file (and not `create`)
+ * @throws {DatabaseExists} `create` but the file exists
+ * @throws {PlaintextDBFound} the file is unencrypted SQLite
+ * @throws {WrongPassphrase} the key does not decrypt the file
+ * @throws {CorruptDatabase} the file is not a database
+ */
+export function openDatabase(path: string, key: DbKey, options: OpenOptions = {}): OpenedDatabase {
+  refuseSymlink(path);
+  const kind = inspectFile(path);
+  if (options.create) {
+    if (kind !== "missing") {
+      throw new DatabaseExists(`a file already exists at ${shown(path)}; refusing to overwrite it`);
+    }
+    createPrivateFile(path);
+  } else {
+    assertOpenable(path, kind);
+  }
+  let db: Db;
+  try {
+    db = new SqliteDatabase(path, {
+      fileMustExist: true,
+      readonly: options.readonly ?? false,
+      timeout: BUSY_TIMEOUT_MS,
+    });
+  } catch (error) {
+    if (options.create) removeQuietly(path);
+    throw new CorruptDatabase(`cannot open ${shown(path)}: ${(error as Error).message}`);
+  }
+  try {
+    applyKey(db, key);
+    try {
+      db.prepare("SELECT count(*) FROM sqlite_master").get();
+    } catch (error) {
+      const code = sqliteCode(error);
+      if (code === "SQLITE_NOTADB") {
+        throw new WrongPassphrase(
+          `cannot decrypt ${shown(path)}: wrong passphrase or key, or not a vault database`,
+        );
+      }
+      throw new CorruptDatabase(`cannot read ${shown(path)}: ${(error as Error).message}`);
+    }
+    db.pragma("foreign_keys = ON");
+    let migration: MigrationReport | null = null;
+    if (!options.readonly) {
+      db.pragma("journal_mode = WAL");
+      migration = migrate(db);
+    }
+    return { db, migration };
+  } catch (error) {
+    db.close();
+    if (options.create) removeQuietly(path);
+    throw error;
+  }
+}
+
+/** Throws the right named error when `kind` cannot be opened as an encrypted vault. */
+export function assertOpenable(path: string, kind: FileKind = inspectFile(path)): void {
+  switch (kind) {
+    case "missing":
+      throw new DatabaseNotFound(
+        `no vault database at ${shown(path)} (run 'vault init', or pass --db / set VAULT_DB)`,
+      );
+    case "plaintext":
+      throw new PlaintextDBFound(
+        `${shown(path)} is an unencrypted SQLite database; run 'vault db encrypt' to encrypt it`,
+      );
+    case "empty":
+    case "corrupt":
+      throw new CorruptDatabase(
+        `${shown(path)} is not a vault database (unexpected size or header)`,
+      );
+  }
+}
+
+/** Sets the SQLCipher 4 mode and the key; must be the first statements on a connection. */
+export function applyKey(db: Db, key: DbKey): void {
+  db.pragma("cipher = 'sqlcipher'");
+  db.pragma("legacy = 4");
+  if (key.kind === "raw") {
+    if (key.key.length !== 32) throw new InvalidInput("a raw database key must be 32 bytes");
+    db.pragma(`key = "x'${toHex(key.key)}'"`);
+  } else {
+    if (key.passphrase.length === 0) throw new InvalidInput("the passphrase is empty");
+    db.key(Buffer.from(key.passphrase));
+  }
+}
+
+/** Creates an empty file with mode 0600 (failing if it exists), parents 0700. */
+export function createPrivateFile(path: string): void {
+  Deno.mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const file = Deno.openSync(path, { createNew: true, write: true, mode: 0o600 });
+  file.close();
+  Deno.chmodSync(path, 0o600);
+}
+
+function removeQuietly(path: string): void {
+  for (const p of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) {
+    try {
+      Deno.removeSync(p);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function shown(path: string): string {
+  return sanitizeOneLine(path);
+}

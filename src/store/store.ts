@@ -1,0 +1,485 @@
+/**
+ * The data-access API over an open credential database.
+ *
+ * Every write method runs inside {@link CredentialStore.transaction}: called
+ * alone it commits by itself; called inside an outer transaction it composes
+ * with it and commits only when the outer one does. Any exception rolls the
+ * whole transaction back.
+ *
+ * @module
+ */
+
+import type { Db } from "./sqlite.ts";
+import { type DbKey } from "./key.ts";
+import { openDatabase, type OpenOptions } from "./open.ts";
+import type { MigrationReport } from "./migrate.ts";
+import { InvalidCredentialData, NotFound } from "./errors.ts";
+import {
+  type ScopeOptions,
+  validateComment,
+  validateCredentialSet,
+  validateProvider,
+  validateScope,
+} from "./validate.ts";
+import { fingerprint as fingerprintOf, type KeyType } from "../ssh/keys.ts";
+
+/** A stored credential: a JSON object under (credential set, provider). */
+export interface Credential {
+  credentialSet: string;
+  provider: string;
+  data: Record<string, unknown>;
+}
+
+/** Public facts about a stored SSH key (no private half). */
+export interface SshKeyInfo {
+  id: number;
+  keyType: KeyType;
+  publicBlob: Uint8Array;
+  comment: string;
+  fingerprint: string;
+  createdAt: string;
+}
+
+/** A stored SSH key including its private half (unencrypted PKCS#8 DER). */
+export interface SshKeyRecord extends SshKeyInfo {
+  privateDer: Uint8Array;
+}
+
+/** An SSH key assigned to a scope. */
+export interface ScopedSshKey extends SshKeyInfo {
+  scope: string;
+  assignedAt: string;
+}
+
+/** Input to {@link CredentialStore.storeSshKey}. */
+export interface NewSshKey {
+  keyType: KeyType;
+  privateDer: Uint8Array;
+  publicBlob: Uint8Array;
+  comment?: string;
+}
+
+/** Result of {@link CredentialStore.storeSshKey}. */
+export interface StoredSshKey {
+  id: number;
+  fingerprint: string;
+  /** True when a key with this fingerprint was already stored (row untouched). */
+  alreadyPresent: boolean;
+}
+
+/** A phantom token row. */
+export interface ProxyToken {
+  token: string;
+  scope: string;
+  subject: string;
+  credentialSet: string;
+  provider: string;
+}
+
+/** Prefix of every phantom token. */
+export const TOKEN_PREFIX = "terok-p-";
+
+interface KeyRow {
+  id: number;
+  key_type: KeyType;
+  public_blob: Uint8Array;
+  comment: string;
+  fingerprint: string;
+  created_at: string;
+  private_der?: Uint8Array;
+  scope?: string;
+  assigned_at?: string;
+}
+
+interface TokenRow {
+  token: string;
+  scope: string;
+  subject: string;
+  credential_set: string;
+  provider: string;
+}
+
+const KEY_COLUMNS = "k.id, k.key_type, k.public_blob, k.comment, k.fingerprint, k.created_at";
+
+/** The credential store. Create with {@link CredentialStore.open}; call {@link close} when done. */
+export class CredentialStore {
+  /** The underlying connection; SQL stays inside `src/store`. */
+  readonly db: Db;
+  /** The path the store was opened from. */
+  readonly path: string;
+  /** Migration performed when opening, if any. */
+  readonly migration: MigrationReport | null;
+
+  private constructor(path: string, db: Db, migration: MigrationReport | null) {
+    this.path = path;
+    this.db = db;
+    this.migration = migration;
+  }
+
+  /** Opens (or with `create`, creates) the database at `path`. */
+  static open(path: string, key: DbKey, options: OpenOptions = {}): CredentialStore {
+    const { db, migration } = openDatabase(path, key, options);
+    return new CredentialStore(path, db, migration);
+  }
+
+  /** Closes the connection. */
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  /** `Symbol.dispose` support for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /**
+   * Runs `fn` in a `BEGIN IMMEDIATE` transaction. Nested calls join the
+   * outer transaction. Commits when `fn` returns, rolls back if it throws.
+   */
+  transaction<T>(fn: () => T): T {
+    if (this.db.inTransaction) return fn();
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = fn();
+      this.db.exec("COMMIT");
+      return result;
+    } catch (error) {
+      if (this.db.inTransaction) this.db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  /** SQLite's `PRAGMA data_version`: changes when another connection commits. */
+  dataVersion(): number {
+    return this.db.pragma("data_version", { simple: true }) as number;
+  }
+
+  /** The schema version (`PRAGMA user_version`). */
+  schemaVersion(): number {
+    return this.db.pragma("user_version", { simple: true }) as number;
+  }
+
+  // ---------------------------------------------------------------- credentials
+
+  /** Stores (inserts or replaces) a credential. */
+  storeCredential(credentialSet: string, provider: string, data: Record<string, unknown>): void {
+    validateCredentialSet(credentialSet);
+    validateProvider(provider);
+    if (data === null || typeof data !== "object" || Array.isArray(data)) {
+      throw new InvalidCredentialData("credential data must be a JSON object");
+    }
+    const text = JSON.stringify(data);
+    this.transaction(() => {
+      this.db.prepare(
+        "INSERT INTO credentials (credential_set, provider, data) VALUES (?, ?, ?) " +
+          "ON CONFLICT (credential_set, provider) DO UPDATE SET data = excluded.data",
+      ).run(credentialSet, provider, text);
+    });
+  }
+
+  /** Loads a credential's data, or null when absent. */
+  loadCredential(credentialSet: string, provider: string): Record<string, unknown> | null {
+    const row = this.db.prepare(
+      "SELECT data FROM credentials WHERE credential_set = ? AND provider = ?",
+    ).get(credentialSet, provider) as { data: string } | undefined;
+    if (!row) return null;
+    return parseData(row.data, credentialSet, provider);
+  }
+
+  /** Lists credentials (optionally of one set), ordered by set then provider. */
+  listCredentials(credentialSet?: string): Credential[] {
+    const rows = (credentialSet === undefined
+      ? this.db.prepare(
+        "SELECT credential_set, provider, data FROM credentials ORDER BY credential_set, provider",
+      ).all()
+      : this.db.prepare(
+        "SELECT credential_set, provider, data FROM credentials WHERE credential_set = ? ORDER BY provider",
+      ).all(credentialSet)) as { credential_set: string; provider: string; data: string }[];
+    return rows.map((row) => ({
+      credentialSet: row.credential_set,
+      provider: row.provider,
+      data: parseData(row.data, row.credential_set, row.provider),
+    }));
+  }
+
+  /** Distinct credential-set names, sorted. */
+  listCredentialSets(): string[] {
+    return (this.db.prepare(
+      "SELECT DISTINCT credential_set FROM credentials ORDER BY credential_set",
+    ).all() as { credential_set: string }[]).map((row) => row.credential_set);
+  }
+
+  /** Deletes a credential; returns whether one existed. */
+  deleteCredential(credentialSet: string, provider: string): boolean {
+    return this.transaction(() =>
+      this.db.prepare("DELETE FROM credentials WHERE credential_set = ? AND provider = ?")
+        .run(credentialSet, provider).changes > 0
+    );
+  }
+
+  // ---------------------------------------------------------------- ssh keys
+
+  /**
+   * Stores an SSH key, deduplicated by fingerprint: when the fingerprint is
+   * already present the existing row is left untouched.
+   */
+  storeSshKey(key: NewSshKey): StoredSshKey {
+    const comment = validateComment(key.comment ?? "");
+    const fp = fingerprintOf(key.publicBlob);
+    return this.transaction(() => {
+      const existing = this.db.prepare("SELECT id FROM ssh_keys WHERE fingerprint = ?").get(fp) as
+        | { id: number }
+        | undefined;
+      if (existing) return { id: existing.id, fingerprint: fp, alreadyPresent: true };
+      const result = this.db.prepare(
+        "INSERT INTO ssh_keys (key_type, private_der, public_blob, comment, fingerprint) VALUES (?, ?, ?, ?, ?)",
+      ).run(key.keyType, key.privateDer, key.publicBlob, comment, fp);
+      return { id: Number(result.lastInsertRowid), fingerprint: fp, alreadyPresent: false };
+    });
+  }
+
+  /** Loads a key (with its private half) by exact fingerprint, or null. */
+  getSshKeyByFingerprint(fingerprint: string): SshKeyRecord | null {
+    const row = this.db.prepare(
+      `SELECT ${KEY_COLUMNS}, k.private_der FROM ssh_keys k WHERE k.fingerprint = ?`,
+    ).get(fingerprint) as KeyRow | undefined;
+    return row ? toRecord(row) : null;
+  }
+
+  /** Loads a key (with its private half) by id, or null. */
+  getSshKeyById(id: number): SshKeyRecord | null {
+    const row = this.db.prepare(
+      `SELECT ${KEY_COLUMNS}, k.private_der FROM ssh_keys k WHERE k.id = ?`,
+    ).get(id) as KeyRow | undefined;
+    return row ? toRecord(row) : null;
+  }
+
+  /** Every stored key (public facts), ordered by id. */
+  listAllSshKeys(): SshKeyInfo[] {
+    return (this.db.prepare(`SELECT ${KEY_COLUMNS} FROM ssh_keys k ORDER BY k.id`)
+      .all() as KeyRow[])
+      .map(toInfo);
+  }
+
+  /** Sets a key's comment. @throws {NotFound} when no such key. */
+  setSshKeyComment(keyId: number, comment: string): void {
+    validateComment(comment);
+    this.transaction(() => {
+      const changes = this.db.prepare("UPDATE ssh_keys SET comment = ? WHERE id = ?").run(
+        comment,
+        keyId,
+      ).changes;
+      if (changes === 0) throw new NotFound(`no ssh key with id ${keyId}`);
+    });
+  }
+
+  /** Assigns a key to a scope; returns false when it already was. */
+  assignSshKey(scope: string, keyId: number, options: ScopeOptions = {}): boolean {
+    validateScope(scope, options);
+    return this.transaction(() => {
+      if (!this.db.prepare("SELECT 1 FROM ssh_keys WHERE id = ?").get(keyId)) {
+        throw new NotFound(`no ssh key with id ${keyId}`);
+      }
+      return this.db.prepare(
+        "INSERT OR IGNORE INTO ssh_key_assignments (scope, key_id) VALUES (?, ?)",
+      ).run(scope, keyId).changes > 0;
+    });
+  }
+
+  /**
+   * Removes a key from a scope. A key left assigned to no scope is deleted.
+   * Returns whether an assignment existed.
+   */
+  unassignSshKey(scope: string, keyId: number, options: ScopeOptions = {}): boolean {
+    validateScope(scope, options);
+    return this.transaction(() => {
+      const removed = this.db.prepare(
+        "DELETE FROM ssh_key_assignments WHERE scope = ? AND key_id = ?",
+      ).run(scope, keyId).changes > 0;
+      this.deleteOrphanKeys();
+      return removed;
+    });
+  }
+
+  /** Removes every assignment of a scope (orphaned keys deleted); returns how many. */
+  unassignAll(scope: string, options: ScopeOptions = {}): number {
+    validateScope(scope, options);
+    return this.transaction(() => {
+      const removed = this.db.prepare("DELETE FROM ssh_key_assignments WHERE scope = ?").run(scope)
+        .changes;
+      this.deleteOrphanKeys();
+      return removed;
+    });
+  }
+
+  /**
+   * Atomically makes `keyIds` the scope's only keys (in that order of
+   * assignment); keys orphaned by this are deleted.
+   */
+  replaceKeysForScope(scope: string, keyIds: readonly number[], options: ScopeOptions = {}): void {
+    validateScope(scope, options);
+    this.transaction(() => {
+      this.db.prepare("DELETE FROM ssh_key_assignments WHERE scope = ?").run(scope);
+      for (const id of keyIds) this.assignSshKey(scope, id, options);
+      this.deleteOrphanKeys();
+    });
+  }
+
+  /** Keys assigned to a scope (public facts), ordered by (assigned_at, id). */
+  listKeysForScope(scope: string): ScopedSshKey[] {
+    return (this.db.prepare(
+      `SELECT ${KEY_COLUMNS}, a.scope, a.assigned_at FROM ssh_key_assignments a ` +
+        "JOIN ssh_keys k ON k.id = a.key_id WHERE a.scope = ? ORDER BY a.assigned_at, k.id",
+    ).all(scope) as KeyRow[]).map((row) => toScoped(row));
+  }
+
+  /** Keys assigned to a scope including private halves, ordered by (assigned_at, id). */
+  loadKeysForScope(scope: string): (ScopedSshKey & SshKeyRecord)[] {
+    return (this.db.prepare(
+      `SELECT ${KEY_COLUMNS}, k.private_der, a.scope, a.assigned_at FROM ssh_key_assignments a ` +
+        "JOIN ssh_keys k ON k.id = a.key_id WHERE a.scope = ? ORDER BY a.assigned_at, k.id",
+    ).all(scope) as KeyRow[]).map((row) => ({
+      ...toScoped(row),
+      privateDer: bytes(row.private_der),
+    }));
+  }
+
+  /** Every scope with at least one key, sorted. */
+  listScopes(): string[] {
+    return (this.db.prepare(
+      "SELECT DISTINCT scope FROM ssh_key_assignments ORDER BY scope",
+    ).all() as { scope: string }[]).map((row) => row.scope);
+  }
+
+  /** Number of stored keys, or of keys assigned to `scope`. */
+  countKeys(scope?: string): number {
+    const row =
+      (scope === undefined
+        ? this.db.prepare("SELECT count(*) AS n FROM ssh_keys").get()
+        : this.db.prepare("SELECT count(*) AS n FROM ssh_key_assignments WHERE scope = ?").get(
+          scope,
+        )) as { n: number };
+    return row.n;
+  }
+
+  /** Scopes a key is assigned to. */
+  scopesOfKey(keyId: number): string[] {
+    return (this.db.prepare(
+      "SELECT scope FROM ssh_key_assignments WHERE key_id = ? ORDER BY scope",
+    ).all(keyId) as { scope: string }[]).map((row) => row.scope);
+  }
+
+  private deleteOrphanKeys(): void {
+    this.db.prepare(
+      "DELETE FROM ssh_keys WHERE id NOT IN (SELECT key_id FROM ssh_key_assignments)",
+    ).run();
+  }
+
+  // ---------------------------------------------------------------- tokens
+
+  /** Creates a phantom token (`terok-p-` + 32 lowercase hex from a CSPRNG). */
+  createToken(scope: string, subject: string, credentialSet: string, provider: string): string {
+    validateScope(scope);
+    validateSubject(subject);
+    validateCredentialSet(credentialSet);
+    validateProvider(provider);
+    const random = crypto.getRandomValues(new Uint8Array(16));
+    const token = TOKEN_PREFIX +
+      Array.from(random, (b) => b.toString(16).padStart(2, "0")).join("");
+    this.transaction(() => {
+      this.db.prepare(
+        "INSERT INTO proxy_tokens (token, scope, subject, credential_set, provider) VALUES (?, ?, ?, ?, ?)",
+      ).run(token, scope, subject, credentialSet, provider);
+    });
+    return token;
+  }
+
+  /** Looks a token up; null when unknown (or revoked). */
+  lookupToken(token: string): ProxyToken | null {
+    const row = this.db.prepare(
+      "SELECT token, scope, subject, credential_set, provider FROM proxy_tokens WHERE token = ?",
+    ).get(token) as TokenRow | undefined;
+    return row ? toToken(row) : null;
+  }
+
+  /** Lists tokens, optionally of one scope, ordered by scope, subject, provider. */
+  listTokens(scope?: string): ProxyToken[] {
+    const sql = "SELECT token, scope, subject, credential_set, provider FROM proxy_tokens" +
+      (scope === undefined ? "" : " WHERE scope = ?") + " ORDER BY scope, subject, provider, token";
+    const statement = this.db.prepare(sql);
+    const rows = (scope === undefined ? statement.all() : statement.all(scope)) as TokenRow[];
+    return rows.map(toToken);
+  }
+
+  /** Revokes every token of (scope, subject); returns how many. */
+  revokeTokens(scope: string, subject: string): number {
+    return this.transaction(() =>
+      this.db.prepare("DELETE FROM proxy_tokens WHERE scope = ? AND subject = ?").run(
+        scope,
+        subject,
+      ).changes
+    );
+  }
+
+  /** Revokes one token; returns whether it existed. */
+  revokeToken(token: string): boolean {
+    return this.transaction(() =>
+      this.db.prepare("DELETE FROM proxy_tokens WHERE token = ?").run(token).changes > 0
+    );
+  }
+}
+
+/** Checks a token subject (task or job id): 1-128 printable characters. */
+export function validateSubject(subject: string): string {
+  // deno-lint-ignore no-control-regex
+  if (!subject || subject.length > 128 || /[\u0000-\u001f\u007f]/.test(subject)) {
+    throw new InvalidCredentialData("token subject must be 1-128 printable characters");
+  }
+  return subject;
+}
+
+function parseData(text: string, set: string, provider: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new InvalidCredentialData(`stored credential ${set}/${provider} is not valid JSON`);
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new InvalidCredentialData(`stored credential ${set}/${provider} is not a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function bytes(value: Uint8Array | undefined): Uint8Array {
+  return new Uint8Array(value ?? new Uint8Array());
+}
+
+function toInfo(row: KeyRow): SshKeyInfo {
+  return {
+    id: row.id,
+    keyType: row.key_type,
+    publicBlob: bytes(row.public_blob),
+    comment: row.comment,
+    fingerprint: row.fingerprint,
+    createdAt: row.created_at,
+  };
+}
+
+function toRecord(row: KeyRow): SshKeyRecord {
+  return { ...toInfo(row), privateDer: bytes(row.private_der) };
+}
+
+function toScoped(row: KeyRow): ScopedSshKey {
+  return { ...toInfo(row), scope: row.scope ?? "", assignedAt: row.assigned_at ?? "" };
+}
+
+function toToken(row: TokenRow): ProxyToken {
+  return {
+    token: row.token,
+    scope: row.scope,
+    subject: row.subject,
+    credentialSet: row.credential_set,
+    provider: row.provider,
+  };
+}
