@@ -1,0 +1,47 @@
+import { assertEquals } from "./helpers/assert.ts";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { CredentialStore } from "../src/store/store.ts";
+import { deriveRawKey, readSalt, toHex } from "../src/store/key.ts";
+import { utf8, withTempDir } from "./helpers/fixtures.ts";
+
+const WRITERS = 50;
+const ROWS = 20;
+const writer = fileURLToPath(new URL("./helpers/concurrent_writer.ts", import.meta.url));
+
+Deno.test(`${WRITERS} concurrent writer processes lose no rows and never see "database is locked"`, async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "v.db");
+    const passphrase = utf8("concurrency passphrase");
+    CredentialStore.open(path, { kind: "passphrase", passphrase }, { create: true }).close();
+    const hex = toHex(await deriveRawKey(passphrase, readSalt(path)));
+
+    const results = await Promise.all(
+      Array.from({ length: WRITERS }, async (_, index) => {
+        const child = new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", "--no-check", writer, path, String(index), String(ROWS)],
+          stdin: "piped",
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        const stdin = child.stdin.getWriter();
+        await stdin.write(utf8(hex));
+        await stdin.close();
+        const output = await child.output();
+        return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
+      }),
+    );
+    const failures = results.filter((r) => r.code !== 0);
+    assertEquals(failures, [], "every writer exits 0");
+    assertEquals(results.filter((r) => /locked|busy/i.test(r.stderr)), []);
+
+    const store = CredentialStore.open(path, { kind: "passphrase", passphrase });
+    try {
+      assertEquals(store.listCredentials().length, WRITERS * ROWS);
+      assertEquals(store.listCredentialSets().length, WRITERS);
+      assertEquals(store.listTokens("load").length, WRITERS);
+    } finally {
+      store.close();
+    }
+  });
+});
