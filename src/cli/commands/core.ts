@@ -1,0 +1,233 @@
+/**
+ * `vault init`, `status`, `unlock`, `lock` and `passphrase change`.
+ *
+ * @module
+ */
+
+import { Command } from "@commander-js/extra-typings";
+import type { Context } from "../context.ts";
+import { CredentialStore } from "../../store/store.ts";
+import { inspectFile } from "../../store/open.ts";
+import { DatabaseExists } from "../../store/errors.ts";
+import { changePassphrase, validateNewPassphrase } from "../../store/maintenance.ts";
+import { deriveRawKey, readSalt } from "../../store/key.ts";
+import { SqliteDatabase } from "../../store/sqlite.ts";
+import { applyKey } from "../../store/open.ts";
+import { describeTiers, resolveKeyMaterial } from "../../unlock/chain.ts";
+import { clearSessionKey, saveSessionKey } from "../../unlock/session.ts";
+import { wipe } from "../../unlock/open_vault.ts";
+import { readSecretFile, stripNewline } from "../input.ts";
+import { InvalidInput } from "../../errors.ts";
+
+/** Adds the core commands to `program`. */
+export function addCoreCommands(program: Command, ctx: Context): void {
+  program.command("init")
+    .description("create a new encrypted vault database")
+    .option("--json", "print the result as JSON")
+    .addHelpText(
+      "after",
+      `
+The passphrase comes from --passphrase-file / VAULT_PASSPHRASE_FILE, or is
+asked twice on the terminal. The file is created with mode 0600 in a 0700
+directory; an existing file is never overwritten.
+
+Examples:
+  vault init
+  vault --db ./ci.db --passphrase-file ./pass.txt init`,
+    )
+    .action(async (options) => {
+      const { path } = ctx.dbPath();
+      if (inspectFile(path) !== "missing") {
+        throw new DatabaseExists(`a vault already exists at ${path}`);
+      }
+      const passphrase = await ctx.newPassphrase();
+      try {
+        validateNewPassphrase(passphrase);
+        const store = CredentialStore.open(path, { kind: "passphrase", passphrase }, {
+          create: true,
+        });
+        const version = store.schemaVersion();
+        store.close();
+        if (options.json) ctx.out.json({ path, created: true, schemaVersion: version });
+        else ctx.out.line(`created encrypted vault at ${path} (SQLCipher 4, schema v${version})`);
+      } finally {
+        passphrase.fill(0);
+      }
+    });
+
+  program.command("status")
+    .description("show the database, how it would be unlocked, and what it holds (never prompts)")
+    .option("--json", "print the result as JSON")
+    .action(async (options) => {
+      const { path, source } = ctx.dbPath();
+      const kind = inspectFile(path);
+      const settings = await ctx.settings();
+      const tiers = await describeTiers({
+        dbPath: path,
+        passphraseFile: ctx.passphraseFile,
+        env: ctx.env,
+        settings,
+        interactive: ctx.interactive,
+      });
+      const answering = tiers.find((t) => t.state === "answers" || t.state === "broken");
+      const report: Record<string, unknown> = {
+        path,
+        pathSource: source,
+        file: kind,
+        unlockedBy: answering?.state === "answers" ? answering.tier : null,
+        tiers,
+      };
+      if (kind === "encrypted" && answering?.state === "answers" && answering.tier !== "prompt") {
+        try {
+          const resolved = await resolveKeyMaterial({
+            dbPath: path,
+            passphraseFile: ctx.passphraseFile,
+            env: ctx.env,
+            settings,
+            interactive: false,
+          });
+          try {
+            const store = CredentialStore.open(path, resolved.material, { readonly: true });
+            try {
+              report.schemaVersion = store.schemaVersion();
+              report.credentials = store.listCredentials().length;
+              report.credentialSets = store.listCredentialSets().length;
+              report.sshKeys = store.countKeys();
+              report.scopes = store.listScopes().length;
+              report.tokens = store.listTokens().length;
+            } finally {
+              store.close();
+            }
+          } finally {
+            wipe(resolved);
+          }
+        } catch (error) {
+          report.error = (error as Error).message;
+        }
+      }
+      if (options.json) {
+        ctx.out.json(report);
+        return;
+      }
+      ctx.out.line(`database:   ${path} (${source})`);
+      ctx.out.line(`file:       ${describeKind(kind)}`);
+      ctx.out.line(
+        `unlock:     ${
+          answering
+            ? `${answering.tier}${answering.state === "broken" ? " (BROKEN)" : ""}${
+              answering.detail ? ` — ${answering.detail}` : ""
+            }`
+            : "no tier answers non-interactively (locked)"
+        }`,
+      );
+      if (report.schemaVersion !== undefined) {
+        ctx.out.line(`schema:     v${report.schemaVersion}`);
+        ctx.out.line(
+          `contents:   ${report.credentials} credential(s) in ${report.credentialSets} set(s), ` +
+            `${report.sshKeys} ssh key(s) in ${report.scopes} scope(s), ${report.tokens} token(s)`,
+        );
+      }
+      if (report.error) ctx.out.line(`error:      ${report.error}`);
+      ctx.out.line("tiers:");
+      for (const tier of tiers) {
+        ctx.out.line(
+          `  ${tier.tier.padEnd(20)} ${tier.state}${tier.detail ? `  ${tier.detail}` : ""}`,
+        );
+      }
+    });
+
+  program.command("unlock")
+    .description("cache the derived database key for this login session")
+    .option("--ttl <seconds>", "how long the cache lasts", parseSeconds)
+    .addHelpText(
+      "after",
+      `
+The cache holds the raw key derived from the passphrase (never the
+passphrase) in the kernel user keyring, or in a 0600 file under
+$XDG_RUNTIME_DIR when the keyring is unavailable. 'vault lock' removes it.`,
+    )
+    .action(async (options) => {
+      const { path } = ctx.dbPath();
+      await clearSessionKey(path, ctx.env);
+      const { store, resolved } = await ctx.unlock();
+      store.close();
+      const settings = await ctx.settings();
+      const ttl = options.ttl ?? settings.session_ttl;
+      let key: Uint8Array;
+      if (resolved.material.kind === "raw") key = resolved.material.key;
+      else key = await deriveRawKey(resolved.material.passphrase, readSalt(path));
+      try {
+        // Prove the derived key opens the file before caching it.
+        const probe = new SqliteDatabase(path, { fileMustExist: true, readonly: true });
+        try {
+          applyKey(probe, { kind: "raw", key });
+          probe.prepare("SELECT count(*) FROM sqlite_master").get();
+        } finally {
+          probe.close();
+        }
+        const where = await saveSessionKey(path, key, ttl, ctx.env);
+        const until = new Date(Date.now() + ttl * 1000).toISOString();
+        ctx.out.line(`unlocked ${path} until ${until} (${where})`);
+      } finally {
+        key.fill(0);
+        wipe(resolved);
+      }
+    });
+
+  program.command("lock")
+    .description("forget the cached database key")
+    .action(async () => {
+      const { path } = ctx.dbPath();
+      const cleared = await clearSessionKey(path, ctx.env);
+      ctx.out.line(cleared ? `locked ${path}` : `${path} was not unlocked`);
+    });
+
+  const passphrase = program.command("passphrase").description("manage the vault passphrase");
+  passphrase.command("change")
+    .description("re-encrypt the vault with a new passphrase (atomic; nothing changes on failure)")
+    .option("--new-passphrase-file <file>", "read the new passphrase from this file")
+    .action(async (options) => {
+      const { path } = ctx.dbPath();
+      const newPassphrase = options.newPassphraseFile
+        ? stripNewline(await readSecretFile(options.newPassphraseFile))
+        : await ctx.promptNew("passphrase");
+      try {
+        validateNewPassphrase(newPassphrase);
+        const { store, resolved } = await ctx.unlock();
+        store.close();
+        try {
+          changePassphrase(path, resolved.material, newPassphrase);
+        } finally {
+          wipe(resolved);
+        }
+        await clearSessionKey(path, ctx.env);
+        ctx.out.line(`passphrase changed for ${path}; run 'vault unlock' to cache the new key`);
+      } finally {
+        newPassphrase.fill(0);
+      }
+    });
+}
+
+function describeKind(kind: string): string {
+  switch (kind) {
+    case "missing":
+      return "missing (run 'vault init')";
+    case "plaintext":
+      return "UNENCRYPTED SQLite (run 'vault db encrypt')";
+    case "encrypted":
+      return "encrypted (SQLCipher 4)";
+    case "empty":
+      return "empty file (not a vault)";
+    default:
+      return "not a vault database";
+  }
+}
+
+/** Parses a positive number of seconds. */
+export function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n <= 0) {
+    throw new InvalidInput(`expected a positive whole number of seconds, got "${value}"`);
+  }
+  return n;
+}

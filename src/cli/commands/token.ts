@@ -1,0 +1,133 @@
+/**
+ * `vault token create|list|show|revoke`: phantom tokens handed to sandboxes
+ * in place of real credentials.
+ *
+ * @module
+ */
+
+import { Command } from "@commander-js/extra-typings";
+import type { Context } from "../context.ts";
+import { maskToken } from "../output.ts";
+import { NotFound } from "../../store/errors.ts";
+import { validateCredentialSet, validateProvider, validateScope } from "../../store/validate.ts";
+import type { CredentialStore, ProxyToken } from "../../store/store.ts";
+import { InvalidInput } from "../../errors.ts";
+
+/** Adds `vault token …` to `program`. */
+export function addTokenCommands(program: Command, ctx: Context): void {
+  const token = program.command("token").description("phantom tokens for sandboxes");
+
+  token.command("create")
+    .description("mint a phantom token that stands for a stored credential")
+    .requiredOption("--scope <scope>", "project scope the token belongs to")
+    .requiredOption("--subject <id>", "task or job the token is issued to")
+    .requiredOption(
+      "--provider <name>",
+      "provider whose credential it stands for ('ssh' for the agent)",
+    )
+    .option("--set <name>", "credential set (default: 'default'; for ssh: the scope)")
+    .option("--json", "print the result as JSON")
+    .addHelpText(
+      "after",
+      `
+The token (terok-p-<32 hex>) is printed on stdout: hand it to the sandbox.
+For provider 'ssh' the scope must have SSH keys; otherwise the credential
+(<set>, <provider>) must exist.
+
+Example:
+  vault token create --scope proj-a --subject task-1 --provider anthropic`,
+    )
+    .action(async (options) => {
+      validateScope(options.scope);
+      validateProvider(options.provider);
+      const set = options.set ?? (options.provider === "ssh" ? options.scope : "default");
+      validateCredentialSet(set);
+      const value = await ctx.withStore((store) =>
+        store.transaction(() => {
+          if (options.provider === "ssh") {
+            if (store.countKeys(options.scope) === 0) {
+              throw new NotFound(
+                `scope "${options.scope}" has no ssh keys (run 'vault ssh init ${options.scope}')`,
+              );
+            }
+          } else if (!store.loadCredential(set, options.provider)) {
+            throw new NotFound(
+              `no credential for provider "${options.provider}" in set "${set}" (run 'vault cred set')`,
+            );
+          }
+          return store.createToken(options.scope, options.subject, set, options.provider);
+        })
+      );
+      if (options.json) {
+        ctx.out.json({
+          token: value,
+          scope: options.scope,
+          subject: options.subject,
+          credentialSet: set,
+          provider: options.provider,
+        });
+      } else ctx.out.line(value);
+    });
+
+  token.command("list")
+    .description("list phantom tokens (masked unless --reveal)")
+    .option("--scope <scope>", "only tokens of this scope")
+    .option("--reveal", "print tokens in full")
+    .option("--json", "print the result as JSON")
+    .action(async (options) => {
+      const tokens = await ctx.withStore((store) => store.listTokens(options.scope));
+      const shown = tokens.map((t) => options.reveal ? t : { ...t, token: maskToken(t.token) });
+      if (options.json) ctx.out.json(shown);
+      else {
+        ctx.out.table(
+          ["TOKEN", "SCOPE", "SUBJECT", "SET", "PROVIDER"],
+          shown.map((t) => [t.token, t.scope, t.subject, t.credentialSet, t.provider]),
+          "no tokens",
+        );
+      }
+    });
+
+  token.command("show")
+    .description("show one token, found by an unambiguous prefix (as printed by 'token list')")
+    .argument("<prefix>", "token or token prefix, e.g. terok-p-1a2b")
+    .option("--reveal", "print the token in full")
+    .option("--json", "print the result as JSON")
+    .action(async (prefix, options) => {
+      const found = await ctx.withStore((store) => findToken(store, prefix));
+      const shown = options.reveal ? found : { ...found, token: maskToken(found.token) };
+      if (options.json) ctx.out.json(shown);
+      else {
+        ctx.out.line(`token:    ${shown.token}`);
+        ctx.out.line(`scope:    ${shown.scope}`);
+        ctx.out.line(`subject:  ${shown.subject}`);
+        ctx.out.line(`set:      ${shown.credentialSet}`);
+        ctx.out.line(`provider: ${shown.provider}`);
+      }
+    });
+
+  token.command("revoke")
+    .description("revoke every token of a (scope, subject)")
+    .argument("<scope>", "scope")
+    .argument("<subject>", "task or job id")
+    .option("--json", "print the result as JSON")
+    .action(async (scope, subject, options) => {
+      const n = await ctx.withStore((store) => store.revokeTokens(scope, subject));
+      if (n === 0) throw new NotFound(`no tokens for scope "${scope}" subject "${subject}"`);
+      if (options.json) ctx.out.json({ scope, subject, revoked: n });
+      else ctx.out.line(`revoked ${n} token(s) of ${scope}/${subject}`);
+    });
+}
+
+/** Finds the single token starting with `prefix` (at least `terok-p-` + 4 hex digits). */
+export function findToken(store: CredentialStore, prefix: string): ProxyToken {
+  const clean = prefix.replace(/…$/, "");
+  if (!/^terok-p-[0-9a-f]{4,32}$/.test(clean)) {
+    throw new InvalidInput("a token prefix looks like terok-p-1a2b (at least 4 hex digits)");
+  }
+  const matches = store.listTokens().filter((t) => t.token.startsWith(clean));
+  if (matches.length === 0) throw new NotFound("no token matches that prefix");
+  if (matches.length > 1) {
+    throw new InvalidInput(`${matches.length} tokens match that prefix; give more digits`);
+  }
+  return matches[0];
+}

@@ -1,0 +1,154 @@
+/**
+ * Per-invocation state shared by the CLI commands: global flags, the
+ * environment, output streams, and how to open the vault.
+ *
+ * @module
+ */
+
+import { type DbPathSource, resolveDbPath } from "./paths.ts";
+import { Output, type Streams } from "./output.ts";
+import { promptHidden, readSecretFile, readStdin, stdinIsTerminal, stripNewline } from "./input.ts";
+import { loadSettings, type Settings } from "../unlock/settings.ts";
+import { openVault, type UnlockedVault, wipe } from "../unlock/open_vault.ts";
+import type { CredentialStore } from "../store/store.ts";
+import type { OpenOptions } from "../store/open.ts";
+import { InvalidInput } from "../errors.ts";
+
+/** Global flags every command sees. */
+export interface GlobalFlags {
+  db?: string;
+  passphraseFile?: string;
+  input?: boolean;
+}
+
+/** What a CLI run needs from the outside world; tests substitute parts. */
+export interface CliIo {
+  env: Record<string, string | undefined>;
+  streams?: Streams;
+  /** Reads all of stdin. */
+  stdin?: () => Promise<Uint8Array>;
+  /** Whether stdin is a terminal. */
+  stdinIsTerminal?: () => boolean;
+  /** Prompts with echo off. */
+  prompt?: (question: string) => Promise<Uint8Array>;
+}
+
+/** The per-run context handed to command actions. */
+export class Context {
+  /** Printer for data and messages. */
+  readonly out: Output;
+  /** Environment variables of the run. */
+  readonly env: Record<string, string | undefined>;
+  private readonly io: CliIo;
+  private flags: GlobalFlags = {};
+  private settingsCache?: Settings;
+
+  constructor(io: CliIo) {
+    this.io = io;
+    this.env = io.env;
+    this.out = new Output(io.streams);
+  }
+
+  /** Records the parsed global flags. */
+  setFlags(flags: GlobalFlags): void {
+    this.flags = flags;
+  }
+
+  /** The explicit passphrase file (`--passphrase-file`), if any. */
+  get passphraseFile(): string | undefined {
+    return this.flags.passphraseFile;
+  }
+
+  /** The database path and the rule that chose it. */
+  dbPath(): { path: string; source: DbPathSource } {
+    return resolveDbPath(this.flags.db, this.env);
+  }
+
+  /** True when prompts are allowed: stdin is a TTY and `--no-input` was not given. */
+  get interactive(): boolean {
+    if (this.flags.input === false) return false;
+    return (this.io.stdinIsTerminal ?? stdinIsTerminal)();
+  }
+
+  /** True when stdin is a terminal (regardless of --no-input). */
+  get stdinIsTerminal(): boolean {
+    return (this.io.stdinIsTerminal ?? stdinIsTerminal)();
+  }
+
+  /** The user's settings (config.toml), loaded once. */
+  async settings(): Promise<Settings> {
+    this.settingsCache ??= await loadSettings(this.env);
+    return this.settingsCache;
+  }
+
+  /** Reads all of stdin. */
+  readStdin(): Promise<Uint8Array> {
+    return (this.io.stdin ?? readStdin)();
+  }
+
+  /** Prompts with echo off. */
+  prompt(question: string): Promise<Uint8Array> {
+    return (this.io.prompt ?? promptHidden)(question);
+  }
+
+  /** Prompts twice for a new secret. */
+  async promptNew(what: string): Promise<Uint8Array> {
+    if (!this.interactive) {
+      throw new InvalidInput(
+        `no ${what} given: pass --passphrase-file FILE (or set VAULT_PASSPHRASE_FILE)`,
+      );
+    }
+    const first = await this.prompt(`New ${what}: `);
+    const second = await this.prompt(`Repeat ${what}: `);
+    if (first.length !== second.length || !first.every((b, i) => b === second[i])) {
+      throw new InvalidInput(`the two ${what}s do not match`);
+    }
+    return first;
+  }
+
+  /**
+   * A new passphrase from `file`, else `--passphrase-file` / VAULT_PASSPHRASE_FILE,
+   * else an interactive prompt (asked twice).
+   */
+  async newPassphrase(file?: string): Promise<Uint8Array> {
+    const path = file ?? this.flags.passphraseFile ?? this.env.VAULT_PASSPHRASE_FILE;
+    if (path) {
+      const data = stripNewline(await readSecretFile(path));
+      if (data.length === 0) throw new InvalidInput("the passphrase file is empty");
+      return data;
+    }
+    return await this.promptNew("passphrase");
+  }
+
+  /** Opens the vault through the passphrase chain. */
+  async unlock(open?: OpenOptions): Promise<UnlockedVault> {
+    return await openVault({
+      dbPath: this.dbPath().path,
+      passphraseFile: this.flags.passphraseFile,
+      env: this.env,
+      settings: await this.settings(),
+      interactive: this.interactive,
+      prompt: (question: string) => this.prompt(question),
+      open,
+    });
+  }
+
+  /** Opens the vault, runs `fn`, always closes it. */
+  async withStore<T>(
+    fn: (store: CredentialStore) => T | Promise<T>,
+    open?: OpenOptions,
+  ): Promise<T> {
+    const { store, resolved } = await this.unlock(open);
+    wipe(resolved);
+    try {
+      if (store.migration && store.migration.from !== store.migration.to) {
+        this.out.info(
+          `vault: migrated ${store.path} from schema v${store.migration.from} to v${store.migration.to}`,
+        );
+      }
+      return await fn(store);
+    } finally {
+      store.close();
+    }
+  }
+}

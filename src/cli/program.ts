@@ -1,0 +1,116 @@
+/**
+ * The `vault` command tree and its entry point.
+ *
+ * Exit codes: 0 success, 1 error, 2 usage error.
+ *
+ * @module
+ */
+
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import { type CliIo, Context } from "./context.ts";
+import { addCoreCommands } from "./commands/core.ts";
+import { addDbCommands } from "./commands/db.ts";
+import { addCredCommands } from "./commands/cred.ts";
+import { addTokenCommands } from "./commands/token.ts";
+import { EXIT_ERROR, EXIT_USAGE, VaultError } from "../errors.ts";
+import { sanitizeForTerminal, sanitizeOneLine } from "../sanitize.ts";
+
+/** The version printed by `vault --version`. */
+export const VERSION = "0.1.0";
+
+/** Builds the command tree bound to `ctx`. */
+export function buildProgram(ctx: Context): Command {
+  const program = new Command()
+    .name("vault")
+    .description(
+      "Credential vault for hosts that run sandboxed AI agents and CI jobs: the sandbox uses " +
+        "secrets (API keys, SSH keys) through phantom tokens without ever holding them.",
+    )
+    .version(VERSION, "-V, --version")
+    .option(
+      "--db <path>",
+      "database file (default: $VAULT_DB or $XDG_DATA_HOME/vault/credentials.db)",
+    )
+    .option(
+      "--passphrase-file <file>",
+      "read the passphrase from this file (or VAULT_PASSPHRASE_FILE)",
+    )
+    .option("--no-input", "never prompt; fail if no non-interactive tier answers")
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => ctx.out.line(text.replace(/\n$/, "")),
+      writeErr: (text) => ctx.out.info(text.replace(/\n$/, "")),
+      outputError: (text, write) => write(`vault: ${sanitizeForTerminal(text)}`),
+    })
+    .addHelpText(
+      "after",
+      `
+Passphrase sources, first hit wins (see 'vault status'):
+  1. --passphrase-file / VAULT_PASSPHRASE_FILE
+  2. systemd credential vault-passphrase ($CREDENTIALS_DIRECTORY) or a systemd-creds sealed file
+  3. the session cache written by 'vault unlock'
+  4. the OS keyring (Secret Service, via secret-tool)
+  5. passphrase_command in $XDG_CONFIG_HOME/vault/config.toml
+  6. a prompt, when stdin is a terminal
+
+Exit codes: 0 success, 1 error, 2 usage error.
+
+Quick start:
+  vault init                       # create the encrypted database
+  printf %s "$KEY" | vault cred set openai
+  vault cred list`,
+    );
+  program.hook("preAction", (_this, action) => {
+    ctx.setFlags(
+      action.optsWithGlobals() as { db?: string; passphraseFile?: string; input?: boolean },
+    );
+  });
+  addCoreCommands(program as unknown as Command, ctx);
+  addDbCommands(program as unknown as Command, ctx);
+  addCredCommands(program as unknown as Command, ctx);
+  addTokenCommands(program as unknown as Command, ctx);
+  for (const command of allCommands(program as unknown as Command)) {
+    command.exitOverride();
+    command.configureOutput(program.configureOutput());
+    command.showHelpAfterError("(run with --help for usage)");
+  }
+  return program as unknown as Command;
+}
+
+function allCommands(command: Command): Command[] {
+  return command.commands.flatMap((
+    c,
+  ) => [c as unknown as Command, ...allCommands(c as unknown as Command)]);
+}
+
+/** Runs the CLI with `args` (without the program name); returns the exit code. */
+export async function run(args: string[], io: CliIo): Promise<number> {
+  const ctx = new Context(io);
+  const program = buildProgram(ctx);
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (
+        error.code === "commander.helpDisplayed" || error.code === "commander.version" ||
+        error.code === "commander.help"
+      ) {
+        return 0;
+      }
+      // A command group run without a subcommand prints its help and fails as usage.
+      return EXIT_USAGE;
+    }
+    if (error instanceof VaultError) {
+      ctx.out.error(error.message);
+      return error.exitCode;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    ctx.out.error(`unexpected failure: ${sanitizeOneLine(message)}`);
+    if (io.env.VAULT_DEBUG && error instanceof Error && error.stack) {
+      ctx.out.info(error.stack);
+    }
+    return EXIT_ERROR;
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * Unlocking the vault: resolve key material through the passphrase chain and
+ * open the store with it.
+ *
+ * A stale session cache (the passphrase was changed since `vault unlock`) is
+ * cleared and the chain continues with the next tier.
+ *
+ * @module
+ */
+
+import { CredentialStore } from "../store/store.ts";
+import type { OpenOptions } from "../store/open.ts";
+import { assertOpenable } from "../store/open.ts";
+import { WrongPassphrase } from "../store/errors.ts";
+import { clearSessionKey } from "./session.ts";
+import { resolveKeyMaterial } from "./chain.ts";
+import type { Settings } from "./settings.ts";
+import type { Resolved } from "./types.ts";
+
+/** Inputs for {@link openVault}. */
+export interface OpenVaultOptions {
+  dbPath: string;
+  passphraseFile?: string;
+  env: Record<string, string | undefined>;
+  settings: Settings;
+  /** Whether a TTY prompt may be shown. */
+  interactive: boolean;
+  /** Prompt used by the TTY tier (echo off). */
+  prompt?: (question: string) => Promise<Uint8Array>;
+  /** Passed to the store. */
+  open?: OpenOptions;
+}
+
+/** An open store plus the tier that unlocked it. */
+export interface UnlockedVault {
+  store: CredentialStore;
+  resolved: Resolved;
+}
+
+/**
+ * Opens the vault at `dbPath`, asking the passphrase chain for the key. The
+ * caller owns the returned key material and should {@link wipe} it when done.
+ *
+ * @throws the chain's errors (NoPassphrase, TierFailed) or the store's
+ *   (DatabaseNotFound, PlaintextDBFound, WrongPassphrase, CorruptDatabase …)
+ */
+export async function openVault(options: OpenVaultOptions): Promise<UnlockedVault> {
+  assertOpenable(options.dbPath);
+  const resolved = await resolveKeyMaterial({
+    dbPath: options.dbPath,
+    passphraseFile: options.passphraseFile,
+    env: options.env,
+    settings: options.settings,
+    interactive: options.interactive,
+    prompt: options.prompt,
+  });
+  try {
+    return {
+      store: CredentialStore.open(options.dbPath, resolved.material, options.open),
+      resolved,
+    };
+  } catch (error) {
+    const cached = resolved.tier === "session-keyring" || resolved.tier === "session-file";
+    wipe(resolved);
+    if (!(error instanceof WrongPassphrase) || !cached) throw error;
+    await clearSessionKey(options.dbPath, options.env);
+    const next = await resolveKeyMaterial({
+      dbPath: options.dbPath,
+      passphraseFile: options.passphraseFile,
+      env: options.env,
+      settings: options.settings,
+      interactive: options.interactive,
+      prompt: options.prompt,
+    });
+    return { store: CredentialStore.open(options.dbPath, next.material, options.open), resolved: next };
+  }
+}
+
+/** Overwrites the key bytes held by a resolved key (best effort). */
+export function wipe(resolved: Resolved): void {
+  if (resolved.material.kind === "raw") resolved.material.key.fill(0);
+  else resolved.material.passphrase.fill(0);
+}
