@@ -10,7 +10,7 @@
  */
 
 import type { Db } from "./sqlite.ts";
-import { type DbKey } from "./key.ts";
+import type { DbKey } from "./key.ts";
 import { openDatabase, type OpenOptions } from "./open.ts";
 import type { MigrationReport } from "./migrate.ts";
 import { InvalidCredentialData, NotFound } from "./errors.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { Command } from "@commander-js/extra-typings";
+import type { Command } from "@commander-js/extra-typings";
 import type { Context } from "../context.ts";
 import { CredentialStore } from "../../store/store.ts";
 import { inspectFile } from "../../store/open.ts";

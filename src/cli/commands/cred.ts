@@ -4,7 +4,7 @@
  * @module
  */
 
-import { Command } from "@commander-js/extra-typings";
+import type { Command } from "@commander-js/extra-typings";
 import type { Context } from "../context.ts";
 import { maskCredential } from "../output.ts";
 import { readSecretFile, stripNewline } from "../input.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { Command } from "@commander-js/extra-typings";
+import type { Command } from "@commander-js/extra-typings";
 import type { Context } from "../context.ts";
 import { maskToken } from "../output.ts";
 import { NotFound } from "../../store/errors.ts";
