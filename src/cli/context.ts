@@ -7,9 +7,11 @@
 
 import { type DbPathSource, resolveDbPath } from "./paths.ts";
 import { Output, type Streams } from "./output.ts";
-import { promptHidden, readSecretFile, readStdin, stdinIsTerminal, stripNewline } from "./input.ts";
+import { readSecretFile, readStdin, stdinIsTerminal, stripNewline } from "./input.ts";
+import { ttyPrompt } from "../unlock/prompt.ts";
 import { loadSettings, type Settings } from "../unlock/settings.ts";
-import { openVault, type UnlockedVault, wipe } from "../unlock/open_vault.ts";
+import { openVault, type UnlockedVault } from "../unlock/open_vault.ts";
+import { wipeMaterial } from "../unlock/types.ts";
 import type { CredentialStore } from "../store/store.ts";
 import type { OpenOptions } from "../store/open.ts";
 import { InvalidInput } from "../errors.ts";
@@ -88,7 +90,7 @@ export class Context {
 
   /** Prompts with echo off. */
   prompt(question: string): Promise<Uint8Array> {
-    return (this.io.prompt ?? promptHidden)(question);
+    return (this.io.prompt ?? ttyPrompt)(question);
   }
 
   /** Prompts twice for a new secret. */
@@ -139,7 +141,7 @@ export class Context {
     open?: OpenOptions,
   ): Promise<T> {
     const { store, resolved } = await this.unlock(open);
-    wipe(resolved);
+    wipeMaterial(resolved.material);
     try {
       if (store.migration && store.migration.from !== store.migration.to) {
         this.out.info(

@@ -1,6 +1,6 @@
 /**
- * Reading secrets at the CLI boundary: from a file, a pipe on stdin, or a
- * no-echo prompt. Never from argv.
+ * Reading secrets at the CLI boundary: from a file or a pipe on stdin, never
+ * from argv. (The no-echo prompt is `ttyPrompt` in src/unlock/prompt.ts.)
  *
  * @module
  */
@@ -40,14 +40,6 @@ export async function readSecretFile(path: string, limit = MAX_SECRET_BYTES): Pr
   return data;
 }
 
-/** Strips one trailing newline (LF or CRLF). */
-export function stripNewline(data: Uint8Array): Uint8Array {
-  let end = data.length;
-  if (end > 0 && data[end - 1] === 0x0a) end--;
-  if (end > 0 && data[end - 1] === 0x0d) end--;
-  return data.subarray(0, end);
-}
-
 /** True when stdin is an interactive terminal. */
 export function stdinIsTerminal(): boolean {
   try {
@@ -55,46 +47,6 @@ export function stdinIsTerminal(): boolean {
   } catch {
     return false;
   }
-}
-
-/**
- * Prompts on stderr and reads a line from the terminal with echo off.
- * Ctrl-C or Ctrl-D abort with an error.
- */
-export async function promptHidden(question: string): Promise<Uint8Array> {
-  if (!stdinIsTerminal()) throw new InvalidInput("cannot prompt: stdin is not a terminal");
-  await Deno.stderr.write(new TextEncoder().encode(question));
-  Deno.stdin.setRaw(true);
-  const bytes: number[] = [];
-  try {
-    const buffer = new Uint8Array(1);
-    while (true) {
-      const n = await Deno.stdin.read(buffer);
-      if (n === null || n === 0) throw new InvalidInput("aborted");
-      const byte = buffer[0];
-      if (byte === 0x03 || byte === 0x04) throw new InvalidInput("aborted");
-      if (byte === 0x0d || byte === 0x0a) break;
-      if (byte === 0x7f || byte === 0x08) {
-        bytes.pop();
-        continue;
-      }
-      bytes.push(byte);
-    }
-  } finally {
-    Deno.stdin.setRaw(false);
-    await Deno.stderr.write(new TextEncoder().encode("\n"));
-  }
-  return new Uint8Array(bytes);
-}
-
-/** Prompts twice for a new secret and insists both match. */
-export async function promptNewSecret(what: string): Promise<Uint8Array> {
-  const first = await promptHidden(`New ${what}: `);
-  const second = await promptHidden(`Repeat ${what}: `);
-  if (first.length !== second.length || !first.every((b, i) => b === second[i])) {
-    throw new InvalidInput(`the two ${what}s do not match`);
-  }
-  return first;
 }
 
 function concat(chunks: Uint8Array[], total: number): Uint8Array {
@@ -112,3 +64,5 @@ function errorKind(error: unknown): string {
   if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
   return error instanceof Error ? error.name : "unreadable";
 }
+
+export { stripOneNewline as stripNewline } from "../unlock/io.ts";

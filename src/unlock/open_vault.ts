@@ -15,7 +15,7 @@ import { WrongPassphrase } from "../store/errors.ts";
 import { clearSessionKey } from "./session.ts";
 import { resolveKeyMaterial } from "./chain.ts";
 import type { Settings } from "./settings.ts";
-import type { Resolved } from "./types.ts";
+import { type Resolved, wipeMaterial } from "./types.ts";
 
 /** Inputs for {@link openVault}. */
 export interface OpenVaultOptions {
@@ -39,7 +39,7 @@ export interface UnlockedVault {
 
 /**
  * Opens the vault at `dbPath`, asking the passphrase chain for the key. The
- * caller owns the returned key material and should {@link wipe} it when done.
+ * caller owns the returned key material and should wipe it (`wipeMaterial`) when done.
  *
  * @throws the chain's errors (NoPassphrase, TierFailed) or the store's
  *   (DatabaseNotFound, PlaintextDBFound, WrongPassphrase, CorruptDatabase …)
@@ -61,7 +61,7 @@ export async function openVault(options: OpenVaultOptions): Promise<UnlockedVaul
     };
   } catch (error) {
     const cached = resolved.tier === "session-keyring" || resolved.tier === "session-file";
-    wipe(resolved);
+    wipeMaterial(resolved.material);
     if (!(error instanceof WrongPassphrase) || !cached) throw error;
     await clearSessionKey(options.dbPath, options.env);
     const next = await resolveKeyMaterial({
@@ -72,12 +72,9 @@ export async function openVault(options: OpenVaultOptions): Promise<UnlockedVaul
       interactive: options.interactive,
       prompt: options.prompt,
     });
-    return { store: CredentialStore.open(options.dbPath, next.material, options.open), resolved: next };
+    return {
+      store: CredentialStore.open(options.dbPath, next.material, options.open),
+      resolved: next,
+    };
   }
-}
-
-/** Overwrites the key bytes held by a resolved key (best effort). */
-export function wipe(resolved: Resolved): void {
-  if (resolved.material.kind === "raw") resolved.material.key.fill(0);
-  else resolved.material.passphrase.fill(0);
 }

@@ -15,7 +15,7 @@ import { SqliteDatabase } from "../../store/sqlite.ts";
 import { applyKey } from "../../store/open.ts";
 import { describeTiers, resolveKeyMaterial } from "../../unlock/chain.ts";
 import { clearSessionKey, saveSessionKey } from "../../unlock/session.ts";
-import { wipe } from "../../unlock/open_vault.ts";
+import { wipeMaterial } from "../../unlock/types.ts";
 import { readSecretFile, stripNewline } from "../input.ts";
 import { InvalidInput } from "../../errors.ts";
 
@@ -77,7 +77,20 @@ Examples:
         unlockedBy: answering?.state === "answers" ? answering.tier : null,
         tiers,
       };
-      if (kind === "encrypted" && answering?.state === "answers" && answering.tier !== "prompt") {
+      // Only tiers that cannot prompt (pinentry, a keyring unlock dialog) are used to peek inside.
+      const quiet = [
+        "passphrase-file",
+        "systemd-credential",
+        "systemd-creds",
+        "session-keyring",
+        "session-file",
+      ];
+      if (answering?.state === "answers" && !quiet.includes(answering.tier)) {
+        report.contents = `not shown: unlocking would run the ${answering.tier} tier`;
+      }
+      if (
+        kind === "encrypted" && answering?.state === "answers" && quiet.includes(answering.tier)
+      ) {
         try {
           const resolved = await resolveKeyMaterial({
             dbPath: path,
@@ -99,7 +112,7 @@ Examples:
               store.close();
             }
           } finally {
-            wipe(resolved);
+            wipeMaterial(resolved.material);
           }
         } catch (error) {
           report.error = (error as Error).message;
@@ -127,6 +140,7 @@ Examples:
             `${report.sshKeys} ssh key(s) in ${report.scopes} scope(s), ${report.tokens} token(s)`,
         );
       }
+      if (report.contents) ctx.out.line(`contents:   ${report.contents}`);
       if (report.error) ctx.out.line(`error:      ${report.error}`);
       ctx.out.line("tiers:");
       for (const tier of tiers) {
@@ -170,7 +184,7 @@ $XDG_RUNTIME_DIR when the keyring is unavailable. 'vault lock' removes it.`,
         ctx.out.line(`unlocked ${path} until ${until} (${where})`);
       } finally {
         key.fill(0);
-        wipe(resolved);
+        wipeMaterial(resolved.material);
       }
     });
 
@@ -198,7 +212,7 @@ $XDG_RUNTIME_DIR when the keyring is unavailable. 'vault lock' removes it.`,
         try {
           changePassphrase(path, resolved.material, newPassphrase);
         } finally {
-          wipe(resolved);
+          wipeMaterial(resolved.material);
         }
         await clearSessionKey(path, ctx.env);
         ctx.out.line(`passphrase changed for ${path}; run 'vault unlock' to cache the new key`);

@@ -1,0 +1,57 @@
+/**
+ * Errors of the passphrase resolution chain. Messages are one line and
+ * never contain a secret: they name the tier, a path or a command name.
+ *
+ * @module
+ */
+
+import { VaultError } from "../errors.ts";
+import { sanitizeOneLine } from "../sanitize.ts";
+import type { TierName } from "./types.ts";
+
+/** No tier produced a passphrase or key. The message lists what to do. */
+export class NoPassphrase extends VaultError {
+  /** Creates the error; the message is fixed. */
+  constructor(options?: ErrorOptions) {
+    super(
+      "no passphrase available: pass --passphrase-file FILE, set VAULT_PASSPHRASE_FILE, " +
+        "run `vault unlock`, or set passphrase_command in config.toml",
+      options,
+    );
+  }
+}
+
+/**
+ * A tier was configured but could not deliver. The chain fails closed on
+ * it instead of silently trying the next tier.
+ */
+export class TierFailed extends VaultError {
+  /** The tier that failed. */
+  readonly tier: TierName;
+  /** Why it failed (one line, secret-free, already sanitized). */
+  readonly reason: string;
+
+  /** Creates the error; `reason` must not contain a secret. */
+  constructor(tier: TierName, reason: string, options?: ErrorOptions) {
+    const clean = sanitizeOneLine(reason);
+    super(`unlock tier ${tier} failed: ${clean}`, options);
+    this.tier = tier;
+    this.reason = clean;
+  }
+}
+
+/** The config file is unreadable, not TOML, or has an unknown or ill-typed key. */
+export class InvalidSettings extends VaultError {
+  /** The config file at fault. */
+  readonly file: string;
+  /** The offending key, or null when the file as a whole is at fault. */
+  readonly key: string | null;
+
+  /** Creates the error naming `file` and, when known, `key`. */
+  constructor(file: string, key: string | null, problem: string, options?: ErrorOptions) {
+    const where = key === null ? "" : ` key ${JSON.stringify(key)}`;
+    super(sanitizeOneLine(`invalid config ${file}:${where} ${problem}`), options);
+    this.file = file;
+    this.key = key;
+  }
+}

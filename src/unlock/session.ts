@@ -1,0 +1,405 @@
+/**
+ * The session cache written by `vault unlock`: the derived RAW key (never the
+ * passphrase) with an expiry time, kept in the kernel user keyring when
+ * possible and otherwise in a 0600 file under `$XDG_RUNTIME_DIR/vault/`.
+ *
+ * Both places hold the same 44-byte record: the magic "VSK1", the expiry as
+ * milliseconds since the epoch (unsigned 64-bit, big-endian), and the key.
+ *
+ * @module
+ */
+
+import { basename, dirname, isAbsolute, join, resolve } from "node:path";
+import { InvalidInput } from "../errors.ts";
+import { TierFailed } from "./errors.ts";
+import { currentUid, describeFsError, isNotFound, writeAll } from "./io.ts";
+import { keyringLoad, keyringRemove, keyringStore, KEYUTILS_SONAME } from "./keyring.ts";
+import { RAW_KEY_LENGTH } from "./types.ts";
+
+/** Where a session key may be kept. */
+export type SessionTier = "session-keyring" | "session-file";
+
+/**
+ * Which place(s) the cache uses: "auto" tries the keyring and falls back to
+ * the file; "keyring" and "file" use only that place.
+ */
+export type SessionBackend = "auto" | "keyring" | "file";
+
+/** Longest session a cache entry may have: 30 days. */
+export const MAX_SESSION_TTL = 30 * 24 * 3600;
+
+/** Knobs of the session cache, mainly for tests. */
+export interface SessionOptions {
+  /**
+   * Which place to use. Defaults to `$VAULT_SESSION_BACKEND` ("auto",
+   * "keyring" or "file"), else "auto". {@link clearSessionKey} always clears
+   * both places.
+   */
+  backend?: SessionBackend;
+  /** libkeyutils soname or path (default "libkeyutils.so.1"). */
+  keyutils?: string;
+  /** Clock in milliseconds since the epoch (default `Date.now`). */
+  now?: () => number;
+}
+
+const MAGIC = [0x56, 0x53, 0x4b, 0x31]; // "VSK1"
+const RECORD_LENGTH = MAGIC.length + 8 + RAW_KEY_LENGTH;
+
+/**
+ * The backend in force: `opts.backend`, else `$VAULT_SESSION_BACKEND`, else
+ * "auto".
+ *
+ * @throws {InvalidInput} when `$VAULT_SESSION_BACKEND` has another value.
+ */
+export function sessionBackend(
+  env: Record<string, string | undefined>,
+  opts?: SessionOptions,
+): SessionBackend {
+  const b = opts?.backend ?? env.VAULT_SESSION_BACKEND ?? "auto";
+  if (b !== "auto" && b !== "keyring" && b !== "file") {
+    throw new InvalidInput(`VAULT_SESSION_BACKEND must be auto, keyring or file`);
+  }
+  return b;
+}
+
+/**
+ * Canonical form of a database path: its realpath; for a database that does
+ * not exist yet, the realpath of its directory joined with its name.
+ */
+export async function canonicalDbPath(dbPath: string): Promise<string> {
+  try {
+    return await Deno.realPath(dbPath);
+  } catch {
+    try {
+      return join(await Deno.realPath(dirname(resolve(dbPath))), basename(dbPath));
+    } catch {
+      return resolve(dbPath);
+    }
+  }
+}
+
+/** First 32 hex digits of sha256 of the canonical database path. */
+export async function sessionId(dbPath: string): Promise<string> {
+  const canonical = new TextEncoder().encode(await canonicalDbPath(dbPath));
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", canonical));
+  return Array.from(digest.subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Key description in the keyring for `dbPath`: `vault:<session id>`. */
+export async function sessionKeyDescription(dbPath: string): Promise<string> {
+  return `vault:${await sessionId(dbPath)}`;
+}
+
+/**
+ * Session file path for `dbPath`, or null when `$XDG_RUNTIME_DIR` is not
+ * set to an absolute path.
+ */
+export async function sessionFilePath(
+  dbPath: string,
+  env: Record<string, string | undefined>,
+): Promise<string | null> {
+  const runtime = env.XDG_RUNTIME_DIR;
+  if (!runtime || !isAbsolute(runtime)) return null;
+  return join(runtime, "vault", `session-${await sessionId(dbPath)}.key`);
+}
+
+function encodeRecord(key: Uint8Array, expiresAt: number): Uint8Array {
+  const rec = new Uint8Array(RECORD_LENGTH);
+  rec.set(MAGIC, 0);
+  new DataView(rec.buffer).setBigUint64(MAGIC.length, BigInt(expiresAt));
+  rec.set(key, MAGIC.length + 8);
+  return rec;
+}
+
+/** Parses and zeroes `rec`. Null when it is not a valid record. */
+function decodeRecord(rec: Uint8Array): { key: Uint8Array; expiresAt: number } | null {
+  try {
+    if (rec.length !== RECORD_LENGTH || MAGIC.some((b, i) => rec[i] !== b)) return null;
+    const expiresAt = Number(
+      new DataView(rec.buffer, rec.byteOffset).getBigUint64(MAGIC.length),
+    );
+    return { key: rec.slice(MAGIC.length + 8), expiresAt };
+  } finally {
+    rec.fill(0);
+  }
+}
+
+function checkKey(key: Uint8Array, ttlSeconds: number) {
+  if (key.length !== RAW_KEY_LENGTH) {
+    throw new InvalidInput(`session key must be ${RAW_KEY_LENGTH} bytes`);
+  }
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds > MAX_SESSION_TTL) {
+    throw new InvalidInput(`session TTL must be 1..${MAX_SESSION_TTL} seconds`);
+  }
+}
+
+/**
+ * Makes sure `$XDG_RUNTIME_DIR/vault` is a real directory of ours with mode
+ * 0700, creating it if needed. Refuses a symlink.
+ */
+async function ensurePrivateDir(dir: string): Promise<void> {
+  try {
+    await Deno.mkdir(dir, { mode: 0o700 });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists)) {
+      throw new TierFailed("session-file", `cannot create ${dir}: ${describeFsError(e)}`, {
+        cause: e,
+      });
+    }
+  }
+  const st = await checkPrivateDir(dir);
+  if (st && st.mode !== null && (st.mode & 0o777) !== 0o700) await Deno.chmod(dir, 0o700);
+}
+
+/**
+ * Checks an existing session directory: a real directory (not a symlink)
+ * owned by the current user. Returns its lstat, or null when missing.
+ */
+async function checkPrivateDir(dir: string): Promise<Deno.FileInfo | null> {
+  const st = await lstatOrNull(dir);
+  if (st === null) return null;
+  if (st.isSymlink) throw new TierFailed("session-file", `${dir} is a symlink; refusing it`);
+  if (!st.isDirectory) throw new TierFailed("session-file", `${dir} is not a directory`);
+  const uid = currentUid();
+  if (uid !== null && st.uid !== uid) {
+    throw new TierFailed("session-file", `${dir} is not owned by the current user`);
+  }
+  return st;
+}
+
+/** lstat that returns null for a missing path. */
+async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.lstat(path);
+  } catch (e) {
+    if (isNotFound(e) || e instanceof Deno.errors.NotADirectory) return null;
+    throw new TierFailed("session-file", `cannot inspect ${path}: ${describeFsError(e)}`, {
+      cause: e,
+    });
+  }
+}
+
+async function writeSessionFile(path: string, record: Uint8Array): Promise<void> {
+  const dir = dirname(path);
+  await ensurePrivateDir(dir);
+  const existing = await lstatOrNull(path);
+  if (existing?.isSymlink) {
+    throw new TierFailed("session-file", `${path} is a symlink; refusing it`);
+  }
+  if (existing && !existing.isFile) {
+    throw new TierFailed("session-file", `${path} is not a regular file`);
+  }
+  const rnd = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16))
+    .join("");
+  const tmp = join(dir, `.${basename(path)}.${rnd}.tmp`);
+  try {
+    // createNew is O_CREAT|O_EXCL: it never follows a symlink.
+    const f = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
+    try {
+      await writeAll(f, record);
+      await f.sync();
+    } finally {
+      f.close();
+    }
+    // rename replaces the directory entry; it never follows a symlink.
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    if (e instanceof TierFailed) throw e;
+    throw new TierFailed("session-file", `cannot write ${path}: ${describeFsError(e)}`, {
+      cause: e,
+    });
+  }
+}
+
+/**
+ * Reads a session file without following a symlink. Null when missing.
+ * Throws TierFailed for a symlink, a non-regular file, a foreign owner or
+ * group/other permission bits.
+ */
+async function readSessionFile(path: string): Promise<Uint8Array | null> {
+  if (await checkPrivateDir(dirname(path)) === null) return null;
+  const st = await lstatOrNull(path);
+  if (st === null) return null;
+  if (st.isSymlink) throw new TierFailed("session-file", `${path} is a symlink; refusing it`);
+  if (!st.isFile) throw new TierFailed("session-file", `${path} is not a regular file`);
+  let f: Deno.FsFile;
+  try {
+    f = await Deno.open(path, { read: true });
+  } catch (e) {
+    if (isNotFound(e)) return null;
+    throw new TierFailed("session-file", `cannot read ${path}: ${describeFsError(e)}`, {
+      cause: e,
+    });
+  }
+  try {
+    const fst = await f.stat();
+    if (fst.ino !== st.ino || fst.dev !== st.dev) {
+      throw new TierFailed("session-file", `${path} changed while being opened`);
+    }
+    const uid = currentUid();
+    if (uid !== null && fst.uid !== uid) {
+      throw new TierFailed("session-file", `${path} is not owned by the current user`);
+    }
+    if (fst.mode !== null && (fst.mode & 0o077) !== 0) {
+      throw new TierFailed(
+        "session-file",
+        `${path} is accessible to other users; run \`vault lock\` and unlock again`,
+      );
+    }
+    const buf = new Uint8Array(RECORD_LENGTH + 1);
+    let n = 0;
+    while (n < buf.length) {
+      const r = await f.read(buf.subarray(n));
+      if (r === null) break;
+      n += r;
+    }
+    const out = buf.slice(0, n);
+    buf.fill(0);
+    return out;
+  } finally {
+    f.close();
+  }
+}
+
+/**
+ * Caches the raw `key` of `dbPath` for `ttlSeconds`. With backend "auto"
+ * the kernel user keyring is tried first and the file is the silent
+ * fallback when libkeyutils is missing or keyctl is denied. The other place
+ * is cleared so that no stale entry shadows the new one.
+ *
+ * @returns where the key went.
+ * @throws {TierFailed} when no place could take it (e.g. no
+ *   `$XDG_RUNTIME_DIR` and no keyring), or the file path is a symlink.
+ * @throws {InvalidInput} when the key is not 32 bytes or the TTL is out of range.
+ */
+export async function saveSessionKey(
+  dbPath: string,
+  key: Uint8Array,
+  ttlSeconds: number,
+  env: Record<string, string | undefined>,
+  opts?: SessionOptions,
+): Promise<SessionTier> {
+  checkKey(key, ttlSeconds);
+  const backend = sessionBackend(env, opts);
+  const soname = opts?.keyutils ?? KEYUTILS_SONAME;
+  const expiresAt = (opts?.now ?? Date.now)() + ttlSeconds * 1000;
+  const description = await sessionKeyDescription(dbPath);
+  const path = await sessionFilePath(dbPath, env);
+  const record = encodeRecord(key, expiresAt);
+  try {
+    if (backend !== "file") {
+      if (keyringStore(description, record, ttlSeconds, soname)) {
+        if (path !== null) await removeSessionFile(path).catch(() => {});
+        return "session-keyring";
+      }
+      if (backend === "keyring") {
+        throw new TierFailed("session-keyring", "the kernel keyring is not usable here");
+      }
+    }
+    if (path === null) {
+      throw new TierFailed("session-file", "XDG_RUNTIME_DIR is not set to an absolute path");
+    }
+    await writeSessionFile(path, record);
+    keyringRemove(description, soname);
+    return "session-file";
+  } finally {
+    record.fill(0);
+  }
+}
+
+/**
+ * Loads the cached raw key of `dbPath`: keyring first, then file (as
+ * `opts.backend` allows). Expired or malformed entries are removed and
+ * ignored.
+ *
+ * @returns the key and where it was found, or null.
+ * @throws {TierFailed} when the session file is a symlink, not a regular
+ *   file, not ours or readable by others (fail closed).
+ */
+export async function loadSessionKey(
+  dbPath: string,
+  env: Record<string, string | undefined>,
+  opts?: SessionOptions,
+): Promise<{ tier: SessionTier; key: Uint8Array } | null> {
+  const backend = sessionBackend(env, opts);
+  if (backend !== "file") {
+    const key = await loadFromKeyring(dbPath, opts);
+    if (key) return { tier: "session-keyring", key };
+  }
+  if (backend !== "keyring") {
+    const key = await loadFromFile(dbPath, env, opts);
+    if (key) return { tier: "session-file", key };
+  }
+  return null;
+}
+
+/** Keyring half of {@link loadSessionKey}. */
+export async function loadFromKeyring(
+  dbPath: string,
+  opts?: SessionOptions,
+): Promise<Uint8Array | null> {
+  const soname = opts?.keyutils ?? KEYUTILS_SONAME;
+  const description = await sessionKeyDescription(dbPath);
+  const raw = keyringLoad(description, RECORD_LENGTH, soname);
+  if (raw === null) return null;
+  const rec = decodeRecord(raw);
+  if (rec === null || rec.expiresAt <= (opts?.now ?? Date.now)()) {
+    rec?.key.fill(0);
+    keyringRemove(description, soname);
+    return null;
+  }
+  return rec.key;
+}
+
+/** File half of {@link loadSessionKey}. */
+export async function loadFromFile(
+  dbPath: string,
+  env: Record<string, string | undefined>,
+  opts?: SessionOptions,
+): Promise<Uint8Array | null> {
+  const path = await sessionFilePath(dbPath, env);
+  if (path === null) return null;
+  const raw = await readSessionFile(path);
+  if (raw === null) return null;
+  const rec = decodeRecord(raw);
+  if (rec === null || rec.expiresAt <= (opts?.now ?? Date.now)()) {
+    rec?.key.fill(0);
+    await removeSessionFile(path).catch(() => {});
+    return null;
+  }
+  return rec.key;
+}
+
+/** Removes a session file (or a symlink in its place, never its target). */
+async function removeSessionFile(path: string): Promise<boolean> {
+  try {
+    await Deno.remove(path);
+    return true;
+  } catch (e) {
+    if (isNotFound(e)) return false;
+    throw new TierFailed("session-file", `cannot remove ${path}: ${describeFsError(e)}`, {
+      cause: e,
+    });
+  }
+}
+
+/**
+ * Forgets the cached key of `dbPath` in BOTH places (keyring and file),
+ * whatever the backend setting.
+ *
+ * @returns true when something was removed.
+ */
+export async function clearSessionKey(
+  dbPath: string,
+  env: Record<string, string | undefined>,
+  opts?: Pick<SessionOptions, "keyutils">,
+): Promise<boolean> {
+  const fromKeyring = keyringRemove(
+    await sessionKeyDescription(dbPath),
+    opts?.keyutils ?? KEYUTILS_SONAME,
+  );
+  const path = await sessionFilePath(dbPath, env);
+  const fromFile = path !== null && await removeSessionFile(path);
+  return fromKeyring || fromFile;
+}
