@@ -9,6 +9,9 @@ import Database from "better-sqlite3-multiple-ciphers";
 /** An open better-sqlite3-multiple-ciphers connection. */
 export type Db = Database.Database;
 
+/** A prepared statement. */
+export type Statement = Database.Statement;
+
 /** The driver's constructor. */
 export const SqliteDatabase = Database;
 

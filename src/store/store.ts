@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { Db } from "./sqlite.ts";
+import type { Db, Statement } from "./sqlite.ts";
 import type { DbKey } from "./key.ts";
 import { openDatabase, type OpenOptions } from "./open.ts";
 import type { MigrationReport } from "./migrate.ts";
@@ -122,6 +122,18 @@ export class CredentialStore {
     return new CredentialStore(path, db, migration);
   }
 
+  private readonly statements = new Map<string, Statement>();
+
+  /** A prepared statement, cached per connection (preparing costs more than running). */
+  private sql(source: string): Statement {
+    let statement = this.statements.get(source);
+    if (!statement) {
+      statement = this.db.prepare(source);
+      this.statements.set(source, statement);
+    }
+    return statement;
+  }
+
   /** Closes the connection. */
   close(): void {
     if (this.db.open) this.db.close();
@@ -170,7 +182,7 @@ export class CredentialStore {
     }
     const text = JSON.stringify(data);
     this.transaction(() => {
-      this.db.prepare(
+      this.sql(
         "INSERT INTO credentials (credential_set, provider, data) VALUES (?, ?, ?) " +
           "ON CONFLICT (credential_set, provider) DO UPDATE SET data = excluded.data",
       ).run(credentialSet, provider, text);
@@ -179,7 +191,7 @@ export class CredentialStore {
 
   /** Loads a credential's data, or null when absent. */
   loadCredential(credentialSet: string, provider: string): Record<string, unknown> | null {
-    const row = this.db.prepare(
+    const row = this.sql(
       "SELECT data FROM credentials WHERE credential_set = ? AND provider = ?",
     ).get(credentialSet, provider) as { data: string } | undefined;
     if (!row) return null;
@@ -189,10 +201,10 @@ export class CredentialStore {
   /** Lists credentials (optionally of one set), ordered by set then provider. */
   listCredentials(credentialSet?: string): Credential[] {
     const rows = (credentialSet === undefined
-      ? this.db.prepare(
+      ? this.sql(
         "SELECT credential_set, provider, data FROM credentials ORDER BY credential_set, provider",
       ).all()
-      : this.db.prepare(
+      : this.sql(
         "SELECT credential_set, provider, data FROM credentials WHERE credential_set = ? ORDER BY provider",
       ).all(credentialSet)) as { credential_set: string; provider: string; data: string }[];
     return rows.map((row) => ({
@@ -204,7 +216,7 @@ export class CredentialStore {
 
   /** Distinct credential-set names, sorted. */
   listCredentialSets(): string[] {
-    return (this.db.prepare(
+    return (this.sql(
       "SELECT DISTINCT credential_set FROM credentials ORDER BY credential_set",
     ).all() as { credential_set: string }[]).map((row) => row.credential_set);
   }
@@ -212,7 +224,7 @@ export class CredentialStore {
   /** Deletes a credential; returns whether one existed. */
   deleteCredential(credentialSet: string, provider: string): boolean {
     return this.transaction(() =>
-      this.db.prepare("DELETE FROM credentials WHERE credential_set = ? AND provider = ?")
+      this.sql("DELETE FROM credentials WHERE credential_set = ? AND provider = ?")
         .run(credentialSet, provider).changes > 0
     );
   }
@@ -227,11 +239,11 @@ export class CredentialStore {
     const comment = validateComment(key.comment ?? "");
     const fp = fingerprintOf(key.publicBlob);
     return this.transaction(() => {
-      const existing = this.db.prepare("SELECT id FROM ssh_keys WHERE fingerprint = ?").get(fp) as
+      const existing = this.sql("SELECT id FROM ssh_keys WHERE fingerprint = ?").get(fp) as
         | { id: number }
         | undefined;
       if (existing) return { id: existing.id, fingerprint: fp, alreadyPresent: true };
-      const result = this.db.prepare(
+      const result = this.sql(
         "INSERT INTO ssh_keys (key_type, private_der, public_blob, comment, fingerprint) VALUES (?, ?, ?, ?, ?)",
       ).run(key.keyType, key.privateDer, key.publicBlob, comment, fp);
       return { id: Number(result.lastInsertRowid), fingerprint: fp, alreadyPresent: false };
@@ -240,7 +252,7 @@ export class CredentialStore {
 
   /** Loads a key (with its private half) by exact fingerprint, or null. */
   getSshKeyByFingerprint(fingerprint: string): SshKeyRecord | null {
-    const row = this.db.prepare(
+    const row = this.sql(
       `SELECT ${KEY_COLUMNS}, k.private_der FROM ssh_keys k WHERE k.fingerprint = ?`,
     ).get(fingerprint) as KeyRow | undefined;
     return row ? toRecord(row) : null;
@@ -248,7 +260,7 @@ export class CredentialStore {
 
   /** Loads a key (with its private half) by id, or null. */
   getSshKeyById(id: number): SshKeyRecord | null {
-    const row = this.db.prepare(
+    const row = this.sql(
       `SELECT ${KEY_COLUMNS}, k.private_der FROM ssh_keys k WHERE k.id = ?`,
     ).get(id) as KeyRow | undefined;
     return row ? toRecord(row) : null;
@@ -256,7 +268,7 @@ export class CredentialStore {
 
   /** Every stored key (public facts), ordered by id. */
   listAllSshKeys(): SshKeyInfo[] {
-    return (this.db.prepare(`SELECT ${KEY_COLUMNS} FROM ssh_keys k ORDER BY k.id`)
+    return (this.sql(`SELECT ${KEY_COLUMNS} FROM ssh_keys k ORDER BY k.id`)
       .all() as KeyRow[])
       .map(toInfo);
   }
@@ -265,7 +277,7 @@ export class CredentialStore {
   setSshKeyComment(keyId: number, comment: string): void {
     validateComment(comment);
     this.transaction(() => {
-      const changes = this.db.prepare("UPDATE ssh_keys SET comment = ? WHERE id = ?").run(
+      const changes = this.sql("UPDATE ssh_keys SET comment = ? WHERE id = ?").run(
         comment,
         keyId,
       ).changes;
@@ -277,10 +289,10 @@ export class CredentialStore {
   assignSshKey(scope: string, keyId: number, options: ScopeOptions = {}): boolean {
     validateScope(scope, options);
     return this.transaction(() => {
-      if (!this.db.prepare("SELECT 1 FROM ssh_keys WHERE id = ?").get(keyId)) {
+      if (!this.sql("SELECT 1 FROM ssh_keys WHERE id = ?").get(keyId)) {
         throw new NotFound(`no ssh key with id ${keyId}`);
       }
-      return this.db.prepare(
+      return this.sql(
         "INSERT OR IGNORE INTO ssh_key_assignments (scope, key_id) VALUES (?, ?)",
       ).run(scope, keyId).changes > 0;
     });
@@ -293,7 +305,7 @@ export class CredentialStore {
   unassignSshKey(scope: string, keyId: number, options: ScopeOptions = {}): boolean {
     validateScope(scope, options);
     return this.transaction(() => {
-      const removed = this.db.prepare(
+      const removed = this.sql(
         "DELETE FROM ssh_key_assignments WHERE scope = ? AND key_id = ?",
       ).run(scope, keyId).changes > 0;
       this.deleteOrphanKeys();
@@ -305,7 +317,7 @@ export class CredentialStore {
   unassignAll(scope: string, options: ScopeOptions = {}): number {
     validateScope(scope, options);
     return this.transaction(() => {
-      const removed = this.db.prepare("DELETE FROM ssh_key_assignments WHERE scope = ?").run(scope)
+      const removed = this.sql("DELETE FROM ssh_key_assignments WHERE scope = ?").run(scope)
         .changes;
       this.deleteOrphanKeys();
       return removed;
@@ -319,7 +331,7 @@ export class CredentialStore {
   replaceKeysForScope(scope: string, keyIds: readonly number[], options: ScopeOptions = {}): void {
     validateScope(scope, options);
     this.transaction(() => {
-      this.db.prepare("DELETE FROM ssh_key_assignments WHERE scope = ?").run(scope);
+      this.sql("DELETE FROM ssh_key_assignments WHERE scope = ?").run(scope);
       for (const id of keyIds) this.assignSshKey(scope, id, options);
       this.deleteOrphanKeys();
     });
@@ -327,7 +339,7 @@ export class CredentialStore {
 
   /** Keys assigned to a scope (public facts), ordered by (assigned_at, id). */
   listKeysForScope(scope: string): ScopedSshKey[] {
-    return (this.db.prepare(
+    return (this.sql(
       `SELECT ${KEY_COLUMNS}, a.scope, a.assigned_at FROM ssh_key_assignments a ` +
         "JOIN ssh_keys k ON k.id = a.key_id WHERE a.scope = ? ORDER BY a.assigned_at, k.id",
     ).all(scope) as KeyRow[]).map((row) => toScoped(row));
@@ -335,7 +347,7 @@ export class CredentialStore {
 
   /** Keys assigned to a scope including private halves, ordered by (assigned_at, id). */
   loadKeysForScope(scope: string): (ScopedSshKey & SshKeyRecord)[] {
-    return (this.db.prepare(
+    return (this.sql(
       `SELECT ${KEY_COLUMNS}, k.private_der, a.scope, a.assigned_at FROM ssh_key_assignments a ` +
         "JOIN ssh_keys k ON k.id = a.key_id WHERE a.scope = ? ORDER BY a.assigned_at, k.id",
     ).all(scope) as KeyRow[]).map((row) => ({
@@ -346,7 +358,7 @@ export class CredentialStore {
 
   /** Every scope with at least one key, sorted. */
   listScopes(): string[] {
-    return (this.db.prepare(
+    return (this.sql(
       "SELECT DISTINCT scope FROM ssh_key_assignments ORDER BY scope",
     ).all() as { scope: string }[]).map((row) => row.scope);
   }
@@ -355,8 +367,8 @@ export class CredentialStore {
   countKeys(scope?: string): number {
     const row =
       (scope === undefined
-        ? this.db.prepare("SELECT count(*) AS n FROM ssh_keys").get()
-        : this.db.prepare("SELECT count(*) AS n FROM ssh_key_assignments WHERE scope = ?").get(
+        ? this.sql("SELECT count(*) AS n FROM ssh_keys").get()
+        : this.sql("SELECT count(*) AS n FROM ssh_key_assignments WHERE scope = ?").get(
           scope,
         )) as { n: number };
     return row.n;
@@ -364,13 +376,13 @@ export class CredentialStore {
 
   /** Scopes a key is assigned to. */
   scopesOfKey(keyId: number): string[] {
-    return (this.db.prepare(
+    return (this.sql(
       "SELECT scope FROM ssh_key_assignments WHERE key_id = ? ORDER BY scope",
     ).all(keyId) as { scope: string }[]).map((row) => row.scope);
   }
 
   private deleteOrphanKeys(): void {
-    this.db.prepare(
+    this.sql(
       "DELETE FROM ssh_keys WHERE id NOT IN (SELECT key_id FROM ssh_key_assignments)",
     ).run();
   }
@@ -387,7 +399,7 @@ export class CredentialStore {
     const token = TOKEN_PREFIX +
       Array.from(random, (b) => b.toString(16).padStart(2, "0")).join("");
     this.transaction(() => {
-      this.db.prepare(
+      this.sql(
         "INSERT INTO proxy_tokens (token, scope, subject, credential_set, provider) VALUES (?, ?, ?, ?, ?)",
       ).run(token, scope, subject, credentialSet, provider);
     });
@@ -396,7 +408,7 @@ export class CredentialStore {
 
   /** Looks a token up; null when unknown (or revoked). */
   lookupToken(token: string): ProxyToken | null {
-    const row = this.db.prepare(
+    const row = this.sql(
       "SELECT token, scope, subject, credential_set, provider FROM proxy_tokens WHERE token = ?",
     ).get(token) as TokenRow | undefined;
     return row ? toToken(row) : null;
@@ -406,7 +418,7 @@ export class CredentialStore {
   listTokens(scope?: string): ProxyToken[] {
     const sql = "SELECT token, scope, subject, credential_set, provider FROM proxy_tokens" +
       (scope === undefined ? "" : " WHERE scope = ?") + " ORDER BY scope, subject, provider, token";
-    const statement = this.db.prepare(sql);
+    const statement = this.sql(sql);
     const rows = (scope === undefined ? statement.all() : statement.all(scope)) as TokenRow[];
     return rows.map(toToken);
   }
@@ -414,7 +426,7 @@ export class CredentialStore {
   /** Revokes every token of (scope, subject); returns how many. */
   revokeTokens(scope: string, subject: string): number {
     return this.transaction(() =>
-      this.db.prepare("DELETE FROM proxy_tokens WHERE scope = ? AND subject = ?").run(
+      this.sql("DELETE FROM proxy_tokens WHERE scope = ? AND subject = ?").run(
         scope,
         subject,
       ).changes
@@ -424,7 +436,7 @@ export class CredentialStore {
   /** Revokes one token; returns whether it existed. */
   revokeToken(token: string): boolean {
     return this.transaction(() =>
-      this.db.prepare("DELETE FROM proxy_tokens WHERE token = ?").run(token).changes > 0
+      this.sql("DELETE FROM proxy_tokens WHERE token = ?").run(token).changes > 0
     );
   }
 }
