@@ -12,6 +12,7 @@ import { addCoreCommands } from "./commands/core.ts";
 import { addDbCommands } from "./commands/db.ts";
 import { addCredCommands } from "./commands/cred.ts";
 import { addTokenCommands } from "./commands/token.ts";
+import { addSshCommands } from "./commands/ssh.ts";
 import { EXIT_ERROR, EXIT_USAGE, VaultError } from "../errors.ts";
 import { sanitizeForTerminal, sanitizeOneLine } from "../sanitize.ts";
 
@@ -37,6 +38,9 @@ export function buildProgram(ctx: Context): Command {
     )
     .option("--no-input", "never prompt; fail if no non-interactive tier answers")
     .showHelpAfterError("(run with --help for usage)")
+    // Global options go before the command (like git): `vault --db X ssh import … --passphrase-file K`
+    // keeps the vault's passphrase file and the key's apart.
+    .enablePositionalOptions()
     .exitOverride()
     .configureOutput({
       writeOut: (text) => ctx.out.line(text.replace(/\n$/, "")),
@@ -61,15 +65,16 @@ Quick start:
   printf %s "$KEY" | vault cred set openai
   vault cred list`,
     );
-  program.hook("preAction", (_this, action) => {
-    ctx.setFlags(
-      action.optsWithGlobals() as { db?: string; passphraseFile?: string; input?: boolean },
-    );
+  // Only the program's own options are global: a subcommand's --passphrase-file
+  // (the key file's passphrase for `ssh import`) must never unlock the vault.
+  program.hook("preAction", () => {
+    ctx.setFlags(program.opts() as { db?: string; passphraseFile?: string; input?: boolean });
   });
   addCoreCommands(program as unknown as Command, ctx);
   addDbCommands(program as unknown as Command, ctx);
   addCredCommands(program as unknown as Command, ctx);
   addTokenCommands(program as unknown as Command, ctx);
+  addSshCommands(program as unknown as Command, ctx);
   for (const command of allCommands(program as unknown as Command)) {
     command.exitOverride();
     command.configureOutput(program.configureOutput());

@@ -356,6 +356,14 @@ export class CredentialStore {
     }));
   }
 
+  /** Deletes a key and all its assignments; returns whether it existed. */
+  deleteSshKey(keyId: number): boolean {
+    return this.transaction(() => {
+      this.sql("DELETE FROM ssh_key_assignments WHERE key_id = ?").run(keyId);
+      return this.sql("DELETE FROM ssh_keys WHERE id = ?").run(keyId).changes > 0;
+    });
+  }
+
   /** Every scope with at least one key, sorted. */
   listScopes(): string[] {
     return (this.sql(

@@ -1,0 +1,129 @@
+import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { CredentialStore } from "../src/store/store.ts";
+import { deriveRawKey, readSalt, toHex } from "../src/store/key.ts";
+import { generateKey, publicLine } from "../src/ssh/keys.ts";
+import { parsePrivateKey, serializeOpenSshPrivateKey } from "../src/ssh/openssh.ts";
+import { KeypairMismatch } from "../src/ssh/errors.ts";
+import { InvalidInput } from "../src/errors.ts";
+import { NotFound } from "../src/store/errors.ts";
+import {
+  agentOrder,
+  importKey,
+  initScope,
+  loadOrMintInfraKey,
+  selectKey,
+} from "../src/ssh/manage.ts";
+import { InvalidScopeName } from "../src/store/errors.ts";
+import { utf8, withTempDir } from "./helpers/fixtures.ts";
+
+const minter = fileURLToPath(new URL("./helpers/infra_minter.ts", import.meta.url));
+
+async function withStore(fn: (store: CredentialStore, path: string) => void | Promise<void>) {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "v.db");
+    const store = CredentialStore.open(path, {
+      kind: "passphrase",
+      passphrase: utf8("manage pass"),
+    }, {
+      create: true,
+    });
+    try {
+      await fn(store, path);
+    } finally {
+      store.close();
+    }
+  });
+}
+
+function parsed(comment = "file comment") {
+  const key = generateKey("ed25519");
+  return {
+    key,
+    text: serializeOpenSshPrivateKey(key, comment),
+    line: publicLine(key.publicBlob, "pub comment"),
+  };
+}
+
+Deno.test("importKey: comment precedence explicit > .pub > empty; mismatched .pub writes nothing", async () => {
+  await withStore((store) => {
+    const a = parsed();
+    const viaPub = importKey(store, "s", { key: parsePrivateKey(a.text), publicKey: a.line });
+    assertEquals(viaPub.comment, "pub comment");
+    const b = parsed();
+    const explicit = importKey(store, "s", {
+      key: parsePrivateKey(b.text),
+      publicKey: b.line,
+      comment: "explicit",
+    });
+    assertEquals(explicit.comment, "explicit");
+    const c = parsed();
+    assertEquals(importKey(store, "s", { key: parsePrivateKey(c.text) }).comment, "");
+    const before = store.countKeys();
+    assertThrows(
+      () => importKey(store, "s", { key: parsePrivateKey(parsed().text), publicKey: a.line }),
+      KeypairMismatch,
+    );
+    assertThrows(
+      () => importKey(store, "../x", { key: parsePrivateKey(c.text) }),
+      InvalidScopeName,
+    );
+    assertEquals(store.countKeys(), before);
+    const other = importKey(store, "t", { key: parsePrivateKey(c.text) });
+    assertEquals([other.alreadyPresent, other.scopeWasAssigned], [true, false]);
+  });
+});
+
+Deno.test("agentOrder puts tk-main keys first, otherwise keeps store order", async () => {
+  await withStore((store) => {
+    const side = store.storeSshKey({ ...generateKey("ed25519"), comment: "tk-side:p:1" });
+    const main = store.storeSshKey({ ...generateKey("ed25519"), comment: "tk-main:p" });
+    const plain = store.storeSshKey({ ...generateKey("ed25519"), comment: "" });
+    for (const k of [side, main, plain]) store.assignSshKey("p", k.id);
+    assertEquals(agentOrder(store.listKeysForScope("p")).map((k) => k.id), [
+      main.id,
+      side.id,
+      plain.id,
+    ]);
+  });
+});
+
+Deno.test("selectKey: ids and fingerprint prefixes with or without SHA256:", async () => {
+  await withStore((store) => {
+    const keys = Array.from({ length: 5 }, () => initScope(store, "p", { add: true }));
+    const k = keys[3];
+    assertEquals(selectKey(store, String(k.id)).id, k.id);
+    assertEquals(selectKey(store, k.fingerprint).id, k.id);
+    assertEquals(selectKey(store, k.fingerprint.slice(7, 20)).id, k.id);
+    assertEquals(selectKey(store, k.fingerprint.slice(0, 12), "p").id, k.id);
+    assertThrows(() => selectKey(store, "SHA256:"), InvalidInput);
+    assertThrows(() => selectKey(store, "abc"), InvalidInput);
+    assertThrows(() => selectKey(store, "9999"), NotFound);
+    assertThrows(() => selectKey(store, k.fingerprint, "other-scope"), NotFound);
+  });
+});
+
+Deno.test("loadOrMintInfraKey: concurrent processes end with one key", async () => {
+  await withStore(async (store, path) => {
+    const hex = toHex(await deriveRawKey(utf8("manage pass"), readSalt(path)));
+    const runs = await Promise.all(Array.from({ length: 6 }, async () => {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "--no-check", minter, path, "%host"],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const w = child.stdin.getWriter();
+      await w.write(utf8(hex));
+      await w.close();
+      const out = await child.output();
+      assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+      return new TextDecoder().decode(out.stdout).trim();
+    }));
+    assertEquals(new Set(runs).size, 1, `one fingerprint, got ${runs.join(", ")}`);
+    assertEquals(store.countKeys("%host"), 1);
+    assertEquals(store.listKeysForScope("%host")[0].comment, "terok-infra:%host");
+    assertEquals(loadOrMintInfraKey(store, "%host").fingerprint, runs[0]);
+  });
+});
