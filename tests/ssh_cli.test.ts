@@ -240,6 +240,11 @@ Deno.test("ssh: hostile inputs give one-line errors and leave no files or rows",
       await v(["ssh", "import", "../x", join(dir, "good")]),
       /invalid scope name "\.\.\/x"/,
     );
+    await keygenGenerate(join(dir, "ecdsa"), ["-t", "ecdsa", "-N", ""]);
+    oneLineError(
+      await v(["ssh", "import", "s", join(dir, "ecdsa")]),
+      /unsupported key type "ecdsa-sha2-nistp256": only ed25519 and rsa/,
+    );
     oneLineError(await v(["ssh", "init", "%host"]), /infrastructure scope/);
     assertEquals(await keyCount(v), 0);
     assertEquals(snapshot(db), before, "no row was written");
