@@ -2,9 +2,7 @@ import assert from "node:assert/strict";
 import Database from "better-sqlite3-multiple-ciphers";
 import { fingerprint, publicLine } from "../src/ssh/keys.ts";
 import { parsePrivateKey } from "../src/ssh/openssh.ts";
-import { withTempDir } from "./helpers/ssh_helpers.ts";
-
-const FIXTURES = "/work/shared/fixtures";
+import { copyFixture, FIXTURES, withTempDir } from "./helpers/fixtures.ts";
 
 interface FixtureKey {
   id: number;
@@ -21,25 +19,12 @@ interface Row {
 }
 
 function readJson(name: string) {
-  return JSON.parse(Deno.readTextFileSync(`${FIXTURES}/${name}`));
+  return JSON.parse(Deno.readTextFileSync(`${FIXTURES}${name}`));
 }
 
 /** Copies a SQLCipher fixture (and its -wal/-shm files, if any) to `dir` and queries it. */
 function queryFixture(dir: string, name: string, passphrase: string, sql: string): Row[] {
-  const path = `${dir}/${name}`;
-  for (const suffix of ["", "-wal", "-shm"]) {
-    try {
-      Deno.copyFileSync(`${FIXTURES}/${name}${suffix}`, `${path}${suffix}`);
-    } catch (e) {
-      if (!(suffix && e instanceof Deno.errors.NotFound)) throw e;
-    }
-    if (suffix === "") Deno.chmodSync(path, 0o600);
-  }
-  for (const suffix of ["-wal", "-shm"]) {
-    try {
-      Deno.chmodSync(`${path}${suffix}`, 0o600);
-    } catch { /* not present */ }
-  }
+  const path = copyFixture(name.replace(/\.db$/, ""), dir);
   const db = new Database(path);
   try {
     db.pragma("cipher='sqlcipher'");

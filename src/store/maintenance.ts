@@ -14,7 +14,14 @@ import { dirname } from "node:path";
 import { type Db, sqliteCode, SqliteDatabase } from "./sqlite.ts";
 import type { DbKey } from "./key.ts";
 import { toHex } from "./key.ts";
-import { applyKey, assertOpenable, BUSY_TIMEOUT_MS, inspectFile, refuseSymlink } from "./open.ts";
+import {
+  applyKey,
+  assertOpenable,
+  BUSY_TIMEOUT_MS,
+  inspectFile,
+  refuseSymlink,
+  removeDatabaseFiles,
+} from "./open.ts";
 import { CorruptDatabase, WrongPassphrase } from "./errors.ts";
 import { InvalidInput, VaultError } from "../errors.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
@@ -218,7 +225,7 @@ function rewrite(
       // the connection may already be unusable; closing is what matters
     }
     original.close();
-    if (!renamed) removeQuietly(temp);
+    if (!renamed) removeDatabaseFiles(temp);
   }
 }
 
@@ -258,16 +265,6 @@ function syncFile(path: string): void {
     }
   } catch {
     // fsync of a directory is best effort
-  }
-}
-
-function removeQuietly(path: string): void {
-  for (const p of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) {
-    try {
-      Deno.removeSync(p);
-    } catch {
-      // already gone
-    }
   }
 }
 

@@ -117,7 +117,7 @@ export function openDatabase(path: string, key: DbKey, options: OpenOptions = {}
       timeout: BUSY_TIMEOUT_MS,
     });
   } catch (error) {
-    if (options.create) removeQuietly(path);
+    if (options.create) removeDatabaseFiles(path);
     throw new CorruptDatabase(`cannot open ${shown(path)}: ${(error as Error).message}`);
   }
   try {
@@ -142,7 +142,7 @@ export function openDatabase(path: string, key: DbKey, options: OpenOptions = {}
     return { db, migration };
   } catch (error) {
     db.close();
-    if (options.create) removeQuietly(path);
+    if (options.create) removeDatabaseFiles(path);
     throw error;
   }
 }
@@ -187,7 +187,8 @@ export function createPrivateFile(path: string): void {
   Deno.chmodSync(path, 0o600);
 }
 
-function removeQuietly(path: string): void {
+/** Removes a database file and its -wal/-shm/-journal sidecars, ignoring missing ones. */
+export function removeDatabaseFiles(path: string): void {
   for (const p of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) {
     try {
       Deno.removeSync(p);

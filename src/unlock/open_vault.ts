@@ -45,36 +45,25 @@ export interface UnlockedVault {
  *   (DatabaseNotFound, PlaintextDBFound, WrongPassphrase, CorruptDatabase …)
  */
 export async function openVault(options: OpenVaultOptions): Promise<UnlockedVault> {
-  assertOpenable(options.dbPath);
-  const resolved = await resolveKeyMaterial({
-    dbPath: options.dbPath,
-    passphraseFile: options.passphraseFile,
-    env: options.env,
-    settings: options.settings,
-    interactive: options.interactive,
-    prompt: options.prompt,
-  });
+  const { dbPath, passphraseFile, env, settings, interactive, prompt } = options;
+  assertOpenable(dbPath);
+  const resolve = () =>
+    resolveKeyMaterial({ dbPath, passphraseFile, env, settings, interactive, prompt });
+  const open = (resolved: Resolved): UnlockedVault => {
+    try {
+      return { store: CredentialStore.open(dbPath, resolved.material, options.open), resolved };
+    } catch (error) {
+      wipeMaterial(resolved.material);
+      throw error;
+    }
+  };
+  const first = await resolve();
   try {
-    return {
-      store: CredentialStore.open(options.dbPath, resolved.material, options.open),
-      resolved,
-    };
+    return open(first);
   } catch (error) {
-    const cached = resolved.tier === "session-keyring" || resolved.tier === "session-file";
-    wipeMaterial(resolved.material);
+    const cached = first.tier === "session-keyring" || first.tier === "session-file";
     if (!(error instanceof WrongPassphrase) || !cached) throw error;
-    await clearSessionKey(options.dbPath, options.env);
-    const next = await resolveKeyMaterial({
-      dbPath: options.dbPath,
-      passphraseFile: options.passphraseFile,
-      env: options.env,
-      settings: options.settings,
-      interactive: options.interactive,
-      prompt: options.prompt,
-    });
-    return {
-      store: CredentialStore.open(options.dbPath, next.material, options.open),
-      resolved: next,
-    };
+    await clearSessionKey(dbPath, env);
+    return open(await resolve());
   }
 }

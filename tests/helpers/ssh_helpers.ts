@@ -8,20 +8,7 @@
 import assert from "node:assert/strict";
 import { SshKeyError } from "../../src/ssh/errors.ts";
 
-/** Encodes a string as UTF-8. */
-export function utf8(text: string): Uint8Array {
-  return new TextEncoder().encode(text);
-}
-
-/** Runs `fn` with a fresh temp dir that is removed afterwards. */
-export async function withTempDir<T>(fn: (dir: string) => Promise<T> | T): Promise<T> {
-  const dir = await Deno.makeTempDir({ prefix: "vault-ssh-test-" });
-  try {
-    return await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+export { utf8, withTempDir } from "./fixtures.ts";
 
 /** What a finished ssh-keygen run printed. */
 export interface KeygenResult {
