@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
+import { assertEquals, assertThrows } from "./helpers/assert.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CredentialStore } from "../src/store/store.ts";
