@@ -176,12 +176,17 @@ symbolic links are never overwritten.`,
     .description("print authorized_keys lines: the scope's primary key, or all with --all")
     .argument("<scope>", "project scope")
     .option("--all", "every key of the scope, primary first")
+    .option("--json", "print the result as JSON")
     .action(async (scope, options) => {
       validateScope(scope, { allowInfra: true });
       const keys = await ctx.withStore((store) => scopeKeys(store, scope, true));
-      for (const key of options.all ? keys : keys.slice(0, 1)) {
-        ctx.out.line(publicLine(key.publicBlob, key.comment));
-      }
+      const shown = (options.all ? keys : keys.slice(0, 1)).map((key) => ({
+        id: key.id,
+        fingerprint: key.fingerprint,
+        publicLine: publicLine(key.publicBlob, key.comment),
+      }));
+      if (options.json) ctx.out.json(shown);
+      else for (const key of shown) ctx.out.line(key.publicLine);
     });
 
   ssh.command("list")
