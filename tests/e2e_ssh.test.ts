@@ -71,7 +71,7 @@ async function withVaultAgent(fn: (agent: AgentUnderTest) => Promise<void>): Pro
 // >>> vault agent: set to true once src/agent/mod.ts exports startAgent. Every
 // scenario is then also registered as "[vault agent]" (and fails, never skips,
 // if the module is missing).
-const ENABLE_VAULT_AGENT = false;
+const ENABLE_VAULT_AGENT = true;
 // <<<
 
 const AGENTS: { label: string; run: AgentRunner }[] = [

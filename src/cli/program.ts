@@ -13,6 +13,7 @@ import { addDbCommands } from "./commands/db.ts";
 import { addCredCommands } from "./commands/cred.ts";
 import { addTokenCommands } from "./commands/token.ts";
 import { addSshCommands } from "./commands/ssh.ts";
+import { addServeCommands } from "./commands/serve.ts";
 import { EXIT_ERROR, EXIT_USAGE, VaultError } from "../errors.ts";
 import { sanitizeForTerminal, sanitizeOneLine } from "../sanitize.ts";
 
@@ -75,6 +76,7 @@ Quick start:
   addCredCommands(program as unknown as Command, ctx);
   addTokenCommands(program as unknown as Command, ctx);
   addSshCommands(program as unknown as Command, ctx);
+  addServeCommands(program as unknown as Command, ctx);
   for (const command of allCommands(program as unknown as Command)) {
     command.exitOverride();
     command.configureOutput(program.configureOutput());

@@ -163,7 +163,8 @@ export class CredentialStore {
 
   /** SQLite's `PRAGMA data_version`: changes when another connection commits. */
   dataVersion(): number {
-    return this.db.pragma("data_version", { simple: true }) as number;
+    // A cached statement: the SSH agent asks before every request.
+    return this.sql("PRAGMA data_version").pluck().get() as number;
   }
 
   /** The schema version (`PRAGMA user_version`). */

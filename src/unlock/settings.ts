@@ -40,6 +40,11 @@ export interface Settings {
   session_ttl: number;
   /** The config file that was read, or null when none existed. */
   config_file: string | null;
+  /**
+   * The `[serve]` table (listeners of `vault serve`) as parsed, when the
+   * file has one. Its keys are checked by `src/agent/serve_config.ts`.
+   */
+  serve?: Readonly<Record<string, unknown>>;
 }
 
 /** Default of {@link Settings.session_ttl}: 8 hours. */
@@ -165,6 +170,13 @@ export async function loadSettings(env: Record<string, string | undefined>): Pro
           );
         }
         settings.session_ttl = value;
+        break;
+      }
+      case "serve": {
+        if (value === null || typeof value !== "object" || Array.isArray(value)) {
+          throw new InvalidSettings(file, key, "must be a table ([serve])");
+        }
+        settings.serve = Object.freeze({ ...(value as Record<string, unknown>) });
         break;
       }
       default:

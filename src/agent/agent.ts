@@ -1,0 +1,334 @@
+/**
+ * The vault SSH agent, started in-process: {@link startAgent}.
+ *
+ * Two kinds of listener share one store, one signer and one audit file:
+ *
+ * - the **container-facing signer** (a Unix socket and/or TCP on
+ *   127.0.0.1): each connection first sends a token handshake (see
+ *   `handshake.ts`); the token must exist and have provider `ssh`, and its
+ *   scope selects the keys. The token is looked up in the database on every
+ *   handshake, and again before a request whenever the database changed, so
+ *   a revoked token stops working at once;
+ * - **host-local per-scope sockets** (`<runtime dir>/ssh-agent-local-<scope>.sock`,
+ *   mode 0600, no handshake), usable as `SSH_AUTH_SOCK` by host tools.
+ *
+ * ```ts
+ * const agent = await startAgent({ store, signer: { unixPath: "/run/vault/signer.sock" },
+ *   localScopes: ["proj-a"], auditPath: "/var/log/vault/agent.jsonl" });
+ * // agent.addresses → [{ role: "signer", label: "unix:/run/vault/signer.sock", … }, …]
+ * await agent.close();
+ * ```
+ *
+ * @module
+ */
+
+import { isInfraScope, validateScope } from "../store/validate.ts";
+import type { CredentialStore } from "../store/store.ts";
+import { AuditLog } from "./audit.ts";
+import { type ConnectionServices, type Principal, serveConnection } from "./connection.ts";
+import { AgentConfigError } from "./errors.ts";
+import { HANDSHAKE_TIMEOUT_MS, readHandshake } from "./handshake.ts";
+import { KeyRegistry } from "./keys.ts";
+import { type StreamListener, tcpListener, unixListener } from "./listener.ts";
+import { FrameReader } from "./protocol.ts";
+import { Signer } from "./sign.ts";
+import type { RsaEngine } from "./rsa_pool.ts";
+import { bindUnixSocket, defaultRuntimeDir, ensurePrivateDir, localSocketPath } from "./socket.ts";
+import { type ByteStream, closeQuietly } from "./stream.ts";
+
+/** Provider a token must have to use the signer. */
+export const SSH_PROVIDER = "ssh";
+/** Default most concurrent connections; further ones are closed at once. */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
+/** Default interval at which `localAll` looks for new scopes. */
+export const DEFAULT_SCOPE_POLL_MS = 2000;
+
+/** A listener handed over by the caller (e.g. adopted from systemd). */
+export interface ExternalListener {
+  /** `signer`: token handshake required; `local`: serves `scope` without one. */
+  role: "signer" | "local";
+  /** The scope, for `local`. */
+  scope?: string;
+  /** The listener; the agent closes it. */
+  listener: StreamListener;
+}
+
+/** Options of {@link startAgent}. */
+export interface AgentOptions {
+  /** The open store. The agent uses it but does not close it. */
+  store: CredentialStore;
+  /** The container-facing, token-gated signer: a Unix socket path and/or a TCP port on 127.0.0.1 (0: any free port). */
+  signer?: { unixPath?: string; tcpPort?: number };
+  /** Scopes to serve on host-local sockets. */
+  localScopes?: readonly string[];
+  /**
+   * Serve every non-infrastructure scope that has keys on a host-local
+   * socket, including scopes that get keys later (checked every
+   * `scopePollMs`). A scope whose keys are all removed keeps its socket,
+   * which then lists no keys.
+   */
+  localAll?: boolean;
+  /** Directory of the host-local sockets; default `$XDG_RUNTIME_DIR/vault` (from `env`). Made 0700. */
+  runtimeDir?: string;
+  /** Environment for defaults (XDG_RUNTIME_DIR). Default: the process environment. */
+  env?: Record<string, string | undefined>;
+  /** JSONL audit file (see `audit.ts`). Without it no audit trail is kept. */
+  auditPath?: string;
+  /** Time a signer client has for the handshake. Default 5000 ms. */
+  handshakeTimeoutMs?: number;
+  /** Number of RSA signing workers. Default: CPUs − 1 (at least 1, at most 8). */
+  rsaWorkers?: number;
+  /** RSA implementation: `auto` (default: OpenSSL libcrypto via FFI if it loads, else node:crypto), `openssl`, `node`. */
+  rsaEngine?: RsaEngine;
+  /** Listeners created by the caller (systemd socket activation). */
+  listeners?: readonly ExternalListener[];
+  /** How often `localAll` looks for new scopes. Default 2000 ms. */
+  scopePollMs?: number;
+  /** Most concurrent connections. Default 1024. */
+  maxConnections?: number;
+  /** Called once per listener when it starts (including scopes found later by `localAll`). */
+  onListening?: (address: AgentAddress) => void;
+  /** Called with problems worth logging (never secrets). */
+  onWarning?: (message: string) => void;
+}
+
+/** One listening address of the agent. */
+export interface AgentAddress {
+  /** `signer` (token handshake) or `local` (one scope, no handshake). */
+  role: "signer" | "local";
+  /** The scope of a `local` listener. */
+  scope?: string;
+  /** `unix:<path>`, `tcp:127.0.0.1:<port>` or a systemd label. */
+  label: string;
+  /** The socket path of a Unix listener we bound. */
+  path?: string;
+  /** The port of a TCP listener we bound. */
+  port?: number;
+}
+
+/** A running agent. */
+export interface AgentHandle {
+  /** Current listening addresses (grows when `localAll` finds a new scope). */
+  readonly addresses: readonly AgentAddress[];
+  /** Path of the host-local socket of `scope`, if one is served. */
+  localSocket(scope: string): string | undefined;
+  /** Number of open connections. */
+  readonly connections: number;
+  /**
+   * Stops listening (removing our socket files), closes every connection,
+   * stops the RSA workers and closes the audit file. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the agent's listeners. Resolves once every listener is bound.
+ *
+ * @throws {SocketPathError} / {AuditFileError} / {AgentConfigError} when a
+ *   listener or the audit file cannot be set up (nothing is left running).
+ */
+export async function startAgent(options: AgentOptions): Promise<AgentHandle> {
+  const agent = new Agent(options);
+  try {
+    await agent.start();
+  } catch (error) {
+    await agent.close();
+    throw error;
+  }
+  return agent;
+}
+
+class Agent implements AgentHandle {
+  readonly #options: AgentOptions;
+  readonly #store: CredentialStore;
+  readonly #services: ConnectionServices;
+  readonly #listeners: { listener: StreamListener; loop: Promise<void> }[] = [];
+  readonly #addresses: AgentAddress[] = [];
+  readonly #local = new Map<string, string>();
+  readonly #streams = new Set<ByteStream>();
+  readonly #tasks = new Set<Promise<void>>();
+  readonly #warn: (message: string) => void;
+  #poll: ReturnType<typeof setInterval> | null = null;
+  #polling: Promise<void> | null = null;
+  #pollVersion = -1;
+  #runtimeDir: string | null = null;
+  #closing: Promise<void> | null = null;
+
+  constructor(options: AgentOptions) {
+    this.#options = options;
+    this.#store = options.store;
+    this.#warn = options.onWarning ?? (() => {});
+    const signer = new Signer({ rsaWorkers: options.rsaWorkers, rsaEngine: options.rsaEngine });
+    this.#services = {
+      registry: new KeyRegistry(options.store, signer, this.#warn),
+      signer,
+      audit: null,
+      warn: this.#warn,
+    };
+  }
+
+  get addresses(): readonly AgentAddress[] {
+    return this.#addresses;
+  }
+
+  get connections(): number {
+    return this.#streams.size;
+  }
+
+  localSocket(scope: string): string | undefined {
+    return this.#local.get(scope);
+  }
+
+  async start(): Promise<void> {
+    const o = this.#options;
+    const scopes = [...new Set(o.localScopes ?? [])];
+    for (const scope of scopes) validateScope(scope);
+    if (o.auditPath) this.#services.audit = await AuditLog.open(o.auditPath);
+
+    if (o.signer?.unixPath) {
+      const bound = await bindUnixSocket(o.signer.unixPath);
+      this.#serve(unixListener(bound), { role: "signer", path: bound.path });
+    }
+    if (o.signer?.tcpPort !== undefined) {
+      const port = o.signer.tcpPort;
+      if (!Number.isInteger(port) || port < 0 || port > 65535) {
+        throw new AgentConfigError("the signer port must be an integer from 0 to 65535");
+      }
+      let listener: StreamListener;
+      try {
+        listener = tcpListener(port);
+      } catch (error) {
+        throw new AgentConfigError(
+          `cannot listen on 127.0.0.1:${port}: ${(error as Error).name}`,
+          { cause: error },
+        );
+      }
+      this.#serve(listener, { role: "signer", port: Number(listener.label.split(":").pop()) });
+    }
+    for (const external of o.listeners ?? []) {
+      if (external.role === "local") {
+        validateScope(external.scope ?? "");
+        this.#local.set(external.scope!, external.listener.label);
+      }
+      this.#serve(external.listener, { role: external.role, scope: external.scope });
+    }
+    if (scopes.length > 0 || o.localAll) {
+      this.#runtimeDir = o.runtimeDir ?? defaultRuntimeDir(o.env ?? Deno.env.toObject());
+      if (!this.#runtimeDir) {
+        throw new AgentConfigError(
+          "XDG_RUNTIME_DIR is not set: give a runtime directory for the host-local sockets",
+        );
+      }
+      await ensurePrivateDir(this.#runtimeDir);
+      for (const scope of scopes) await this.#serveLocal(scope);
+    }
+    if (o.localAll) {
+      await this.#discoverScopes();
+      this.#poll = setInterval(() => {
+        if (this.#polling || this.#closing) return;
+        this.#polling = this.#discoverScopes()
+          .catch((error) => this.#warn(`cannot look for new scopes: ${(error as Error).message}`))
+          .finally(() => this.#polling = null);
+      }, o.scopePollMs ?? DEFAULT_SCOPE_POLL_MS);
+    }
+  }
+
+  async #discoverScopes(): Promise<void> {
+    const version = this.#services.registry.refresh();
+    if (version === this.#pollVersion) return;
+    this.#pollVersion = version;
+    for (const scope of this.#store.listScopes()) {
+      if (isInfraScope(scope) || this.#local.has(scope) || this.#closing) continue;
+      await this.#serveLocal(scope);
+    }
+  }
+
+  async #serveLocal(scope: string): Promise<void> {
+    if (this.#local.has(scope)) return;
+    const bound = await bindUnixSocket(localSocketPath(this.#runtimeDir!, scope));
+    if (this.#closing) {
+      bound.close();
+      return;
+    }
+    this.#local.set(scope, bound.path);
+    this.#serve(unixListener(bound), { role: "local", scope, path: bound.path });
+  }
+
+  #serve(listener: StreamListener, address: Omit<AgentAddress, "label">): void {
+    const full: AgentAddress = { ...address, label: listener.label };
+    this.#addresses.push(full);
+    const loop = this.#acceptLoop(listener, full);
+    this.#listeners.push({ listener, loop });
+    this.#options.onListening?.(full);
+  }
+
+  async #acceptLoop(listener: StreamListener, address: AgentAddress): Promise<void> {
+    const max = this.#options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    while (true) {
+      const accepted = await listener.accept();
+      if (!accepted) return;
+      if (this.#closing || this.#streams.size >= max) {
+        closeQuietly(accepted.stream);
+        continue;
+      }
+      const { stream, peer } = accepted;
+      this.#streams.add(stream);
+      const task = (address.role === "local"
+        ? this.#serveLocalConnection(stream, peer, address.scope!)
+        : this.#serveSignerConnection(stream, peer))
+        .catch(() => {})
+        .finally(() => {
+          closeQuietly(stream);
+          this.#streams.delete(stream);
+          this.#tasks.delete(task);
+        });
+      this.#tasks.add(task);
+    }
+  }
+
+  async #serveLocalConnection(stream: ByteStream, peer: string, scope: string): Promise<void> {
+    const principal: Principal = { scope, subject: "local" };
+    await serveConnection(stream, new FrameReader(stream), principal, peer, this.#services);
+  }
+
+  async #serveSignerConnection(stream: ByteStream, peer: string): Promise<void> {
+    const reader = new FrameReader(stream);
+    const timeout = this.#options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+    const token = await readHandshake(reader, stream, timeout);
+    if (token === null || this.#closing) return;
+    const registry = this.#services.registry;
+    const lookup = () => {
+      const row = this.#store.lookupToken(token);
+      return row && row.provider === SSH_PROVIDER ? row : null;
+    };
+    const row = lookup();
+    if (!row) return;
+    const principal: Principal = { scope: row.scope, subject: row.subject };
+    let checkedAt = registry.refresh();
+    // Whenever the database changed, make sure the token still exists (not revoked).
+    const stillAllowed = () => {
+      const version = registry.refresh();
+      if (version === checkedAt) return true;
+      checkedAt = version;
+      const again = lookup();
+      return again !== null && again.scope === principal.scope;
+    };
+    await serveConnection(stream, reader, principal, peer, this.#services, stillAllowed);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    if (this.#poll !== null) clearInterval(this.#poll);
+    await this.#polling;
+    for (const { listener } of this.#listeners) listener.close();
+    await Promise.all(this.#listeners.map((l) => l.loop));
+    for (const stream of this.#streams) closeQuietly(stream);
+    await Promise.all([...this.#tasks]);
+    await this.#services.signer.close();
+    this.#services.audit?.close();
+  }
+}

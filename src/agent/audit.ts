@@ -1,0 +1,147 @@
+/**
+ * The signing audit trail: an append-only JSONL file, one line per sign
+ * request.
+ *
+ * Each line holds the time, scope, subject (the token's subject, or
+ * `local` on a host-local socket), the key's fingerprint, the SHA-256 of the
+ * signed data, the peer and the outcome. Never a token, key material or the
+ * data itself.
+ *
+ * The file is created with O_EXCL (so a planted symlink is never followed)
+ * and mode 0600; an existing file must be a regular file of ours with mode
+ * 0600, and is checked to be the file that was opened. Lines are written
+ * synchronously, before the agent answers, so no signature leaves without
+ * its record.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { dirname } from "node:path";
+import { AuditFileError } from "./errors.ts";
+import { describeFsError } from "../unlock/io.ts";
+
+/** What happened to a sign request. */
+export type AuditOutcome = "signed" | "unknown-key" | "error";
+
+/** One audit line. */
+export interface AuditRecord {
+  /** ISO 8601 time of the request. */
+  time: string;
+  /** The scope whose keys the connection sees. */
+  scope: string;
+  /** The token's subject, or `local` on a host-local socket. */
+  subject: string;
+  /** Fingerprint (`SHA256:…`) of the requested key, or null when the request was unreadable. */
+  key: string | null;
+  /** Lowercase hex SHA-256 of the data to sign, or null when the request was unreadable. */
+  data_sha256: string | null;
+  /** Where the request came from: `unix:<socket path>` or `tcp:<address>:<port>`. */
+  peer: string;
+  /** The outcome. */
+  outcome: AuditOutcome;
+}
+
+const encoder = new TextEncoder();
+
+/** Lowercase hex SHA-256 of `data`. */
+export function sha256Hex(data: Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** An open audit file. */
+export class AuditLog {
+  readonly #file: Deno.FsFile;
+  /** The file's path. */
+  readonly path: string;
+  #closed = false;
+
+  private constructor(path: string, file: Deno.FsFile) {
+    this.path = path;
+    this.#file = file;
+  }
+
+  /**
+   * Opens (creating if needed) the audit file at `path` for appending. A
+   * missing parent directory is created with mode 0700.
+   *
+   * @throws {AuditFileError} when the path is a symlink or not a regular
+   *   file, belongs to someone else, has a mode other than 0600, or cannot
+   *   be opened.
+   */
+  static async open(path: string): Promise<AuditLog> {
+    try {
+      await Deno.mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw new AuditFileError(path, `cannot create its directory: ${describeFsError(error)}`, {
+        cause: error,
+      });
+    }
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { createNew: true, write: true, append: true, mode: 0o600 });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) {
+        throw new AuditFileError(path, `cannot create it: ${describeFsError(error)}`, {
+          cause: error,
+        });
+      }
+      file = await openExisting(path);
+    }
+    return new AuditLog(path, file);
+  }
+
+  /**
+   * Appends one record. Throws when the write fails; the agent then answers
+   * FAILURE instead of the signature.
+   */
+  write(record: AuditRecord): void {
+    if (this.#closed) throw new AuditFileError(this.path, "it is closed");
+    const line = encoder.encode(JSON.stringify(record) + "\n");
+    // An O_APPEND write of a short line is one write(2); loop for safety.
+    let done = 0;
+    while (done < line.length) done += this.#file.writeSync(line.subarray(done));
+  }
+
+  /** Closes the file. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#file.close();
+  }
+}
+
+async function openExisting(path: string): Promise<Deno.FsFile> {
+  let before: Deno.FileInfo;
+  try {
+    before = await Deno.lstat(path);
+  } catch (error) {
+    throw new AuditFileError(path, `cannot inspect it: ${describeFsError(error)}`, {
+      cause: error,
+    });
+  }
+  if (before.isSymlink) throw new AuditFileError(path, "it is a symlink");
+  if (!before.isFile) throw new AuditFileError(path, "it is not a regular file");
+  if (before.uid !== null && before.uid !== Deno.uid()) {
+    throw new AuditFileError(path, "it belongs to another user");
+  }
+  const mode = (before.mode ?? 0) & 0o777;
+  if (mode !== 0o600) {
+    throw new AuditFileError(
+      path,
+      `its mode is ${mode.toString(8).padStart(4, "0")}, expected 0600 (chmod 600 it)`,
+    );
+  }
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { write: true, append: true });
+  } catch (error) {
+    throw new AuditFileError(path, `cannot open it: ${describeFsError(error)}`, { cause: error });
+  }
+  const after = await file.stat();
+  if (after.ino !== before.ino || after.dev !== before.dev) {
+    file.close();
+    throw new AuditFileError(path, "it was replaced while being opened");
+  }
+  return file;
+}

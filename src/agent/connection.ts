@@ -1,0 +1,134 @@
+/**
+ * Serving the agent protocol on one connection, for one scope.
+ *
+ * Requests are answered in order (the protocol requires it); connections
+ * are independent, so a slow RSA signature on one never delays another.
+ * Every SIGN_REQUEST leaves one audit line; a signature is sent only after
+ * its line was written.
+ *
+ * @module
+ */
+
+import { fingerprint } from "../ssh/keys.ts";
+import type { AuditLog, AuditOutcome } from "./audit.ts";
+import { sha256Hex } from "./audit.ts";
+import type { KeyRegistry } from "./keys.ts";
+import {
+  FAILURE_FRAME,
+  type FrameReader,
+  MSG,
+  parseSignRequest,
+  signResponseFrame,
+} from "./protocol.ts";
+import type { Signer } from "./sign.ts";
+import { type ByteStream, writeAll } from "./stream.ts";
+
+/** Who is served on a connection: a scope, and whom to name in the audit trail. */
+export interface Principal {
+  /** The scope whose keys are offered. */
+  scope: string;
+  /** The token's subject, or `local`. */
+  subject: string;
+}
+
+/** What a connection needs from the agent. */
+export interface ConnectionServices {
+  /** Key views. */
+  registry: KeyRegistry;
+  /** Private-key operations. */
+  signer: Signer;
+  /** The audit trail, or null when none is kept. */
+  audit: AuditLog | null;
+  /** Hears problems worth a log line (never secrets). */
+  warn: (message: string) => void;
+}
+
+/**
+ * Serves agent requests until the peer closes, breaks the framing, or
+ * `stillAllowed` (asked before each request) returns false. Never throws;
+ * the caller closes the stream.
+ */
+export async function serveConnection(
+  stream: ByteStream,
+  reader: FrameReader,
+  principal: Principal,
+  peer: string,
+  services: ConnectionServices,
+  stillAllowed: () => boolean = () => true,
+): Promise<void> {
+  try {
+    while (true) {
+      const body = await reader.next();
+      if (body === null || !stillAllowed()) return;
+      let reply: Uint8Array;
+      try {
+        if (body[0] === MSG.REQUEST_IDENTITIES && body.length === 1) {
+          reply = services.registry.view(principal.scope).identities;
+        } else if (body[0] === MSG.SIGN_REQUEST) {
+          reply = await sign(body, principal, peer, services);
+        } else {
+          reply = FAILURE_FRAME;
+        }
+      } catch {
+        services.warn(`request on ${peer} failed; answered FAILURE`);
+        reply = FAILURE_FRAME;
+      }
+      await writeAll(stream, reply);
+    }
+  } catch {
+    // Framing error, reset or close: the connection ends here.
+  }
+}
+
+async function sign(
+  body: Uint8Array,
+  principal: Principal,
+  peer: string,
+  services: ConnectionServices,
+): Promise<Uint8Array> {
+  const record = (outcome: AuditOutcome, key: string | null, data: string | null) =>
+    services.audit?.write({
+      time: new Date().toISOString(),
+      scope: principal.scope,
+      subject: principal.subject,
+      key,
+      data_sha256: data,
+      peer,
+      outcome,
+    });
+  const noteFailure = (outcome: AuditOutcome, key: string | null, data: string | null) => {
+    try {
+      record(outcome, key, data);
+    } catch {
+      services.warn("cannot write the audit file");
+    }
+    return FAILURE_FRAME;
+  };
+
+  let request;
+  try {
+    request = parseSignRequest(body);
+  } catch {
+    return noteFailure("error", null, null);
+  }
+  const dataHash = sha256Hex(request.data);
+  const key = services.registry.view(principal.scope).find(request.keyBlob);
+  if (!key) return noteFailure("unknown-key", fingerprint(request.keyBlob), dataHash);
+
+  let signature;
+  try {
+    signature = key.keyType === "ed25519"
+      ? services.signer.signEd25519(key.fingerprint, request.data)
+      : await services.signer.signRsa(key.fingerprint, request.data, request.flags);
+  } catch {
+    signature = null;
+  }
+  if (!signature) return noteFailure("error", key.fingerprint, dataHash);
+  try {
+    record("signed", key.fingerprint, dataHash);
+  } catch {
+    services.warn("cannot write the audit file; the signature was withheld");
+    return FAILURE_FRAME;
+  }
+  return signResponseFrame(signature.algorithm, signature.signature);
+}

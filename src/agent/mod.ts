@@ -1,0 +1,31 @@
+/**
+ * vault's SSH agent: a token-gated signer for containers, per-scope
+ * host-local agent sockets, and the in-container bridge.
+ *
+ * - {@link startAgent} starts the agent in-process (what `vault serve` runs);
+ * - {@link startBridge} starts the relay (what `vault ssh-bridge` runs).
+ *
+ * @module
+ */
+
+export {
+  type AgentAddress,
+  type AgentHandle,
+  type AgentOptions,
+  type ExternalListener,
+  SSH_PROVIDER,
+  startAgent,
+} from "./agent.ts";
+export {
+  type BridgeHandle,
+  type BridgeOptions,
+  formatSignerAddress,
+  parseSignerAddress,
+  type SignerAddress,
+  startBridge,
+} from "./bridge.ts";
+export { HANDSHAKE_TIMEOUT_MS, handshakeFrame, MAX_TOKEN_BYTES } from "./handshake.ts";
+export { type AuditOutcome, type AuditRecord } from "./audit.ts";
+export { defaultRuntimeDir, localSocketPath } from "./socket.ts";
+export { type RsaEngine } from "./rsa_pool.ts";
+export * from "./errors.ts";

@@ -1,0 +1,224 @@
+/**
+ * `vault serve` (the SSH agent's listeners) and `vault ssh-bridge` (the
+ * in-container relay to the signer).
+ *
+ * @module
+ */
+
+import type { Command } from "@commander-js/extra-typings";
+import type { Context } from "../context.ts";
+import { openVault } from "../../unlock/open_vault.ts";
+import { wipeMaterial } from "../../unlock/types.ts";
+import { readSecretFile, stripNewline } from "../input.ts";
+import { UsageError } from "../../errors.ts";
+import { type AgentAddress, type ExternalListener, startAgent } from "../../agent/agent.ts";
+import { adoptSocket, inheritedSockets } from "../../agent/activation.ts";
+import { formatSignerAddress, parseSignerAddress, startBridge } from "../../agent/bridge.ts";
+import { BridgeTokenError } from "../../agent/errors.ts";
+import { MAX_TOKEN_BYTES } from "../../agent/handshake.ts";
+import { parsePort, resolveServeConfig } from "../../agent/serve_config.ts";
+import { resolve } from "node:path";
+
+/** Signals that stop `vault serve` and `vault ssh-bridge`. */
+const STOP_SIGNALS: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+
+/** Adds `vault serve` and `vault ssh-bridge` to `program`. */
+export function addServeCommands(program: Command, ctx: Context): void {
+  program.command("serve")
+    .description(
+      "run the SSH agent: a token-gated signer for containers and per-scope host sockets",
+    )
+    .option("--signer-socket <path>", "token-gated signer on this Unix socket (mode 0600)")
+    .option("--signer-port <port>", "token-gated signer on TCP 127.0.0.1:<port>", parsePort)
+    .option(
+      "--local-scope <scope>",
+      "serve this scope's keys on a host-local socket without a token (repeatable)",
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+    )
+    .option("--local-all", "host-local sockets for every scope that has keys (new ones too)")
+    .option(
+      "--audit <file>",
+      "JSONL audit file, one line per signature (default: $XDG_STATE_HOME/vault/ssh-audit.jsonl)",
+    )
+    .option(
+      "--runtime-dir <dir>",
+      "directory of the host-local sockets (default: $XDG_RUNTIME_DIR/vault)",
+    )
+    .addHelpText(
+      "after",
+      `
+The database is opened once, without prompting (passphrase file, systemd
+credential, 'vault unlock' session, keyring or passphrase_command); a locked
+vault fails at start. Keys assigned, renamed or removed later are picked up
+without a restart. SIGTERM or SIGINT stops it and removes its sockets.
+
+Signer clients first send a handshake: a big-endian uint32 length (1-1024)
+and a phantom token with provider 'ssh' (see 'vault token create'); the
+token's scope selects the keys. Host-local sockets are
+<runtime dir>/ssh-agent-local-<scope>.sock, usable as SSH_AUTH_SOCK.
+
+Settings may also come from a [serve] table in config.toml (signer_socket,
+signer_port, local_scopes, local_all, audit, runtime_dir); flags win.
+Under systemd socket activation (LISTEN_FDS), inherited sockets named
+'local-<scope>' (FileDescriptorName=) serve that scope; any other name is a
+token-gated signer. Example units: scripts/systemd/.
+
+Examples:
+  vault serve --local-scope proj-a
+  vault serve --signer-socket /run/vault/signer.sock --local-all
+  SSH_AUTH_SOCK=$XDG_RUNTIME_DIR/vault/ssh-agent-local-proj-a.sock ssh-add -l`,
+    )
+    .action(async (options) => {
+      const settings = await ctx.settings();
+      const config = resolveServeConfig(options, settings.serve, ctx.env);
+      const inherited = inheritedSockets(ctx.env);
+      if (
+        config.signerSocket === undefined && config.signerPort === undefined &&
+        config.localScopes.length === 0 && !config.localAll && inherited.length === 0
+      ) {
+        throw new UsageError(
+          "nothing to serve: give --signer-socket, --signer-port, --local-scope or --local-all " +
+            "(or a [serve] table in config.toml)",
+        );
+      }
+      const { store, resolved } = await openVault({
+        dbPath: ctx.dbPath().path,
+        passphraseFile: ctx.passphraseFile,
+        env: ctx.env,
+        settings,
+        interactive: false,
+      });
+      wipeMaterial(resolved.material);
+      const stop = stopSignal();
+      try {
+        const listeners: ExternalListener[] = [];
+        try {
+          for (const socket of inherited) {
+            const listener = await adoptSocket(socket);
+            listeners.push(
+              socket.name.startsWith("local-")
+                ? { role: "local", scope: socket.name.slice("local-".length), listener }
+                : { role: "signer", listener },
+            );
+          }
+        } catch (error) {
+          for (const { listener } of listeners) listener.close();
+          throw error;
+        }
+        const agent = await startAgent({
+          store,
+          signer: { unixPath: config.signerSocket, tcpPort: config.signerPort },
+          localScopes: config.localScopes,
+          localAll: config.localAll,
+          runtimeDir: config.runtimeDir ?? undefined,
+          env: ctx.env,
+          auditPath: config.audit,
+          listeners,
+          onListening: (address) => ctx.out.info(describeListener(address)),
+          onWarning: (message) => ctx.out.warn(message),
+        });
+        ctx.out.info(`vault serve: audit trail in ${config.audit}`);
+        const signal = await stop.wait;
+        ctx.out.info(`vault serve: ${signal}, shutting down`);
+        await agent.close();
+      } finally {
+        stop.dispose();
+        store.close();
+      }
+    });
+
+  program.command("ssh-bridge")
+    .description(
+      "relay a local agent socket to vault's token-gated signer (run inside a container)",
+    )
+    .requiredOption("--listen <path>", "local agent socket to create (mode 0600)")
+    .requiredOption("--signer <address>", "unix:/path/to/signer.sock or tcp:HOST:PORT")
+    .option("--token-file <file>", "file holding the phantom token")
+    .option("--token-env <name>", "environment variable holding the phantom token")
+    .addHelpText(
+      "after",
+      `
+Each connection to the local socket dials the signer (retrying briefly),
+sends the token handshake and relays the agent protocol both ways. The token
+is never printed. SIGTERM or SIGINT stops it and removes the socket.
+
+Examples:
+  vault ssh-bridge --listen /tmp/ssh-agent.sock --signer unix:/run/vault/signer.sock \\
+    --token-file /run/secrets/vault-token
+  vault ssh-bridge --listen /tmp/ssh-agent.sock --signer tcp:host.containers.internal:7070 \\
+    --token-env VAULT_SSH_TOKEN`,
+    )
+    .action(async (options) => {
+      if ((options.tokenFile === undefined) === (options.tokenEnv === undefined)) {
+        throw new UsageError("give exactly one of --token-file FILE and --token-env NAME");
+      }
+      const signer = parseSignerAddress(options.signer);
+      const token = await readToken(ctx, options.tokenFile, options.tokenEnv);
+      const stop = stopSignal();
+      try {
+        const bridge = await startBridge({
+          listenPath: resolve(options.listen),
+          signer,
+          token,
+          onWarning: (message) => ctx.out.warn(message),
+        });
+        ctx.out.info(
+          `vault ssh-bridge: unix:${bridge.path} -> ${formatSignerAddress(signer)}`,
+        );
+        const signal = await stop.wait;
+        ctx.out.info(`vault ssh-bridge: ${signal}, shutting down`);
+        await bridge.close();
+      } finally {
+        token.fill(0);
+        stop.dispose();
+      }
+    });
+}
+
+function describeListener(address: AgentAddress): string {
+  return address.role === "signer"
+    ? `vault serve: ssh signer (token handshake) on ${address.label}`
+    : `vault serve: ssh agent for scope ${address.scope} on ${address.label}`;
+}
+
+async function readToken(
+  ctx: Context,
+  file: string | undefined,
+  envName: string | undefined,
+): Promise<Uint8Array> {
+  let token: Uint8Array;
+  if (file !== undefined) {
+    token = stripNewline(await readSecretFile(file, MAX_TOKEN_BYTES + 2));
+  } else {
+    const value = ctx.env[envName!];
+    if (value === undefined) {
+      throw new BridgeTokenError(`environment variable ${envName} is not set`);
+    }
+    token = new TextEncoder().encode(value);
+  }
+  if (token.length === 0) throw new BridgeTokenError("the token is empty");
+  if (token.length > MAX_TOKEN_BYTES) {
+    throw new BridgeTokenError(`the token is longer than ${MAX_TOKEN_BYTES} bytes`);
+  }
+  return token;
+}
+
+/** Resolves with the name of the first stop signal; dispose removes the handlers. */
+function stopSignal(): { wait: Promise<Deno.Signal>; dispose(): void } {
+  const handlers: [Deno.Signal, () => void][] = [];
+  const wait = new Promise<Deno.Signal>((resolve) => {
+    for (const signal of STOP_SIGNALS) {
+      const handler = () => resolve(signal);
+      Deno.addSignalListener(signal, handler);
+      handlers.push([signal, handler]);
+    }
+  });
+  return {
+    wait,
+    dispose() {
+      for (const [signal, handler] of handlers.splice(0)) {
+        Deno.removeSignalListener(signal, handler);
+      }
+    },
+  };
+}
