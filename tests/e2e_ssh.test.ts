@@ -1,15 +1,15 @@
 // End to end with real OpenSSH and git, parameterised by the agent under test.
 //
 // Every scenario below is a function of an `AgentUnderTest` (a socket plus the
-// keys it should hold) and is registered once per entry of AGENTS. Today that
-// is OpenSSH's own ssh-agent, which proves the scenarios; vault's agent
-// (src/agent, issue 4) is added by setting ENABLE_VAULT_AGENT to true.
+// keys it should hold) and is registered once per entry of AGENTS: OpenSSH's
+// own ssh-agent, which proves the scenarios, and vault's agent (src/agent) on
+// a scope's host-local socket.
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { generateKey, publicLine } from "../src/ssh/keys.ts";
 import { makeTestKeys, type TestKey, testKey } from "../bench/lib/keys.ts";
-import { agentModuleExists, startVaultAgent } from "../bench/lib/vault_agent.ts";
+import { startVaultAgent } from "../bench/lib/vault_agent.ts";
 import {
   AgentClient,
   AgentFailure,
@@ -54,37 +54,26 @@ async function withOpenSshAgent(fn: (agent: AgentUnderTest) => Promise<void>): P
 }
 
 /**
- * vault's agent (src/agent): a temp vault DB holding KEYS in scope "e2e",
- * served on the scope's local socket (no handshake). Throws when
- * src/agent/mod.ts or its `startAgent` is missing, so an enabled vault
- * variant can never pass without the agent.
+ * vault's agent (src/agent) over a temp vault DB holding KEYS in scope
+ * "e2e": on the scope's host-local socket, or through `ssh-bridge` and the
+ * token-gated signer (what a container sees).
  */
-async function withVaultAgent(fn: (agent: AgentUnderTest) => Promise<void>): Promise<void> {
-  const agent = await startVaultAgent(KEYS, SCOPE);
-  try {
-    await fn({ label: "vault agent", socket: agent.socket, keys: KEYS });
-  } finally {
-    await agent.close();
-  }
+function vaultAgent(via: "local" | "bridge"): AgentRunner {
+  return async (fn) => {
+    const agent = await startVaultAgent(KEYS, SCOPE, { via });
+    try {
+      await fn({ label: `vault agent (${via})`, socket: agent.socket, keys: KEYS });
+    } finally {
+      await agent.close();
+    }
+  };
 }
-
-// >>> vault agent: set to true once src/agent/mod.ts exports startAgent. Every
-// scenario is then also registered as "[vault agent]" (and fails, never skips,
-// if the module is missing).
-const ENABLE_VAULT_AGENT = true;
-// <<<
 
 const AGENTS: { label: string; run: AgentRunner }[] = [
   { label: "ssh-agent", run: withOpenSshAgent },
-  ...(ENABLE_VAULT_AGENT ? [{ label: "vault agent", run: withVaultAgent }] : []),
+  { label: "vault agent", run: vaultAgent("local") },
+  { label: "vault via ssh-bridge", run: vaultAgent("bridge") },
 ];
-
-if (!ENABLE_VAULT_AGENT && agentModuleExists()) {
-  console.warn(
-    "NOTE e2e_ssh: src/agent/mod.ts exists but the vault-agent variants are disabled " +
-      "(ENABLE_VAULT_AGENT in tests/e2e_ssh.test.ts)",
-  );
-}
 
 // ------------------------------------------------------------------ helpers
 

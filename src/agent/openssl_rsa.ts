@@ -60,6 +60,13 @@ export type OpenSslHash = "sha256" | "sha512";
 /** Digest lengths of {@link OpenSslHash}. */
 const DIGEST_LENGTH: Record<OpenSslHash, number> = { sha256: 32, sha512: 64 };
 
+/** Whether OpenSSL 3's libcrypto loads here (and FFI is permitted). */
+export function opensslAvailable(): boolean {
+  const lib = OpenSslRsa.load();
+  lib?.close();
+  return lib !== null;
+}
+
 /** A loaded libcrypto. */
 export class OpenSslRsa {
   readonly #lib: Library;

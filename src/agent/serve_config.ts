@@ -10,6 +10,7 @@
  * local_all = false                          # or: every scope that has keys
  * audit = "~/.local/state/vault/ssh-audit.jsonl"
  * runtime_dir = "/run/user/1000/vault"       # where host-local sockets go
+ * rsa_engine = "auto"                        # auto | openssl | node
  * ```
  *
  * A flag replaces the table's value for the same setting. Paths may start
@@ -24,6 +25,10 @@ import { validateScope } from "../store/validate.ts";
 import { AgentConfigError } from "./errors.ts";
 import { defaultRuntimeDir } from "./socket.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
+import type { RsaEngine } from "./rsa_worker.ts";
+
+/** RSA implementations `--rsa-engine` accepts. */
+export const RSA_ENGINES: readonly RsaEngine[] = ["auto", "openssl", "node"];
 
 /** The resolved listening configuration of `vault serve`. */
 export interface ServeConfig {
@@ -39,6 +44,8 @@ export interface ServeConfig {
   audit: string;
   /** Directory of the host-local sockets, or null when unknown. */
   runtimeDir: string | null;
+  /** RSA implementation (see `rsa_pool.ts`). */
+  rsaEngine: RsaEngine;
 }
 
 /** The `vault serve` flags that configure listeners. */
@@ -49,6 +56,7 @@ export interface ServeFlags {
   localAll?: boolean;
   audit?: string;
   runtimeDir?: string;
+  rsaEngine?: RsaEngine;
 }
 
 const TABLE_KEYS = new Set([
@@ -58,6 +66,7 @@ const TABLE_KEYS = new Set([
   "local_all",
   "audit",
   "runtime_dir",
+  "rsa_engine",
 ]);
 
 /** Default audit file: `$XDG_STATE_HOME/vault/ssh-audit.jsonl` (or under `~/.local/state`). */
@@ -76,6 +85,13 @@ export function parsePort(text: string): number {
     throw new AgentConfigError("--signer-port must be a port number from 1 to 65535");
   }
   return Number(text);
+}
+
+/** Parses an `--rsa-engine` value. */
+export function parseRsaEngine(text: string): RsaEngine {
+  const engine = RSA_ENGINES.find((e) => e === text);
+  if (!engine) throw new AgentConfigError("--rsa-engine must be auto, openssl or node");
+  return engine;
 }
 
 /**
@@ -111,6 +127,11 @@ export function resolveServeConfig(
   const runtimeDir = flags.runtimeDir !== undefined
     ? resolve(flags.runtimeDir)
     : optionalPath(t, "runtime_dir", env) ?? defaultRuntimeDir(env);
+  let rsaEngine = flags.rsaEngine;
+  if (rsaEngine === undefined && t.rsa_engine !== undefined) {
+    rsaEngine = RSA_ENGINES.find((e) => e === t.rsa_engine);
+    if (!rsaEngine) throw tableError("rsa_engine", 'must be "auto", "openssl" or "node"');
+  }
   return {
     signerSocket,
     signerPort,
@@ -118,6 +139,7 @@ export function resolveServeConfig(
     localAll,
     audit,
     runtimeDir,
+    rsaEngine: rsaEngine ?? "auto",
   };
 }
 

@@ -14,9 +14,10 @@ import { UsageError } from "../../errors.ts";
 import { type AgentAddress, type ExternalListener, startAgent } from "../../agent/agent.ts";
 import { adoptSocket, inheritedSockets } from "../../agent/activation.ts";
 import { formatSignerAddress, parseSignerAddress, startBridge } from "../../agent/bridge.ts";
-import { BridgeTokenError } from "../../agent/errors.ts";
+import { AgentConfigError, BridgeTokenError } from "../../agent/errors.ts";
+import { opensslAvailable } from "../../agent/openssl_rsa.ts";
 import { MAX_TOKEN_BYTES } from "../../agent/handshake.ts";
-import { parsePort, resolveServeConfig } from "../../agent/serve_config.ts";
+import { parsePort, parseRsaEngine, resolveServeConfig } from "../../agent/serve_config.ts";
 import { resolve } from "node:path";
 
 /** Signals that stop `vault serve` and `vault ssh-bridge`. */
@@ -44,6 +45,11 @@ export function addServeCommands(program: Command, ctx: Context): void {
       "--runtime-dir <dir>",
       "directory of the host-local sockets (default: $XDG_RUNTIME_DIR/vault)",
     )
+    .option(
+      "--rsa-engine <engine>",
+      "RSA signing: auto (OpenSSL's libcrypto.so.3 if it loads, else built-in), openssl, node",
+      parseRsaEngine,
+    )
     .addHelpText(
       "after",
       `
@@ -58,7 +64,8 @@ token's scope selects the keys. Host-local sockets are
 <runtime dir>/ssh-agent-local-<scope>.sock, usable as SSH_AUTH_SOCK.
 
 Settings may also come from a [serve] table in config.toml (signer_socket,
-signer_port, local_scopes, local_all, audit, runtime_dir); flags win.
+signer_port, local_scopes, local_all, audit, runtime_dir, rsa_engine); flags
+win.
 Under systemd socket activation (LISTEN_FDS), inherited sockets named
 'local-<scope>' (FileDescriptorName=) serve that scope; any other name is a
 token-gated signer. Example units: scripts/systemd/.
@@ -72,6 +79,12 @@ Examples:
       const settings = await ctx.settings();
       const config = resolveServeConfig(options, settings.serve, ctx.env);
       const inherited = inheritedSockets(ctx.env);
+      const rsaWith = config.rsaEngine === "node" ? "node" : opensslAvailable() ? "openssl" : null;
+      if (rsaWith === null && config.rsaEngine === "openssl") {
+        throw new AgentConfigError(
+          "--rsa-engine openssl: OpenSSL 3's libcrypto (libcrypto.so.3) cannot be loaded",
+        );
+      }
       if (
         config.signerSocket === undefined && config.signerPort === undefined &&
         config.localScopes.length === 0 && !config.localAll && inherited.length === 0
@@ -113,11 +126,17 @@ Examples:
           runtimeDir: config.runtimeDir ?? undefined,
           env: ctx.env,
           auditPath: config.audit,
+          rsaEngine: config.rsaEngine,
           listeners,
           onListening: (address) => ctx.out.info(describeListener(address)),
           onWarning: (message) => ctx.out.warn(message),
         });
         ctx.out.info(`vault serve: audit trail in ${config.audit}`);
+        ctx.out.info(
+          `vault serve: RSA signing with ${
+            rsaWith === "openssl" ? "OpenSSL (libcrypto.so.3)" : "the built-in node:crypto"
+          }`,
+        );
         const signal = await stop.wait;
         ctx.out.info(`vault serve: ${signal}, shutting down`);
         await agent.close();
