@@ -46,6 +46,10 @@ export class ProtocolError extends AgentError {}
 export const FAILURE_FRAME: Uint8Array = Uint8Array.of(0, 0, 0, 1, MSG.FAILURE);
 
 const encoder = new TextEncoder();
+/** Initial read buffer of a {@link FrameReader}. */
+const INITIAL_BUFFER = 4096;
+/** A drained read buffer larger than this is replaced by a fresh initial one. */
+const SHRINK_ABOVE = 64 * 1024;
 
 /**
  * Reads length-prefixed frames from a stream, handling partial reads and
@@ -54,7 +58,7 @@ const encoder = new TextEncoder();
  */
 export class FrameReader {
   readonly #stream: ByteStream;
-  #buf = new Uint8Array(4096);
+  #buf = new Uint8Array(INITIAL_BUFFER);
   #start = 0;
   #end = 0;
 
@@ -71,6 +75,11 @@ export class FrameReader {
    *   stream ends inside a frame.
    */
   async next(min = 1, max = MAX_MESSAGE): Promise<Uint8Array | null> {
+    if (this.#start === this.#end && this.#buf.length > SHRINK_ABOVE) {
+      // A large frame grew the buffer; do not keep 256 KiB per idle connection.
+      this.#buf = new Uint8Array(INITIAL_BUFFER);
+      this.#start = this.#end = 0;
+    }
     if (!(await this.#fill(4))) {
       if (this.#end === this.#start) return null;
       throw new ProtocolError("connection closed inside a frame header");
