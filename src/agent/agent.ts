@@ -133,6 +133,8 @@ export async function startAgent(options: AgentOptions): Promise<AgentHandle> {
     await agent.start();
   } catch (error) {
     await agent.close();
+    // Listeners handed over but not yet served are ours to close too.
+    for (const { listener } of options.listeners ?? []) listener.close();
     throw error;
   }
   return agent;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Command } from "@commander-js/extra-typings";
+import { type Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import type { Context } from "../context.ts";
 import { openVault } from "../../unlock/open_vault.ts";
 import { wipeMaterial } from "../../unlock/types.ts";
@@ -30,7 +30,11 @@ export function addServeCommands(program: Command, ctx: Context): void {
       "run the SSH agent: a token-gated signer for containers and per-scope host sockets",
     )
     .option("--signer-socket <path>", "token-gated signer on this Unix socket (mode 0600)")
-    .option("--signer-port <port>", "token-gated signer on TCP 127.0.0.1:<port>", parsePort)
+    .option(
+      "--signer-port <port>",
+      "token-gated signer on TCP 127.0.0.1:<port>",
+      asUsage(parsePort),
+    )
     .option(
       "--local-scope <scope>",
       "serve this scope's keys on a host-local socket without a token (repeatable)",
@@ -48,7 +52,7 @@ export function addServeCommands(program: Command, ctx: Context): void {
     .option(
       "--rsa-engine <engine>",
       "RSA signing: auto (OpenSSL's libcrypto.so.3 if it loads, else built-in), openssl, node",
-      parseRsaEngine,
+      asUsage(parseRsaEngine),
     )
     .addHelpText(
       "after",
@@ -97,7 +101,9 @@ Examples:
       const { store, resolved } = await openVault({
         dbPath: ctx.dbPath().path,
         passphraseFile: ctx.passphraseFile,
-        env: ctx.env,
+        // Children of the unlock chain (passphrase_command …) must not think
+        // the inherited sockets are theirs.
+        env: withoutActivation(ctx.env),
         settings,
         interactive: false,
       });
@@ -171,7 +177,13 @@ Examples:
       if ((options.tokenFile === undefined) === (options.tokenEnv === undefined)) {
         throw new UsageError("give exactly one of --token-file FILE and --token-env NAME");
       }
-      const signer = parseSignerAddress(options.signer);
+      let signer;
+      try {
+        signer = parseSignerAddress(options.signer);
+      } catch (error) {
+        if (error instanceof AgentConfigError) throw new UsageError(error.message);
+        throw error;
+      }
       const token = await readToken(ctx, options.tokenFile, options.tokenEnv);
       const stop = stopSignal();
       try {
@@ -192,6 +204,29 @@ Examples:
         stop.dispose();
       }
     });
+}
+
+/**
+ * Wraps a flag parser so that its AgentConfigError becomes commander's
+ * InvalidArgumentError: a usage error (exit 2) naming the flag.
+ */
+function asUsage<T>(parse: (text: string) => T): (text: string) => T {
+  return (text) => {
+    try {
+      return parse(text);
+    } catch (error) {
+      if (error instanceof AgentConfigError) throw new InvalidArgumentError(error.message);
+      throw error;
+    }
+  };
+}
+
+/** `env` without systemd's socket-activation variables. */
+function withoutActivation(
+  env: Record<string, string | undefined>,
+): Record<string, string | undefined> {
+  const { LISTEN_FDS: _fds, LISTEN_PID: _pid, LISTEN_FDNAMES: _names, ...rest } = env;
+  return rest;
 }
 
 function describeListener(address: AgentAddress): string {

@@ -1,0 +1,1207 @@
+// `vault serve` and `vault ssh-bridge` as real, long-running CLI processes
+// (`deno run -A main.ts …`), driven by the real OpenSSH tools: ssh-add and
+// ssh-keygen -Y sign/verify through the sockets they create, SIGTERM to stop
+// them, and systemd socket activation with python3 standing in for systemd.
+//
+// The vault of every test is built through the CLI itself (init, ssh init,
+// token create); the passphrase travels in a file (or a systemd credential
+// directory), tokens in a file or an environment variable, never in argv.
+
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { type CliResult, CliSandbox } from "./helpers/cli.ts";
+import { withTempDir } from "./helpers/fixtures.ts";
+import { AgentProbe, readAudit, type ToolResult } from "./helpers/agent_fixtures.ts";
+import { skipIf } from "./helpers/skip.ts";
+
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+const PASS = "agent cli test passphrase";
+/** The scope every test serves, with an Ed25519 and an RSA key. */
+const SCOPE = "proj-a";
+/** Another scope with its own key, which must never show up on SCOPE's sockets. */
+const OTHER = "proj-b";
+/** How long a subprocess may take to come up or to exit (generous: CI machines are slow). */
+const DEADLINE_MS = 30_000;
+
+const HAS_PYTHON = await new Deno.Command("python3", {
+  args: ["--version"],
+  stdin: "null",
+  stdout: "null",
+  stderr: "null",
+}).output().then((out) => out.success, () => false);
+
+// ------------------------------------------------------------------ processes
+
+/** A subprocess whose output is collected as it comes. */
+class Background {
+  readonly #child: Deno.ChildProcess;
+  readonly #label: string;
+  #stdout = "";
+  #stderr = "";
+  #status: Deno.CommandStatus | null = null;
+  readonly #drained: Promise<void>;
+  readonly #exited: Promise<Deno.CommandStatus>;
+  #wake: (() => void)[] = [];
+
+  /** Spawns `cmd args` with exactly `env`; stdin gets `stdin`, or is /dev/null. */
+  constructor(
+    label: string,
+    cmd: string,
+    args: string[],
+    env: Record<string, string>,
+    stdin?: Uint8Array,
+  ) {
+    this.#label = label;
+    this.#child = new Deno.Command(cmd, {
+      args,
+      env,
+      clearEnv: true,
+      stdin: stdin ? "piped" : "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#drained = Promise.all([
+      this.#collect(this.#child.stdout, (text) => this.#stdout += text),
+      this.#collect(this.#child.stderr, (text) => this.#stderr += text),
+      stdin ? this.#feed(this.#child.stdin, stdin) : undefined,
+    ]).then(() => {});
+    this.#exited = this.#child.status.then((status) => {
+      this.#status = status;
+      this.#notify();
+      return status;
+    });
+  }
+
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  get stdout(): string {
+    return this.#stdout;
+  }
+
+  /** stderr lines so far. */
+  get lines(): string[] {
+    return this.#stderr.split("\n").filter((line) => line !== "");
+  }
+
+  async #collect(stream: ReadableStream<Uint8Array>, add: (text: string) => void): Promise<void> {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      add(text);
+      this.#notify();
+    }
+  }
+
+  async #feed(stream: WritableStream<Uint8Array>, bytes: Uint8Array): Promise<void> {
+    const writer = stream.getWriter();
+    try {
+      await writer.write(bytes);
+      await writer.close();
+    } catch {
+      // the process exited without reading it all
+    }
+  }
+
+  #notify(): void {
+    for (const wake of this.#wake.splice(0)) wake();
+  }
+
+  /**
+   * Waits until a stderr line matches `pattern`; returns all stderr lines.
+   * Fails when the process exits first or nothing matches within DEADLINE_MS.
+   */
+  async waitFor(pattern: RegExp): Promise<string[]> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let expired = false;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        expired = true;
+        resolve();
+      }, DEADLINE_MS);
+    });
+    try {
+      while (true) {
+        if (this.lines.some((line) => pattern.test(line))) return this.lines;
+        if (this.#status !== null) {
+          await this.#drained;
+          if (this.lines.some((line) => pattern.test(line))) return this.lines;
+          throw new Error(
+            `${this.#label} exited with ${this.#status.code} before printing ${pattern}:\n` +
+              this.#stderr,
+          );
+        }
+        if (expired) {
+          throw new Error(`${this.#label} did not print ${pattern} in time:\n${this.#stderr}`);
+        }
+        await Promise.race([deadline, new Promise<void>((wake) => this.#wake.push(wake))]);
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Sends `signal` (unless the process already exited) and waits for the
+   * exit; a process still running after DEADLINE_MS is killed and fails.
+   */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<ToolResult> {
+    if (this.#status === null) {
+      try {
+        this.#child.kill(signal);
+      } catch {
+        // exited just now
+      }
+    }
+    return await this.finish();
+  }
+
+  /** Waits for the process to exit by itself (at most DEADLINE_MS, then it is killed). */
+  async finish(): Promise<ToolResult> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let expired = false;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        expired = true;
+        resolve();
+      }, DEADLINE_MS);
+    });
+    try {
+      await Promise.race([this.#exited, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (expired && this.#status === null) {
+      await this.dispose();
+      throw new Error(`${this.#label} did not exit in time:\n${this.#stderr}`);
+    }
+    const status = await this.#exited;
+    await this.#drained;
+    return { code: status.code, stdout: this.#stdout, stderr: this.#stderr };
+  }
+
+  /** Kills the process if it still runs and waits for it (for finally blocks). */
+  async dispose(): Promise<void> {
+    if (this.#status === null) {
+      try {
+        this.#child.kill("SIGKILL");
+      } catch {
+        // exited just now
+      }
+    }
+    await this.#exited;
+    await this.#drained;
+  }
+}
+
+/** Runs `vault <args>` in the background with the sandbox's environment plus `env`. */
+function spawnVault(
+  cli: CliSandbox,
+  label: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Background {
+  return new Background(label, Deno.execPath(), ["run", "-A", "--no-check", MAIN, ...args], {
+    ...cli.env,
+    ...env,
+  });
+}
+
+/**
+ * Runs a tool (ssh-add, ssh-keygen) to its end with a minimal environment
+ * plus `env`; killed and failed after DEADLINE_MS, so a server that never
+ * answers fails the test instead of hanging it.
+ */
+async function tool(
+  cmd: string,
+  args: string[],
+  options: { env?: Record<string, string>; stdin?: Uint8Array } = {},
+): Promise<ToolResult> {
+  const env = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: "/nonexistent" };
+  const proc = new Background(
+    `${cmd} ${args.join(" ")}`,
+    cmd,
+    args,
+    { ...env, ...options.env },
+    options.stdin,
+  );
+  try {
+    return await proc.finish();
+  } finally {
+    await proc.dispose();
+  }
+}
+
+/** `ssh-add <args>` against the agent at `socket`. */
+function sshAdd(socket: string, args: string[]): Promise<ToolResult> {
+  return tool("ssh-add", args, { env: { SSH_AUTH_SOCK: socket } });
+}
+
+/** Runs `vault <args>` to its end (stdin closed, at most DEADLINE_MS). */
+async function runVault(
+  cli: CliSandbox,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<ToolResult> {
+  const proc = spawnVault(cli, `vault ${args.join(" ")}`, args, env);
+  try {
+    return await proc.finish();
+  } finally {
+    await proc.dispose();
+  }
+}
+
+// ------------------------------------------------------------------ the vault
+
+/** A key as `vault ssh pub --json` shows it. */
+interface ScopeKey {
+  fingerprint: string;
+  publicLine: string;
+  /** The SSH wire blob of the public key. */
+  publicBlob: Uint8Array;
+}
+
+interface Vault {
+  dir: string;
+  cli: CliSandbox;
+  passFile: string;
+  /** SCOPE's keys, primary (Ed25519) first. */
+  keys: ScopeKey[];
+  /** OTHER's key. */
+  otherKeys: ScopeKey[];
+  /** `vault --passphrase-file … <args>`. */
+  v(args: string[]): Promise<CliResult>;
+}
+
+function ok(result: CliResult): string {
+  assertEquals(result.code, 0, result.stderr);
+  return result.stdout;
+}
+
+async function scopeKeys(v: Vault["v"], scope: string): Promise<ScopeKey[]> {
+  const shown: { fingerprint: string; publicLine: string }[] = JSON.parse(
+    ok(await v(["ssh", "pub", scope, "--all", "--json"])),
+  );
+  return shown.map((key) => ({
+    ...key,
+    publicBlob: Uint8Array.from(atob(key.publicLine.split(" ")[1]), (c) => c.charCodeAt(0)),
+  }));
+}
+
+/** A temp sandbox with a vault: SCOPE holds an Ed25519 and an RSA key, OTHER one Ed25519 key. */
+async function withVault(fn: (vault: Vault) => Promise<void>): Promise<void> {
+  await withTempDir(async (dir) => {
+    const cli = new CliSandbox(dir);
+    const passFile = cli.file("vault.pass", PASS + "\n");
+    const v = (args: string[]) => cli.run(["--passphrase-file", passFile, ...args]);
+    ok(await v(["init"]));
+    ok(await v(["ssh", "init", SCOPE]));
+    ok(await v(["ssh", "init", SCOPE, "--add", "--type", "rsa"]));
+    ok(await v(["ssh", "init", OTHER]));
+    const keys = await scopeKeys(v, SCOPE);
+    assertEquals(keys.map((k) => k.publicLine.split(" ")[0]), ["ssh-ed25519", "ssh-rsa"]);
+    await fn({ dir, cli, passFile, keys, otherKeys: await scopeKeys(v, OTHER), v });
+  });
+}
+
+/** Mints an ssh token for SCOPE through the CLI; the token is read from stdout (JSON). */
+async function createToken(vault: Vault, subject: string): Promise<string> {
+  const out = JSON.parse(
+    ok(
+      await vault.v([
+        "token",
+        "create",
+        "--scope",
+        SCOPE,
+        "--subject",
+        subject,
+        "--provider",
+        "ssh",
+        "--json",
+      ]),
+    ),
+  );
+  assertMatch(out.token, /^terok-p-[0-9a-f]{32}$/);
+  return out.token;
+}
+
+// ------------------------------------------------------------------ checks
+
+/** The `ssh-keygen -lf` lines (`bits SHA256:… comment (TYPE)`) of `keys`. */
+async function keygenListing(dir: string, keys: ScopeKey[]): Promise<string[]> {
+  const file = join(dir, `expected-${crypto.randomUUID()}.pub`);
+  await Deno.writeTextFile(file, keys.map((k) => k.publicLine + "\n").join(""));
+  const listed = await tool("ssh-keygen", ["-lf", file]);
+  assertEquals(listed.code, 0, listed.stderr);
+  const lines = listed.stdout.trimEnd().split("\n");
+  assertEquals(lines.length, keys.length);
+  keys.forEach((key, i) => assert(lines[i].includes(` ${key.fingerprint} `), lines[i]));
+  return lines;
+}
+
+/** ssh-add -L and -l through `socket` show exactly `keys`, in order. */
+async function assertListsExactly(dir: string, socket: string, keys: ScopeKey[]): Promise<void> {
+  const big = await sshAdd(socket, ["-L"]);
+  assertEquals(big.code, 0, big.stderr);
+  assertEquals(big.stdout.trimEnd().split("\n"), keys.map((k) => k.publicLine));
+  const small = await sshAdd(socket, ["-l"]);
+  assertEquals(small.code, 0, small.stderr);
+  assertEquals(small.stdout.trimEnd().split("\n"), await keygenListing(dir, keys));
+}
+
+/**
+ * `ssh-keygen -Y sign -f <key.pub>` through the agent at `socket` (only the
+ * public half exists on disk, so the agent must sign), then `-Y verify`
+ * against an allowed-signers file; a tampered message must not verify.
+ * (tests/helpers/agent_fixtures.ts keygenSignAndVerify, with deadlines.)
+ */
+async function assertSigns(dir: string, socket: string, key: ScopeKey): Promise<void> {
+  const id = crypto.randomUUID();
+  const pub = join(dir, `signer-${id}.pub`);
+  const data = join(dir, `data-${id}`);
+  const allowed = join(dir, `allowed-${id}`);
+  const message = `signed through vault serve (${key.fingerprint})\n`;
+  await Deno.writeTextFile(pub, key.publicLine + "\n");
+  await Deno.writeTextFile(data, message);
+  await Deno.writeTextFile(allowed, `signer@vault.test ${key.publicLine}\n`);
+  const sign = await tool("ssh-keygen", ["-Y", "sign", "-f", pub, "-n", "file", data], {
+    env: { SSH_AUTH_SOCK: socket },
+  });
+  assertEquals(sign.code, 0, `ssh-keygen -Y sign with ${key.fingerprint}: ${sign.stderr}`);
+  const verify = (text: string) =>
+    tool("ssh-keygen", [
+      "-Y",
+      "verify",
+      "-f",
+      allowed,
+      "-I",
+      "signer@vault.test",
+      "-n",
+      "file",
+      "-s",
+      `${data}.sig`,
+    ], { stdin: new TextEncoder().encode(text) });
+  const good = await verify(message);
+  assertEquals(good.code, 0, good.stderr);
+  assertMatch(good.stdout, /Good "file" signature for signer@vault\.test/);
+  assert((await verify(message + "tampered")).code !== 0, "a tampered message must not verify");
+}
+
+/**
+ * ssh-add -L through `socket` fails and lists nothing. (Its message varies:
+ * "error fetching identities: …", or none at all when the connection is
+ * closed before ssh-add writes and SIGPIPE ends it.)
+ */
+async function assertListsNothing(socket: string): Promise<void> {
+  for (const flag of ["-L", "-l"]) {
+    const r = await sshAdd(socket, [flag]);
+    assert(r.code !== 0, `ssh-add ${flag} should fail, got: ${r.stdout}`);
+    assertEquals(r.stdout, "", `ssh-add ${flag} lists nothing`);
+  }
+}
+
+/** Asserts none of `secrets` appears in `text`. */
+function assertNoSecrets(text: string, secrets: string[], what: string): void {
+  for (const secret of secrets) assert(!text.includes(secret), `${what} leaks a secret:\n${text}`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+function mode(path: string): number {
+  return Deno.statSync(path).mode! & 0o777;
+}
+
+/** A free TCP port on 127.0.0.1 (closed again; the caller binds it right away). */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  return port;
+}
+
+/**
+ * `probe.identities()`, failing (instead of hanging) when no answer and no
+ * close comes within DEADLINE_MS.
+ */
+async function identitiesOf(
+  probe: AgentProbe,
+): Promise<{ blob: Uint8Array; comment: string }[] | null> {
+  const answer = probe.identities();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<"expired">((resolve) => {
+    timer = setTimeout(() => resolve("expired"), DEADLINE_MS);
+  });
+  try {
+    const first = await Promise.race([answer, expired]);
+    if (first !== "expired") return first;
+  } finally {
+    clearTimeout(timer);
+  }
+  probe.close();
+  await answer.catch(() => null);
+  throw new Error("the agent neither answered nor closed the connection in time");
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+const SERVE_READY = /^vault serve: audit trail in /;
+const BRIDGE_READY = /^vault ssh-bridge: unix:/;
+
+/** The `vault serve: ssh …` listener lines. */
+function listenerLines(lines: string[]): string[] {
+  return lines.filter((line) => line.startsWith("vault serve: ssh "));
+}
+
+// ------------------------------------------------------------------ a. host-local sockets
+
+Deno.test("vault serve --local-scope: ssh-add and ssh-keygen -Y sign through the scope socket; SIGTERM cleans up", async () => {
+  await withVault(async (vault) => {
+    const { dir, cli, passFile, keys } = vault;
+    const runtimeDir = join(dir, "rt");
+    const audit = join(dir, "state", "audit.jsonl");
+    const socket = join(runtimeDir, `ssh-agent-local-${SCOPE}.sock`);
+    const serve = spawnVault(cli, "vault serve", [
+      "--passphrase-file",
+      passFile,
+      "serve",
+      "--local-scope",
+      SCOPE,
+      "--runtime-dir",
+      runtimeDir,
+      "--audit",
+      audit,
+    ]);
+    try {
+      const lines = await serve.waitFor(SERVE_READY);
+      assertEquals(listenerLines(lines), [
+        `vault serve: ssh agent for scope ${SCOPE} on unix:${socket}`,
+      ]);
+      assert(lines.includes(`vault serve: audit trail in ${audit}`), serve.stderr);
+      assertEquals(mode(runtimeDir), 0o700);
+      assertEquals(mode(socket), 0o600);
+      assert(Deno.lstatSync(socket).isSocket);
+
+      await assertListsExactly(dir, socket, keys);
+      for (const key of keys) await assertSigns(dir, socket, key);
+
+      const stopped = await serve.stop("SIGTERM");
+      assertEquals(stopped.code, 0, stopped.stderr);
+      assertMatch(stopped.stderr, /vault serve: SIGTERM, shutting down/);
+      assertEquals(await exists(socket), false, "the socket is removed on SIGTERM");
+      assertEquals(stopped.stdout, "");
+      assertNoSecrets(stopped.stderr, [PASS], "vault serve");
+
+      assertEquals(mode(audit), 0o600);
+      const records = await readAudit(audit);
+      assertEquals(records.length, keys.length, "one audit line per signature");
+      records.forEach((record, i) => {
+        assertEquals(
+          [record.scope, record.subject, record.key, record.outcome, record.peer],
+          [SCOPE, "local", keys[i].fingerprint, "signed", `unix:${socket}`],
+        );
+        assertMatch(String(record.data_sha256), /^[0-9a-f]{64}$/);
+      });
+    } finally {
+      await serve.dispose();
+    }
+  });
+});
+
+Deno.test("vault serve: two scopes, one socket each; after a crash (SIGKILL) the stale sockets are replaced; SIGINT stops it", async () => {
+  await withVault(async (vault) => {
+    const { dir, cli, passFile, keys, otherKeys } = vault;
+    const runtimeDir = join(dir, "rt");
+    const socketA = join(runtimeDir, `ssh-agent-local-${SCOPE}.sock`);
+    const socketB = join(runtimeDir, `ssh-agent-local-${OTHER}.sock`);
+    const args = [
+      "--passphrase-file",
+      passFile,
+      "serve",
+      "--local-scope",
+      SCOPE,
+      "--local-scope",
+      OTHER,
+      "--runtime-dir",
+      runtimeDir,
+      "--audit",
+      join(dir, "audit.jsonl"),
+    ];
+    const crashed = spawnVault(cli, "vault serve (to be killed)", args);
+    let serve: Background | null = null;
+    try {
+      await crashed.waitFor(SERVE_READY);
+      assertEquals((await crashed.stop("SIGKILL")).code, 137);
+      // Nobody removed them: stale sockets nobody answers on.
+      assert(Deno.lstatSync(socketA).isSocket && Deno.lstatSync(socketB).isSocket);
+      const before = Deno.lstatSync(socketA).ino;
+
+      serve = spawnVault(cli, "vault serve", args);
+      const lines = await serve.waitFor(SERVE_READY);
+      assertEquals(listenerLines(lines), [
+        `vault serve: ssh agent for scope ${SCOPE} on unix:${socketA}`,
+        `vault serve: ssh agent for scope ${OTHER} on unix:${socketB}`,
+      ]);
+      assert(Deno.lstatSync(socketA).ino !== before, "a new socket replaced the stale one");
+      assertEquals(mode(socketA), 0o600);
+      await assertListsExactly(dir, socketA, keys);
+      await assertListsExactly(dir, socketB, otherKeys);
+      const stopped = await serve.stop("SIGINT");
+      assertEquals(stopped.code, 0, stopped.stderr);
+      assertMatch(stopped.stderr, /vault serve: SIGINT, shutting down/);
+      assertEquals([await exists(socketA), await exists(socketB)], [false, false]);
+    } finally {
+      await serve?.dispose();
+      await crashed.dispose();
+    }
+  });
+});
+
+// ------------------------------------------------------------------ b. signer + bridge
+
+Deno.test("vault serve --signer-socket + vault ssh-bridge --token-file: the token's scope, signing, wrong and revoked tokens", async () => {
+  await withVault(async (vault) => {
+    const { dir, cli, passFile, keys } = vault;
+    const signerPath = join(dir, "signer.sock");
+    const audit = join(dir, "audit.jsonl");
+    const token = await createToken(vault, "task-1");
+    const tokenFile = cli.file("token", token + "\n");
+    assertEquals(mode(tokenFile), 0o600);
+    const wrongFile = cli.file("wrong-token", `terok-p-${"0".repeat(32)}\n`);
+    const listen = join(dir, "bridge.sock");
+    const wrongListen = join(dir, "wrong.sock");
+
+    const serve = spawnVault(cli, "vault serve", [
+      "--passphrase-file",
+      passFile,
+      "serve",
+      "--signer-socket",
+      signerPath,
+      "--audit",
+      audit,
+    ]);
+    let bridge: Background | null = null;
+    let wrong: Background | null = null;
+    try {
+      const lines = await serve.waitFor(SERVE_READY);
+      assertEquals(listenerLines(lines), [
+        `vault serve: ssh signer (token handshake) on unix:${signerPath}`,
+      ]);
+      assertEquals(mode(signerPath), 0o600);
+
+      // The bridge needs no passphrase: only the token.
+      bridge = spawnVault(cli, "vault ssh-bridge", [
+        "ssh-bridge",
+        "--listen",
+        listen,
+        "--signer",
+        `unix:${signerPath}`,
+        "--token-file",
+        tokenFile,
+      ]);
+      assertEquals(
+        (await bridge.waitFor(BRIDGE_READY)).filter((l) => l.startsWith("vault ssh-bridge:")),
+        [`vault ssh-bridge: unix:${listen} -> unix:${signerPath}`],
+      );
+      assertEquals(mode(listen), 0o600);
+      await assertListsExactly(dir, listen, keys);
+      for (const key of keys) await assertSigns(dir, listen, key);
+
+      // A signer client without the bridge's handshake gets nothing.
+      const raw = await AgentProbe.open({ path: signerPath });
+      try {
+        assertEquals(await identitiesOf(raw), null);
+      } finally {
+        raw.close();
+      }
+
+      // A bridge with a token vault does not know: ssh-add fails, lists nothing.
+      wrong = spawnVault(cli, "vault ssh-bridge (wrong token)", [
+        "ssh-bridge",
+        "--listen",
+        wrongListen,
+        "--signer",
+        `unix:${signerPath}`,
+        "--token-file",
+        wrongFile,
+      ]);
+      await wrong.waitFor(BRIDGE_READY);
+      await assertListsNothing(wrongListen);
+
+      // A second `vault serve` on the same signer socket is refused; the first keeps working.
+      const second = await runVault(cli, [
+        "--passphrase-file",
+        passFile,
+        "serve",
+        "--signer-socket",
+        signerPath,
+        "--audit",
+        join(dir, "audit2.jsonl"),
+      ]);
+      assertEquals(second.code, 1, second.stderr);
+      assertMatch(second.stderr, /another process is listening on it/);
+      await assertListsExactly(dir, listen, keys);
+
+      // Revoking the token (from another process) closes the door for new connections.
+      ok(await vault.v(["token", "revoke", SCOPE, "task-1"]));
+      await assertListsNothing(listen);
+
+      const bridgeStopped = await bridge.stop("SIGTERM");
+      assertEquals(bridgeStopped.code, 0, bridgeStopped.stderr);
+      assertMatch(bridgeStopped.stderr, /vault ssh-bridge: SIGTERM, shutting down/);
+      assertEquals(await exists(listen), false, "the bridge removes its socket");
+      assertNoSecrets(bridgeStopped.stderr + bridgeStopped.stdout, [token, PASS], "ssh-bridge");
+      const wrongStopped = await wrong.stop("SIGTERM");
+      assertEquals(wrongStopped.code, 0, wrongStopped.stderr);
+      assertEquals(await exists(wrongListen), false);
+
+      const stopped = await serve.stop("SIGTERM");
+      assertEquals(stopped.code, 0, stopped.stderr);
+      assertEquals(await exists(signerPath), false, "the signer socket is removed on SIGTERM");
+      assertNoSecrets(stopped.stderr + stopped.stdout, [token, PASS], "vault serve");
+
+      const records = await readAudit(audit);
+      assertEquals(records.length, keys.length, "one audit line per signature");
+      records.forEach((record, i) => {
+        assertEquals(
+          [record.scope, record.subject, record.key, record.outcome, record.peer],
+          [SCOPE, "task-1", keys[i].fingerprint, "signed", `unix:${signerPath}`],
+        );
+      });
+      assertNoSecrets(await Deno.readTextFile(audit), [token], "the audit file");
+    } finally {
+      await wrong?.dispose();
+      await bridge?.dispose();
+      await serve.dispose();
+    }
+  });
+});
+
+Deno.test("vault serve --signer-port + vault ssh-bridge --signer tcp: --token-env", async () => {
+  await withVault(async (vault) => {
+    const { dir, cli, passFile, keys } = vault;
+    const token = await createToken(vault, "task-tcp");
+    const port = freePort();
+    const audit = join(dir, "audit.jsonl");
+    const listen = join(dir, "bridge.sock");
+    const serve = spawnVault(cli, "vault serve", [
+      "--passphrase-file",
+      passFile,
+      "serve",
+      "--signer-port",
+      String(port),
+      "--audit",
+      audit,
+    ]);
+    let bridge: Background | null = null;
+    try {
+      const lines = await serve.waitFor(SERVE_READY);
+      assertEquals(listenerLines(lines), [
+        `vault serve: ssh signer (token handshake) on tcp:127.0.0.1:${port}`,
+      ]);
+      bridge = spawnVault(cli, "vault ssh-bridge", [
+        "ssh-bridge",
+        "--listen",
+        listen,
+        "--signer",
+        `tcp:127.0.0.1:${port}`,
+        "--token-env",
+        "VAULT_SSH_TOKEN",
+      ], { VAULT_SSH_TOKEN: token });
+      await bridge.waitFor(BRIDGE_READY);
+      assert(bridge.lines.includes(`vault ssh-bridge: unix:${listen} -> tcp:127.0.0.1:${port}`));
+      await assertListsExactly(dir, listen, keys);
+      await assertSigns(dir, listen, keys[0]);
+
+      const bridgeStopped = await bridge.stop("SIGTERM");
+      assertEquals(bridgeStopped.code, 0, bridgeStopped.stderr);
+      assertEquals(await exists(listen), false);
+      assertNoSecrets(bridgeStopped.stderr, [token], "ssh-bridge");
+      const stopped = await serve.stop("SIGTERM");
+      assertEquals(stopped.code, 0, stopped.stderr);
+      assertNoSecrets(stopped.stderr, [token, PASS], "vault serve");
+
+      const records = await readAudit(audit);
+      assertEquals(records.length, 1);
+      assertEquals(
+        [records[0].scope, records[0].subject, records[0].key, records[0].outcome],
+        [SCOPE, "task-tcp", keys[0].fingerprint, "signed"],
+      );
+      assertMatch(String(records[0].peer), /^tcp:127\.0\.0\.1:[0-9]+$/);
+    } finally {
+      await bridge?.dispose();
+      await serve.dispose();
+    }
+  });
+});
+
+Deno.test("vault ssh-bridge started before the signer: fails while it is absent, works once it is up, retries a dial", async () => {
+  await withVault(async (vault) => {
+    const { dir, cli, passFile, keys } = vault;
+    const token = await createToken(vault, "task-early");
+    const tokenFile = cli.file("token", token);
+    const signerPath = join(dir, "signer.sock");
+    const listen = join(dir, "bridge.sock");
+    const bridge = spawnVault(cli, "vault ssh-bridge", [
+      "ssh-bridge",
+      "--listen",
+      listen,
+      "--signer",
+      `unix:${signerPath}`,
+      "--token-file",
+      tokenFile,
+    ]);
+    let serve: Background | null = null;
+    try {
+      await bridge.waitFor(BRIDGE_READY);
+      // No signer yet: the bridge gives up after its dial attempts and closes the client.
+      await assertListsNothing(listen);
+      await bridge.waitFor(/^vault: warning: cannot reach the signer at unix:.*: NotFound$/);
+
+      serve = spawnVault(cli, "vault serve", [
+        "--passphrase-file",
+        passFile,
+        "serve",
+        "--signer-socket",
+        signerPath,
+        "--audit",
+        join(dir, "audit.jsonl"),
+      ]);
+      await serve.waitFor(SERVE_READY);
+      // Every connection dials anew: the same bridge works now.
+      await assertListsExactly(dir, listen, keys);
+
+      // The dial retry proper: a client connects while the signer's address does
+      // not exist; it appears ~100 ms later (a hard link to the running signer's
+      // socket, so the timing is in the test's hands, well inside the bridge's
+      // ~1.5 s of attempts) and the pending request is answered.
+      const late = join(dir, "late.sock");
+      const lateListen = join(dir, "late-bridge.sock");
+      const lateBridge = spawnVault(cli, "vault ssh-bridge (late signer)", [
+        "ssh-bridge",
+        "--listen",
+        lateListen,
+        "--signer",
+        `unix:${late}`,
+        "--token-file",
+        tokenFile,
+      ]);
+      try {
+        await lateBridge.waitFor(BRIDGE_READY);
+        const probe = await AgentProbe.open({ path: lateListen });
+        try {
+          const answer = identitiesOf(probe);
+          await sleep(100);
+          await Deno.link(signerPath, late);
+          const identities = await answer;
+          assert(
+            identities !== null,
+            `the bridge gave up before the signer appeared:\n${lateBridge.stderr}`,
+          );
+          assertEquals(
+            identities.map((i) => i.comment),
+            keys.map((k) => k.publicLine.split(" ")[2]),
+          );
+        } finally {
+          probe.close();
+        }
+        const stopped = await lateBridge.stop("SIGTERM");
+        assertEquals(stopped.code, 0, stopped.stderr);
+      } finally {
+        await lateBridge.dispose();
+      }
+
+      const bridgeStopped = await bridge.stop("SIGTERM");
+      assertEquals(bridgeStopped.code, 0, bridgeStopped.stderr);
+      assertNoSecrets(bridgeStopped.stderr, [token], "ssh-bridge");
+      const stopped = await serve.stop("SIGTERM");
+      assertEquals(stopped.code, 0, stopped.stderr);
+    } finally {
+      await serve?.dispose();
+      await bridge.dispose();
+    }
+  });
+});
+
+// ------------------------------------------------------------------ c. errors
+
+/** A failed run: non-zero (or `code`), one `vault: error:` line matching `pattern`, no secrets. */
+function assertFails(
+  r: ToolResult,
+  pattern: RegExp,
+  secrets: string[],
+  code?: number,
+): void {
+  if (code === undefined) assert(r.code !== 0, `expected a failure, got 0:\n${r.stderr}`);
+  else assertEquals(r.code, code, r.stderr);
+  const errors = r.stderr.split("\n").filter((line) => line.startsWith("vault: error: "));
+  assertEquals(errors.length, 1, r.stderr);
+  assertMatch(errors[0], pattern);
+  assertEquals(r.stdout, "");
+  assertNoSecrets(r.stderr, secrets, "the error output");
+}
+
+Deno.test("vault serve: nothing to serve, locked vault, bad port, a regular file at the signer path", async () => {
+  await withVault(async ({ dir, cli, passFile }) => {
+    const secrets = [PASS];
+    const withPass = (args: string[]) => runVault(cli, ["--passphrase-file", passFile, ...args]);
+
+    assertFails(await withPass(["serve"]), /nothing to serve: .*--local-scope/, secrets, 2);
+
+    // No passphrase source and stdin closed: fails at start, prompts for nothing.
+    const runtimeDir = join(dir, "rt");
+    const locked = await runVault(cli, [
+      "serve",
+      "--local-scope",
+      SCOPE,
+      "--runtime-dir",
+      runtimeDir,
+      "--audit",
+      join(dir, "locked-audit.jsonl"),
+    ]);
+    assertFails(locked, /no passphrase available/, secrets);
+    assert(!/passphrase:\s*$/i.test(locked.stderr), "no prompt");
+    assertEquals(await exists(join(runtimeDir, `ssh-agent-local-${SCOPE}.sock`)), false);
+    // A wrong passphrase fails at start too, without echoing either passphrase.
+    const wrongPass = cli.file("wrong.pass", "not the agent passphrase\n");
+    assertFails(
+      await runVault(cli, [
+        "--passphrase-file",
+        wrongPass,
+        "serve",
+        "--local-scope",
+        SCOPE,
+        "--runtime-dir",
+        runtimeDir,
+      ]),
+      /wrong passphrase/,
+      [PASS, "not the agent passphrase"],
+    );
+
+    for (const port of ["70000", "0", "http"]) {
+      assertFails(
+        await withPass(["serve", "--signer-port", port]),
+        /--signer-port must be a port number from 1 to 65535/,
+        secrets,
+        2,
+      );
+    }
+
+    const precious = join(dir, "precious");
+    await Deno.writeTextFile(precious, "not a socket\n", { mode: 0o640 });
+    await Deno.chmod(precious, 0o640);
+    const before = Deno.statSync(precious);
+    assertFails(
+      await withPass(["serve", "--signer-socket", precious, "--audit", join(dir, "a.jsonl")]),
+      /cannot listen on .*precious: it exists and is not a socket; refusing to replace it/,
+      secrets,
+    );
+    const after = Deno.statSync(precious);
+    assertEquals(await Deno.readTextFile(precious), "not a socket\n");
+    assertEquals([after.ino, after.mode, after.mtime], [before.ino, before.mode, before.mtime]);
+  });
+});
+
+Deno.test("vault ssh-bridge: token options, empty token, bad --signer", async () => {
+  await withTempDir(async (dir) => {
+    const cli = new CliSandbox(dir);
+    const token = `terok-p-${"ab".repeat(16)}`;
+    const tokenFile = cli.file("token", token + "\n");
+    const listen = join(dir, "bridge.sock");
+    const signer = `unix:${join(dir, "signer.sock")}`;
+    const env = { VAULT_SSH_TOKEN: token };
+    const bridge = (args: string[]) =>
+      runVault(cli, ["ssh-bridge", "--listen", listen, ...args], env);
+
+    assertFails(
+      await bridge([
+        "--signer",
+        signer,
+        "--token-file",
+        tokenFile,
+        "--token-env",
+        "VAULT_SSH_TOKEN",
+      ]),
+      /give exactly one of --token-file FILE and --token-env NAME/,
+      [token],
+      2,
+    );
+    assertFails(
+      await bridge(["--signer", signer]),
+      /give exactly one of --token-file FILE and --token-env NAME/,
+      [token],
+      2,
+    );
+    assertFails(
+      await bridge(["--signer", signer, "--token-file", cli.file("empty", "")]),
+      /the token is empty/,
+      [token],
+    );
+    assertFails(
+      await bridge(["--signer", signer, "--token-file", cli.file("newline", "\n")]),
+      /the token is empty/,
+      [token],
+    );
+    assertFails(
+      await bridge(["--signer", signer, "--token-file", join(dir, "missing")]),
+      /missing/,
+      [token],
+    );
+    assertFails(
+      await bridge(["--signer", signer, "--token-env", "VAULT_NO_SUCH_TOKEN"]),
+      /environment variable VAULT_NO_SUCH_TOKEN is not set/,
+      [token],
+    );
+    for (const address of ["foo:bar", "unix:relative/path", "tcp:127.0.0.1:0", "tcp:host"]) {
+      assertFails(
+        await bridge(["--signer", address, "--token-file", tokenFile]),
+        /--signer must be unix:\/path\/to\/signer\.sock or tcp:HOST:PORT|--signer unix:PATH needs an absolute path/,
+        [token],
+        2,
+      );
+    }
+    assertEquals(await exists(listen), false, "no failed run leaves a socket behind");
+  });
+});
+
+// ------------------------------------------------------------------ d. systemd socket activation
+
+/**
+ * python3 standing in for systemd: binds a listening Unix socket (mode 0600)
+ * per `path=name` argument (`tcp=name`: TCP on 127.0.0.1, any free port), moves them to fds 3, 4, …, sets LISTEN_FDS,
+ * LISTEN_PID (its own pid, which exec keeps) and LISTEN_FDNAMES, then execs
+ * the command after `--`.
+ */
+const ACTIVATOR = `
+import os, socket, sys
+split = sys.argv.index("--")
+specs, argv = sys.argv[1:split], sys.argv[split + 1:]
+socks, names = [], []
+for spec in specs:
+    path, name = spec.rsplit("=", 1)
+    if path == "tcp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+    else:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            s.bind(path)
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+    s.listen(64)
+    socks.append(s)
+    names.append(name)
+# Move the sockets out of the way first, then onto 3, 4, ...
+fds = [os.dup(s.fileno()) for s in socks]
+for s in socks:
+    s.close()
+for i, fd in enumerate(fds):
+    os.dup2(fd, 3 + i)
+    os.set_inheritable(3 + i, True)
+for fd in fds:
+    if fd >= 3 + len(fds):
+        os.close(fd)
+env = dict(os.environ)
+env["LISTEN_FDS"] = str(len(fds))
+env["LISTEN_PID"] = str(os.getpid())
+env["LISTEN_FDNAMES"] = ":".join(names)
+os.execvpe(argv[0], argv, env)
+`;
+
+/** Runs `vault <args>` under the python3 activator with `sockets` (path → FileDescriptorName). */
+function spawnActivated(
+  cli: CliSandbox,
+  sockets: [string, string][],
+  args: string[],
+  env: Record<string, string> = {},
+): Background {
+  return new Background(
+    "vault serve (socket-activated)",
+    "python3",
+    [
+      "-c",
+      ACTIVATOR,
+      ...sockets.map(([path, name]) => `${path}=${name}`),
+      "--",
+      Deno.execPath(),
+      "run",
+      "-A",
+      "--no-check",
+      MAIN,
+      ...args,
+    ],
+    { ...cli.env, ...env },
+  );
+}
+
+Deno.test({
+  name: "systemd socket activation: an inherited local-<scope> socket serves that scope",
+  ignore: skipIf(!HAS_PYTHON, "socket activation", "python3 is not installed"),
+  fn: async () => {
+    await withVault(async (vault) => {
+      const { dir, cli, keys } = vault;
+      // The passphrase as a systemd credential (LoadCredential=vault-passphrase:…).
+      const credentials = join(dir, "credentials");
+      await Deno.mkdir(credentials, { mode: 0o700 });
+      await Deno.writeTextFile(join(credentials, "vault-passphrase"), PASS + "\n", { mode: 0o400 });
+      const socket = join(dir, "activated.sock");
+      const audit = join(dir, "audit.jsonl");
+      const serve = spawnActivated(cli, [[socket, `local-${SCOPE}`]], ["serve", "--audit", audit], {
+        CREDENTIALS_DIRECTORY: credentials,
+      });
+      try {
+        const lines = await serve.waitFor(SERVE_READY);
+        assertEquals(listenerLines(lines), [
+          `vault serve: ssh agent for scope ${SCOPE} on unix:fd3 (systemd local-${SCOPE})`,
+        ]);
+        await assertListsExactly(dir, socket, keys);
+        await assertSigns(dir, socket, keys[1]);
+
+        const stopped = await serve.stop("SIGTERM");
+        assertEquals(stopped.code, 0, stopped.stderr);
+        assertNoSecrets(stopped.stderr, [PASS], "vault serve");
+        // The socket belongs to the activator (systemd keeps it for the next start).
+        assert(Deno.lstatSync(socket).isSocket, "an inherited socket's file is left in place");
+        const records = await readAudit(audit);
+        assertEquals(records.length, 1);
+        assertEquals(
+          [records[0].scope, records[0].subject, records[0].key, records[0].outcome],
+          [SCOPE, "local", keys[1].fingerprint, "signed"],
+        );
+      } finally {
+        await serve.dispose();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "systemd socket activation: fds named signer (Unix and TCP) are token-gated; local-<other> beside them",
+  ignore: skipIf(!HAS_PYTHON, "socket activation (signer)", "python3 is not installed"),
+  fn: async () => {
+    await withVault(async (vault) => {
+      const { dir, cli, passFile, keys, otherKeys } = vault;
+      const token = await createToken(vault, "task-sd");
+      const signer = join(dir, "signer.sock");
+      const local = join(dir, "other.sock");
+      const serve = spawnActivated(
+        cli,
+        [[signer, "signer"], [local, `local-${OTHER}`], ["tcp", "signer"]],
+        ["--passphrase-file", passFile, "serve", "--audit", join(dir, "audit.jsonl")],
+      );
+      let bridge: Background | null = null;
+      try {
+        const lines = await serve.waitFor(SERVE_READY);
+        const listeners = listenerLines(lines);
+        assertEquals(listeners.slice(0, 2), [
+          "vault serve: ssh signer (token handshake) on unix:fd3 (systemd signer)",
+          `vault serve: ssh agent for scope ${OTHER} on unix:fd4 (systemd local-${OTHER})`,
+        ]);
+        const tcp =
+          /^vault serve: ssh signer \(token handshake\) on tcp:127\.0\.0\.1:([0-9]+) \(systemd signer\)$/
+            .exec(listeners[2] ?? "");
+        assert(tcp && listeners.length === 3, listeners.join("\n"));
+        await assertListsExactly(dir, local, otherKeys);
+
+        // Raw handshake: the right token sees SCOPE's keys; no or a wrong token, nothing.
+        for (const target of [{ path: signer }, { port: Number(tcp[1]) }]) {
+          const good = await AgentProbe.open(target, token);
+          try {
+            const identities = await identitiesOf(good);
+            assert(identities !== null, serve.stderr);
+            assertEquals(identities.map((i) => i.blob), keys.map((k) => k.publicBlob));
+          } finally {
+            good.close();
+          }
+          for (const attempt of [`terok-p-${"0".repeat(32)}`, undefined]) {
+            const bad = await AgentProbe.open(target, attempt);
+            try {
+              assertEquals(await identitiesOf(bad), null);
+            } finally {
+              bad.close();
+            }
+          }
+        }
+
+        // And through the real bridge.
+        const listen = join(dir, "bridge.sock");
+        bridge = spawnVault(cli, "vault ssh-bridge", [
+          "ssh-bridge",
+          "--listen",
+          listen,
+          "--signer",
+          `unix:${signer}`,
+          "--token-env",
+          "VAULT_SSH_TOKEN",
+        ], { VAULT_SSH_TOKEN: token });
+        await bridge.waitFor(BRIDGE_READY);
+        await assertListsExactly(dir, listen, keys);
+        await assertSigns(dir, listen, keys[0]);
+        assertEquals((await bridge.stop("SIGTERM")).code, 0);
+
+        const stopped = await serve.stop("SIGTERM");
+        assertEquals(stopped.code, 0, stopped.stderr);
+        assertNoSecrets(stopped.stderr, [token, PASS], "vault serve");
+      } finally {
+        await bridge?.dispose();
+        await serve.dispose();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "systemd socket activation: an inherited fd that is not a socket fails at start",
+  ignore: skipIf(!HAS_PYTHON, "socket activation (bad fd)", "python3 is not installed"),
+  fn: async () => {
+    await withVault(async ({ dir, cli, passFile }) => {
+      // fd 3 is a regular file: LISTEN_FDS=1 as systemd would never send it.
+      const script = `
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+if fd != 3:
+    os.dup2(fd, 3)
+    os.close(fd)
+os.set_inheritable(3, True)
+env = dict(os.environ, LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES="signer")
+os.execvpe(sys.argv[2], sys.argv[2:], env)
+`;
+      const proc = new Background("vault serve (bad fd)", "python3", [
+        "-c",
+        script,
+        passFile,
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--no-check",
+        MAIN,
+        "--passphrase-file",
+        passFile,
+        "serve",
+        "--audit",
+        join(dir, "audit.jsonl"),
+      ], cli.env);
+      try {
+        assertFails(
+          await proc.finish(),
+          /inherited file descriptor 3 is not a listening socket/,
+          [PASS],
+        );
+      } finally {
+        await proc.dispose();
+      }
+    });
+  },
+});
