@@ -225,23 +225,34 @@ class Agent implements AgentHandle {
       for (const scope of scopes) await this.#serveLocal(scope);
     }
     if (o.localAll) {
-      await this.#discoverScopes();
+      // At start a scope that cannot be served fails the start, as for `localScopes`.
+      await this.#discoverScopes((_scope, error) => {
+        throw error;
+      });
       this.#poll = setInterval(() => {
         if (this.#polling || this.#closing) return;
-        this.#polling = this.#discoverScopes()
+        // Later, one scope that cannot be served must not keep the others unserved.
+        this.#polling = this.#discoverScopes((scope, error) =>
+          this.#warn(`cannot serve scope ${scope}: ${(error as Error).message}`)
+        )
           .catch((error) => this.#warn(`cannot look for new scopes: ${(error as Error).message}`))
           .finally(() => this.#polling = null);
       }, o.scopePollMs ?? DEFAULT_SCOPE_POLL_MS);
     }
   }
 
-  async #discoverScopes(): Promise<void> {
+  /** Serves new scopes; `onError` hears each scope whose socket cannot be bound. */
+  async #discoverScopes(onError: (scope: string, error: unknown) => void): Promise<void> {
     const version = this.#services.registry.refresh();
     if (version === this.#pollVersion) return;
     this.#pollVersion = version;
     for (const scope of this.#store.listScopes()) {
       if (isInfraScope(scope) || this.#local.has(scope) || this.#closing) continue;
-      await this.#serveLocal(scope);
+      try {
+        await this.#serveLocal(scope);
+      } catch (error) {
+        onError(scope, error);
+      }
     }
   }
 
