@@ -487,6 +487,7 @@ Deno.test("vault serve --local-scope: ssh-add and ssh-keygen -Y sign through the
         `vault serve: ssh agent for scope ${SCOPE} on unix:${socket}`,
       ]);
       assert(lines.includes(`vault serve: audit trail in ${audit}`), serve.stderr);
+      assertEquals(lines.filter((l) => l.startsWith("vault: warning:")), []);
       assertEquals(mode(runtimeDir), 0o700);
       assertEquals(mode(socket), 0o600);
       assert(Deno.lstatSync(socket).isSocket);
@@ -531,11 +532,14 @@ Deno.test("vault serve: two scopes, one socket each; after a crash (SIGKILL) the
       SCOPE,
       "--local-scope",
       OTHER,
+      "--local-scope",
+      "no-keys",
       "--runtime-dir",
       runtimeDir,
       "--audit",
       join(dir, "audit.jsonl"),
     ];
+    const socketEmpty = join(runtimeDir, "ssh-agent-local-no-keys.sock");
     const crashed = spawnVault(cli, "vault serve (to be killed)", args);
     let serve: Background | null = null;
     try {
@@ -550,7 +554,15 @@ Deno.test("vault serve: two scopes, one socket each; after a crash (SIGKILL) the
       assertEquals(listenerLines(lines), [
         `vault serve: ssh agent for scope ${SCOPE} on unix:${socketA}`,
         `vault serve: ssh agent for scope ${OTHER} on unix:${socketB}`,
+        `vault serve: ssh agent for scope no-keys on unix:${socketEmpty}`,
       ]);
+      // A scope without keys is served (keys may come later), with a warning.
+      assertEquals(lines.filter((l) => l.startsWith("vault: warning:")), [
+        "vault: warning: scope no-keys has no SSH keys yet; its socket lists none until keys are " +
+        "assigned ('vault ssh init no-keys')",
+      ]);
+      const none = await sshAdd(socketEmpty, ["-l"]);
+      assertEquals([none.code, none.stdout.trim()], [1, "The agent has no identities."]);
       assert(Deno.lstatSync(socketA).ino !== before, "a new socket replaced the stale one");
       assertEquals(mode(socketA), 0o600);
       await assertListsExactly(dir, socketA, keys);
@@ -558,7 +570,10 @@ Deno.test("vault serve: two scopes, one socket each; after a crash (SIGKILL) the
       const stopped = await serve.stop("SIGINT");
       assertEquals(stopped.code, 0, stopped.stderr);
       assertMatch(stopped.stderr, /vault serve: SIGINT, shutting down/);
-      assertEquals([await exists(socketA), await exists(socketB)], [false, false]);
+      assertEquals(
+        [await exists(socketA), await exists(socketB), await exists(socketEmpty)],
+        [false, false, false],
+      );
     } finally {
       await serve?.dispose();
       await crashed.dispose();

@@ -137,6 +137,14 @@ Examples:
           onListening: (address) => ctx.out.info(describeListener(address)),
           onWarning: (message) => ctx.out.warn(message),
         });
+        for (const scope of config.localScopes) {
+          if (store.countKeys(scope) === 0) {
+            ctx.out.warn(
+              `scope ${scope} has no SSH keys yet; its socket lists none until keys are ` +
+                `assigned ('vault ssh init ${scope}')`,
+            );
+          }
+        }
         ctx.out.info(`vault serve: audit trail in ${config.audit}`);
         ctx.out.info(
           `vault serve: RSA signing with ${
