@@ -12,7 +12,13 @@ import { fileURLToPath } from "node:url";
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { type CliResult, CliSandbox } from "./helpers/cli.ts";
 import { withTempDir } from "./helpers/fixtures.ts";
-import { AgentProbe, readAudit, type ToolResult } from "./helpers/agent_fixtures.ts";
+import {
+  AgentProbe,
+  readAudit,
+  runTool,
+  sshAdd,
+  type ToolResult,
+} from "./helpers/agent_fixtures.ts";
 import { skipIf } from "./helpers/skip.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
@@ -207,36 +213,6 @@ function spawnVault(
   });
 }
 
-/**
- * Runs a tool (ssh-add, ssh-keygen) to its end with a minimal environment
- * plus `env`; killed and failed after DEADLINE_MS, so a server that never
- * answers fails the test instead of hanging it.
- */
-async function tool(
-  cmd: string,
-  args: string[],
-  options: { env?: Record<string, string>; stdin?: Uint8Array } = {},
-): Promise<ToolResult> {
-  const env = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: "/nonexistent" };
-  const proc = new Background(
-    `${cmd} ${args.join(" ")}`,
-    cmd,
-    args,
-    { ...env, ...options.env },
-    options.stdin,
-  );
-  try {
-    return await proc.finish();
-  } finally {
-    await proc.dispose();
-  }
-}
-
-/** `ssh-add <args>` against the agent at `socket`. */
-function sshAdd(socket: string, args: string[]): Promise<ToolResult> {
-  return tool("ssh-add", args, { env: { SSH_AUTH_SOCK: socket } });
-}
-
 /** Runs `vault <args>` to its end (stdin closed, at most DEADLINE_MS). */
 async function runVault(
   cli: CliSandbox,
@@ -331,7 +307,7 @@ async function createToken(vault: Vault, subject: string): Promise<string> {
 async function keygenListing(dir: string, keys: ScopeKey[]): Promise<string[]> {
   const file = join(dir, `expected-${crypto.randomUUID()}.pub`);
   await Deno.writeTextFile(file, keys.map((k) => k.publicLine + "\n").join(""));
-  const listed = await tool("ssh-keygen", ["-lf", file]);
+  const listed = await runTool("ssh-keygen", ["-lf", file]);
   assertEquals(listed.code, 0, listed.stderr);
   const lines = listed.stdout.trimEnd().split("\n");
   assertEquals(lines.length, keys.length);
@@ -353,7 +329,6 @@ async function assertListsExactly(dir: string, socket: string, keys: ScopeKey[])
  * `ssh-keygen -Y sign -f <key.pub>` through the agent at `socket` (only the
  * public half exists on disk, so the agent must sign), then `-Y verify`
  * against an allowed-signers file; a tampered message must not verify.
- * (tests/helpers/agent_fixtures.ts keygenSignAndVerify, with deadlines.)
  */
 async function assertSigns(dir: string, socket: string, key: ScopeKey): Promise<void> {
   const id = crypto.randomUUID();
@@ -364,12 +339,12 @@ async function assertSigns(dir: string, socket: string, key: ScopeKey): Promise<
   await Deno.writeTextFile(pub, key.publicLine + "\n");
   await Deno.writeTextFile(data, message);
   await Deno.writeTextFile(allowed, `signer@vault.test ${key.publicLine}\n`);
-  const sign = await tool("ssh-keygen", ["-Y", "sign", "-f", pub, "-n", "file", data], {
+  const sign = await runTool("ssh-keygen", ["-Y", "sign", "-f", pub, "-n", "file", data], {
     env: { SSH_AUTH_SOCK: socket },
   });
   assertEquals(sign.code, 0, `ssh-keygen -Y sign with ${key.fingerprint}: ${sign.stderr}`);
   const verify = (text: string) =>
-    tool("ssh-keygen", [
+    runTool("ssh-keygen", [
       "-Y",
       "verify",
       "-f",

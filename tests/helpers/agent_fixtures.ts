@@ -90,7 +90,15 @@ export interface ToolResult {
   stderr: string;
 }
 
-/** Runs `cmd` with a minimal environment plus `env`, stdin from `stdin` (or empty). */
+/** How long {@link runTool} lets a tool run before killing it (a hang guard, not a speed check). */
+export const TOOL_DEADLINE_MS = 30_000;
+
+/**
+ * Runs `cmd` with a minimal environment plus `env`, stdin from `stdin` (or
+ * empty). A tool still running after {@link TOOL_DEADLINE_MS} (an agent
+ * that never answers) is killed and the call throws, so a test fails
+ * instead of hanging.
+ */
 export async function runTool(
   cmd: string,
   args: string[],
@@ -104,15 +112,27 @@ export async function runTool(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const writer = child.stdin.getWriter();
-  if (options.stdin) await writer.write(options.stdin);
-  await writer.close();
-  const out = await child.output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
+  let killed = false;
+  const timer = setTimeout(() => {
+    killed = true;
+    child.kill("SIGKILL");
+  }, TOOL_DEADLINE_MS);
+  try {
+    const writer = child.stdin.getWriter();
+    if (options.stdin) await writer.write(options.stdin).catch(() => {});
+    await writer.close().catch(() => {});
+    const out = await child.output();
+    if (killed) {
+      throw new Error(`${cmd} ${args.join(" ")}: still running after ${TOOL_DEADLINE_MS} ms`);
+    }
+    return {
+      code: out.code,
+      stdout: new TextDecoder().decode(out.stdout),
+      stderr: new TextDecoder().decode(out.stderr),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** `ssh-add <args>` against the agent at `socket`. */
@@ -123,46 +143,6 @@ export function sshAdd(socket: string, args: string[]): Promise<ToolResult> {
 /** The `ssh-add -L` lines expected for keys (blob, comment) in order. */
 export function expectedLines(keys: { publicBlob: Uint8Array; comment: string }[]): string[] {
   return keys.map((k) => publicLine(k.publicBlob, k.comment));
-}
-
-/**
- * Signs a file with `ssh-keygen -Y sign -f <pub>` through the agent at
- * `socket`, then checks it with `ssh-keygen -Y verify`. Returns both runs.
- */
-export async function keygenSignAndVerify(
-  dir: string,
-  socket: string,
-  key: KeyMaterial,
-  message = "signed through the vault agent\n",
-): Promise<{ sign: ToolResult; verify: ToolResult; tampered: ToolResult }> {
-  const pub = join(dir, `signer-${crypto.randomUUID()}.pub`);
-  const data = join(dir, `data-${crypto.randomUUID()}`);
-  await Deno.writeTextFile(pub, publicLine(key.publicBlob, "signer") + "\n");
-  await Deno.writeTextFile(data, message);
-  const sign = await runTool("ssh-keygen", ["-Y", "sign", "-f", pub, "-n", "file", data], {
-    env: { SSH_AUTH_SOCK: socket },
-  });
-  const allowed = join(dir, `allowed-${crypto.randomUUID()}`);
-  await Deno.writeTextFile(allowed, `signer@vault.test ${publicLine(key.publicBlob, "")}\n`);
-  const verifyArgs = [
-    "-Y",
-    "verify",
-    "-f",
-    allowed,
-    "-I",
-    "signer@vault.test",
-    "-n",
-    "file",
-    "-s",
-    `${data}.sig`,
-  ];
-  const verify = await runTool("ssh-keygen", verifyArgs, {
-    stdin: new TextEncoder().encode(message),
-  });
-  const tampered = await runTool("ssh-keygen", verifyArgs, {
-    stdin: new TextEncoder().encode(message + "tampered"),
-  });
-  return { sign, verify, tampered };
 }
 
 /** Where a probe connects. */
