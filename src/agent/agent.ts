@@ -319,8 +319,7 @@ class Agent implements AgentHandle {
     const principal: Principal = { scope: row.scope, subject: row.subject };
     let checkedAt = registry.refresh();
     // Whenever the database changed, make sure the token still exists (not revoked).
-    const stillAllowed = () => {
-      const version = registry.refresh();
+    const stillAllowed = (version: number) => {
       if (version === checkedAt) return true;
       checkedAt = version;
       const again = lookup();

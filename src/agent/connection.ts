@@ -54,14 +54,17 @@ export async function serveConnection(
   principal: Principal,
   peer: string,
   services: ConnectionServices,
-  stillAllowed: () => boolean = () => true,
+  stillAllowed: (version: number) => boolean = () => true,
 ): Promise<void> {
   try {
     while (true) {
       const body = await reader.next();
-      if (body === null || !stillAllowed()) return;
+      if (body === null) return;
       let reply: Uint8Array;
       try {
+        // One data_version check per request: it drops stale key views, and
+        // tells the signer whether to look its token up again.
+        if (!stillAllowed(services.registry.refresh())) return;
         if (body[0] === MSG.REQUEST_IDENTITIES && body.length === 1) {
           reply = services.registry.view(principal.scope).identities;
         } else if (body[0] === MSG.SIGN_REQUEST) {

@@ -112,9 +112,11 @@ export class KeyRegistry {
     return version;
   }
 
-  /** The current view of `scope` (refreshing first). */
+  /**
+   * The view of `scope` as of the last {@link KeyRegistry.refresh} (call it
+   * once per request, before this).
+   */
   view(scope: string): ScopeView {
-    this.refresh();
     let view = this.#views.get(scope);
     if (!view) {
       view = this.#load(scope);
