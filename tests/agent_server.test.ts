@@ -9,6 +9,7 @@
 // one handshake-deadline test, whose deadline is the behaviour under test.
 
 import { join } from "node:path";
+import { concatBytes } from "../src/bytes.ts";
 import { createHash } from "node:crypto";
 import {
   AgentConfigError,
@@ -173,15 +174,8 @@ async function signAndVerify(
   return algorithm;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
-}
+/** {@link concatBytes} of the arguments. */
+const concat = (...parts: Uint8Array[]): Uint8Array => concatBytes(parts);
 
 function uint32(value: number): Uint8Array {
   const out = new Uint8Array(4);

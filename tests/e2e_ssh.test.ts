@@ -21,6 +21,7 @@ import {
 } from "./helpers/agent_client.ts";
 import { run, startOpenSshAgent } from "./helpers/openssh_agent.ts";
 import { type Sshd, sshLogin, startSshd } from "./helpers/sshd.ts";
+import { withTempDir } from "./helpers/fixtures.ts";
 
 // ------------------------------------------------------------------ agents
 
@@ -76,15 +77,6 @@ const AGENTS: { label: string; run: AgentRunner }[] = [
 ];
 
 // ------------------------------------------------------------------ helpers
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "vault-e2e-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 async function withSshd(
   authorizedKeys: readonly string[],

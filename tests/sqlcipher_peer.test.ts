@@ -9,7 +9,7 @@ import { deepStrictEqual, equal, match, ok, rejects } from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import Database from "better-sqlite3-multiple-ciphers";
 import { ensureSqlcipherPeer, peerExec, type PeerKey } from "./helpers/sqlcipher_peer.ts";
-import { FIXTURES } from "./helpers/fixtures.ts";
+import { FIXTURES, withTempDir } from "./helpers/fixtures.ts";
 
 const RAW_HEX = "2b7e151628aed2a6abf7158809cf4f3c762e7160f38b4da56a784d9045190cfe";
 const OTHER_RAW_HEX = "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4";
@@ -20,16 +20,6 @@ type Manifest = {
   user_version: number;
   credentials: { credential_set: string; provider: string; data: unknown }[];
 };
-
-/** Creates a temp dir, runs `fn` in it, and removes it afterwards. */
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "vault-sqlcipher-peer-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** Opens `path` with better-sqlite3-multiple-ciphers in SQLCipher-4 mode. */
 function openMc(path: string, key: PeerKey): Database.Database {

@@ -2,16 +2,7 @@ import assert from "node:assert/strict";
 import Database from "better-sqlite3-multiple-ciphers";
 import { fingerprint, publicLine } from "../src/ssh/keys.ts";
 import { parsePrivateKey } from "../src/ssh/openssh.ts";
-import { copyFixture, FIXTURES, withTempDir } from "./helpers/fixtures.ts";
-
-interface FixtureKey {
-  id: number;
-  key_type: string;
-  fingerprint: string;
-  comment: string;
-  public_line: string;
-  openssh_private_key?: string;
-}
+import { copyFixture, FIXTURES, type ManifestKey, withTempDir } from "./helpers/fixtures.ts";
 
 interface Row {
   id: number;
@@ -37,7 +28,7 @@ function queryFixture(dir: string, name: string, passphrase: string, sql: string
 }
 
 Deno.test("fixture v3: OpenSSH keys reproduce fingerprint, public line and comment", () => {
-  const keys: FixtureKey[] = readJson("terok-v3.json").ssh_keys;
+  const keys: ManifestKey[] = readJson("terok-v3.json").ssh_keys;
   assert.equal(keys.length, 3);
   for (const key of keys) {
     const parsed = parsePrivateKey(key.openssh_private_key!);
@@ -52,7 +43,7 @@ Deno.test("fixture v3: OpenSSH keys reproduce fingerprint, public line and comme
 
 Deno.test("fixture v3: parsed private DER is byte-identical to the database rows", async () => {
   const fixture = readJson("terok-v3.json");
-  const keys: FixtureKey[] = fixture.ssh_keys;
+  const keys: ManifestKey[] = fixture.ssh_keys;
   await withTempDir((dir) => {
     const rows = queryFixture(
       dir,
@@ -71,7 +62,7 @@ Deno.test("fixture v3: parsed private DER is byte-identical to the database rows
 
 Deno.test("fixture v0: legacy private_pem rows parse to the stored blob and migrated fingerprint", async () => {
   const fixture = readJson("terok-v0.json");
-  const expected: FixtureKey[] = fixture.expected_after_migration.ssh_keys;
+  const expected: ManifestKey[] = fixture.expected_after_migration.ssh_keys;
   await withTempDir((dir) => {
     const rows = queryFixture(
       dir,

@@ -36,6 +36,25 @@ function isClosedError(error: unknown): boolean {
   return error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted;
 }
 
+/**
+ * The next connection of a Deno listener, or null once it is closed.
+ * Errors other than closing (EMFILE …) are retried after a short pause.
+ */
+async function acceptConn<C extends Deno.Conn>(
+  listener: Deno.Listener<C>,
+  isClosed: () => boolean,
+): Promise<C | null> {
+  while (!isClosed()) {
+    try {
+      return await listener.accept();
+    } catch (error) {
+      if (isClosed() || isClosedError(error)) return null;
+      await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+    }
+  }
+  return null;
+}
+
 /** Wraps a Unix socket from {@link bindUnixSocket}. */
 export function unixListener(bound: BoundUnixSocket): StreamListener {
   const label = `unix:${bound.path}`;
@@ -43,16 +62,8 @@ export function unixListener(bound: BoundUnixSocket): StreamListener {
   return {
     label,
     async accept() {
-      while (!closed) {
-        try {
-          const conn = await bound.listener.accept();
-          return { stream: conn, peer: label };
-        } catch (error) {
-          if (closed || isClosedError(error)) return null;
-          await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
-        }
-      }
-      return null;
+      const conn = await acceptConn(bound.listener, () => closed);
+      return conn && { stream: conn, peer: label };
     },
     close() {
       closed = true;
@@ -69,22 +80,15 @@ export function tcpListener(port: number): StreamListener {
   return {
     label,
     async accept() {
-      while (!closed) {
-        try {
-          const conn = await listener.accept();
-          try {
-            conn.setNoDelay(true);
-          } catch {
-            // not fatal
-          }
-          const remote = conn.remoteAddr;
-          return { stream: conn, peer: `tcp:${remote.hostname}:${remote.port}` };
-        } catch (error) {
-          if (closed || isClosedError(error)) return null;
-          await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
-        }
+      const conn = await acceptConn(listener, () => closed);
+      if (!conn) return null;
+      try {
+        conn.setNoDelay(true);
+      } catch {
+        // not fatal
       }
-      return null;
+      const remote = conn.remoteAddr;
+      return { stream: conn, peer: `tcp:${remote.hostname}:${remote.port}` };
     },
     close() {
       if (closed) return;

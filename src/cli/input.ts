@@ -7,6 +7,7 @@
 
 import { InvalidInput } from "../errors.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
+import { concatAndWipe } from "../unlock/io.ts";
 
 /** Largest secret accepted from a file or stdin. */
 export const MAX_SECRET_BYTES = 1 << 20;
@@ -20,7 +21,7 @@ export async function readStdin(limit = MAX_SECRET_BYTES): Promise<Uint8Array> {
     if (total > limit) throw new InvalidInput(`input on stdin is larger than ${limit} bytes`);
     chunks.push(chunk);
   }
-  return concat(chunks, total);
+  return concatAndWipe(chunks);
 }
 
 /** Reads a whole file (bounded), refusing directories. */
@@ -47,16 +48,6 @@ export function stdinIsTerminal(): boolean {
   } catch {
     return false;
   }
-}
-
-function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }
 
 function errorKind(error: unknown): string {

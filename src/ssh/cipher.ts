@@ -7,6 +7,7 @@
 
 import { type CipherGCMTypes, createCipheriv, createDecipheriv } from "node:crypto";
 import { UnsupportedCipher, WrongKeyPassphrase } from "./errors.ts";
+import { concatBytes } from "../bytes.ts";
 
 /** How one OpenSSH cipher name is implemented. */
 export interface CipherSpec {
@@ -69,11 +70,11 @@ export function encryptSection(
   if (cipher.algorithm === null) return plain.slice();
   if (cipher.tagLength > 0) {
     const c = createCipheriv(cipher.algorithm as CipherGCMTypes, key, iv);
-    return concat([c.update(plain), c.final(), c.getAuthTag()]);
+    return concatBytes([c.update(plain), c.final(), c.getAuthTag()]);
   }
   const c = createCipheriv(cipher.algorithm, key, iv);
   c.setAutoPadding(false);
-  return concat([c.update(plain), c.final()]);
+  return concatBytes([c.update(plain), c.final()]);
 }
 
 /**
@@ -95,18 +96,8 @@ export function decryptSection(
     d = createDecipheriv(cipher.algorithm, key, iv).setAutoPadding(false);
   }
   try {
-    return concat([d.update(data), d.final()]);
+    return concatBytes([d.update(data), d.final()]);
   } catch {
     throw new WrongKeyPassphrase();
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let pos = 0;
-  for (const part of parts) {
-    out.set(part, pos);
-    pos += part.length;
-  }
-  return out;
 }

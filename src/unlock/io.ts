@@ -6,6 +6,7 @@
  */
 
 import { isAbsolute, join } from "node:path";
+import { concatBytes } from "../bytes.ts";
 
 /** Largest secret (passphrase file, command output) the chain accepts. */
 export const MAX_SECRET_BYTES = 64 * 1024;
@@ -30,15 +31,8 @@ export function stripOneNewline(data: Uint8Array): Uint8Array {
 
 /** Concatenates chunks into a new buffer and zeroes the chunks. */
 export function concatAndWipe(chunks: Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const c of chunks) total += c.length;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-    c.fill(0);
-  }
+  const out = concatBytes(chunks);
+  for (const c of chunks) c.fill(0);
   chunks.length = 0;
   return out;
 }

@@ -13,20 +13,15 @@ import type { OpenOptions } from "../store/open.ts";
 import { assertOpenable } from "../store/open.ts";
 import { WrongPassphrase } from "../store/errors.ts";
 import { clearSessionKey } from "./session.ts";
-import { resolveKeyMaterial } from "./chain.ts";
-import type { Settings } from "./settings.ts";
+import { resolveKeyMaterial, type ResolveOptions } from "./chain.ts";
 import { type Resolved, wipeMaterial } from "./types.ts";
 
 /** Inputs for {@link openVault}. */
-export interface OpenVaultOptions {
-  dbPath: string;
-  passphraseFile?: string;
-  env: Record<string, string | undefined>;
-  settings: Settings;
-  /** Whether a TTY prompt may be shown. */
-  interactive: boolean;
-  /** Prompt used by the TTY tier (echo off). */
-  prompt?: (question: string) => Promise<Uint8Array>;
+export interface OpenVaultOptions extends
+  Pick<
+    ResolveOptions,
+    "dbPath" | "passphraseFile" | "env" | "settings" | "interactive" | "prompt"
+  > {
   /** Passed to the store. */
   open?: OpenOptions;
 }
