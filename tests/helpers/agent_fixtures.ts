@@ -12,6 +12,7 @@ import { CredentialStore } from "../../src/store/store.ts";
 import { generateKey, type KeyMaterial, publicLine } from "../../src/ssh/keys.ts";
 import { FrameReader, MSG } from "../../src/agent/protocol.ts";
 import { parseSignatureBlob } from "./agent_client.ts";
+import { run, type RunResult } from "./openssh_agent.ts";
 
 const PASSPHRASE = "agent test passphrase";
 
@@ -84,56 +85,14 @@ export function addKey(
 }
 
 /** What a finished tool run printed. */
-export interface ToolResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** How long {@link runTool} lets a tool run before killing it (a hang guard, not a speed check). */
-export const TOOL_DEADLINE_MS = 30_000;
+export type ToolResult = RunResult;
 
 /**
- * Runs `cmd` with a minimal environment plus `env`, stdin from `stdin` (or
- * empty). A tool still running after {@link TOOL_DEADLINE_MS} (an agent
- * that never answers) is killed and the call throws, so a test fails
- * instead of hanging.
+ * Runs a tool with a minimal environment (see `run` in openssh_agent.ts); a
+ * tool still running after 30 s is killed and the call throws, so a test
+ * fails instead of hanging on an agent that never answers.
  */
-export async function runTool(
-  cmd: string,
-  args: string[],
-  options: { env?: Record<string, string>; stdin?: Uint8Array } = {},
-): Promise<ToolResult> {
-  const child = new Deno.Command(cmd, {
-    args,
-    clearEnv: true,
-    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: "/nonexistent", ...options.env },
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let killed = false;
-  const timer = setTimeout(() => {
-    killed = true;
-    child.kill("SIGKILL");
-  }, TOOL_DEADLINE_MS);
-  try {
-    const writer = child.stdin.getWriter();
-    if (options.stdin) await writer.write(options.stdin).catch(() => {});
-    await writer.close().catch(() => {});
-    const out = await child.output();
-    if (killed) {
-      throw new Error(`${cmd} ${args.join(" ")}: still running after ${TOOL_DEADLINE_MS} ms`);
-    }
-    return {
-      code: out.code,
-      stdout: new TextDecoder().decode(out.stdout),
-      stderr: new TextDecoder().decode(out.stderr),
-    };
-  } finally {
-    clearTimeout(timer);
-  }
-}
+export const runTool = run;
 
 /** `ssh-add <args>` against the agent at `socket`. */
 export function sshAdd(socket: string, args: string[]): Promise<ToolResult> {

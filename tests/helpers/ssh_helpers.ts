@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { SshKeyError } from "../../src/ssh/errors.ts";
+import { run } from "./openssh_agent.ts";
 
 export { utf8, withTempDir } from "./fixtures.ts";
 
@@ -28,25 +29,10 @@ export async function sshKeygen(
   args: string[],
   opts: { allowFailure?: boolean; home?: string; stdin?: Uint8Array } = {},
 ): Promise<KeygenResult> {
-  const child = new Deno.Command("ssh-keygen", {
-    args,
-    clearEnv: true,
-    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: opts.home ?? "/nonexistent" },
-    stdin: opts.stdin ? "piped" : "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (opts.stdin) {
-    const writer = child.stdin.getWriter();
-    await writer.write(opts.stdin);
-    await writer.close();
-  }
-  const output = await child.output();
-  const result = {
-    code: output.code,
-    stdout: new TextDecoder().decode(output.stdout),
-    stderr: new TextDecoder().decode(output.stderr),
-  };
+  const result = await run("ssh-keygen", args, {
+    env: { HOME: opts.home ?? "/nonexistent" },
+    stdin: opts.stdin,
+  });
   if (result.code !== 0 && !opts.allowFailure) {
     throw new Error(`ssh-keygen ${args.join(" ")} exited ${result.code}: ${result.stderr}`);
   }
