@@ -5,7 +5,7 @@
 
 import { createPrivateKey, createPublicKey, verify } from "node:crypto";
 import { Buffer } from "node:buffer";
-import { generateKey, type KeyMaterial } from "../src/ssh/keys.ts";
+import { generateKey, type KeyMaterial } from "../src/openssh/keys.ts";
 import { opensslAvailable, OpenSslRsa } from "../src/agent/openssl_rsa.ts";
 import { RsaSignerPool, RsaSigningError } from "../src/agent/rsa_pool.ts";
 import { rsaAlgorithm, Signer } from "../src/agent/sign.ts";

@@ -25,7 +25,7 @@ import {
 import { bindUnixSocket } from "../src/agent/socket.ts";
 import { MAX_MESSAGE, MSG } from "../src/agent/protocol.ts";
 import { InvalidScopeName } from "../src/store/errors.ts";
-import { fingerprint, generateKey, type KeyMaterial } from "../src/ssh/keys.ts";
+import { fingerprint, generateKey, type KeyMaterial } from "../src/openssh/keys.ts";
 import {
   addKey,
   type AgentBox,

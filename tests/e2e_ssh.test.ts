@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { generateKey, publicLine } from "../src/ssh/keys.ts";
+import { generateKey, publicLine } from "../src/openssh/keys.ts";
 import { makeTestKeys, type TestKey, testKey } from "../bench/lib/keys.ts";
 import { startVaultAgent } from "../bench/lib/vault_agent.ts";
 import {

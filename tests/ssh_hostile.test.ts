@@ -11,16 +11,16 @@ import {
   UnsupportedCipher,
   UnsupportedKeyType,
   WrongKeyPassphrase,
-} from "../src/ssh/errors.ts";
-import { generateKey, type KeyMaterial } from "../src/ssh/keys.ts";
+} from "../src/openssh/errors.ts";
+import { generateKey, type KeyMaterial } from "../src/openssh/keys.ts";
 import {
   MAX_KDF_ROUNDS,
   type ParsedPrivateKey,
   parsePrivateKey,
   serializeOpenSshPrivateKey,
-} from "../src/ssh/openssh.ts";
-import { decodePem, encodePem } from "../src/ssh/pem.ts";
-import { WireWriter } from "../src/ssh/wire.ts";
+} from "../src/openssh/openssh.ts";
+import { decodePem, encodePem } from "../src/openssh/pem.ts";
+import { WireWriter } from "../src/openssh/wire.ts";
 import { assertSafeMessage, assertSshError, utf8 } from "./helpers/ssh_helpers.ts";
 
 const PASS = "hostile pass 1";

@@ -1,15 +1,15 @@
 // Keys generated and written by our code must be accepted by the real ssh-keygen.
 
 import assert from "node:assert/strict";
-import { KeypairMismatch } from "../src/ssh/errors.ts";
-import { fingerprint, generateKey, type KeyType, publicLine } from "../src/ssh/keys.ts";
+import { KeypairMismatch } from "../src/openssh/errors.ts";
+import { fingerprint, generateKey, type KeyType, publicLine } from "../src/openssh/keys.ts";
 import {
   DEFAULT_KDF_ROUNDS,
   parsePrivateKey,
   serializeOpenSshPrivateKey,
-} from "../src/ssh/openssh.ts";
-import { decodePem } from "../src/ssh/pem.ts";
-import { WireReader } from "../src/ssh/wire.ts";
+} from "../src/openssh/openssh.ts";
+import { decodePem } from "../src/openssh/pem.ts";
+import { WireReader } from "../src/openssh/wire.ts";
 import {
   assertSshError,
   keygenFingerprint,

@@ -6,10 +6,10 @@ import {
   UnsupportedCipher,
   UnsupportedKeyType,
   WrongKeyPassphrase,
-} from "../src/ssh/errors.ts";
-import { fingerprint, publicLine } from "../src/ssh/keys.ts";
-import { parsePrivateKey } from "../src/ssh/openssh.ts";
-import { decodePem } from "../src/ssh/pem.ts";
+} from "../src/openssh/errors.ts";
+import { fingerprint, publicLine } from "../src/openssh/keys.ts";
+import { parsePrivateKey } from "../src/openssh/openssh.ts";
+import { decodePem } from "../src/openssh/pem.ts";
 import {
   assertSshError,
   keygenFingerprint,

@@ -3,7 +3,7 @@ import { Buffer } from "node:buffer";
 import { createPrivateKey } from "node:crypto";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { InvalidInput } from "../src/errors.ts";
-import { InvalidKeyFile, UnsupportedKeyType } from "../src/ssh/errors.ts";
+import { InvalidKeyFile, UnsupportedKeyType } from "../src/openssh/errors.ts";
 import {
   defaultExportStem,
   fingerprint,
@@ -12,8 +12,8 @@ import {
   parsePublicLine,
   publicBlobFromPkcs8,
   publicLine,
-} from "../src/ssh/keys.ts";
-import { WireReader, WireWriter } from "../src/ssh/wire.ts";
+} from "../src/openssh/keys.ts";
+import { WireReader, WireWriter } from "../src/openssh/wire.ts";
 import {
   assertSshError,
   keygenFingerprint,

@@ -3,9 +3,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CredentialStore } from "../src/store/store.ts";
 import { deriveRawKey, readSalt, toHex } from "../src/store/key.ts";
-import { generateKey, publicLine } from "../src/ssh/keys.ts";
-import { parsePrivateKey, serializeOpenSshPrivateKey } from "../src/ssh/openssh.ts";
-import { KeypairMismatch } from "../src/ssh/errors.ts";
+import { generateKey, publicLine } from "../src/openssh/keys.ts";
+import { parsePrivateKey, serializeOpenSshPrivateKey } from "../src/openssh/openssh.ts";
+import { KeypairMismatch } from "../src/openssh/errors.ts";
 import { InvalidInput } from "../src/errors.ts";
 import { NotFound } from "../src/store/errors.ts";
 import {

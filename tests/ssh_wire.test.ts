@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
-import { InvalidKeyFile } from "../src/ssh/errors.ts";
-import { decodeBase64, decodePem, encodePem } from "../src/ssh/pem.ts";
-import { bigintFromUnsigned, unsignedFromBigint, WireReader, WireWriter } from "../src/ssh/wire.ts";
+import { InvalidKeyFile } from "../src/openssh/errors.ts";
+import { decodeBase64, decodePem, encodePem } from "../src/openssh/pem.ts";
+import {
+  bigintFromUnsigned,
+  unsignedFromBigint,
+  WireReader,
+  WireWriter,
+} from "../src/openssh/wire.ts";
 import { assertSshError } from "./helpers/ssh_helpers.ts";
 
 const hex = (bytes: Uint8Array) => bytes.toHex();

@@ -8,7 +8,7 @@ import {
   NotFound,
   UnsafeComment,
 } from "../src/store/errors.ts";
-import { generateKey } from "../src/ssh/keys.ts";
+import { generateKey } from "../src/openssh/keys.ts";
 import { utf8, withTempDir } from "./helpers/fixtures.ts";
 
 async function withStore(fn: (store: CredentialStore, dir: string) => void | Promise<void>) {

@@ -12,7 +12,7 @@ import {
 import { changePassphrase, encryptPlaintextDatabase } from "../src/store/maintenance.ts";
 import { SqliteDatabase } from "../src/store/sqlite.ts";
 import { applyKey } from "../src/store/open.ts";
-import { publicLine } from "../src/ssh/keys.ts";
+import { publicLine } from "../src/openssh/keys.ts";
 import {
   copyFixture,
   manifest,

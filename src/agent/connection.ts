@@ -9,7 +9,7 @@
  * @module
  */
 
-import { fingerprint } from "../ssh/keys.ts";
+import { fingerprint } from "../openssh/keys.ts";
 import type { AuditLog, AuditOutcome } from "./audit.ts";
 import { sha256Hex } from "./audit.ts";
 import type { KeyRegistry } from "./keys.ts";

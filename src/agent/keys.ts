@@ -16,7 +16,7 @@
  */
 
 import type { CredentialStore } from "../store/store.ts";
-import type { KeyType } from "../ssh/keys.ts";
+import type { KeyType } from "../openssh/keys.ts";
 import { identitiesFrame } from "./protocol.ts";
 import type { Signer } from "./sign.ts";
 

@@ -12,7 +12,7 @@
 
 import { Buffer } from "node:buffer";
 import { createPrivateKey, type KeyObject, sign } from "node:crypto";
-import type { KeyType } from "../ssh/keys.ts";
+import type { KeyType } from "../openssh/keys.ts";
 import { SIGN_FLAG_RSA_SHA2_512 } from "./protocol.ts";
 import { type RsaEngine, type RsaHash, RsaSignerPool } from "./rsa_pool.ts";
 

@@ -14,16 +14,16 @@ import { NotFound } from "../store/errors.ts";
 import { isInfraScope, validateComment, validateScope } from "../store/validate.ts";
 import { InvalidInput, VaultError } from "../errors.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
-import { KeypairMismatch } from "./errors.ts";
+import { KeypairMismatch } from "../openssh/errors.ts";
 import {
   defaultExportStem,
   generateKey,
   type KeyType,
   parsePublicLine,
   publicLine,
-} from "./keys.ts";
-import { type ParsedPrivateKey, serializeOpenSshPrivateKey } from "./openssh.ts";
-import { equalBytes } from "./parts.ts";
+} from "../openssh/keys.ts";
+import { type ParsedPrivateKey, serializeOpenSshPrivateKey } from "../openssh/openssh.ts";
+import { equalBytes } from "../openssh/parts.ts";
 
 /** More than one key matches a selector, or a scope has several keys and none was chosen. */
 export class AmbiguousKey extends VaultError {}

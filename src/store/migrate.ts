@@ -16,8 +16,8 @@
 import type { Db as Database } from "./sqlite.ts";
 import { PROVIDER_RENAMES, SCHEMA_V3, SCHEMA_VERSION, sshKeysTable } from "./schema.ts";
 import { SchemaError } from "./errors.ts";
-import { parsePrivateKey } from "../ssh/openssh.ts";
-import { fingerprint } from "../ssh/keys.ts";
+import { parsePrivateKey } from "../openssh/openssh.ts";
+import { fingerprint } from "../openssh/keys.ts";
 import { VaultError } from "../errors.ts";
 
 /** What {@link migrate} did. */

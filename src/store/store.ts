@@ -21,7 +21,7 @@ import {
   validateProvider,
   validateScope,
 } from "./validate.ts";
-import { fingerprint as fingerprintOf, type KeyType } from "../ssh/keys.ts";
+import { fingerprint as fingerprintOf, type KeyType } from "../openssh/keys.ts";
 
 /** A stored credential: a JSON object under (credential set, provider). */
 export interface Credential {
