@@ -23,6 +23,7 @@ import {
   withAgentBox,
 } from "./helpers/agent_fixtures.ts";
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { CliSandbox } from "./helpers/cli.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 /** Hang guard for one wait (generous: the machine is shared). */
@@ -210,10 +211,11 @@ Deno.test("agent limits: the idle timeout closes an authenticated signer connect
 
 // ------------------------------------------------------------------ sign rate
 
-Deno.test("agent limits: sign requests over the per-principal rate get FAILURE without signing and leave one rate-limited audit line; other principals still sign", async () => {
+Deno.test("agent limits: a token's sign requests over its rate get FAILURE without signing and leave one rate-limited audit line; other tokens and host-local sockets still sign", async () => {
   await withAgentBox(async (box) => {
     addKey(box.store, "alpha", KEYS.ed1, "tk-main:alpha");
     const token = sshToken(box, "alpha", "noisy");
+    const other = sshToken(box, "alpha", "quiet");
     const warnings: string[] = [];
     const options: Omit<AgentOptions, "store"> = {
       signer: { unixPath: join(box.dir, "signer.sock") },
@@ -240,10 +242,15 @@ Deno.test("agent limits: sign requests over the per-principal rate get FAILURE w
       // An unknown key or a malformed request is refused before it could write a line.
       assertEquals(await first.sign(KEYS.ed2.publicBlob, data), "failure");
       assertEquals(await first.request(Uint8Array.of(MSG.SIGN_REQUEST, 1)), Uint8Array.of(5));
-      // The host-local socket is another principal, with its own bucket.
-      const local = await (await open({ path: agent.localSocket("alpha")! }))
-        .sign(KEYS.ed1.publicBlob, data);
-      assert(local !== null && local !== "failure", "the host-local socket was refused");
+      // Another token has its own bucket.
+      const quiet = await (await open(signer, other)).sign(KEYS.ed1.publicBlob, data);
+      assert(quiet !== null && quiet !== "failure", "another token was refused");
+      // The host-local socket (the vault owner's own processes) is not limited.
+      const local = await open({ path: agent.localSocket("alpha")! });
+      for (let i = 0; i < 7; i++) {
+        const reply = await local.sign(KEYS.ed1.publicBlob, data);
+        assert(reply !== null && reply !== "failure", "the host-local socket was refused");
+      }
     });
     const lines = await readAudit(box.auditPath);
     assertEquals(
@@ -251,7 +258,8 @@ Deno.test("agent limits: sign requests over the per-principal rate get FAILURE w
       [
         ...Array(5).fill(["noisy", "signed", undefined]),
         ["noisy", "rate-limited", 1],
-        ["local", "signed", undefined],
+        ["quiet", "signed", undefined],
+        ...Array(7).fill(["local", "signed", undefined]),
       ],
     );
     const rateLines = warnings.filter((w) => /rate limit/.test(w));
@@ -288,13 +296,8 @@ async function serveUntil(
       box.auditPath,
       ...args,
     ],
-    env: {
-      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      HOME: box.dir,
-      XDG_CONFIG_HOME: join(box.dir, "config"),
-      NO_COLOR: "1",
-      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-    },
+    // The CLI tests' environment (HOME, XDG_* and Deno's cache settings) in the box.
+    env: new CliSandbox(box.dir).env,
     clearEnv: true,
     stdin: "null",
     stdout: "null",

@@ -15,8 +15,9 @@
  * Each listener has its own connection cap, and host-local sockets draw
  * from a pool signer connections never touch (see `limits.ts`), so no flood
  * of signer connections, with or without a token, can keep a host tool
- * from its agent. Connections idle for `idleTimeoutMs` are closed, and sign
- * requests (so audit lines) are rate-limited per principal (`rate_limit.ts`).
+ * from its agent. Connections idle for `idleTimeoutMs` are closed, and the
+ * sign requests (so audit lines) of each token are rate-limited
+ * (`rate_limit.ts`).
  *
  * ```ts
  * const agent = await startAgent({ store, signer: { unixPath: "/run/vault/signer.sock" },
@@ -116,7 +117,7 @@ export interface AgentOptions {
    * no complete request for this long is closed. Default 300 000 ms; 0: never.
    */
   idleTimeoutMs?: number;
-  /** Sign requests per principal (burst, then per second); see `rate_limit.ts`. */
+  /** Sign requests per signer token (burst, then per second); see `rate_limit.ts`. */
   signRate?: Partial<SignRate>;
   /** Called once per listener when it starts (including scopes found later by `localAll`). */
   onListening?: (address: AgentAddress) => void;
@@ -412,7 +413,7 @@ class Agent implements AgentHandle {
   }
 
   async #serveLocalConnection(stream: ByteStream, peer: string, scope: string): Promise<void> {
-    const principal: Principal = { scope, subject: "local" };
+    const principal: Principal = { scope, subject: "local", rateLimited: false };
     await serveConnection(stream, new FrameReader(stream), principal, peer, this.#services);
   }
 
@@ -433,7 +434,7 @@ class Agent implements AgentHandle {
     };
     const row = lookup();
     if (!row) return;
-    const principal: Principal = { scope: row.scope, subject: row.subject };
+    const principal: Principal = { scope: row.scope, subject: row.subject, rateLimited: true };
     let checkedAt = registry.refresh();
     // Whenever the database changed, make sure the token still exists (not revoked).
     const stillAllowed = (version: number) => {

@@ -4,8 +4,8 @@
  * Requests are answered in order (the protocol requires it); connections
  * are independent, so a slow RSA signature on one never delays another.
  * Every SIGN_REQUEST leaves one audit line; a signature is sent only after
- * its line was written. Sign requests pass a per-principal rate limit first
- * (see `rate_limit.ts`), and a connection that sends no complete request
+ * its line was written. A signer token's sign requests pass a rate limit
+ * first (see `rate_limit.ts`), and a connection that sends no complete request
  * for the idle timeout is closed.
  *
  * @module
@@ -32,6 +32,12 @@ export interface Principal {
   scope: string;
   /** The token's subject, or `local`. */
   subject: string;
+  /**
+   * Whether its sign requests pass the rate limit: a signer token's do; a
+   * host-local socket's do not (its clients are the vault owner's own
+   * processes, which can write the disk directly anyway).
+   */
+  rateLimited: boolean;
 }
 
 /** What a connection needs from the agent. */
@@ -44,7 +50,7 @@ export interface ConnectionServices {
   audit: AuditLog | null;
   /** Hears problems worth a log line (never secrets). */
   warn: (message: string) => void;
-  /** Bounds the sign requests (and so the audit lines) of each principal. */
+  /** Bounds the sign requests (and so the audit lines) of each rate-limited principal. */
   signRate: SignRateLimiter;
   /** A connection with no complete request for this long is closed; 0: never. */
   idleTimeoutMs: number;
@@ -151,7 +157,9 @@ async function sign(
   };
 
   // Before anything else: every sign request, whatever its outcome, would write a line.
-  const admission = services.signRate.admit(`${principal.scope}\0${principal.subject}`);
+  const admission = principal.rateLimited
+    ? services.signRate.admit(`${principal.scope}\0${principal.subject}`)
+    : { allowed: true as const };
   if (!admission.allowed) {
     if (admission.summary === null) return FAILURE_FRAME;
     services.warn(

@@ -4,14 +4,18 @@
  * Every SIGN_REQUEST writes one audit line, whatever its outcome, so an
  * unbounded stream of sign requests from one token holder would fill the
  * disk through the audit file, after which every signature fails (no
- * signature leaves without its line). Each principal (a signer token's
- * scope and subject, or a host-local scope) therefore gets a token bucket
- * shared by all its connections (opening more connections buys nothing):
+ * signature leaves without its line). Each signer principal (a token's
+ * scope and subject) therefore gets a token bucket shared by all its
+ * connections (opening more connections buys nothing):
  * `burst` requests at once, refilled at `perSecond`. A request that finds
  * the bucket empty is answered FAILURE without signing; of those, at most
  * one per `summaryMs` (per principal) leaves an audit line (outcome
  * `rate-limited`, with the number of requests refused since the previous
  * such line), the others are only counted.
+ *
+ * Host-local sockets are not limited: their clients are the vault owner's
+ * own processes, which could write the disk directly anyway, and host tools
+ * such as Ansible legitimately sign hundreds of times in a burst.
  *
  * @module
  */
@@ -26,8 +30,12 @@ export interface SignRate {
   perSecond: number;
 }
 
-/** Default: 120 at once, then 2 per second (about 170,000 lines a day at most per principal). */
-export const DEFAULT_SIGN_RATE: Readonly<SignRate> = Object.freeze({ burst: 120, perSecond: 2 });
+/**
+ * Default: 600 at once, then 20 per second: at most about 1.7 million lines
+ * (roughly 0.5 GB) a day per token, where an unlimited client could write
+ * hundreds of times that.
+ */
+export const DEFAULT_SIGN_RATE: Readonly<SignRate> = Object.freeze({ burst: 600, perSecond: 20 });
 
 /** Default least interval between two `rate-limited` audit lines of one principal. */
 export const RATE_SUMMARY_MS = 10_000;

@@ -80,9 +80,9 @@ token's scope selects the keys. Host-local sockets are
 Limits: each listener has its own connection cap (signer: 256 per listener,
 512 together, 64 of them in the handshake; host-local: 64 per socket, 256
 together, never used by signer connections); further connections are closed
-at once. Sign requests are limited per token (or host-local scope): 120 at
-once, then 2 per second; more get a failure and one 'rate-limited' audit
-line per 10 s. With --local-all, a scope whose socket path would be longer
+at once. Connections idle for --idle-timeout are closed. Sign requests
+through the signer are limited per token (600 at once, then 20 per second);
+more get a failure, and one 'rate-limited' audit line per 10 s. With --local-all, a scope whose socket path would be longer
 than 107 bytes is skipped with a warning.
 
 Settings may also come from a [serve] table in config.toml (signer_socket,
