@@ -9,7 +9,13 @@
 
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type AgentHandle, type AgentOptions, startAgent } from "../src/agent/mod.ts";
+import {
+  AgentConfigError,
+  type AgentHandle,
+  type AgentOptions,
+  startAgent,
+} from "../src/agent/mod.ts";
+import { parseIdleTimeout, resolveServeConfig } from "../src/agent/serve_config.ts";
 import { MSG } from "../src/agent/protocol.ts";
 import {
   addKey,
@@ -22,7 +28,7 @@ import {
   sshAdd,
   withAgentBox,
 } from "./helpers/agent_fixtures.ts";
-import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "./helpers/assert.ts";
 import { CliSandbox } from "./helpers/cli.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
@@ -383,5 +389,49 @@ Deno.test("vault serve --local-all: a scope whose socket path would pass 107 byt
       false,
       "alpha's socket was left behind",
     );
+  });
+});
+
+// ------------------------------------------------------------------ idle timeout setting
+
+Deno.test("vault serve --idle-timeout / [serve] idle_timeout: the flag wins over the table, bad values are refused, and the running agent closes an idle host-local connection", async () => {
+  const env = { HOME: "/home/u" };
+  assertEquals(resolveServeConfig({}, {}, env).idleTimeout, undefined);
+  assertEquals(resolveServeConfig({}, { idle_timeout: 0 }, env).idleTimeout, 0);
+  assertEquals(resolveServeConfig({ idleTimeout: 7 }, { idle_timeout: 60 }, env).idleTimeout, 7);
+  for (const bad of [-1, 1.5, "60", 604_801]) {
+    assertThrows(() => resolveServeConfig({}, { idle_timeout: bad }, env), AgentConfigError);
+  }
+  assertEquals(parseIdleTimeout("0"), 0);
+  for (const bad of ["", "-1", "1.5", "1e3", "604801"]) {
+    assertThrows(() => parseIdleTimeout(bad), AgentConfigError);
+  }
+
+  await withAgentBox(async (box) => {
+    addKey(box.store, "alpha", KEYS.ed1, "tk-main:alpha");
+    const runtimeDir = join(box.dir, "rt");
+    const ready = /vault serve: audit trail in /;
+    const serve = await serveUntil(
+      box,
+      ["--local-scope", "alpha", "--runtime-dir", runtimeDir, "--idle-timeout", "1"],
+      ready,
+    );
+    try {
+      assert(ready.test(serve.stderr()), `vault serve did not come up:\n${serve.stderr()}`);
+      const probe = await AgentProbe.open({ path: join(runtimeDir, "ssh-agent-local-alpha.sock") });
+      try {
+        assertEquals((await probe.identities())?.length, 1);
+        assertEquals(await bytesUntilClose(probe), 0);
+      } finally {
+        probe.close();
+      }
+    } finally {
+      try {
+        serve.child.kill("SIGTERM");
+      } catch {
+        // exited
+      }
+      assertEquals((await serve.done).code, 0, serve.stderr());
+    }
   });
 });
