@@ -1626,7 +1626,11 @@ Deno.test("agent: 32 concurrent connections each sign once (Ed25519 and RSA) and
 Deno.test("agent: maxConnections closes connections beyond the limit at once and admits new ones when others leave", async () => {
   await withAgentBox(async (box) => {
     addKey(box.store, "alpha", KEYS.ed1, "tk-main:alpha");
-    const options = { localScopes: ["alpha"], runtimeDir: box.runtimeDir, maxConnections: 2 };
+    const options = {
+      localScopes: ["alpha"],
+      runtimeDir: box.runtimeDir,
+      limits: { localPerListener: 2 },
+    };
     await withAgent(box, options, async (agent, open) => {
       const path = agent.localSocket("alpha")!;
       const a = await open({ path });

@@ -12,6 +12,13 @@
  * - **host-local per-scope sockets** (`<runtime dir>/ssh-agent-local-<scope>.sock`,
  *   mode 0600, no handshake), usable as `SSH_AUTH_SOCK` by host tools.
  *
+ * Each listener has its own connection cap, and host-local sockets draw
+ * from a pool signer connections never touch (see `limits.ts`), so no flood
+ * of signer connections, with or without a token, can keep a host tool
+ * from its agent. Connections idle for `idleTimeoutMs` are closed, and the
+ * sign requests (so audit lines) of each token are rate-limited
+ * (`rate_limit.ts`).
+ *
  * ```ts
  * const agent = await startAgent({ store, signer: { unixPath: "/run/vault/signer.sock" },
  *   localScopes: ["proj-a"], auditPath: "/var/log/vault/agent.jsonl" });
@@ -22,24 +29,40 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import { isInfraScope, validateScope } from "../store/validate.ts";
 import type { CredentialStore } from "../store/store.ts";
 import { AuditLog } from "./audit.ts";
 import { type ConnectionServices, type Principal, serveConnection } from "./connection.ts";
-import { AgentConfigError } from "./errors.ts";
+import { AgentConfigError, SocketPathError } from "./errors.ts";
 import { HANDSHAKE_TIMEOUT_MS, readHandshake } from "./handshake.ts";
 import { KeyRegistry } from "./keys.ts";
+import {
+  type ConnectionLimits,
+  RefusalLog,
+  resolveConnectionLimits,
+  Slots,
+  takeAll,
+  WarningThrottle,
+} from "./limits.ts";
 import { type StreamListener, tcpListener, unixListener } from "./listener.ts";
 import { FrameReader } from "./protocol.ts";
+import { resolveSignRate, type SignRate, SignRateLimiter } from "./rate_limit.ts";
 import { Signer } from "./sign.ts";
 import type { RsaEngine } from "./rsa_pool.ts";
-import { bindUnixSocket, defaultRuntimeDir, ensurePrivateDir, localSocketPath } from "./socket.ts";
+import {
+  bindUnixSocket,
+  defaultRuntimeDir,
+  ensurePrivateDir,
+  localSocketPath,
+  MAX_SOCKET_PATH,
+} from "./socket.ts";
 import { type ByteStream, closeQuietly } from "./stream.ts";
 
 /** Provider a token must have to use the signer. */
 export const SSH_PROVIDER = "ssh";
-/** Default most concurrent connections; further ones are closed at once. */
-export const DEFAULT_MAX_CONNECTIONS = 1024;
+/** Default time a connection may go without a complete request before it is closed: 5 min. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
 /** Default interval at which `localAll` looks for new scopes. */
 export const DEFAULT_SCOPE_POLL_MS = 2000;
 
@@ -84,8 +107,18 @@ export interface AgentOptions {
   listeners?: readonly ExternalListener[];
   /** How often `localAll` looks for new scopes. Default 2000 ms. */
   scopePollMs?: number;
-  /** Most concurrent connections. Default 1024. */
-  maxConnections?: number;
+  /**
+   * Connection caps per listener and per kind of listener (see `limits.ts`);
+   * missing ones take their defaults. Connections over a cap are closed at once.
+   */
+  limits?: Partial<ConnectionLimits>;
+  /**
+   * A connection (after its handshake, or on a host-local socket) that sends
+   * no complete request for this long is closed. Default 300 000 ms; 0: never.
+   */
+  idleTimeoutMs?: number;
+  /** Sign requests per signer token (burst, then per second); see `rate_limit.ts`. */
+  signRate?: Partial<SignRate>;
   /** Called once per listener when it starts (including scopes found later by `localAll`). */
   onListening?: (address: AgentAddress) => void;
   /** Called with problems worth logging (never secrets). */
@@ -114,6 +147,8 @@ export interface AgentHandle {
   localSocket(scope: string): string | undefined;
   /** Number of open connections. */
   readonly connections: number;
+  /** Number of connections closed at once because a cap was reached. */
+  readonly refusedConnections: number;
   /**
    * Stops listening (removing our socket files), closes every connection,
    * stops the RSA workers and closes the audit file. Idempotent.
@@ -128,11 +163,12 @@ export interface AgentHandle {
  *   listener or the audit file cannot be set up (nothing is left running).
  */
 export async function startAgent(options: AgentOptions): Promise<AgentHandle> {
-  const agent = new Agent(options);
+  let agent: Agent | undefined;
   try {
+    agent = new Agent(options);
     await agent.start();
   } catch (error) {
-    await agent.close();
+    await agent?.close();
     // Listeners handed over but not yet served are ours to close too.
     for (const { listener } of options.listeners ?? []) listener.close();
     throw error;
@@ -150,6 +186,12 @@ class Agent implements AgentHandle {
   readonly #streams = new Set<ByteStream>();
   readonly #tasks = new Set<Promise<void>>();
   readonly #warn: (message: string) => void;
+  readonly #limits: ConnectionLimits;
+  readonly #signerPool: Slots;
+  readonly #localPool: Slots;
+  readonly #refusals: RefusalLog;
+  /** Scopes `localAll` skips for good (their socket path is too long). */
+  readonly #skipped = new Set<string>();
   #poll: ReturnType<typeof setInterval> | null = null;
   #polling: Promise<void> | null = null;
   #pollVersion = -1;
@@ -160,12 +202,24 @@ class Agent implements AgentHandle {
     this.#options = options;
     this.#store = options.store;
     this.#warn = options.onWarning ?? (() => {});
+    this.#limits = resolveConnectionLimits(options.limits);
+    const signRate = resolveSignRate(options.signRate);
+    const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    if (!Number.isFinite(idleTimeoutMs) || idleTimeoutMs < 0) {
+      throw new AgentConfigError("the idle timeout must be a number of milliseconds, 0 or more");
+    }
+    this.#signerPool = new Slots(this.#limits.signerTotal);
+    this.#localPool = new Slots(this.#limits.localTotal);
+    this.#refusals = new RefusalLog(this.#warn);
+    const throttled = new WarningThrottle(this.#warn);
     const signer = new Signer({ rsaWorkers: options.rsaWorkers, rsaEngine: options.rsaEngine });
     this.#services = {
       registry: new KeyRegistry(options.store, signer, this.#warn),
       signer,
       audit: null,
-      warn: this.#warn,
+      warn: (message) => throttled.warn(message),
+      signRate: new SignRateLimiter(signRate),
+      idleTimeoutMs,
     };
   }
 
@@ -177,6 +231,10 @@ class Agent implements AgentHandle {
     return this.#streams.size;
   }
 
+  get refusedConnections(): number {
+    return this.#refusals.total;
+  }
+
   localSocket(scope: string): string | undefined {
     return this.#local.get(scope);
   }
@@ -185,6 +243,22 @@ class Agent implements AgentHandle {
     const o = this.#options;
     const scopes = [...new Set(o.localScopes ?? [])];
     for (const scope of scopes) validateScope(scope);
+    const runtimeDir = scopes.length > 0 || o.localAll
+      ? o.runtimeDir ?? defaultRuntimeDir(o.env ?? Deno.env.toObject())
+      : null;
+    // A named scope whose socket path cannot exist fails before anything listens.
+    if (runtimeDir) {
+      for (const scope of scopes) {
+        const path = localSocketPath(runtimeDir, scope);
+        if (tooLong(path)) {
+          throw new SocketPathError(
+            path,
+            `the socket path of scope ${scope} is longer than ${MAX_SOCKET_PATH} bytes ` +
+              `(choose a shorter runtime directory)`,
+          );
+        }
+      }
+    }
     if (o.auditPath) this.#services.audit = await AuditLog.open(o.auditPath);
 
     if (o.signer?.unixPath) {
@@ -215,7 +289,7 @@ class Agent implements AgentHandle {
       this.#serve(external.listener, { role: external.role, scope: external.scope });
     }
     if (scopes.length > 0 || o.localAll) {
-      this.#runtimeDir = o.runtimeDir ?? defaultRuntimeDir(o.env ?? Deno.env.toObject());
+      this.#runtimeDir = runtimeDir;
       if (!this.#runtimeDir) {
         throw new AgentConfigError(
           "XDG_RUNTIME_DIR is not set: give a runtime directory for the host-local sockets",
@@ -247,7 +321,17 @@ class Agent implements AgentHandle {
     if (version === this.#pollVersion) return;
     this.#pollVersion = version;
     for (const scope of this.#store.listScopes()) {
-      if (isInfraScope(scope) || this.#local.has(scope) || this.#closing) continue;
+      if (isInfraScope(scope) || this.#local.has(scope) || this.#skipped.has(scope)) continue;
+      if (this.#closing) return;
+      if (tooLong(localSocketPath(this.#runtimeDir!, scope))) {
+        // Skipped for good (the path will not get shorter), warned once; other scopes go on.
+        this.#skipped.add(scope);
+        this.#warn(
+          `scope ${scope} is not served: its socket path would be longer than ` +
+            `${MAX_SOCKET_PATH} bytes (choose a shorter runtime directory)`,
+        );
+        continue;
+      }
       try {
         await this.#serveLocal(scope);
       } catch (error) {
@@ -270,28 +354,57 @@ class Agent implements AgentHandle {
   #serve(listener: StreamListener, address: Omit<AgentAddress, "label">): void {
     const full: AgentAddress = { ...address, label: listener.label };
     this.#addresses.push(full);
-    const loop = this.#acceptLoop(listener, full);
+    const limits = this.#limits;
+    const caps: ListenerCaps = address.role === "local"
+      ? { own: new Slots(limits.localPerListener), pool: this.#localPool, handshakes: null }
+      : {
+        own: new Slots(limits.signerPerListener),
+        pool: this.#signerPool,
+        handshakes: new Slots(limits.handshakesPerListener),
+      };
+    const loop = this.#acceptLoop(listener, full, caps);
     this.#listeners.push({ listener, loop });
     this.#options.onListening?.(full);
   }
 
-  async #acceptLoop(listener: StreamListener, address: AgentAddress): Promise<void> {
-    const max = this.#options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  async #acceptLoop(
+    listener: StreamListener,
+    address: AgentAddress,
+    caps: ListenerCaps,
+  ): Promise<void> {
+    const kind = address.role === "local" ? "host-local" : "signer";
     while (true) {
       const accepted = await listener.accept();
       if (!accepted) return;
-      if (this.#closing || this.#streams.size >= max) {
+      if (this.#closing) {
         closeQuietly(accepted.stream);
+        continue;
+      }
+      const release = takeAll([caps.own, caps.pool]);
+      const releaseHandshake = release && caps.handshakes ? takeAll([caps.handshakes]) : null;
+      if (!release || (caps.handshakes && !releaseHandshake)) {
+        release?.();
+        closeQuietly(accepted.stream);
+        this.#refusals.note(
+          listener.label,
+          !release
+            ? caps.own.used >= caps.own.cap
+              ? `this listener holds its limit of ${caps.own.cap} connections`
+              : `all ${kind} listeners together hold their limit of ${caps.pool.cap} connections`
+            : `${caps.handshakes!.cap} connections are still in the token handshake`,
+        );
         continue;
       }
       const { stream, peer } = accepted;
       this.#streams.add(stream);
       const task = (address.role === "local"
         ? this.#serveLocalConnection(stream, peer, address.scope!)
-        : this.#serveSignerConnection(stream, peer))
+        : this.#serveSignerConnection(stream, peer, releaseHandshake!))
         .catch(() => {})
         .finally(() => {
           closeQuietly(stream);
+          releaseHandshake?.();
+          release();
           this.#streams.delete(stream);
           this.#tasks.delete(task);
         });
@@ -300,14 +413,19 @@ class Agent implements AgentHandle {
   }
 
   async #serveLocalConnection(stream: ByteStream, peer: string, scope: string): Promise<void> {
-    const principal: Principal = { scope, subject: "local" };
+    const principal: Principal = { scope, subject: "local", rateLimited: false };
     await serveConnection(stream, new FrameReader(stream), principal, peer, this.#services);
   }
 
-  async #serveSignerConnection(stream: ByteStream, peer: string): Promise<void> {
+  async #serveSignerConnection(
+    stream: ByteStream,
+    peer: string,
+    handshakeDone: () => void,
+  ): Promise<void> {
     const reader = new FrameReader(stream);
     const timeout = this.#options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
     const token = await readHandshake(reader, stream, timeout);
+    handshakeDone();
     if (token === null || this.#closing) return;
     const registry = this.#services.registry;
     const lookup = () => {
@@ -316,7 +434,7 @@ class Agent implements AgentHandle {
     };
     const row = lookup();
     if (!row) return;
-    const principal: Principal = { scope: row.scope, subject: row.subject };
+    const principal: Principal = { scope: row.scope, subject: row.subject, rateLimited: true };
     let checkedAt = registry.refresh();
     // Whenever the database changed, make sure the token still exists (not revoked).
     const stillAllowed = (version: number) => {
@@ -342,5 +460,21 @@ class Agent implements AgentHandle {
     await Promise.all([...this.#tasks]);
     await this.#services.signer.close();
     this.#services.audit?.close();
+    this.#refusals.flush();
   }
+}
+
+/** The caps one listener's connections are counted against. */
+interface ListenerCaps {
+  /** This listener's own cap. */
+  own: Slots;
+  /** The pool of its kind (signer or host-local). */
+  pool: Slots;
+  /** Connections still in the handshake (signer listeners only). */
+  handshakes: Slots | null;
+}
+
+/** Whether `path` is too long for a Unix socket. */
+function tooLong(path: string): boolean {
+  return Buffer.byteLength(path) > MAX_SOCKET_PATH;
 }

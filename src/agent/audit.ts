@@ -21,8 +21,12 @@ import { dirname } from "node:path";
 import { AuditFileError } from "./errors.ts";
 import { describeFsError } from "../unlock/io.ts";
 
-/** What happened to a sign request. */
-export type AuditOutcome = "signed" | "unknown-key" | "error";
+/**
+ * What happened to a sign request. `rate-limited`: the principal's sign
+ * requests are over the rate limit (see `rate_limit.ts`); one such line
+ * stands for `refused` requests.
+ */
+export type AuditOutcome = "signed" | "unknown-key" | "error" | "rate-limited";
 
 /** One audit line. */
 export interface AuditRecord {
@@ -40,6 +44,8 @@ export interface AuditRecord {
   peer: string;
   /** The outcome. */
   outcome: AuditOutcome;
+  /** With `rate-limited`: requests refused since the previous `rate-limited` line of this principal. */
+  refused?: number;
 }
 
 const encoder = new TextEncoder();
@@ -55,6 +61,8 @@ export class AuditLog {
   /** The file's path. */
   readonly path: string;
   #closed = false;
+  /** A write failed part-way: the file ends inside a line. */
+  #torn = false;
 
   private constructor(path: string, file: Deno.FsFile) {
     this.path = path;
@@ -92,15 +100,24 @@ export class AuditLog {
   }
 
   /**
-   * Appends one record. Throws when the write fails; the agent then answers
-   * FAILURE instead of the signature.
+   * Appends one record. Throws when the write fails (disk full …); the
+   * agent then answers FAILURE instead of the signature. A failure leaves
+   * nothing behind that stops later writes: when it cut a line short, the
+   * next record starts on a new line, so every complete line stays valid
+   * JSON.
    */
   write(record: AuditRecord): void {
     if (this.#closed) throw new AuditFileError(this.path, "it is closed");
-    const line = encoder.encode(JSON.stringify(record) + "\n");
+    const line = encoder.encode((this.#torn ? "\n" : "") + JSON.stringify(record) + "\n");
     // An O_APPEND write of a short line is one write(2); loop for safety.
     let done = 0;
-    while (done < line.length) done += this.#file.writeSync(line.subarray(done));
+    try {
+      while (done < line.length) done += this.#file.writeSync(line.subarray(done));
+    } catch (error) {
+      if (done > 0) this.#torn = true;
+      throw error;
+    }
+    this.#torn = false;
   }
 
   /** Closes the file. Idempotent. */

@@ -4,7 +4,9 @@
  * Requests are answered in order (the protocol requires it); connections
  * are independent, so a slow RSA signature on one never delays another.
  * Every SIGN_REQUEST leaves one audit line; a signature is sent only after
- * its line was written.
+ * its line was written. A signer token's sign requests pass a rate limit
+ * first (see `rate_limit.ts`), and a connection that sends no complete request
+ * for the idle timeout is closed.
  *
  * @module
  */
@@ -20,8 +22,9 @@ import {
   parseSignRequest,
   signResponseFrame,
 } from "./protocol.ts";
+import type { SignRateLimiter } from "./rate_limit.ts";
 import type { Signer } from "./sign.ts";
-import { type ByteStream, writeAll } from "./stream.ts";
+import { type ByteStream, closeQuietly, writeAll } from "./stream.ts";
 
 /** Who is served on a connection: a scope, and whom to name in the audit trail. */
 export interface Principal {
@@ -29,6 +32,12 @@ export interface Principal {
   scope: string;
   /** The token's subject, or `local`. */
   subject: string;
+  /**
+   * Whether its sign requests pass the rate limit: a signer token's do; a
+   * host-local socket's do not (its clients are the vault owner's own
+   * processes, which can write the disk directly anyway).
+   */
+  rateLimited: boolean;
 }
 
 /** What a connection needs from the agent. */
@@ -41,10 +50,15 @@ export interface ConnectionServices {
   audit: AuditLog | null;
   /** Hears problems worth a log line (never secrets). */
   warn: (message: string) => void;
+  /** Bounds the sign requests (and so the audit lines) of each rate-limited principal. */
+  signRate: SignRateLimiter;
+  /** A connection with no complete request for this long is closed; 0: never. */
+  idleTimeoutMs: number;
 }
 
 /**
- * Serves agent requests until the peer closes, breaks the framing, or
+ * Serves agent requests until the peer closes, breaks the framing, stays
+ * idle (no complete request) for `services.idleTimeoutMs`, or
  * `stillAllowed` (asked before each request) returns false. Never throws;
  * the caller closes the stream.
  */
@@ -58,7 +72,7 @@ export async function serveConnection(
 ): Promise<void> {
   try {
     while (true) {
-      const body = await reader.next();
+      const body = await nextWithin(reader, stream, services.idleTimeoutMs);
       if (body === null) return;
       let reply: Uint8Array;
       try {
@@ -83,13 +97,41 @@ export async function serveConnection(
   }
 }
 
+/**
+ * The next frame, or null at end of stream or when none completed within
+ * `idleMs` (the stream is then closed).
+ */
+async function nextWithin(
+  reader: FrameReader,
+  stream: ByteStream,
+  idleMs: number,
+): Promise<Uint8Array | null> {
+  if (idleMs <= 0) return await reader.next();
+  let idle = false;
+  const timer = setTimeout(() => {
+    idle = true;
+    closeQuietly(stream);
+  }, idleMs);
+  try {
+    const body = await reader.next();
+    return idle ? null : body;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function sign(
   body: Uint8Array,
   principal: Principal,
   peer: string,
   services: ConnectionServices,
 ): Promise<Uint8Array> {
-  const record = (outcome: AuditOutcome, key: string | null, data: string | null) =>
+  const record = (
+    outcome: AuditOutcome,
+    key: string | null,
+    data: string | null,
+    refused?: number,
+  ) =>
     services.audit?.write({
       time: new Date().toISOString(),
       scope: principal.scope,
@@ -98,15 +140,34 @@ async function sign(
       data_sha256: data,
       peer,
       outcome,
+      ...(refused === undefined ? {} : { refused }),
     });
-  const noteFailure = (outcome: AuditOutcome, key: string | null, data: string | null) => {
+  const noteFailure = (
+    outcome: AuditOutcome,
+    key: string | null,
+    data: string | null,
+    refused?: number,
+  ) => {
     try {
-      record(outcome, key, data);
+      record(outcome, key, data, refused);
     } catch {
       services.warn("cannot write the audit file");
     }
     return FAILURE_FRAME;
   };
+
+  // Before anything else: every sign request, whatever its outcome, would write a line.
+  const admission = principal.rateLimited
+    ? services.signRate.admit(`${principal.scope}\0${principal.subject}`)
+    : { allowed: true as const };
+  if (!admission.allowed) {
+    if (admission.summary === null) return FAILURE_FRAME;
+    services.warn(
+      `sign requests of ${principal.subject} (scope ${principal.scope}) are over the rate ` +
+        `limit: refused ${admission.summary} since the last such line`,
+    );
+    return noteFailure("rate-limited", null, null, admission.summary);
+  }
 
   let request;
   try {

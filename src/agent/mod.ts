@@ -12,6 +12,7 @@ export {
   type AgentAddress,
   type AgentHandle,
   type AgentOptions,
+  DEFAULT_IDLE_TIMEOUT_MS,
   type ExternalListener,
   SSH_PROVIDER,
   startAgent,
@@ -24,6 +25,8 @@ export {
   type SignerAddress,
   startBridge,
 } from "./bridge.ts";
+export { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "./limits.ts";
+export { DEFAULT_SIGN_RATE, type SignRate } from "./rate_limit.ts";
 export { HANDSHAKE_TIMEOUT_MS, handshakeFrame, MAX_TOKEN_BYTES } from "./handshake.ts";
 export { type AuditOutcome, type AuditRecord } from "./audit.ts";
 export { defaultRuntimeDir, localSocketPath } from "./socket.ts";

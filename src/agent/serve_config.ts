@@ -11,6 +11,7 @@
  * audit = "~/.local/state/vault/ssh-audit.jsonl"
  * runtime_dir = "/run/user/1000/vault"       # where host-local sockets go
  * rsa_engine = "auto"                        # auto | openssl | node
+ * idle_timeout = 300                         # seconds without a request; 0: never
  * ```
  *
  * A flag replaces the table's value for the same setting. Paths may start
@@ -46,6 +47,8 @@ export interface ServeConfig {
   runtimeDir: string | null;
   /** RSA implementation (see `rsa_pool.ts`). */
   rsaEngine: RsaEngine;
+  /** Seconds a connection may go without a request (0: never); undefined: the agent's default. */
+  idleTimeout?: number;
 }
 
 /** The `vault serve` flags that configure listeners. */
@@ -57,6 +60,7 @@ export interface ServeFlags {
   audit?: string;
   runtimeDir?: string;
   rsaEngine?: RsaEngine;
+  idleTimeout?: number;
 }
 
 const TABLE_KEYS = new Set([
@@ -67,7 +71,11 @@ const TABLE_KEYS = new Set([
   "audit",
   "runtime_dir",
   "rsa_engine",
+  "idle_timeout",
 ]);
+
+/** Longest idle timeout accepted, in seconds (7 days). */
+export const MAX_IDLE_TIMEOUT_S = 604_800;
 
 /** Default audit file: `$XDG_STATE_HOME/vault/ssh-audit.jsonl` (or under `~/.local/state`). */
 export function defaultAuditPath(env: Record<string, string | undefined>): string | null {
@@ -83,6 +91,16 @@ export function defaultAuditPath(env: Record<string, string | undefined>): strin
 export function parsePort(text: string): number {
   if (!/^[0-9]{1,5}$/.test(text) || Number(text) < 1 || Number(text) > 65535) {
     throw new AgentConfigError("--signer-port must be a port number from 1 to 65535");
+  }
+  return Number(text);
+}
+
+/** Parses an `--idle-timeout` value (whole seconds, 0 = never). */
+export function parseIdleTimeout(text: string): number {
+  if (!/^[0-9]{1,6}$/.test(text) || Number(text) > MAX_IDLE_TIMEOUT_S) {
+    throw new AgentConfigError(
+      `--idle-timeout must be whole seconds from 0 (never) to ${MAX_IDLE_TIMEOUT_S}`,
+    );
   }
   return Number(text);
 }
@@ -132,6 +150,17 @@ export function resolveServeConfig(
     rsaEngine = RSA_ENGINES.find((e) => e === t.rsa_engine);
     if (!rsaEngine) throw tableError("rsa_engine", 'must be "auto", "openssl" or "node"');
   }
+  let idleTimeout = flags.idleTimeout;
+  if (idleTimeout === undefined && t.idle_timeout !== undefined) {
+    const value = t.idle_timeout;
+    if (
+      typeof value !== "number" || !Number.isInteger(value) || value < 0 ||
+      value > MAX_IDLE_TIMEOUT_S
+    ) {
+      throw tableError("idle_timeout", `must be whole seconds from 0 to ${MAX_IDLE_TIMEOUT_S}`);
+    }
+    idleTimeout = value;
+  }
   return {
     signerSocket,
     signerPort,
@@ -140,6 +169,7 @@ export function resolveServeConfig(
     audit,
     runtimeDir,
     rsaEngine: rsaEngine ?? "auto",
+    idleTimeout,
   };
 }
 

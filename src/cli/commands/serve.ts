@@ -17,7 +17,12 @@ import { formatSignerAddress, parseSignerAddress, startBridge } from "../../agen
 import { AgentConfigError, BridgeTokenError } from "../../agent/errors.ts";
 import { opensslAvailable } from "../../agent/openssl_rsa.ts";
 import { MAX_TOKEN_BYTES } from "../../agent/handshake.ts";
-import { parsePort, parseRsaEngine, resolveServeConfig } from "../../agent/serve_config.ts";
+import {
+  parseIdleTimeout,
+  parsePort,
+  parseRsaEngine,
+  resolveServeConfig,
+} from "../../agent/serve_config.ts";
 import { resolve } from "node:path";
 
 /** Signals that stop `vault serve` and `vault ssh-bridge`. */
@@ -54,6 +59,11 @@ export function addServeCommands(program: Command, ctx: Context): void {
       "RSA signing: auto (OpenSSL's libcrypto.so.3 if it loads, else built-in), openssl, node",
       asUsage(parseRsaEngine),
     )
+    .option(
+      "--idle-timeout <seconds>",
+      "close a connection that sends no request for this long (default: 300; 0: never)",
+      asUsage(parseIdleTimeout),
+    )
     .addHelpText(
       "after",
       `
@@ -67,9 +77,17 @@ and a phantom token with provider 'ssh' (see 'vault token create'); the
 token's scope selects the keys. Host-local sockets are
 <runtime dir>/ssh-agent-local-<scope>.sock, usable as SSH_AUTH_SOCK.
 
+Limits: each listener has its own connection cap (signer: 256 per listener,
+512 together, 64 of them in the handshake; host-local: 64 per socket, 256
+together, never used by signer connections); further connections are closed
+at once. Connections idle for --idle-timeout are closed. Sign requests
+through the signer are limited per token (600 at once, then 20 per second);
+more get a failure, and one 'rate-limited' audit line per 10 s. With --local-all, a scope whose socket path would be longer
+than 107 bytes is skipped with a warning.
+
 Settings may also come from a [serve] table in config.toml (signer_socket,
-signer_port, local_scopes, local_all, audit, runtime_dir, rsa_engine); flags
-win.
+signer_port, local_scopes, local_all, audit, runtime_dir, rsa_engine,
+idle_timeout); flags win.
 Under systemd socket activation (LISTEN_FDS), inherited sockets named
 'local-<scope>' (FileDescriptorName=) serve that scope; any other name is a
 token-gated signer. Example units: scripts/systemd/.
@@ -133,6 +151,7 @@ Examples:
           env: ctx.env,
           auditPath: config.audit,
           rsaEngine: config.rsaEngine,
+          idleTimeoutMs: config.idleTimeout === undefined ? undefined : config.idleTimeout * 1000,
           listeners,
           onListening: (address) => ctx.out.info(describeListener(address)),
           onWarning: (message) => ctx.out.warn(message),
