@@ -5,19 +5,20 @@
 
 import { createPrivateKey, createPublicKey, verify } from "node:crypto";
 import { Buffer } from "node:buffer";
-import { generateKey, type KeyMaterial } from "../src/openssh/keys.ts";
+import { generateKey, type SshKeyPair } from "../src/openssh/keys.ts";
 import { opensslAvailable, OpenSslRsa } from "../src/agent/openssl_rsa.ts";
-import { RsaSignerPool, RsaSigningError } from "../src/agent/rsa_pool.ts";
+import { RsaSignerPool } from "../src/agent/rsa_pool.ts";
+import { RsaSigningError } from "../src/agent/errors.ts";
 import { rsaAlgorithm, Signer } from "../src/agent/sign.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
 import { skipIf } from "./helpers/skip.ts";
 
-const RSA: KeyMaterial = generateKey("rsa");
-const ED: KeyMaterial = generateKey("ed25519");
+const RSA: SshKeyPair = generateKey("rsa");
+const ED: SshKeyPair = generateKey("ed25519");
 const HAS_OPENSSL = opensslAvailable();
 const NO_OPENSSL = "OpenSSL 3's libcrypto.so.3 does not load here";
 
-function verifies(key: KeyMaterial, hash: string, data: Uint8Array, sig: Uint8Array): boolean {
+function verifies(key: SshKeyPair, hash: string, data: Uint8Array, sig: Uint8Array): boolean {
   const pub = createPublicKey(
     createPrivateKey({ key: Buffer.from(key.privateDer), format: "der", type: "pkcs8" }),
   );

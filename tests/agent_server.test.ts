@@ -25,7 +25,7 @@ import {
 import { bindUnixSocket } from "../src/agent/socket.ts";
 import { MAX_MESSAGE, MSG } from "../src/agent/protocol.ts";
 import { InvalidScopeName } from "../src/store/errors.ts";
-import { fingerprint, generateKey, type KeyMaterial } from "../src/openssh/keys.ts";
+import { fingerprint, generateKey, type SshKeyPair } from "../src/openssh/keys.ts";
 import {
   addKey,
   type AgentBox,
@@ -140,7 +140,7 @@ function described(ids: { blob: Uint8Array; comment: string }[] | null): [string
   return ids.map((id) => [id.comment, id.blob.toBase64()]);
 }
 
-function keyEntry(key: KeyMaterial, comment: string): [string, string] {
+function keyEntry(key: SshKeyPair, comment: string): [string, string] {
   return [comment, key.publicBlob.toBase64()];
 }
 
@@ -154,7 +154,7 @@ function randomBytes(n: number): Uint8Array {
 /** Signs through `probe` and checks the signature independently; returns the algorithm. */
 async function signAndVerify(
   probe: AgentProbe,
-  key: KeyMaterial,
+  key: SshKeyPair,
   flags = 0,
   data = randomBytes(64),
 ): Promise<string> {
@@ -1539,9 +1539,8 @@ Deno.test("agent: RSA signing does not stall Ed25519 — 20 Ed25519 signatures c
       const warmed = new Promise<void>((resolve) => warm = resolve);
       // Replies are only checked for their type while the clock runs (the
       // test's own verification shares the event loop); they are verified after.
-      const collected: { key: KeyMaterial; data: Uint8Array; blob: Uint8Array; want: string }[] =
-        [];
-      const signOnly = async (probe: AgentProbe, key: KeyMaterial, flags: number, want: string) => {
+      const collected: { key: SshKeyPair; data: Uint8Array; blob: Uint8Array; want: string }[] = [];
+      const signOnly = async (probe: AgentProbe, key: SshKeyPair, flags: number, want: string) => {
         const data = randomBytes(32);
         const sig = await probe.sign(key.publicBlob, data, flags);
         assert(sig !== null && sig !== "failure", `no signature from ${key.keyType}`);

@@ -12,7 +12,7 @@ import {
   UnsupportedKeyType,
   WrongKeyPassphrase,
 } from "../src/openssh/errors.ts";
-import { generateKey, type KeyMaterial } from "../src/openssh/keys.ts";
+import { generateKey, type SshKeyPair } from "../src/openssh/keys.ts";
 import {
   MAX_KDF_ROUNDS,
   type ParsedPrivateKey,
@@ -200,7 +200,7 @@ function section(s: Section): Uint8Array {
   return new Uint8Array([...unpadded, ...padding]);
 }
 
-const jwkOf = (key: KeyMaterial) =>
+const jwkOf = (key: SshKeyPair) =>
   createPrivateKey({ key: Buffer.from(key.privateDer), format: "der", type: "pkcs8" })
     .export({ format: "jwk" });
 const b64u = (s: string | undefined) => Uint8Array.fromBase64(s ?? "", { alphabet: "base64url" });

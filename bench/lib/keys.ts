@@ -9,13 +9,13 @@
  * @module
  */
 
-import { fingerprint, generateKey, type KeyMaterial, publicLine } from "../../src/openssh/keys.ts";
+import { fingerprint, generateKey, publicLine, type SshKeyPair } from "../../src/openssh/keys.ts";
 
 /** A key with everything a test or the benchmark compares against. */
 export interface TestKey {
   /** Short label: `ed25519` or `rsa-3072`. */
   label: string;
-  material: KeyMaterial;
+  material: SshKeyPair;
   comment: string;
   /** `<algorithm> <base64> <comment>`, as `ssh-add -L` prints it. */
   publicLine: string;
@@ -28,7 +28,7 @@ export interface TestKey {
 }
 
 /** Wraps key material with its derived facts. */
-export function testKey(label: string, material: KeyMaterial, comment: string): TestKey {
+export function testKey(label: string, material: SshKeyPair, comment: string): TestKey {
   return {
     label,
     material,

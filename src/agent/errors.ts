@@ -13,6 +13,12 @@ import { sanitizeOneLine } from "../sanitize.ts";
 /** Base class of every agent error. */
 export class AgentError extends VaultError {}
 
+/** The peer broke the framing rules; the connection must be closed. */
+export class ProtocolError extends AgentError {}
+
+/** Signing failed in (or with) a worker. The message never carries key material. */
+export class RsaSigningError extends AgentError {}
+
 /**
  * A listening socket could not be created at a path: something other than a
  * socket is there, a live agent already answers on it, the path is too long,

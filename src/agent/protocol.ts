@@ -11,7 +11,7 @@
  * @module
  */
 
-import { AgentError } from "./errors.ts";
+import { ProtocolError } from "./errors.ts";
 import type { ByteStream } from "./stream.ts";
 
 /** Largest message body accepted or sent: 256 KiB. */
@@ -38,9 +38,6 @@ export const MSG = {
 export const SIGN_FLAG_RSA_SHA2_256 = 0x02;
 /** SIGN_REQUEST flag: an RSA key signs with `rsa-sha2-512` (wins over 0x02). */
 export const SIGN_FLAG_RSA_SHA2_512 = 0x04;
-
-/** The peer broke the framing rules; the connection must be closed. */
-export class ProtocolError extends AgentError {}
 
 /** A complete FAILURE frame. Do not modify. */
 export const FAILURE_FRAME: Uint8Array = Uint8Array.of(0, 0, 0, 1, MSG.FAILURE);

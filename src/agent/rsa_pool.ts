@@ -16,16 +16,13 @@
  * @module
  */
 
-import { AgentError } from "./errors.ts";
+import { RsaSigningError } from "./errors.ts";
 import type { RsaEngine, RsaWorkerRequest, RsaWorkerResponse } from "./rsa_worker.ts";
 
 export type { RsaEngine } from "./rsa_worker.ts";
 
 /** Hash of an RSA PKCS#1 v1.5 signature: SHA-256 or SHA-512 (never SHA-1). */
 export type RsaHash = "sha256" | "sha512";
-
-/** Signing failed in (or with) a worker. The message never carries key material. */
-export class RsaSigningError extends AgentError {}
 
 interface Slot {
   worker: Worker;

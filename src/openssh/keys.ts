@@ -22,7 +22,7 @@ import { WireReader } from "./wire.ts";
 export type KeyType = "ed25519" | "rsa";
 
 /** A private key together with its public half. */
-export interface KeyMaterial {
+export interface SshKeyPair {
   /** The key type. */
   keyType: KeyType;
   /** The private key as unencrypted PKCS#8 DER. */
@@ -35,7 +35,7 @@ export interface KeyMaterial {
 export const RSA_GENERATE_BITS = 3072;
 
 /** Generates a new key in memory: Ed25519, or RSA with 3072 bits and e = 65537. */
-export function generateKey(type: KeyType): KeyMaterial {
+export function generateKey(type: KeyType): SshKeyPair {
   const { privateKey } = type === "ed25519"
     ? generateKeyPairSync("ed25519")
     : generateKeyPairSync("rsa", { modulusLength: RSA_GENERATE_BITS, publicExponent: 65537 });

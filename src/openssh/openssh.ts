@@ -23,7 +23,7 @@ import {
   WrongKeyPassphrase,
 } from "./errors.ts";
 import { bcryptPbkdf } from "./kdf.ts";
-import type { KeyMaterial } from "./keys.ts";
+import type { SshKeyPair } from "./keys.ts";
 import {
   equalBytes,
   type KeyParts,
@@ -38,7 +38,7 @@ import { partsFromPkcsPem, PKCS_LABELS } from "./pkcs.ts";
 import { WireReader, WireWriter } from "./wire.ts";
 
 /** A private key read from a file, with the comment it carried ("" if none). */
-export type ParsedPrivateKey = KeyMaterial & { comment: string };
+export type ParsedPrivateKey = SshKeyPair & { comment: string };
 
 /** Options for {@link serializeOpenSshPrivateKey}. */
 export interface SerializeOptions {
@@ -99,7 +99,7 @@ export function parsePrivateKey(
  * half, and InvalidInput for rounds outside 1…{@link MAX_KDF_ROUNDS}.
  */
 export function serializeOpenSshPrivateKey(
-  key: KeyMaterial,
+  key: SshKeyPair,
   comment: string,
   opts: SerializeOptions = {},
 ): string {

@@ -12,9 +12,10 @@ import { join } from "node:path";
 import type { CredentialStore, ScopedSshKey, SshKeyInfo } from "../store/store.ts";
 import { NotFound } from "../store/errors.ts";
 import { isInfraScope, validateComment, validateScope } from "../store/validate.ts";
-import { InvalidInput, VaultError } from "../errors.ts";
+import { InvalidInput } from "../errors.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
 import { KeypairMismatch } from "../openssh/errors.ts";
+import { AmbiguousKey, ExportRefused } from "./errors.ts";
 import {
   defaultExportStem,
   generateKey,
@@ -24,12 +25,6 @@ import {
 } from "../openssh/keys.ts";
 import { type ParsedPrivateKey, serializeOpenSshPrivateKey } from "../openssh/openssh.ts";
 import { equalBytes } from "../openssh/parts.ts";
-
-/** More than one key matches a selector, or a scope has several keys and none was chosen. */
-export class AmbiguousKey extends VaultError {}
-
-/** A file could not be written where asked (exists, symlink, not a directory …). */
-export class ExportRefused extends VaultError {}
 
 /** Comment of a scope's primary key. */
 export function primaryComment(scope: string): string {

@@ -9,7 +9,7 @@
 
 import { join } from "node:path";
 import { CredentialStore } from "../../src/store/store.ts";
-import { generateKey, type KeyMaterial, publicLine } from "../../src/openssh/keys.ts";
+import { generateKey, publicLine, type SshKeyPair } from "../../src/openssh/keys.ts";
 import { FrameReader, MSG } from "../../src/agent/protocol.ts";
 import { parseSignatureBlob } from "./agent_client.ts";
 import { run, type RunResult } from "./openssh_agent.ts";
@@ -17,7 +17,7 @@ import { run, type RunResult } from "./openssh_agent.ts";
 const PASSPHRASE = "agent test passphrase";
 
 /** Keys generated once per test process (RSA generation is slow). */
-export const KEYS: { ed1: KeyMaterial; ed2: KeyMaterial; rsa: KeyMaterial } = {
+export const KEYS: { ed1: SshKeyPair; ed2: SshKeyPair; rsa: SshKeyPair } = {
   ed1: generateKey("ed25519"),
   ed2: generateKey("ed25519"),
   rsa: generateKey("rsa"),
@@ -76,7 +76,7 @@ export const BOX_PASSPHRASE = PASSPHRASE;
 export function addKey(
   store: CredentialStore,
   scope: string,
-  material: KeyMaterial,
+  material: SshKeyPair,
   comment: string,
 ): { id: number; fingerprint: string } {
   const stored = store.storeSshKey({ ...material, comment });
