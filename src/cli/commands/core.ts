@@ -16,7 +16,7 @@ import { applyKey } from "../../store/open.ts";
 import { describeTiers, resolveKeyMaterial } from "../../unlock/chain.ts";
 import { clearSessionKey, saveSessionKey } from "../../unlock/session.ts";
 import { wipeMaterial } from "../../unlock/types.ts";
-import { readSecretFile, stripNewline } from "../input.ts";
+import { readPassphraseFile } from "../input.ts";
 import { InvalidInput } from "../../errors.ts";
 
 /** Adds the core commands to `program`. */
@@ -203,7 +203,7 @@ $XDG_RUNTIME_DIR when the keyring is unavailable. 'vault lock' removes it.`,
     .action(async (options) => {
       const { path } = ctx.dbPath();
       const newPassphrase = options.newPassphraseFile
-        ? stripNewline(await readSecretFile(options.newPassphraseFile))
+        ? await readPassphraseFile(options.newPassphraseFile, "new passphrase file")
         : await ctx.promptNew("passphrase");
       try {
         validateNewPassphrase(newPassphrase);
