@@ -12,8 +12,10 @@ import { ttyPrompt } from "../unlock/prompt.ts";
 import { loadSettings, type Settings } from "../unlock/settings.ts";
 import { openVault, type UnlockedVault } from "../unlock/open_vault.ts";
 import { wipeMaterial } from "../unlock/types.ts";
-import type { CredentialStore } from "../store/store.ts";
-import type { OpenOptions } from "../store/open.ts";
+import { CredentialStore } from "../store/store.ts";
+import { assertOpenable, type OpenOptions } from "../store/open.ts";
+import { resolveKeyMaterial } from "../unlock/chain.ts";
+import type { Resolved } from "../unlock/types.ts";
 import { InvalidInput } from "../errors.ts";
 
 /** Global flags every command sees. */
@@ -125,6 +127,32 @@ export class Context {
     const path = file ?? this.flags.passphraseFile ?? this.env.VAULT_PASSPHRASE_FILE;
     if (path) return await readPassphraseFile(path);
     return await this.promptNew("passphrase");
+  }
+
+  /**
+   * Resolves the key material WITHOUT the session cache tiers and proves it
+   * opens the vault (for `vault unlock`, which must not delete a working
+   * session before the new one is ready). The caller wipes the material.
+   */
+  async resolveFresh(): Promise<Resolved> {
+    const dbPath = this.dbPath().path;
+    assertOpenable(dbPath);
+    const resolved = await resolveKeyMaterial({
+      dbPath,
+      passphraseFile: this.flags.passphraseFile,
+      env: this.env,
+      settings: await this.settings(),
+      interactive: this.interactive,
+      prompt: (question: string) => this.prompt(question),
+      ignoreSession: true,
+    });
+    try {
+      CredentialStore.open(dbPath, resolved.material).close();
+    } catch (error) {
+      wipeMaterial(resolved.material);
+      throw error;
+    }
+    return resolved;
   }
 
   /** Opens the vault through the passphrase chain. */

@@ -8,7 +8,7 @@
  *
  * The target is never followed: a symlink (or anything but a regular file)
  * in its place is refused. Replacing an existing file keeps its mode; a new
- * file gets `mode` (default 0600).
+ * file gets `mode` (default 0600), as does every file when `keepMode` is false.
  *
  * @module
  */
@@ -21,6 +21,11 @@ import { lstatOrNull } from "./nofollow.ts";
 export interface AtomicWriteOptions {
   /** Mode of a NEW file (default 0600); an existing file keeps its own. */
   mode?: number;
+  /**
+   * When false, `mode` is applied even when replacing an existing file (a
+   * file that must stay private whatever it was before). Default true.
+   */
+  keepMode?: boolean;
 }
 
 function randomHex(bytes: number): string {
@@ -81,7 +86,8 @@ export async function writeFileAtomic(
   }
   if (existing?.isSymlink) throw new UnsafeWrite(path, "it is a symlink; refusing it");
   if (existing && !existing.isFile) throw new UnsafeWrite(path, "it is not a regular file");
-  const mode = existing?.mode != null ? existing.mode & 0o7777 : (opts.mode ?? 0o600);
+  const keep = opts.keepMode !== false && existing?.mode != null;
+  const mode = keep ? existing!.mode! & 0o7777 : (opts.mode ?? 0o600);
   const tmp = tempPath(path);
   let created = false;
   try {

@@ -81,6 +81,11 @@ export interface ResolveOptions {
   tools?: { systemdCreds?: string; secretTool?: string };
   /** stderr of `passphrase_command`: shown to the user (default) or discarded. */
   commandStderr?: "inherit" | "null";
+  /**
+   * Skip the session cache tiers (`vault unlock` asks for the passphrase
+   * again without first deleting a working session).
+   */
+  ignoreSession?: boolean;
 }
 
 /** Inputs of {@link describeTiers}: those of resolution, without a prompt. */
@@ -232,6 +237,7 @@ const systemdCredsTier: Tier = {
 const sessionKeyringTier: Tier = {
   name: "session-keyring",
   async run(ctx) {
+    if (ctx.ignoreSession) return { state: "absent", detail: "skipped" };
     if (sessionBackend(ctx.env, ctx.session) === "file") {
       return { state: "absent", detail: "disabled" };
     }
@@ -245,6 +251,7 @@ const sessionKeyringTier: Tier = {
 const sessionFileTier: Tier = {
   name: "session-file",
   async run(ctx) {
+    if (ctx.ignoreSession) return { state: "absent", detail: "skipped" };
     if (sessionBackend(ctx.env, ctx.session) === "keyring") {
       return { state: "absent", detail: "disabled" };
     }

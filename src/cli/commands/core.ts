@@ -162,9 +162,9 @@ $XDG_RUNTIME_DIR when the keyring is unavailable. 'vault lock' removes it.`,
     )
     .action(async (options) => {
       const { path } = ctx.dbPath();
-      await clearSessionKey(path, ctx.env);
-      const { store, resolved } = await ctx.unlock();
-      store.close();
+      // The old session stays until the new key is proven and saved (which
+      // replaces it atomically): a wrong passphrase leaves it working.
+      const resolved = await ctx.resolveFresh();
       const settings = await ctx.settings();
       const ttl = options.ttl ?? settings.session_ttl;
       let key: Uint8Array;
