@@ -1,21 +1,10 @@
 /**
  * What `vault serve` listens on: its flags merged over the `[serve]` table
- * of config.toml.
+ * of config.toml (validated by src/settings/serve.ts when the file is
+ * loaded; its keys are documented there).
  *
- * ```toml
- * [serve]
- * signer_socket = "/run/vault/signer.sock"   # token-gated signer (Unix)
- * signer_port = 7070                         # token-gated signer (TCP 127.0.0.1)
- * local_scopes = ["proj-a", "proj-b"]        # host-local sockets, no token
- * local_all = false                          # or: every scope that has keys
- * audit = "~/.local/state/vault/ssh-audit.jsonl"
- * runtime_dir = "/run/user/1000/vault"       # where host-local sockets go
- * rsa_engine = "auto"                        # auto | openssl | node
- * ```
- *
- * A flag replaces the table's value for the same setting. Paths may start
- * with `~/`; otherwise they must be absolute (flags are resolved against the
- * working directory).
+ * A flag replaces the table's value for the same setting. Flag paths are
+ * resolved against the working directory.
  *
  * @module
  */
@@ -24,7 +13,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import { validateScope } from "../store/validate.ts";
 import { AgentConfigError } from "./errors.ts";
 import { defaultRuntimeDir } from "./socket.ts";
-import { sanitizeOneLine } from "../sanitize.ts";
+import type { ServeSettings } from "../settings/serve.ts";
 import type { RsaEngine } from "./rsa_worker.ts";
 
 /** RSA implementations `--rsa-engine` accepts. */
@@ -59,16 +48,6 @@ export interface ServeFlags {
   rsaEngine?: RsaEngine;
 }
 
-const TABLE_KEYS = new Set([
-  "signer_socket",
-  "signer_port",
-  "local_scopes",
-  "local_all",
-  "audit",
-  "runtime_dir",
-  "rsa_engine",
-]);
-
 /** Default audit file: `$XDG_STATE_HOME/vault/ssh-audit.jsonl` (or under `~/.local/state`). */
 export function defaultAuditPath(env: Record<string, string | undefined>): string | null {
   const state = env.XDG_STATE_HOME && isAbsolute(env.XDG_STATE_HOME)
@@ -95,30 +74,26 @@ export function parseRsaEngine(text: string): RsaEngine {
 }
 
 /**
- * Merges `flags` over the `[serve]` `table` (may be undefined).
+ * Merges `flags` over the `[serve]` table, which src/settings validated when
+ * config.toml was loaded (absent: undefined). Only flags are checked here.
  *
- * @throws {AgentConfigError} for an unknown or ill-typed table key, an
- *   invalid scope, or a relative path in the table.
+ * @throws {AgentConfigError} for an invalid `--local-scope` or when no
+ *   audit path can be found.
  */
 export function resolveServeConfig(
   flags: ServeFlags,
-  table: Readonly<Record<string, unknown>> | undefined,
+  table: ServeSettings | undefined,
   env: Record<string, string | undefined>,
 ): ServeConfig {
   const t = table ?? {};
-  for (const key of Object.keys(t)) {
-    if (!TABLE_KEYS.has(key)) throw tableError(key, "is not a known setting");
-  }
   const signerSocket = flags.signerSocket !== undefined
     ? resolve(flags.signerSocket)
-    : optionalPath(t, "signer_socket", env);
-  const signerPort = flags.signerPort ?? optionalPort(t);
-  const localScopes = flags.localScope?.length ? flags.localScope : optionalScopes(t);
-  for (const scope of localScopes) validateScope(scope);
-  const localAll = flags.localAll ?? optionalBool(t, "local_all") ?? false;
-  const audit = flags.audit !== undefined
-    ? resolve(flags.audit)
-    : optionalPath(t, "audit", env) ?? defaultAuditPath(env);
+    : t.signerSocket;
+  const signerPort = flags.signerPort ?? t.signerPort;
+  const localScopes = flags.localScope?.length ? flags.localScope : (t.localScopes ?? []);
+  for (const scope of flags.localScope ?? []) validateScope(scope);
+  const localAll = flags.localAll ?? t.localAll ?? false;
+  const audit = flags.audit !== undefined ? resolve(flags.audit) : t.audit ?? defaultAuditPath(env);
   if (!audit) {
     throw new AgentConfigError(
       "cannot find a default audit file path: set HOME or XDG_STATE_HOME, or pass --audit FILE",
@@ -126,12 +101,7 @@ export function resolveServeConfig(
   }
   const runtimeDir = flags.runtimeDir !== undefined
     ? resolve(flags.runtimeDir)
-    : optionalPath(t, "runtime_dir", env) ?? defaultRuntimeDir(env);
-  let rsaEngine = flags.rsaEngine;
-  if (rsaEngine === undefined && t.rsa_engine !== undefined) {
-    rsaEngine = RSA_ENGINES.find((e) => e === t.rsa_engine);
-    if (!rsaEngine) throw tableError("rsa_engine", 'must be "auto", "openssl" or "node"');
-  }
+    : t.runtimeDir ?? defaultRuntimeDir(env);
   return {
     signerSocket,
     signerPort,
@@ -139,53 +109,6 @@ export function resolveServeConfig(
     localAll,
     audit,
     runtimeDir,
-    rsaEngine: rsaEngine ?? "auto",
+    rsaEngine: flags.rsaEngine ?? t.rsaEngine ?? "auto",
   };
-}
-
-function tableError(key: string, problem: string): AgentConfigError {
-  return new AgentConfigError(sanitizeOneLine(`invalid config: [serve] key "${key}" ${problem}`));
-}
-
-function optionalPath(
-  t: Readonly<Record<string, unknown>>,
-  key: string,
-  env: Record<string, string | undefined>,
-): string | undefined {
-  const value = t[key];
-  if (value === undefined) return undefined;
-  if (typeof value !== "string" || value === "" || value.includes("\0")) {
-    throw tableError(key, "must be a non-empty string (a path)");
-  }
-  if (value === "~" || value.startsWith("~/")) {
-    if (!env.HOME || !isAbsolute(env.HOME)) throw tableError(key, "uses ~ but HOME is not set");
-    return join(env.HOME, value.slice(1));
-  }
-  if (!isAbsolute(value)) throw tableError(key, "must be an absolute path");
-  return value;
-}
-
-function optionalPort(t: Readonly<Record<string, unknown>>): number | undefined {
-  const value = t.signer_port;
-  if (value === undefined) return undefined;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 65535) {
-    throw tableError("signer_port", "must be a port number from 1 to 65535");
-  }
-  return value;
-}
-
-function optionalScopes(t: Readonly<Record<string, unknown>>): string[] {
-  const value = t.local_scopes;
-  if (value === undefined) return [];
-  if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) {
-    throw tableError("local_scopes", "must be an array of scope names");
-  }
-  return value;
-}
-
-function optionalBool(t: Readonly<Record<string, unknown>>, key: string): boolean | undefined {
-  const value = t[key];
-  if (value === undefined) return undefined;
-  if (typeof value !== "boolean") throw tableError(key, "must be true or false");
-  return value;
 }

@@ -9,7 +9,7 @@ import { type DbPathSource, resolveDbPath } from "./paths.ts";
 import { Output, type Streams } from "./output.ts";
 import { MAX_PASSPHRASE_BYTES, readPassphraseFile, readStdin, stdinIsTerminal } from "./input.ts";
 import { ttyPrompt } from "../unlock/prompt.ts";
-import { loadSettings, type Settings } from "../unlock/settings.ts";
+import { loadSettings, type Settings } from "../settings/config.ts";
 import { openVault, type UnlockedVault } from "../unlock/open_vault.ts";
 import { wipeMaterial } from "../unlock/types.ts";
 import { CredentialStore } from "../store/store.ts";

@@ -29,8 +29,8 @@ export type SessionTier = "session-keyring" | "session-file";
  */
 export type SessionBackend = "auto" | "keyring" | "file";
 
-/** Longest session a cache entry may have: 30 days. */
-export const MAX_SESSION_TTL = 30 * 24 * 3600;
+export { MAX_SESSION_TTL } from "../settings/config.ts";
+import { MAX_SESSION_TTL } from "../settings/config.ts";
 
 /** Knobs of the session cache, mainly for tests. */
 export interface SessionOptions {
