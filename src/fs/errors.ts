@@ -18,12 +18,24 @@ export class FileRefused extends InvalidInput {
   /** Why, without the path (one line, sanitized). */
   readonly reason: string;
 
-  /** Creates the error; the message is `<path> <reason>`. */
-  constructor(path: string, reason: string, options?: ErrorOptions) {
+  /**
+   * Creates the error; the message is `<path>: <reason>`, or `message` when
+   * given (it must name the path).
+   */
+  constructor(path: string, reason: string, options?: ErrorOptions & { message?: string }) {
     const clean = sanitizeOneLine(reason);
-    super(`${sanitizeOneLine(path)}: ${clean}`, options);
+    super(sanitizeOneLine(options?.message ?? `${path}: ${clean}`), options);
     this.path = path;
     this.reason = clean;
+  }
+
+  /** The file could not be opened or read: `cannot read <what> <path>: <why>`. */
+  static unreadable(path: string, what: string, cause: unknown): FileRefused {
+    const why = describeFsError(cause);
+    return new FileRefused(path, `cannot read ${what}: ${why}`, {
+      cause,
+      message: `cannot read ${what} ${path}: ${why}`,
+    });
   }
 }
 

@@ -23,7 +23,7 @@
 
 import * as nodeFs from "node:fs";
 import { concatBytes } from "../bytes.ts";
-import { describeFsError, FileRefused, UntrustedFile } from "./errors.ts";
+import { FileRefused, UntrustedFile } from "./errors.ts";
 
 /** How to read one secret file. */
 export interface SecretReadOptions {
@@ -92,7 +92,7 @@ export async function assertTrustedFile(path: string, what = "file"): Promise<vo
   try {
     st = await Deno.stat(path);
   } catch (e) {
-    throw new FileRefused(path, `cannot read ${what}: ${describeFsError(e)}`, { cause: e });
+    throw FileRefused.unreadable(path, what, e);
   }
   checkTrust(path, { uid: st.uid ?? 0, mode: st.mode ?? 0 }, what);
 }
@@ -114,7 +114,7 @@ export async function readSecretFile(path: string, opts: SecretReadOptions): Pro
   try {
     pre = await Deno.stat(path);
   } catch (e) {
-    throw new FileRefused(path, `cannot read ${what}: ${describeFsError(e)}`, { cause: e });
+    throw FileRefused.unreadable(path, what, e);
   }
   if (pre.isDirectory) throw new FileRefused(path, `${what} is a directory`);
   if (!pre.isFile) {
@@ -134,7 +134,7 @@ export async function readSecretFile(path: string, opts: SecretReadOptions): Pro
     // O_NONBLOCK: a FIFO swapped in after the stat cannot block the open.
     fd = nodeFs.openSync(path, c.O_RDONLY | c.O_NONBLOCK | c.O_NOCTTY);
   } catch (e) {
-    throw new FileRefused(path, `cannot read ${what}: ${describeFsError(e)}`, { cause: e });
+    throw FileRefused.unreadable(path, what, e);
   }
   try {
     const st = nodeFs.fstatSync(fd);
@@ -150,7 +150,7 @@ export async function readSecretFile(path: string, opts: SecretReadOptions): Pro
     );
   } catch (e) {
     if (e instanceof FileRefused) throw e;
-    throw new FileRefused(path, `cannot read ${what}: ${describeFsError(e)}`, { cause: e });
+    throw FileRefused.unreadable(path, what, e);
   } finally {
     nodeFs.closeSync(fd);
   }
@@ -187,7 +187,7 @@ async function readFdPipe(path: string, opts: SecretReadOptions, what: string) {
   try {
     f = await Deno.open(path, { read: true });
   } catch (e) {
-    throw new FileRefused(path, `cannot read ${what}: ${describeFsError(e)}`, { cause: e });
+    throw FileRefused.unreadable(path, what, e);
   }
   try {
     const st = await f.stat();
@@ -204,7 +204,7 @@ async function readFdPipe(path: string, opts: SecretReadOptions, what: string) {
     );
   } catch (e) {
     if (e instanceof FileRefused) throw e;
-    throw new FileRefused(path, `cannot read ${what}: ${describeFsError(e)}`, { cause: e });
+    throw FileRefused.unreadable(path, what, e);
   } finally {
     try {
       f.close();

@@ -31,6 +31,7 @@ import { readSecretFile } from "../fs/secret_file.ts";
 import { InvalidSettings } from "./errors.ts";
 import { configDir, configPath, expandPath } from "./paths.ts";
 import { parseServeTable, type ServeSettings } from "./serve.ts";
+import { DEFAULT_SESSION_TTL, MAX_SESSION_TTL } from "./ttl.ts";
 
 /** Settings that steer the passphrase resolution chain, and `vault serve`'s table. */
 export interface Settings {
@@ -56,11 +57,7 @@ export interface Settings {
   serve?: ServeSettings;
 }
 
-/** Default of {@link Settings.session_ttl}: 8 hours. */
-export const DEFAULT_SESSION_TTL = 8 * 3600;
-
-/** Longest session a cache entry may have: 30 days. */
-export const MAX_SESSION_TTL = 30 * 24 * 3600;
+export { DEFAULT_SESSION_TTL, MAX_SESSION_TTL } from "./ttl.ts";
 
 /** The settings used when there is no config file. */
 export function defaultSettings(env: Record<string, string | undefined>): Settings {

@@ -29,8 +29,8 @@ export type SessionTier = "session-keyring" | "session-file";
  */
 export type SessionBackend = "auto" | "keyring" | "file";
 
-export { MAX_SESSION_TTL } from "../settings/config.ts";
-import { MAX_SESSION_TTL } from "../settings/config.ts";
+export { MAX_SESSION_TTL } from "../settings/ttl.ts";
+import { MAX_SESSION_TTL } from "../settings/ttl.ts";
 
 /** Knobs of the session cache, mainly for tests. */
 export interface SessionOptions {
