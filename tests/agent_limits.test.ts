@@ -16,6 +16,8 @@ import {
   startAgent,
 } from "../src/agent/mod.ts";
 import { parseIdleTimeout, resolveServeConfig } from "../src/agent/serve_config.ts";
+import { parseServeTable } from "../src/settings/serve.ts";
+import { InvalidSettings } from "../src/settings/errors.ts";
 import { MSG } from "../src/agent/protocol.ts";
 import {
   addKey,
@@ -397,10 +399,21 @@ Deno.test("vault serve --local-all: a scope whose socket path would pass 107 byt
 Deno.test("vault serve --idle-timeout / [serve] idle_timeout: the flag wins over the table, bad values are refused, and the running agent closes an idle host-local connection", async () => {
   const env = { HOME: "/home/u" };
   assertEquals(resolveServeConfig({}, {}, env).idleTimeout, undefined);
-  assertEquals(resolveServeConfig({}, { idle_timeout: 0 }, env).idleTimeout, 0);
-  assertEquals(resolveServeConfig({ idleTimeout: 7 }, { idle_timeout: 60 }, env).idleTimeout, 7);
+  assertEquals(
+    resolveServeConfig({}, parseServeTable("c.toml", { idle_timeout: 0 }, env), env).idleTimeout,
+    0,
+  );
+  assertEquals(
+    resolveServeConfig(
+      { idleTimeout: 7 },
+      parseServeTable("c.toml", { idle_timeout: 60 }, env),
+      env,
+    )
+      .idleTimeout,
+    7,
+  );
   for (const bad of [-1, 1.5, "60", 604_801]) {
-    assertThrows(() => resolveServeConfig({}, { idle_timeout: bad }, env), AgentConfigError);
+    assertThrows(() => parseServeTable("c.toml", { idle_timeout: bad }, env), InvalidSettings);
   }
   assertEquals(parseIdleTimeout("0"), 0);
   for (const bad of ["", "-1", "1.5", "1e3", "604801"]) {

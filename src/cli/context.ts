@@ -7,13 +7,15 @@
 
 import { type DbPathSource, resolveDbPath } from "./paths.ts";
 import { Output, type Streams } from "./output.ts";
-import { readSecretFile, readStdin, stdinIsTerminal, stripNewline } from "./input.ts";
+import { MAX_PASSPHRASE_BYTES, readPassphraseFile, readStdin, stdinIsTerminal } from "./input.ts";
 import { ttyPrompt } from "../unlock/prompt.ts";
-import { loadSettings, type Settings } from "../unlock/settings.ts";
+import { loadSettings, type Settings } from "../settings/config.ts";
 import { openVault, type UnlockedVault } from "../unlock/open_vault.ts";
 import { wipeMaterial } from "../unlock/types.ts";
-import type { CredentialStore } from "../store/store.ts";
-import type { OpenOptions } from "../store/open.ts";
+import { CredentialStore } from "../store/store.ts";
+import { assertOpenable, type OpenOptions } from "../store/open.ts";
+import { resolveKeyMaterial } from "../unlock/chain.ts";
+import type { Resolved } from "../unlock/types.ts";
 import { InvalidInput } from "../errors.ts";
 
 /** Global flags every command sees. */
@@ -27,8 +29,8 @@ export interface GlobalFlags {
 export interface CliIo {
   env: Record<string, string | undefined>;
   streams?: Streams;
-  /** Reads all of stdin. */
-  stdin?: () => Promise<Uint8Array>;
+  /** Reads all of stdin, refusing more than `limit` bytes. */
+  stdin?: (limit: number) => Promise<Uint8Array>;
   /** Whether stdin is a terminal. */
   stdinIsTerminal?: () => boolean;
   /** Prompts with echo off. */
@@ -83,9 +85,9 @@ export class Context {
     return this.settingsCache;
   }
 
-  /** Reads all of stdin. */
-  readStdin(): Promise<Uint8Array> {
-    return (this.io.stdin ?? readStdin)();
+  /** Reads all of stdin, refusing more than `limit` bytes (checked while reading). */
+  readStdin(limit: number): Promise<Uint8Array> {
+    return (this.io.stdin ?? readStdin)(limit);
   }
 
   /** Prompts with echo off. */
@@ -102,24 +104,55 @@ export class Context {
     }
     const first = await this.prompt(`New ${what}: `);
     const second = await this.prompt(`Repeat ${what}: `);
-    if (first.length !== second.length || !first.every((b, i) => b === second[i])) {
+    const same = first.length === second.length && first.every((b, i) => b === second[i]);
+    second.fill(0);
+    if (!same) {
+      first.fill(0);
       throw new InvalidInput(`the two ${what}s do not match`);
+    }
+    if (first.length > MAX_PASSPHRASE_BYTES) {
+      first.fill(0);
+      throw new InvalidInput(`the ${what} is longer than ${MAX_PASSPHRASE_BYTES} bytes`);
     }
     return first;
   }
 
   /**
    * A new passphrase from `file`, else `--passphrase-file` / VAULT_PASSPHRASE_FILE,
-   * else an interactive prompt (asked twice).
+   * else an interactive prompt (asked twice). The file is read with the same
+   * rules and the same cap ({@link MAX_PASSPHRASE_BYTES}) as the unlock
+   * chain's passphrase-file tier, so every later command accepts it.
    */
   async newPassphrase(file?: string): Promise<Uint8Array> {
     const path = file ?? this.flags.passphraseFile ?? this.env.VAULT_PASSPHRASE_FILE;
-    if (path) {
-      const data = stripNewline(await readSecretFile(path));
-      if (data.length === 0) throw new InvalidInput("the passphrase file is empty");
-      return data;
-    }
+    if (path) return await readPassphraseFile(path);
     return await this.promptNew("passphrase");
+  }
+
+  /**
+   * Resolves the key material WITHOUT the session cache tiers and proves it
+   * opens the vault (for `vault unlock`, which must not delete a working
+   * session before the new one is ready). The caller wipes the material.
+   */
+  async resolveFresh(): Promise<Resolved> {
+    const dbPath = this.dbPath().path;
+    assertOpenable(dbPath);
+    const resolved = await resolveKeyMaterial({
+      dbPath,
+      passphraseFile: this.flags.passphraseFile,
+      env: this.env,
+      settings: await this.settings(),
+      interactive: this.interactive,
+      prompt: (question: string) => this.prompt(question),
+      ignoreSession: true,
+    });
+    try {
+      CredentialStore.open(dbPath, resolved.material).close();
+    } catch (error) {
+      wipeMaterial(resolved.material);
+      throw error;
+    }
+    return resolved;
   }
 
   /** Opens the vault through the passphrase chain. */

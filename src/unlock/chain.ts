@@ -24,9 +24,10 @@ import {
   findExecutable,
   isNotFound,
   MAX_SECRET_BYTES,
-  readAllCapped,
   stripOneNewline,
 } from "./io.ts";
+import { FileRefused } from "../fs/errors.ts";
+import { readSecretFile as readBoundedFile } from "../fs/secret_file.ts";
 import { runCapture } from "./process.ts";
 import { ttyPrompt } from "./prompt.ts";
 import {
@@ -80,6 +81,11 @@ export interface ResolveOptions {
   tools?: { systemdCreds?: string; secretTool?: string };
   /** stderr of `passphrase_command`: shown to the user (default) or discarded. */
   commandStderr?: "inherit" | "null";
+  /**
+   * Skip the session cache tiers (`vault unlock` asks for the passphrase
+   * again without first deleting a working session).
+   */
+  ignoreSession?: boolean;
 }
 
 /** Inputs of {@link describeTiers}: those of resolution, without a prompt. */
@@ -122,36 +128,28 @@ function passphrase(bytes: Uint8Array): KeyMaterial {
 }
 
 /**
- * Reads a secret file: one trailing newline stripped, empty is an error, any
- * failure is fatal for `tier`.
+ * Reads a passphrase file with the one bounded reader (src/fs): a regular
+ * file or a `/dev/fd/N` pipe, at most {@link MAX_SECRET_BYTES}, owned by the
+ * user or root and not writable by group or others. One trailing newline is
+ * stripped, empty is an error, any failure is fatal for `tier`.
  */
 async function readSecretFile(tier: TierName, path: string): Promise<Uint8Array> {
-  const shown = sanitizeOneLine(path);
-  if (!/^\/dev\/fd\/[0-9]+$/.test(path)) {
-    let st: Deno.FileInfo;
-    try {
-      st = await Deno.stat(path);
-    } catch (e) {
-      throw new TierFailed(tier, `cannot read ${shown}: ${describeFsError(e)}`, { cause: e });
-    }
-    if (!st.isFile) throw new TierFailed(tier, `${shown} is not a regular file`);
-  }
-  let data: Uint8Array | null;
+  let data: Uint8Array;
   try {
-    const f = await Deno.open(path, { read: true });
-    try {
-      data = await readAllCapped(f, MAX_SECRET_BYTES);
-    } finally {
-      f.close();
-    }
+    data = await readBoundedFile(path, {
+      limit: MAX_SECRET_BYTES,
+      what: "passphrase file",
+      trusted: true,
+      allowFdPipe: true,
+    });
   } catch (e) {
-    throw new TierFailed(tier, `cannot read ${shown}: ${describeFsError(e)}`, { cause: e });
-  }
-  if (data === null) {
-    throw new TierFailed(tier, `${shown} is larger than ${MAX_SECRET_BYTES} bytes`);
+    if (e instanceof FileRefused) {
+      throw new TierFailed(tier, `${sanitizeOneLine(path)}: ${e.reason}`, { cause: e });
+    }
+    throw e;
   }
   const secret = stripOneNewline(data);
-  if (secret.length === 0) throw new TierFailed(tier, `${shown} is empty`);
+  if (secret.length === 0) throw new TierFailed(tier, `${sanitizeOneLine(path)} is empty`);
   return secret;
 }
 
@@ -239,6 +237,7 @@ const systemdCredsTier: Tier = {
 const sessionKeyringTier: Tier = {
   name: "session-keyring",
   async run(ctx) {
+    if (ctx.ignoreSession) return { state: "absent", detail: "skipped" };
     if (sessionBackend(ctx.env, ctx.session) === "file") {
       return { state: "absent", detail: "disabled" };
     }
@@ -252,6 +251,7 @@ const sessionKeyringTier: Tier = {
 const sessionFileTier: Tier = {
   name: "session-file",
   async run(ctx) {
+    if (ctx.ignoreSession) return { state: "absent", detail: "skipped" };
     if (sessionBackend(ctx.env, ctx.session) === "keyring") {
       return { state: "absent", detail: "disabled" };
     }

@@ -40,18 +40,4 @@ export class TierFailed extends VaultError {
   }
 }
 
-/** The config file is unreadable, not TOML, or has an unknown or ill-typed key. */
-export class InvalidSettings extends VaultError {
-  /** The config file at fault. */
-  readonly file: string;
-  /** The offending key, or null when the file as a whole is at fault. */
-  readonly key: string | null;
-
-  /** Creates the error naming `file` and, when known, `key`. */
-  constructor(file: string, key: string | null, problem: string, options?: ErrorOptions) {
-    const where = key === null ? "" : ` key ${JSON.stringify(key)}`;
-    super(sanitizeOneLine(`invalid config ${file}:${where} ${problem}`), options);
-    this.file = file;
-    this.key = key;
-  }
-}
+export { InvalidSettings } from "../settings/errors.ts";

@@ -7,9 +7,10 @@
 
 import { isAbsolute, join } from "node:path";
 import { concatBytes } from "../bytes.ts";
+import { MAX_PASSPHRASE_BYTES } from "../fs/limits.ts";
 
 /** Largest secret (passphrase file, command output) the chain accepts. */
-export const MAX_SECRET_BYTES = 64 * 1024;
+export const MAX_SECRET_BYTES = MAX_PASSPHRASE_BYTES;
 
 /** Used when the environment has no PATH. */
 export const DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin";
@@ -37,34 +38,6 @@ export function concatAndWipe(chunks: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/**
- * Reads `file` to its end. Returns null (having zeroed what it read) when it
- * holds more than `max` bytes.
- */
-export async function readAllCapped(
-  file: { read(p: Uint8Array): Promise<number | null> },
-  max: number,
-): Promise<Uint8Array | null> {
-  const chunks: Uint8Array[] = [];
-  const buf = new Uint8Array(4096);
-  let total = 0;
-  try {
-    for (;;) {
-      const n = await file.read(buf);
-      if (n === null) break;
-      total += n;
-      if (total > max) {
-        concatAndWipe(chunks).fill(0);
-        return null;
-      }
-      chunks.push(buf.slice(0, n));
-    }
-    return concatAndWipe(chunks);
-  } finally {
-    buf.fill(0);
-  }
-}
-
 /** Writes every byte of `data` to `w`. */
 export async function writeAll(
   w: { write(p: Uint8Array): Promise<number> },
@@ -79,15 +52,7 @@ export function isNotFound(e: unknown): boolean {
   return e instanceof Deno.errors.NotFound;
 }
 
-/** Short, secret-free description of a file-system error. */
-export function describeFsError(e: unknown): string {
-  if (e instanceof Deno.errors.NotFound) return "no such file";
-  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
-  if (e instanceof Deno.errors.NotCapable) return "not allowed by Deno permissions";
-  if (e instanceof Deno.errors.IsADirectory) return "is a directory";
-  if (e instanceof Error) return e.name;
-  return "unknown error";
-}
+export { describeFsError } from "../fs/errors.ts";
 
 /**
  * Finds an executable the way a shell would, but only in absolute PATH
@@ -120,11 +85,4 @@ export function childEnv(env: Record<string, string | undefined>): Record<string
   return out;
 }
 
-/** The current user id, or null where Deno cannot tell (Windows). */
-export function currentUid(): number | null {
-  try {
-    return Deno.uid();
-  } catch {
-    return null;
-  }
-}
+export { currentUid } from "../fs/nofollow.ts";

@@ -2,6 +2,13 @@
  * Runs a helper program (no shell) with a hard timeout and captures its
  * output without ever hanging on it.
  *
+ * The child is started in its own process group (Deno's `detached`, which
+ * calls setsid(2): a new session whose id is the child's pid), so that a
+ * timeout or an oversized output kills the whole group with
+ * `kill(-pgid, SIGKILL)`, grandchildren included. A consequence is that the
+ * helper has no controlling terminal: it cannot open /dev/tty (pinentry and
+ * askpass programs that use GPG_TTY or a display still work).
+ *
  * @module
  */
 
@@ -81,6 +88,24 @@ function collect(stream: ReadableStream<Uint8Array>, max: number, onOverflow: ()
   return c;
 }
 
+/**
+ * SIGKILLs the process group led by `child` (its pid is the group id, see
+ * the module doc); falls back to the child alone.
+ */
+function killGroup(child: Deno.ChildProcess): void {
+  try {
+    Deno.kill(-child.pid, "SIGKILL");
+    return;
+  } catch {
+    // no such group (already gone) or not permitted: try the child itself
+  }
+  try {
+    child.kill("SIGKILL");
+  } catch {
+    // already exited
+  }
+}
+
 function sleep(ms: number): { promise: Promise<"slept">; clear(): void } {
   let id: ReturnType<typeof setTimeout> | undefined;
   const promise = new Promise<"slept">((resolve) => {
@@ -108,6 +133,8 @@ export async function runCapture(
       stdin: "null",
       stdout: "piped",
       stderr: stderrMode,
+      // Own session and process group: the timeout kills grandchildren too.
+      detached: true,
     }).spawn();
   } catch (error) {
     return { kind: "spawn-failed", error };
@@ -122,11 +149,7 @@ export async function runCapture(
   const kill = () => {
     if (killed || exited) return;
     killed = true;
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already exited
-    }
+    killGroup(child);
   };
   const out = collect(child.stdout, opts.maxStdout, kill);
   const err = stderrMode === "piped" ? collect(child.stderr, MAX_STDERR, () => {}) : null;

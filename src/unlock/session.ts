@@ -12,7 +12,11 @@
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { InvalidInput } from "../errors.ts";
 import { TierFailed } from "./errors.ts";
-import { currentUid, describeFsError, isNotFound, writeAll } from "./io.ts";
+import { currentUid, describeFsError, isNotFound } from "./io.ts";
+import { tempPattern, writeFileAtomic } from "../fs/atomic.ts";
+import { UnsafeWrite } from "../fs/errors.ts";
+import { lstatOrNull as fsLstatOrNull } from "../fs/nofollow.ts";
+import { checkPrivateDir, ensurePrivateDir } from "../fs/private_dir.ts";
 import { keyringLoad, keyringRemove, keyringStore, KEYUTILS_SONAME } from "./keyring.ts";
 import { RAW_KEY_LENGTH } from "./types.ts";
 
@@ -25,8 +29,8 @@ export type SessionTier = "session-keyring" | "session-file";
  */
 export type SessionBackend = "auto" | "keyring" | "file";
 
-/** Longest session a cache entry may have: 30 days. */
-export const MAX_SESSION_TTL = 30 * 24 * 3600;
+export { MAX_SESSION_TTL } from "../settings/ttl.ts";
+import { MAX_SESSION_TTL } from "../settings/ttl.ts";
 
 /** Knobs of the session cache, mainly for tests. */
 export interface SessionOptions {
@@ -133,83 +137,102 @@ function checkKey(key: Uint8Array, ttlSeconds: number) {
   }
 }
 
-/**
- * Makes sure `$XDG_RUNTIME_DIR/vault` is a real directory of ours with mode
- * 0700, creating it if needed. Refuses a symlink.
- */
-async function ensurePrivateDir(dir: string): Promise<void> {
+/** Runs a src/fs operation, turning its UnsafeWrite into TierFailed("session-file"). */
+async function asTier<T>(op: () => Promise<T>): Promise<T> {
   try {
-    await Deno.mkdir(dir, { mode: 0o700 });
+    return await op();
   } catch (e) {
-    if (!(e instanceof Deno.errors.AlreadyExists)) {
-      throw new TierFailed("session-file", `cannot create ${dir}: ${describeFsError(e)}`, {
-        cause: e,
-      });
-    }
+    if (e instanceof UnsafeWrite) throw new TierFailed("session-file", e.message, { cause: e });
+    throw e;
   }
-  const st = await checkPrivateDir(dir);
-  if (st && st.mode !== null && (st.mode & 0o777) !== 0o700) await Deno.chmod(dir, 0o700);
 }
 
 /**
  * Checks an existing session directory: a real directory (not a symlink)
  * owned by the current user. Returns its lstat, or null when missing.
  */
-async function checkPrivateDir(dir: string): Promise<Deno.FileInfo | null> {
-  const st = await lstatOrNull(dir);
-  if (st === null) return null;
-  if (st.isSymlink) throw new TierFailed("session-file", `${dir} is a symlink; refusing it`);
-  if (!st.isDirectory) throw new TierFailed("session-file", `${dir} is not a directory`);
-  const uid = currentUid();
-  if (uid !== null && st.uid !== uid) {
-    throw new TierFailed("session-file", `${dir} is not owned by the current user`);
-  }
-  return st;
+function checkSessionDir(dir: string): Promise<Deno.FileInfo | null> {
+  return asTier(() => checkPrivateDir(dir));
 }
 
 /** lstat that returns null for a missing path. */
 async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
   try {
-    return await Deno.lstat(path);
+    return await fsLstatOrNull(path);
   } catch (e) {
-    if (isNotFound(e) || e instanceof Deno.errors.NotADirectory) return null;
     throw new TierFailed("session-file", `cannot inspect ${path}: ${describeFsError(e)}`, {
       cause: e,
     });
   }
 }
 
+/**
+ * Writes the session file: the private directory is checked (or created
+ * 0700), then the record is written atomically (temporary file with
+ * O_EXCL, fsync, rename) with mode 0600 whatever the old file had. Stale
+ * temporary files of this database are swept first.
+ */
 async function writeSessionFile(path: string, record: Uint8Array): Promise<void> {
   const dir = dirname(path);
-  await ensurePrivateDir(dir);
-  const existing = await lstatOrNull(path);
-  if (existing?.isSymlink) {
-    throw new TierFailed("session-file", `${path} is a symlink; refusing it`);
-  }
-  if (existing && !existing.isFile) {
-    throw new TierFailed("session-file", `${path} is not a regular file`);
-  }
-  const rnd = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16))
-    .join("");
-  const tmp = join(dir, `.${basename(path)}.${rnd}.tmp`);
+  await asTier(() => ensurePrivateDir(dir));
+  await sweepTemps(path, 0);
+  await asTier(() => writeFileAtomic(path, record, { mode: 0o600, keepMode: false }));
+}
+
+/**
+ * Removes the temporary files a killed `vault unlock` may have left next
+ * to the session file `path` (`.session-<id>.key.<random>.tmp`: they hold
+ * the raw key). Only files older than `minAgeMs` are removed, so that a
+ * concurrent `unlock` writing one right now is not disturbed.
+ *
+ * @returns how many were removed.
+ */
+async function sweepTemps(path: string, minAgeMs: number): Promise<number> {
+  const dir = dirname(path);
+  if (await checkSessionDir(dir) === null) return 0;
+  const pattern = tempPattern(basename(path));
+  const now = Date.now();
+  let removed = 0;
   try {
-    // createNew is O_CREAT|O_EXCL: it never follows a symlink.
-    const f = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
-    try {
-      await writeAll(f, record);
-      await f.sync();
-    } finally {
-      f.close();
+    for await (const entry of Deno.readDir(dir)) {
+      if (!pattern.test(entry.name)) continue;
+      const file = join(dir, entry.name);
+      if (minAgeMs > 0) {
+        const st = await fsLstatOrNull(file);
+        if (st === null || (st.mtime !== null && now - st.mtime.getTime() < minAgeMs)) continue;
+      }
+      try {
+        // remove() unlinks the entry; a symlink is removed, never followed.
+        await Deno.remove(file);
+        removed++;
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+      }
     }
-    // rename replaces the directory entry; it never follows a symlink.
-    await Deno.rename(tmp, path);
   } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    if (e instanceof TierFailed) throw e;
-    throw new TierFailed("session-file", `cannot write ${path}: ${describeFsError(e)}`, {
+    throw new TierFailed("session-file", `cannot clean ${dir}: ${describeFsError(e)}`, {
       cause: e,
     });
   }
+  return removed;
+}
+
+/** How old a temporary session file must be before a read-only command sweeps it. */
+export const STALE_TEMP_MS = 10_000;
+
+/**
+ * Removes leftover temporary session files of `dbPath` (see
+ * {@link sweepTemps}); `minAgeMs` 0 removes them all.
+ *
+ * @returns how many were removed.
+ */
+export async function sweepSessionTemps(
+  dbPath: string,
+  env: Record<string, string | undefined>,
+  minAgeMs = 0,
+): Promise<number> {
+  const path = await sessionFilePath(dbPath, env);
+  return path === null ? 0 : await sweepTemps(path, minAgeMs);
 }
 
 /**
@@ -218,7 +241,7 @@ async function writeSessionFile(path: string, record: Uint8Array): Promise<void>
  * group/other permission bits.
  */
 async function readSessionFile(path: string): Promise<Uint8Array | null> {
-  if (await checkPrivateDir(dirname(path)) === null) return null;
+  if (await checkSessionDir(dirname(path)) === null) return null;
   const st = await lstatOrNull(path);
   if (st === null) return null;
   if (st.isSymlink) throw new TierFailed("session-file", `${path} is a symlink; refusing it`);
@@ -360,6 +383,7 @@ export async function loadFromFile(
 ): Promise<Uint8Array | null> {
   const path = await sessionFilePath(dbPath, env);
   if (path === null) return null;
+  await sweepTemps(path, STALE_TEMP_MS);
   const raw = await readSessionFile(path);
   if (raw === null) return null;
   const rec = decodeRecord(raw);
@@ -386,7 +410,8 @@ async function removeSessionFile(path: string): Promise<boolean> {
 
 /**
  * Forgets the cached key of `dbPath` in BOTH places (keyring and file),
- * whatever the backend setting.
+ * whatever the backend setting, and removes the temporary files a killed
+ * `vault unlock` may have left (they hold the raw key too).
  *
  * @returns true when something was removed.
  */
@@ -400,6 +425,7 @@ export async function clearSessionKey(
     opts?.keyutils ?? KEYUTILS_SONAME,
   );
   const path = await sessionFilePath(dbPath, env);
+  const swept = path !== null && await sweepTemps(path, 0) > 0;
   const fromFile = path !== null && await removeSessionFile(path);
-  return fromKeyring || fromFile;
+  return fromKeyring || fromFile || swept;
 }

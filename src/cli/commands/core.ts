@@ -16,7 +16,7 @@ import { applyKey } from "../../store/open.ts";
 import { describeTiers, resolveKeyMaterial } from "../../unlock/chain.ts";
 import { clearSessionKey, saveSessionKey } from "../../unlock/session.ts";
 import { wipeMaterial } from "../../unlock/types.ts";
-import { readSecretFile, stripNewline } from "../input.ts";
+import { readPassphraseFile } from "../input.ts";
 import { InvalidInput } from "../../errors.ts";
 
 /** Adds the core commands to `program`. */
@@ -162,9 +162,9 @@ $XDG_RUNTIME_DIR when the keyring is unavailable. 'vault lock' removes it.`,
     )
     .action(async (options) => {
       const { path } = ctx.dbPath();
-      await clearSessionKey(path, ctx.env);
-      const { store, resolved } = await ctx.unlock();
-      store.close();
+      // The old session stays until the new key is proven and saved (which
+      // replaces it atomically): a wrong passphrase leaves it working.
+      const resolved = await ctx.resolveFresh();
       const settings = await ctx.settings();
       const ttl = options.ttl ?? settings.session_ttl;
       let key: Uint8Array;
@@ -203,7 +203,7 @@ $XDG_RUNTIME_DIR when the keyring is unavailable. 'vault lock' removes it.`,
     .action(async (options) => {
       const { path } = ctx.dbPath();
       const newPassphrase = options.newPassphraseFile
-        ? stripNewline(await readSecretFile(options.newPassphraseFile))
+        ? await readPassphraseFile(options.newPassphraseFile, "new passphrase file")
         : await ctx.promptNew("passphrase");
       try {
         validateNewPassphrase(newPassphrase);

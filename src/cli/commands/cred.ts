@@ -7,7 +7,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import type { Context } from "../context.ts";
 import { maskCredential } from "../output.ts";
-import { readSecretFile, stripNewline } from "../input.ts";
+import { MAX_CREDENTIAL_BYTES, readSecretFile, stripNewline } from "../input.ts";
 import { NotFound } from "../../store/errors.ts";
 import { validateCredentialSet, validateProvider } from "../../store/validate.ts";
 import { InvalidInput } from "../../errors.ts";
@@ -40,10 +40,10 @@ Examples:
       validateProvider(provider);
       validateCredentialSet(options.set);
       const raw = options.file
-        ? await readSecretFile(options.file)
+        ? await readSecretFile(options.file, { limit: MAX_CREDENTIAL_BYTES, what: "value file" })
         : ctx.stdinIsTerminal
         ? await ctx.prompt(`Secret for ${provider}: `)
-        : await ctx.readStdin();
+        : await ctx.readStdin(MAX_CREDENTIAL_BYTES);
       const data = parseCredentialInput(raw, options.type);
       raw.fill(0);
       await ctx.withStore((store) => store.storeCredential(options.set, provider, data));

@@ -9,7 +9,7 @@ import { type Command, InvalidArgumentError } from "@commander-js/extra-typings"
 import type { Context } from "../context.ts";
 import { openVault } from "../../unlock/open_vault.ts";
 import { wipeMaterial } from "../../unlock/types.ts";
-import { readSecretFile, stripNewline } from "../input.ts";
+import { MAX_TOKEN_FILE_BYTES, readSecretFile, stripNewline } from "../input.ts";
 import { UsageError } from "../../errors.ts";
 import { type AgentAddress, type ExternalListener, startAgent } from "../../agent/agent.ts";
 import { adoptSocket, inheritedSockets } from "../../agent/activation.ts";
@@ -269,7 +269,9 @@ async function readToken(
 ): Promise<Uint8Array> {
   let token: Uint8Array;
   if (file !== undefined) {
-    token = stripNewline(await readSecretFile(file, MAX_TOKEN_BYTES + 2));
+    token = stripNewline(
+      await readSecretFile(file, { limit: MAX_TOKEN_FILE_BYTES, what: "token file" }),
+    );
   } else {
     const value = ctx.env[envName!];
     if (value === undefined) {

@@ -6,7 +6,12 @@
 
 import { type Command, Option } from "@commander-js/extra-typings";
 import type { Context } from "../context.ts";
-import { readSecretFile } from "../input.ts";
+import {
+  MAX_PASSPHRASE_BYTES,
+  MAX_SSH_KEY_FILE_BYTES,
+  readSecretFile,
+  type SecretReadOptions,
+} from "../input.ts";
 import { stripOneNewline } from "../../unlock/io.ts";
 import { exportKey, importKey, initScope, scopeKeys, selectKey } from "../../ssh/manage.ts";
 import { publicLine } from "../../openssh/keys.ts";
@@ -18,7 +23,12 @@ import { NotFound } from "../../store/errors.ts";
 import type { CredentialStore } from "../../store/store.ts";
 import { InvalidInput } from "../../errors.ts";
 
-const MAX_KEY_FILE = 1 << 20;
+const KEY_FILE: SecretReadOptions = { limit: MAX_SSH_KEY_FILE_BYTES, what: "key file" };
+const KEY_PASSPHRASE_FILE: SecretReadOptions = {
+  limit: MAX_PASSPHRASE_BYTES,
+  what: "passphrase file",
+  allowFdPipe: true,
+};
 
 /** Adds `vault ssh …` to `program`. */
 export function addSshCommands(program: Command, ctx: Context): void {
@@ -95,15 +105,17 @@ Examples:
     .action(async (scope, privatePath, options) => {
       validateScope(scope);
       if (options.comment !== undefined) validateComment(options.comment);
-      const privateKey = await readSecretFile(privatePath, MAX_KEY_FILE);
+      const privateKey = await readSecretFile(privatePath, KEY_FILE);
       const publicKey = options.pub
-        ? new TextDecoder().decode(await readSecretFile(options.pub, MAX_KEY_FILE))
+        ? new TextDecoder().decode(await readSecretFile(options.pub, KEY_FILE))
         : undefined;
       let passphrase: Uint8Array | undefined;
       if (options.passphraseFile) {
-        passphrase = stripOneNewline(await readSecretFile(options.passphraseFile));
+        passphrase = stripOneNewline(
+          await readSecretFile(options.passphraseFile, KEY_PASSPHRASE_FILE),
+        );
       } else if (options.passphraseStdin) {
-        passphrase = stripOneNewline(await ctx.readStdin());
+        passphrase = stripOneNewline(await ctx.readStdin(MAX_PASSPHRASE_BYTES));
       }
       let key: ParsedPrivateKey;
       try {
@@ -153,7 +165,7 @@ symbolic links are never overwritten.`,
     .action(async (scope, dir, options) => {
       validateScope(scope);
       const passphrase = options.passphraseFile
-        ? stripOneNewline(await readSecretFile(options.passphraseFile))
+        ? stripOneNewline(await readSecretFile(options.passphraseFile, KEY_PASSPHRASE_FILE))
         : undefined;
       if (passphrase && passphrase.length === 0) {
         throw new InvalidInput("the passphrase file is empty");

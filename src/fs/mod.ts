@@ -1,0 +1,31 @@
+/**
+ * File-system helpers with vault's safety rules: the bounded secret reader,
+ * atomic writes, private directories, no-follow inspection, and the size
+ * caps of every kind of input.
+ *
+ * @module
+ */
+
+export {
+  type AtomicWriteOptions,
+  syncDir,
+  tempPath,
+  tempPattern,
+  writeFileAtomic,
+} from "./atomic.ts";
+export { describeFsError, FileRefused, UnsafeWrite, UntrustedFile } from "./errors.ts";
+export {
+  MAX_CONFIG_BYTES,
+  MAX_CREDENTIAL_BYTES,
+  MAX_PASSPHRASE_BYTES,
+  MAX_SSH_KEY_FILE_BYTES,
+  MAX_TOKEN_FILE_BYTES,
+} from "./limits.ts";
+export { currentUid, lstatOrNull } from "./nofollow.ts";
+export { checkPrivateDir, ensurePrivateDir } from "./private_dir.ts";
+export {
+  assertTrustedFile,
+  readSecretFile,
+  readStreamCapped,
+  type SecretReadOptions,
+} from "./secret_file.ts";

@@ -1,0 +1,122 @@
+/**
+ * The `[serve]` table of config.toml, validated once, at load time. `vault
+ * serve` merges its flags over the result (src/agent/serve_config.ts) and
+ * never looks at the raw table.
+ *
+ * ```toml
+ * [serve]
+ * signer_socket = "/run/vault/signer.sock"   # token-gated signer (Unix)
+ * signer_port = 7070                         # token-gated signer (TCP 127.0.0.1)
+ * local_scopes = ["proj-a", "proj-b"]        # host-local sockets, no token
+ * local_all = false                          # or: every scope that has keys
+ * audit = "~/.local/state/vault/ssh-audit.jsonl"
+ * runtime_dir = "/run/user/1000/vault"       # where host-local sockets go
+ * rsa_engine = "auto"                        # auto | openssl | node
+ * idle_timeout = 300                         # seconds without a request; 0: never
+ * ```
+ *
+ * Paths may start with `~/`; otherwise they must be absolute.
+ *
+ * @module
+ */
+
+import { validateScope } from "../store/validate.ts";
+import { InvalidSettings } from "./errors.ts";
+import { expandPath } from "./paths.ts";
+
+/** Longest idle timeout accepted, in seconds (7 days). */
+export const MAX_IDLE_TIMEOUT_S = 604_800;
+
+/** RSA implementations `rsa_engine` accepts. */
+export const SERVE_RSA_ENGINES = ["auto", "openssl", "node"] as const;
+
+/** A validated `[serve]` table; absent keys are undefined. */
+export interface ServeSettings {
+  /** Token-gated signer on a Unix socket (absolute). */
+  signerSocket?: string;
+  /** Token-gated signer on TCP 127.0.0.1. */
+  signerPort?: number;
+  /** Scopes with a host-local socket (valid scope names). */
+  localScopes?: string[];
+  /** Serve every non-infrastructure scope that has keys. */
+  localAll?: boolean;
+  /** The audit file (absolute). */
+  audit?: string;
+  /** Directory of the host-local sockets (absolute). */
+  runtimeDir?: string;
+  /** RSA implementation. */
+  rsaEngine?: typeof SERVE_RSA_ENGINES[number];
+  /** Seconds a connection may stay without a request (0: never). */
+  idleTimeout?: number;
+}
+
+/**
+ * Validates a parsed `[serve]` table of `file`.
+ *
+ * @throws {InvalidSettings} naming the file and `serve.<key>`.
+ */
+export function parseServeTable(
+  file: string,
+  value: unknown,
+  env: Record<string, string | undefined>,
+): ServeSettings {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new InvalidSettings(file, "serve", "must be a table ([serve])");
+  }
+  const out: ServeSettings = {};
+  for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
+    const fail = (problem: string) => new InvalidSettings(file, `serve.${key}`, problem);
+    switch (key) {
+      case "signer_socket":
+      case "audit":
+      case "runtime_dir": {
+        if (typeof v !== "string" || v === "" || v.includes("\0")) {
+          throw fail("must be a non-empty string (a path)");
+        }
+        const path = expandPath(file, `serve.${key}`, v, env);
+        if (key === "signer_socket") out.signerSocket = path;
+        else if (key === "audit") out.audit = path;
+        else out.runtimeDir = path;
+        break;
+      }
+      case "signer_port":
+        if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > 65535) {
+          throw fail("must be a port number from 1 to 65535");
+        }
+        out.signerPort = v;
+        break;
+      case "local_scopes":
+        if (!Array.isArray(v) || !v.every((s) => typeof s === "string")) {
+          throw fail("must be an array of scope names");
+        }
+        for (const scope of v) {
+          try {
+            validateScope(scope);
+          } catch (e) {
+            throw fail(`has an invalid scope: ${(e as Error).message}`);
+          }
+        }
+        out.localScopes = [...v];
+        break;
+      case "local_all":
+        if (typeof v !== "boolean") throw fail("must be true or false");
+        out.localAll = v;
+        break;
+      case "rsa_engine": {
+        const engine = SERVE_RSA_ENGINES.find((e) => e === v);
+        if (!engine) throw fail('must be "auto", "openssl" or "node"');
+        out.rsaEngine = engine;
+        break;
+      }
+      case "idle_timeout":
+        if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > MAX_IDLE_TIMEOUT_S) {
+          throw fail(`must be whole seconds from 0 (never) to ${MAX_IDLE_TIMEOUT_S}`);
+        }
+        out.idleTimeout = v;
+        break;
+      default:
+        throw fail("is not a known setting");
+    }
+  }
+  return Object.freeze(out);
+}
