@@ -5,7 +5,7 @@ import {
   defaultSettings,
   describeTiers,
   NoPassphrase,
-  resolveKeyMaterial,
+  resolveDbKey,
   type ResolveOptions,
   saveSessionKey,
   type Settings,
@@ -22,7 +22,7 @@ interface Box {
   env: Record<string, string | undefined>;
   settings: Settings;
   /** Resolve with this box's defaults, overridden by `extra`. */
-  resolve(extra?: Partial<ResolveOptions>): Promise<Awaited<ReturnType<typeof resolveKeyMaterial>>>;
+  resolve(extra?: Partial<ResolveOptions>): Promise<Awaited<ReturnType<typeof resolveDbKey>>>;
   /** Writes an executable /bin/sh script and returns its path. */
   script(name: string, body: string): Promise<string>;
 }
@@ -46,7 +46,7 @@ async function withBox(fn: (box: Box) => Promise<void>) {
     env,
     settings,
     resolve: (extra) =>
-      resolveKeyMaterial({
+      resolveDbKey({
         dbPath: db,
         env: box.env,
         settings: box.settings,
@@ -87,7 +87,7 @@ async function failsWith(
   assert.fail(`expected TierFailed(${tier})`);
 }
 
-function passphraseOf(r: Awaited<ReturnType<typeof resolveKeyMaterial>>): string {
+function passphraseOf(r: Awaited<ReturnType<typeof resolveDbKey>>): string {
   assert.equal(r.material.kind, "passphrase");
   return r.material.kind === "passphrase" ? dec(r.material.passphrase) : "";
 }
@@ -176,11 +176,11 @@ Deno.test("chain: a passphrase file Deno may not read fails closed", async () =>
     const file = join(b.root, "pw");
     await Deno.writeTextFile(file, `${SECRET}\n`);
     const chainUrl = new URL("../src/unlock/chain.ts", import.meta.url).href;
-    const code = `import { resolveKeyMaterial } from ${JSON.stringify(chainUrl)};
+    const code = `import { resolveDbKey } from ${JSON.stringify(chainUrl)};
 const settings = { passphrase_command: null, systemd_creds_file: null, os_keyring: false,
   session_ttl: 60, config_file: null };
 try {
-  await resolveKeyMaterial({ dbPath: "/nonexistent/v.db", passphraseFile: Deno.args[0],
+  await resolveDbKey({ dbPath: "/nonexistent/v.db", passphraseFile: Deno.args[0],
     env: {}, settings, interactive: false, session: { backend: "file" } });
   console.log("resolved");
 } catch (e) { console.log(e.name, e.tier, e.message); }`;
@@ -210,10 +210,10 @@ Deno.test("chain: stdin is not accepted as a passphrase file", async () => {
 Deno.test("chain: /dev/fd/N is accepted (pipe on fd 3 of a child vault)", async () => {
   await withBox(async (b) => {
     const chainUrl = new URL("../src/unlock/chain.ts", import.meta.url).href;
-    const code = `import { resolveKeyMaterial } from ${JSON.stringify(chainUrl)};
+    const code = `import { resolveDbKey } from ${JSON.stringify(chainUrl)};
 const settings = { passphrase_command: null, systemd_creds_file: null, os_keyring: false,
   session_ttl: 60, config_file: null };
-const r = await resolveKeyMaterial({ dbPath: Deno.args[1], passphraseFile: Deno.args[0],
+const r = await resolveDbKey({ dbPath: Deno.args[1], passphraseFile: Deno.args[0],
   env: {}, settings, interactive: false, session: { backend: "file" } });
 console.log(r.tier, r.detail, new TextDecoder().decode(r.material.passphrase));`;
     const child = new Deno.Command("/bin/sh", {

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { defaultSettings, resolveKeyMaterial, TierFailed } from "../src/unlock/mod.ts";
+import { defaultSettings, resolveDbKey, TierFailed } from "../src/unlock/mod.ts";
 
 /** State letter of /proc/<pid>/stat, or null when the process is gone. */
 function procState(pid: number): string | null {
@@ -47,7 +47,7 @@ Deno.test("passphrase_command: a timeout kills the grandchildren too (process gr
       'sleep 300 & echo $! > "$0.tmp" && mv "$0.tmp" "$0"; exec sleep 300',
       pidFile,
     ];
-    const outcome = resolveKeyMaterial({
+    const outcome = resolveDbKey({
       dbPath: join(root, "vault.db"),
       env,
       settings,

@@ -14,7 +14,7 @@ import { openVault, type UnlockedVault } from "../unlock/open_vault.ts";
 import { wipeMaterial } from "../unlock/types.ts";
 import { CredentialStore } from "../store/store.ts";
 import { assertOpenable, type OpenOptions } from "../store/open.ts";
-import { resolveKeyMaterial } from "../unlock/chain.ts";
+import { resolveDbKey } from "../unlock/chain.ts";
 import type { Resolved } from "../unlock/types.ts";
 import { InvalidInput } from "../errors.ts";
 
@@ -137,7 +137,7 @@ export class Context {
   async resolveFresh(): Promise<Resolved> {
     const dbPath = this.dbPath().path;
     assertOpenable(dbPath);
-    const resolved = await resolveKeyMaterial({
+    const resolved = await resolveDbKey({
       dbPath,
       passphraseFile: this.flags.passphraseFile,
       env: this.env,

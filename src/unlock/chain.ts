@@ -40,7 +40,8 @@ import {
   type SessionOptions,
 } from "./session.ts";
 import type { Settings } from "./settings.ts";
-import { type KeyMaterial, type Resolved, type TierName, wipeMaterial } from "./types.ts";
+import type { DbKey } from "../store/key.ts";
+import { type Resolved, type TierName, wipeMaterial } from "./types.ts";
 
 /** Time limits of the helper programs, in milliseconds. */
 export interface TierTimeouts {
@@ -59,7 +60,7 @@ export const DEFAULT_TIMEOUTS: Readonly<TierTimeouts> = Object.freeze({
   command: 30_000,
 });
 
-/** Inputs of {@link resolveKeyMaterial}. */
+/** Inputs of {@link resolveDbKey}. */
 export interface ResolveOptions {
   /** The database to unlock (its realpath keys the session cache and OS keyring). */
   dbPath: string;
@@ -102,7 +103,7 @@ export interface TierState {
 }
 
 type Outcome =
-  | { state: "answers"; material: KeyMaterial; detail?: string }
+  | { state: "answers"; material: DbKey; detail?: string }
   | { state: "absent"; detail?: string }
   // Status only: set up and would be used, but was not run.
   | { state: "ready"; detail?: string }
@@ -123,7 +124,7 @@ function timeout(ctx: Ctx, which: keyof TierTimeouts): number {
   return ctx.timeouts?.[which] ?? DEFAULT_TIMEOUTS[which];
 }
 
-function passphrase(bytes: Uint8Array): KeyMaterial {
+function passphrase(bytes: Uint8Array): DbKey {
   return { kind: "passphrase", passphrase: bytes };
 }
 
@@ -372,7 +373,7 @@ const TIERS: readonly Tier[] = [
  * @throws {TierFailed} when a configured tier is broken (fail closed).
  * @throws {NoPassphrase} when no tier answered.
  */
-export async function resolveKeyMaterial(opts: ResolveOptions): Promise<Resolved> {
+export async function resolveDbKey(opts: ResolveOptions): Promise<Resolved> {
   const ctx: Ctx = { ...opts, statusOnly: false };
   for (const tier of TIERS) {
     const out = await tier.run(ctx);

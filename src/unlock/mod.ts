@@ -9,7 +9,7 @@ export {
   DEFAULT_TIMEOUTS,
   type DescribeOptions,
   describeTiers,
-  resolveKeyMaterial,
+  resolveDbKey,
   type ResolveOptions,
   type TierState,
   type TierTimeouts,
@@ -35,11 +35,4 @@ export {
   loadSettings,
   type Settings,
 } from "./settings.ts";
-export {
-  type KeyMaterial,
-  RAW_KEY_LENGTH,
-  type Resolved,
-  TIER_NAMES,
-  type TierName,
-  wipeMaterial,
-} from "./types.ts";
+export { RAW_KEY_LENGTH, type Resolved, TIER_NAMES, type TierName, wipeMaterial } from "./types.ts";

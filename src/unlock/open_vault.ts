@@ -13,7 +13,7 @@ import type { OpenOptions } from "../store/open.ts";
 import { assertOpenable } from "../store/open.ts";
 import { WrongPassphrase } from "../store/errors.ts";
 import { clearSessionKey } from "./session.ts";
-import { resolveKeyMaterial, type ResolveOptions } from "./chain.ts";
+import { resolveDbKey, type ResolveOptions } from "./chain.ts";
 import { type Resolved, wipeMaterial } from "./types.ts";
 
 /** Inputs for {@link openVault}. */
@@ -43,7 +43,7 @@ export async function openVault(options: OpenVaultOptions): Promise<UnlockedVaul
   const { dbPath, passphraseFile, env, settings, interactive, prompt } = options;
   assertOpenable(dbPath);
   const resolve = () =>
-    resolveKeyMaterial({ dbPath, passphraseFile, env, settings, interactive, prompt });
+    resolveDbKey({ dbPath, passphraseFile, env, settings, interactive, prompt });
   const open = (resolved: Resolved): UnlockedVault => {
     try {
       return { store: CredentialStore.open(dbPath, resolved.material, options.open), resolved };

@@ -4,14 +4,7 @@
  * @module
  */
 
-/**
- * What opens the database: either a passphrase, which SQLCipher stretches
- * with its own KDF, or a raw 32-byte key that was derived earlier (the
- * session cache holds such a key, never the passphrase).
- */
-export type KeyMaterial =
-  | { kind: "passphrase"; passphrase: Uint8Array }
-  | { kind: "raw"; key: Uint8Array /* exactly 32 bytes */ };
+import type { DbKey } from "../store/key.ts";
 
 /** Every tier of the chain, in the order they are tried. */
 export const TIER_NAMES = [
@@ -33,7 +26,7 @@ export interface Resolved {
   /** Which tier answered. */
   tier: TierName;
   /** The secret; the caller zeroes it when done. */
-  material: KeyMaterial;
+  material: DbKey;
   /** Where it came from (a path, a command name); never a secret. */
   detail?: string;
 }
@@ -42,7 +35,7 @@ export interface Resolved {
 export const RAW_KEY_LENGTH = 32;
 
 /** Overwrites every byte of each key material buffer with zero. */
-export function wipeMaterial(material: KeyMaterial): void {
+export function wipeMaterial(material: DbKey): void {
   if (material.kind === "passphrase") material.passphrase.fill(0);
   else material.key.fill(0);
 }

@@ -13,7 +13,7 @@ import { changePassphrase, validateNewPassphrase } from "../../store/maintenance
 import { deriveRawKey, readSalt } from "../../store/key.ts";
 import { SqliteDatabase } from "../../store/sqlite.ts";
 import { applyKey } from "../../store/open.ts";
-import { describeTiers, resolveKeyMaterial } from "../../unlock/chain.ts";
+import { describeTiers, resolveDbKey } from "../../unlock/chain.ts";
 import { clearSessionKey, saveSessionKey } from "../../unlock/session.ts";
 import { wipeMaterial } from "../../unlock/types.ts";
 import { readPassphraseFile } from "../input.ts";
@@ -92,7 +92,7 @@ Examples:
         kind === "encrypted" && answering?.state === "answers" && quiet.includes(answering.tier)
       ) {
         try {
-          const resolved = await resolveKeyMaterial({
+          const resolved = await resolveDbKey({
             dbPath: path,
             passphraseFile: ctx.passphraseFile,
             env: ctx.env,
