@@ -165,8 +165,8 @@ export function parseCredentialInput(raw: Uint8Array, type: string): Record<stri
   const bad = findUnsafeChar(trimmed);
   if (bad !== undefined) {
     throw new InvalidInput(
-      `a bare secret must be a single line without control, bidirectional or invisible ` +
-        `characters (it contains ${unsafeKind(bad)}, ${describeChar(bad)})`,
+      `a bare secret must be a single line without control characters or ` +
+        `bidirectional/invisible characters (it contains ${unsafeKind(bad)}, ${describeChar(bad)})`,
     );
   }
   return { type, key: trimmed };
