@@ -21,6 +21,9 @@ const INFRA_SCOPE = /^%[a-z]+$/;
 const PLAIN_SCOPE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const PROVIDER = /^[a-z0-9][a-z0-9._-]*$/;
 
+const REFUSED =
+  "control characters (newline, ESC, DEL, C1 …), bidirectional and invisible characters are refused";
+
 /** Options for {@link validateScope}. */
 export interface ScopeOptions {
   /** Accept infrastructure scopes such as `%host`. Internal callers only. */
@@ -114,7 +117,8 @@ export function validateComment(comment: string): string {
   const bad = findUnsafeChar(comment);
   if (bad !== undefined) {
     throw new UnsafeComment(
-      `key comment "${shown(comment)}" contains ${unsafeKind(bad)} (${describeChar(bad)})`,
+      `key comment "${shown(comment)}" contains ${unsafeKind(bad)} (${describeChar(bad)}); ` +
+        REFUSED,
     );
   }
   return comment;
@@ -135,7 +139,8 @@ export function validateSubject(subject: string): string {
   const bad = findUnsafeChar(subject);
   if (bad !== undefined) {
     throw new InvalidCredentialData(
-      `token subject "${shown(subject)}" contains ${unsafeKind(bad)} (${describeChar(bad)})`,
+      `token subject "${shown(subject)}" contains ${unsafeKind(bad)} (${describeChar(bad)}); ` +
+        REFUSED,
     );
   }
   return subject;
