@@ -14,9 +14,9 @@
  *   is as secret as a string); booleans and null are shown; an array or
  *   object is masked whole.
  *
- * Arrays and objects under public or URL-like keys are masked field by field,
- * at most {@link MAX_JSON_DEPTH} levels deep (deeper values are masked
- * whole), without recursion limits being a concern.
+ * Arrays and objects under public or URL-like keys are masked field by field
+ * (an array's items take the key's kind), at most {@link MAX_JSON_DEPTH}
+ * levels deep; deeper values are masked whole, so the recursion is bounded.
  *
  * @module
  */
