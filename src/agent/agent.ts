@@ -58,6 +58,7 @@ import {
   MAX_SOCKET_PATH,
 } from "./socket.ts";
 import { type ByteStream, closeQuietly } from "./stream.ts";
+import { TokenResolver } from "../tokens/resolver.ts";
 
 /** Provider a token must have to use the signer. */
 export const SSH_PROVIDER = "ssh";
@@ -427,22 +428,12 @@ class Agent implements AgentHandle {
     const token = await readHandshake(reader, stream, timeout);
     handshakeDone();
     if (token === null || this.#closing) return;
-    const registry = this.#services.registry;
-    const lookup = () => {
-      const row = this.#store.lookupToken(token);
-      return row && row.provider === SSH_PROVIDER ? row : null;
-    };
-    const row = lookup();
-    if (!row) return;
-    const principal: Principal = { scope: row.scope, subject: row.subject, rateLimited: true };
-    let checkedAt = registry.refresh();
+    // Token rules (format, provider, revocation freshness) live in src/tokens.
+    const grant = new TokenResolver(this.#store, { provider: SSH_PROVIDER }).resolve(token);
+    if (!grant) return;
+    const principal: Principal = { scope: grant.scope, subject: grant.subject, rateLimited: true };
     // Whenever the database changed, make sure the token still exists (not revoked).
-    const stillAllowed = (version: number) => {
-      if (version === checkedAt) return true;
-      checkedAt = version;
-      const again = lookup();
-      return again !== null && again.scope === principal.scope;
-    };
+    const stillAllowed = (version: number) => grant.stillValid(version);
     await serveConnection(stream, reader, principal, peer, this.#services, stillAllowed);
   }
 

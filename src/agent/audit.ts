@@ -20,6 +20,7 @@ import { createHash } from "node:crypto";
 import { dirname } from "node:path";
 import { AuditFileError } from "./errors.ts";
 import { describeFsError } from "../unlock/io.ts";
+import { stringifyForTerminal } from "../sanitize.ts";
 
 /**
  * What happened to a sign request. `rate-limited`: the principal's sign
@@ -108,7 +109,9 @@ export class AuditLog {
    */
   write(record: AuditRecord): void {
     if (this.#closed) throw new AuditFileError(this.path, "it is closed");
-    const line = encoder.encode((this.#torn ? "\n" : "") + JSON.stringify(record) + "\n");
+    // Scope and subject may come from data stored before vault refused unsafe
+    // characters: escape them (bidi, C1, U+2028 …) so the line is safe to cat.
+    const line = encoder.encode((this.#torn ? "\n" : "") + stringifyForTerminal(record) + "\n");
     // An O_APPEND write of a short line is one write(2); loop for safety.
     let done = 0;
     try {

@@ -19,6 +19,7 @@ import type { CredentialStore } from "../store/store.ts";
 import type { KeyType } from "../openssh/keys.ts";
 import { identitiesFrame } from "./protocol.ts";
 import type { Signer } from "./sign.ts";
+import { sanitizeOneLine } from "../sanitize.ts";
 
 /** Comment prefix marking a scope's primary key. */
 export const PRIMARY_PREFIX = "tk-main:";
@@ -134,7 +135,9 @@ export class KeyRegistry {
             fingerprint: row.fingerprint,
             keyType: row.keyType,
             publicBlob: row.publicBlob,
-            comment: row.comment,
+            // `ssh-add -l` prints comments raw; a comment stored before vault
+            // refused unsafe characters is offered escaped.
+            comment: sanitizeOneLine(row.comment),
           });
         } else if (!this.#warned.has(row.fingerprint)) {
           this.#warned.add(row.fingerprint);

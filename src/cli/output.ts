@@ -1,13 +1,38 @@
 /**
  * Everything the CLI prints goes through here: data to stdout, messages to
- * stderr, every string sanitised for the terminal.
+ * stderr, every string made safe for the terminal by `src/sanitize.ts`
+ * (control, bidirectional and invisible characters escaped; text and JSON).
+ *
+ * A closed stdout (`vault cred list | head -c1`) ends the run quietly: the
+ * write throws {@link StdoutClosed}, and the CLI exits with
+ * {@link EXIT_STDOUT_CLOSED} (141, what a shell reports for a process killed
+ * by SIGPIPE) without a message.
  *
  * @module
  */
 
-import { sanitizeForTerminal, sanitizeOneLine } from "../sanitize.ts";
+import { escapeJsonText, sanitizeForTerminal, sanitizeOneLine } from "../sanitize.ts";
+import { elideDeeper, MAX_JSON_DEPTH } from "../json_depth.ts";
 
 const encoder = new TextEncoder();
+
+/** Exit status when stdout was closed by the reader: 128 + SIGPIPE, as shells report it. */
+export const EXIT_STDOUT_CLOSED = 141;
+
+/** What replaces values nested deeper than {@link MAX_JSON_DEPTH} in printed JSON. */
+export const ELIDED = `[nested deeper than ${MAX_JSON_DEPTH} levels]`;
+
+/**
+ * Stdout was closed by its reader (EPIPE). Not a {@link VaultError}: the CLI
+ * exits quietly with {@link EXIT_STDOUT_CLOSED}.
+ */
+export class StdoutClosed extends Error {
+  /** Wraps the BrokenPipe error. */
+  constructor(options?: ErrorOptions) {
+    super("stdout was closed", options);
+    this.name = "StdoutClosed";
+  }
+}
 
 /** Where output goes; tests substitute buffers. */
 export interface Streams {
@@ -17,8 +42,22 @@ export interface Streams {
 
 /** The process's own stdout/stderr. */
 export const processStreams: Streams = {
-  stdout: (text) => writeAll(Deno.stdout, text),
-  stderr: (text) => writeAll(Deno.stderr, text),
+  stdout: (text) => {
+    try {
+      writeAll(Deno.stdout, text);
+    } catch (error) {
+      if (error instanceof Deno.errors.BrokenPipe) throw new StdoutClosed({ cause: error });
+      throw error;
+    }
+  },
+  stderr: (text) => {
+    try {
+      writeAll(Deno.stderr, text);
+    } catch (error) {
+      // Nobody reads our messages any more; there is nowhere to report it.
+      if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+    }
+  },
 };
 
 function writeAll(stream: { writeSync(p: Uint8Array): number }, text: string): void {
@@ -31,12 +70,29 @@ function writeAll(stream: { writeSync(p: Uint8Array): number }, text: string): v
 export class Output {
   constructor(private readonly streams: Streams = processStreams) {}
 
-  /** Prints a line of data on stdout (sanitised). */
+  /**
+   * Prints one line of data on stdout. Every unsafe character is escaped,
+   * newline and TAB included, so a value can never forge a line.
+   */
   line(text = ""): void {
+    this.streams.stdout(sanitizeOneLine(text) + "\n");
+  }
+
+  /** Prints `key: value` on stdout as one line (see {@link Output.line}). */
+  field(key: string, value: string): void {
+    this.line(`${key}: ${value}`);
+  }
+
+  /** Prints multi-line text (help) on stdout; TAB and LF are kept, everything else escaped. */
+  text(text: string): void {
     this.streams.stdout(sanitizeForTerminal(text) + "\n");
   }
 
-  /** Prints a value as pretty JSON on stdout (control characters escaped). */
+  /**
+   * Prints a value as pretty JSON on stdout: unsafe characters escaped as
+   * `\uXXXX`, values nested deeper than {@link MAX_JSON_DEPTH} replaced by
+   * {@link ELIDED} (so hostile data cannot overflow the stack).
+   */
   json(value: unknown): void {
     this.streams.stdout(toJson(value) + "\n");
   }
@@ -76,56 +132,17 @@ function pad(text: string, width: number): string {
   return text + " ".repeat(Math.max(0, width - [...text].length));
 }
 
-/** JSON with every control character (including DEL and C1) escaped. */
-export function toJson(value: unknown): string {
-  return JSON.stringify(
-    value,
-    (_key, v) => v instanceof Uint8Array ? Array.from(v) : v,
-    2,
-  ).replace(
-    /[\u007f-\u009f\u2028\u2029]/g,
-    (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
-}
-
 /**
- * Masks a secret for display: keeps a short non-secret-looking prefix when the
- * value is long enough, hides the rest.
+ * Pretty JSON, safe for a terminal: byte arrays as number arrays, every
+ * unsafe character escaped (see `src/sanitize.ts`), values nested deeper
+ * than {@link MAX_JSON_DEPTH} replaced by {@link ELIDED}.
  */
-export function maskSecret(value: string): string {
-  if (value.length < 16) return "********";
-  return `${value.slice(0, 4)}…${"*".repeat(8)} (${value.length} chars)`;
-}
-
-/** Keys of credential data that are shown as they are; everything else is masked. */
-export const PUBLIC_CREDENTIAL_FIELDS: ReadonlySet<string> = new Set([
-  "type",
-  "host",
-  "base_url",
-  "url",
-  "username",
-  "user",
-  "scopes",
-  "expires_at",
-  "account",
-  "org",
-  "organization",
-]);
-
-/** Returns a copy of credential data with secret-looking values masked. */
-export function maskCredential(data: Record<string, unknown>): Record<string, unknown> {
-  const masked: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(data)) {
-    if (PUBLIC_CREDENTIAL_FIELDS.has(key)) masked[key] = value;
-    else if (typeof value === "string") masked[key] = maskSecret(value);
-    else if (value === null || typeof value === "number" || typeof value === "boolean") {
-      masked[key] = value;
-    } else masked[key] = "********";
-  }
-  return masked;
-}
-
-/** Masks a phantom token: `terok-p-1234…` keeps the prefix and 4 hex digits. */
-export function maskToken(token: string): string {
-  return token.length > 12 ? `${token.slice(0, 12)}…` : "********";
+export function toJson(value: unknown): string {
+  return escapeJsonText(
+    JSON.stringify(
+      elideDeeper(value, MAX_JSON_DEPTH, ELIDED),
+      (_key, v) => v instanceof Uint8Array ? Array.from(v) : v,
+      2,
+    ),
+  );
 }

@@ -1,7 +1,7 @@
 /**
  * The `vault` command tree and its entry point.
  *
- * Exit codes: 0 success, 1 error, 2 usage error.
+ * Exit codes: 0 success, 1 error, 2 usage error, 141 stdout closed by its reader.
  *
  * @module
  */
@@ -15,6 +15,7 @@ import { addTokenCommands } from "./commands/token.ts";
 import { addSshCommands } from "./commands/ssh.ts";
 import { addServeCommands } from "./commands/serve.ts";
 import { EXIT_ERROR, EXIT_USAGE, VaultError } from "../errors.ts";
+import { EXIT_STDOUT_CLOSED, StdoutClosed } from "./output.ts";
 import { sanitizeForTerminal, sanitizeOneLine } from "../sanitize.ts";
 
 /** The version printed by `vault --version`. */
@@ -44,7 +45,7 @@ export function buildProgram(ctx: Context): Command {
     .enablePositionalOptions()
     .exitOverride()
     .configureOutput({
-      writeOut: (text) => ctx.out.line(text.replace(/\n$/, "")),
+      writeOut: (text) => ctx.out.text(text.replace(/\n$/, "")),
       writeErr: (text) => ctx.out.info(text.replace(/\n$/, "")),
       outputError: (text, write) => write(`vault: ${sanitizeForTerminal(text)}`),
     })
@@ -109,6 +110,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
       // A command group run without a subcommand prints its help and fails as usage.
       return EXIT_USAGE;
     }
+    if (error instanceof StdoutClosed) return EXIT_STDOUT_CLOSED; // `vault … | head`: quietly
     if (error instanceof VaultError) {
       ctx.out.error(error.message);
       return error.exitCode;

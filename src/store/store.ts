@@ -17,10 +17,13 @@ import { InvalidCredentialData, NotFound } from "./errors.ts";
 import {
   type ScopeOptions,
   validateComment,
+  validateCredentialData,
   validateCredentialSet,
   validateProvider,
   validateScope,
+  validateSubject,
 } from "./validate.ts";
+import { mintToken } from "../tokens/format.ts";
 import { fingerprint as fingerprintOf, type KeyType } from "../openssh/keys.ts";
 
 /** A stored credential: a JSON object under (credential set, provider). */
@@ -75,9 +78,6 @@ export interface ProxyToken {
   credentialSet: string;
   provider: string;
 }
-
-/** Prefix of every phantom token. */
-export const TOKEN_PREFIX = "terok-p-";
 
 interface KeyRow {
   id: number;
@@ -178,9 +178,7 @@ export class CredentialStore {
   storeCredential(credentialSet: string, provider: string, data: Record<string, unknown>): void {
     validateCredentialSet(credentialSet);
     validateProvider(provider);
-    if (data === null || typeof data !== "object" || Array.isArray(data)) {
-      throw new InvalidCredentialData("credential data must be a JSON object");
-    }
+    validateCredentialData(data);
     const text = JSON.stringify(data);
     this.transaction(() => {
       this.sql(
@@ -398,15 +396,13 @@ export class CredentialStore {
 
   // ---------------------------------------------------------------- tokens
 
-  /** Creates a phantom token (`terok-p-` + 32 lowercase hex from a CSPRNG). */
+  /** Creates a phantom token (see `src/tokens/format.ts`: `terok-p-` + 32 hex from a CSPRNG). */
   createToken(scope: string, subject: string, credentialSet: string, provider: string): string {
     validateScope(scope);
     validateSubject(subject);
     validateCredentialSet(credentialSet);
     validateProvider(provider);
-    const random = crypto.getRandomValues(new Uint8Array(16));
-    const token = TOKEN_PREFIX +
-      Array.from(random, (b) => b.toString(16).padStart(2, "0")).join("");
+    const token = mintToken();
     this.transaction(() => {
       this.sql(
         "INSERT INTO proxy_tokens (token, scope, subject, credential_set, provider) VALUES (?, ?, ?, ?, ?)",
@@ -448,15 +444,6 @@ export class CredentialStore {
       this.sql("DELETE FROM proxy_tokens WHERE token = ?").run(token).changes > 0
     );
   }
-}
-
-/** Checks a token subject (task or job id): 1-128 printable characters. */
-export function validateSubject(subject: string): string {
-  // deno-lint-ignore no-control-regex
-  if (!subject || subject.length > 128 || /[\u0000-\u001f\u007f]/.test(subject)) {
-    throw new InvalidCredentialData("token subject must be 1-128 printable characters");
-  }
-  return subject;
 }
 
 function parseData(text: string, set: string, provider: string): Record<string, unknown> {

@@ -4,19 +4,25 @@
  * @module
  */
 
-import { InvalidName, InvalidScopeName, UnsafeComment } from "./errors.ts";
-import { sanitizeOneLine } from "../sanitize.ts";
+import { InvalidCredentialData, InvalidName, InvalidScopeName, UnsafeComment } from "./errors.ts";
+import { describeChar, findUnsafeChar, sanitizeOneLine } from "../sanitize.ts";
+import { exceedsDepth, MAX_JSON_DEPTH } from "../json_depth.ts";
 
 /** Longest scope, credential-set or provider name accepted. */
 export const MAX_NAME_LENGTH = 64;
 /** Longest SSH key comment accepted. */
 export const MAX_COMMENT_LENGTH = 200;
+/** Longest token subject accepted. */
+export const MAX_SUBJECT_LENGTH = 128;
+/** Deepest nesting of credential data accepted (containers, the top object counts 1). */
+export const MAX_CREDENTIAL_DEPTH = MAX_JSON_DEPTH;
 
 const INFRA_SCOPE = /^%[a-z]+$/;
 const PLAIN_SCOPE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const PROVIDER = /^[a-z0-9][a-z0-9._-]*$/;
-// deno-lint-ignore no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
+
+const REFUSED =
+  "control characters (newline, ESC, DEL, C1 …), bidirectional and invisible characters are refused";
 
 /** Options for {@link validateScope}. */
 export interface ScopeOptions {
@@ -96,8 +102,10 @@ export function validateProvider(name: string): string {
 }
 
 /**
- * Checks an SSH key comment: at most 200 characters, no C0 control
- * characters and no DEL.
+ * Checks an SSH key comment: at most 200 characters, none of the characters
+ * `src/sanitize.ts` calls unsafe (C0 and C1 controls, DEL, bidirectional
+ * controls, line separators, invisible format characters). The comment
+ * reaches `ssh-add -l`, which prints it raw.
  *
  * @throws {UnsafeComment}
  */
@@ -106,12 +114,70 @@ export function validateComment(comment: string): string {
   if (comment.length > MAX_COMMENT_LENGTH) {
     throw new UnsafeComment(`key comment is longer than ${MAX_COMMENT_LENGTH} characters`);
   }
-  if (CONTROL.test(comment)) {
+  const bad = findUnsafeChar(comment);
+  if (bad !== undefined) {
     throw new UnsafeComment(
-      `key comment "${shown(comment)}" contains control characters (newline, ESC, DEL …)`,
+      `key comment "${shown(comment)}" contains ${unsafeKind(bad)} (${describeChar(bad)}); ` +
+        REFUSED,
     );
   }
   return comment;
+}
+
+/**
+ * Checks a token subject (task or job id): 1-128 characters, none of them
+ * unsafe on a terminal (see {@link validateComment}).
+ *
+ * @throws {InvalidCredentialData}
+ */
+export function validateSubject(subject: string): string {
+  if (typeof subject !== "string" || subject.length === 0 || subject.length > MAX_SUBJECT_LENGTH) {
+    throw new InvalidCredentialData(
+      `token subject must be 1-${MAX_SUBJECT_LENGTH} printable characters`,
+    );
+  }
+  const bad = findUnsafeChar(subject);
+  if (bad !== undefined) {
+    throw new InvalidCredentialData(
+      `token subject "${shown(subject)}" contains ${unsafeKind(bad)} (${describeChar(bad)}); ` +
+        REFUSED,
+    );
+  }
+  return subject;
+}
+
+/**
+ * Checks credential data: a JSON object nested at most
+ * {@link MAX_CREDENTIAL_DEPTH} levels (measured without recursion).
+ *
+ * @throws {InvalidCredentialData}
+ */
+export function validateCredentialData(data: unknown): Record<string, unknown> {
+  if (data === null || typeof data !== "object" || Array.isArray(data)) {
+    throw new InvalidCredentialData("credential data must be a JSON object");
+  }
+  if (exceedsDepth(data, MAX_CREDENTIAL_DEPTH)) {
+    throw new InvalidCredentialData(
+      `credential data nests deeper than ${MAX_CREDENTIAL_DEPTH} levels`,
+    );
+  }
+  return data as Record<string, unknown>;
+}
+
+/** A short description of an unsafe character, for error messages. */
+export function unsafeKind(ch: string): string {
+  const code = ch.codePointAt(0)!;
+  if (code === 0x0a || code === 0x0d || code === 0x2028 || code === 0x2029) {
+    return "a line break";
+  }
+  if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) return "a control character";
+  if (
+    code === 0x061c || code === 0x200e || code === 0x200f || (code >= 0x202a && code <= 0x202e) ||
+    (code >= 0x2066 && code <= 0x2069)
+  ) {
+    return "a bidirectional control character";
+  }
+  return "an invisible character";
 }
 
 function shown(value: unknown): string {

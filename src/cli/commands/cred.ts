@@ -6,10 +6,19 @@
 
 import type { Command } from "@commander-js/extra-typings";
 import type { Context } from "../context.ts";
-import { maskCredential } from "../output.ts";
+import { maskCredential } from "../mask.ts";
+import { ELIDED } from "../output.ts";
 import { MAX_CREDENTIAL_BYTES, readSecretFile, stripNewline } from "../input.ts";
 import { NotFound } from "../../store/errors.ts";
-import { validateCredentialSet, validateProvider } from "../../store/validate.ts";
+import {
+  MAX_CREDENTIAL_DEPTH,
+  unsafeKind,
+  validateCredentialData,
+  validateCredentialSet,
+  validateProvider,
+} from "../../store/validate.ts";
+import { elideDeeper, exceedsDepth } from "../../json_depth.ts";
+import { describeChar, findUnsafeChar } from "../../sanitize.ts";
 import { InvalidInput } from "../../errors.ts";
 
 const DEFAULT_SET = "default";
@@ -63,13 +72,21 @@ Examples:
       if (!data) {
         throw new NotFound(`no credential for provider "${provider}" in set "${options.set}"`);
       }
-      const shown = options.reveal ? data : maskCredential(data);
+      if (exceedsDepth(data, MAX_CREDENTIAL_DEPTH)) {
+        ctx.out.warn(
+          `${options.set}/${provider} nests deeper than ${MAX_CREDENTIAL_DEPTH} levels; ` +
+            "deeper values are shown as " + ELIDED,
+        );
+      }
+      const safe = elideDeeper(data, MAX_CREDENTIAL_DEPTH, ELIDED) as Record<string, unknown>;
+      const shown = options.reveal ? safe : maskCredential(safe);
       if (options.json) {
         ctx.out.json({ credentialSet: options.set, provider, data: shown });
         return;
       }
+      // One line per field: a newline inside a value is escaped, never printed.
       for (const [key, value] of Object.entries(shown)) {
-        ctx.out.line(`${key}: ${typeof value === "string" ? value : JSON.stringify(value)}`);
+        ctx.out.field(key, typeof value === "string" ? value : JSON.stringify(value));
       }
     });
 
@@ -143,11 +160,14 @@ export function parseCredentialInput(raw: Uint8Array, type: string): Record<stri
     if (value === null || typeof value !== "object" || Array.isArray(value)) {
       throw new InvalidInput("the credential JSON must be an object");
     }
-    return value as Record<string, unknown>;
+    return validateCredentialData(value);
   }
-  // deno-lint-ignore no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(trimmed)) {
-    throw new InvalidInput("a bare secret must be a single line without control characters");
+  const bad = findUnsafeChar(trimmed);
+  if (bad !== undefined) {
+    throw new InvalidInput(
+      `a bare secret must be a single line without control characters or ` +
+        `bidirectional/invisible characters (it contains ${unsafeKind(bad)}, ${describeChar(bad)})`,
+    );
   }
   return { type, key: trimmed };
 }

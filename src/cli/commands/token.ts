@@ -7,11 +7,15 @@
 
 import type { Command } from "@commander-js/extra-typings";
 import type { Context } from "../context.ts";
-import { maskToken } from "../output.ts";
 import { NotFound } from "../../store/errors.ts";
-import { validateCredentialSet, validateProvider, validateScope } from "../../store/validate.ts";
-import type { CredentialStore, ProxyToken } from "../../store/store.ts";
-import { InvalidInput } from "../../errors.ts";
+import {
+  validateCredentialSet,
+  validateProvider,
+  validateScope,
+  validateSubject,
+} from "../../store/validate.ts";
+import type { ProxyToken } from "../../store/store.ts";
+import { findTokenByPrefix, maskToken, parseTokenPrefix } from "../../tokens/mod.ts";
 
 /** Adds `vault token …` to `program`. */
 export function addTokenCommands(program: Command, ctx: Context): void {
@@ -39,6 +43,7 @@ Example:
     )
     .action(async (options) => {
       validateScope(options.scope);
+      validateSubject(options.subject);
       validateProvider(options.provider);
       const set = options.set ?? (options.provider === "ssh" ? options.scope : "default");
       validateCredentialSet(set);
@@ -93,10 +98,14 @@ Example:
     .option("--reveal", "print the token in full")
     .option("--json", "print the result as JSON")
     .action(async (prefix, options) => {
-      const found = await ctx.withStore((store) => findToken(store, prefix));
+      parseTokenPrefix(prefix);
+      const found: ProxyToken = await ctx.withStore((store) =>
+        findTokenByPrefix(store.listTokens(), prefix)
+      );
       const shown = options.reveal ? found : { ...found, token: maskToken(found.token) };
       if (options.json) ctx.out.json(shown);
       else {
+        // Each line() escapes newlines: a stored subject cannot forge a line.
         ctx.out.line(`token:    ${shown.token}`);
         ctx.out.line(`scope:    ${shown.scope}`);
         ctx.out.line(`subject:  ${shown.subject}`);
@@ -116,18 +125,4 @@ Example:
       if (options.json) ctx.out.json({ scope, subject, revoked: n });
       else ctx.out.line(`revoked ${n} token(s) of ${scope}/${subject}`);
     });
-}
-
-/** Finds the single token starting with `prefix` (at least `terok-p-` + 4 hex digits). */
-export function findToken(store: CredentialStore, prefix: string): ProxyToken {
-  const clean = prefix.replace(/…$/, "");
-  if (!/^terok-p-[0-9a-f]{4,32}$/.test(clean)) {
-    throw new InvalidInput("a token prefix looks like terok-p-1a2b (at least 4 hex digits)");
-  }
-  const matches = store.listTokens().filter((t) => t.token.startsWith(clean));
-  if (matches.length === 0) throw new NotFound("no token matches that prefix");
-  if (matches.length > 1) {
-    throw new InvalidInput(`${matches.length} tokens match that prefix; give more digits`);
-  }
-  return matches[0];
 }
