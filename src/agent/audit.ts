@@ -56,6 +56,15 @@ export function sha256Hex(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
 }
 
+/**
+ * One audit line (docs/SPEC.md §4): the record as JSON with every unsafe
+ * character escaped (bidi, C1, U+2028 …; scope and subject may come from data
+ * stored before vault refused them), then a newline.
+ */
+export function auditLine(record: AuditRecord): string {
+  return stringifyForTerminal(record) + "\n";
+}
+
 /** An open audit file. */
 export class AuditLog {
   readonly #file: Deno.FsFile;
@@ -109,9 +118,7 @@ export class AuditLog {
    */
   write(record: AuditRecord): void {
     if (this.#closed) throw new AuditFileError(this.path, "it is closed");
-    // Scope and subject may come from data stored before vault refused unsafe
-    // characters: escape them (bidi, C1, U+2028 …) so the line is safe to cat.
-    const line = encoder.encode((this.#torn ? "\n" : "") + stringifyForTerminal(record) + "\n");
+    const line = encoder.encode((this.#torn ? "\n" : "") + auditLine(record));
     // An O_APPEND write of a short line is one write(2); loop for safety.
     let done = 0;
     try {

@@ -107,7 +107,8 @@ export async function sessionFilePath(
   return join(runtime, "vault", `session-${await sessionId(dbPath)}.key`);
 }
 
-function encodeRecord(key: Uint8Array, expiresAt: number): Uint8Array {
+/** The 44-byte session record (docs/SPEC.md §3): `VSK1`, expiry (ms, u64be), raw key. */
+export function encodeSessionRecord(key: Uint8Array, expiresAt: number): Uint8Array {
   const rec = new Uint8Array(RECORD_LENGTH);
   rec.set(MAGIC, 0);
   new DataView(rec.buffer).setBigUint64(MAGIC.length, BigInt(expiresAt));
@@ -115,8 +116,10 @@ function encodeRecord(key: Uint8Array, expiresAt: number): Uint8Array {
   return rec;
 }
 
-/** Parses and zeroes `rec`. Null when it is not a valid record. */
-function decodeRecord(rec: Uint8Array): { key: Uint8Array; expiresAt: number } | null {
+/** Parses and zeroes `rec`. Null when it is not a valid record (docs/SPEC.md §3). */
+export function decodeSessionRecord(
+  rec: Uint8Array,
+): { key: Uint8Array; expiresAt: number } | null {
   try {
     if (rec.length !== RECORD_LENGTH || MAGIC.some((b, i) => rec[i] !== b)) return null;
     const expiresAt = Number(
@@ -309,7 +312,7 @@ export async function saveSessionKey(
   const expiresAt = (opts?.now ?? Date.now)() + ttlSeconds * 1000;
   const description = await sessionKeyDescription(dbPath);
   const path = await sessionFilePath(dbPath, env);
-  const record = encodeRecord(key, expiresAt);
+  const record = encodeSessionRecord(key, expiresAt);
   try {
     if (backend !== "file") {
       if (keyringStore(description, record, ttlSeconds, soname)) {
@@ -366,7 +369,7 @@ export async function loadFromKeyring(
   const description = await sessionKeyDescription(dbPath);
   const raw = keyringLoad(description, RECORD_LENGTH, soname);
   if (raw === null) return null;
-  const rec = decodeRecord(raw);
+  const rec = decodeSessionRecord(raw);
   if (rec === null || rec.expiresAt <= (opts?.now ?? Date.now)()) {
     rec?.key.fill(0);
     keyringRemove(description, soname);
@@ -386,7 +389,7 @@ export async function loadFromFile(
   await sweepTemps(path, STALE_TEMP_MS);
   const raw = await readSessionFile(path);
   if (raw === null) return null;
-  const rec = decodeRecord(raw);
+  const rec = decodeSessionRecord(raw);
   if (rec === null || rec.expiresAt <= (opts?.now ?? Date.now)()) {
     rec?.key.fill(0);
     await removeSessionFile(path).catch(() => {});
