@@ -19,7 +19,7 @@
 import { createHash } from "node:crypto";
 import { dirname } from "node:path";
 import { AuditFileError } from "./errors.ts";
-import { describeFsError } from "../unlock/io.ts";
+import { describeFsError } from "../fs/errors.ts";
 import { stringifyForTerminal } from "../sanitize.ts";
 
 /**

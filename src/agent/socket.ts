@@ -18,7 +18,7 @@
 import { Buffer } from "node:buffer";
 import { basename, dirname, isAbsolute, join } from "node:path";
 import { SocketPathError } from "./errors.ts";
-import { describeFsError } from "../unlock/io.ts";
+import { describeFsError } from "../fs/errors.ts";
 
 /** Longest Unix socket path Linux accepts (sun_path is 108 bytes with the NUL). */
 export const MAX_SOCKET_PATH = 107;

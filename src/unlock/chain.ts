@@ -19,14 +19,8 @@
 import { join } from "node:path";
 import { sanitizeOneLine } from "../sanitize.ts";
 import { NoPassphrase, TierFailed } from "./errors.ts";
-import {
-  describeFsError,
-  findExecutable,
-  isNotFound,
-  MAX_SECRET_BYTES,
-  stripOneNewline,
-} from "./io.ts";
-import { FileRefused } from "../fs/errors.ts";
+import { findExecutable, isNotFound, MAX_SECRET_BYTES, stripOneNewline } from "./io.ts";
+import { describeFsError, FileRefused } from "../fs/errors.ts";
 import { readSecretFile as readBoundedFile } from "../fs/secret_file.ts";
 import { runCapture } from "./process.ts";
 import { ttyPrompt } from "./prompt.ts";

@@ -52,8 +52,6 @@ export function isNotFound(e: unknown): boolean {
   return e instanceof Deno.errors.NotFound;
 }
 
-export { describeFsError } from "../fs/errors.ts";
-
 /**
  * Finds an executable the way a shell would, but only in absolute PATH
  * entries (never the current directory). A name containing "/" is returned
@@ -84,5 +82,3 @@ export function childEnv(env: Record<string, string | undefined>): Record<string
   for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
   return out;
 }
-
-export { currentUid } from "../fs/nofollow.ts";

@@ -12,7 +12,9 @@
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { InvalidInput } from "../errors.ts";
 import { TierFailed } from "./errors.ts";
-import { currentUid, describeFsError, isNotFound } from "./io.ts";
+import { isNotFound } from "./io.ts";
+import { describeFsError } from "../fs/errors.ts";
+import { currentUid } from "../fs/nofollow.ts";
 import { tempPattern, writeFileAtomic } from "../fs/atomic.ts";
 import { UnsafeWrite } from "../fs/errors.ts";
 import { lstatOrNull as fsLstatOrNull } from "../fs/nofollow.ts";
