@@ -12,6 +12,7 @@
 import type { Db, Statement } from "./sqlite.ts";
 import type { DbKey } from "./key.ts";
 import { openDatabase, type OpenOptions } from "./open.ts";
+import type { VaultLock } from "./lock.ts";
 import type { MigrationReport } from "./migrate.ts";
 import { InvalidCredentialData, NotFound } from "./errors.ts";
 import {
@@ -110,16 +111,28 @@ export class CredentialStore {
   /** Migration performed when opening, if any. */
   readonly migration: MigrationReport | null;
 
-  private constructor(path: string, db: Db, migration: MigrationReport | null) {
+  /** The vault lock held for the connection; released after the connection closes. */
+  private readonly lock: VaultLock | null;
+
+  private constructor(
+    path: string,
+    db: Db,
+    migration: MigrationReport | null,
+    lock: VaultLock | null,
+  ) {
     this.path = path;
     this.db = db;
     this.migration = migration;
+    this.lock = lock;
   }
 
-  /** Opens (or with `create`, creates) the database at `path`. */
+  /**
+   * Opens (or with `create`, creates) the database at `path`, holding the
+   * vault lock shared until {@link close}.
+   */
   static open(path: string, key: DbKey, options: OpenOptions = {}): CredentialStore {
-    const { db, migration } = openDatabase(path, key, options);
-    return new CredentialStore(path, db, migration);
+    const { db, migration, lock } = openDatabase(path, key, options);
+    return new CredentialStore(path, db, migration, lock);
   }
 
   private readonly statements = new Map<string, Statement>();
@@ -134,9 +147,13 @@ export class CredentialStore {
     return statement;
   }
 
-  /** Closes the connection. */
+  /** Closes the connection, then releases the vault lock. */
   close(): void {
-    if (this.db.open) this.db.close();
+    try {
+      if (this.db.open) this.db.close();
+    } finally {
+      this.lock?.release();
+    }
   }
 
   /** `Symbol.dispose` support for `using`. */
