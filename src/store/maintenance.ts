@@ -29,13 +29,13 @@ import { CorruptDatabase, DatabaseBusy, WrongPassphrase } from "./errors.ts";
 import { InvalidInput } from "../errors.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
 import { migrate } from "./migrate.ts";
-import { lockExclusive, lockHolders, REWRITE_LOCK_WAIT_MS } from "./lock.ts";
+import { lockExclusive, lockHolders } from "./lock.ts";
 
 export { DatabaseBusy };
 
 /** Options shared by the rewrites. */
 export interface RewriteOptions {
-  /** How long to wait for open connections to close (default {@link REWRITE_LOCK_WAIT_MS}). */
+  /** How long to wait for open connections to close (default `REWRITE_LOCK_WAIT_MS` in lock.ts, 5 s). */
   lockWaitMs?: number;
 }
 
