@@ -37,9 +37,8 @@ export interface OpenOptions {
   create?: boolean;
   /**
    * Open for reading only: no migration, no table creation, no journal-mode
-   * change, writes refused (`query_only`), and no lock file created. The
-   * connection is still opened read-write when the file allows it, so that,
-   * being the last to close, it removes the `-wal`/`-shm` files it caused.
+   * change, writes refused (`query_only`), and no lock file created; it
+   * leaves no `-wal`/`-shm` behind that were not there before (see `connect`).
    */
   readonly?: boolean;
 }
@@ -207,24 +206,38 @@ function openLocked(
 }
 
 /**
- * A connection to an existing file. A read-only open still asks for a
- * read-write connection (writes are refused with `query_only` later) so that
- * SQLite, on the last close, checkpoints and removes the `-wal`/`-shm` it
- * created; a file we may not write is opened truly read-only.
+ * A connection to an existing file. A read-only open asks for a read-write
+ * connection (writes are refused with `query_only` later) unless the file
+ * already has both `-wal` and `-shm`: SQLite then, on the last close,
+ * checkpoints and removes the `-wal`/`-shm` this connection created, where a
+ * read-only connection would leave them behind. With both present they are
+ * left as they were. A file we may not write is opened truly read-only.
  */
 function connect(path: string, readonly: boolean): Db {
   if (readonly) {
-    try {
-      return new SqliteDatabase(path, { fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
-    } catch {
-      return new SqliteDatabase(path, {
-        fileMustExist: true,
-        readonly: true,
-        timeout: BUSY_TIMEOUT_MS,
-      });
+    if (!(exists(`${path}-wal`) && exists(`${path}-shm`))) {
+      try {
+        return new SqliteDatabase(path, { fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
+      } catch {
+        // not writable by us: fall through to a read-only connection
+      }
     }
+    return new SqliteDatabase(path, {
+      fileMustExist: true,
+      readonly: true,
+      timeout: BUSY_TIMEOUT_MS,
+    });
   }
   return new SqliteDatabase(path, { fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Throws the right named error when `kind` cannot be opened as an encrypted vault. */
