@@ -72,6 +72,9 @@ Deno.test({
         passphrase: utf8("hardening passphrase"),
       });
       try {
+        // A commit into the live WAL first: SQLite syncs a WAL header when it
+        // starts a new WAL even with synchronous=NORMAL, never the frames after.
+        holder.storeCredential("default", "warm-up", { type: "api_key", key: "x" });
         const trace = join(dir, "trace.txt");
         const revoke = new Deno.Command("strace", {
           args: [
@@ -161,16 +164,21 @@ Deno.test("status on a vault without lock files creates none; the files it had s
   await withTempDir(async (dir) => {
     const cli = new CliSandbox(dir);
     // terok's file as terok leaves it: with -wal and -shm, no vault lock files.
-    const db = copyFixture("terok-v3", dir);
-    const before = listDir(dir);
-    const bytes = before.map((name) => Deno.readFileSync(join(dir, name)));
+    const vaultDir = join(dir, "terok");
+    Deno.mkdirSync(vaultDir, { mode: 0o700 });
+    const db = copyFixture("terok-v3", vaultDir);
+    const before = listDir(vaultDir);
+    assertEquals(before, ["terok-v3.db", "terok-v3.db-shm", "terok-v3.db-wal"]);
+    const bytes = before.map((name) => Deno.readFileSync(join(vaultDir, name)));
     const pass = cli.file("terok-pass", manifest("terok-v3").passphrase!);
     const status = await cli.run(["--db", db, "--passphrase-file", pass, "status", "--json"]);
     assertEquals(status.code, 0, status.stderr);
     assertEquals(JSON.parse(status.stdout).schemaVersion, 3);
     Deno.removeSync(pass);
-    assertEquals(listDir(dir), before);
-    before.forEach((name, i) => assertEquals(Deno.readFileSync(join(dir, name)), bytes[i], name));
+    assertEquals(listDir(vaultDir), before);
+    before.forEach((name, i) =>
+      assertEquals(Deno.readFileSync(join(vaultDir, name)), bytes[i], name)
+    );
   });
 });
 

@@ -25,8 +25,8 @@ const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const ROUNDS = 20;
 /** Rounds where `vault serve` is up before the change starts: the change must refuse. */
 const SERVE_BEFORE = new Set([5]);
-/** Rounds where `vault serve` starts while the change runs. */
-const SERVE_DURING = new Set([2, 11, 17]);
+/** Rounds where `vault serve` starts while the change runs, and how long after it (ms). */
+const SERVE_DURING = new Map([[2, 50], [11, 700], [17, 1400]]);
 
 interface Write {
   set: string;
@@ -110,6 +110,7 @@ Deno.test(`rekey race: ${ROUNDS} rounds of writers and serve against passphrase 
         writes++;
         if (r.code === 0) acknowledged.push(write);
         else writerErrors.push(r.stderr.trim());
+        await new Promise((resolve) => setTimeout(resolve, 100)); // leave the change some CPU
       }
     };
 
@@ -172,7 +173,7 @@ Deno.test(`rekey race: ${ROUNDS} rounds of writers and serve against passphrase 
           newPass,
         ]);
         if (SERVE_DURING.has(round)) {
-          await new Promise((resolve) => setTimeout(resolve, 50));
+          await new Promise((resolve) => setTimeout(resolve, SERVE_DURING.get(round)));
           serve = startServe(oldPass);
         }
         const change = await changeRun;
