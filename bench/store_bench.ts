@@ -7,6 +7,10 @@
  * 2. Credential lookups: `CredentialStore.loadCredential` in this process
  *    versus SQLCipher 4.5.5 (C, OpenSSL, built from source by
  *    scripts/sqlcipher-peer) running the same SELECTs in one process.
+ * 3. Single-row commits (`token create` / `token revoke`) with
+ *    `synchronous=FULL` (what the store uses) versus `NORMAL`, while a second
+ *    connection holds the file as `vault serve` does: interleaved A B A B,
+ *    median of the paired ratios.
  *
  * @module
  */
@@ -19,6 +23,8 @@ import { ensureSqlcipherPeer } from "../tests/helpers/sqlcipher_peer.ts";
 const CREDENTIALS = 200;
 const LOOKUPS = 20_000;
 const OPENS = 10;
+const COMMITS = 100;
+const COMMIT_PAIRS = 6;
 const PASSPHRASE = "benchmark passphrase";
 
 const dir = await Deno.makeTempDir({ prefix: "vault-bench-" });
@@ -84,6 +90,36 @@ try {
   const peerTotal = await runPeer(script);
   const theirs = Math.max(peerTotal - peerBaseline, 0.001);
 
+  // Single-row commits, FULL versus NORMAL, a serve-like second connection open.
+  const commits = (synchronous: "FULL" | "NORMAL"): number => {
+    const writer = CredentialStore.open(path, { kind: "raw", key: raw }, {
+      synchronous: synchronous === "FULL" ? "full" : "normal",
+    });
+    try {
+      const start = performance.now();
+      for (let i = 0; i < COMMITS / 2; i++) {
+        writer.createToken("bench", `task-${i}`, "default", "provider-0");
+        writer.revokeTokens("bench", `task-${i}`);
+      }
+      return (performance.now() - start) / COMMITS;
+    } finally {
+      writer.close();
+    }
+  };
+  const holder = CredentialStore.open(path, { kind: "raw", key: raw });
+  const full: number[] = [];
+  const normal: number[] = [];
+  try {
+    commits("FULL"); // warm-up
+    for (let i = 0; i < COMMIT_PAIRS; i++) {
+      full.push(commits("FULL"));
+      normal.push(commits("NORMAL"));
+    }
+  } finally {
+    holder.close();
+  }
+  const ratios = full.map((f, i) => f / normal[i]);
+
   console.log(`store benchmark (${CREDENTIALS} credentials, same file, same run)`);
   console.log("");
   console.log("| measure | vault | peer | ratio |");
@@ -102,6 +138,19 @@ try {
   console.log(
     `peer lookups exclude its process start (${fmt(peerBaseline)} ms, measured separately)`,
   );
+  console.log("");
+  console.log(
+    `single-row commits (token create/revoke, ${COMMITS} per sample, ${COMMIT_PAIRS} A/B pairs, ` +
+      "a second connection open):",
+  );
+  console.log("| synchronous | median ms/commit | commits/s |");
+  console.log("| --- | --- | --- |");
+  console.log(`| FULL (used) | ${fmt(median(full))} | ${rate(1, median(full))} |`);
+  console.log(`| NORMAL | ${fmt(median(normal))} | ${rate(1, median(normal))} |`);
+  console.log(
+    `FULL / NORMAL, median of paired ratios: ${median(ratios).toFixed(2)}× ` +
+      `(pairs: ${ratios.map((r) => r.toFixed(2)).join(", ")})`,
+  );
 } finally {
   await Deno.remove(dir, { recursive: true });
 }
@@ -111,6 +160,12 @@ function time(n: number, fn: () => void): number {
   const start = performance.now();
   for (let i = 0; i < n; i++) fn();
   return (performance.now() - start) / n;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 function fmt(ms: number): string {

@@ -8,7 +8,7 @@ import { assert, assertEquals, assertMatch, assertThrows } from "./helpers/asser
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CliSandbox } from "./helpers/cli.ts";
-import { utf8, withTempDir } from "./helpers/fixtures.ts";
+import { utf8, withRawSql, withTempDir } from "./helpers/fixtures.ts";
 import { CredentialStore } from "../src/store/store.ts";
 import { InvalidCredentialData } from "../src/store/errors.ts";
 
@@ -75,17 +75,13 @@ Deno.test("cli: an already stored 200,000-deep JSON value prints safely in text 
     let r;
 
     // Planted with raw SQL through the store's connection (as an old version or terok could have).
-    const store = CredentialStore.open(db, { kind: "passphrase", passphrase: utf8(PASS) });
-    try {
-      store.db.prepare(
+    withRawSql(db, { kind: "passphrase", passphrase: utf8(PASS) }, (raw) => {
+      const insert = raw.prepare(
         "INSERT INTO credentials (credential_set, provider, data) VALUES (?, ?, ?)",
-      ).run("default", "deep", deepJson("scopes", DEPTH));
-      store.db.prepare(
-        "INSERT INTO credentials (credential_set, provider, data) VALUES (?, ?, ?)",
-      ).run("default", "deeper", deepJson("secret", DEPTH));
-    } finally {
-      store.close();
-    }
+      );
+      insert.run("default", "deep", deepJson("scopes", DEPTH));
+      insert.run("default", "deeper", deepJson("secret", DEPTH));
+    });
     for (const provider of ["deep", "deeper"]) {
       for (const flags of [["--reveal", "--json"], ["--json"], ["--reveal"], []]) {
         const what = `cred get ${provider} ${flags.join(" ")}`;

@@ -7,8 +7,8 @@
 import { assert, assertEquals, assertMatch, assertThrows } from "./helpers/assert.ts";
 import { join } from "node:path";
 import { CliSandbox } from "./helpers/cli.ts";
-import { utf8, withTempDir } from "./helpers/fixtures.ts";
-import { addKey, KEYS, sshAdd, withAgentBox } from "./helpers/agent_fixtures.ts";
+import { utf8, withRawSql, withTempDir } from "./helpers/fixtures.ts";
+import { addKey, BOX_PASSPHRASE, KEYS, sshAdd, withAgentBox } from "./helpers/agent_fixtures.ts";
 import { CredentialStore } from "../src/store/store.ts";
 import { InvalidCredentialData, UnsafeComment } from "../src/store/errors.ts";
 import { sanitizeForTerminal, sanitizeOneLine } from "../src/sanitize.ts";
@@ -207,12 +207,14 @@ Deno.test("cli boundary: token create --subject, ssh rename and ssh import refus
  * (or by terok): written with raw SQL through the store's own connection.
  */
 function plantHostileRows(db: string): void {
-  const store = CredentialStore.open(db, { kind: "passphrase", passphrase: utf8(PASS) }, {
-    create: true,
-  });
+  const key = { kind: "passphrase" as const, passphrase: utf8(PASS) };
+  const store = CredentialStore.open(db, key, { create: true });
+  const sql = (source: string, ...args: unknown[]) =>
+    withRawSql(db, key, (raw) => raw.prepare(source).run(...args));
   try {
     store.storeCredential("default", "openai", { type: "api_key", key: "placeholder" });
-    store.db.prepare("UPDATE credentials SET data = ? WHERE provider = 'openai'").run(
+    sql(
+      "UPDATE credentials SET data = ? WHERE provider = 'openai'",
       JSON.stringify({
         type: `api${EVIL}`,
         key: `sk-${EVIL}-0123456789abcdef`,
@@ -220,18 +222,23 @@ function plantHostileRows(db: string): void {
         note: `n${EVIL}`,
       }),
     );
-    store.db.prepare(
+    sql(
       "INSERT INTO credentials (credential_set, provider, data) VALUES (?, ?, ?)",
-    ).run("default", `prov${EVIL}`, JSON.stringify({ type: `t${EVIL}` }));
+      "default",
+      `prov${EVIL}`,
+      JSON.stringify({ type: `t${EVIL}` }),
+    );
     store.storeCredential("default", "anthropic", { type: "api_key", key: "k" });
     const token = store.createToken("proj", "task-1", "default", "anthropic");
-    store.db.prepare("UPDATE proxy_tokens SET subject = ? WHERE token = ?").run(
+    sql(
+      "UPDATE proxy_tokens SET subject = ? WHERE token = ?",
       `task${EVIL}\nscope: FORGED`,
       token,
     );
     const key = store.storeSshKey({ ...generateKey("ed25519"), comment: "placeholder" });
     store.assignSshKey("proj", key.id);
-    store.db.prepare("UPDATE ssh_keys SET comment = ? WHERE id = ?").run(
+    sql(
+      "UPDATE ssh_keys SET comment = ? WHERE id = ?",
       // No line break: publicLine (src/openssh) refuses one outright.
       `c${EVIL}`,
       key.id,
@@ -325,9 +332,11 @@ Deno.test("audit: a subject stored before the boundary checks is escaped in the 
 Deno.test("agent: a key comment stored before the boundary checks reaches ssh-add -l escaped", async () => {
   await withAgentBox(async (box) => {
     const { id } = addKey(box.store, "alpha", KEYS.ed1, "tk-main:alpha");
-    box.store.db.prepare("UPDATE ssh_keys SET comment = ? WHERE id = ?").run(
-      `tk-main:alpha${EVIL}`,
-      id,
+    withRawSql(
+      box.dbPath,
+      { kind: "passphrase", passphrase: utf8(BOX_PASSPHRASE) },
+      (raw) =>
+        raw.prepare("UPDATE ssh_keys SET comment = ? WHERE id = ?").run(`tk-main:alpha${EVIL}`, id),
     );
     const agent = await startAgent({
       store: box.store,

@@ -166,7 +166,7 @@ Deno.test("transaction: write methods compose and roll back together", async () 
     assertEquals(store.listCredentials(), []);
     assertEquals(store.countKeys(), 0);
     assertEquals(store.listTokens(), []);
-    assert(!store.db.inTransaction);
+    assert(!store.inTransaction);
     store.transaction(() => {
       store.storeCredential("default", "openai", { key: "1" });
       store.storeCredential("default", "github", { key: "2" });

@@ -19,6 +19,7 @@ import {
   type ManifestContents,
   snapshot,
   utf8,
+  withRawSql,
   withTempDir,
 } from "./helpers/fixtures.ts";
 import { peerExec } from "./helpers/sqlcipher_peer.ts";
@@ -110,21 +111,16 @@ Deno.test("terok-v3 fixture opens with the raw key derived from passphrase and s
 Deno.test("our schema text is identical to terok's v3 sqlite_master", async () => {
   await withTempDir((dir) => {
     const m = manifest("terok-v3");
-    const theirs = CredentialStore.open(copyFixture("terok-v3", dir), pass(m.passphrase!), {
-      readonly: true,
-    });
-    const ours = CredentialStore.open(join(dir, "new.db"), pass("new passphrase"), {
-      create: true,
-    });
-    try {
-      const sql = (s: CredentialStore) =>
-        s.db.prepare("SELECT type, name, sql FROM sqlite_master ORDER BY name").all();
-      assertEquals(sql(ours), sql(theirs));
-      assertEquals(ours.schemaVersion(), 3);
-    } finally {
-      ours.close();
-      theirs.close();
-    }
+    const theirs = copyFixture("terok-v3", dir);
+    const ours = join(dir, "new.db");
+    CredentialStore.open(ours, pass("new passphrase"), { create: true }).close();
+    const schema = (path: string, passphrase: string) =>
+      withRawSql(
+        path,
+        pass(passphrase),
+        (db) => db.prepare("SELECT type, name, sql FROM sqlite_master ORDER BY name").all(),
+      );
+    assertEquals(schema(ours, "new passphrase"), schema(theirs, m.passphrase!));
   });
 });
 
@@ -136,12 +132,15 @@ Deno.test("terok-v0 fixture migrates to exactly expected_after_migration", async
     try {
       assertEquals(store.migration, { from: 0, to: 3 });
       assertContents(dump(store), m.expected_after_migration!);
-      const columns = (store.db.pragma("table_info(ssh_keys)") as { name: string }[]).map((c) =>
-        c.name
-      );
+      const columnsOf = (table: string) =>
+        withRawSql(
+          path,
+          pass(m.passphrase!),
+          (db) => (db.pragma(`table_info(${table})`) as { name: string }[]).map((c) => c.name),
+        );
+      const columns = columnsOf("ssh_keys");
       assert(columns.includes("private_der") && !columns.includes("private_pem"));
-      const tokenColumns = (store.db.pragma("table_info(proxy_tokens)") as { name: string }[])
-        .map((c) => c.name);
+      const tokenColumns = columnsOf("proxy_tokens");
       assert(tokenColumns.includes("subject") && !tokenColumns.includes("task"));
       // The private halves are now PKCS#8 DER and the assignments survived the rebuild.
       for (const key of store.loadKeysForScope("legacy")) {

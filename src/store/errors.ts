@@ -40,3 +40,12 @@ export class NotFound extends VaultError {}
 
 /** The database's schema is newer than this build understands, or a migration failed. */
 export class SchemaError extends VaultError {}
+
+/**
+ * The database is held by another process and cannot be opened or rewritten
+ * now; the message names the holders (pid and command) where they are known.
+ */
+export class DatabaseBusy extends VaultError {}
+
+/** The database path cannot be examined (permission denied, a parent is not a directory …). */
+export class DatabaseInaccessible extends VaultError {}

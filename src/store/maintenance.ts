@@ -2,16 +2,19 @@
  * Whole-file operations: encrypting a plaintext database, changing the
  * passphrase, checking integrity.
  *
- * Rewrites never touch the original in place: the file is copied under an
- * exclusive lock, the copy is re-keyed and verified, then atomically renamed
- * over the original. Any failure leaves the original byte-identical.
+ * Rewrites never touch the original in place: under the vault lock held
+ * EXCLUSIVE (`lock.ts`: no other process has the file open, and none can open
+ * it until the rewrite is done) the file is copied, the copy is re-keyed and
+ * verified, then atomically renamed over the original. Any failure leaves the
+ * original byte-identical. Copies left by a killed rewrite
+ * (`<db>.rekey-*` and their journals) are removed by the next one.
  *
  * @module
  */
 
 import { Buffer } from "node:buffer";
-import { dirname } from "node:path";
-import { type Db, sqliteCode, SqliteDatabase } from "./sqlite.ts";
+import { basename, dirname, join } from "node:path";
+import { sqliteCode, SqliteDatabase } from "./sqlite.ts";
 import type { DbKey } from "./key.ts";
 import { toHex } from "./key.ts";
 import {
@@ -22,13 +25,20 @@ import {
   refuseSymlink,
   removeDatabaseFiles,
 } from "./open.ts";
-import { CorruptDatabase, WrongPassphrase } from "./errors.ts";
-import { InvalidInput, VaultError } from "../errors.ts";
+import { CorruptDatabase, DatabaseBusy, WrongPassphrase } from "./errors.ts";
+import { InvalidInput } from "../errors.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
 import { migrate } from "./migrate.ts";
+import { countRows } from "./check.ts";
+import { lockExclusive, lockHolders } from "./lock.ts";
 
-/** The database is in use by another process and cannot be rewritten now. */
-export class DatabaseBusy extends VaultError {}
+export { DatabaseBusy };
+
+/** Options shared by the rewrites. */
+export interface RewriteOptions {
+  /** How long to wait for open connections to close (default `REWRITE_LOCK_WAIT_MS` in lock.ts, 5 s). */
+  lockWaitMs?: number;
+}
 
 /** Shortest passphrase accepted for a new or changed vault. */
 export const MIN_PASSPHRASE_LENGTH = 8;
@@ -55,21 +65,29 @@ export interface EncryptResult {
   backupPath: string | null;
   /** Rows per table, identical before and after. */
   rows: Record<string, number>;
+  /** Leftovers of an interrupted rewrite that were removed first. */
+  leftoversRemoved: string[];
 }
 
 /**
  * Encrypts an unencrypted SQLite database in place (SQLCipher 4 format).
  *
  * A plaintext backup is written first (mode 0600, never overwriting), unless
- * `keepBackup` is false.
+ * `keepBackup` is false; then no plaintext copy (nor a plaintext journal)
+ * survives a successful run.
+ *
+ * @throws {DatabaseBusy} another process has the database open
  */
 export function encryptPlaintextDatabase(
   path: string,
   passphrase: Uint8Array,
-  options: { keepBackup?: boolean } = {},
+  options: { keepBackup?: boolean } & RewriteOptions = {},
 ): EncryptResult {
   refuseSymlink(path);
   validateNewPassphrase(passphrase);
+  if (inspectFile(path) === "missing") assertOpenable(path, "missing");
+  using _lock = lockExclusive(path, options.lockWaitMs);
+  const leftoversRemoved = removeLeftovers(path);
   const kind = inspectFile(path);
   if (kind !== "plaintext") {
     if (kind === "encrypted") {
@@ -83,77 +101,92 @@ export function encryptPlaintextDatabase(
     backupPath = uniquePath(`${path}.plaintext-backup`);
     copyPrivate(path, backupPath);
   });
-  return { backupPath, rows };
+  return { backupPath, rows, leftoversRemoved };
+}
+
+/** Result of {@link changePassphrase}. */
+export interface RekeyResult {
+  /** Rows per table, identical before and after. */
+  rows: Record<string, number>;
+  /** Leftovers of an interrupted rewrite that were removed first. */
+  leftoversRemoved: string[];
 }
 
 /**
  * Re-keys an encrypted database with a new passphrase. Drains the WAL first;
  * nothing changes on failure.
+ *
+ * @throws {DatabaseBusy} another process (e.g. `vault serve`) has the database open
+ * @throws {WrongPassphrase} `current` does not open the file
  */
 export function changePassphrase(
   path: string,
   current: DbKey,
   newPassphrase: Uint8Array,
-): Record<string, number> {
+  options: RewriteOptions = {},
+): RekeyResult {
   refuseSymlink(path);
   validateNewPassphrase(newPassphrase);
   assertOpenable(path);
-  return rewrite(path, current, newPassphrase);
+  using _lock = lockExclusive(path, options.lockWaitMs);
+  const leftoversRemoved = removeLeftovers(path);
+  assertOpenable(path);
+  const rows = rewrite(path, current, newPassphrase);
+  return { rows, leftoversRemoved };
 }
 
-/** Result of {@link checkDatabase}. */
-export interface CheckReport {
-  ok: boolean;
-  schemaVersion: number;
-  cipherVersion: string | null;
-  integrity: string[];
-  foreignKeyProblems: number;
-  rows: Record<string, number>;
-}
+const LEFTOVER_SIDECAR = /^(-journal|-wal|-shm)?$/;
 
-/** Runs integrity and foreign-key checks on an open connection. */
-export function checkDatabase(db: Db): CheckReport {
-  const integrity = (db.pragma("integrity_check") as { integrity_check: string }[]).map((r) =>
-    r.integrity_check
-  );
-  const foreignKeyProblems = (db.pragma("foreign_key_check") as unknown[]).length;
-  let cipherVersion: string | null = null;
+/**
+ * Leftovers of a killed rewrite beside `path`: re-keyed (or, from
+ * `db encrypt`, plaintext) copies `<db>.rekey-<hex>` and their
+ * `-journal`/`-wal`/`-shm`. They may still open with an old passphrase, or
+ * hold plaintext. Never the plaintext backup, which is kept on purpose.
+ */
+export function findLeftovers(path: string): string[] {
+  const dir = dirname(path);
+  const prefix = `${basename(path)}.rekey-`;
+  const found: string[] = [];
+  let entries: Iterable<Deno.DirEntry>;
   try {
-    cipherVersion = String(db.pragma("cipher_version", { simple: true }) ?? "") || null;
+    entries = Deno.readDirSync(dir);
   } catch {
-    cipherVersion = null;
+    return found; // unreadable directory: nothing we could remove either
   }
-  return {
-    ok: integrity.length === 1 && integrity[0] === "ok" && foreignKeyProblems === 0,
-    schemaVersion: db.pragma("user_version", { simple: true }) as number,
-    cipherVersion,
-    integrity,
-    foreignKeyProblems,
-    rows: countRows(db),
-  };
+  for (const entry of entries) {
+    if (!entry.name.startsWith(prefix)) continue;
+    const rest = entry.name.slice(prefix.length);
+    const hex = /^[0-9a-f]+/.exec(rest);
+    if (hex && LEFTOVER_SIDECAR.test(rest.slice(hex[0].length))) found.push(join(dir, entry.name));
+  }
+  return found.sort();
 }
 
-/** Row counts of every user table. */
-export function countRows(db: Db): Record<string, number> {
-  const tables = (db.prepare(
-    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
-  ).all() as { name: string }[]).map((r) => r.name);
-  const counts: Record<string, number> = {};
-  for (const table of tables) {
-    const quoted = `"${table.replaceAll('"', '""')}"`;
-    counts[table] = (db.prepare(`SELECT count(*) AS n FROM ${quoted}`).get() as { n: number }).n;
+/** Removes {@link findLeftovers}; only under the exclusive vault lock. Returns what was removed. */
+function removeLeftovers(path: string): string[] {
+  const removed: string[] = [];
+  for (const leftover of findLeftovers(path)) {
+    try {
+      Deno.removeSync(leftover); // a symbolic link is removed, never followed
+      removed.push(leftover);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
   }
-  return counts;
+  if (removed.length > 0) syncFile(dirname(path));
+  return removed;
 }
 
+/** The copy → re-key → verify → rename; the caller holds the exclusive vault lock. */
 function rewrite(
   path: string,
   current: DbKey | null,
   newPassphrase: Uint8Array,
   beforeReplace?: () => void,
 ): Record<string, number> {
-  const original = new SqliteDatabase(path, { fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
   const temp = `${path}.rekey-${toHex(crypto.getRandomValues(new Uint8Array(6)))}`;
+  const original = new SqliteDatabase(path, { fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
+  let originalMode: string | null = null;
   let renamed = false;
   try {
     if (current) applyKey(original, current);
@@ -165,18 +198,20 @@ function rewrite(
       }
       throw new CorruptDatabase(`cannot read ${shown(path)}: ${(error as Error).message}`);
     }
-    // Drain the WAL into the main file and hold the file still while copying.
+    // Drain the WAL into the main file: the file alone then holds every committed row.
+    originalMode = String(original.pragma("journal_mode", { simple: true }));
     original.pragma("wal_checkpoint(TRUNCATE)");
     const mode = String(original.pragma("journal_mode = DELETE", { simple: true }));
     if (mode !== "delete") {
+      // Only a process that ignores the vault lock (an older vault, sqlite3) gets here.
+      const holders = lockHolders([path, `${path}-shm`]);
       throw new DatabaseBusy(
-        `${shown(path)} is in use by another process; stop it (e.g. 'vault serve') and retry`,
+        `the vault ${shown(path)} is busy: ${
+          holders.length > 0
+            ? `it is held by ${holders.join(", ")}`
+            : "it is open in another process"
+        }; stop it and retry`,
       );
-    }
-    try {
-      original.exec("BEGIN EXCLUSIVE");
-    } catch {
-      throw new DatabaseBusy(`${shown(path)} is in use by another process; retry later`);
     }
     const before = countRows(original);
     const integrity = original.pragma("integrity_check", { simple: true });
@@ -209,23 +244,26 @@ function rewrite(
       check.pragma("foreign_keys = ON");
       migrate(check);
     } finally {
-      check.close();
+      check.close(); // the last close checkpoints and removes the copy's -wal/-shm
     }
     syncFile(temp);
     beforeReplace?.();
+    // No connection to the old inode survives the rename (we hold the vault lock exclusive).
+    original.close();
     Deno.renameSync(temp, path);
     renamed = true;
     syncFile(dirname(path));
     return before;
   } finally {
-    try {
-      if (original.inTransaction) original.exec("ROLLBACK");
-      if (!renamed) original.pragma("journal_mode = WAL");
-    } catch {
-      // the connection may already be unusable; closing is what matters
+    if (!renamed) {
+      try {
+        if (original.open && originalMode === "wal") original.pragma("journal_mode = WAL");
+      } catch {
+        // the next read-write open sets WAL again
+      }
+      if (original.open) original.close();
+      removeDatabaseFiles(temp);
     }
-    original.close();
-    if (!renamed) removeDatabaseFiles(temp);
   }
 }
 

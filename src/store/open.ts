@@ -16,10 +16,12 @@ import { toHex } from "./key.ts";
 import {
   CorruptDatabase,
   DatabaseExists,
+  DatabaseInaccessible,
   DatabaseNotFound,
   PlaintextDBFound,
   WrongPassphrase,
 } from "./errors.ts";
+import { lockShared, type VaultLock } from "./lock.ts";
 import { InvalidInput } from "../errors.ts";
 import { migrate, type MigrationReport } from "./migrate.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
@@ -33,8 +35,18 @@ const SQLITE_MAGIC = new TextEncoder().encode("SQLite format 3\0");
 export interface OpenOptions {
   /** Create a new database; fails if one exists. */
   create?: boolean;
-  /** Open read-only: no migration, no table creation, no journal-mode change. */
+  /**
+   * Open for reading only: no migration, no table creation, no journal-mode
+   * change, writes refused (`query_only`), and no lock file created; it
+   * leaves no `-wal`/`-shm` behind that were not there before (see `connect`).
+   */
   readonly?: boolean;
+  /**
+   * `PRAGMA synchronous` of a read-write connection: "full" (the default: a
+   * commit, e.g. a token revocation, survives a power loss) or "normal"
+   * (no fsync per commit in WAL mode; only for measuring what "full" costs).
+   */
+  synchronous?: "full" | "normal";
 }
 
 /** An open database plus what happened while opening it. */
@@ -43,24 +55,39 @@ export interface OpenedDatabase {
   db: Db;
   /** Schema migration performed on open (from === to when none). */
   migration: MigrationReport | null;
+  /**
+   * The vault lock held SHARED for this connection (see `lock.ts`); release
+   * it only after closing `db`. Null for a read-only open of a vault that has
+   * no lock file yet.
+   */
+  lock: VaultLock | null;
 }
 
 /** What the first bytes of a file say it is. */
 export type FileKind = "missing" | "empty" | "plaintext" | "encrypted" | "corrupt";
 
-/** Classifies a database file by its size and header, without opening it. */
+/**
+ * Classifies a database file by its size and header, without opening it.
+ *
+ * @throws {DatabaseInaccessible} the path cannot be examined (permissions, a parent is not a directory)
+ */
 export function inspectFile(path: string): FileKind {
   let info: Deno.FileInfo;
   try {
     info = Deno.statSync(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return "missing";
-    throw error;
+    throw inaccessible(path, error);
   }
   if (!info.isFile) return "corrupt";
   if (info.size === 0) return "empty";
   const header = new Uint8Array(16);
-  const file = Deno.openSync(path, { read: true });
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { read: true });
+  } catch (error) {
+    throw inaccessible(path, error);
+  }
   try {
     let done = 0;
     while (done < header.length) {
@@ -84,22 +111,59 @@ export function refuseSymlink(path: string): void {
       throw new InvalidInput(`refusing to use ${shown(path)}: it is a symbolic link`);
     }
   } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    if (error instanceof InvalidInput) throw error;
+    if (!(error instanceof Deno.errors.NotFound)) throw inaccessible(path, error);
   }
+}
+
+/** A one-line {@link DatabaseInaccessible} for a filesystem error on `path`. */
+export function inaccessible(path: string, error: unknown): DatabaseInaccessible {
+  let why = "cannot examine it";
+  if (error instanceof Deno.errors.PermissionDenied) why = "permission denied";
+  else if (error instanceof Deno.errors.NotADirectory) why = "a parent is not a directory";
+  else if (error instanceof Deno.errors.FilesystemLoop) why = "too many symbolic links";
+  else if (error instanceof Error) why = error.message.replace(/\s*\(os error \d+\).*$/s, "");
+  return new DatabaseInaccessible(`cannot access the vault database ${shown(path)}: ${why}`);
 }
 
 /**
  * Opens the database at `path` with `key`, migrating it to schema v3 unless
- * read-only.
+ * read-only. The vault lock is taken SHARED first and held for the
+ * connection's lifetime (see `lock.ts`); read-write connections use
+ * `journal_mode=WAL` with `synchronous=FULL`.
  *
  * @throws {DatabaseNotFound} no file (and not `create`)
  * @throws {DatabaseExists} `create` but the file exists
  * @throws {PlaintextDBFound} the file is unencrypted SQLite
  * @throws {WrongPassphrase} the key does not decrypt the file
  * @throws {CorruptDatabase} the file is not a database
+ * @throws {DatabaseBusy} a rewrite held the vault lock for longer than {@link BUSY_TIMEOUT_MS}
+ * @throws {DatabaseInaccessible} the path cannot be examined
  */
 export function openDatabase(path: string, key: DbKey, options: OpenOptions = {}): OpenedDatabase {
   refuseSymlink(path);
+  if (options.create) {
+    Deno.mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  } else {
+    // No lock files beside a path that holds no database.
+    if (inspectFile(path) === "missing") assertOpenable(path, "missing");
+  }
+  // Taken before the file is examined: a rewrite that ran while we waited has
+  // already renamed its copy into place, so we open the current file.
+  const lock = lockShared(path, { create: !options.readonly, waitMs: BUSY_TIMEOUT_MS });
+  try {
+    return { ...openLocked(path, key, options), lock };
+  } catch (error) {
+    lock?.release();
+    throw error;
+  }
+}
+
+function openLocked(
+  path: string,
+  key: DbKey,
+  options: OpenOptions,
+): { db: Db; migration: MigrationReport | null } {
   const kind = inspectFile(path);
   if (options.create) {
     if (kind !== "missing") {
@@ -111,11 +175,7 @@ export function openDatabase(path: string, key: DbKey, options: OpenOptions = {}
   }
   let db: Db;
   try {
-    db = new SqliteDatabase(path, {
-      fileMustExist: true,
-      readonly: options.readonly ?? false,
-      timeout: BUSY_TIMEOUT_MS,
-    });
+    db = connect(path, options.readonly ?? false);
   } catch (error) {
     if (options.create) removeDatabaseFiles(path);
     throw new CorruptDatabase(`cannot open ${shown(path)}: ${(error as Error).message}`);
@@ -135,8 +195,12 @@ export function openDatabase(path: string, key: DbKey, options: OpenOptions = {}
     }
     db.pragma("foreign_keys = ON");
     let migration: MigrationReport | null = null;
-    if (!options.readonly) {
+    if (options.readonly) {
+      db.pragma("query_only = ON");
+    } else {
       db.pragma("journal_mode = WAL");
+      // Every commit fsyncs the WAL: a revoked token stays revoked across a power loss.
+      db.pragma(options.synchronous === "normal" ? "synchronous = NORMAL" : "synchronous = FULL");
       migration = migrate(db);
     }
     return { db, migration };
@@ -144,6 +208,56 @@ export function openDatabase(path: string, key: DbKey, options: OpenOptions = {}
     db.close();
     if (options.create) removeDatabaseFiles(path);
     throw error;
+  }
+}
+
+/**
+ * A connection to an existing file. A read-only open asks for a read-write
+ * connection (writes are refused with `query_only` later) unless the file
+ * already has both `-wal` and `-shm`: SQLite then, on the last close,
+ * checkpoints and removes the `-wal`/`-shm` this connection created, where a
+ * read-only connection would leave them behind. With both present they are
+ * left as they were. A file we may not write is opened truly read-only.
+ */
+function connect(path: string, readonly: boolean): Db {
+  if (readonly) {
+    if (!(exists(`${path}-wal`) && exists(`${path}-shm`))) {
+      try {
+        return new SqliteDatabase(path, { fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
+      } catch {
+        // not writable by us: fall through to a read-only connection
+      }
+    }
+    return new SqliteDatabase(path, {
+      fileMustExist: true,
+      readonly: true,
+      timeout: BUSY_TIMEOUT_MS,
+    });
+  }
+  return new SqliteDatabase(path, { fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Proves that `key` opens the database at `path` (read-only, nothing
+ * written), then closes it.
+ *
+ * @throws what {@link openDatabase} throws, e.g. {@link WrongPassphrase}
+ */
+export function verifyKey(path: string, key: DbKey): void {
+  const { db, lock } = openDatabase(path, key, { readonly: true });
+  try {
+    db.close();
+  } finally {
+    lock?.release();
   }
 }
 

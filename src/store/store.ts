@@ -12,6 +12,8 @@
 import type { Db, Statement } from "./sqlite.ts";
 import type { DbKey } from "./key.ts";
 import { openDatabase, type OpenOptions } from "./open.ts";
+import { checkDatabase, type CheckReport } from "./check.ts";
+import type { VaultLock } from "./lock.ts";
 import type { MigrationReport } from "./migrate.ts";
 import { InvalidCredentialData, NotFound } from "./errors.ts";
 import {
@@ -103,23 +105,35 @@ const KEY_COLUMNS = "k.id, k.key_type, k.public_blob, k.comment, k.fingerprint, 
 
 /** The credential store. Create with {@link CredentialStore.open}; call {@link close} when done. */
 export class CredentialStore {
-  /** The underlying connection; SQL stays inside `src/store`. */
-  readonly db: Db;
+  /** The connection: private, so that SQL stays inside `src/store`. */
+  readonly #db: Db;
   /** The path the store was opened from. */
   readonly path: string;
   /** Migration performed when opening, if any. */
   readonly migration: MigrationReport | null;
 
-  private constructor(path: string, db: Db, migration: MigrationReport | null) {
+  /** The vault lock held for the connection; released after the connection closes. */
+  private readonly lock: VaultLock | null;
+
+  private constructor(
+    path: string,
+    db: Db,
+    migration: MigrationReport | null,
+    lock: VaultLock | null,
+  ) {
     this.path = path;
-    this.db = db;
+    this.#db = db;
     this.migration = migration;
+    this.lock = lock;
   }
 
-  /** Opens (or with `create`, creates) the database at `path`. */
+  /**
+   * Opens (or with `create`, creates) the database at `path`, holding the
+   * vault lock shared until {@link close}.
+   */
   static open(path: string, key: DbKey, options: OpenOptions = {}): CredentialStore {
-    const { db, migration } = openDatabase(path, key, options);
-    return new CredentialStore(path, db, migration);
+    const { db, migration, lock } = openDatabase(path, key, options);
+    return new CredentialStore(path, db, migration, lock);
   }
 
   private readonly statements = new Map<string, Statement>();
@@ -128,15 +142,29 @@ export class CredentialStore {
   private sql(source: string): Statement {
     let statement = this.statements.get(source);
     if (!statement) {
-      statement = this.db.prepare(source);
+      statement = this.#db.prepare(source);
       this.statements.set(source, statement);
     }
     return statement;
   }
 
-  /** Closes the connection. */
+  /** Closes the connection, then releases the vault lock. */
   close(): void {
-    if (this.db.open) this.db.close();
+    try {
+      if (this.#db.open) this.#db.close();
+    } finally {
+      this.lock?.release();
+    }
+  }
+
+  /** True while a transaction is open on this connection. */
+  get inTransaction(): boolean {
+    return this.#db.inTransaction;
+  }
+
+  /** Runs SQLite's integrity and foreign-key checks (`vault db check`). */
+  check(): CheckReport {
+    return checkDatabase(this.#db);
   }
 
   /** `Symbol.dispose` support for `using`. */
@@ -149,14 +177,14 @@ export class CredentialStore {
    * outer transaction. Commits when `fn` returns, rolls back if it throws.
    */
   transaction<T>(fn: () => T): T {
-    if (this.db.inTransaction) return fn();
-    this.db.exec("BEGIN IMMEDIATE");
+    if (this.#db.inTransaction) return fn();
+    this.#db.exec("BEGIN IMMEDIATE");
     try {
       const result = fn();
-      this.db.exec("COMMIT");
+      this.#db.exec("COMMIT");
       return result;
     } catch (error) {
-      if (this.db.inTransaction) this.db.exec("ROLLBACK");
+      if (this.#db.inTransaction) this.#db.exec("ROLLBACK");
       throw error;
     }
   }
@@ -169,7 +197,7 @@ export class CredentialStore {
 
   /** The schema version (`PRAGMA user_version`). */
   schemaVersion(): number {
-    return this.db.pragma("user_version", { simple: true }) as number;
+    return this.#db.pragma("user_version", { simple: true }) as number;
   }
 
   // ---------------------------------------------------------------- credentials

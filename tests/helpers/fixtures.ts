@@ -8,6 +8,9 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { openDatabase } from "../../src/store/open.ts";
+import type { DbKey } from "../../src/store/key.ts";
+import type { Db } from "../../src/store/sqlite.ts";
 
 /** Directory of the shared fixtures, beside the checkout. */
 export const FIXTURES = fileURLToPath(new URL("../../../shared/fixtures/", import.meta.url));
@@ -103,4 +106,19 @@ export async function withTempDir<T>(fn: (dir: string) => T | Promise<T>): Promi
 /** UTF-8 bytes of a string. */
 export function utf8(text: string): Uint8Array {
   return new TextEncoder().encode(text);
+}
+
+/**
+ * Runs `fn` on a raw SQLite connection to the vault at `path` (a second
+ * connection, beside any open store): for planting rows the store's API
+ * refuses, or reading schema details. The store keeps its own connection private.
+ */
+export function withRawSql<T>(path: string, key: DbKey, fn: (db: Db) => T): T {
+  const { db, lock } = openDatabase(path, key);
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+    lock?.release();
+  }
 }

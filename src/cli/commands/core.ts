@@ -7,12 +7,10 @@
 import type { Command } from "@commander-js/extra-typings";
 import type { Context } from "../context.ts";
 import { CredentialStore } from "../../store/store.ts";
-import { inspectFile } from "../../store/open.ts";
-import { DatabaseExists } from "../../store/errors.ts";
-import { changePassphrase, validateNewPassphrase } from "../../store/maintenance.ts";
+import { type FileKind, inspectFile, verifyKey } from "../../store/open.ts";
+import { DatabaseExists, DatabaseInaccessible } from "../../store/errors.ts";
+import { changePassphrase, findLeftovers, validateNewPassphrase } from "../../store/maintenance.ts";
 import { deriveRawKey, readSalt } from "../../store/key.ts";
-import { SqliteDatabase } from "../../store/sqlite.ts";
-import { applyKey } from "../../store/open.ts";
 import { describeTiers, resolveDbKey } from "../../unlock/chain.ts";
 import { clearSessionKey, saveSessionKey } from "../../unlock/session.ts";
 import { wipeMaterial } from "../../unlock/types.ts";
@@ -60,7 +58,16 @@ Examples:
     .option("--json", "print the result as JSON")
     .action(async (options) => {
       const { path, source } = ctx.dbPath();
-      const kind = inspectFile(path);
+      let kind: FileKind | "inaccessible";
+      let inaccessible: string | null = null;
+      try {
+        kind = inspectFile(path);
+      } catch (error) {
+        if (!(error instanceof DatabaseInaccessible)) throw error;
+        kind = "inaccessible";
+        inaccessible = error.message;
+      }
+      const leftovers = findLeftovers(path);
       const settings = await ctx.settings();
       const tiers = await describeTiers({
         dbPath: path,
@@ -76,7 +83,9 @@ Examples:
         file: kind,
         unlockedBy: answering?.state === "answers" ? answering.tier : null,
         tiers,
+        leftovers,
       };
+      if (inaccessible) report.error = inaccessible;
       // Only tiers that cannot prompt (pinentry, a keyring unlock dialog) are used to peek inside.
       const quiet = [
         "passphrase-file",
@@ -142,6 +151,13 @@ Examples:
       }
       if (report.contents) ctx.out.line(`contents:   ${report.contents}`);
       if (report.error) ctx.out.line(`error:      ${report.error}`);
+      if (leftovers.length > 0) {
+        ctx.out.line(
+          `warning:    ${leftovers.length} leftover file(s) of an interrupted passphrase change ` +
+            `or db encrypt (old-passphrase or plaintext copies): ${leftovers.join(", ")}; ` +
+            `the next 'vault passphrase change' or 'vault db encrypt' removes them`,
+        );
+      }
       ctx.out.line("tiers:");
       for (const tier of tiers) {
         ctx.out.line(
@@ -172,13 +188,7 @@ $XDG_RUNTIME_DIR when the keyring is unavailable. 'vault lock' removes it.`,
       else key = await deriveRawKey(resolved.material.passphrase, readSalt(path));
       try {
         // Prove the derived key opens the file before caching it.
-        const probe = new SqliteDatabase(path, { fileMustExist: true, readonly: true });
-        try {
-          applyKey(probe, { kind: "raw", key });
-          probe.prepare("SELECT count(*) FROM sqlite_master").get();
-        } finally {
-          probe.close();
-        }
+        verifyKey(path, { kind: "raw", key });
         const where = await saveSessionKey(path, key, ttl, ctx.env);
         const until = new Date(Date.now() + ttl * 1000).toISOString();
         ctx.out.line(`unlocked ${path} until ${until} (${where})`);
@@ -200,8 +210,27 @@ $XDG_RUNTIME_DIR when the keyring is unavailable. 'vault lock' removes it.`,
   passphrase.command("change")
     .description("re-encrypt the vault with a new passphrase (atomic; nothing changes on failure)")
     .option("--new-passphrase-file <file>", "read the new passphrase from this file")
+    .addHelpText(
+      "after",
+      `
+The current passphrase comes from the usual sources (--passphrase-file before
+the command, a session, a prompt …); the new one from --new-passphrase-file
+or is asked twice on the terminal. The vault is copied, re-keyed, verified and
+renamed over the original. It refuses, naming the process, while another
+process (e.g. 'vault serve') has the vault open; commands started meanwhile
+wait for it. Copies left by an interrupted run (<db>.rekey-*) are removed.
+
+Example:
+  vault --passphrase-file old.pass passphrase change --new-passphrase-file new.pass`,
+    )
     .action(async (options) => {
       const { path } = ctx.dbPath();
+      if (!options.newPassphraseFile && !ctx.interactive) {
+        // The current passphrase may come from --passphrase-file; the new one never does.
+        throw new InvalidInput(
+          "no new passphrase given: pass --new-passphrase-file FILE (or run on a terminal)",
+        );
+      }
       const newPassphrase = options.newPassphraseFile
         ? await readPassphraseFile(options.newPassphraseFile, "new passphrase file")
         : await ctx.promptNew("passphrase");
@@ -209,12 +238,16 @@ $XDG_RUNTIME_DIR when the keyring is unavailable. 'vault lock' removes it.`,
         validateNewPassphrase(newPassphrase);
         const { store, resolved } = await ctx.unlock();
         store.close();
+        let result;
         try {
-          changePassphrase(path, resolved.material, newPassphrase);
+          result = changePassphrase(path, resolved.material, newPassphrase);
         } finally {
           wipeMaterial(resolved.material);
         }
         await clearSessionKey(path, ctx.env);
+        for (const leftover of result.leftoversRemoved) {
+          ctx.out.info(`vault: removed ${leftover} (left by an interrupted rewrite)`);
+        }
         ctx.out.line(`passphrase changed for ${path}; run 'vault unlock' to cache the new key`);
       } finally {
         newPassphrase.fill(0);
@@ -232,6 +265,8 @@ function describeKind(kind: string): string {
       return "encrypted (SQLCipher 4)";
     case "empty":
       return "empty file (not a vault)";
+    case "inaccessible":
+      return "cannot be examined (see error)";
     default:
       return "not a vault database";
   }

@@ -6,7 +6,7 @@
 
 import type { Command } from "@commander-js/extra-typings";
 import type { Context } from "../context.ts";
-import { checkDatabase, encryptPlaintextDatabase } from "../../store/maintenance.ts";
+import { encryptPlaintextDatabase } from "../../store/maintenance.ts";
 import { VaultError } from "../../errors.ts";
 
 /** The database failed its integrity check. */
@@ -27,7 +27,9 @@ The new passphrase comes from --passphrase-file / VAULT_PASSPHRASE_FILE or is
 asked twice. The file is copied, the copy encrypted and verified, then renamed
 over the original; any failure leaves the original untouched. Unless
 --no-backup is given the plaintext original is kept as
-<db>.plaintext-backup (mode 0600): delete it once you have checked the vault.`,
+<db>.plaintext-backup (mode 0600): delete it once you have checked the vault.
+It refuses while another process (e.g. 'vault serve') has the file open, and
+first removes copies left by an interrupted run (<db>.rekey-*).`,
     )
     .action(async (options) => {
       const { path } = ctx.dbPath();
@@ -35,8 +37,17 @@ over the original; any failure leaves the original untouched. Unless
       try {
         const result = encryptPlaintextDatabase(path, passphrase, { keepBackup: options.backup });
         if (options.json) {
-          ctx.out.json({ path, encrypted: true, backup: result.backupPath, rows: result.rows });
+          ctx.out.json({
+            path,
+            encrypted: true,
+            backup: result.backupPath,
+            rows: result.rows,
+            leftoversRemoved: result.leftoversRemoved,
+          });
           return;
+        }
+        for (const leftover of result.leftoversRemoved) {
+          ctx.out.info(`vault: removed ${leftover} (left by an interrupted rewrite)`);
         }
         ctx.out.line(`encrypted ${path} (SQLCipher 4)`);
         if (result.backupPath) {
@@ -53,7 +64,7 @@ over the original; any failure leaves the original untouched. Unless
     .description("run SQLite integrity and foreign-key checks")
     .option("--json", "print the result as JSON")
     .action(async (options) => {
-      const report = await ctx.withStore((store) => checkDatabase(store.db), { readonly: true });
+      const report = await ctx.withStore((store) => store.check(), { readonly: true });
       if (options.json) ctx.out.json(report);
       else {
         ctx.out.line(`integrity:    ${report.integrity.join("; ")}`);

@@ -1,0 +1,235 @@
+/**
+ * The rekey race (issue 8, finding 1): `vault passphrase change` renames a
+ * re-keyed copy over the database while other vault processes write to it or
+ * serve from it. Real CLI subprocesses throughout: background `cred set`
+ * writers (one with the current, one with the next passphrase), a `vault
+ * serve` running before the change in some rounds and started during it in
+ * others, and the change in the foreground.
+ *
+ * After every round: the vault opens with exactly one of the two passphrases,
+ * passes its integrity check, and holds every write whose `cred set` exited 0;
+ * a `vault serve` still running holds no replaced (deleted) database inode.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { CliSandbox } from "./helpers/cli.ts";
+import { withTempDir } from "./helpers/fixtures.ts";
+import { CredentialStore } from "../src/store/store.ts";
+
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+const ROUNDS = 20;
+/** Rounds where `vault serve` is up before the change starts: the change must refuse. */
+const SERVE_BEFORE = new Set([5]);
+/** Rounds where `vault serve` starts while the change runs, and how long after it (ms). */
+const SERVE_DURING = new Map([[2, 50], [11, 700], [17, 1400]]);
+
+interface Write {
+  set: string;
+  provider: string;
+  value: string;
+}
+
+function passphrase(n: number): string {
+  return `race passphrase number ${n}`;
+}
+
+/** The passphrase index (of `candidates`) that opens the vault, asserting it is exactly one. */
+function opensWith(db: string, candidates: number[]): { index: number; store: CredentialStore } {
+  const opened: { index: number; store: CredentialStore }[] = [];
+  const failures: string[] = [];
+  for (const index of candidates) {
+    try {
+      const store = CredentialStore.open(db, {
+        kind: "passphrase",
+        passphrase: new TextEncoder().encode(passphrase(index)),
+      }, { readonly: true });
+      opened.push({ index, store });
+    } catch (error) {
+      failures.push(`passphrase ${index}: ${(error as Error).message}`);
+    }
+  }
+  if (opened.length !== 1) {
+    for (const { store } of opened) store.close();
+    throw new Error(
+      `the vault must open with exactly one of passphrases ${candidates.join(", ")}; ` +
+        `opened with ${opened.length}: ${failures.join("; ")}`,
+    );
+  }
+  return opened[0];
+}
+
+/** Paths of database files a process holds open although they were replaced (unlinked). */
+function deletedDbFds(pid: number, db: string): string[] {
+  const found: string[] = [];
+  try {
+    for (const entry of Deno.readDirSync(`/proc/${pid}/fd`)) {
+      try {
+        const target = Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`);
+        if (target.startsWith(db) && target.endsWith("(deleted)")) found.push(target);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  } catch {
+    // the process has exited
+  }
+  return found;
+}
+
+Deno.test(`rekey race: ${ROUNDS} rounds of writers and serve against passphrase change lose no acknowledged write`, async () => {
+  await withTempDir(async (dir) => {
+    const cli = new CliSandbox(dir);
+    const db = join(dir, "vault", "credentials.db");
+    const passFile = (n: number) => cli.file(`pass-${n}`, passphrase(n));
+    const init = await cli.run(["--db", db, "--passphrase-file", passFile(0), "init"]);
+    assertEquals(init.code, 0, init.stderr);
+
+    const acknowledged: Write[] = [];
+    const writerErrors: string[] = [];
+    let current = 0;
+    let changes = 0;
+    let refusals = 0;
+    let writes = 0;
+
+    const writer = async (name: string, pass: string, stop: { now: boolean }) => {
+      for (let i = 0; !stop.now; i++) {
+        const write = {
+          set: name,
+          provider: `p${i}`,
+          value: `${name}-${i}-${crypto.randomUUID()}`,
+        };
+        const r = await cli.run(
+          ["--db", db, "--passphrase-file", pass, "cred", "set", write.provider, "--set", name],
+          { stdin: write.value },
+        );
+        writes++;
+        if (r.code === 0) acknowledged.push(write);
+        else writerErrors.push(r.stderr.trim());
+        await new Promise((resolve) => setTimeout(resolve, 100)); // leave the change some CPU
+      }
+    };
+
+    const startServe = (pass: string) =>
+      new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "--no-check",
+          MAIN,
+          "--db",
+          db,
+          "--passphrase-file",
+          pass,
+          "serve",
+          "--local-scope",
+          "race",
+        ],
+        env: cli.env,
+        clearEnv: true,
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+    const socket = join(dir, "run", "vault", "ssh-agent-local-race.sock");
+
+    for (let round = 0; round < ROUNDS; round++) {
+      const next = current + 1;
+      const oldPass = passFile(current);
+      const newPass = passFile(next);
+      const stop = { now: false };
+      const writers = [
+        writer(`r${round}old`, oldPass, stop),
+        writer(`r${round}new`, newPass, stop),
+      ];
+      let serve: Deno.ChildProcess | null = null;
+      try {
+        if (SERVE_BEFORE.has(round)) {
+          serve = startServe(oldPass);
+          for (let i = 0; i < 300; i++) {
+            try {
+              if (Deno.lstatSync(socket).isSocket) break;
+            } catch {
+              // not yet
+            }
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }
+        } else {
+          // let the writers get going: the change starts amid their opens and commits
+          await new Promise((resolve) => setTimeout(resolve, 150 + (round % 4) * 100));
+        }
+        const changeRun = cli.run([
+          "--db",
+          db,
+          "--passphrase-file",
+          oldPass,
+          "passphrase",
+          "change",
+          "--new-passphrase-file",
+          newPass,
+        ]);
+        if (SERVE_DURING.has(round)) {
+          await new Promise((resolve) => setTimeout(resolve, SERVE_DURING.get(round)));
+          serve = startServe(oldPass);
+        }
+        const change = await changeRun;
+        if (change.code === 0) changes++;
+        else {
+          refusals++;
+          assertMatch(
+            change.stderr,
+            /is busy: it is held by pid \d+ \(vault [a-z ]+\); stop it and retry/,
+          );
+        }
+        if (SERVE_BEFORE.has(round)) {
+          assertEquals(change.code, 1, "the change is refused while vault serve holds the vault");
+          assertMatch(change.stderr, /\(vault serve\)/);
+        }
+        if (serve) {
+          assertEquals(deletedDbFds(serve.pid, db), [], "serve holds no replaced database file");
+        }
+      } finally {
+        stop.now = true;
+        await Promise.all(writers);
+        if (serve) {
+          try {
+            serve.kill("SIGTERM");
+          } catch {
+            // already exited (e.g. its passphrase no longer opens the vault)
+          }
+          const out = await serve.output();
+          const stderr = new TextDecoder().decode(out.stderr);
+          assert(!/malformed|unexpected failure/.test(stderr), stderr);
+        }
+      }
+
+      const { index, store } = opensWith(db, [current, next]);
+      try {
+        const report = store.check();
+        assert(report.ok, `integrity after round ${round}: ${report.integrity.join("; ")}`);
+        const missing = acknowledged.filter((w) => {
+          const data = store.loadCredential(w.set, w.provider);
+          return data?.key !== w.value;
+        });
+        assertEquals(missing, [], `acknowledged writes missing after round ${round}`);
+      } finally {
+        store.close();
+      }
+      current = index;
+    }
+
+    for (const error of writerErrors) {
+      // A writer whose passphrase does not (or no longer) open the vault fails clearly.
+      assertMatch(error, /^vault: error: (cannot decrypt|the vault .* is busy)/);
+    }
+    console.log(
+      `rekey race: ${changes} changes, ${refusals} refused, ${writes} writes ` +
+        `(${acknowledged.length} acknowledged, all present)`,
+    );
+    assert(changes >= ROUNDS / 2, `most changes succeed (${changes} of ${ROUNDS})`);
+    assert(acknowledged.length > ROUNDS, "the writers got writes in");
+  });
+});
