@@ -9,8 +9,8 @@ import { generateKey, type KeyMaterial } from "../src/openssh/keys.ts";
 import { opensslAvailable, OpenSslRsa } from "../src/agent/openssl_rsa.ts";
 import { RsaSignerPool, RsaSigningError } from "../src/agent/rsa_pool.ts";
 import { rsaAlgorithm, Signer } from "../src/agent/sign.ts";
-import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
-import { skipIf } from "./helpers/skip.ts";
+import { assert, assertEquals, assertRejects } from "../testing/assert.ts";
+import { skipIf } from "../testing/skip.ts";
 
 const RSA: KeyMaterial = generateKey("rsa");
 const ED: KeyMaterial = generateKey("ed25519");

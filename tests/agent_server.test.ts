@@ -38,9 +38,9 @@ import {
   signRequestBody,
   sshAdd,
   withAgentBox,
-} from "./helpers/agent_fixtures.ts";
-import { assert, assertEquals, assertMatch, assertRejects } from "./helpers/assert.ts";
-import { sshString, verifySignature } from "./helpers/agent_client.ts";
+} from "../testing/agent_fixtures.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../testing/assert.ts";
+import { sshString, verifySignature } from "../testing/agent_client.ts";
 
 // ------------------------------------------------------------------ helpers
 

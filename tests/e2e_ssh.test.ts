@@ -8,8 +8,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { generateKey, publicLine } from "../src/openssh/keys.ts";
-import { makeTestKeys, type TestKey, testKey } from "../bench/lib/keys.ts";
-import { startVaultAgent } from "../bench/lib/vault_agent.ts";
+import { makeTestKeys, type TestKey, testKey } from "../testing/keys.ts";
+import { startVaultAgent } from "../testing/vault_agent.ts";
 import {
   AgentClient,
   AgentFailure,
@@ -18,10 +18,10 @@ import {
   SSH_AGENT_RSA_SHA2_256,
   SSH_AGENT_RSA_SHA2_512,
   verifySignature,
-} from "./helpers/agent_client.ts";
-import { run, startOpenSshAgent } from "./helpers/openssh_agent.ts";
-import { type Sshd, sshLogin, startSshd } from "./helpers/sshd.ts";
-import { withTempDir } from "./helpers/fixtures.ts";
+} from "../testing/agent_client.ts";
+import { run, startOpenSshAgent } from "../testing/openssh_agent.ts";
+import { type Sshd, sshLogin, startSshd } from "../testing/sshd.ts";
+import { withTempDir } from "../testing/fixtures.ts";
 
 // ------------------------------------------------------------------ agents
 

@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { fileURLToPath } from "node:url";
 import { updatedReadme } from "../scripts/cli_reference.ts";
 

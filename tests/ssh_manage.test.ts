@@ -1,4 +1,4 @@
-import { assertEquals, assertThrows } from "./helpers/assert.ts";
+import { assertEquals, assertThrows } from "../testing/assert.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CredentialStore } from "../src/store/store.ts";
@@ -16,9 +16,9 @@ import {
   selectKey,
 } from "../src/ssh/manage.ts";
 import { InvalidScopeName } from "../src/store/errors.ts";
-import { utf8, withTempDir } from "./helpers/fixtures.ts";
+import { utf8, withTempDir } from "../testing/fixtures.ts";
 
-const minter = fileURLToPath(new URL("./helpers/infra_minter.ts", import.meta.url));
+const minter = fileURLToPath(new URL("../testing/infra_minter.ts", import.meta.url));
 
 async function withStore(fn: (store: CredentialStore, path: string) => void | Promise<void>) {
   await withTempDir(async (dir) => {

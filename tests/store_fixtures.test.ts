@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
+import { assert, assertEquals, assertThrows } from "../testing/assert.ts";
 import { join } from "node:path";
 import { CredentialStore } from "../src/store/store.ts";
 import { deriveRawKey, readSalt, toHex } from "../src/store/key.ts";
@@ -20,8 +20,8 @@ import {
   snapshot,
   utf8,
   withTempDir,
-} from "./helpers/fixtures.ts";
-import { peerExec } from "./helpers/sqlcipher_peer.ts";
+} from "../testing/fixtures.ts";
+import { peerExec } from "../testing/sqlcipher_peer.ts";
 
 const pass = (text: string) => ({ kind: "passphrase" as const, passphrase: utf8(text) });
 

@@ -11,7 +11,7 @@ import {
   type Settings,
   TierFailed,
 } from "../src/unlock/mod.ts";
-import { skipIf } from "./helpers/skip.ts";
+import { skipIf } from "../testing/skip.ts";
 
 const SECRET = "s3cr3t-Zebra-42";
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);

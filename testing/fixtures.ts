@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** Directory of the shared fixtures, beside the checkout. */
-export const FIXTURES = fileURLToPath(new URL("../../../shared/fixtures/", import.meta.url));
+export const FIXTURES = fileURLToPath(new URL("../../shared/fixtures/", import.meta.url));
 
 /** A fixture manifest row of credentials. */
 export interface ManifestCredential {

@@ -6,8 +6,8 @@
  * @module
  */
 
-import { CredentialStore } from "../../src/store/store.ts";
-import { loadOrMintInfraKey } from "../../src/ssh/manage.ts";
+import { CredentialStore } from "../src/store/store.ts";
+import { loadOrMintInfraKey } from "../src/ssh/manage.ts";
 
 const [path, scope] = Deno.args;
 const hex = new TextDecoder().decode(await new Response(Deno.stdin.readable).arrayBuffer()).trim();
