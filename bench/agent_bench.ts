@@ -24,11 +24,7 @@
 import process from "node:process";
 import { makeTestKeys, type TestKey } from "../testing/keys.ts";
 import { spawnVaultAgent } from "../testing/vault_agent.ts";
-import {
-  AgentClient,
-  SSH_AGENT_RSA_SHA2_512,
-  verifySignature,
-} from "../testing/agent_client.ts";
+import { AgentClient, SSH_AGENT_RSA_SHA2_512, verifySignature } from "../testing/agent_client.ts";
 import { run, startOpenSshAgent } from "../testing/openssh_agent.ts";
 
 const QUICK = Deno.args.includes("--quick");
