@@ -5,8 +5,8 @@ import { updatedReadme } from "../scripts/cli_reference.ts";
 const root = fileURLToPath(new URL("..", import.meta.url));
 const readme = Deno.readTextFileSync(`${root}/README.md`);
 
-Deno.test("README command reference matches the CLI's --help", () => {
-  assertEquals(updatedReadme(readme), readme, "README is stale: run `deno task readme`");
+Deno.test("README command reference matches the CLI's --help", async () => {
+  assertEquals(await updatedReadme(readme), readme, "README is stale: run `deno task readme`");
 });
 
 Deno.test("README set-up commands are the project's tasks, and .ci/run runs the test one", () => {

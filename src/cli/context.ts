@@ -8,9 +8,10 @@
 import { type DbPathSource, resolveDbPath } from "./paths.ts";
 import { Output, type Streams } from "./output.ts";
 import { readSecretFile, readStdin, stdinIsTerminal, stripNewline } from "./input.ts";
-import { ttyPrompt } from "../unlock/prompt.ts";
-import { loadSettings, type Settings } from "../unlock/settings.ts";
-import { openVault, type UnlockedVault } from "../unlock/open_vault.ts";
+// The unlock chain and the store (SQLCipher driver, node:crypto, the TOML
+// parser) are imported when a command first needs them, not at start-up.
+import type { Settings } from "../unlock/settings.ts";
+import type { UnlockedVault } from "../unlock/open_vault.ts";
 import { wipeMaterial } from "../unlock/types.ts";
 import type { CredentialStore } from "../store/store.ts";
 import type { OpenOptions } from "../store/open.ts";
@@ -79,7 +80,10 @@ export class Context {
 
   /** The user's settings (config.toml), loaded once. */
   async settings(): Promise<Settings> {
-    this.settingsCache ??= await loadSettings(this.env);
+    if (!this.settingsCache) {
+      const { loadSettings } = await import("../unlock/settings.ts");
+      this.settingsCache = await loadSettings(this.env);
+    }
     return this.settingsCache;
   }
 
@@ -90,7 +94,8 @@ export class Context {
 
   /** Prompts with echo off. */
   prompt(question: string): Promise<Uint8Array> {
-    return (this.io.prompt ?? ttyPrompt)(question);
+    if (this.io.prompt) return this.io.prompt(question);
+    return import("../unlock/prompt.ts").then(({ ttyPrompt }) => ttyPrompt(question));
   }
 
   /** Prompts twice for a new secret. */
@@ -124,6 +129,7 @@ export class Context {
 
   /** Opens the vault through the passphrase chain. */
   async unlock(open?: OpenOptions): Promise<UnlockedVault> {
+    const { openVault } = await import("../unlock/open_vault.ts");
     return await openVault({
       dbPath: this.dbPath().path,
       passphraseFile: this.flags.passphraseFile,
