@@ -1,12 +1,33 @@
 /**
  * `vault`: credential vault for sandboxed AI agents and CI jobs.
  *
+ * Start-up is kept short: `vault --version`, and `vault --help` printed to a
+ * pipe, answer before commander is loaded (src/cli/root_help.ts is generated
+ * from commander's own output), and the program loads only the command group
+ * it runs (src/cli/commands/groups.ts).
+ *
  * @module
  */
 
-import { run } from "./src/cli/program.ts";
+function print(text: string): void {
+  const data = new TextEncoder().encode(text);
+  for (let done = 0; done < data.length;) done += Deno.stdout.writeSync(data.subarray(done));
+}
 
 if (import.meta.main) {
-  const code = await run(Deno.args, { env: Deno.env.toObject() });
+  const args = Deno.args;
+  const only = args.length === 1 ? args[0] : undefined;
+  if (only === "--version" || only === "-V") {
+    // Exactly what commander prints for --version (a test compares them).
+    print(`${(await import("./src/cli/version.ts")).VERSION}\n`);
+    Deno.exit(0);
+  }
+  // On a terminal commander wraps the help to its width; to a pipe it uses 80 columns.
+  if ((only === "--help" || only === "-h") && !Deno.stdout.isTerminal()) {
+    print((await import("./src/cli/root_help.ts")).ROOT_HELP);
+    Deno.exit(0);
+  }
+  const { run } = await import("./src/cli/program.ts");
+  const code = await run(args, { env: Deno.env.toObject() });
   Deno.exit(code);
 }

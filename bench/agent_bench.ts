@@ -1,7 +1,7 @@
 /**
  * `deno task bench:agent` — sign round trips through an SSH agent socket:
  * vault's agent (src/agent) against OpenSSH's ssh-agent, holding the same
- * keys, driven in the same run by the same client (tests/helpers/agent_client.ts).
+ * keys, driven in the same run by the same client (testing/agent_client.ts).
  *
  * For each agent and key type (Ed25519, RSA-3072):
  * - 1 client: latency p50/p99 (µs) and ops/s;
@@ -22,14 +22,10 @@
  */
 
 import process from "node:process";
-import { makeTestKeys, type TestKey } from "./lib/keys.ts";
-import { spawnVaultAgent } from "./lib/vault_agent.ts";
-import {
-  AgentClient,
-  SSH_AGENT_RSA_SHA2_512,
-  verifySignature,
-} from "../tests/helpers/agent_client.ts";
-import { run, startOpenSshAgent } from "../tests/helpers/openssh_agent.ts";
+import { makeTestKeys, type TestKey } from "../testing/keys.ts";
+import { spawnVaultAgent } from "../testing/vault_agent.ts";
+import { AgentClient, SSH_AGENT_RSA_SHA2_512, verifySignature } from "../testing/agent_client.ts";
+import { run, startOpenSshAgent } from "../testing/openssh_agent.ts";
 
 const QUICK = Deno.args.includes("--quick");
 const WARM_MS = QUICK ? 300 : 2_000;

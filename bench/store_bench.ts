@@ -18,7 +18,7 @@
 import { join } from "node:path";
 import { CredentialStore } from "../src/store/store.ts";
 import { deriveRawKey, readSalt, toHex } from "../src/store/key.ts";
-import { ensureSqlcipherPeer } from "../tests/helpers/sqlcipher_peer.ts";
+import { ensureSqlcipherPeer } from "../testing/sqlcipher_peer.ts";
 
 const CREDENTIALS = 200;
 const LOOKUPS = 20_000;

@@ -9,17 +9,17 @@
 
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
-import { type CliResult, CliSandbox } from "./helpers/cli.ts";
-import { withTempDir } from "./helpers/fixtures.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
+import { type CliResult, CliSandbox } from "../testing/cli.ts";
+import { withTempDir } from "../testing/fixtures.ts";
 import {
   AgentProbe,
   readAudit,
   runTool,
   sshAdd,
   type ToolResult,
-} from "./helpers/agent_fixtures.ts";
-import { skipIf } from "./helpers/skip.ts";
+} from "../testing/agent_fixtures.ts";
+import { skipIf } from "../testing/skip.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const PASS = "agent cli test passphrase";

@@ -29,9 +29,9 @@ import {
   readAudit,
   sshAdd,
   withAgentBox,
-} from "./helpers/agent_fixtures.ts";
-import { assert, assertEquals, assertMatch, assertThrows } from "./helpers/assert.ts";
-import { CliSandbox } from "./helpers/cli.ts";
+} from "../testing/agent_fixtures.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
+import { CliSandbox } from "../testing/cli.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 /** Hang guard for one wait (generous: the machine is shared). */

@@ -10,8 +10,8 @@ import { opensslAvailable, OpenSslRsa } from "../src/agent/openssl_rsa.ts";
 import { RsaSignerPool } from "../src/agent/rsa_pool.ts";
 import { RsaSigningError } from "../src/agent/errors.ts";
 import { rsaAlgorithm, Signer } from "../src/agent/sign.ts";
-import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
-import { skipIf } from "./helpers/skip.ts";
+import { assert, assertEquals, assertRejects } from "../testing/assert.ts";
+import { skipIf } from "../testing/skip.ts";
 
 const RSA: SshKeyPair = generateKey("rsa");
 const ED: SshKeyPair = generateKey("ed25519");

@@ -8,6 +8,7 @@
 // test instead of hanging the run. No assertion is about speed, except the
 // one handshake-deadline test, whose deadline is the behaviour under test.
 
+import { testSeed } from "../testing/seed.ts";
 import { join } from "node:path";
 import { concatBytes } from "../src/bytes.ts";
 import { createHash } from "node:crypto";
@@ -16,7 +17,6 @@ import {
   type AgentHandle,
   type AgentOptions,
   AuditFileError,
-  HANDSHAKE_TIMEOUT_MS,
   localSocketPath,
   MAX_TOKEN_BYTES,
   SocketPathError,
@@ -38,9 +38,9 @@ import {
   signRequestBody,
   sshAdd,
   withAgentBox,
-} from "./helpers/agent_fixtures.ts";
-import { assert, assertEquals, assertMatch, assertRejects } from "./helpers/assert.ts";
-import { sshString, verifySignature } from "./helpers/agent_client.ts";
+} from "../testing/agent_fixtures.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../testing/assert.ts";
+import { sshString, verifySignature } from "../testing/agent_client.ts";
 
 // ------------------------------------------------------------------ helpers
 
@@ -539,7 +539,6 @@ Deno.test("agent: a zero-length frame or a length over 256 KiB closes that conne
         assertEquals(await bytesUntilClose(zero), 0);
         assertEquals((await witness.identities())?.length, 1);
 
-        assertEquals(MAX_MESSAGE, 262144);
         const big = await open({ path });
         assert(await big.send(uint32(MAX_MESSAGE + 1)));
         assertEquals(await bytesUntilClose(big), 0);
@@ -625,9 +624,8 @@ Deno.test("agent: frames split byte by byte, several requests in one write, and 
 // ------------------------------------------------------------------ 5. fuzz
 
 Deno.test("agent: fuzz — 10,000 seeded random frames get exactly the expected replies (or a close for out-of-range lengths); the agent keeps serving", async () => {
-  const seedText = Deno.env.get("AGENT_FUZZ_SEED");
-  const seed = seedText ? Number(seedText) >>> 0 : crypto.getRandomValues(new Uint32Array(1))[0];
-  console.log(`agent fuzz seed ${seed} (rerun with AGENT_FUZZ_SEED=${seed})`);
+  // Fixed by default (every run checks the same frames); AGENT_FUZZ_SEED explores others.
+  const seed = testSeed("AGENT_FUZZ_SEED", 0x5eed_a6e7);
   const TOTAL = 10_000;
   const LANES = 4;
   await withAgentBox(async (box) => {
@@ -944,7 +942,6 @@ Deno.test("agent: a revoked token (revoked through another store connection) is 
 // ------------------------------------------------------------------ 7. handshake deadline
 
 Deno.test("agent: with the default 5 s handshake deadline a silent client is closed after ~5 s, while token clients are served throughout", async () => {
-  assertEquals(HANDSHAKE_TIMEOUT_MS, 5000);
   await withAgentBox(async (box) => {
     addKey(box.store, "alpha", KEYS.ed1, "tk-main:alpha");
     const token = sshToken(box, "alpha", "task-1");

@@ -1,7 +1,7 @@
-import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { join } from "node:path";
-import { CliSandbox } from "./helpers/cli.ts";
-import { copyFixture, manifest, snapshot, withTempDir } from "./helpers/fixtures.ts";
+import { CliSandbox } from "../testing/cli.ts";
+import { copyFixture, manifest, snapshot, withTempDir } from "../testing/fixtures.ts";
 
 const PASS = "correct horse battery staple";
 

@@ -8,11 +8,11 @@
  * @module
  */
 
-import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CliSandbox } from "./helpers/cli.ts";
-import { withTempDir } from "./helpers/fixtures.ts";
+import { CliSandbox } from "../testing/cli.ts";
+import { withTempDir } from "../testing/fixtures.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const PASS = "correct horse battery staple";

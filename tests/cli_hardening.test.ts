@@ -4,11 +4,11 @@
  * (EPIPE: a quiet exit 141, no "unexpected failure").
  */
 
-import { assert, assertEquals, assertMatch, assertThrows } from "./helpers/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CliSandbox } from "./helpers/cli.ts";
-import { utf8, withRawSql, withTempDir } from "./helpers/fixtures.ts";
+import { CliSandbox } from "../testing/cli.ts";
+import { utf8, withRawSql, withTempDir } from "../testing/fixtures.ts";
 import { CredentialStore } from "../src/store/store.ts";
 import { InvalidCredentialData } from "../src/store/errors.ts";
 

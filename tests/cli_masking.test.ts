@@ -4,10 +4,10 @@
  * shown.
  */
 
-import { assert, assertEquals } from "./helpers/assert.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
 import { join } from "node:path";
-import { CliSandbox } from "./helpers/cli.ts";
-import { withTempDir } from "./helpers/fixtures.ts";
+import { CliSandbox } from "../testing/cli.ts";
+import { withTempDir } from "../testing/fixtures.ts";
 import { fieldKind, maskCredential, maskUrl } from "../src/cli/mask.ts";
 
 Deno.test("maskUrl: userinfo password, http(s) lone username, query values and fragment are masked; the rest is kept as written", () => {

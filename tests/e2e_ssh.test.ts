@@ -8,20 +8,18 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { generateKey, publicLine } from "../src/openssh/keys.ts";
-import { makeTestKeys, type TestKey, testKey } from "../bench/lib/keys.ts";
-import { startVaultAgent } from "../bench/lib/vault_agent.ts";
+import { makeTestKeys, type TestKey, testKey } from "../testing/keys.ts";
+import { startVaultAgent } from "../testing/vault_agent.ts";
 import {
   AgentClient,
   AgentFailure,
-  AgentProtocolError,
-  SSH_AGENT_FAILURE,
   SSH_AGENT_RSA_SHA2_256,
   SSH_AGENT_RSA_SHA2_512,
   verifySignature,
-} from "./helpers/agent_client.ts";
-import { run, startOpenSshAgent } from "./helpers/openssh_agent.ts";
-import { type Sshd, sshLogin, startSshd } from "./helpers/sshd.ts";
-import { withTempDir } from "./helpers/fixtures.ts";
+} from "../testing/agent_client.ts";
+import { run, startOpenSshAgent } from "../testing/openssh_agent.ts";
+import { type Sshd, sshLogin, startSshd } from "../testing/sshd.ts";
+import { withTempDir } from "../testing/fixtures.ts";
 
 // ------------------------------------------------------------------ agents
 
@@ -305,123 +303,3 @@ for (const { label, run: withAgent } of AGENTS) {
   Deno.test(`e2e [${label}]: git commit -S fails with a key the agent lacks`, () =>
     withAgent(scenarioGitCommitUnknownKey));
 }
-
-// ------------------------------------------------------------------ client framing
-
-/**
- * A fake agent on a Unix socket: for each request frame it reads, `respond`
- * returns the bytes to send and how to split them into writes.
- */
-async function withFakeAgent(
-  respond: (requestType: number) => { bytes: Uint8Array; chunk: number } | "close",
-  fn: (socket: string) => Promise<void>,
-): Promise<void> {
-  await withTempDir(async (dir) => {
-    const socket = join(dir, "fake.sock");
-    const listener = Deno.listen({ transport: "unix", path: socket });
-    const served = (async () => {
-      for await (const conn of listener) {
-        try {
-          const header = new Uint8Array(5);
-          while (true) {
-            let got = 0;
-            while (got < 5) {
-              const n = await conn.read(header.subarray(got));
-              if (n === null) break;
-              got += n;
-            }
-            if (got < 5) break;
-            const length = new DataView(header.buffer).getUint32(0);
-            const rest = new Uint8Array(length - 1);
-            let have = 0;
-            while (have < rest.length) {
-              const n = await conn.read(rest.subarray(have));
-              if (n === null) break;
-              have += n;
-            }
-            const answer = respond(header[4]);
-            if (answer === "close") break;
-            for (let off = 0; off < answer.bytes.length; off += answer.chunk) {
-              await conn.write(answer.bytes.subarray(off, off + answer.chunk));
-              await new Promise((r) => setTimeout(r, 1));
-            }
-          }
-        } finally {
-          conn.close();
-        }
-      }
-    })();
-    try {
-      await fn(socket);
-    } finally {
-      listener.close();
-      await served.catch(() => {});
-    }
-  });
-}
-
-function frame(type: number, body: Uint8Array): Uint8Array {
-  const out = new Uint8Array(5 + body.length);
-  new DataView(out.buffer).setUint32(0, 1 + body.length);
-  out[4] = type;
-  out.set(body, 5);
-  return out;
-}
-
-function identitiesAnswer(keys: readonly TestKey[]): Uint8Array {
-  const parts: number[] = [];
-  const u32 = (n: number) => parts.push(n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255);
-  u32(keys.length);
-  for (const k of keys) {
-    const comment = new TextEncoder().encode(k.comment);
-    u32(k.material.publicBlob.length);
-    parts.push(...k.material.publicBlob);
-    u32(comment.length);
-    parts.push(...comment);
-  }
-  return frame(12, new Uint8Array(parts));
-}
-
-Deno.test("agent client: replies split into 1-byte writes are reassembled", async () => {
-  // Two Ed25519 identities (~150 bytes), one byte per write with a pause between.
-  const keys = [ED25519, STRANGER];
-  await withFakeAgent(() => ({ bytes: identitiesAnswer(keys), chunk: 1 }), async (socket) => {
-    using client = await AgentClient.connect(socket);
-    for (let i = 0; i < 2; i++) {
-      const ids = await client.identities();
-      assert.deepEqual(ids.map((id) => id.comment), keys.map((k) => k.comment));
-      assert.deepEqual(ids[1].blob, STRANGER.material.publicBlob);
-    }
-  });
-});
-
-Deno.test("agent client: a reply larger than its buffer, in odd-sized writes, is read", async () => {
-  // 300 RSA identities (~128 KiB): more than the client's initial 16 KiB buffer.
-  const many = Array.from({ length: 300 }, () => RSA);
-  await withFakeAgent(() => ({ bytes: identitiesAnswer(many), chunk: 4093 }), async (socket) => {
-    using client = await AgentClient.connect(socket);
-    const ids = await client.identities();
-    assert.equal(ids.length, 300);
-    assert.ok(ids.every((id) => id.blob.toBase64() === RSA.material.publicBlob.toBase64()));
-  });
-});
-
-Deno.test("agent client: FAILURE, zero length and a closed connection are errors", async () => {
-  let n = 0;
-  await withFakeAgent(
-    () => {
-      n++;
-      if (n === 1) return { bytes: frame(SSH_AGENT_FAILURE, new Uint8Array(0)), chunk: 2 };
-      if (n === 2) return { bytes: new Uint8Array([0, 0, 0, 0]), chunk: 4 };
-      return "close";
-    },
-    async (socket) => {
-      using first = await AgentClient.connect(socket);
-      await assert.rejects(first.identities(), AgentFailure);
-      await assert.rejects(first.identities(), AgentProtocolError); // zero length
-      assert.ok(first.closed);
-      using second = await AgentClient.connect(socket);
-      await assert.rejects(second.identities(), AgentProtocolError); // peer closes
-    },
-  );
-});

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ensurePrivateDir, UnsafeWrite, writeFileAtomic } from "../src/fs/mod.ts";
-import { withTempDir } from "./helpers/fixtures.ts";
+import { withTempDir } from "../testing/fixtures.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const mode = (p: string) => Deno.statSync(p).mode! & 0o7777;

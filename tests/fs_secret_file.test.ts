@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { FileRefused, readSecretFile, readStreamCapped, UntrustedFile } from "../src/fs/mod.ts";
-import { withTempDir } from "./helpers/fixtures.ts";
+import { withTempDir } from "../testing/fixtures.ts";
 
 async function refused(p: Promise<unknown>, pattern: RegExp): Promise<FileRefused> {
   const e = await p.then(() => null, (e) => e);

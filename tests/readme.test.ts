@@ -1,12 +1,12 @@
-import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { fileURLToPath } from "node:url";
 import { updatedReadme } from "../scripts/cli_reference.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const readme = Deno.readTextFileSync(`${root}/README.md`);
 
-Deno.test("README command reference matches the CLI's --help", () => {
-  assertEquals(updatedReadme(readme), readme, "README is stale: run `deno task readme`");
+Deno.test("README command reference matches the CLI's --help", async () => {
+  assertEquals(await updatedReadme(readme), readme, "README is stale: run `deno task readme`");
 });
 
 Deno.test("README set-up commands are the project's tasks, and .ci/run runs the test one", () => {

@@ -4,11 +4,11 @@
  * the agent's key list) and refused where vault takes names in.
  */
 
-import { assert, assertEquals, assertMatch, assertThrows } from "./helpers/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
 import { join } from "node:path";
-import { CliSandbox } from "./helpers/cli.ts";
-import { utf8, withRawSql, withTempDir } from "./helpers/fixtures.ts";
-import { addKey, BOX_PASSPHRASE, KEYS, sshAdd, withAgentBox } from "./helpers/agent_fixtures.ts";
+import { CliSandbox } from "../testing/cli.ts";
+import { utf8, withRawSql, withTempDir } from "../testing/fixtures.ts";
+import { addKey, BOX_PASSPHRASE, KEYS, sshAdd, withAgentBox } from "../testing/agent_fixtures.ts";
 import { CredentialStore } from "../src/store/store.ts";
 import { InvalidCredentialData, UnsafeComment } from "../src/store/errors.ts";
 import { sanitizeForTerminal, sanitizeOneLine } from "../src/sanitize.ts";

@@ -9,8 +9,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { InvalidSettings, loadSettings } from "../src/settings/mod.ts";
-import { CliSandbox } from "./helpers/cli.ts";
-import { withTempDir } from "./helpers/fixtures.ts";
+import { CliSandbox } from "../testing/cli.ts";
+import { withTempDir } from "../testing/fixtures.ts";
 
 async function rejects(p: Promise<unknown>): Promise<InvalidSettings> {
   const e = await p.then(() => null, (e) => e);

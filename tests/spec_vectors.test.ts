@@ -4,7 +4,7 @@
  * bridge handshake, the session record and the audit line.
  */
 
-import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
+import { assert, assertEquals, assertThrows } from "../testing/assert.ts";
 import { isToken, maskToken, mintToken, parseTokenPrefix } from "../src/tokens/format.ts";
 import { InvalidTokenPrefix } from "../src/tokens/errors.ts";
 import { handshakeFrame, readHandshake } from "../src/agent/handshake.ts";

@@ -8,8 +8,8 @@
 import { deepStrictEqual, equal, match, ok, rejects } from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import Database from "better-sqlite3-multiple-ciphers";
-import { ensureSqlcipherPeer, peerExec, type PeerKey } from "./helpers/sqlcipher_peer.ts";
-import { FIXTURES, withTempDir } from "./helpers/fixtures.ts";
+import { ensureSqlcipherPeer, peerExec, type PeerKey } from "../testing/sqlcipher_peer.ts";
+import { FIXTURES, withTempDir } from "../testing/fixtures.ts";
 
 const RAW_HEX = "2b7e151628aed2a6abf7158809cf4f3c762e7160f38b4da56a784d9045190cfe";
 const OTHER_RAW_HEX = "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4";

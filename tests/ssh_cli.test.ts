@@ -1,13 +1,13 @@
-import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { join } from "node:path";
-import { type CliResult, CliSandbox } from "./helpers/cli.ts";
-import { copyFixture, manifest, snapshot, withTempDir } from "./helpers/fixtures.ts";
+import { type CliResult, CliSandbox } from "../testing/cli.ts";
+import { copyFixture, manifest, snapshot, withTempDir } from "../testing/fixtures.ts";
 import {
   keygenFingerprint,
   keygenGenerate,
   sshKeygen,
   writeKeyFile,
-} from "./helpers/ssh_helpers.ts";
+} from "../testing/ssh_helpers.ts";
 
 const PASS = "ssh cli test passphrase";
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import Database from "better-sqlite3-multiple-ciphers";
 import { fingerprint, publicLine } from "../src/openssh/keys.ts";
 import { parsePrivateKey } from "../src/openssh/openssh.ts";
-import { copyFixture, FIXTURES, type ManifestKey, withTempDir } from "./helpers/fixtures.ts";
+import { copyFixture, FIXTURES, type ManifestKey, withTempDir } from "../testing/fixtures.ts";
 
 interface Row {
   id: number;

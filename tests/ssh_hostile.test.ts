@@ -21,7 +21,7 @@ import {
 } from "../src/openssh/openssh.ts";
 import { decodePem, encodePem } from "../src/openssh/pem.ts";
 import { WireWriter } from "../src/openssh/wire.ts";
-import { assertSafeMessage, assertSshError, utf8 } from "./helpers/ssh_helpers.ts";
+import { assertSafeMessage, assertSshError, utf8 } from "../testing/ssh_helpers.ts";
 
 const PASS = "hostile pass 1";
 const COMMENT = "comment";

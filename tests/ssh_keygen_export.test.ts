@@ -18,7 +18,7 @@ import {
   utf8,
   withTempDir,
   writeKeyFile,
-} from "./helpers/ssh_helpers.ts";
+} from "../testing/ssh_helpers.ts";
 
 const PASS = "export pass 7";
 const KEY_TYPES: KeyType[] = ["ed25519", "rsa"];

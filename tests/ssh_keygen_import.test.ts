@@ -18,8 +18,8 @@ import {
   sshKeygen,
   utf8,
   withTempDir,
-} from "./helpers/ssh_helpers.ts";
-import { skipIf } from "./helpers/skip.ts";
+} from "../testing/ssh_helpers.ts";
+import { skipIf } from "../testing/skip.ts";
 
 const PASS = "correct horse 42";
 const TYPE_ARGS = { ed25519: ["-t", "ed25519"], rsa: ["-t", "rsa", "-b", "3072"] } as const;

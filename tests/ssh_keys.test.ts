@@ -19,7 +19,7 @@ import {
   keygenFingerprint,
   keygenGenerate,
   withTempDir,
-} from "./helpers/ssh_helpers.ts";
+} from "../testing/ssh_helpers.ts";
 
 const ED = generateKey("ed25519");
 const RSA = generateKey("rsa");

@@ -1,24 +1,14 @@
-import { assertEquals, assertThrows } from "./helpers/assert.ts";
+import { assertEquals, assertThrows } from "../testing/assert.ts";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { CredentialStore } from "../src/store/store.ts";
-import { deriveRawKey, readSalt, toHex } from "../src/store/key.ts";
 import { generateKey, publicLine } from "../src/openssh/keys.ts";
 import { parsePrivateKey, serializeOpenSshPrivateKey } from "../src/openssh/openssh.ts";
 import { KeypairMismatch } from "../src/openssh/errors.ts";
 import { InvalidInput } from "../src/errors.ts";
 import { NotFound } from "../src/store/errors.ts";
-import {
-  agentOrder,
-  importKey,
-  initScope,
-  loadOrMintInfraKey,
-  selectKey,
-} from "../src/ssh/manage.ts";
+import { agentOrder, importKey, initScope, selectKey } from "../src/ssh/manage.ts";
 import { InvalidScopeName } from "../src/store/errors.ts";
-import { utf8, withTempDir } from "./helpers/fixtures.ts";
-
-const minter = fileURLToPath(new URL("./helpers/infra_minter.ts", import.meta.url));
+import { utf8, withTempDir } from "../testing/fixtures.ts";
 
 async function withStore(fn: (store: CredentialStore, path: string) => void | Promise<void>) {
   await withTempDir(async (dir) => {
@@ -101,29 +91,5 @@ Deno.test("selectKey: ids and fingerprint prefixes with or without SHA256:", asy
     assertThrows(() => selectKey(store, "abc"), InvalidInput);
     assertThrows(() => selectKey(store, "9999"), NotFound);
     assertThrows(() => selectKey(store, k.fingerprint, "other-scope"), NotFound);
-  });
-});
-
-Deno.test("loadOrMintInfraKey: concurrent processes end with one key", async () => {
-  await withStore(async (store, path) => {
-    const hex = toHex(await deriveRawKey(utf8("manage pass"), readSalt(path)));
-    const runs = await Promise.all(Array.from({ length: 6 }, async () => {
-      const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "--no-check", minter, path, "%host"],
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const w = child.stdin.getWriter();
-      await w.write(utf8(hex));
-      await w.close();
-      const out = await child.output();
-      assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
-      return new TextDecoder().decode(out.stdout).trim();
-    }));
-    assertEquals(new Set(runs).size, 1, `one fingerprint, got ${runs.join(", ")}`);
-    assertEquals(store.countKeys("%host"), 1);
-    assertEquals(store.listKeysForScope("%host")[0].comment, "terok-infra:%host");
-    assertEquals(loadOrMintInfraKey(store, "%host").fingerprint, runs[0]);
   });
 });

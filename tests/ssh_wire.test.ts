@@ -7,7 +7,7 @@ import {
   WireReader,
   WireWriter,
 } from "../src/openssh/wire.ts";
-import { assertSshError } from "./helpers/ssh_helpers.ts";
+import { assertSshError } from "../testing/ssh_helpers.ts";
 
 const hex = (bytes: Uint8Array) => bytes.toHex();
 const mpintHex = (value: bigint) => hex(new WireWriter().mpint(value).finish());

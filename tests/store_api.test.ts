@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
+import { assert, assertEquals, assertThrows } from "../testing/assert.ts";
 import { join } from "node:path";
 import { CredentialStore } from "../src/store/store.ts";
 import {
@@ -9,7 +9,7 @@ import {
   UnsafeComment,
 } from "../src/store/errors.ts";
 import { generateKey } from "../src/openssh/keys.ts";
-import { utf8, withTempDir } from "./helpers/fixtures.ts";
+import { utf8, withTempDir } from "../testing/fixtures.ts";
 
 async function withStore(fn: (store: CredentialStore, dir: string) => void | Promise<void>) {
   await withTempDir(async (dir) => {

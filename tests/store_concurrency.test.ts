@@ -1,13 +1,13 @@
-import { assertEquals } from "./helpers/assert.ts";
+import { assertEquals } from "../testing/assert.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CredentialStore } from "../src/store/store.ts";
 import { deriveRawKey, readSalt, toHex } from "../src/store/key.ts";
-import { utf8, withTempDir } from "./helpers/fixtures.ts";
+import { utf8, withTempDir } from "../testing/fixtures.ts";
 
 const WRITERS = 50;
 const ROWS = 20;
-const writer = fileURLToPath(new URL("./helpers/concurrent_writer.ts", import.meta.url));
+const writer = fileURLToPath(new URL("../testing/concurrent_writer.ts", import.meta.url));
 
 Deno.test(`${WRITERS} concurrent writer processes lose no rows and never see "database is locked"`, async () => {
   await withTempDir(async (dir) => {

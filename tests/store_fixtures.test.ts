@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
+import { assert, assertEquals, assertThrows } from "../testing/assert.ts";
 import { join } from "node:path";
 import { CredentialStore } from "../src/store/store.ts";
 import { deriveRawKey, readSalt, toHex } from "../src/store/key.ts";
@@ -21,8 +21,8 @@ import {
   utf8,
   withRawSql,
   withTempDir,
-} from "./helpers/fixtures.ts";
-import { peerExec } from "./helpers/sqlcipher_peer.ts";
+} from "../testing/fixtures.ts";
+import { peerExec } from "../testing/sqlcipher_peer.ts";
 
 const pass = (text: string) => ({ kind: "passphrase" as const, passphrase: utf8(text) });
 

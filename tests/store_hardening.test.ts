@@ -8,10 +8,10 @@
  */
 
 import { join } from "node:path";
-import { assert, assertEquals, assertMatch, assertThrows } from "./helpers/assert.ts";
-import { CliSandbox } from "./helpers/cli.ts";
-import { copyFixture, manifest, utf8, withRawSql, withTempDir } from "./helpers/fixtures.ts";
-import { skipIf } from "./helpers/skip.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
+import { CliSandbox } from "../testing/cli.ts";
+import { copyFixture, manifest, utf8, withRawSql, withTempDir } from "../testing/fixtures.ts";
+import { skipIf } from "../testing/skip.ts";
 import { CredentialStore } from "../src/store/store.ts";
 import { InvalidInput } from "../src/errors.ts";
 

@@ -10,9 +10,9 @@
  */
 
 import { join } from "node:path";
-import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
-import { CliSandbox } from "./helpers/cli.ts";
-import { copyFixture, manifest, withTempDir } from "./helpers/fixtures.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
+import { CliSandbox } from "../testing/cli.ts";
+import { copyFixture, manifest, withTempDir } from "../testing/fixtures.ts";
 
 function listDir(dir: string): string[] {
   return [...Deno.readDirSync(dir)].map((e) => e.name).sort();

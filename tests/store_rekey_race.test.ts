@@ -15,9 +15,9 @@
 
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
-import { CliSandbox } from "./helpers/cli.ts";
-import { withTempDir } from "./helpers/fixtures.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
+import { CliSandbox } from "../testing/cli.ts";
+import { withTempDir } from "../testing/fixtures.ts";
 import { CredentialStore } from "../src/store/store.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));

@@ -3,10 +3,10 @@
  * masking, and lookup with revocation freshness over a real store.
  */
 
-import { assert, assertEquals, assertMatch, assertThrows } from "./helpers/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
 import { join } from "node:path";
-import { CliSandbox } from "./helpers/cli.ts";
-import { utf8, withTempDir } from "./helpers/fixtures.ts";
+import { CliSandbox } from "../testing/cli.ts";
+import { utf8, withTempDir } from "../testing/fixtures.ts";
 import { CredentialStore } from "../src/store/store.ts";
 import {
   AmbiguousTokenPrefix,

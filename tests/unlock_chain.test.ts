@@ -2,16 +2,15 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   clearSessionKey,
-  defaultSettings,
   describeTiers,
   NoPassphrase,
   resolveDbKey,
   type ResolveOptions,
   saveSessionKey,
-  type Settings,
   TierFailed,
 } from "../src/unlock/mod.ts";
-import { skipIf } from "./helpers/skip.ts";
+import { defaultSettings, type Settings } from "../src/settings/mod.ts";
+import { skipIf } from "../testing/skip.ts";
 
 const SECRET = "s3cr3t-Zebra-42";
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);

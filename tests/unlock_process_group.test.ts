@@ -8,7 +8,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { defaultSettings, resolveDbKey, TierFailed } from "../src/unlock/mod.ts";
+import { resolveDbKey, TierFailed } from "../src/unlock/mod.ts";
+import { defaultSettings } from "../src/settings/mod.ts";
 
 /** State letter of /proc/<pid>/stat, or null when the process is gone. */
 function procState(pid: number): string | null {

@@ -5,7 +5,7 @@ import {
   defaultSettings,
   InvalidSettings,
   loadSettings,
-} from "../src/unlock/mod.ts";
+} from "../src/settings/mod.ts";
 
 async function withDir(fn: (dir: string) => Promise<void>) {
   const dir = await Deno.makeTempDir({ prefix: "vault-settings-" });

@@ -8,10 +8,10 @@
  * @module
  */
 
-import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { basename, dirname, join } from "node:path";
-import { CliSandbox } from "./helpers/cli.ts";
-import { withTempDir } from "./helpers/fixtures.ts";
+import { CliSandbox } from "../testing/cli.ts";
+import { withTempDir } from "../testing/fixtures.ts";
 import {
   clearSessionKey,
   loadSessionKey,

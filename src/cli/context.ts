@@ -8,13 +8,13 @@
 import { type DbPathSource, resolveDbPath } from "./paths.ts";
 import { Output, type Streams } from "./output.ts";
 import { MAX_PASSPHRASE_BYTES, readPassphraseFile, readStdin, stdinIsTerminal } from "./input.ts";
-import { ttyPrompt } from "../unlock/prompt.ts";
-import { loadSettings, type Settings } from "../settings/config.ts";
-import { openVault, type UnlockedVault } from "../unlock/open_vault.ts";
+// The unlock chain and the store (SQLCipher driver, node:crypto, the TOML
+// parser) are imported when a command first needs them, not at start-up.
+import type { Settings } from "../settings/config.ts";
+import type { UnlockedVault } from "../unlock/open_vault.ts";
 import { wipeMaterial } from "../unlock/types.ts";
-import { CredentialStore } from "../store/store.ts";
-import { assertOpenable, type OpenOptions } from "../store/open.ts";
-import { resolveDbKey } from "../unlock/chain.ts";
+import type { CredentialStore } from "../store/store.ts";
+import type { OpenOptions } from "../store/open.ts";
 import type { Resolved } from "../unlock/types.ts";
 import { InvalidInput } from "../errors.ts";
 
@@ -81,7 +81,10 @@ export class Context {
 
   /** The user's settings (config.toml), loaded once. */
   async settings(): Promise<Settings> {
-    this.settingsCache ??= await loadSettings(this.env);
+    if (!this.settingsCache) {
+      const { loadSettings } = await import("../settings/config.ts");
+      this.settingsCache = await loadSettings(this.env);
+    }
     return this.settingsCache;
   }
 
@@ -92,7 +95,8 @@ export class Context {
 
   /** Prompts with echo off. */
   prompt(question: string): Promise<Uint8Array> {
-    return (this.io.prompt ?? ttyPrompt)(question);
+    if (this.io.prompt) return this.io.prompt(question);
+    return import("../unlock/prompt.ts").then(({ ttyPrompt }) => ttyPrompt(question));
   }
 
   /** Prompts twice for a new secret. */
@@ -136,6 +140,11 @@ export class Context {
    */
   async resolveFresh(): Promise<Resolved> {
     const dbPath = this.dbPath().path;
+    const [{ assertOpenable }, { CredentialStore }, { resolveDbKey }] = await Promise.all([
+      import("../store/open.ts"),
+      import("../store/store.ts"),
+      import("../unlock/chain.ts"),
+    ]);
     assertOpenable(dbPath);
     const resolved = await resolveDbKey({
       dbPath,
@@ -157,6 +166,7 @@ export class Context {
 
   /** Opens the vault through the passphrase chain. */
   async unlock(open?: OpenOptions): Promise<UnlockedVault> {
+    const { openVault } = await import("../unlock/open_vault.ts");
     return await openVault({
       dbPath: this.dbPath().path,
       passphraseFile: this.flags.passphraseFile,

@@ -6,23 +6,33 @@
  * @module
  */
 
-import { Command, CommanderError } from "@commander-js/extra-typings";
+import { Command, CommanderError, Option } from "@commander-js/extra-typings";
 import { type CliIo, Context } from "./context.ts";
-import { addCoreCommands } from "./commands/core.ts";
-import { addDbCommands } from "./commands/db.ts";
-import { addCredCommands } from "./commands/cred.ts";
-import { addTokenCommands } from "./commands/token.ts";
-import { addSshCommands } from "./commands/ssh.ts";
-import { addServeCommands } from "./commands/serve.ts";
+import { type AddCommands, type CommandGroup, GROUPS, groupsFor } from "./commands/groups.ts";
 import { EXIT_ERROR, EXIT_USAGE, VaultError } from "../errors.ts";
 import { EXIT_STDOUT_CLOSED, StdoutClosed } from "./output.ts";
 import { sanitizeForTerminal, sanitizeOneLine } from "../sanitize.ts";
+import { VERSION } from "./version.ts";
 
-/** The version printed by `vault --version`. */
-export const VERSION = "0.1.0";
+export { VERSION };
 
-/** Builds the command tree bound to `ctx`. */
-export function buildProgram(ctx: Context): Command {
+/** The registration functions of the loaded command groups. */
+export type LoadedGroups = ReadonlyMap<CommandGroup, AddCommands>;
+
+/**
+ * Imports the command groups that `args` needs (every group when `args` is
+ * omitted, as for the README's command reference).
+ */
+export async function loadGroups(args?: readonly string[]): Promise<LoadedGroups> {
+  const wanted = args === undefined ? GROUPS : [...groupsFor(args)];
+  return new Map(await Promise.all(wanted.map(async (g) => [g, await g.load()] as const)));
+}
+
+/**
+ * Builds the command tree bound to `ctx`: the groups in `loaded` for real, the
+ * others as stubs that only the top-level help lists.
+ */
+export function buildProgram(ctx: Context, loaded: LoadedGroups): Command {
   const program = new Command()
     .name("vault")
     .description(
@@ -72,18 +82,28 @@ Quick start:
   program.hook("preAction", () => {
     ctx.setFlags(program.opts() as { db?: string; passphraseFile?: string; input?: boolean });
   });
-  addCoreCommands(program as unknown as Command, ctx);
-  addDbCommands(program as unknown as Command, ctx);
-  addCredCommands(program as unknown as Command, ctx);
-  addTokenCommands(program as unknown as Command, ctx);
-  addSshCommands(program as unknown as Command, ctx);
-  addServeCommands(program as unknown as Command, ctx);
+  for (const group of GROUPS) {
+    const add = loaded.get(group);
+    if (add) add(program as unknown as Command, ctx);
+    else addStubs(program as unknown as Command, group);
+  }
   for (const command of allCommands(program as unknown as Command)) {
     command.exitOverride();
     command.configureOutput(program.configureOutput());
     command.showHelpAfterError("(run with --help for usage)");
   }
   return program as unknown as Command;
+}
+
+/**
+ * Stands in for a group that is not loaded: `vault --help` lists a stub like
+ * the real command (a hidden option makes commander print `[options]`).
+ */
+function addStubs(program: Command, group: CommandGroup): void {
+  for (const { name, description, hasOptions } of group.commands) {
+    const stub = program.command(name).description(description);
+    if (hasOptions) stub.addOption(new Option("--not-loaded").hideHelp());
+  }
 }
 
 function allCommands(command: Command): Command[] {
@@ -95,8 +115,8 @@ function allCommands(command: Command): Command[] {
 /** Runs the CLI with `args` (without the program name); returns the exit code. */
 export async function run(args: string[], io: CliIo): Promise<number> {
   const ctx = new Context(io);
-  const program = buildProgram(ctx);
   try {
+    const program = buildProgram(ctx, await loadGroups(args));
     await program.parseAsync(args, { from: "user" });
     return 0;
   } catch (error) {

@@ -23,7 +23,6 @@
  * @module
  */
 
-import { parse } from "@decimalturn/toml-patch";
 import { join } from "node:path";
 import { FileRefused } from "../fs/errors.ts";
 import { MAX_CONFIG_BYTES } from "../fs/limits.ts";
@@ -110,6 +109,8 @@ export async function loadSettings(env: Record<string, string | undefined>): Pro
     throw new InvalidSettings(file, null, "is not valid UTF-8");
   }
   let doc: Record<string, unknown>;
+  // The TOML parser costs ~10 ms to load: only when there is a file to parse.
+  const { parse } = await import("@decimalturn/toml-patch");
   try {
     doc = parse(text);
   } catch (e) {

@@ -33,7 +33,7 @@ import {
   sessionKeyDescription,
   type SessionOptions,
 } from "./session.ts";
-import type { Settings } from "./settings.ts";
+import type { Settings } from "../settings/config.ts";
 import type { DbKey } from "../store/key.ts";
 import { type Resolved, type TierName, wipeMaterial } from "./types.ts";
 

@@ -39,5 +39,3 @@ export class TierFailed extends VaultError {
     this.reason = clean;
   }
 }
-
-export { InvalidSettings } from "../settings/errors.ts";

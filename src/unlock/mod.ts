@@ -14,7 +14,7 @@ export {
   type TierState,
   type TierTimeouts,
 } from "./chain.ts";
-export { InvalidSettings, NoPassphrase, TierFailed } from "./errors.ts";
+export { NoPassphrase, TierFailed } from "./errors.ts";
 export {
   canonicalDbPath,
   clearSessionKey,
@@ -27,12 +27,4 @@ export {
   type SessionOptions,
   type SessionTier,
 } from "./session.ts";
-export {
-  configDir,
-  configPath,
-  DEFAULT_SESSION_TTL,
-  defaultSettings,
-  loadSettings,
-  type Settings,
-} from "./settings.ts";
 export { RAW_KEY_LENGTH, type Resolved, TIER_NAMES, type TierName, wipeMaterial } from "./types.ts";

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { fingerprint, generateKey, publicLine, type SshKeyPair } from "../../src/openssh/keys.ts";
+import { fingerprint, generateKey, publicLine, type SshKeyPair } from "../src/openssh/keys.ts";
 
 /** A key with everything a test or the benchmark compares against. */
 export interface TestKey {

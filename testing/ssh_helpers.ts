@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { SshKeyError } from "../../src/openssh/errors.ts";
+import { SshKeyError } from "../src/openssh/errors.ts";
 import { run } from "./openssh_agent.ts";
 
 export { utf8, withTempDir } from "./fixtures.ts";

@@ -9,8 +9,8 @@
  */
 
 import { join } from "node:path";
-import type { SshKeyPair } from "../../src/openssh/keys.ts";
-import { serializeOpenSshPrivateKey } from "../../src/openssh/openssh.ts";
+import type { SshKeyPair } from "../src/openssh/keys.ts";
+import { serializeOpenSshPrivateKey } from "../src/openssh/openssh.ts";
 
 /** A key to load, with the comment the agent should report. */
 export interface AgentKey {

@@ -8,7 +8,7 @@
  */
 
 const BUILD_SCRIPT = decodeURIComponent(
-  new URL("../../scripts/sqlcipher-peer/build.sh", import.meta.url).pathname,
+  new URL("../scripts/sqlcipher-peer/build.sh", import.meta.url).pathname,
 );
 
 /**

@@ -12,17 +12,17 @@
 
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CredentialStore } from "../../src/store/store.ts";
+import { CredentialStore } from "../src/store/store.ts";
 import {
   localSocketPath,
   type RsaEngine,
   SSH_PROVIDER,
   startAgent,
   startBridge,
-} from "../../src/agent/mod.ts";
+} from "../src/agent/mod.ts";
 import type { TestKey } from "./keys.ts";
 
-const MAIN = fileURLToPath(new URL("../../main.ts", import.meta.url));
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 
 /** A running vault agent serving one local scope socket. */
 export interface VaultAgent {

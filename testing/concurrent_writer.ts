@@ -6,7 +6,7 @@
  * @module
  */
 
-import { CredentialStore } from "../../src/store/store.ts";
+import { CredentialStore } from "../src/store/store.ts";
 
 const [path, index, rows] = Deno.args;
 const hex = new TextDecoder().decode(await new Response(Deno.stdin.readable).arrayBuffer()).trim();

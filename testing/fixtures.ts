@@ -8,12 +8,12 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { openDatabase } from "../../src/store/open.ts";
-import type { DbKey } from "../../src/store/key.ts";
-import type { Db } from "../../src/store/sqlite.ts";
+import { openDatabase } from "../src/store/open.ts";
+import type { DbKey } from "../src/store/key.ts";
+import type { Db } from "../src/store/sqlite.ts";
 
 /** Directory of the shared fixtures, beside the checkout. */
-export const FIXTURES = fileURLToPath(new URL("../../../shared/fixtures/", import.meta.url));
+export const FIXTURES = fileURLToPath(new URL("../../shared/fixtures/", import.meta.url));
 
 /** A fixture manifest row of credentials. */
 export interface ManifestCredential {

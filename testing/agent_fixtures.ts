@@ -8,9 +8,9 @@
  */
 
 import { join } from "node:path";
-import { CredentialStore } from "../../src/store/store.ts";
-import { generateKey, publicLine, type SshKeyPair } from "../../src/openssh/keys.ts";
-import { FrameReader, MSG } from "../../src/agent/protocol.ts";
+import { CredentialStore } from "../src/store/store.ts";
+import { generateKey, publicLine, type SshKeyPair } from "../src/openssh/keys.ts";
+import { FrameReader, MSG } from "../src/agent/protocol.ts";
 import { parseSignatureBlob } from "./agent_client.ts";
 import { run, type RunResult } from "./openssh_agent.ts";
 

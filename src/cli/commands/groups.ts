@@ -1,0 +1,128 @@
+/**
+ * The command groups of `vault` and how to load them, without loading them.
+ *
+ * Each group module (core.ts, db.ts, …) imports what its actions need: the
+ * SQLCipher driver, node:crypto, the agent. So that `vault --help` and
+ * `vault cred list` do not pay for all of them, the program registers only
+ * the group the command line names (see {@link groupsFor}) and stands in for
+ * the others with a stub that `vault --help` lists exactly like the real
+ * command (name, `[options]`, description; a test compares both renderings).
+ *
+ * @module
+ */
+
+import type { Command } from "@commander-js/extra-typings";
+import type { Context } from "../context.ts";
+
+/** Registers a group's commands on the program. */
+export type AddCommands = (program: Command, ctx: Context) => void;
+
+/** A top-level command as `vault --help` lists it. */
+export interface TopLevelCommand {
+  /** The command's name. */
+  name: string;
+  /** Its one-line description. */
+  description: string;
+  /** Whether it has options of its own (listed as `name [options]`). */
+  hasOptions: boolean;
+}
+
+/** A module of commands: what the top-level help shows, and how to load it. */
+export interface CommandGroup {
+  /** The top-level commands it adds, in order. */
+  commands: readonly TopLevelCommand[];
+  /** Imports the module and returns its registration function. */
+  load(): Promise<AddCommands>;
+}
+
+/** Every group, in the order `vault --help` lists their commands. */
+export const GROUPS: readonly CommandGroup[] = [
+  {
+    commands: [
+      { name: "init", description: "create a new encrypted vault database", hasOptions: true },
+      {
+        name: "status",
+        description:
+          "show the database, how it would be unlocked, and what it holds (never prompts)",
+        hasOptions: true,
+      },
+      {
+        name: "unlock",
+        description: "cache the derived database key for this login session",
+        hasOptions: true,
+      },
+      { name: "lock", description: "forget the cached database key", hasOptions: false },
+      { name: "passphrase", description: "manage the vault passphrase", hasOptions: false },
+    ],
+    load: async () => (await import("./core.ts")).addCoreCommands,
+  },
+  {
+    commands: [{ name: "db", description: "database maintenance", hasOptions: false }],
+    load: async () => (await import("./db.ts")).addDbCommands,
+  },
+  {
+    commands: [{
+      name: "cred",
+      description: "provider credentials (API keys, OAuth tokens)",
+      hasOptions: false,
+    }],
+    load: async () => (await import("./cred.ts")).addCredCommands,
+  },
+  {
+    commands: [{ name: "token", description: "phantom tokens for sandboxes", hasOptions: false }],
+    load: async () => (await import("./token.ts")).addTokenCommands,
+  },
+  {
+    commands: [{
+      name: "ssh",
+      description: "SSH keys held by the vault (ed25519, rsa)",
+      hasOptions: false,
+    }],
+    load: async () => (await import("./ssh.ts")).addSshCommands,
+  },
+  {
+    commands: [
+      {
+        name: "serve",
+        description:
+          "run the SSH agent: a token-gated signer for containers and per-scope host sockets",
+        hasOptions: true,
+      },
+      {
+        name: "ssh-bridge",
+        description:
+          "relay a local agent socket to vault's token-gated signer (run inside a container)",
+        hasOptions: true,
+      },
+    ],
+    load: async () => (await import("./serve.ts")).addServeCommands,
+  },
+];
+
+/** Global options that take a value (they come before the command). */
+const VALUED_GLOBAL_OPTIONS = new Set(["--db", "--passphrase-file"]);
+
+/**
+ * The command name that `args` runs (or asks help for, `vault help <name>`),
+ * as commander will dispatch it: the first operand after the global options.
+ */
+export function commandNameOf(args: readonly string[]): string | undefined {
+  const operands: string[] = [];
+  for (let i = 0; i < args.length && operands.length < 2; i++) {
+    const arg = args[i];
+    if (arg === "--") {
+      operands.push(...args.slice(i + 1, i + 3));
+      break;
+    }
+    if (operands.length === 0 && VALUED_GLOBAL_OPTIONS.has(arg)) i++;
+    else if (operands.length === 0 && arg.startsWith("-")) continue;
+    else operands.push(arg);
+  }
+  return operands[0] === "help" ? operands[1] : operands[0];
+}
+
+/** The groups that must be loaded for real to run `args` (none for `vault --help`). */
+export function groupsFor(args: readonly string[]): Set<CommandGroup> {
+  const name = commandNameOf(args);
+  return new Set(GROUPS.filter((group) => group.commands.some((c) => c.name === name)));
+}
