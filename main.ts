@@ -9,9 +9,15 @@
  * @module
  */
 
+/** Writes `text` to stdout; a reader that closed the pipe ends the run quietly with 141. */
 function print(text: string): void {
   const data = new TextEncoder().encode(text);
-  for (let done = 0; done < data.length;) done += Deno.stdout.writeSync(data.subarray(done));
+  try {
+    for (let done = 0; done < data.length;) done += Deno.stdout.writeSync(data.subarray(done));
+  } catch (error) {
+    if (error instanceof Deno.errors.BrokenPipe) Deno.exit(141);
+    throw error;
+  }
 }
 
 if (import.meta.main) {

@@ -85,7 +85,7 @@ Deno.test(`rekey race: ${ROUNDS} rounds of writers and serve against passphrase 
     const cli = new CliSandbox(dir);
     const db = join(dir, "vault", "credentials.db");
     const passFile = (n: number) => cli.file(`pass-${n}`, passphrase(n));
-    const init = await cli.run(["--db", db, "--passphrase-file", passFile(0), "init"]);
+    const init = await cli.spawn(["--db", db, "--passphrase-file", passFile(0), "init"]);
     assertEquals(init.code, 0, init.stderr);
 
     const acknowledged: Write[] = [];
@@ -102,7 +102,7 @@ Deno.test(`rekey race: ${ROUNDS} rounds of writers and serve against passphrase 
           provider: `p${i}`,
           value: `${name}-${i}-${crypto.randomUUID()}`,
         };
-        const r = await cli.run(
+        const r = await cli.spawn(
           ["--db", db, "--passphrase-file", pass, "cred", "set", write.provider, "--set", name],
           { stdin: write.value },
         );
@@ -161,7 +161,7 @@ Deno.test(`rekey race: ${ROUNDS} rounds of writers and serve against passphrase 
           // let the writers get going: the change starts amid their opens and commits
           await new Promise((resolve) => setTimeout(resolve, 150 + (round % 4) * 100));
         }
-        const changeRun = cli.run([
+        const changeRun = cli.spawn([
           "--db",
           db,
           "--passphrase-file",
