@@ -23,10 +23,14 @@ import { withTempDir } from "../testing/fixtures.ts";
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const MAIN = join(ROOT, "main.ts");
 
-/** One measured command and its target (ms, median wall clock), if any. */
+/**
+ * One measured command (`main.ts`, or `script` for a reference program) and its target (ms,
+ * median wall clock), if any.
+ */
 interface Case {
   name: string;
   args: string[];
+  script?: string;
   target?: number;
 }
 
@@ -34,6 +38,17 @@ const CASES: Case[] = [
   { name: "vault --version", args: ["--version"], target: 35 },
   { name: "vault --help", args: ["--help"], target: 35 },
   { name: "vault cred list (unlocked)", args: ["cred", "list"], target: 65 },
+  // References, no target: what every vault-opening command must load before it does anything.
+  {
+    name: "import SQLite driver only",
+    args: [],
+    script: join(ROOT, "bench/startup/sqlite_import.ts"),
+  },
+  {
+    name: "import commander only",
+    args: [],
+    script: join(ROOT, "bench/startup/commander_import.ts"),
+  },
 ];
 
 function parseRounds(args: string[]): number {
@@ -106,7 +121,7 @@ if (import.meta.main) {
     };
     // Warm-up: fills Deno's caches (module graph, V8 code cache) for every script.
     await timeRun(empty, [], cli.env);
-    for (const c of CASES) await timeRun(MAIN, c.args, cli.env, expects[c.name]);
+    for (const c of CASES) await timeRun(c.script ?? MAIN, c.args, cli.env, expects[c.name]);
 
     const baseline: number[] = [];
     const times = new Map<string, { own: number[]; empty: number[] }>(
@@ -115,7 +130,7 @@ if (import.meta.main) {
     for (let round = 0; round < rounds; round++) {
       for (const c of CASES) {
         const a = await timeRun(empty, [], cli.env);
-        const b = await timeRun(MAIN, c.args, cli.env, expects[c.name]);
+        const b = await timeRun(c.script ?? MAIN, c.args, cli.env, expects[c.name]);
         baseline.push(a);
         times.get(c.name)!.empty.push(a);
         times.get(c.name)!.own.push(b);
