@@ -26,6 +26,7 @@
  */
 
 import { AgentConfigError } from "./errors.ts";
+import { IntervalCounter } from "./throttle.ts";
 
 /** Connection caps of the agent (see the module documentation). */
 export interface ConnectionLimits {
@@ -125,27 +126,24 @@ export function takeAll(pools: readonly Slots[]): (() => void) | null {
 
 /**
  * Counts refused connections per listener and reports them at most once per
- * interval per listener: the first refusal after a quiet interval is
- * reported at once (with the refusals not yet reported), later ones are
- * only counted until the interval has passed; {@link flush} reports what is
- * left (at shutdown).
+ * interval per listener (an {@link IntervalCounter}): the first refusal after
+ * a quiet interval is reported at once, with the refusals not yet reported;
+ * {@link flush} reports what is left (at shutdown).
  */
 export class RefusalLog {
   readonly #warn: (message: string) => void;
-  readonly #intervalMs: number;
-  readonly #now: () => number;
-  readonly #state = new Map<string, { pending: number; lastAt: number; why: string }>();
+  readonly #counter: IntervalCounter;
+  readonly #why = new Map<string, string>();
   #total = 0;
 
   /** Reports through `warn`; `now` is a millisecond clock (tests pass their own). */
   constructor(
     warn: (message: string) => void,
     intervalMs: number = REFUSAL_LOG_INTERVAL_MS,
-    now: () => number = () => performance.now(),
+    now?: () => number,
   ) {
     this.#warn = warn;
-    this.#intervalMs = intervalMs;
-    this.#now = now;
+    this.#counter = new IntervalCounter(intervalMs, now);
   }
 
   /** Connections refused so far, on every listener. */
@@ -156,27 +154,15 @@ export class RefusalLog {
   /** Notes one refused connection on `label`; `why` names the cap that was hit. */
   note(label: string, why: string): void {
     this.#total++;
-    const now = this.#now();
-    const state = this.#state.get(label);
-    if (!state) {
-      this.#state.set(label, { pending: 0, lastAt: now, why });
-      this.#report(label, 1, why);
-      return;
-    }
-    state.pending++;
-    state.why = why;
-    if (now - state.lastAt >= this.#intervalMs) {
-      this.#report(label, state.pending, why);
-      state.pending = 0;
-      state.lastAt = now;
-    }
+    this.#why.set(label, why);
+    const count = this.#counter.hit(label);
+    if (count > 0) this.#report(label, count, why);
   }
 
   /** Reports the refusals counted but not reported yet. */
   flush(): void {
-    for (const [label, state] of this.#state) {
-      if (state.pending > 0) this.#report(label, state.pending, state.why);
-      state.pending = 0;
+    for (const [label, count] of this.#counter.drain()) {
+      this.#report(label, count, this.#why.get(label) ?? "");
     }
   }
 
@@ -184,49 +170,37 @@ export class RefusalLog {
     const what = count === 1 ? "1 connection" : `${count} connections`;
     this.#warn(
       `refused ${what} on ${label}: ${why} (at most one such line per listener every ` +
-        `${Math.round(this.#intervalMs / 1000)} s)`,
+        `${Math.round(this.#counter.intervalMs / 1000)} s)`,
     );
   }
 }
 
 /**
- * Passes warnings on, but the same message at most once per interval: a
- * repeat within the interval is only counted, and the next one passed on
- * says how many were held back. Keeps a full disk or a misbehaving client
- * from turning into one stderr line per request.
+ * Passes warnings on, but the same message at most once per interval (an
+ * {@link IntervalCounter} keyed by the message): a repeat within the
+ * interval is only counted, and the next one passed on says how many were
+ * held back. Keeps a full disk or a misbehaving client from turning into one
+ * stderr line per request.
  */
 export class WarningThrottle {
   readonly #warn: (message: string) => void;
-  readonly #intervalMs: number;
-  readonly #now: () => number;
-  readonly #seen = new Map<string, { at: number; held: number }>();
+  readonly #counter: IntervalCounter;
 
   /** Passes on to `warn`; `now` is a millisecond clock (tests pass their own). */
   constructor(
     warn: (message: string) => void,
     intervalMs: number = REFUSAL_LOG_INTERVAL_MS,
-    now: () => number = () => performance.now(),
+    now?: () => number,
   ) {
     this.#warn = warn;
-    this.#intervalMs = intervalMs;
-    this.#now = now;
+    this.#counter = new IntervalCounter(intervalMs, now);
   }
 
   /** Warns `message` unless it was warned within the interval. */
   warn(message: string): void {
-    const now = this.#now();
-    const seen = this.#seen.get(message);
-    if (seen && now - seen.at < this.#intervalMs) {
-      seen.held++;
-      return;
-    }
-    if (this.#seen.size >= 256) {
-      for (const [key, value] of this.#seen) {
-        if (now - value.at >= this.#intervalMs) this.#seen.delete(key);
-      }
-    }
-    const held = seen?.held ?? 0;
-    this.#seen.set(message, { at: now, held: 0 });
+    const count = this.#counter.hit(message);
+    if (count === 0) return;
+    const held = count - 1;
     this.#warn(held > 0 ? `${message} (and ${held} more times since the last such line)` : message);
   }
 }

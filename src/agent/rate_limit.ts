@@ -20,6 +20,7 @@
  * @module
  */
 
+import { IntervalCounter } from "./throttle.ts";
 import { AgentConfigError } from "./errors.ts";
 
 /** The sign-request rate of one principal. */
@@ -52,8 +53,6 @@ export type Admission =
 interface Bucket {
   tokens: number;
   at: number;
-  refused: number;
-  summaryAt: number;
 }
 
 /**
@@ -76,19 +75,16 @@ export function resolveSignRate(partial: Partial<SignRate> = {}): SignRate {
 /** Token buckets of sign requests, one per principal. */
 export class SignRateLimiter {
   readonly #rate: SignRate;
-  readonly #summaryMs: number;
   readonly #now: () => number;
   readonly #buckets = new Map<string, Bucket>();
+  /** Refused requests per principal, summarised at most once per interval. */
+  readonly #refusals: IntervalCounter;
 
   /** `now` is a millisecond clock (tests pass their own). */
-  constructor(
-    rate: SignRate,
-    summaryMs: number = RATE_SUMMARY_MS,
-    now: () => number = () => performance.now(),
-  ) {
+  constructor(rate: SignRate, summaryMs: number = RATE_SUMMARY_MS, now?: () => number) {
     this.#rate = rate;
-    this.#summaryMs = summaryMs;
-    this.#now = now;
+    this.#now = now ?? (() => performance.now());
+    this.#refusals = new IntervalCounter(summaryMs, this.#now);
   }
 
   /** Takes one request of `principal` (any string naming it) out of its bucket. */
@@ -97,7 +93,7 @@ export class SignRateLimiter {
     let bucket = this.#buckets.get(principal);
     if (!bucket) {
       if (this.#buckets.size >= PRUNE_ABOVE) this.#prune(now);
-      bucket = { tokens: this.#rate.burst, at: now, refused: 0, summaryAt: -Infinity };
+      bucket = { tokens: this.#rate.burst, at: now };
       this.#buckets.set(principal, bucket);
     }
     this.#refill(bucket, now);
@@ -105,12 +101,8 @@ export class SignRateLimiter {
       bucket.tokens -= 1;
       return { allowed: true };
     }
-    bucket.refused++;
-    if (now - bucket.summaryAt < this.#summaryMs) return { allowed: false, summary: null };
-    const summary = bucket.refused;
-    bucket.refused = 0;
-    bucket.summaryAt = now;
-    return { allowed: false, summary };
+    const summary = this.#refusals.hit(principal);
+    return { allowed: false, summary: summary > 0 ? summary : null };
   }
 
   #refill(bucket: Bucket, now: number): void {
@@ -119,11 +111,11 @@ export class SignRateLimiter {
     bucket.at = now;
   }
 
-  /** Drops buckets that are full again and owe no summary (they would start full anyway). */
+  /** Drops buckets that are full again (they would start full anyway). */
   #prune(now: number): void {
     for (const [key, bucket] of this.#buckets) {
       this.#refill(bucket, now);
-      if (bucket.tokens >= this.#rate.burst && bucket.refused === 0) this.#buckets.delete(key);
+      if (bucket.tokens >= this.#rate.burst) this.#buckets.delete(key);
     }
   }
 }
