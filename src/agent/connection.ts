@@ -19,12 +19,13 @@ import {
   FAILURE_FRAME,
   type FrameReader,
   MSG,
+  nextFrameWithin,
   parseSignRequest,
   signResponseFrame,
 } from "./protocol.ts";
 import type { SignRateLimiter } from "./rate_limit.ts";
 import type { Signer } from "./sign.ts";
-import { type ByteStream, closeQuietly, writeAll } from "./stream.ts";
+import { type ByteStream, writeAll } from "./stream.ts";
 
 /** Who is served on a connection: a scope, and whom to name in the audit trail. */
 export interface Principal {
@@ -72,7 +73,7 @@ export async function serveConnection(
 ): Promise<void> {
   try {
     while (true) {
-      const body = await nextWithin(reader, stream, services.idleTimeoutMs);
+      const body = await nextFrameWithin(reader, stream, services.idleTimeoutMs);
       if (body === null) return;
       let reply: Uint8Array;
       try {
@@ -94,29 +95,6 @@ export async function serveConnection(
     }
   } catch {
     // Framing error, reset or close: the connection ends here.
-  }
-}
-
-/**
- * The next frame, or null at end of stream or when none completed within
- * `idleMs` (the stream is then closed).
- */
-async function nextWithin(
-  reader: FrameReader,
-  stream: ByteStream,
-  idleMs: number,
-): Promise<Uint8Array | null> {
-  if (idleMs <= 0) return await reader.next();
-  let idle = false;
-  const timer = setTimeout(() => {
-    idle = true;
-    closeQuietly(stream);
-  }, idleMs);
-  try {
-    const body = await reader.next();
-    return idle ? null : body;
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -10,7 +10,7 @@
  */
 
 import { BridgeTokenError } from "./errors.ts";
-import type { FrameReader } from "./protocol.ts";
+import { type FrameReader, nextFrameWithin } from "./protocol.ts";
 import { type ByteStream, closeQuietly } from "./stream.ts";
 
 /** Longest token accepted, in bytes. */
@@ -29,14 +29,15 @@ export async function readHandshake(
   stream: ByteStream,
   timeoutMs: number = HANDSHAKE_TIMEOUT_MS,
 ): Promise<string | null> {
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    closeQuietly(stream);
-  }, timeoutMs);
   try {
-    const body = await reader.next(1, MAX_TOKEN_BYTES);
-    if (body === null || timedOut) {
+    const body = await nextFrameWithin(
+      reader,
+      stream,
+      Math.max(timeoutMs, 1), // the handshake always has a deadline
+      1,
+      MAX_TOKEN_BYTES,
+    );
+    if (body === null) {
       closeQuietly(stream);
       return null;
     }
@@ -44,8 +45,6 @@ export async function readHandshake(
   } catch {
     closeQuietly(stream);
     return null;
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -12,7 +12,7 @@
  */
 
 import { ProtocolError } from "./errors.ts";
-import type { ByteStream } from "./stream.ts";
+import { type ByteStream, closeQuietly } from "./stream.ts";
 
 /** Largest message body accepted or sent: 256 KiB. */
 export const MAX_MESSAGE = 256 * 1024;
@@ -201,4 +201,32 @@ export function frame(body: Uint8Array): Uint8Array {
   new DataView(out.buffer).setUint32(0, body.length);
   out.set(body, 4);
   return out;
+}
+
+/**
+ * The next frame from `reader` (length in `[min, max]`), or null at end of
+ * stream or when none completed within `ms` — the stream is then closed, so
+ * a silent peer cannot hold a connection. `ms` ≤ 0 waits without a deadline.
+ *
+ * @throws {ProtocolError} as {@link FrameReader.next}.
+ */
+export async function nextFrameWithin(
+  reader: FrameReader,
+  stream: ByteStream,
+  ms: number,
+  min?: number,
+  max?: number,
+): Promise<Uint8Array | null> {
+  if (ms <= 0) return await reader.next(min, max);
+  let expired = false;
+  const timer = setTimeout(() => {
+    expired = true;
+    closeQuietly(stream);
+  }, ms);
+  try {
+    const body = await reader.next(min, max);
+    return expired ? null : body;
+  } finally {
+    clearTimeout(timer);
+  }
 }
