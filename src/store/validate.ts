@@ -24,6 +24,20 @@ const PROVIDER = /^[a-z0-9][a-z0-9._-]*$/;
 const REFUSED =
   "control characters (newline, ESC, DEL, C1 …), bidirectional and invisible characters are refused";
 
+/** Throws `error` naming `what` when `text` holds a character unsafe on a terminal. */
+function refuseUnsafe(
+  text: string,
+  what: string,
+  error: new (message: string) => Error,
+): void {
+  const bad = findUnsafeChar(text);
+  if (bad !== undefined) {
+    throw new error(
+      `${what} "${shown(text)}" contains ${unsafeKind(bad)} (${describeChar(bad)}); ${REFUSED}`,
+    );
+  }
+}
+
 /** Options for {@link validateScope}. */
 export interface ScopeOptions {
   /** Accept infrastructure scopes such as `%host`. Internal callers only. */
@@ -114,13 +128,7 @@ export function validateComment(comment: string): string {
   if (comment.length > MAX_COMMENT_LENGTH) {
     throw new UnsafeComment(`key comment is longer than ${MAX_COMMENT_LENGTH} characters`);
   }
-  const bad = findUnsafeChar(comment);
-  if (bad !== undefined) {
-    throw new UnsafeComment(
-      `key comment "${shown(comment)}" contains ${unsafeKind(bad)} (${describeChar(bad)}); ` +
-        REFUSED,
-    );
-  }
+  refuseUnsafe(comment, "key comment", UnsafeComment);
   return comment;
 }
 
@@ -136,13 +144,7 @@ export function validateSubject(subject: string): string {
       `token subject must be 1-${MAX_SUBJECT_LENGTH} printable characters`,
     );
   }
-  const bad = findUnsafeChar(subject);
-  if (bad !== undefined) {
-    throw new InvalidCredentialData(
-      `token subject "${shown(subject)}" contains ${unsafeKind(bad)} (${describeChar(bad)}); ` +
-        REFUSED,
-    );
-  }
+  refuseUnsafe(subject, "token subject", InvalidCredentialData);
   return subject;
 }
 
