@@ -35,68 +35,53 @@ export interface CommandGroup {
   load(): Promise<AddCommands>;
 }
 
+/** `[name, description, hasOptions]` of one top-level command. */
+type Row = readonly [string, string, boolean];
+
+function group(load: () => Promise<AddCommands>, rows: readonly Row[]): CommandGroup {
+  return {
+    commands: rows.map(([name, description, hasOptions]) => ({ name, description, hasOptions })),
+    load,
+  };
+}
+
 /** Every group, in the order `vault --help` lists their commands. */
 export const GROUPS: readonly CommandGroup[] = [
-  {
-    commands: [
-      { name: "init", description: "create a new encrypted vault database", hasOptions: true },
-      {
-        name: "status",
-        description:
-          "show the database, how it would be unlocked, and what it holds (never prompts)",
-        hasOptions: true,
-      },
-      {
-        name: "unlock",
-        description: "cache the derived database key for this login session",
-        hasOptions: true,
-      },
-      { name: "lock", description: "forget the cached database key", hasOptions: false },
-      { name: "passphrase", description: "manage the vault passphrase", hasOptions: false },
+  group(async () => (await import("./core.ts")).addCoreCommands, [
+    ["init", "create a new encrypted vault database", true],
+    [
+      "status",
+      "show the database, how it would be unlocked, and what it holds (never prompts)",
+      true,
     ],
-    load: async () => (await import("./core.ts")).addCoreCommands,
-  },
-  {
-    commands: [{ name: "db", description: "database maintenance", hasOptions: false }],
-    load: async () => (await import("./db.ts")).addDbCommands,
-  },
-  {
-    commands: [{
-      name: "cred",
-      description: "provider credentials (API keys, OAuth tokens)",
-      hasOptions: false,
-    }],
-    load: async () => (await import("./cred.ts")).addCredCommands,
-  },
-  {
-    commands: [{ name: "token", description: "phantom tokens for sandboxes", hasOptions: false }],
-    load: async () => (await import("./token.ts")).addTokenCommands,
-  },
-  {
-    commands: [{
-      name: "ssh",
-      description: "SSH keys held by the vault (ed25519, rsa)",
-      hasOptions: false,
-    }],
-    load: async () => (await import("./ssh.ts")).addSshCommands,
-  },
-  {
-    commands: [
-      {
-        name: "serve",
-        description:
-          "run the SSH agent: a token-gated signer for containers and per-scope host sockets",
-        hasOptions: true,
-      },
-      {
-        name: "ssh-bridge",
-        description:
-          "relay a local agent socket to vault's token-gated signer (run inside a container)",
-        hasOptions: true,
-      },
+    ["unlock", "cache the derived database key for this login session", true],
+    ["lock", "forget the cached database key", false],
+    ["passphrase", "manage the vault passphrase", false],
+  ]),
+  group(async () => (await import("./db.ts")).addDbCommands, [
+    ["db", "database maintenance", false],
+  ]),
+  group(async () => (await import("./cred.ts")).addCredCommands, [
+    ["cred", "provider credentials (API keys, OAuth tokens)", false],
+  ]),
+  group(async () => (await import("./token.ts")).addTokenCommands, [
+    ["token", "phantom tokens for sandboxes", false],
+  ]),
+  group(async () => (await import("./ssh.ts")).addSshCommands, [
+    ["ssh", "SSH keys held by the vault (ed25519, rsa)", false],
+  ]),
+  group(async () => (await import("./serve.ts")).addServeCommands, [
+    [
+      "serve",
+      "run the SSH agent: a token-gated signer for containers and per-scope host sockets",
+      true,
     ],
-    load: async () => (await import("./serve.ts")).addServeCommands,
-  },
+    [
+      "ssh-bridge",
+      "relay a local agent socket to vault's token-gated signer (run inside a container)",
+      true,
+    ],
+  ]),
 ];
 
 /** Global options that take a value (they come before the command). */
