@@ -31,7 +31,7 @@ Deno.test("IntervalCounter: first event at once, then held until the interval pa
 Deno.test("RefusalLog, WarningThrottle and SignRateLimiter summaries follow the interval rule", () => {
   const c = clock();
   const lines: string[] = [];
-  const refusals = new RefusalLog((m) => lines.push(m), 10_000, c.now);
+  const refusals = new RefusalLog((m) => lines.push(m), new IntervalCounter(10_000, c.now));
   refusals.note("signer", "cap");
   refusals.note("signer", "cap");
   c.advance(10_000);
@@ -46,7 +46,7 @@ Deno.test("RefusalLog, WarningThrottle and SignRateLimiter summaries follow the 
   ]);
 
   lines.length = 0;
-  const warnings = new WarningThrottle((m) => lines.push(m), 10_000, c.now);
+  const warnings = new WarningThrottle((m) => lines.push(m), new IntervalCounter(10_000, c.now));
   warnings.warn("disk full");
   warnings.warn("disk full");
   warnings.warn("disk full");

@@ -136,14 +136,13 @@ export class RefusalLog {
   readonly #why = new Map<string, string>();
   #total = 0;
 
-  /** Reports through `warn`; `now` is a millisecond clock (tests pass their own). */
+  /** Reports through `warn`, at most once per `counter` interval per listener. */
   constructor(
     warn: (message: string) => void,
-    intervalMs: number = REFUSAL_LOG_INTERVAL_MS,
-    now?: () => number,
+    counter = new IntervalCounter(REFUSAL_LOG_INTERVAL_MS),
   ) {
     this.#warn = warn;
-    this.#counter = new IntervalCounter(intervalMs, now);
+    this.#counter = counter;
   }
 
   /** Connections refused so far, on every listener. */
@@ -186,14 +185,13 @@ export class WarningThrottle {
   readonly #warn: (message: string) => void;
   readonly #counter: IntervalCounter;
 
-  /** Passes on to `warn`; `now` is a millisecond clock (tests pass their own). */
+  /** Passes on to `warn`, each message at most once per `counter` interval. */
   constructor(
     warn: (message: string) => void,
-    intervalMs: number = REFUSAL_LOG_INTERVAL_MS,
-    now?: () => number,
+    counter = new IntervalCounter(REFUSAL_LOG_INTERVAL_MS),
   ) {
     this.#warn = warn;
-    this.#counter = new IntervalCounter(intervalMs, now);
+    this.#counter = counter;
   }
 
   /** Warns `message` unless it was warned within the interval. */
