@@ -14,6 +14,7 @@ export {
   writeFileAtomic,
 } from "./atomic.ts";
 export { describeFsError, FileRefused, UnsafeWrite, UntrustedFile } from "./errors.ts";
+export { writeNewFileSync } from "./exclusive.ts";
 export {
   MAX_CONFIG_BYTES,
   MAX_CREDENTIAL_BYTES,

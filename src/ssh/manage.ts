@@ -11,11 +11,12 @@
 import { join } from "node:path";
 import type { CredentialStore, ScopedSshKey, SshKeyInfo } from "../store/store.ts";
 import { NotFound } from "../store/errors.ts";
-import { isInfraScope, validateComment, validateScope } from "../store/validate.ts";
+import { validateComment, validateScope } from "../store/validate.ts";
 import { InvalidInput } from "../errors.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
 import { KeypairMismatch } from "../openssh/errors.ts";
 import { AmbiguousKey, ExportRefused } from "./errors.ts";
+import { writeNewFileSync } from "../fs/exclusive.ts";
 import {
   defaultExportStem,
   generateKey,
@@ -34,11 +35,6 @@ export function primaryComment(scope: string): string {
 /** Comment of a scope's additional key number `n` (its position in the scope). */
 export function sideComment(scope: string, n: number): string {
   return `tk-side:${scope}:${n}`;
-}
-
-/** Comment of an infrastructure scope's key. */
-export function infraComment(scope: string): string {
-  return `terok-infra:${scope}`;
 }
 
 /**
@@ -169,27 +165,6 @@ export function initScope(
     else store.assignSshKey(scope, stored.id);
     const row = store.getSshKeyById(stored.id)!;
     return describe(row, true, Boolean(options.force) && keys.length > 0);
-  });
-}
-
-/**
- * Loads the key of an infrastructure scope (`%name`), minting one inside the
- * same write transaction when there is none: concurrent callers end up with
- * one key.
- */
-export function loadOrMintInfraKey(
-  store: CredentialStore,
-  scope: string,
-  keyType: KeyType = "ed25519",
-): InitResult {
-  validateScope(scope, { allowInfra: true });
-  if (!isInfraScope(scope)) throw new InvalidInput(`"${scope}" is not an infrastructure scope`);
-  return store.transaction(() => {
-    const existing = store.listKeysForScope(scope)[0];
-    if (existing) return describe(existing, false, false);
-    const stored = store.storeSshKey({ ...generateKey(keyType), comment: infraComment(scope) });
-    store.assignSshKey(scope, stored.id, { allowInfra: true });
-    return describe(store.getSshKeyById(stored.id)!, true, false);
   });
 }
 
@@ -326,10 +301,8 @@ export function exportKey(
 }
 
 function createExclusive(path: string, text: string, mode: number): void {
-  let file: Deno.FsFile;
   try {
-    // createNew = O_CREAT|O_EXCL: fails on any existing path, symlinks included.
-    file = Deno.openSync(path, { createNew: true, write: true, mode });
+    writeNewFileSync(path, new TextEncoder().encode(text), mode);
   } catch (error) {
     if (error instanceof Deno.errors.AlreadyExists) {
       let kind = "a file";
@@ -338,17 +311,6 @@ function createExclusive(path: string, text: string, mode: number): void {
       } catch { /* raced away */ }
       throw new ExportRefused(`refusing to overwrite ${sanitizeOneLine(path)}: it is ${kind}`);
     }
-    throw new ExportRefused(`cannot create ${sanitizeOneLine(path)}: ${(error as Error).name}`);
-  }
-  try {
-    const data = new TextEncoder().encode(text);
-    let done = 0;
-    while (done < data.length) done += file.writeSync(data.subarray(done));
-    file.syncSync();
-  } catch (error) {
-    file.close();
-    Deno.removeSync(path);
     throw new ExportRefused(`cannot write ${sanitizeOneLine(path)}: ${(error as Error).name}`);
   }
-  file.close();
 }

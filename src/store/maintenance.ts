@@ -31,6 +31,7 @@ import { sanitizeOneLine } from "../sanitize.ts";
 import { migrate } from "./migrate.ts";
 import { countRows } from "./check.ts";
 import { lockExclusive, lockHolders } from "./lock.ts";
+import { writeNewFileSync } from "../fs/exclusive.ts";
 
 export { DatabaseBusy };
 
@@ -269,16 +270,7 @@ function rewrite(
 
 /** Copies `from` to a new file `to` created with O_EXCL and mode 0600. */
 function copyPrivate(from: string, to: string): void {
-  const data = Deno.readFileSync(from);
-  const file = Deno.openSync(to, { createNew: true, write: true, mode: 0o600 });
-  try {
-    let done = 0;
-    while (done < data.length) done += file.writeSync(data.subarray(done));
-    file.syncSync();
-  } finally {
-    file.close();
-  }
-  Deno.chmodSync(to, 0o600);
+  writeNewFileSync(to, Deno.readFileSync(from), 0o600);
 }
 
 function uniquePath(base: string): string {
