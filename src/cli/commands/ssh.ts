@@ -15,6 +15,7 @@ import {
 import { stripOneNewline } from "../../unlock/io.ts";
 import { exportKey, importKey, initScope, scopeKeys, selectKey } from "../../ssh/manage.ts";
 import { publicLine } from "../../openssh/keys.ts";
+import { sanitizeOneLine } from "../../sanitize.ts";
 import { type ParsedPrivateKey, parsePrivateKey } from "../../openssh/openssh.ts";
 import { KeyPassphraseRequired } from "../../openssh/errors.ts";
 import { validateComment, validateScope } from "../../store/validate.ts";
@@ -195,7 +196,7 @@ symbolic links are never overwritten.`,
       const shown = (options.all ? keys : keys.slice(0, 1)).map((key) => ({
         id: key.id,
         fingerprint: key.fingerprint,
-        publicLine: publicLine(key.publicBlob, key.comment),
+        publicLine: printablePublicLine(key.publicBlob, key.comment),
       }));
       if (options.json) ctx.out.json(shown);
       else for (const key of shown) ctx.out.line(key.publicLine);
@@ -313,7 +314,16 @@ function listKeys(store: CredentialStore, scope: string | undefined, all: boolea
       fingerprint: key.fingerprint,
       comment: key.comment,
       scopes,
-      publicLine: publicLine(key.publicBlob, key.comment),
+      publicLine: printablePublicLine(key.publicBlob, key.comment),
     }];
   });
+}
+
+/**
+ * The public line of a stored key for printing. A comment stored before vault
+ * refused line breaks (by terok or an older vault) is shown escaped, so one
+ * such key neither forges a line nor stops the listing.
+ */
+function printablePublicLine(publicBlob: Uint8Array, comment: string): string {
+  return publicLine(publicBlob, sanitizeOneLine(comment));
 }
