@@ -942,6 +942,11 @@ Deno.test("vault ssh-bridge: token options, empty token, bad --signer", async ()
       [token],
     );
     assertFails(
+      await bridge(["--signer", signer, "--token-file", cli.file("not-token", "sk-live-123\n")]),
+      /the token is not a vault phantom token \(terok-p- and 32 lowercase hex digits\)/,
+      [token, "sk-live-123"],
+    );
+    assertFails(
       await bridge(["--signer", signer, "--token-file", join(dir, "missing")]),
       /missing/,
       [token],

@@ -17,6 +17,8 @@ import { formatSignerAddress, parseSignerAddress, startBridge } from "../../agen
 import { AgentConfigError, BridgeTokenError } from "../../agent/errors.ts";
 import { opensslAvailable } from "../../agent/openssl_rsa.ts";
 import { MAX_TOKEN_BYTES } from "../../agent/handshake.ts";
+import { isToken } from "../../tokens/format.ts";
+import { sanitizeOneLine } from "../../sanitize.ts";
 import {
   parseIdleTimeout,
   parsePort,
@@ -275,13 +277,17 @@ async function readToken(
   } else {
     const value = ctx.env[envName!];
     if (value === undefined) {
-      throw new BridgeTokenError(`environment variable ${envName} is not set`);
+      throw new BridgeTokenError(`environment variable ${sanitizeOneLine(envName!)} is not set`);
     }
     token = new TextEncoder().encode(value);
   }
   if (token.length === 0) throw new BridgeTokenError("the token is empty");
-  if (token.length > MAX_TOKEN_BYTES) {
-    throw new BridgeTokenError(`the token is longer than ${MAX_TOKEN_BYTES} bytes`);
+  // Checked here, where the mistake can be named; the signer would only close the connection.
+  if (token.length > MAX_TOKEN_BYTES || !isToken(new TextDecoder().decode(token))) {
+    token.fill(0);
+    throw new BridgeTokenError(
+      "the token is not a vault phantom token (terok-p- and 32 lowercase hex digits)",
+    );
   }
   return token;
 }
