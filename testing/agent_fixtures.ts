@@ -196,6 +196,34 @@ export class AgentProbe {
     return { ...parseSignatureBlob(blob), blob };
   }
 
+  /**
+   * Reads raw bytes until the server closes; returns how many arrived. A
+   * guard closes the connection after `guardMs` and makes this throw, so a
+   * server that never closes fails the test instead of hanging it.
+   */
+  async bytesUntilClose(guardMs: number): Promise<number> {
+    let timedOut = false;
+    const guard = setTimeout(() => {
+      timedOut = true;
+      this.close();
+    }, guardMs);
+    let total = 0;
+    const buf = new Uint8Array(4096);
+    try {
+      while (true) {
+        const n = await this.conn.read(buf);
+        if (n === null) break;
+        total += n;
+      }
+    } catch {
+      // a reset counts as closed
+    } finally {
+      clearTimeout(guard);
+    }
+    if (timedOut) throw new Error(`the server did not close the connection within ${guardMs} ms`);
+    return total;
+  }
+
   /** Resolves true once the server has closed the connection. */
   async closedByServer(): Promise<boolean> {
     try {

@@ -6,8 +6,10 @@
  * program's `CliIo` seam (the environment, stdin and the output streams come
  * only from the test), which is what most tests need and is fast;
  * {@link CliSandbox.spawn} runs `deno run main.ts` in a subprocess, for what
- * needs a real process (the exit status of main.ts, signals, sockets that
- * outlive a command).
+ * needs a real process (the exit status of main.ts, signals, rlimits, several
+ * pids), and {@link CliSandbox.start} leaves one running in the background
+ * (`vault serve`, `vault ssh-bridge`: sockets that outlive a command).
+ * {@link withSandboxVault} is a sandbox holding a vault made by `vault init`.
  *
  * @module
  */
@@ -15,14 +17,77 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { run } from "../src/cli/program.ts";
+import { assertEquals } from "./assert.ts";
+import { withTempDir } from "./fixtures.ts";
+import { Background, killAfter } from "./process.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+
+/** The arguments of `deno` that run `vault <args>` (main.ts) as a program. */
+export function mainArgs(args: string[]): string[] {
+  return ["run", "-A", "--no-check", MAIN, ...args];
+}
+
+/**
+ * A `via` prefix (see {@link SpawnOptions.via}) that runs the program under
+ * `ulimit -d <kib>`: a data limit, so a runaway allocation fails instead of
+ * exhausting the machine.
+ */
+export function underDataLimit(kib: number): string[] {
+  return ["/bin/sh", "-c", `ulimit -d ${kib}; exec "$0" "$@"`];
+}
+
+/** The arguments of `vault token create --scope <scope> --subject <subject> --provider <provider>`. */
+export function tokenCreateArgs(scope: string, subject: string, provider: string): string[] {
+  return ["token", "create", "--scope", scope, "--subject", subject, "--provider", provider];
+}
 
 /** Result of one CLI run. */
 export interface CliResult {
   code: number;
   stdout: string;
   stderr: string;
+}
+
+/** Result of a subprocess run ({@link CliSandbox.spawn}). */
+export interface SpawnResult extends CliResult {
+  /** Whether the run was killed at its {@link SpawnOptions.deadlineMs}. */
+  killed: boolean;
+}
+
+/** Inputs of a subprocess run ({@link CliSandbox.spawn}). */
+export interface SpawnOptions {
+  /** What stdin holds (empty by default, piped); `null`: stdin is /dev/null. */
+  stdin?: string | Uint8Array | null;
+  /** Added to the sandbox's environment. */
+  env?: Record<string, string>;
+  /**
+   * A command the program runs through: `via[0] ...via[1..] deno run main.ts
+   * <args>` (strace, a shell setting an rlimit, an activator passing sockets).
+   */
+  via?: string[];
+  /** Kill deadline (SIGKILL) of the run: a hang guard; {@link SpawnResult.killed} tells. */
+  deadlineMs?: number;
+  /** Close stdout before the program writes (what `vault … | head -c0` does); stdout is then "". */
+  closeStdout?: boolean;
+}
+
+/** Inputs of a background run ({@link CliSandbox.start}). */
+export interface StartOptions {
+  /** Names the process in errors (default `vault <args>`). */
+  label?: string;
+  /** Added to the sandbox's environment. */
+  env?: Record<string, string>;
+  /** As {@link SpawnOptions.via}. */
+  via?: string[];
+  /** The deadline of each wait on it (see {@link Background}). */
+  deadlineMs?: number;
+}
+
+/** The command and arguments that run `vault <args>` through `via`. */
+function command(args: string[], via: string[] = []): [string, string[]] {
+  const [cmd, ...rest] = [...via, Deno.execPath(), ...mainArgs(args)];
+  return [cmd, rest];
 }
 
 /** Inputs of an in-process run. */
@@ -82,29 +147,54 @@ export class CliSandbox {
     return runCli(args, { env: { ...this.env, ...options.env }, stdin: options.stdin });
   }
 
-  /** Runs `deno run main.ts <args>` in a subprocess with `stdin` piped (empty by default). */
-  async spawn(
-    args: string[],
-    options: { stdin?: string | Uint8Array; env?: Record<string, string> } = {},
-  ): Promise<CliResult> {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--no-check", MAIN, ...args],
+  /**
+   * Runs `deno run main.ts <args>` in a subprocess to its end: stdin piped
+   * (empty by default) or /dev/null, stdout and stderr captured.
+   */
+  async spawn(args: string[], options: SpawnOptions = {}): Promise<SpawnResult> {
+    const [cmd, argv] = command(args, options.via);
+    const input = options.stdin === undefined ? "" : options.stdin;
+    const child = new Deno.Command(cmd, {
+      args: argv,
       env: { ...this.env, ...options.env },
       clearEnv: true,
-      stdin: "piped",
+      stdin: input === null ? "null" : "piped",
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    const writer = child.stdin.getWriter();
-    const input = options.stdin ?? "";
-    await writer.write(typeof input === "string" ? new TextEncoder().encode(input) : input);
-    await writer.close();
-    const output = await child.output();
-    return {
-      code: output.code,
-      stdout: new TextDecoder().decode(output.stdout),
-      stderr: new TextDecoder().decode(output.stderr),
-    };
+    const deadline = options.deadlineMs === undefined
+      ? undefined
+      : killAfter(child, options.deadlineMs);
+    try {
+      if (options.closeStdout) await child.stdout.cancel();
+      const stdout = options.closeStdout ? "" : new Response(child.stdout).text();
+      const stderr = new Response(child.stderr).text();
+      if (input !== null) {
+        const writer = child.stdin.getWriter();
+        await writer.write(typeof input === "string" ? new TextEncoder().encode(input) : input);
+        await writer.close();
+      }
+      const [status, out, err] = await Promise.all([child.status, stdout, stderr]);
+      return { code: status.code, stdout: out, stderr: err, killed: deadline?.killed ?? false };
+    } finally {
+      deadline?.clear();
+    }
+  }
+
+  /**
+   * Starts `deno run main.ts <args>` in the background (stdin /dev/null):
+   * wait for its stderr lines or socket, stop it, and dispose of it in a
+   * `finally`.
+   */
+  start(args: string[], options: StartOptions = {}): Background {
+    const [cmd, argv] = command(args, options.via);
+    return new Background(
+      options.label ?? `vault ${args.join(" ")}`,
+      cmd,
+      argv,
+      { ...this.env, ...options.env },
+      { deadlineMs: options.deadlineMs },
+    );
   }
 
   /** Writes a file (0600) inside the sandbox and returns its path. */
@@ -121,4 +211,55 @@ function denoDir(): Record<string, string> {
   const home = Deno.env.get("HOME");
   const cache = Deno.env.get("XDG_CACHE_HOME") ?? (home ? join(home, ".cache") : undefined);
   return cache ? { DENO_DIR: join(cache, "deno") } : {};
+}
+
+/** A sandbox holding a vault made by `vault init` (see {@link withSandboxVault}). */
+export interface SandboxVault {
+  cli: CliSandbox;
+  /** The sandbox's home directory. */
+  home: string;
+  /** The database path. */
+  db: string;
+  /** The passphrase file. */
+  passFile: string;
+  /** The global options naming the vault: `[--db <db>] --passphrase-file <passFile>`. */
+  base: string[];
+  /** What `vault init` printed. */
+  init: CliResult;
+}
+
+/** Where and how {@link withSandboxVault} makes its vault. */
+export interface SandboxVaultOptions {
+  /** The database path relative to the sandbox's home; the default path without it. */
+  db?: string;
+  /** The passphrase file's name in the sandbox (default `pass`). */
+  passFile?: string;
+  /** Credentials stored after init with `cred set <provider>` (value on stdin). */
+  credentials?: Record<string, string>;
+}
+
+/**
+ * Runs `fn` with a fresh {@link CliSandbox} holding a vault made by `vault
+ * init` (in-process) with the passphrase file content `passphrase`, and
+ * `options.credentials` stored; asserts each step succeeds. The sandbox is
+ * removed afterwards.
+ */
+export async function withSandboxVault(
+  passphrase: string,
+  fn: (vault: SandboxVault) => Promise<void>,
+  options: SandboxVaultOptions = {},
+): Promise<void> {
+  await withTempDir(async (home) => {
+    const cli = new CliSandbox(home);
+    const passFile = cli.file(options.passFile ?? "pass", passphrase);
+    const db = join(home, options.db ?? join("data", "vault", "credentials.db"));
+    const base = [...(options.db ? ["--db", db] : []), "--passphrase-file", passFile];
+    const init = await cli.run([...base, "init"]);
+    assertEquals(init.code, 0, init.stderr);
+    for (const [provider, value] of Object.entries(options.credentials ?? {})) {
+      const set = await cli.run([...base, "cred", "set", provider], { stdin: value });
+      assertEquals(set.code, 0, set.stderr);
+    }
+    await fn({ cli, home, db, passFile, base, init });
+  });
 }

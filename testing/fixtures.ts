@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { openDatabase } from "../src/store/open.ts";
 import type { DbKey } from "../src/store/key.ts";
 import type { Db } from "../src/store/sqlite.ts";
+import { CredentialStore } from "../src/store/store.ts";
 
 /** Directory of the shared fixtures, beside the checkout. */
 export const FIXTURES = fileURLToPath(new URL("../../shared/fixtures/", import.meta.url));
@@ -101,6 +102,27 @@ export async function withTempDir<T>(fn: (dir: string) => T | Promise<T>): Promi
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/**
+ * Runs `fn` on a new store at `<dir>/v.db` (made with `passphrase`) in a
+ * fresh temp dir; closes the store and removes the dir afterwards.
+ */
+export async function withTempStore<T>(
+  passphrase: string,
+  fn: (store: CredentialStore, dir: string) => T | Promise<T>,
+): Promise<T> {
+  return await withTempDir(async (dir) => {
+    const store = CredentialStore.open(join(dir, "v.db"), {
+      kind: "passphrase",
+      passphrase: utf8(passphrase),
+    }, { create: true });
+    try {
+      return await fn(store, dir);
+    } finally {
+      store.close();
+    }
+  });
 }
 
 /** UTF-8 bytes of a string. */

@@ -11,6 +11,7 @@
 import { join } from "node:path";
 import type { SshKeyPair } from "../src/openssh/keys.ts";
 import { serializeOpenSshPrivateKey } from "../src/openssh/openssh.ts";
+import { killAfter, waitForSocket } from "./process.ts";
 
 /** A key to load, with the comment the agent should report. */
 export interface AgentKey {
@@ -63,15 +64,7 @@ export async function run(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-  }, opts.timeoutMs ?? 30_000);
+  const deadline = killAfter(child, opts.timeoutMs ?? 30_000);
   try {
     if (opts.stdin) {
       const writer = child.stdin.getWriter();
@@ -84,32 +77,12 @@ export async function run(
       stdout: new TextDecoder().decode(out.stdout),
       stderr: new TextDecoder().decode(out.stderr),
     };
-    if (timedOut) {
+    if (deadline.killed) {
       throw new Error(`${cmd} ${args.join(" ")} timed out; stderr: ${result.stderr}`);
     }
     return result;
   } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Waits until something accepts connections on the Unix socket `path`. */
-export async function waitForSocket(
-  path: string,
-  timeoutMs: number,
-  exited?: () => boolean,
-): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (true) {
-    try {
-      const conn = await Deno.connect({ transport: "unix", path });
-      conn.close();
-      return;
-    } catch {
-      if (exited?.()) throw new Error(`the process serving ${path} exited`);
-      if (performance.now() > deadline) throw new Error(`nothing listens on ${path}`);
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    deadline.clear();
   }
 }
 

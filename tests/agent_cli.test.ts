@@ -8,7 +8,6 @@
 // directory), tokens in a file or an environment variable, never in argv.
 
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { type CliResult, CliSandbox } from "../testing/cli.ts";
 import { withTempDir } from "../testing/fixtures.ts";
@@ -20,8 +19,8 @@ import {
   type ToolResult,
 } from "../testing/agent_fixtures.ts";
 import { skipIf } from "../testing/skip.ts";
+import type { Background } from "../testing/process.ts";
 
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const PASS = "agent cli test passphrase";
 /** The scope every test serves, with an Ed25519 and an RSA key. */
 const SCOPE = "proj-a";
@@ -39,167 +38,6 @@ const HAS_PYTHON = await new Deno.Command("python3", {
 
 // ------------------------------------------------------------------ processes
 
-/** A subprocess whose output is collected as it comes. */
-class Background {
-  readonly #child: Deno.ChildProcess;
-  readonly #label: string;
-  #stdout = "";
-  #stderr = "";
-  #status: Deno.CommandStatus | null = null;
-  readonly #drained: Promise<void>;
-  readonly #exited: Promise<Deno.CommandStatus>;
-  #wake: (() => void)[] = [];
-
-  /** Spawns `cmd args` with exactly `env`; stdin gets `stdin`, or is /dev/null. */
-  constructor(
-    label: string,
-    cmd: string,
-    args: string[],
-    env: Record<string, string>,
-    stdin?: Uint8Array,
-  ) {
-    this.#label = label;
-    this.#child = new Deno.Command(cmd, {
-      args,
-      env,
-      clearEnv: true,
-      stdin: stdin ? "piped" : "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#drained = Promise.all([
-      this.#collect(this.#child.stdout, (text) => this.#stdout += text),
-      this.#collect(this.#child.stderr, (text) => this.#stderr += text),
-      stdin ? this.#feed(this.#child.stdin, stdin) : undefined,
-    ]).then(() => {});
-    this.#exited = this.#child.status.then((status) => {
-      this.#status = status;
-      this.#notify();
-      return status;
-    });
-  }
-
-  get stderr(): string {
-    return this.#stderr;
-  }
-
-  get stdout(): string {
-    return this.#stdout;
-  }
-
-  /** stderr lines so far. */
-  get lines(): string[] {
-    return this.#stderr.split("\n").filter((line) => line !== "");
-  }
-
-  async #collect(stream: ReadableStream<Uint8Array>, add: (text: string) => void): Promise<void> {
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-      add(text);
-      this.#notify();
-    }
-  }
-
-  async #feed(stream: WritableStream<Uint8Array>, bytes: Uint8Array): Promise<void> {
-    const writer = stream.getWriter();
-    try {
-      await writer.write(bytes);
-      await writer.close();
-    } catch {
-      // the process exited without reading it all
-    }
-  }
-
-  #notify(): void {
-    for (const wake of this.#wake.splice(0)) wake();
-  }
-
-  /**
-   * Waits until a stderr line matches `pattern`; returns all stderr lines.
-   * Fails when the process exits first or nothing matches within DEADLINE_MS.
-   */
-  async waitFor(pattern: RegExp): Promise<string[]> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let expired = false;
-    const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        expired = true;
-        resolve();
-      }, DEADLINE_MS);
-    });
-    try {
-      while (true) {
-        if (this.lines.some((line) => pattern.test(line))) return this.lines;
-        if (this.#status !== null) {
-          await this.#drained;
-          if (this.lines.some((line) => pattern.test(line))) return this.lines;
-          throw new Error(
-            `${this.#label} exited with ${this.#status.code} before printing ${pattern}:\n` +
-              this.#stderr,
-          );
-        }
-        if (expired) {
-          throw new Error(`${this.#label} did not print ${pattern} in time:\n${this.#stderr}`);
-        }
-        await Promise.race([deadline, new Promise<void>((wake) => this.#wake.push(wake))]);
-      }
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /**
-   * Sends `signal` (unless the process already exited) and waits for the
-   * exit; a process still running after DEADLINE_MS is killed and fails.
-   */
-  async stop(signal: Deno.Signal = "SIGTERM"): Promise<ToolResult> {
-    if (this.#status === null) {
-      try {
-        this.#child.kill(signal);
-      } catch {
-        // exited just now
-      }
-    }
-    return await this.finish();
-  }
-
-  /** Waits for the process to exit by itself (at most DEADLINE_MS, then it is killed). */
-  async finish(): Promise<ToolResult> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let expired = false;
-    const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        expired = true;
-        resolve();
-      }, DEADLINE_MS);
-    });
-    try {
-      await Promise.race([this.#exited, deadline]);
-    } finally {
-      clearTimeout(timer);
-    }
-    if (expired && this.#status === null) {
-      await this.dispose();
-      throw new Error(`${this.#label} did not exit in time:\n${this.#stderr}`);
-    }
-    const status = await this.#exited;
-    await this.#drained;
-    return { code: status.code, stdout: this.#stdout, stderr: this.#stderr };
-  }
-
-  /** Kills the process if it still runs and waits for it (for finally blocks). */
-  async dispose(): Promise<void> {
-    if (this.#status === null) {
-      try {
-        this.#child.kill("SIGKILL");
-      } catch {
-        // exited just now
-      }
-    }
-    await this.#exited;
-    await this.#drained;
-  }
-}
-
 /** Runs `vault <args>` in the background with the sandbox's environment plus `env`. */
 function spawnVault(
   cli: CliSandbox,
@@ -207,10 +45,7 @@ function spawnVault(
   args: string[],
   env: Record<string, string> = {},
 ): Background {
-  return new Background(label, Deno.execPath(), ["run", "-A", "--no-check", MAIN, ...args], {
-    ...cli.env,
-    ...env,
-  });
+  return cli.start(args, { label, env, deadlineMs: DEADLINE_MS });
 }
 
 /** Runs `vault <args>` to its end (stdin closed, at most DEADLINE_MS). */
@@ -1021,23 +856,12 @@ function spawnActivated(
   args: string[],
   env: Record<string, string> = {},
 ): Background {
-  return new Background(
-    "vault serve (socket-activated)",
-    "python3",
-    [
-      "-c",
-      ACTIVATOR,
-      ...sockets.map(([path, name]) => `${path}=${name}`),
-      "--",
-      Deno.execPath(),
-      "run",
-      "-A",
-      "--no-check",
-      MAIN,
-      ...args,
-    ],
-    { ...cli.env, ...env },
-  );
+  return cli.start(args, {
+    label: "vault serve (socket-activated)",
+    env,
+    via: ["python3", "-c", ACTIVATOR, ...sockets.map(([path, name]) => `${path}=${name}`), "--"],
+    deadlineMs: DEADLINE_MS,
+  });
 }
 
 Deno.test({
@@ -1173,21 +997,14 @@ os.set_inheritable(3, True)
 env = dict(os.environ, LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES="signer")
 os.execvpe(sys.argv[2], sys.argv[2:], env)
 `;
-      const proc = new Background("vault serve (bad fd)", "python3", [
-        "-c",
-        script,
-        passFile,
-        Deno.execPath(),
-        "run",
-        "-A",
-        "--no-check",
-        MAIN,
-        "--passphrase-file",
-        passFile,
-        "serve",
-        "--audit",
-        join(dir, "audit.jsonl"),
-      ], cli.env);
+      const proc = cli.start(
+        ["--passphrase-file", passFile, "serve", "--audit", join(dir, "audit.jsonl")],
+        {
+          label: "vault serve (bad fd)",
+          via: ["python3", "-c", script, passFile],
+          deadlineMs: DEADLINE_MS,
+        },
+      );
       try {
         assertFails(
           await proc.finish(),

@@ -8,7 +8,6 @@
 // a generous guard that fails the test instead of hanging it.
 
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   AgentConfigError,
   type AgentHandle,
@@ -32,8 +31,8 @@ import {
 } from "../testing/agent_fixtures.ts";
 import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
 import { CliSandbox } from "../testing/cli.ts";
+import type { Background } from "../testing/process.ts";
 
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 /** Hang guard for one wait (generous: the machine is shared). */
 const GUARD_MS = 20_000;
 
@@ -59,31 +58,9 @@ async function withAgent(
   }
 }
 
-/**
- * Reads until the server closes; returns the byte count. Throws (after
- * closing the probe) when the server keeps it open for `guardMs`.
- */
-async function bytesUntilClose(probe: AgentProbe, guardMs = GUARD_MS): Promise<number> {
-  let timedOut = false;
-  const guard = setTimeout(() => {
-    timedOut = true;
-    probe.close();
-  }, guardMs);
-  let total = 0;
-  const buf = new Uint8Array(4096);
-  try {
-    while (true) {
-      const n = await probe.conn.read(buf);
-      if (n === null) break;
-      total += n;
-    }
-  } catch {
-    // a reset counts as closed
-  } finally {
-    clearTimeout(guard);
-  }
-  if (timedOut) throw new Error(`the server kept the connection open for ${guardMs} ms`);
-  return total;
+/** {@link AgentProbe.bytesUntilClose} with this file's guard. */
+function bytesUntilClose(probe: AgentProbe, guardMs = GUARD_MS): Promise<number> {
+  return probe.bytesUntilClose(guardMs);
 }
 
 function sshToken(box: AgentBox, scope: string, subject: string): string {
@@ -279,63 +256,38 @@ Deno.test("agent limits: a token's sign requests over its rate get FAILURE witho
 // ------------------------------------------------------------------ socket path length (vault serve)
 
 /**
- * Runs `vault serve` on the box's database until `ready` shows on stderr
- * (or it exits; without `ready`, until it exits). Killed after 60 s.
+ * Starts `vault serve --audit <box audit> <args>` on the box's database in
+ * its own process, with the CLI tests' environment (HOME, XDG_* and Deno's
+ * cache settings) in the box. Each wait on it is bounded by 60 s.
  */
-async function serveUntil(
-  box: AgentBox,
-  args: string[],
-  ready?: RegExp,
-): Promise<{ child: Deno.ChildProcess; stderr: () => string; done: Promise<Deno.CommandStatus> }> {
+async function startServe(box: AgentBox, args: string[]): Promise<Background> {
   const passFile = join(box.dir, "pass");
   await Deno.writeTextFile(passFile, BOX_PASSPHRASE + "\n", { mode: 0o600 });
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--no-check",
-      MAIN,
-      "--db",
-      box.dbPath,
-      "--passphrase-file",
-      passFile,
-      "serve",
-      "--audit",
-      box.auditPath,
-      ...args,
-    ],
-    // The CLI tests' environment (HOME, XDG_* and Deno's cache settings) in the box.
-    env: new CliSandbox(box.dir).env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  let wake: () => void = () => {};
-  const drained = (async () => {
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      text += chunk;
-      wake();
-    }
-  })();
-  let exited = false;
-  const done = child.status.then(async (status) => {
-    await drained;
-    exited = true;
-    wake();
-    return status;
-  });
-  const guard = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // exited
-    }
-  }, 60_000);
-  while (!ready?.test(text) && !exited) await new Promise<void>((resolve) => wake = resolve);
-  done.finally(() => clearTimeout(guard));
-  return { child, stderr: () => text, done };
+  return new CliSandbox(box.dir).start(
+    ["--db", box.dbPath, "--passphrase-file", passFile, "serve", "--audit", box.auditPath, ...args],
+    { label: "vault serve", deadlineMs: 60_000 },
+  );
+}
+
+/**
+ * Runs `fn` while `vault serve <args>` is up (it printed its audit line),
+ * then stops it with SIGTERM and asserts it exited 0.
+ */
+async function whileServing(
+  box: AgentBox,
+  args: string[],
+  fn: (serve: Background) => Promise<void>,
+): Promise<void> {
+  const ready = /vault serve: audit trail in /;
+  const serve = await startServe(box, args);
+  try {
+    await serve.waitFor(ready);
+    assert(ready.test(serve.stderr), `vault serve did not come up:\n${serve.stderr}`);
+    await fn(serve);
+  } finally {
+    const status = await serve.stop("SIGTERM");
+    assertEquals(status.code, 0, status.stderr);
+  }
 }
 
 Deno.test("vault serve --local-all: a scope whose socket path would pass 107 bytes is skipped with a warning and the others are served; naming it with --local-scope is a one-line error", async () => {
@@ -347,11 +299,8 @@ Deno.test("vault serve --local-all: a scope whose socket path would pass 107 byt
     const runtimeDir = join(box.dir, "a-runtime-directory-long-enough");
     assert(join(runtimeDir, `ssh-agent-local-${long}.sock`).length > 107);
 
-    const ready = /vault serve: audit trail in /;
-    const serve = await serveUntil(box, ["--local-all", "--runtime-dir", runtimeDir], ready);
-    try {
-      assert(ready.test(serve.stderr()), `vault serve did not come up:\n${serve.stderr()}`);
-      const lines = serve.stderr().split("\n");
+    await whileServing(box, ["--local-all", "--runtime-dir", runtimeDir], async (serve) => {
+      const lines = serve.stderr.split("\n");
       const warned = lines.filter((l) => l.startsWith("vault: warning: scope "));
       assertEquals(warned, [
         `vault: warning: scope ${long} is not served: its socket path would be longer than ` +
@@ -360,25 +309,16 @@ Deno.test("vault serve --local-all: a scope whose socket path would pass 107 byt
       const listed = await sshAdd(join(runtimeDir, "ssh-agent-local-alpha.sock"), ["-l"]);
       assertEquals(listed.code, 0, listed.stderr);
       assertMatch(listed.stdout, /tk-main:alpha \(ED25519\)/);
-    } finally {
-      try {
-        serve.child.kill("SIGTERM");
-      } catch {
-        // exited
-      }
-      const status = await serve.done;
-      assertEquals(status.code, 0, serve.stderr());
-    }
+    });
 
     // Named explicitly, the same scope is a clear one-line error, and nothing is left listening.
-    const named = await serveUntil(
+    const named = await (await startServe(
       box,
       ["--local-scope", "alpha", "--local-scope", long, "--runtime-dir", runtimeDir],
-    );
-    const status = await named.done;
-    assertEquals(status.code, 1, named.stderr());
-    const errorLines = named.stderr().trimEnd().split("\n");
-    assertEquals(errorLines.length, 1, named.stderr());
+    )).finish();
+    assertEquals(named.code, 1, named.stderr);
+    const errorLines = named.stderr.trimEnd().split("\n");
+    assertEquals(errorLines.length, 1, named.stderr);
     assertMatch(
       errorLines[0],
       new RegExp(`^vault: .*socket path of scope ${long} is longer than 107 bytes`),
@@ -423,14 +363,8 @@ Deno.test("vault serve --idle-timeout / [serve] idle_timeout: the flag wins over
   await withAgentBox(async (box) => {
     addKey(box.store, "alpha", KEYS.ed1, "tk-main:alpha");
     const runtimeDir = join(box.dir, "rt");
-    const ready = /vault serve: audit trail in /;
-    const serve = await serveUntil(
-      box,
-      ["--local-scope", "alpha", "--runtime-dir", runtimeDir, "--idle-timeout", "1"],
-      ready,
-    );
-    try {
-      assert(ready.test(serve.stderr()), `vault serve did not come up:\n${serve.stderr()}`);
+    const args = ["--local-scope", "alpha", "--runtime-dir", runtimeDir, "--idle-timeout", "1"];
+    await whileServing(box, args, async () => {
       const probe = await AgentProbe.open({ path: join(runtimeDir, "ssh-agent-local-alpha.sock") });
       try {
         assertEquals((await probe.identities())?.length, 1);
@@ -438,13 +372,6 @@ Deno.test("vault serve --idle-timeout / [serve] idle_timeout: the flag wins over
       } finally {
         probe.close();
       }
-    } finally {
-      try {
-        serve.child.kill("SIGTERM");
-      } catch {
-        // exited
-      }
-      assertEquals((await serve.done).code, 0, serve.stderr());
-    }
+    });
   });
 });

@@ -89,32 +89,9 @@ async function withAgent(
   if (fired) throw new Error(`watchdog: the test hung for ${watchdogMs} ms`);
 }
 
-/**
- * Reads raw bytes until the server closes; returns how many arrived. A
- * guard closes the connection after `guardMs` and makes this throw, so a
- * server that never closes fails the test instead of hanging it.
- */
-async function bytesUntilClose(probe: AgentProbe, guardMs = 10_000): Promise<number> {
-  let timedOut = false;
-  const guard = setTimeout(() => {
-    timedOut = true;
-    probe.close();
-  }, guardMs);
-  let total = 0;
-  const buf = new Uint8Array(4096);
-  try {
-    while (true) {
-      const n = await probe.conn.read(buf);
-      if (n === null) break;
-      total += n;
-    }
-  } catch {
-    // a reset counts as closed
-  } finally {
-    clearTimeout(guard);
-  }
-  if (timedOut) throw new Error(`the server did not close the connection within ${guardMs} ms`);
-  return total;
+/** {@link AgentProbe.bytesUntilClose} with this file's guard. */
+function bytesUntilClose(probe: AgentProbe, guardMs = 10_000): Promise<number> {
+  return probe.bytesUntilClose(guardMs);
 }
 
 /** Resolves like `promise`, or rejects after `ms` (a hang guard, not a speed check). */

@@ -1,18 +1,13 @@
 import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { join } from "node:path";
-import { CliSandbox } from "../testing/cli.ts";
+import { CliSandbox, withSandboxVault } from "../testing/cli.ts";
 import { copyFixture, manifest, snapshot, withTempDir } from "../testing/fixtures.ts";
 
 const PASS = "correct horse battery staple";
 
 /** A sandbox with an initialised vault at the default path. */
 async function withVault(fn: (cli: CliSandbox, db: string, passFile: string) => Promise<void>) {
-  await withTempDir(async (home) => {
-    const cli = new CliSandbox(home);
-    const passFile = cli.file("pass", PASS + "\n");
-    const init = await cli.run(["--passphrase-file", passFile, "init"]);
-    assertEquals(init.code, 0, init.stderr);
-    const db = join(home, "data", "vault", "credentials.db");
+  await withSandboxVault(PASS + "\n", async ({ cli, db, passFile, init }) => {
     assertMatch(init.stdout, /created encrypted vault at .*credentials\.db/);
     await fn(cli, db, passFile);
   });

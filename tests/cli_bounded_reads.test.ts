@@ -10,61 +10,32 @@
 
 import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { CliSandbox } from "../testing/cli.ts";
+import {
+  CliSandbox,
+  type SandboxVault,
+  type SpawnResult,
+  underDataLimit,
+  withSandboxVault,
+} from "../testing/cli.ts";
 import { withTempDir } from "../testing/fixtures.ts";
 
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const PASS = "correct horse battery staple";
 /** Kill deadline of one guarded run: a guard, not a timing assertion. */
 const DEADLINE_MS = 60_000;
 
-interface Guarded {
-  code: number;
-  stderr: string;
-  killed: boolean;
-}
-
 /**
- * Runs `vault <args>` under `ulimit -d` (2 GB of data) with stdin /dev/null
- * and kills it after {@link DEADLINE_MS}.
+ * Runs `vault <args>` in its own process under `ulimit -d` (2 GB of data)
+ * with stdin /dev/null, killed after {@link DEADLINE_MS}.
  */
-async function runGuarded(cli: CliSandbox, args: string[]): Promise<Guarded> {
-  const child = new Deno.Command("/bin/sh", {
-    args: [
-      "-c",
-      'ulimit -d 2000000; exec "$0" "$@"',
-      Deno.execPath(),
-      "run",
-      "-A",
-      "--no-check",
-      MAIN,
-      ...args,
-    ],
-    env: cli.env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let killed = false;
-  const timer = setTimeout(() => {
-    killed = true;
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // exited meanwhile
-    }
-  }, DEADLINE_MS);
-  try {
-    const out = await child.output();
-    return { code: out.code, stderr: new TextDecoder().decode(out.stderr), killed };
-  } finally {
-    clearTimeout(timer);
-  }
+function runGuarded(cli: CliSandbox, args: string[]): Promise<SpawnResult> {
+  return cli.spawn(args, {
+    stdin: null,
+    via: underDataLimit(2_000_000),
+    deadlineMs: DEADLINE_MS,
+  });
 }
 
-function refusedCleanly(r: Guarded, pattern: RegExp): void {
+function refusedCleanly(r: SpawnResult, pattern: RegExp): void {
   assert(!r.killed, `the run was killed at the ${DEADLINE_MS} ms deadline (it blocked)`);
   assertEquals(r.code, 1, r.stderr);
   const lines = r.stderr.trimEnd().split("\n");
@@ -73,14 +44,9 @@ function refusedCleanly(r: Guarded, pattern: RegExp): void {
   assertMatch(lines[0], pattern);
 }
 
-async function withVault(fn: (cli: CliSandbox, passFile: string) => Promise<void>) {
-  await withTempDir(async (home) => {
-    const cli = new CliSandbox(home);
-    const passFile = cli.file("pass", PASS + "\n");
-    const init = await cli.run(["--passphrase-file", passFile, "init"]);
-    assertEquals(init.code, 0, init.stderr);
-    await fn(cli, passFile);
-  });
+/** A sandbox with a vault at the default path; `base` is `--passphrase-file <pass>`. */
+function withVault(fn: (vault: SandboxVault) => Promise<void>): Promise<void> {
+  return withSandboxVault(PASS + "\n", fn);
 }
 
 function mkfifo(path: string): void {
@@ -101,26 +67,18 @@ Deno.test("bounded reads: init --passphrase-file /dev/zero fails fast with a cle
 });
 
 Deno.test("bounded reads: cred set --file /dev/zero and a writerless FIFO are refused", async () => {
-  await withVault(async (cli, pf) => {
-    let r = await runGuarded(cli, [
-      "--passphrase-file",
-      pf,
-      "cred",
-      "set",
-      "openai",
-      "--file",
-      "/dev/zero",
-    ]);
+  await withVault(async ({ cli, base }) => {
+    let r = await runGuarded(cli, [...base, "cred", "set", "openai", "--file", "/dev/zero"]);
     refusedCleanly(r, /\/dev\/zero: value file is a character device/);
     const fifo = join(cli.home, "fifo");
     mkfifo(fifo);
-    r = await runGuarded(cli, ["--passphrase-file", pf, "cred", "set", "openai", "--file", fifo]);
+    r = await runGuarded(cli, [...base, "cred", "set", "openai", "--file", fifo]);
     refusedCleanly(r, /fifo: value file is a FIFO/);
   });
 });
 
 Deno.test("bounded reads: a FIFO as the passphrase file never blocks", async () => {
-  await withVault(async (cli) => {
+  await withVault(async ({ cli }) => {
     const fifo = join(cli.home, "pass.fifo");
     mkfifo(fifo);
     const r = await runGuarded(cli, [
@@ -137,21 +95,17 @@ Deno.test("bounded reads: a FIFO as the passphrase file never blocks", async () 
 });
 
 Deno.test("bounded reads: passphrase change --new-passphrase-file /dev/zero is refused", async () => {
-  await withVault(async (cli, pf) => {
+  await withVault(async ({ cli, base }) => {
     const r = await runGuarded(cli, [
-      "--passphrase-file",
-      pf,
-      "passphrase",
-      "change",
-      "--new-passphrase-file",
-      "/dev/zero",
+      ...base,
+      ...["passphrase", "change", "--new-passphrase-file", "/dev/zero"],
     ]);
     refusedCleanly(r, /new passphrase file is a character device/);
   });
 });
 
 Deno.test("bounded reads: ssh import of /dev/zero (key, --pub, key passphrase) is refused", async () => {
-  await withVault(async (cli, pf) => {
+  await withVault(async ({ cli, base }) => {
     const key = cli.file("id", "not a key\n");
     for (
       const [args, pattern] of [
@@ -163,7 +117,7 @@ Deno.test("bounded reads: ssh import of /dev/zero (key, --pub, key passphrase) i
         ],
       ] as const
     ) {
-      refusedCleanly(await runGuarded(cli, ["--passphrase-file", pf, ...args]), pattern);
+      refusedCleanly(await runGuarded(cli, [...base, ...args]), pattern);
     }
   });
 });
@@ -200,9 +154,9 @@ Deno.test("bounded reads: init refuses a 65 KiB passphrase file that unlocking w
 });
 
 Deno.test("bounded reads: a passphrase file writable by others is refused by name", async () => {
-  await withVault(async (cli, pf) => {
-    Deno.chmodSync(pf, 0o622);
-    const r = await runGuarded(cli, ["--passphrase-file", pf, "cred", "list"]);
+  await withVault(async ({ cli, passFile, base }) => {
+    Deno.chmodSync(passFile, 0o622);
+    const r = await runGuarded(cli, [...base, "cred", "list"]);
     refusedCleanly(r, /pass: passphrase file is writable by group or others \(mode 0622\)/);
   });
 });

@@ -5,14 +5,10 @@
  */
 
 import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { CliSandbox } from "../testing/cli.ts";
-import { utf8, withRawSql, withTempDir } from "../testing/fixtures.ts";
-import { CredentialStore } from "../src/store/store.ts";
+import { withSandboxVault } from "../testing/cli.ts";
+import { utf8, withRawSql, withTempStore } from "../testing/fixtures.ts";
 import { InvalidCredentialData } from "../src/store/errors.ts";
 
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const PASS = "hardening passphrase";
 const DEPTH = 200_000;
 
@@ -29,49 +25,32 @@ function nested(levels: number): Record<string, unknown> {
 }
 
 Deno.test("store: credential data nested deeper than 64 levels is refused, 64 is accepted", async () => {
-  await withTempDir((dir) => {
-    const store = CredentialStore.open(join(dir, "v.db"), {
-      kind: "passphrase",
-      passphrase: utf8(PASS),
-    }, { create: true });
-    try {
-      store.storeCredential("default", "ok", nested(64));
-      assertThrows(
-        () => store.storeCredential("default", "deep", nested(65)),
-        InvalidCredentialData,
-      );
-      assertThrows(
-        () => store.storeCredential("default", "deep", JSON.parse(deepJson("a", DEPTH))),
-        InvalidCredentialData,
-      );
-      assertEquals(store.loadCredential("default", "deep"), null);
-    } finally {
-      store.close();
-    }
+  await withTempStore(PASS, (store) => {
+    store.storeCredential("default", "ok", nested(64));
+    assertThrows(
+      () => store.storeCredential("default", "deep", nested(65)),
+      InvalidCredentialData,
+    );
+    assertThrows(
+      () => store.storeCredential("default", "deep", JSON.parse(deepJson("a", DEPTH))),
+      InvalidCredentialData,
+    );
+    assertEquals(store.loadCredential("default", "deep"), null);
   });
 });
 
 Deno.test("cli: cred set refuses a 200,000-deep JSON value with one line and stores nothing", async () => {
-  await withTempDir(async (home) => {
-    const cli = new CliSandbox(home);
-    const pf = cli.file("pass", PASS);
-    const base = ["--db", join(home, "v.db"), "--passphrase-file", pf];
-    assertEquals((await cli.run([...base, "init"])).code, 0);
+  await withSandboxVault(PASS, async ({ cli, base }) => {
     let r = await cli.run([...base, "cred", "set", "deep"], { stdin: deepJson("scopes", DEPTH) });
     assertEquals(r.code, 1, r.stderr);
     assertEquals(r.stderr, "vault: error: credential data nests deeper than 64 levels\n");
     r = await cli.run([...base, "cred", "list", "--json"]);
     assertEquals(JSON.parse(r.stdout), []);
-  });
+  }, { db: "v.db" });
 });
 
 Deno.test("cli: an already stored 200,000-deep JSON value prints safely in text and --json, masked and revealed", async () => {
-  await withTempDir(async (home) => {
-    const cli = new CliSandbox(home);
-    const db = join(home, "v.db");
-    const pf = cli.file("pass", PASS);
-    const base = ["--db", db, "--passphrase-file", pf];
-    assertEquals((await cli.run([...base, "init"])).code, 0);
+  await withSandboxVault(PASS, async ({ cli, db, base }) => {
     let r;
 
     // Planted with raw SQL through the store's connection (as an old version or terok could have).
@@ -98,38 +77,11 @@ Deno.test("cli: an already stored 200,000-deep JSON value prints safely in text 
     r = await cli.run([...base, "cred", "list", "--json"]);
     assertEquals(r.code, 0, r.stderr);
     assertEquals(JSON.parse(r.stdout).length, 2);
-  });
+  }, { db: "v.db" });
 });
 
-/**
- * Runs `vault <args>` with stdout piped and closed by the reader before the
- * CLI writes (what `vault … | head -c0` does); returns the status and stderr.
- */
-async function runWithClosedStdout(
-  cli: CliSandbox,
-  args: string[],
-): Promise<{ code: number; stderr: string }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--no-check", MAIN, ...args],
-    env: cli.env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  await child.stdout.cancel();
-  const [status, stderr] = await Promise.all([child.status, new Response(child.stderr).text()]);
-  return { code: status.code, stderr };
-}
-
 Deno.test("cli: a stdout closed by its reader (EPIPE) ends quietly with status 141, no 'unexpected failure'", async () => {
-  await withTempDir(async (home) => {
-    const cli = new CliSandbox(home);
-    const pf = cli.file("pass", PASS);
-    const base = ["--db", join(home, "v.db"), "--passphrase-file", pf];
-    assertEquals((await cli.run([...base, "init"])).code, 0);
-    let r = await cli.run([...base, "cred", "set", "openai"], { stdin: "sk-0123456789" });
-    assertEquals(r.code, 0, r.stderr);
+  await withSandboxVault(PASS, async ({ cli, base }) => {
     for (
       const args of [
         [...base, "cred", "list"],
@@ -138,12 +90,13 @@ Deno.test("cli: a stdout closed by its reader (EPIPE) ends quietly with status 1
         ["--help"],
       ]
     ) {
-      const closed = await runWithClosedStdout(cli, args);
+      // stdout piped and closed by the reader before the CLI writes (`vault … | head -c0`)
+      const closed = await cli.spawn(args, { stdin: null, closeStdout: true });
       assertEquals(closed.stderr, "", `${args.join(" ")}: ${closed.stderr}`);
       assertEquals(closed.code, 141, args.join(" "));
     }
     // The write that hit EPIPE came after the work: the vault is intact.
-    r = await cli.run([...base, "cred", "list", "--json"]);
+    const r = await cli.run([...base, "cred", "list", "--json"]);
     assertEquals(JSON.parse(r.stdout).length, 1);
-  });
+  }, { db: "v.db", credentials: { openai: "sk-0123456789" } });
 });

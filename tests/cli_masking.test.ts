@@ -44,12 +44,16 @@ Deno.test("maskUrl: userinfo password, http(s) lone username, query values and f
 });
 
 Deno.test("maskCredential: url-like fields masked by maskUrl, secret numbers masked, public fields and booleans shown", () => {
-  assertEquals(fieldKind("url"), "url");
-  assertEquals(fieldKind("base_url"), "url");
-  assertEquals(fieldKind("host"), "url");
-  assertEquals(fieldKind("token_url"), "url");
-  assertEquals(fieldKind("expires_at"), "public");
-  assertEquals(fieldKind("pin"), "secret");
+  /** Field name → its kind. */
+  const kinds = {
+    url: "url",
+    base_url: "url",
+    host: "url",
+    token_url: "url",
+    expires_at: "public",
+    pin: "secret",
+  };
+  for (const [field, kind] of Object.entries(kinds)) assertEquals(fieldKind(field), kind, field);
   const masked = maskCredential({
     type: "basic",
     url: "https://user:pw@host/path?token=abc#frag",

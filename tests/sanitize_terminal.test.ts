@@ -6,8 +6,8 @@
 
 import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
 import { join } from "node:path";
-import { CliSandbox } from "../testing/cli.ts";
-import { utf8, withRawSql, withTempDir } from "../testing/fixtures.ts";
+import { CliSandbox, tokenCreateArgs, withSandboxVault } from "../testing/cli.ts";
+import { utf8, withRawSql, withTempDir, withTempStore } from "../testing/fixtures.ts";
 import { addKey, BOX_PASSPHRASE, KEYS, sshAdd, withAgentBox } from "../testing/agent_fixtures.ts";
 import { CredentialStore } from "../src/store/store.ts";
 import { InvalidCredentialData, UnsafeComment } from "../src/store/errors.ts";
@@ -61,14 +61,18 @@ function assertTerminalSafe(text: string, what: string): void {
 }
 
 Deno.test("sanitize: bidi, C1, line separators, invisible and tag characters are escaped visibly", () => {
-  assertEquals(sanitizeOneLine("a\u202eb"), "a\\u{202e}b");
-  assertEquals(sanitizeOneLine("a\u009bb\u0085"), "a\\x9bb\\x85");
-  assertEquals(sanitizeOneLine("x\u2028y\u2029z"), "x\\u{2028}y\\u{2029}z");
-  assertEquals(sanitizeOneLine("\u200b\u200c\u200d\ufeff"), "\\u{200b}\\u{200c}\\u{200d}\\u{feff}");
-  assertEquals(sanitizeOneLine("\u{e0041}"), "\\u{e0041}");
-  assertEquals(sanitizeOneLine("\u2066\u2069\u200e"), "\\u{2066}\\u{2069}\\u{200e}");
-  assertEquals(sanitizeOneLine("a\nb\tc\u001b"), "a\\x0ab\\x09c\\x1b");
-  assertEquals(sanitizeOneLine("lone \ud800 surrogate"), "lone \\u{d800} surrogate");
+  /** Raw text → what sanitizeOneLine makes of it. */
+  const oneLine = new Map([
+    ["a\u202eb", "a\\u{202e}b"],
+    ["a\u009bb\u0085", "a\\x9bb\\x85"],
+    ["x\u2028y\u2029z", "x\\u{2028}y\\u{2029}z"],
+    ["\u200b\u200c\u200d\ufeff", "\\u{200b}\\u{200c}\\u{200d}\\u{feff}"],
+    ["\u{e0041}", "\\u{e0041}"],
+    ["\u2066\u2069\u200e", "\\u{2066}\\u{2069}\\u{200e}"],
+    ["a\nb\tc\u001b", "a\\x0ab\\x09c\\x1b"],
+    ["lone \ud800 surrogate", "lone \\u{d800} surrogate"],
+  ]);
+  for (const [raw, escaped] of oneLine) assertEquals(sanitizeOneLine(raw), escaped);
   // Multi-line text keeps LF and TAB, nothing else.
   assertEquals(sanitizeForTerminal("a\nb\tc\u202e"), "a\nb\tc\\u{202e}");
   // Ordinary text, emoji with variation selectors and accents pass unchanged.
@@ -88,90 +92,50 @@ Deno.test("sanitize: the --json printer escapes what JSON.stringify leaves raw, 
 });
 
 Deno.test("boundary: token subjects with bidi, C1, line separators or invisible characters are refused by the store", async () => {
-  await withTempDir((dir) => {
-    const store = CredentialStore.open(join(dir, "v.db"), {
-      kind: "passphrase",
-      passphrase: utf8(PASS),
-    }, { create: true });
-    try {
-      store.storeCredential("default", "openai", { type: "api_key", key: "k" });
-      for (const ch of HOSTILE) {
-        assertThrows(
-          () => store.createToken("proj", `task${ch}1`, "default", "openai"),
-          InvalidCredentialData,
-        );
-      }
-      assertEquals(store.listTokens(), []);
-      store.createToken("proj", "task-1 (ünïcode ok)", "default", "openai");
-    } finally {
-      store.close();
+  await withTempStore(PASS, (store) => {
+    store.storeCredential("default", "openai", { type: "api_key", key: "k" });
+    for (const ch of HOSTILE) {
+      assertThrows(
+        () => store.createToken("proj", `task${ch}1`, "default", "openai"),
+        InvalidCredentialData,
+      );
     }
+    assertEquals(store.listTokens(), []);
+    store.createToken("proj", "task-1 (ünïcode ok)", "default", "openai");
   });
 });
 
 Deno.test("boundary: ssh key comments with bidi, C1 or invisible characters are refused on store and rename", async () => {
-  await withTempDir((dir) => {
-    const store = CredentialStore.open(join(dir, "v.db"), {
-      kind: "passphrase",
-      passphrase: utf8(PASS),
-    }, { create: true });
-    try {
-      const key = generateKey("ed25519");
-      for (const ch of HOSTILE) {
-        assertThrows(
-          () => store.storeSshKey({ ...key, comment: `laptop${ch}` }),
-          UnsafeComment,
-        );
-      }
-      const stored = store.storeSshKey({ ...key, comment: "laptop" });
-      for (const ch of HOSTILE) {
-        assertThrows(() => store.setSshKeyComment(stored.id, `x${ch}y`), UnsafeComment);
-      }
-      assertEquals(store.listAllSshKeys()[0].comment, "laptop");
-    } finally {
-      store.close();
+  await withTempStore(PASS, (store) => {
+    const key = generateKey("ed25519");
+    for (const ch of HOSTILE) {
+      assertThrows(
+        () => store.storeSshKey({ ...key, comment: `laptop${ch}` }),
+        UnsafeComment,
+      );
     }
+    const stored = store.storeSshKey({ ...key, comment: "laptop" });
+    for (const ch of HOSTILE) {
+      assertThrows(() => store.setSshKeyComment(stored.id, `x${ch}y`), UnsafeComment);
+    }
+    assertEquals(store.listAllSshKeys()[0].comment, "laptop");
   });
 });
 
 Deno.test("cli boundary: token create --subject, ssh rename and ssh import refuse bidi/C1 with one clear line", async () => {
-  await withTempDir(async (home) => {
-    const cli = new CliSandbox(home);
-    const pf = cli.file("pass", PASS);
-    const base = ["--passphrase-file", pf];
-    assertEquals((await cli.run([...base, "init"])).code, 0);
+  await withSandboxVault(PASS, async ({ cli, home, base }) => {
     const init = await cli.run([...base, "ssh", "init", "proj", "--json"]);
     assertEquals(init.code, 0, init.stderr);
     const id = String(JSON.parse(init.stdout).id);
 
-    let r = await cli.run([
-      ...base,
-      "token",
-      "create",
-      "--scope",
-      "proj",
-      "--subject",
-      "task\u202e1",
-      "--provider",
-      "ssh",
-    ]);
+    let r = await cli.run([...base, ...tokenCreateArgs("proj", "task\u202e1", "ssh")]);
     assertEquals(r.code, 1, r.stderr);
     assertMatch(
       r.stderr,
       /^vault: error: token subject .* contains a bidirectional control character \(U\+202E\); [^\n]*\n$/,
     );
     assertTerminalSafe(r.stderr, "stderr");
-    r = await cli.run([
-      ...base,
-      "token",
-      "create",
-      "--scope",
-      "proj",
-      "--subject",
-      "task\u00851",
-      "--provider",
-      "ssh",
-    ]);
+    r = await cli.run([...base, ...tokenCreateArgs("proj", "task\u00851", "ssh")]);
     assertEquals(r.code, 1, r.stderr);
     assertMatch(r.stderr, /contains a control character \(U\+0085\)/);
 

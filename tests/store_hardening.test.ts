@@ -15,8 +15,6 @@ import { skipIf } from "../testing/skip.ts";
 import { CredentialStore } from "../src/store/store.ts";
 import { InvalidInput } from "../src/errors.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
-
 function listDir(dir: string): string[] {
   return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
 }
@@ -76,42 +74,24 @@ Deno.test({
         // starts a new WAL even with synchronous=NORMAL, never the frames after.
         holder.storeCredential("default", "warm-up", { type: "api_key", key: "x" });
         const trace = join(dir, "trace.txt");
-        const revoke = new Deno.Command("strace", {
-          args: [
-            "-f",
-            "-qq",
-            "-y",
-            "-e",
-            "trace=fsync,fdatasync",
-            "-o",
-            trace,
-            Deno.execPath(),
-            "run",
-            "-A",
-            "--no-check",
-            MAIN,
-            "--db",
-            db,
-            "--passphrase-file",
-            pass,
-            "token",
-            "revoke",
-            "s",
-            "t",
-          ],
-          env: cli.env,
-          clearEnv: true,
-          stdin: "null",
-          stdout: "piped",
-          stderr: "piped",
+        const revoke = await cli.spawn([
+          "--db",
+          db,
+          "--passphrase-file",
+          pass,
+          "token",
+          "revoke",
+          "s",
+          "t",
+        ], {
+          stdin: null,
+          via: ["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o", trace],
         });
-        const out = await revoke.output();
-        const stderr = new TextDecoder().decode(out.stderr);
-        if (/ptrace|Operation not permitted/.test(stderr) && !out.success) {
+        if (/ptrace|Operation not permitted/.test(revoke.stderr) && revoke.code !== 0) {
           console.warn(`SKIPPED the fsync count of "${STRACE}": strace cannot trace here`);
           return;
         }
-        assert(out.success, stderr);
+        assert(revoke.code === 0, revoke.stderr);
         const walSyncs = Deno.readTextFileSync(trace).split("\n").filter((line) =>
           /^\d+\s+f(data)?sync\(\d+<.*credentials\.db-wal>\)\s+= 0/.test(line)
         );

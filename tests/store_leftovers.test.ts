@@ -57,14 +57,8 @@ Deno.test("leftovers: a killed passphrase change's old-passphrase copies are rep
     assert(Deno.statSync(copy).isFile, "status never removes (or creates) files");
 
     const change = await cli.run([
-      "--db",
-      db,
-      "--passphrase-file",
-      oldPass,
-      "passphrase",
-      "change",
-      "--new-passphrase-file",
-      newPass,
+      ...["--db", db, "--passphrase-file", oldPass],
+      ...["passphrase", "change", "--new-passphrase-file", newPass],
     ]);
     assertEquals(change.code, 0, change.stderr);
     assertMatch(change.stderr, /removed .*credentials\.db\.rekey-0123456789ab /);

@@ -14,13 +14,12 @@
  */
 
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { CliSandbox } from "../testing/cli.ts";
+import type { Background } from "../testing/process.ts";
 import { withTempDir } from "../testing/fixtures.ts";
 import { CredentialStore } from "../src/store/store.ts";
 
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const ROUNDS = 20;
 /** Rounds where `vault serve` is up before the change starts: the change must refuse. */
 const SERVE_BEFORE = new Set([5]);
@@ -85,7 +84,9 @@ Deno.test(`rekey race: ${ROUNDS} rounds of writers and serve against passphrase 
     const cli = new CliSandbox(dir);
     const db = join(dir, "vault", "credentials.db");
     const passFile = (n: number) => cli.file(`pass-${n}`, passphrase(n));
-    const init = await cli.spawn(["--db", db, "--passphrase-file", passFile(0), "init"]);
+    /** The global options naming the vault, unlocked with the passphrase in `pass`. */
+    const vault = (pass: string) => ["--db", db, "--passphrase-file", pass];
+    const init = await cli.spawn([...vault(passFile(0)), "init"]);
     assertEquals(init.code, 0, init.stderr);
 
     const acknowledged: Write[] = [];
@@ -102,10 +103,9 @@ Deno.test(`rekey race: ${ROUNDS} rounds of writers and serve against passphrase 
           provider: `p${i}`,
           value: `${name}-${i}-${crypto.randomUUID()}`,
         };
-        const r = await cli.spawn(
-          ["--db", db, "--passphrase-file", pass, "cred", "set", write.provider, "--set", name],
-          { stdin: write.value },
-        );
+        const r = await cli.spawn([...vault(pass), "cred", "set", write.provider, "--set", name], {
+          stdin: write.value,
+        });
         writes++;
         if (r.code === 0) acknowledged.push(write);
         else writerErrors.push(r.stderr.trim());
@@ -114,26 +114,7 @@ Deno.test(`rekey race: ${ROUNDS} rounds of writers and serve against passphrase 
     };
 
     const startServe = (pass: string) =>
-      new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          "--no-check",
-          MAIN,
-          "--db",
-          db,
-          "--passphrase-file",
-          pass,
-          "serve",
-          "--local-scope",
-          "race",
-        ],
-        env: cli.env,
-        clearEnv: true,
-        stdin: "null",
-        stdout: "null",
-        stderr: "piped",
-      }).spawn();
+      cli.start([...vault(pass), "serve", "--local-scope", "race"], { label: "vault serve" });
     const socket = join(dir, "run", "vault", "ssh-agent-local-race.sock");
 
     for (let round = 0; round < ROUNDS; round++) {
@@ -145,31 +126,18 @@ Deno.test(`rekey race: ${ROUNDS} rounds of writers and serve against passphrase 
         writer(`r${round}old`, oldPass, stop),
         writer(`r${round}new`, newPass, stop),
       ];
-      let serve: Deno.ChildProcess | null = null;
+      let serve: Background | null = null;
       try {
         if (SERVE_BEFORE.has(round)) {
           serve = startServe(oldPass);
-          for (let i = 0; i < 300; i++) {
-            try {
-              if (Deno.lstatSync(socket).isSocket) break;
-            } catch {
-              // not yet
-            }
-            await new Promise((resolve) => setTimeout(resolve, 50));
-          }
+          await serve.waitForSocket(socket);
         } else {
           // let the writers get going: the change starts amid their opens and commits
           await new Promise((resolve) => setTimeout(resolve, 150 + (round % 4) * 100));
         }
         const changeRun = cli.spawn([
-          "--db",
-          db,
-          "--passphrase-file",
-          oldPass,
-          "passphrase",
-          "change",
-          "--new-passphrase-file",
-          newPass,
+          ...vault(oldPass),
+          ...["passphrase", "change", "--new-passphrase-file", newPass],
         ]);
         if (SERVE_DURING.has(round)) {
           await new Promise((resolve) => setTimeout(resolve, SERVE_DURING.get(round)));
@@ -195,13 +163,8 @@ Deno.test(`rekey race: ${ROUNDS} rounds of writers and serve against passphrase 
         stop.now = true;
         await Promise.all(writers);
         if (serve) {
-          try {
-            serve.kill("SIGTERM");
-          } catch {
-            // already exited (e.g. its passphrase no longer opens the vault)
-          }
-          const out = await serve.output();
-          const stderr = new TextDecoder().decode(out.stderr);
+          // (it may have exited already, e.g. its passphrase no longer opens the vault)
+          const { stderr } = await serve.stop("SIGTERM");
           assert(!/malformed|unexpected failure/.test(stderr), stderr);
         }
       }

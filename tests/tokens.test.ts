@@ -5,7 +5,7 @@
 
 import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
 import { join } from "node:path";
-import { CliSandbox } from "../testing/cli.ts";
+import { tokenCreateArgs, withSandboxVault } from "../testing/cli.ts";
 import { utf8, withTempDir } from "../testing/fixtures.ts";
 import { CredentialStore } from "../src/store/store.ts";
 import {
@@ -147,24 +147,8 @@ Deno.test("tokens: a resolved token is re-checked only when data_version moves, 
 });
 
 Deno.test("cli: token show finds by masked prefix and refuses a malformed prefix before unlocking", async () => {
-  await withTempDir(async (home) => {
-    const cli = new CliSandbox(home);
-    const pf = cli.file("pass", PASS);
-    const base = ["--db", join(home, "v.db"), "--passphrase-file", pf];
-    assertEquals((await cli.run([...base, "init"])).code, 0);
-    let r = await cli.run([...base, "cred", "set", "openai"], { stdin: "sk-0123456789" });
-    assertEquals(r.code, 0, r.stderr);
-    r = await cli.run([
-      ...base,
-      "token",
-      "create",
-      "--scope",
-      "proj",
-      "--subject",
-      "t1",
-      "--provider",
-      "openai",
-    ]);
+  await withSandboxVault(PASS, async ({ cli, home, base }) => {
+    let r = await cli.run([...base, ...tokenCreateArgs("proj", "t1", "openai")]);
     assertEquals(r.code, 0, r.stderr);
     const token = r.stdout.trim();
     r = await cli.run([...base, "token", "list"]);
@@ -180,5 +164,5 @@ Deno.test("cli: token show finds by masked prefix and refuses a malformed prefix
     r = await cli.run(["--db", join(home, "missing.db"), "token", "show", "terok-p-1"]);
     assertEquals(r.code, 1);
     assertMatch(r.stderr, /^vault: error: a token prefix looks like terok-p-1a2b/);
-  });
+  }, { db: "v.db", credentials: { openai: "sk-0123456789" } });
 });

@@ -10,7 +10,7 @@
 
 import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { basename, dirname, join } from "node:path";
-import { CliSandbox } from "../testing/cli.ts";
+import { type SandboxVault, withSandboxVault } from "../testing/cli.ts";
 import { withTempDir } from "../testing/fixtures.ts";
 import {
   clearSessionKey,
@@ -44,21 +44,24 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-async function withVault(fn: (cli: CliSandbox, db: string, passFile: string) => Promise<void>) {
-  await withTempDir(async (home) => {
-    const cli = new CliSandbox(home);
-    const passFile = cli.file("pass", PASS + "\n");
-    const init = await cli.run(["--passphrase-file", passFile, "init"]);
-    assertEquals(init.code, 0, init.stderr);
-    await fn(cli, join(home, "data", "vault", "credentials.db"), passFile);
+/** A sandbox with a vault at the default path (passphrase file `pass`). */
+function withVault(fn: (vault: SandboxVault) => Promise<void>): Promise<void> {
+  return withSandboxVault(PASS + "\n", fn);
+}
+
+/** A temp runtime dir with file sessions, and the session file path of `<dir>/v.db` in it. */
+async function withSessionFile(
+  fn: (db: string, env: Record<string, string>, file: string) => Promise<void>,
+): Promise<void> {
+  await withTempDir(async (root) => {
+    const env = { XDG_RUNTIME_DIR: root, VAULT_SESSION_BACKEND: "file" };
+    const db = join(root, "v.db");
+    await fn(db, env, (await sessionFilePath(db, env))!);
   });
 }
 
 Deno.test("sweep: clearSessionKey and saveSessionKey remove a killed unlock's temp file", async () => {
-  await withTempDir(async (root) => {
-    const env = { XDG_RUNTIME_DIR: root, VAULT_SESSION_BACKEND: "file" };
-    const db = join(root, "v.db");
-    const file = (await sessionFilePath(db, env))!;
+  await withSessionFile(async (db, env, file) => {
     let temp = await leaveTemp(file);
     const other = join(dirname(file), ".session-ffffffffffffffffffffffffffffffff.key.01.tmp");
     await Deno.writeFile(other, new Uint8Array(1), { mode: 0o600 });
@@ -73,10 +76,7 @@ Deno.test("sweep: clearSessionKey and saveSessionKey remove a killed unlock's te
 });
 
 Deno.test("sweep: the session tier removes stale temp files, not ones being written", async () => {
-  await withTempDir(async (root) => {
-    const env = { XDG_RUNTIME_DIR: root, VAULT_SESSION_BACKEND: "file" };
-    const db = join(root, "v.db");
-    const file = (await sessionFilePath(db, env))!;
+  await withSessionFile(async (db, env, file) => {
     const fresh = await leaveTemp(file);
     assertEquals(await loadSessionKey(db, env), null);
     assert(await exists(fresh), "a temp file younger than STALE_TEMP_MS may be a live unlock");
@@ -88,7 +88,7 @@ Deno.test("sweep: the session tier removes stale temp files, not ones being writ
 });
 
 Deno.test("sweep: vault lock and vault status remove a killed unlock's temp file", async () => {
-  await withVault(async (cli, db) => {
+  await withVault(async ({ cli, db }) => {
     const file = (await sessionFilePath(db, cli.env))!;
     let temp = await leaveTemp(file);
     const lock = await cli.run(["lock"]);
@@ -103,8 +103,8 @@ Deno.test("sweep: vault lock and vault status remove a killed unlock's temp file
 });
 
 Deno.test("sweep: a failed unlock keeps the working session", async () => {
-  await withVault(async (cli, _db, pf) => {
-    const ok = await cli.run(["--passphrase-file", pf, "unlock"]);
+  await withVault(async ({ cli, passFile }) => {
+    const ok = await cli.run(["--passphrase-file", passFile, "unlock"]);
     assertEquals(ok.code, 0, ok.stderr);
     const wrong = cli.file("wrong", "not the passphrase\n");
     const failed = await cli.run(["--passphrase-file", wrong, "unlock"]);
