@@ -1,0 +1,31 @@
+/**
+ * Finding the phantom token a client presented (reference §6 step 1).
+ *
+ * @module
+ */
+
+import { AUTH_HEADERS } from "./headers.ts";
+
+/** HTTP whitespace (SP, HTAB): the separator between a scheme and its credential. */
+const WS_RUN = /[ \t]+/;
+
+/**
+ * The phantom token a client presented: Authorization (any scheme: the part
+ * after the first whitespace run, else the whole value), then X-Api-Key,
+ * then Private-Token; first non-empty wins; null when none.
+ *
+ * The scheme is not interpreted: `Basic <base64>` yields the base64 text,
+ * not decoded (as terok). The same rule applies to every header, so
+ * `X-Api-Key: Bearer t` yields `t`, as in terok.
+ */
+export function extractToken(headers: Headers): string | null {
+  for (const name of AUTH_HEADERS) {
+    const raw = headers.get(name);
+    if (raw === null) continue;
+    const value = raw.trim();
+    if (value === "") continue;
+    const ws = WS_RUN.exec(value);
+    return ws === null ? value : value.slice(ws.index + ws[0].length);
+  }
+  return null;
+}
