@@ -152,8 +152,9 @@ function listItems(values: readonly string[]): string[] {
  * don't).
  *
  * Every entry named `name` (any casing) is collected, split on ",",
- * trimmed; each item of `values` not already present (items compared
- * case-insensitively) is appended. The result is ONE header, joined with a
+ * trimmed; each item of `values` is appended, and every item (the
+ * client's too) is kept once, the first spelling winning (items compared
+ * case-insensitively). The result is ONE header, joined with a
  * bare "," as terok joins (`a` + `oauth-2025-04-20` → `a,oauth-2025-04-20`),
  * at the place of the first existing entry and with its casing, else
  * appended with `name`.
@@ -163,12 +164,13 @@ function listItems(values: readonly string[]): string[] {
 export function mergeListHeader(list: HeaderList, name: string, values: string): void {
   const lower = name.toLowerCase();
   const existing = list.filter(([n]) => n.toLowerCase() === lower);
-  const items = listItems(existing.map(([, v]) => v));
-  const seen = new Set(items.map((s) => s.toLowerCase()));
-  for (const item of listItems([values])) {
+  const items: string[] = [];
+  const seen = new Set<string>();
+  for (const item of listItems([...existing.map(([, v]) => v), values])) {
     if (seen.has(item.toLowerCase())) continue;
     seen.add(item.toLowerCase());
     items.push(item);
   }
+  if (existing.length === 0 && items.length === 0) return; // nothing to add: no empty header
   setHeader(list, existing.length > 0 ? existing[0][0] : name, items.join(","));
 }
