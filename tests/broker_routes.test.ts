@@ -129,7 +129,7 @@ Deno.test("routes: checks terok skips (bad upstream, header fields, oauth_refres
   assert(!y.message.includes(secret), y.message);
   // A hostile file name or provider name cannot break the line.
   const m = await invalid({ "a\nb": {} }, "f\x1b.json");
-  assert(!/[\n\x1b]/.test(m), m);
+  assert(!m.includes("\n") && !m.includes("\x1b"), m);
 });
 
 Deno.test("routes: defaults, normalization, unknown keys ignored", async () => {
@@ -285,8 +285,10 @@ Deno.test("routes: upstreamBase prefix rules of §6 step 7, longest prefix wins"
       p: {
         upstream: "https://default",
         path_upstreams: {
-          "/backend-api/": "https://slash",
+          // The longer prefix first: the longest wins, not the last or first listed.
           "/backend-api/codex/": "https://longer",
+          "/backend-api/": "https://slash",
+          "/backend-api/codex/responses/x": "https://longest",
           "/exact": "https://noslash",
         },
       },
@@ -296,6 +298,7 @@ Deno.test("routes: upstreamBase prefix rules of §6 step 7, longest prefix wins"
   const cases: [string, string][] = [
     ["/backend-api/codex/responses", "https://longer"],
     ["/backend-api/codex/", "https://longer"],
+    ["/backend-api/codex/responses/x/y", "https://longest"],
     ["/backend-api/codex", "https://slash"],
     ["/backend-api/x", "https://slash"],
     ["/backend-api/", "https://slash"],
