@@ -35,10 +35,21 @@ export async function makeTestTls(): Promise<TestTls> {
   try {
     const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
     await openssl(dir, [
-      "req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-      "-subj", "/CN=vault test CA",
-      "-addext", "basicConstraints=critical,CA:TRUE",
-      "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+      "req",
+      "-x509",
+      ...ec,
+      "-keyout",
+      "ca.key",
+      "-out",
+      "ca.pem",
+      "-days",
+      "2",
+      "-subj",
+      "/CN=vault test CA",
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign",
     ]); // deno-fmt-ignore
     await openssl(dir, [
       "req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost",
@@ -51,8 +62,21 @@ export async function makeTestTls(): Promise<TestTls> {
         "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n",
     );
     await openssl(dir, [
-      "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-      "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext",
+      "x509",
+      "-req",
+      "-in",
+      "server.csr",
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      "server.pem",
+      "-days",
+      "2",
+      "-extfile",
+      "server.ext",
     ]); // deno-fmt-ignore
     return {
       caCert: await Deno.readTextFile(`${dir}/ca.pem`),

@@ -28,7 +28,11 @@ export class Http1EarlyClose extends Error {
   readonly partial: boolean;
   /** Creates the error. */
   constructor(partial: boolean) {
-    super(partial ? "connection closed inside the response head" : "connection closed before a response");
+    super(
+      partial
+        ? "connection closed inside the response head"
+        : "connection closed before a response",
+    );
     this.name = "Http1EarlyClose";
     this.partial = partial;
   }
@@ -233,6 +237,8 @@ export class ConnReader {
     const statusLine = await this.#line(budget, "response head");
     if (statusLine === null) throw new Http1EarlyClose(false);
     budget -= statusLine.length;
+    // Control characters (other than HTAB) are refused in the reason phrase.
+    // deno-lint-ignore no-control-regex
     const match = /^HTTP\/1\.([01]) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?$/.exec(statusLine);
     if (match === null) throw new Http1ProtocolError("malformed status line from upstream");
     const headers: HeaderList = [];
@@ -311,16 +317,26 @@ export function encodeRequestHead(
   return latin1Bytes(head);
 }
 
-const CRLF = new Uint8Array([0x0d, 0x0a]);
+/** Bytes {@link encodeChunkInto} needs for a chunk of `length` data bytes. */
+export function chunkFrameSize(length: number): number {
+  return length.toString(16).length + 4 + length;
+}
 
-/** Frames one chunk of a chunked request body (size line, data, CRLF) as one buffer. */
-export function encodeChunk(data: Uint8Array): Uint8Array {
-  const size = latin1Bytes(`${data.length.toString(16)}\r\n`);
-  const out = new Uint8Array(size.length + data.length + 2);
-  out.set(size, 0);
-  out.set(data, size.length);
-  out.set(CRLF, size.length + data.length);
-  return out;
+/**
+ * Frames one chunk of a chunked request body (size line, data, CRLF) into
+ * `out`, which must hold {@link chunkFrameSize} bytes; returns the byte count.
+ */
+export function encodeChunkInto(data: Uint8Array, out: Uint8Array): number {
+  const size = data.length.toString(16);
+  let at = 0;
+  for (let i = 0; i < size.length; i++) out[at++] = size.charCodeAt(i);
+  out[at++] = 0x0d;
+  out[at++] = 0x0a;
+  out.set(data, at);
+  at += data.length;
+  out[at++] = 0x0d;
+  out[at++] = 0x0a;
+  return at;
 }
 
 /** The last chunk and the empty trailer section of a chunked body. */

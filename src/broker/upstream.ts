@@ -21,8 +21,9 @@
 import { VaultError } from "../errors.ts";
 import {
   type BodyFraming,
+  chunkFrameSize,
   ConnReader,
-  encodeChunk,
+  encodeChunkInto,
   encodeRequestHead,
   Http1EarlyClose,
   Http1ProtocolError,
@@ -30,8 +31,8 @@ import {
   isSafeTarget,
   isToken,
   LAST_CHUNK,
-  type ResponseHead,
   responseFraming,
+  type ResponseHead,
 } from "./http1.ts";
 
 /** Raw header list, repeats kept, casing kept. */
@@ -518,6 +519,8 @@ export class UpstreamClient {
     const chunked = contentLength === null;
     let sent = 0;
     let pendingHead: Uint8Array | null = head;
+    // Chunk framing is written into one reused buffer: each write completes before the next.
+    let scratch = new Uint8Array(0);
     const reader = body.getReader();
     try {
       for (;;) {
@@ -534,7 +537,12 @@ export class UpstreamClient {
         if (!chunked && sent > contentLength) {
           throw new UpstreamFailed("upstream request body is longer than its Content-Length");
         }
-        const framed = chunked ? encodeChunk(value) : value;
+        let framed = value;
+        if (chunked) {
+          const need = chunkFrameSize(value.length);
+          if (scratch.length < need) scratch = new Uint8Array(Math.max(need, 64 * 1024 + 32));
+          framed = scratch.subarray(0, encodeChunkInto(value, scratch));
+        }
         if (pendingHead !== null && framed.length <= COALESCE_BYTES) {
           const both = new Uint8Array(pendingHead.length + framed.length);
           both.set(pendingHead);
@@ -628,14 +636,19 @@ export class UpstreamClient {
         });
         conn = tls;
         const handshake = tls.handshake();
+        let onAbort = () => {};
         const aborted = new Promise<never>((_, reject) => {
-          const onAbort = () => reject(new Deno.errors.TimedOut("handshake"));
+          onAbort = () => reject(new Deno.errors.TimedOut("handshake"));
           if (connectSignal.aborted) onAbort();
           connectSignal.addEventListener("abort", onAbort, { once: true });
-          handshake.finally(() => connectSignal.removeEventListener("abort", onAbort));
         });
         aborted.catch(() => {});
-        await Promise.race([handshake, aborted]);
+        handshake.catch(() => {});
+        try {
+          await Promise.race([handshake, aborted]);
+        } finally {
+          connectSignal.removeEventListener("abort", onAbort);
+        }
       }
       return new Connection(conn, target.origin);
     } catch (error) {
