@@ -1,0 +1,343 @@
+/**
+ * The HTTP/1.1 wire format the upstream client speaks: request head
+ * serialisation with strict validation (no CR, LF or NUL reaches the wire),
+ * and a buffered connection reader that parses a response head and frames a
+ * response body (Content-Length, chunked, close-delimited).
+ *
+ * Bytes are mapped to string characters one to one (latin1), so a header
+ * value the upstream sent is relayed with exactly its bytes.
+ *
+ * @module
+ */
+
+/** Raw header list, repeats kept, casing kept. */
+export type HeaderList = [name: string, value: string][];
+
+/** The wire was not valid HTTP/1.1 (a malformed head or body framing); the message never holds a header value. */
+export class Http1ProtocolError extends Error {
+  /** Creates the error with a value-free message. */
+  constructor(message: string) {
+    super(message);
+    this.name = "Http1ProtocolError";
+  }
+}
+
+/** The peer closed the connection before the response head was complete. */
+export class Http1EarlyClose extends Error {
+  /** Whether any byte of a response had arrived before the close. */
+  readonly partial: boolean;
+  /** Creates the error. */
+  constructor(partial: boolean) {
+    super(
+      partial
+        ? "connection closed inside the response head"
+        : "connection closed before a response",
+    );
+    this.name = "Http1EarlyClose";
+    this.partial = partial;
+  }
+}
+
+/** Largest response head (status line and header lines) accepted. */
+export const MAX_HEAD_BYTES = 64 * 1024;
+/** Largest chunk-size line (with extensions) or trailer line accepted. */
+const MAX_LINE_BYTES = 8 * 1024;
+/** Size of each socket read. */
+const READ_SIZE = 64 * 1024;
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** Whether `name` is an RFC 9110 token (a valid method or header name). */
+export function isToken(name: string): boolean {
+  return TOKEN.test(name);
+}
+
+/**
+ * Whether `value` may be sent as a header value: no CR, LF or NUL (request
+ * smuggling), and every character fits in one byte.
+ */
+export function isSafeHeaderValue(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 0x0d || c === 0x0a || c === 0x00 || c > 0xff) return false;
+  }
+  return true;
+}
+
+/** Whether `target` may be sent as a request target: printable ASCII, no space. */
+export function isSafeTarget(target: string): boolean {
+  for (let i = 0; i < target.length; i++) {
+    const c = target.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f) return false;
+  }
+  return target.length > 0;
+}
+
+/** Encodes a string whose characters are all below 0x100 into its bytes (latin1). */
+export function latin1Bytes(text: string): Uint8Array {
+  const out = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i);
+  return out;
+}
+
+/** Decodes bytes one to one into characters (latin1). */
+export function latin1String(bytes: Uint8Array, start: number, end: number): string {
+  let out = "";
+  const step = 4096;
+  for (let i = start; i < end; i += step) {
+    out += String.fromCharCode(...bytes.subarray(i, Math.min(end, i + step)));
+  }
+  return out;
+}
+
+/** A parsed response head. */
+export interface ResponseHead {
+  /** 1 for HTTP/1.1, 0 for HTTP/1.0. */
+  minor: number;
+  /** The status code. */
+  status: number;
+  /** The reason phrase (may be empty). */
+  statusText: string;
+  /** Header fields as received, repeats and casing kept. */
+  headers: HeaderList;
+}
+
+/** How a response body is delimited. */
+export type BodyFraming =
+  | { kind: "none" }
+  | { kind: "length"; length: number }
+  | { kind: "chunked" }
+  | { kind: "close" };
+
+/**
+ * Decides the body framing of a response (RFC 9112 §6.3) and whether the
+ * connection may be reused afterwards (as far as the response is concerned).
+ */
+export function responseFraming(
+  method: string,
+  head: ResponseHead,
+): { framing: BodyFraming; keepAlive: boolean } {
+  let keepAlive = head.minor === 1;
+  let transferEncoding: string | null = null;
+  const lengths: string[] = [];
+  for (const [name, value] of head.headers) {
+    const lower = name.toLowerCase();
+    if (lower === "connection") {
+      for (const option of value.split(",")) {
+        if (option.trim().toLowerCase() === "close") keepAlive = false;
+      }
+    } else if (lower === "transfer-encoding") {
+      transferEncoding = transferEncoding === null ? value : `${transferEncoding},${value}`;
+    } else if (lower === "content-length") {
+      lengths.push(...value.split(",").map((part) => part.trim()));
+    }
+  }
+  if (
+    method === "HEAD" || head.status === 204 || head.status === 304 ||
+    (head.status >= 100 && head.status < 200)
+  ) {
+    return { framing: { kind: "none" }, keepAlive };
+  }
+  if (transferEncoding !== null) {
+    const codings = transferEncoding.split(",").map((part) => part.trim().toLowerCase());
+    if (codings[codings.length - 1] === "chunked" && lengths.length === 0) {
+      return { framing: { kind: "chunked" }, keepAlive };
+    }
+    if (codings[codings.length - 1] === "chunked") {
+      // Both framings present: chunked wins, but the sender is suspect.
+      return { framing: { kind: "chunked" }, keepAlive: false };
+    }
+    return { framing: { kind: "close" }, keepAlive: false };
+  }
+  if (lengths.length > 0) {
+    const first = lengths[0];
+    if (!/^[0-9]{1,15}$/.test(first) || lengths.some((other) => other !== first)) {
+      throw new Http1ProtocolError("invalid Content-Length in the response");
+    }
+    return { framing: { kind: "length", length: Number(first) }, keepAlive };
+  }
+  return { framing: { kind: "close" }, keepAlive: false };
+}
+
+/**
+ * A buffered reader over one connection. `readFn` reads into a buffer and
+ * resolves to the byte count or null at end of stream (it is `conn.read`).
+ */
+export class ConnReader {
+  #buf = new Uint8Array(READ_SIZE);
+  #start = 0;
+  #end = 0;
+  #eof = false;
+  readonly #readFn: (into: Uint8Array) => Promise<number | null>;
+
+  /** Wraps `readFn`. */
+  constructor(readFn: (into: Uint8Array) => Promise<number | null>) {
+    this.#readFn = readFn;
+  }
+
+  /** Bytes buffered and not consumed yet. */
+  get buffered(): number {
+    return this.#end - this.#start;
+  }
+
+  /** Reads more bytes into the buffer; false at end of stream. */
+  async #fill(): Promise<boolean> {
+    if (this.#eof) return false;
+    if (this.#start === this.#end) {
+      this.#start = 0;
+      this.#end = 0;
+    } else if (this.#end === this.#buf.length) {
+      if (this.#start > 0) {
+        this.#buf.copyWithin(0, this.#start, this.#end);
+        this.#end -= this.#start;
+        this.#start = 0;
+      } else {
+        const bigger = new Uint8Array(this.#buf.length * 2);
+        bigger.set(this.#buf);
+        this.#buf = bigger;
+      }
+    }
+    const n = await this.#readFn(this.#buf.subarray(this.#end));
+    if (n === null) {
+      this.#eof = true;
+      return false;
+    }
+    this.#end += n;
+    return true;
+  }
+
+  /** Reads one line (without its CRLF or LF); null at end of stream before any byte. */
+  async #line(limit: number, what: string): Promise<string | null> {
+    let scanned = 0;
+    for (;;) {
+      const at = this.#buf.subarray(this.#start + scanned, this.#end).indexOf(0x0a);
+      if (at >= 0) {
+        const lineEnd = this.#start + scanned + at;
+        let textEnd = lineEnd;
+        if (textEnd > this.#start && this.#buf[textEnd - 1] === 0x0d) textEnd--;
+        const line = latin1String(this.#buf, this.#start, textEnd);
+        this.#start = lineEnd + 1;
+        return line;
+      }
+      scanned = this.#end - this.#start;
+      if (scanned > limit) throw new Http1ProtocolError(`${what} too long`);
+      if (!(await this.#fill())) {
+        if (this.#end === this.#start) return null;
+        throw new Http1EarlyClose(true);
+      }
+    }
+  }
+
+  /**
+   * Reads a response head. Throws {@link Http1EarlyClose} when the stream
+   * ends first and {@link Http1ProtocolError} on a malformed head.
+   */
+  async readHead(): Promise<ResponseHead> {
+    let budget = MAX_HEAD_BYTES;
+    const statusLine = await this.#line(budget, "response head");
+    if (statusLine === null) throw new Http1EarlyClose(false);
+    budget -= statusLine.length;
+    // Control characters (other than HTAB) are refused in the reason phrase.
+    // deno-lint-ignore no-control-regex
+    const match = /^HTTP\/1\.([01]) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?$/.exec(statusLine);
+    if (match === null) throw new Http1ProtocolError("malformed status line from upstream");
+    const headers: HeaderList = [];
+    for (;;) {
+      const line = await this.#line(budget, "response head");
+      if (line === null) throw new Http1EarlyClose(true);
+      budget -= line.length + 2;
+      if (budget < 0) throw new Http1ProtocolError("response head too long");
+      if (line === "") break;
+      const colon = line.indexOf(":");
+      const name = colon > 0 ? line.slice(0, colon) : "";
+      if (!isToken(name)) throw new Http1ProtocolError("malformed header line from upstream");
+      const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+      if (value.includes("\0") || value.includes("\r")) {
+        throw new Http1ProtocolError("malformed header value from upstream");
+      }
+      headers.push([name, value]);
+    }
+    return {
+      minor: Number(match[1]),
+      status: Number(match[2]),
+      statusText: match[3] ?? "",
+      headers,
+    };
+  }
+
+  /**
+   * Returns up to `max` bytes: the buffered ones first, else one socket
+   * read. The returned array is a fresh copy. Null at end of stream.
+   */
+  async readSome(max: number): Promise<Uint8Array | null> {
+    if (this.#start === this.#end && !(await this.#fill())) return null;
+    const n = Math.min(max, this.#end - this.#start);
+    const out = this.#buf.slice(this.#start, this.#start + n);
+    this.#start += n;
+    return out;
+  }
+
+  /** Reads a chunk-size line; returns the size. */
+  async readChunkSize(): Promise<number> {
+    const line = await this.#line(MAX_LINE_BYTES, "chunk-size line");
+    if (line === null) throw new Http1ProtocolError("connection closed inside a chunked body");
+    const match = /^([0-9A-Fa-f]{1,12})[ \t]*(?:;.*)?$/.exec(line);
+    if (match === null) throw new Http1ProtocolError("malformed chunk size from upstream");
+    return parseInt(match[1], 16);
+  }
+
+  /** Consumes the CRLF after a chunk's data. */
+  async readChunkEnd(): Promise<void> {
+    const line = await this.#line(2, "chunk end");
+    if (line !== "") throw new Http1ProtocolError("malformed chunk end from upstream");
+  }
+
+  /** Consumes the trailer section after the last chunk (trailers are dropped). */
+  async readTrailers(): Promise<void> {
+    let budget = MAX_HEAD_BYTES;
+    for (;;) {
+      const line = await this.#line(MAX_LINE_BYTES, "trailer line");
+      if (line === null) throw new Http1ProtocolError("connection closed inside the trailers");
+      if (line === "") return;
+      budget -= line.length;
+      if (budget < 0) throw new Http1ProtocolError("trailers too long");
+    }
+  }
+}
+
+/** Serialises a request head (request line and header lines, with the final empty line). */
+export function encodeRequestHead(
+  method: string,
+  target: string,
+  headers: HeaderList,
+): Uint8Array {
+  let head = `${method} ${target} HTTP/1.1\r\n`;
+  for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
+  head += "\r\n";
+  return latin1Bytes(head);
+}
+
+/** Bytes {@link encodeChunkInto} needs for a chunk of `length` data bytes. */
+export function chunkFrameSize(length: number): number {
+  return length.toString(16).length + 4 + length;
+}
+
+/**
+ * Frames one chunk of a chunked request body (size line, data, CRLF) into
+ * `out`, which must hold {@link chunkFrameSize} bytes; returns the byte count.
+ */
+export function encodeChunkInto(data: Uint8Array, out: Uint8Array): number {
+  const size = data.length.toString(16);
+  let at = 0;
+  for (let i = 0; i < size.length; i++) out[at++] = size.charCodeAt(i);
+  out[at++] = 0x0d;
+  out[at++] = 0x0a;
+  out.set(data, at);
+  at += data.length;
+  out[at++] = 0x0d;
+  out[at++] = 0x0a;
+  return at;
+}
+
+/** The last chunk and the empty trailer section of a chunked body. */
+export const LAST_CHUNK: Uint8Array = latin1Bytes("0\r\n\r\n");

@@ -1,0 +1,681 @@
+/**
+ * The broker's upstream client: an HTTP/1.1 client over `Deno.connect` /
+ * `Deno.startTls` with a keep-alive pool per origin.
+ *
+ * It relays exactly: the request target is sent byte for byte as given
+ * (never re-encoded), header lists keep repeats and casing, response bodies
+ * are returned as sent (no decompression), and both bodies stream (the
+ * request body is never buffered whole). Header values holding CR, LF or NUL
+ * are refused rather than sent. Error messages name the origin only, never a
+ * header value, a path or a query.
+ *
+ * A connection goes back to the pool only after its response body was read
+ * to the end, the request body was sent completely, and both sides allow
+ * keep-alive. An idle pooled connection keeps a read pending, so one the
+ * upstream closed leaves the pool at once instead of failing the next
+ * request.
+ *
+ * @module
+ */
+
+import { VaultError } from "../errors.ts";
+import {
+  type BodyFraming,
+  chunkFrameSize,
+  ConnReader,
+  encodeChunkInto,
+  encodeRequestHead,
+  Http1EarlyClose,
+  Http1ProtocolError,
+  isSafeHeaderValue,
+  isSafeTarget,
+  isToken,
+  LAST_CHUNK,
+  responseFraming,
+  type ResponseHead,
+} from "./http1.ts";
+
+/** Raw header list, repeats kept, casing kept. */
+export type HeaderList = [name: string, value: string][];
+
+/** One request to relay upstream. */
+export interface UpstreamRequest {
+  /** Absolute http: or https: URL; its path and query are sent byte-for-byte as given (never re-encoded). */
+  url: string;
+  /** The request method (an HTTP token). */
+  method: string;
+  /** Sent as given (hop-by-hop and auth headers already removed); the client adds Host and framing. */
+  headers: HeaderList;
+  /** The request body, streamed, never buffered whole. */
+  body: ReadableStream<Uint8Array> | null;
+  /** Aborts the exchange: the upstream connection is closed, not reused. */
+  signal?: AbortSignal;
+}
+
+/** The upstream's response. */
+export interface UpstreamResponse {
+  /** The status code. */
+  status: number;
+  /** The reason phrase (may be empty). */
+  statusText: string;
+  /** As received, repeats kept (Set-Cookie twice stays twice). */
+  headers: HeaderList;
+  /** The body bytes as sent (no decompression), streamed as they arrive. */
+  body: ReadableStream<Uint8Array>;
+}
+
+/**
+ * The connection closed or was reset before any response header arrived;
+ * the caller may retry an idempotent request once on a fresh connection.
+ */
+export class UpstreamDisconnected extends VaultError {}
+
+/**
+ * Any other upstream failure: connect refused or timed out, TLS failure,
+ * a malformed response, the idle timeout, an abort, or a refused request.
+ */
+export class UpstreamFailed extends VaultError {}
+
+/** Tuning of an {@link UpstreamClient}. */
+export interface UpstreamOptions {
+  /** Extra PEM CA certificates, trusted in addition to the system store. */
+  caCerts?: string[];
+  /** Connect (and TLS handshake) timeout; default 10 s. */
+  connectTimeoutMs?: number;
+  /** No byte from upstream for this long while waiting for one → abort; default 1200 s. */
+  idleTimeoutMs?: number;
+  /** Keep-alive pool size per origin; default 32. */
+  maxIdlePerOrigin?: number;
+  /** How long a pooled connection may sit unused; default 30 s. */
+  poolIdleMs?: number;
+}
+
+const DEFAULTS = {
+  connectTimeoutMs: 10_000,
+  idleTimeoutMs: 1_200_000,
+  maxIdlePerOrigin: 32,
+  poolIdleMs: 30_000,
+};
+
+/** The parts of a request URL the client needs. */
+interface Target {
+  tls: boolean;
+  /** Host for connecting (IPv6 without brackets). */
+  hostname: string;
+  port: number;
+  /** The Host header value. */
+  host: string;
+  /** The raw request target (path and query). */
+  target: string;
+  /** Pool key and error-message label: scheme://host[:port]. */
+  origin: string;
+}
+
+/** Splits an absolute URL, keeping the path and query exactly as written. */
+function parseTarget(url: string): Target {
+  const match = /^(https?):\/\/([^/?#]*)([^#]*)/i.exec(url);
+  if (match === null) throw new UpstreamFailed("upstream URL is not an absolute http(s) URL");
+  if (match[2].includes("@")) throw new UpstreamFailed("upstream URL must not carry userinfo");
+  let parsed: URL;
+  try {
+    parsed = new URL(`${match[1]}://${match[2]}/`);
+  } catch {
+    throw new UpstreamFailed("upstream URL has an invalid host");
+  }
+  const tls = parsed.protocol === "https:";
+  let target = match[3];
+  if (target === "") target = "/";
+  else if (target.startsWith("?")) target = `/${target}`;
+  if (!isSafeTarget(target)) {
+    throw new UpstreamFailed("upstream URL path holds a space, control or non-ASCII character");
+  }
+  const hostname = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
+  return {
+    tls,
+    hostname,
+    port: parsed.port === "" ? (tls ? 443 : 80) : Number(parsed.port),
+    host: parsed.host,
+    target,
+    origin: `${parsed.protocol}//${parsed.host}`,
+  };
+}
+
+/** Why a connection was closed under an exchange. */
+type CloseReason = "idle" | "abort" | null;
+
+/**
+ * One upstream connection. The idle watchdog counts only time spent waiting
+ * for upstream bytes (or for upstream to take ours).
+ */
+class Connection {
+  readonly reader: ConnReader;
+  closed = false;
+  reason: CloseReason = null;
+  /** A read started while the connection sat in the pool. */
+  #parked: Promise<number | null> | null = null;
+  #parkedInto: Uint8Array | null = null;
+  #pending = 0;
+  #lastProgress = 0;
+
+  constructor(readonly conn: Deno.Conn, readonly origin: string) {
+    this.reader = new ConnReader((into) => this.#read(into));
+  }
+
+  /**
+   * Closes the connection when it has waited for upstream longer than
+   * `idleMs`; called by the client's sweep timer.
+   */
+  sweep(now: number, idleMs: number): void {
+    if (!this.closed && this.#pending > 0 && now - this.#lastProgress >= idleMs) {
+      this.close("idle");
+    }
+  }
+
+  async #io<T>(op: () => Promise<T>): Promise<T> {
+    if (this.#pending++ === 0) this.#lastProgress = performance.now();
+    try {
+      return await op();
+    } finally {
+      this.#pending--;
+      this.#lastProgress = performance.now();
+    }
+  }
+
+  #read(into: Uint8Array): Promise<number | null> {
+    const parked = this.#parked;
+    if (parked !== null) {
+      // The pooled read already holds the first bytes (or the end of stream).
+      const parkedInto = this.#parkedInto!;
+      this.#parked = null;
+      this.#parkedInto = null;
+      return this.#io(async () => {
+        const n = await parked;
+        if (n === null) return null;
+        const take = Math.min(n, into.length);
+        into.set(parkedInto.subarray(0, take));
+        if (take < n) throw new Http1ProtocolError("read buffer too small");
+        return take;
+      });
+    }
+    return this.#io(() => this.conn.read(into));
+  }
+
+  /** Writes all of `data`. */
+  write(data: Uint8Array): Promise<void> {
+    return this.#io(async () => {
+      let offset = 0;
+      while (offset < data.length) offset += await this.conn.write(data.subarray(offset));
+    });
+  }
+
+  /**
+   * Parks the connection: a read stays pending so a close by the upstream is
+   * noticed; `onDead` runs when it completes while still parked.
+   */
+  park(onDead: () => void): void {
+    const into = new Uint8Array(64 * 1024);
+    const read = this.conn.read(into);
+    this.#parkedInto = into;
+    this.#parked = read;
+    read.then(
+      () => {
+        if (this.#parked === read) onDead();
+      },
+      () => {
+        if (this.#parked === read) onDead();
+      },
+    );
+  }
+
+  close(reason: CloseReason = null): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.reason ??= reason;
+    try {
+      this.conn.close();
+    } catch {
+      // already closed
+    }
+    if (this.#parked !== null) this.#parked.catch(() => {});
+  }
+}
+
+interface PoolEntry {
+  connection: Connection;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** Maps a failure under an exchange to the public error classes. */
+function failure(connection: Connection, error: unknown, beforeHead: boolean): VaultError {
+  const origin = connection.origin;
+  if (error instanceof VaultError) return error;
+  if (connection.reason === "idle") {
+    return new UpstreamFailed(`upstream ${origin}: no data within the idle timeout`);
+  }
+  if (connection.reason === "abort") {
+    return new UpstreamFailed(`upstream ${origin}: request aborted`);
+  }
+  if (error instanceof Http1EarlyClose) {
+    return error.partial
+      ? new UpstreamFailed(`upstream ${origin}: connection closed inside the response head`)
+      : new UpstreamDisconnected(`upstream ${origin}: server disconnected`);
+  }
+  if (error instanceof Http1ProtocolError) {
+    return new UpstreamFailed(`upstream ${origin}: ${error.message}`);
+  }
+  if (
+    beforeHead &&
+    (error instanceof Deno.errors.ConnectionReset ||
+      error instanceof Deno.errors.BrokenPipe ||
+      error instanceof Deno.errors.ConnectionAborted ||
+      error instanceof Deno.errors.UnexpectedEof)
+  ) {
+    return new UpstreamDisconnected(`upstream ${origin}: server disconnected`);
+  }
+  const kind = error instanceof Error ? error.name : "error";
+  return new UpstreamFailed(`upstream ${origin}: I/O failure (${kind})`);
+}
+
+/** Builds the header list to send: validated, plus Host and framing. */
+function requestHeaders(
+  req: UpstreamRequest,
+  target: Target,
+): { headers: HeaderList; contentLength: number | null } {
+  if (!isToken(req.method)) throw new UpstreamFailed("upstream request method is not a token");
+  const headers: HeaderList = [["Host", target.host]];
+  let contentLength: number | null = null;
+  for (const [name, value] of req.headers) {
+    if (!isToken(name)) {
+      throw new UpstreamFailed("upstream request header name is not a token");
+    }
+    if (!isSafeHeaderValue(value)) {
+      throw new UpstreamFailed(
+        `upstream request header ${name} holds CR, LF, NUL or a non-byte character`,
+      );
+    }
+    const lower = name.toLowerCase();
+    // The client owns Host and the message framing.
+    if (lower === "host" || lower === "transfer-encoding") continue;
+    if (lower === "content-length") {
+      if (!/^[0-9]{1,15}$/.test(value) || (contentLength !== null && contentLength !== +value)) {
+        throw new UpstreamFailed("upstream request has an invalid Content-Length");
+      }
+      if (contentLength !== null) continue;
+      contentLength = Number(value);
+    }
+    headers.push([name, value]);
+  }
+  if (req.body === null) {
+    if (contentLength !== null && contentLength !== 0) {
+      throw new UpstreamFailed("upstream request has a Content-Length but no body");
+    }
+  } else if (contentLength === null) {
+    headers.push(["Transfer-Encoding", "chunked"]);
+  }
+  return { headers, contentLength };
+}
+
+/** Largest request body chunk coalesced with the head into one write. */
+const COALESCE_BYTES = 16 * 1024;
+
+/** An HTTP/1.1 client for the broker's upstream requests, with a keep-alive pool. */
+export class UpstreamClient {
+  readonly #options: Required<Omit<UpstreamOptions, "caCerts">> & { caCerts?: string[] };
+  readonly #pool = new Map<string, PoolEntry[]>();
+  readonly #active = new Set<Connection>();
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
+
+  /** Creates a client; see {@link UpstreamOptions} for the defaults. */
+  constructor(options: UpstreamOptions = {}) {
+    this.#options = { ...DEFAULTS, ...stripUndefined(options) };
+  }
+
+  /** Connections currently idle in the pool (all origins); for tests. */
+  get pooledConnections(): number {
+    let n = 0;
+    for (const entries of this.#pool.values()) n += entries.length;
+    return n;
+  }
+
+  /**
+   * Sends one request and resolves once the response head arrived. The
+   * response body must be read to the end or cancelled.
+   */
+  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    if (this.#closed) throw new UpstreamFailed("upstream client is closed");
+    const target = parseTarget(req.url);
+    const { headers, contentLength } = requestHeaders(req, target);
+    const method = req.method;
+    const signal = req.signal;
+    if (signal?.aborted) throw new UpstreamFailed(`upstream ${target.origin}: request aborted`);
+
+    const connection = this.#take(target.origin) ?? await this.#connect(target, signal);
+    this.#active.add(connection);
+    const onAbort = () => connection.close("abort");
+    signal?.addEventListener("abort", onAbort, { once: true });
+    let done = false;
+    const finish = (reusable: boolean) => {
+      if (done) return;
+      done = true;
+      signal?.removeEventListener("abort", onAbort);
+      this.#active.delete(connection);
+      if (reusable && !connection.closed && !this.#closed) this.#release(connection);
+      else connection.close();
+    };
+    this.#startSweep();
+
+    // The body is sent while the response is awaited: an upstream may answer early.
+    let bodySent = req.body === null;
+    let sendError: unknown = null;
+    const head = encodeRequestHead(method, target.target, headers);
+    const sending = this.#send(connection, head, req.body, contentLength).then(
+      () => {
+        bodySent = true;
+      },
+      (error) => {
+        sendError = error;
+        // A body that cannot be sent poisons the connection; the read side then fails too.
+        connection.close();
+      },
+    );
+
+    let response: ResponseHead;
+    let framing: BodyFraming;
+    let keepAlive: boolean;
+    try {
+      for (;;) {
+        response = await connection.reader.readHead();
+        if (response.status === 101) {
+          throw new Http1ProtocolError("unexpected protocol switch (101) from upstream");
+        }
+        if (response.status >= 100 && response.status < 200) continue; // 100-continue, 103
+        break;
+      }
+      ({ framing, keepAlive } = responseFraming(method, response));
+    } catch (error) {
+      finish(false);
+      await sending;
+      if (sendError !== null && !(error instanceof Http1ProtocolError)) {
+        throw failure(connection, sendError, true);
+      }
+      throw failure(connection, error, true);
+    }
+
+    const reader = connection.reader;
+    let remaining = framing.kind === "length" ? framing.length : 0;
+    let chunkLeft = 0;
+    let chunkEndDue = false;
+    let chunkedDone = false;
+    const complete = (controller: ReadableStreamDefaultController<Uint8Array>) => {
+      controller.close();
+      // A body still being sent (the upstream answered early) costs the connection.
+      finish(keepAlive && bodySent && reader.buffered === 0);
+    };
+    const body = new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        try {
+          switch (framing.kind) {
+            case "none":
+              return complete(controller);
+            case "length": {
+              if (remaining === 0) return complete(controller);
+              const data = await reader.readSome(Math.min(remaining, 64 * 1024));
+              if (data === null) throw new Http1ProtocolError("connection closed inside the body");
+              remaining -= data.length;
+              controller.enqueue(data);
+              if (remaining === 0) complete(controller);
+              return;
+            }
+            case "chunked": {
+              if (chunkEndDue) {
+                await reader.readChunkEnd();
+                chunkEndDue = false;
+              }
+              if (chunkLeft === 0) {
+                if (chunkedDone) return complete(controller);
+                const size = await reader.readChunkSize();
+                if (size === 0) {
+                  await reader.readTrailers();
+                  chunkedDone = true;
+                  return complete(controller);
+                }
+                chunkLeft = size;
+              }
+              const data = await reader.readSome(Math.min(chunkLeft, 64 * 1024));
+              if (data === null) throw new Http1ProtocolError("connection closed inside the body");
+              chunkLeft -= data.length;
+              chunkEndDue = chunkLeft === 0;
+              controller.enqueue(data);
+              return;
+            }
+            case "close": {
+              const data = await reader.readSome(64 * 1024);
+              if (data === null) return complete(controller);
+              controller.enqueue(data);
+              return;
+            }
+          }
+        } catch (error) {
+          finish(false);
+          controller.error(failure(connection, error, false));
+        }
+      },
+      cancel: () => {
+        finish(false);
+      },
+    });
+    return {
+      status: response!.status,
+      statusText: response!.statusText,
+      headers: response!.headers,
+      body,
+    };
+  }
+
+  /** Closes every pooled connection and every connection still in an exchange. */
+  close(): void {
+    this.#closed = true;
+    for (const entries of this.#pool.values()) {
+      for (const entry of entries) {
+        clearTimeout(entry.timer);
+        entry.connection.close();
+      }
+    }
+    this.#pool.clear();
+    for (const connection of this.#active) connection.close("abort");
+    this.#active.clear();
+    clearInterval(this.#sweepTimer);
+    this.#sweepTimer = undefined;
+  }
+
+  /**
+   * Runs the idle sweep while exchanges are active: one shared timer, so a
+   * request costs no timer of its own. A connection is closed at most one
+   * tick (a quarter of the idle timeout, at most 1 s) after going idle.
+   */
+  #startSweep(): void {
+    if (this.#sweepTimer !== undefined) return;
+    const idleMs = this.#options.idleTimeoutMs;
+    const tick = Math.max(1, Math.min(1000, Math.floor(idleMs / 4)));
+    this.#sweepTimer = setInterval(() => {
+      if (this.#active.size === 0) {
+        clearInterval(this.#sweepTimer);
+        this.#sweepTimer = undefined;
+        return;
+      }
+      const now = performance.now();
+      for (const connection of this.#active) connection.sweep(now, idleMs);
+    }, tick);
+  }
+
+  async #send(
+    connection: Connection,
+    head: Uint8Array,
+    body: ReadableStream<Uint8Array> | null,
+    contentLength: number | null,
+  ): Promise<void> {
+    if (body === null) return await connection.write(head);
+    const chunked = contentLength === null;
+    let sent = 0;
+    let pendingHead: Uint8Array | null = head;
+    // Chunk framing is written into one reused buffer: each write completes before the next.
+    let scratch = new Uint8Array(0);
+    const reader = body.getReader();
+    try {
+      for (;;) {
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch {
+          throw new UpstreamFailed(`upstream ${connection.origin}: the request body failed`);
+        }
+        const { done, value } = chunk;
+        if (done) break;
+        if (value.length === 0) continue;
+        sent += value.length;
+        if (!chunked && sent > contentLength) {
+          throw new UpstreamFailed("upstream request body is longer than its Content-Length");
+        }
+        let framed = value;
+        if (chunked) {
+          const need = chunkFrameSize(value.length);
+          if (scratch.length < need) scratch = new Uint8Array(Math.max(need, 64 * 1024 + 32));
+          framed = scratch.subarray(0, encodeChunkInto(value, scratch));
+        }
+        if (pendingHead !== null && framed.length <= COALESCE_BYTES) {
+          const both = new Uint8Array(pendingHead.length + framed.length);
+          both.set(pendingHead);
+          both.set(framed, pendingHead.length);
+          pendingHead = null;
+          await connection.write(both);
+          continue;
+        }
+        if (pendingHead !== null) {
+          await connection.write(pendingHead);
+          pendingHead = null;
+        }
+        await connection.write(framed);
+      }
+    } catch (error) {
+      reader.cancel().catch(() => {});
+      throw error;
+    } finally {
+      reader.releaseLock();
+    }
+    if (!chunked && sent !== contentLength) {
+      throw new UpstreamFailed("upstream request body is shorter than its Content-Length");
+    }
+    const tail = chunked ? LAST_CHUNK : new Uint8Array(0);
+    if (pendingHead !== null) {
+      const both = new Uint8Array(pendingHead.length + tail.length);
+      both.set(pendingHead);
+      both.set(tail, pendingHead.length);
+      await connection.write(both);
+    } else if (tail.length > 0) {
+      await connection.write(tail);
+    }
+  }
+
+  #take(origin: string): Connection | null {
+    const entries = this.#pool.get(origin);
+    while (entries !== undefined && entries.length > 0) {
+      const entry = entries.pop()!;
+      clearTimeout(entry.timer);
+      if (!entry.connection.closed) return entry.connection;
+    }
+    return null;
+  }
+
+  #release(connection: Connection): void {
+    let entries = this.#pool.get(connection.origin);
+    if (entries === undefined) {
+      entries = [];
+      this.#pool.set(connection.origin, entries);
+    }
+    if (entries.length >= this.#options.maxIdlePerOrigin) {
+      connection.close();
+      return;
+    }
+    const list = entries;
+    const drop = () => {
+      const at = list.indexOf(entry);
+      if (at >= 0) list.splice(at, 1);
+      clearTimeout(entry.timer);
+      connection.close();
+    };
+    const entry: PoolEntry = {
+      connection,
+      timer: setTimeout(drop, this.#options.poolIdleMs),
+    };
+    list.push(entry);
+    connection.park(drop);
+  }
+
+  async #connect(target: Target, signal: AbortSignal | undefined): Promise<Connection> {
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(), this.#options.connectTimeoutMs);
+    const connectSignal = signal === undefined
+      ? timeout.signal
+      : AbortSignal.any([signal, timeout.signal]);
+    let tcp: Deno.TcpConn | null = null;
+    let conn: Deno.Conn | null = null;
+    try {
+      tcp = await Deno.connect({
+        hostname: target.hostname,
+        port: target.port,
+        signal: connectSignal,
+      });
+      tcp.setNoDelay(true);
+      conn = tcp;
+      if (target.tls) {
+        const tls = await Deno.startTls(tcp, {
+          hostname: target.hostname,
+          caCerts: this.#options.caCerts,
+          alpnProtocols: ["http/1.1"],
+        });
+        conn = tls;
+        const handshake = tls.handshake();
+        let onAbort = () => {};
+        const aborted = new Promise<never>((_, reject) => {
+          onAbort = () => reject(new Deno.errors.TimedOut("handshake"));
+          if (connectSignal.aborted) onAbort();
+          connectSignal.addEventListener("abort", onAbort, { once: true });
+        });
+        aborted.catch(() => {});
+        handshake.catch(() => {});
+        try {
+          await Promise.race([handshake, aborted]);
+        } finally {
+          connectSignal.removeEventListener("abort", onAbort);
+        }
+      }
+      return new Connection(conn, target.origin);
+    } catch (error) {
+      try {
+        conn?.close();
+      } catch {
+        // already closed
+      }
+      const origin = target.origin;
+      if (signal?.aborted) throw new UpstreamFailed(`upstream ${origin}: request aborted`);
+      if (timeout.signal.aborted) throw new UpstreamFailed(`upstream ${origin}: connect timed out`);
+      if (error instanceof Deno.errors.ConnectionRefused) {
+        throw new UpstreamFailed(`upstream ${origin}: connection refused`);
+      }
+      if (target.tls && conn !== tcp) {
+        throw new UpstreamFailed(`upstream ${origin}: TLS handshake failed`);
+      }
+      const kind = error instanceof Error ? error.name : "error";
+      throw new UpstreamFailed(`upstream ${origin}: connect failed (${kind})`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function stripUndefined<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(
+    Object.entries(options).filter(([, value]) => value !== undefined),
+  ) as Partial<T>;
+}
