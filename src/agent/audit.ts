@@ -61,12 +61,12 @@ export function sha256Hex(data: Uint8Array): string {
  * character escaped (bidi, C1, U+2028 …; scope and subject may come from data
  * stored before vault refused them), then a newline.
  */
-export function auditLine(record: AuditRecord): string {
+export function auditLine(record: object): string {
   return stringifyForTerminal(record) + "\n";
 }
 
 /** An open audit file. */
-export class AuditLog {
+export class AuditLog<R extends object = AuditRecord> {
   readonly #file: Deno.FsFile;
   /** The file's path. */
   readonly path: string;
@@ -87,7 +87,7 @@ export class AuditLog {
    *   file, belongs to someone else, has a mode other than 0600, or cannot
    *   be opened.
    */
-  static async open(path: string): Promise<AuditLog> {
+  static async open<R extends object = AuditRecord>(path: string): Promise<AuditLog<R>> {
     try {
       await Deno.mkdir(dirname(path), { recursive: true, mode: 0o700 });
     } catch (error) {
@@ -106,7 +106,7 @@ export class AuditLog {
       }
       file = await openExisting(path);
     }
-    return new AuditLog(path, file);
+    return new AuditLog<R>(path, file);
   }
 
   /**
@@ -116,7 +116,7 @@ export class AuditLog {
    * next record starts on a new line, so every complete line stays valid
    * JSON.
    */
-  write(record: AuditRecord): void {
+  write(record: R): void {
     if (this.#closed) throw new AuditFileError(this.path, "it is closed");
     const line = encoder.encode((this.#torn ? "\n" : "") + auditLine(record));
     // An O_APPEND write of a short line is one write(2); loop for safety.

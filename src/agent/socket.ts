@@ -24,14 +24,25 @@ import { describeFsError } from "../fs/errors.ts";
 export const MAX_SOCKET_PATH = 107;
 
 /** A bound, listening Unix socket at its final path. */
-export interface BoundUnixSocket {
+export interface BoundUnixSocket<L = Deno.Listener<Deno.UnixConn, Deno.UnixAddr>> {
   /** The listener. */
-  readonly listener: Deno.Listener<Deno.UnixConn, Deno.UnixAddr>;
+  readonly listener: L;
   /** The socket's path. */
   readonly path: string;
   /** Stops listening and removes the socket file if it is still ours. Idempotent. */
   close(): void;
 }
+
+/** Binds a listener on a Unix socket path (the staged path); `stop` closes it. */
+export interface UnixBinder<L> {
+  bind(path: string): L;
+  stop(listener: L): void;
+}
+
+const DENO_LISTEN: UnixBinder<Deno.Listener<Deno.UnixConn, Deno.UnixAddr>> = {
+  bind: (path) => Deno.listen({ transport: "unix", path }),
+  stop: (listener) => listener.close(),
+};
 
 /**
  * Binds a listening Unix socket at `path` (absolute) with mode 0600.
@@ -40,7 +51,21 @@ export interface BoundUnixSocket {
  *   `path`, a live process listens there, the path is too long, or the
  *   directory is unsafe or cannot be created.
  */
-export async function bindUnixSocket(path: string): Promise<BoundUnixSocket> {
+export function bindUnixSocket(path: string): Promise<BoundUnixSocket> {
+  return bindUnixSocketWith(path, DENO_LISTEN);
+}
+
+/**
+ * {@link bindUnixSocket} for any kind of listener (e.g. `Deno.serve` with a
+ * `path`): `binder.bind` is called on a path inside a private 0700 staging
+ * directory, and the bound socket is then moved into place with mode 0600.
+ *
+ * @throws {SocketPathError} as {@link bindUnixSocket}.
+ */
+export async function bindUnixSocketWith<L>(
+  path: string,
+  binder: UnixBinder<L>,
+): Promise<BoundUnixSocket<L>> {
   if (!isAbsolute(path)) throw new SocketPathError(path, "the path must be absolute");
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
     throw new SocketPathError(path, `the path is longer than ${MAX_SOCKET_PATH} bytes`);
@@ -62,7 +87,7 @@ export async function bindUnixSocket(path: string): Promise<BoundUnixSocket> {
     );
   }
   const temp = join(staging, "s");
-  let listener: Deno.Listener<Deno.UnixConn, Deno.UnixAddr> | null = null;
+  let listener: L | null = null;
   try {
     if (Buffer.byteLength(temp) > MAX_SOCKET_PATH) {
       throw new SocketPathError(
@@ -70,7 +95,7 @@ export async function bindUnixSocket(path: string): Promise<BoundUnixSocket> {
         `the directory name is too long to stage a socket in it (limit ${MAX_SOCKET_PATH} bytes)`,
       );
     }
-    listener = Deno.listen({ transport: "unix", path: temp });
+    listener = binder.bind(temp);
     // Nobody but us can reach into the 0700 staging directory: no chmod race.
     await Deno.chmod(temp, 0o600);
     if (stale) {
@@ -88,7 +113,7 @@ export async function bindUnixSocket(path: string): Promise<BoundUnixSocket> {
       }
     }
   } catch (error) {
-    if (listener) listener.close();
+    if (listener !== null) binder.stop(listener);
     await Deno.remove(staging, { recursive: true }).catch(() => {});
     if (error instanceof SocketPathError) throw error;
     throw new SocketPathError(path, `cannot bind: ${describeFsError(error)}`, { cause: error });
@@ -104,7 +129,7 @@ export async function bindUnixSocket(path: string): Promise<BoundUnixSocket> {
       if (closed) return;
       closed = true;
       try {
-        bound.close();
+        binder.stop(bound as L);
       } catch {
         // already closed
       }

@@ -18,6 +18,7 @@
  * @module
  */
 
+import type { HeaderList } from "./headers.ts";
 import { VaultError } from "../errors.ts";
 import {
   type BodyFraming,
@@ -34,9 +35,6 @@ import {
   responseFraming,
   type ResponseHead,
 } from "./http1.ts";
-
-/** Raw header list, repeats kept, casing kept. */
-export type HeaderList = [name: string, value: string][];
 
 /** One request to relay upstream. */
 export interface UpstreamRequest {

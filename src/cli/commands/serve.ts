@@ -18,6 +18,10 @@ import { AgentConfigError, BridgeTokenError } from "../../agent/errors.ts";
 import { opensslAvailable } from "../../agent/openssl_rsa.ts";
 import { MAX_TOKEN_BYTES } from "../../agent/handshake.ts";
 import { isToken } from "../../tokens/format.ts";
+import { MAX_CONFIG_BYTES } from "../../fs/limits.ts";
+import { validateScope } from "../../store/validate.ts";
+import type { CredentialStore } from "../../store/store.ts";
+import type { BrokerHandle, BrokerListenerSpec } from "../../broker/broker.ts";
 import { sanitizeOneLine } from "../../sanitize.ts";
 import {
   parseIdleTimeout,
@@ -25,7 +29,7 @@ import {
   parseRsaEngine,
   resolveServeConfig,
 } from "../../agent/serve_config.ts";
-import { resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 
 /** Signals that stop `vault serve` and `vault ssh-bridge`. */
 const STOP_SIGNALS: Deno.Signal[] = ["SIGTERM", "SIGINT"];
@@ -65,6 +69,29 @@ export function addServeCommands(program: Command, ctx: Context): void {
       "--idle-timeout <seconds>",
       "close a connection that sends no request for this long (default: 300; 0: never)",
       asUsage(parseIdleTimeout),
+    )
+    .option("--broker-socket <path>", "token broker (HTTP) on this Unix socket (mode 0600)")
+    .option(
+      "--broker-port <port>",
+      "token broker (HTTP) on TCP 127.0.0.1:<port>",
+      asUsage(parsePort),
+    )
+    .option(
+      "--broker-scope <scope>",
+      "the broker listeners accept only tokens of this scope",
+      asUsage((value: string) => validateScope(value)),
+    )
+    .option(
+      "--routes <file>",
+      "routes file (terok's routes.json, or YAML) over the built-in routes",
+    )
+    .option(
+      "--upstream-ca <file>",
+      "also trust this PEM CA for upstream TLS (tests, private gateways)",
+    )
+    .option(
+      "--broker-audit <file>",
+      "JSONL audit file, one line per proxied request (default: $XDG_STATE_HOME/vault/broker-audit.jsonl)",
     )
     .addHelpText(
       "after",
@@ -109,14 +136,24 @@ Examples:
           "--rsa-engine openssl: OpenSSL 3's libcrypto (libcrypto.so.3) cannot be loaded",
         );
       }
-      if (
-        config.signerSocket === undefined && config.signerPort === undefined &&
-        config.localScopes.length === 0 && !config.localAll && inherited.length === 0
-      ) {
+      const agentWanted = config.signerSocket !== undefined || config.signerPort !== undefined ||
+        config.localScopes.length > 0 || config.localAll || inherited.length > 0;
+      const brokerListeners: BrokerListenerSpec[] = [];
+      const bound = { scope: options.brokerScope };
+      if (options.brokerSocket !== undefined) {
+        brokerListeners.push({ unixPath: resolve(options.brokerSocket), ...bound });
+      }
+      if (options.brokerPort !== undefined) {
+        brokerListeners.push({ tcpPort: options.brokerPort, ...bound });
+      }
+      if (!agentWanted && brokerListeners.length === 0) {
         throw new UsageError(
-          "nothing to serve: give --signer-socket, --signer-port, --local-scope or --local-all " +
-            "(or a [serve] table in config.toml)",
+          "nothing to serve: give --signer-socket, --signer-port, --local-scope, --local-all, " +
+            "--broker-socket or --broker-port (or a [serve] table in config.toml)",
         );
+      }
+      if (options.brokerScope !== undefined && brokerListeners.length === 0) {
+        throw new UsageError("--broker-scope needs --broker-socket or --broker-port");
       }
       const { store, resolved } = await openVault({
         dbPath: ctx.dbPath().path,
@@ -144,7 +181,15 @@ Examples:
           for (const { listener } of listeners) listener.close();
           throw error;
         }
-        const agent = await startAgent({
+        const broker = brokerListeners.length === 0 ? null : await startBrokerFor(ctx, store, {
+          listeners: brokerListeners,
+          routesFile: options.routes,
+          caFile: options.upstreamCa,
+          auditPath: options.brokerAudit !== undefined
+            ? resolve(options.brokerAudit)
+            : join(dirname(config.audit), "broker-audit.jsonl"),
+        });
+        const agent = !agentWanted ? null : await startAgent({
           store,
           signer: { unixPath: config.signerSocket, tcpPort: config.signerPort },
           localScopes: config.localScopes,
@@ -166,15 +211,18 @@ Examples:
             );
           }
         }
-        ctx.out.info(`vault serve: audit trail in ${config.audit}`);
-        ctx.out.info(
-          `vault serve: RSA signing with ${
-            rsaWith === "openssl" ? "OpenSSL (libcrypto.so.3)" : "the built-in node:crypto"
-          }`,
-        );
+        if (agent) {
+          ctx.out.info(`vault serve: audit trail in ${config.audit}`);
+          ctx.out.info(
+            `vault serve: RSA signing with ${
+              rsaWith === "openssl" ? "OpenSSL (libcrypto.so.3)" : "the built-in node:crypto"
+            }`,
+          );
+        }
         const signal = await stop.wait;
         ctx.out.info(`vault serve: ${signal}, shutting down`);
-        await agent.close();
+        await agent?.close();
+        await broker?.close();
       } finally {
         stop.dispose();
         store.close();
@@ -310,4 +358,45 @@ function stopSignal(): { wait: Promise<Deno.Signal>; dispose(): void } {
       }
     },
   };
+}
+
+/** Starts the token broker of `vault serve` (its module loads only when a broker listener is asked for). */
+async function startBrokerFor(
+  ctx: Context,
+  store: CredentialStore,
+  settings: {
+    listeners: BrokerListenerSpec[];
+    routesFile?: string;
+    caFile?: string;
+    auditPath: string;
+  },
+): Promise<BrokerHandle> {
+  const [{ startBroker }, { BUILTIN_ROUTES }, { loadRoutesFile }] = await Promise.all([
+    import("../../broker/broker.ts"),
+    import("../../broker/routes.ts"),
+    import("../../broker/routes_file.ts"),
+  ]);
+  const routes = settings.routesFile === undefined
+    ? BUILTIN_ROUTES
+    : await loadRoutesFile(resolve(settings.routesFile));
+  const caCerts = settings.caFile === undefined ? undefined : [
+    new TextDecoder().decode(
+      await readSecretFile(settings.caFile, { limit: MAX_CONFIG_BYTES, what: "CA file" }),
+    ),
+  ];
+  const broker = await startBroker({
+    store,
+    routes,
+    listeners: settings.listeners,
+    auditPath: settings.auditPath,
+    upstream: { caCerts },
+    onListening: (binding) =>
+      ctx.out.info(
+        `vault serve: token broker on ${binding.label}` +
+          (binding.scope === undefined ? "" : ` (scope ${binding.scope})`),
+      ),
+    onWarning: (message) => ctx.out.warn(message),
+  });
+  ctx.out.info(`vault serve: broker audit trail in ${settings.auditPath}`);
+  return broker;
 }

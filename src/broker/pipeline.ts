@@ -1,0 +1,296 @@
+/**
+ * The broker's request pipeline: one function from a client's request to
+ * the response it gets, following terok's broker (reference §6, §7) where it
+ * is right and doing better where it is wrong.
+ *
+ * 1. `GET|HEAD /-/health` answers `{"status":"ok"}` without a token.
+ * 2. The phantom token is taken from `Authorization` (any scheme),
+ *    `X-Api-Key` or `Private-Token`, and looked up on every request — a
+ *    revoked token stops at the next request. Missing → 401 `Missing
+ *    authentication`; unknown, revoked, or of another scope (or subject)
+ *    than a scope-bound listener's → 401 `Invalid token`.
+ * 3. The route is the token's provider's (never chosen by URL path) → 404
+ *    `No route for provider: <p>`; the credential is the token's
+ *    (credential set, provider) → 502 `Credential not configured for this
+ *    provider` / `Credential misconfigured`.
+ * 4. The request goes upstream with the raw path and raw query verbatim,
+ *    the client's headers minus auth, hop-by-hop and `Host`, the real
+ *    credential injected by its processor, the body streamed (never
+ *    buffered). Redirects are relayed, `Location` included, and never
+ *    followed: the credential never travels to another origin.
+ * 5. The response streams back byte for byte (compression untouched,
+ *    repeated headers kept). A disconnect before the response headers is
+ *    retried once for a bodiless idempotent request → 502 `Upstream
+ *    disconnected`; any other failure → 502 `Upstream request failed`.
+ *
+ * Every request ends in one audit line (never a body, a secret or a query).
+ * Reads only on the hot path: the store is never written here.
+ *
+ * @module
+ */
+
+import type { CredentialStore } from "../store/store.ts";
+import { TokenResolver } from "../tokens/resolver.ts";
+import { extractToken } from "./extract.ts";
+import { forwardRequestHeaders, relayResponseHeaders } from "./headers.ts";
+import { InvalidRequestTarget, type Routes, upstreamBase, upstreamUrl } from "./routes.ts";
+import { CredentialMisconfigured, processorFor } from "./credential.ts";
+import { type UpstreamClient, UpstreamDisconnected, type UpstreamResponse } from "./upstream.ts";
+
+/** What a listener accepts: any token, or only those of one scope (and subject). */
+export interface ListenerBinding {
+  /** How the listener is named in audit lines and messages (`unix:/path`, `tcp:127.0.0.1:8080`). */
+  label: string;
+  /** Only tokens of this scope are accepted here. */
+  scope?: string;
+  /** Only tokens of this subject (with `scope`) are accepted here. */
+  subject?: string;
+}
+
+/** Why a request ended as it did (the audit line's `outcome`). */
+export type BrokerOutcome =
+  | "ok"
+  | "health"
+  | "bad_request"
+  | "missing_token"
+  | "invalid_token"
+  | "no_route"
+  | "credential_missing"
+  | "credential_misconfigured"
+  | "websocket_unsupported"
+  | "upstream_disconnected"
+  | "upstream_error"
+  | "client_gone";
+
+/** One audit line of the broker (terok's fields, then ours). */
+export interface BrokerAuditRecord {
+  ts: string;
+  scope: string;
+  subject: string;
+  credential_set: string;
+  provider: string;
+  method: string;
+  /** The raw request path, without the query. */
+  path: string;
+  status: number;
+  outcome: BrokerOutcome;
+  duration_ms: number;
+  listener: string;
+  bytes_up: number;
+  bytes_down: number;
+}
+
+/** What the pipeline needs. */
+export interface PipelineServices {
+  /** Read only: token and credential lookups. */
+  store: CredentialStore;
+  routes: Routes;
+  upstream: UpstreamClient;
+  /** Receives one record per finished request (null: not audited). */
+  audit: ((record: BrokerAuditRecord) => void) | null;
+  /** Hears operational problems (never a secret). */
+  warn(message: string): void;
+}
+
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS"]);
+const BODYLESS_STATUS = new Set([204, 205, 304]);
+
+/** The request handler for one listener. */
+export function brokerHandler(
+  services: PipelineServices,
+  binding: ListenerBinding,
+): (request: Request) => Promise<Response> {
+  const resolver = new TokenResolver(services.store);
+  return async (request) => {
+    const started = performance.now();
+    const { path, query } = rawTarget(request.url);
+    const record: BrokerAuditRecord = {
+      ts: "",
+      scope: "",
+      subject: "",
+      credential_set: "",
+      provider: "",
+      method: request.method,
+      path,
+      status: 0,
+      outcome: "ok",
+      duration_ms: 0,
+      listener: binding.label,
+      bytes_up: 0,
+      bytes_down: 0,
+    };
+    const finish = (status: number, outcome: BrokerOutcome) => {
+      record.status = status;
+      record.outcome = outcome;
+      record.ts = new Date().toISOString();
+      record.duration_ms = Math.round(performance.now() - started);
+      if (outcome === "health") return;
+      try {
+        services.audit?.(record);
+      } catch (error) {
+        services.warn(`cannot write the broker audit line: ${(error as Error).message}`);
+      }
+    };
+    const plain = (status: number, body: string, outcome: BrokerOutcome) => {
+      finish(status, outcome);
+      return new Response(request.method === "HEAD" ? null : body, {
+        status,
+        headers: { "content-type": "text/plain; charset=utf-8" },
+      });
+    };
+
+    if (path === "/-/health" && (request.method === "GET" || request.method === "HEAD")) {
+      finish(200, "health");
+      return new Response(request.method === "HEAD" ? null : '{"status":"ok"}', {
+        headers: { "content-type": "application/json" },
+      });
+    }
+
+    const presented = extractToken(request.headers);
+    if (presented === null) return plain(401, "Missing authentication", "missing_token");
+    const grant = resolver.resolve(presented)?.record;
+    if (
+      !grant ||
+      (binding.scope !== undefined && grant.scope !== binding.scope) ||
+      (binding.subject !== undefined && grant.subject !== binding.subject)
+    ) {
+      return plain(401, "Invalid token", "invalid_token");
+    }
+    record.scope = grant.scope;
+    record.subject = grant.subject;
+    record.credential_set = grant.credentialSet;
+    record.provider = grant.provider;
+
+    const route = services.routes.get(grant.provider);
+    if (!route) return plain(404, `No route for provider: ${grant.provider}`, "no_route");
+    const data = services.store.loadCredential(grant.credentialSet, grant.provider);
+    if (!data) {
+      return plain(502, "Credential not configured for this provider", "credential_missing");
+    }
+    let url: string;
+    const headers = forwardRequestHeaders(request.headers);
+    try {
+      processorFor(route, data).apply(headers);
+      url = upstreamUrl(upstreamBase(route, path), path, query);
+    } catch (error) {
+      if (error instanceof CredentialMisconfigured) {
+        return plain(502, "Credential misconfigured", "credential_misconfigured");
+      }
+      if (error instanceof InvalidRequestTarget) {
+        return plain(400, "Bad request target", "bad_request");
+      }
+      throw error;
+    }
+    if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
+      return plain(502, "Upstream websocket failed", "websocket_unsupported");
+    }
+
+    const body = request.body === null ? null : request.body.pipeThrough(counter((n) => {
+      record.bytes_up += n;
+    }));
+    const replayable = body === null &&
+      (IDEMPOTENT.has(request.method) || request.headers.has("idempotency-key"));
+    let response: UpstreamResponse;
+    try {
+      response = await sendWithRetry(services.upstream, replayable, {
+        url,
+        method: request.method,
+        headers,
+        body,
+        signal: request.signal,
+      });
+    } catch (error) {
+      if (request.signal.aborted) {
+        finish(499, "client_gone");
+        return new Response(null, { status: 502 });
+      }
+      if (error instanceof UpstreamDisconnected) {
+        services.warn(`upstream of ${grant.provider} disconnected: ${(error as Error).message}`);
+        return plain(502, "Upstream disconnected", "upstream_disconnected");
+      }
+      services.warn(`upstream request to ${grant.provider} failed: ${(error as Error).message}`);
+      return plain(502, "Upstream request failed", "upstream_error");
+    }
+
+    const relayed = new Headers();
+    for (const [name, value] of relayResponseHeaders(response.headers)) {
+      relayed.append(name, value);
+    }
+    const bodyless = request.method === "HEAD" || BODYLESS_STATUS.has(response.status);
+    if (bodyless) {
+      await response.body.cancel().catch(() => {});
+      finish(response.status, "ok");
+      return new Response(null, { status: response.status, headers: relayed });
+    }
+    const status = response.status;
+    const streamed = response.body.pipeThrough(
+      counter(
+        (n) => {
+          record.bytes_down += n;
+        },
+        (cut) =>
+          finish(status, !cut ? "ok" : request.signal.aborted ? "client_gone" : "upstream_error"),
+      ),
+    );
+    return new Response(streamed, { status, headers: relayed });
+  };
+}
+
+/** Sends `request`; a disconnect before the response headers is retried once when replayable. */
+async function sendWithRetry(
+  upstream: UpstreamClient,
+  replayable: boolean,
+  request: Parameters<UpstreamClient["request"]>[0],
+): Promise<UpstreamResponse> {
+  try {
+    return await upstream.request(request);
+  } catch (error) {
+    if (!(error instanceof UpstreamDisconnected) || !replayable) throw error;
+    return await upstream.request(request);
+  }
+}
+
+/**
+ * Counts the bytes passing through; `done(cut)` is called once: `false` at
+ * the end of the stream, `true` when it failed or its reader went away.
+ */
+function counter(
+  add: (n: number) => void,
+  done?: (cut: boolean) => void,
+): TransformStream<Uint8Array, Uint8Array> {
+  let ended = false;
+  const end = (cut: boolean) => {
+    if (ended) return;
+    ended = true;
+    done?.(cut);
+  };
+  return new TransformStream({
+    transform(chunk, controller) {
+      add(chunk.length);
+      controller.enqueue(chunk);
+    },
+    flush() {
+      end(false);
+    },
+    cancel() {
+      end(true);
+    },
+  });
+}
+
+/**
+ * The raw path and query (without `?`) of a request URL as `Deno.serve`
+ * gives it (`http://host/p%2Fq?a=%20b`, `http+unix://x/…`): never parsed
+ * with `URL`, which would normalise them.
+ */
+export function rawTarget(url: string): { path: string; query: string } {
+  const afterScheme = url.indexOf("://");
+  const slash = url.indexOf("/", afterScheme < 0 ? 0 : afterScheme + 3);
+  const target = slash < 0 ? "/" : url.slice(slash);
+  const hash = target.indexOf("#");
+  const withoutFragment = hash < 0 ? target : target.slice(0, hash);
+  const q = withoutFragment.indexOf("?");
+  return q < 0
+    ? { path: withoutFragment, query: "" }
+    : { path: withoutFragment.slice(0, q), query: withoutFragment.slice(q + 1) };
+}
