@@ -16,14 +16,17 @@
  * 4. The request goes upstream with the raw path and raw query verbatim,
  *    the client's headers minus auth, hop-by-hop and `Host`, the real
  *    credential injected by its processor, the body streamed (never
- *    buffered). Redirects are relayed, `Location` included, and never
- *    followed: the credential never travels to another origin.
+ *    buffered). Redirects of GET, HEAD and OPTIONS are followed without the
+ *    credential (see {@link followRedirects}); other redirects are relayed,
+ *    `Location` included. The credential never travels to another origin.
  * 5. The response streams back byte for byte (compression untouched,
  *    repeated headers kept). A disconnect before the response headers is
  *    retried once for a bodiless idempotent request → 502 `Upstream
  *    disconnected`; any other failure → 502 `Upstream request failed`.
  *
- * Every request ends in one audit line (never a body, a secret or a query).
+ * A secret the upstream echoes back (in a header, or an identity-encoded
+ * body, even split across chunks) reaches the client as the phantom token
+ * (`scrub.ts`). Every request ends in one audit line (never a body, a secret or a query).
  * Reads only on the hot path: the store is never written here.
  *
  * @module
@@ -32,9 +35,10 @@
 import type { CredentialStore } from "../store/store.ts";
 import { TokenResolver } from "../tokens/resolver.ts";
 import { extractToken } from "./extract.ts";
-import { forwardRequestHeaders, relayResponseHeaders } from "./headers.ts";
+import { forwardRequestHeaders, type HeaderList, relayResponseHeaders } from "./headers.ts";
 import { InvalidRequestTarget, type Routes, upstreamBase, upstreamUrl } from "./routes.ts";
 import { CredentialMisconfigured, processorFor } from "./credential.ts";
+import { isScrubbable, scrubHeaders, scrubStream } from "./scrub.ts";
 import { type UpstreamClient, UpstreamDisconnected, type UpstreamResponse } from "./upstream.ts";
 
 /** What a listener accepts: any token, or only those of one scope (and subject). */
@@ -169,8 +173,11 @@ export function brokerHandler(
     }
     let url: string;
     const headers = forwardRequestHeaders(request.headers);
+    let secrets: readonly string[];
     try {
-      processorFor(route, data).apply(headers);
+      const processor = processorFor(route, data);
+      processor.apply(headers);
+      secrets = processor.secrets();
       url = upstreamUrl(upstreamBase(route, path), path, query);
     } catch (error) {
       if (error instanceof CredentialMisconfigured) {
@@ -211,9 +218,23 @@ export function brokerHandler(
       services.warn(`upstream request to ${grant.provider} failed: ${(error as Error).message}`);
       return plain(502, "Upstream request failed", "upstream_error");
     }
+    if (IDEMPOTENT.has(request.method) && isRedirect(response)) {
+      try {
+        response = await followRedirects(services.upstream, request, url, response);
+      } catch (error) {
+        services.warn(
+          `following a redirect of ${grant.provider} failed: ${(error as Error).message}`,
+        );
+        return plain(502, "Upstream request failed", "upstream_error");
+      }
+    }
 
+    // An upstream that echoes the real secret hands the sandbox the phantom token instead.
+    const replacements = secrets.map((secret) => ({ secret, replacement: presented }));
     const relayed = new Headers();
-    for (const [name, value] of relayResponseHeaders(response.headers)) {
+    for (
+      const [name, value] of scrubHeaders(relayResponseHeaders(response.headers), replacements)
+    ) {
       relayed.append(name, value);
     }
     const bodyless = request.method === "HEAD" || BODYLESS_STATUS.has(response.status);
@@ -223,7 +244,10 @@ export function brokerHandler(
       return new Response(null, { status: response.status, headers: relayed });
     }
     const status = response.status;
-    const streamed = response.body.pipeThrough(
+    const raw = isScrubbable(response.headers)
+      ? response.body.pipeThrough(scrubStream(replacements))
+      : response.body;
+    const streamed = raw.pipeThrough(
       counter(
         (n) => {
           record.bytes_down += n;
@@ -234,6 +258,60 @@ export function brokerHandler(
     );
     return new Response(streamed, { status, headers: relayed });
   };
+}
+
+/** Redirect hops followed for an idempotent request before the last one is relayed as it is. */
+export const MAX_REDIRECTS = 10;
+
+/** Headers of the client's that a followed redirect carries (never a credential). */
+const REDIRECT_HEADERS = ["accept", "accept-encoding", "user-agent"];
+
+function isRedirect(response: UpstreamResponse): boolean {
+  return [301, 302, 303, 307, 308].includes(response.status) &&
+    response.headers.some(([name]) => name.toLowerCase() === "location");
+}
+
+/**
+ * Follows the redirects of a GET, HEAD or OPTIONS the way the reference
+ * does, minus its quirks: each hop is a request WITHOUT the credential
+ * (only the client's accept, accept-encoding and user-agent), so the real
+ * key never travels to the redirect's origin; GET and OPTIONS follow with
+ * GET, HEAD with HEAD; at most {@link MAX_REDIRECTS} hops, after which the
+ * last redirect is relayed as it is (Location included).
+ */
+async function followRedirects(
+  upstream: UpstreamClient,
+  request: Request,
+  from: string,
+  response: UpstreamResponse,
+): Promise<UpstreamResponse> {
+  const headers: HeaderList = [];
+  for (const name of REDIRECT_HEADERS) {
+    const value = request.headers.get(name);
+    if (value !== null) headers.push([name, value]);
+  }
+  let current = response;
+  let url = from;
+  for (let hop = 0; hop < MAX_REDIRECTS && isRedirect(current); hop++) {
+    const location = current.headers.find(([name]) => name.toLowerCase() === "location")![1];
+    let next: URL;
+    try {
+      next = new URL(location, url);
+    } catch {
+      return current; // not a URL: relay the redirect as it is
+    }
+    if (next.protocol !== "http:" && next.protocol !== "https:") return current;
+    await current.body.cancel().catch(() => {});
+    url = next.href;
+    current = await upstream.request({
+      url,
+      method: request.method === "HEAD" ? "HEAD" : "GET",
+      headers,
+      body: null,
+      signal: request.signal,
+    });
+  }
+  return current;
 }
 
 /** Sends `request`; a disconnect before the response headers is retried once when replayable. */

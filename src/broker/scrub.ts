@@ -1,0 +1,125 @@
+/**
+ * Response scrubbing: an upstream that echoes the real credential back (an
+ * error message quoting the key, a debug endpoint) must not hand it to the
+ * sandbox. Every occurrence of a secret in a response header or in an
+ * identity-encoded response body is replaced by the phantom token the
+ * client presented — also when the secret is split across body chunks.
+ *
+ * Compressed bodies are relayed untouched (the broker never decompresses);
+ * secrets shorter than {@link MIN_SCRUB_LENGTH} bytes are not scrubbed (too
+ * likely to match innocent bytes).
+ *
+ * @module
+ */
+
+import type { HeaderList } from "./headers.ts";
+
+/** Shortest secret that is scrubbed, in bytes. */
+export const MIN_SCRUB_LENGTH = 8;
+
+/** A secret and what replaces it. */
+export interface Replacement {
+  secret: string;
+  replacement: string;
+}
+
+const encoder = new TextEncoder();
+
+/** The replacements worth applying (long enough, not equal to their replacement). */
+function usable(replacements: readonly Replacement[]): Replacement[] {
+  return replacements.filter(({ secret, replacement }) =>
+    encoder.encode(secret).length >= MIN_SCRUB_LENGTH && secret !== replacement
+  );
+}
+
+/** `headers` with every secret replaced in every value. */
+export function scrubHeaders(
+  headers: HeaderList,
+  replacements: readonly Replacement[],
+): HeaderList {
+  const active = usable(replacements);
+  if (active.length === 0) return headers;
+  return headers.map(([name, value]) => {
+    let clean = value;
+    for (const { secret, replacement } of active) clean = clean.replaceAll(secret, replacement);
+    return [name, clean];
+  });
+}
+
+/** Whether a response body with these headers is scrubbed (identity-encoded only). */
+export function isScrubbable(headers: HeaderList): boolean {
+  const encoding = headers.find(([name]) => name.toLowerCase() === "content-encoding")?.[1];
+  return encoding === undefined || encoding.trim() === "" ||
+    encoding.trim().toLowerCase() === "identity";
+}
+
+/**
+ * A byte stream transform that replaces every occurrence of each secret,
+ * holding back at most (longest secret − 1) bytes between chunks so that a
+ * secret split across chunks is still found.
+ */
+export function scrubStream(
+  replacements: readonly Replacement[],
+): TransformStream<Uint8Array, Uint8Array> {
+  const active = usable(replacements).map(({ secret, replacement }) => ({
+    secret: encoder.encode(secret),
+    replacement: encoder.encode(replacement),
+  }));
+  if (active.length === 0) return new TransformStream();
+  const keep = Math.max(...active.map((r) => r.secret.length)) - 1;
+  let tail: Uint8Array = new Uint8Array(0);
+
+  const process = (data: Uint8Array, final: boolean, out: (bytes: Uint8Array) => void) => {
+    // Bytes before `limit` are settled now; the rest may start a secret that continues later.
+    const limit = final ? data.length : Math.max(0, data.length - keep);
+    let start = 0; // first byte not yet emitted
+    let at = 0;
+    while (at < limit) {
+      let found = -1;
+      let which = -1;
+      for (let r = 0; r < active.length; r++) {
+        const index = indexOf(data, active[r].secret, at);
+        if (index !== -1 && index < limit && (found === -1 || index < found)) {
+          found = index;
+          which = r;
+        }
+      }
+      if (found === -1) break;
+      if (found > start) out(data.subarray(start, found));
+      out(active[which].replacement);
+      at = start = found + active[which].secret.length;
+    }
+    const settled = Math.max(start, limit);
+    if (settled > start) out(data.subarray(start, settled));
+    tail = data.slice(settled);
+  };
+
+  return new TransformStream({
+    transform(chunk, controller) {
+      const data = tail.length === 0 ? chunk : concat(tail, chunk);
+      process(data, false, (bytes) => controller.enqueue(bytes.slice()));
+    },
+    flush(controller) {
+      if (tail.length > 0) process(tail, true, (bytes) => controller.enqueue(bytes.slice()));
+    },
+  });
+}
+
+/** First index of `needle` in `hay` at or after `from`, or -1. */
+function indexOf(hay: Uint8Array, needle: Uint8Array, from: number): number {
+  const first = needle[0];
+  for (let i = hay.indexOf(first, from); i !== -1; i = hay.indexOf(first, i + 1)) {
+    if (i + needle.length > hay.length) return -1;
+    let j = 1;
+    while (j < needle.length && hay[i + j] === needle[j]) j++;
+    if (j === needle.length) return i;
+  }
+  return -1;
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}

@@ -1,0 +1,119 @@
+/**
+ * The broker pipeline in-process (startBroker over a real store, a real
+ * fake upstream, fetch as the client): redirects followed without the
+ * credential, echoed secrets scrubbed, scope-bound listeners.
+ */
+
+import { assert, assertEquals } from "../testing/assert.ts";
+import { join } from "node:path";
+import { withTempStore } from "../testing/fixtures.ts";
+import { startBroker } from "../src/broker/broker.ts";
+import { routesFromValue } from "../src/broker/routes.ts";
+import type { CredentialStore } from "../src/store/store.ts";
+
+const SECRET = "sk-REAL-pipeline-0123456789";
+
+interface Seen {
+  url: string;
+  method: string;
+  authorization: string | null;
+}
+
+/** A fake upstream recording what it receives; `/echo` quotes the Authorization header back. */
+function fakeUpstream(): { server: Deno.HttpServer<Deno.NetAddr>; seen: Seen[]; origin: string } {
+  const seen: Seen[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const path = req.url.slice(req.url.indexOf("/", 8));
+    seen.push({ url: path, method: req.method, authorization: req.headers.get("authorization") });
+    if (path.startsWith("/redirect")) {
+      return new Response(null, { status: 302, headers: { location: "/target?x=1" } });
+    }
+    if (path === "/target?x=1") return new Response("landed");
+    if (path === "/echo") {
+      const auth = req.headers.get("authorization") ?? "";
+      return new Response(`you sent ${auth}`, { headers: { "x-echo": auth } });
+    }
+    return new Response("ok");
+  });
+  return { server, seen, origin: `http://127.0.0.1:${server.addr.port}` };
+}
+
+async function withBroker(
+  fn: (ctx: {
+    store: CredentialStore;
+    base: string;
+    bound: string;
+    seen: Seen[];
+    token: string;
+    foreign: string;
+  }) => Promise<void>,
+): Promise<void> {
+  await withTempStore("pipeline passphrase", async (store, dir) => {
+    const upstream = fakeUpstream();
+    store.storeCredential("default", "openai", { type: "api_key", key: SECRET });
+    const token = store.createToken("proj", "t1", "default", "openai");
+    const foreign = store.createToken("other", "t2", "default", "openai");
+    const broker = await startBroker({
+      store,
+      routes: routesFromValue({ openai: { upstream: upstream.origin } }, "routes.json"),
+      listeners: [{ tcpPort: 0 }, { tcpPort: 0, scope: "proj" }],
+      auditPath: join(dir, "audit.jsonl"),
+    });
+    try {
+      const [open, bound] = broker.bindings.map((b) => `http://${b.label.slice("tcp:".length)}`);
+      await fn({ store, base: open, bound, seen: upstream.seen, token, foreign });
+    } finally {
+      await broker.close();
+      await upstream.server.shutdown();
+    }
+  });
+}
+
+Deno.test("broker: a GET redirect is followed WITHOUT the credential; a POST redirect is relayed with its Location", async () => {
+  await withBroker(async ({ base, seen, token }) => {
+    const got = await fetch(`${base}/redirect`, {
+      headers: { authorization: `Bearer ${token}` },
+      redirect: "manual",
+    });
+    assertEquals([got.status, await got.text()], [200, "landed"]);
+    assertEquals(seen.map((s) => [s.url, s.authorization]), [
+      ["/redirect", `Bearer ${SECRET}`],
+      ["/target?x=1", null],
+    ]);
+    const post = await fetch(`${base}/redirect`, {
+      method: "POST",
+      body: "data",
+      headers: { authorization: `Bearer ${token}` },
+      redirect: "manual",
+    });
+    await post.body?.cancel();
+    assertEquals([post.status, post.headers.get("location")], [302, "/target?x=1"]);
+    assertEquals(seen.length, 3, "the POST's redirect was not followed");
+  });
+});
+
+Deno.test("broker: an upstream echoing the real key hands the client the phantom token (body and headers)", async () => {
+  await withBroker(async ({ base, token }) => {
+    const got = await fetch(`${base}/echo`, { headers: { authorization: `Bearer ${token}` } });
+    const body = await got.text();
+    assertEquals(body, `you sent Bearer ${token}`);
+    assertEquals(got.headers.get("x-echo"), `Bearer ${token}`);
+    assert(!body.includes(SECRET));
+  });
+});
+
+Deno.test("broker: a scope-bound listener refuses another scope's token; the open one takes it; revocation is immediate", async () => {
+  await withBroker(async ({ store, base, bound, seen, token, foreign }) => {
+    const ask = async (url: string, t: string) => {
+      const r = await fetch(`${url}/x`, { headers: { authorization: `Bearer ${t}` } });
+      return [r.status, await r.text()];
+    };
+    assertEquals(await ask(bound, foreign), [401, "Invalid token"]);
+    assertEquals(await ask(bound, token), [200, "ok"]);
+    assertEquals(await ask(base, foreign), [200, "ok"]);
+    const before = seen.length;
+    store.revokeTokens("proj", "t1");
+    assertEquals(await ask(bound, token), [401, "Invalid token"]);
+    assertEquals(seen.length, before, "a revoked token never reaches upstream");
+  });
+});
