@@ -117,3 +117,21 @@ Deno.test("broker: a scope-bound listener refuses another scope's token; the ope
     assertEquals(seen.length, before, "a revoked token never reaches upstream");
   });
 });
+
+Deno.test("broker: /-/metrics counts requests by provider and outcome, open streams, and shows no secret", async () => {
+  await withBroker(async ({ base, token }) => {
+    const ok = await fetch(`${base}/x`, { headers: { authorization: `Bearer ${token}` } });
+    await ok.text();
+    const denied = await fetch(`${base}/x`, { headers: { authorization: "Bearer nope" } });
+    await denied.text();
+    const metrics = await (await fetch(`${base}/-/metrics`)).text();
+    assert(
+      metrics.includes('vault_broker_requests_total{provider="openai",outcome="ok"} 1'),
+      metrics,
+    );
+    assert(metrics.includes('vault_broker_requests_total{provider="-",outcome="invalid_token"} 1'));
+    assert(metrics.includes("vault_broker_open_streams 0"), metrics);
+    assert(metrics.includes("vault_broker_request_duration_seconds_count 2"), metrics);
+    assert(!metrics.includes(token) && !metrics.includes(SECRET));
+  });
+});

@@ -21,6 +21,7 @@ import {
 } from "./pipeline.ts";
 import type { Routes } from "./routes.ts";
 import { UpstreamClient, type UpstreamOptions } from "./upstream.ts";
+import { BrokerMetrics } from "./metrics.ts";
 
 /** One listener: a Unix socket path or a TCP port on 127.0.0.1, optionally scope-bound. */
 export interface BrokerListenerSpec {
@@ -77,6 +78,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     upstream,
     audit: audit === null ? null : (record) => audit.write(record),
     warn,
+    metrics: new BrokerMetrics(),
   };
   const servers: Deno.HttpServer[] = [];
   const sockets: BoundUnixSocket<Deno.HttpServer>[] = [];

@@ -3,7 +3,8 @@
  * the response it gets, following terok's broker (reference §6, §7) where it
  * is right and doing better where it is wrong.
  *
- * 1. `GET|HEAD /-/health` answers `{"status":"ok"}` without a token.
+ * 1. `GET|HEAD /-/health` answers `{"status":"ok"}` and `GET /-/metrics`
+ *    Prometheus text (`metrics.ts`), both without a token.
  * 2. The phantom token is taken from `Authorization` (any scheme),
  *    `X-Api-Key` or `Private-Token`, and looked up on every request — a
  *    revoked token stops at the next request. Missing → 401 `Missing
@@ -39,6 +40,7 @@ import { forwardRequestHeaders, type HeaderList, relayResponseHeaders } from "./
 import { InvalidRequestTarget, type Routes, upstreamBase, upstreamUrl } from "./routes.ts";
 import { CredentialMisconfigured, processorFor } from "./credential.ts";
 import { isScrubbable, scrubHeaders, scrubStream } from "./scrub.ts";
+import type { BrokerMetrics } from "./metrics.ts";
 import { type UpstreamClient, UpstreamDisconnected, type UpstreamResponse } from "./upstream.ts";
 
 /** What a listener accepts: any token, or only those of one scope (and subject). */
@@ -94,6 +96,8 @@ export interface PipelineServices {
   audit: ((record: BrokerAuditRecord) => void) | null;
   /** Hears operational problems (never a secret). */
   warn(message: string): void;
+  /** Counts requests for `GET /-/metrics` (shared by every listener). */
+  metrics: BrokerMetrics;
 }
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS"]);
@@ -129,6 +133,7 @@ export function brokerHandler(
       record.ts = new Date().toISOString();
       record.duration_ms = Math.round(performance.now() - started);
       if (outcome === "health") return;
+      services.metrics.record(record.provider || "-", outcome, record.duration_ms / 1000);
       try {
         services.audit?.(record);
       } catch (error) {
@@ -143,6 +148,12 @@ export function brokerHandler(
       });
     };
 
+    if (path === "/-/metrics" && request.method === "GET") {
+      finish(200, "health");
+      return new Response(services.metrics.render(), {
+        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      });
+    }
     if (path === "/-/health" && (request.method === "GET" || request.method === "HEAD")) {
       finish(200, "health");
       return new Response(request.method === "HEAD" ? null : '{"status":"ok"}', {
@@ -247,13 +258,16 @@ export function brokerHandler(
     const raw = isScrubbable(response.headers)
       ? response.body.pipeThrough(scrubStream(replacements))
       : response.body;
+    services.metrics.streamOpened();
     const streamed = raw.pipeThrough(
       counter(
         (n) => {
           record.bytes_down += n;
         },
-        (cut) =>
-          finish(status, !cut ? "ok" : request.signal.aborted ? "client_gone" : "upstream_error"),
+        (cut) => {
+          services.metrics.streamClosed();
+          finish(status, !cut ? "ok" : request.signal.aborted ? "client_gone" : "upstream_error");
+        },
       ),
     );
     return new Response(streamed, { status, headers: relayed });
