@@ -38,11 +38,11 @@ const MAX_BACKOFF_MS = 1000;
  *
  * @throws {AgentConfigError} otherwise.
  */
-export function parseSignerAddress(text: string): SignerAddress {
+export function parseSignerAddress(text: string, flag = "--signer"): SignerAddress {
   if (text.startsWith("unix:")) {
     const path = text.slice(5);
     if (!path.startsWith("/")) {
-      throw new AgentConfigError("--signer unix:PATH needs an absolute path");
+      throw new AgentConfigError(`${flag} unix:PATH needs an absolute path`);
     }
     return { transport: "unix", path };
   }
@@ -54,7 +54,7 @@ export function parseSignerAddress(text: string): SignerAddress {
     }
   }
   throw new AgentConfigError(
-    "--signer must be unix:/path/to/signer.sock or tcp:HOST:PORT (port 1-65535)",
+    `${flag} must be unix:/absolute/path.sock or tcp:HOST:PORT (port 1-65535)`,
   );
 }
 
@@ -100,21 +100,63 @@ export interface BridgeHandle {
 export async function startBridge(options: BridgeOptions): Promise<BridgeHandle> {
   const hello = handshakeFrame(options.token);
   const bound = await bindUnixSocket(options.listenPath);
-  return new Bridge(options, unixListener(bound), bound.path, hello);
+  return new Relay(options, unixListener(bound), bound.path, hello, "signer");
 }
 
-class Bridge implements BridgeHandle {
+/** Options of {@link startRelay}. */
+export interface RelayOptions {
+  /** Where the relay accepts connections (it owns and closes it). */
+  listener: StreamListener;
+  /** Where each connection is relayed to. */
+  target: SignerAddress;
+  /** What the target is, in warnings ("broker"). */
+  targetName?: string;
+  /** Dial attempts per connection. Default 6. */
+  dialAttempts?: number;
+  /** First back-off between attempts, doubling up to 1 s. Default 50 ms. */
+  dialBackoffMs?: number;
+  /** Hears problems worth logging. */
+  onWarning?: (message: string) => void;
+}
+
+/**
+ * A plain two-way byte relay from `listener` to `target`, with the bridge's
+ * dial retries (what `vault http-bridge` runs in a container to reach the
+ * host's broker). No handshake: the relayed protocol carries its own token.
+ */
+export function startRelay(options: RelayOptions): BridgeHandle {
+  return new Relay(
+    { ...options, signer: options.target },
+    options.listener,
+    options.listener.label,
+    new Uint8Array(0),
+    options.targetName ?? "target",
+  );
+}
+
+class Relay implements BridgeHandle {
   readonly path: string;
-  readonly #options: BridgeOptions;
+  readonly #options: Pick<
+    BridgeOptions,
+    "signer" | "dialAttempts" | "dialBackoffMs" | "onWarning"
+  >;
   readonly #listener: StreamListener;
   readonly #hello: Uint8Array;
+  readonly #what: string;
   readonly #streams = new Set<ByteStream>();
   readonly #tasks = new Set<Promise<void>>();
   readonly #abort = new AbortController();
   readonly #loop: Promise<void>;
   #closing: Promise<void> | null = null;
 
-  constructor(options: BridgeOptions, listener: StreamListener, path: string, hello: Uint8Array) {
+  constructor(
+    options: Pick<BridgeOptions, "signer" | "dialAttempts" | "dialBackoffMs" | "onWarning">,
+    listener: StreamListener,
+    path: string,
+    hello: Uint8Array,
+    what: string,
+  ) {
+    this.#what = what;
     this.#options = options;
     this.#listener = listener;
     this.path = path;
@@ -152,7 +194,7 @@ class Bridge implements BridgeHandle {
     if (!upstream) return;
     this.#streams.add(upstream);
     try {
-      await writeAll(upstream, this.#hello);
+      if (this.#hello.length > 0) await writeAll(upstream, this.#hello);
       const up = pump(client, upstream);
       const down = pump(upstream, client);
       // Whichever direction ends first ends the relay.
@@ -182,7 +224,9 @@ class Bridge implements BridgeHandle {
       } catch (error) {
         if (attempt === attempts) {
           this.#options.onWarning?.(
-            `cannot reach the signer at ${formatSignerAddress(signer)}: ${(error as Error).name}`,
+            `cannot reach the ${this.#what} at ${formatSignerAddress(signer)}: ${
+              (error as Error).name
+            }`,
           );
           return null;
         }

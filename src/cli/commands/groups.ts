@@ -73,12 +73,17 @@ export const GROUPS: readonly CommandGroup[] = [
   group(async () => (await import("./serve.ts")).addServeCommands, [
     [
       "serve",
-      "run the SSH agent: a token-gated signer for containers and per-scope host sockets",
+      "run the SSH agent (token-gated signer, per-scope host sockets) and the token broker",
       true,
     ],
     [
       "ssh-bridge",
       "relay a local agent socket to vault's token-gated signer (run inside a container)",
+      true,
+    ],
+    [
+      "http-bridge",
+      "relay a local HTTP port or socket to vault's token broker (run inside a container)",
       true,
     ],
   ]),

@@ -13,7 +13,14 @@ import { MAX_TOKEN_FILE_BYTES, readSecretFile, stripNewline } from "../input.ts"
 import { UsageError } from "../../errors.ts";
 import { type AgentAddress, type ExternalListener, startAgent } from "../../agent/agent.ts";
 import { adoptSocket, inheritedSockets } from "../../agent/activation.ts";
-import { formatSignerAddress, parseSignerAddress, startBridge } from "../../agent/bridge.ts";
+import {
+  formatSignerAddress,
+  parseSignerAddress,
+  startBridge,
+  startRelay,
+} from "../../agent/bridge.ts";
+import { type StreamListener, tcpListener, unixListener } from "../../agent/listener.ts";
+import { bindUnixSocket } from "../../agent/socket.ts";
 import { AgentConfigError, BridgeTokenError } from "../../agent/errors.ts";
 import { opensslAvailable } from "../../agent/openssl_rsa.ts";
 import { MAX_TOKEN_BYTES } from "../../agent/handshake.ts";
@@ -38,7 +45,7 @@ const STOP_SIGNALS: Deno.Signal[] = ["SIGTERM", "SIGINT"];
 export function addServeCommands(program: Command, ctx: Context): void {
   program.command("serve")
     .description(
-      "run the SSH agent: a token-gated signer for containers and per-scope host sockets",
+      "run the SSH agent (token-gated signer, per-scope host sockets) and the token broker",
     )
     .option("--signer-socket <path>", "token-gated signer on this Unix socket (mode 0600)")
     .option(
@@ -281,6 +288,78 @@ Examples:
         stop.dispose();
       }
     });
+  addHttpBridge(program, ctx);
+}
+
+/**
+ * `vault http-bridge`: the in-container relay to the host's token broker
+ * (what terok does with socat), a plain byte relay: the HTTP requests carry
+ * their phantom tokens themselves.
+ */
+function addHttpBridge(program: Command, ctx: Context): void {
+  program.command("http-bridge")
+    .description(
+      "relay a local HTTP port or socket to vault's token broker (run inside a container)",
+    )
+    .requiredOption(
+      "--listen <address>",
+      "127.0.0.1:PORT (or tcp:127.0.0.1:PORT), or unix:/path.sock",
+    )
+    .requiredOption("--broker <address>", "unix:/path/to/broker.sock or tcp:HOST:PORT")
+    .addHelpText(
+      "after",
+      `
+Each connection is relayed byte for byte to the broker (dialled per
+connection, retrying briefly). Tools in the container then use
+http://127.0.0.1:PORT as their API base URL with a phantom token as their
+key. SIGTERM or SIGINT stops it (and removes a Unix socket it created).
+
+Examples:
+  vault http-bridge --listen 127.0.0.1:9419 --broker unix:/run/vault/broker.sock
+  vault http-bridge --listen unix:/tmp/vault.sock --broker tcp:host.containers.internal:9420`,
+    )
+    .action(async (options) => {
+      let broker;
+      try {
+        broker = parseSignerAddress(options.broker, "--broker");
+      } catch (error) {
+        if (error instanceof AgentConfigError) throw new UsageError(error.message);
+        throw error;
+      }
+      const listener = await relayListener(options.listen);
+      const stop = stopSignal();
+      try {
+        const relay = startRelay({
+          listener,
+          target: broker,
+          targetName: "broker",
+          onWarning: (message) => ctx.out.warn(message),
+        });
+        ctx.out.info(`vault http-bridge: ${listener.label} -> ${formatSignerAddress(broker)}`);
+        const signal = await stop.wait;
+        ctx.out.info(`vault http-bridge: ${signal}, shutting down`);
+        await relay.close();
+      } finally {
+        stop.dispose();
+      }
+    });
+}
+
+/** The listener of `vault http-bridge --listen`: loopback TCP, or a 0600 Unix socket. */
+async function relayListener(text: string): Promise<StreamListener> {
+  if (text.startsWith("unix:")) {
+    const path = text.slice("unix:".length);
+    if (!path.startsWith("/")) throw new UsageError("--listen unix:PATH needs an absolute path");
+    return unixListener(await bindUnixSocket(path));
+  }
+  const match = /^(?:tcp:)?(?:127\.0\.0\.1:)?([0-9]{1,5})$/.exec(text);
+  const port = match ? Number(match[1]) : NaN;
+  if (!(port >= 1 && port <= 65535)) {
+    throw new UsageError(
+      "--listen must be 127.0.0.1:PORT (loopback only) or unix:/absolute/path.sock",
+    );
+  }
+  return tcpListener(port);
 }
 
 /**
