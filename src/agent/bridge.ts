@@ -54,7 +54,7 @@ export function parseSignerAddress(text: string, flag = "--signer"): SignerAddre
     }
   }
   throw new AgentConfigError(
-    `${flag} must be unix:/absolute/path.sock or tcp:HOST:PORT (port 1-65535)`,
+    `${flag} must be unix:/path/to/${flag.slice(2)}.sock or tcp:HOST:PORT (port 1-65535)`,
   );
 }
 
