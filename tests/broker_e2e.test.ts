@@ -596,16 +596,8 @@ Deno.test("broker e2e: the official openai and anthropic SDKs over TCP", async (
   }
 });
 
-const STDERR_NOISE_REASON =
-  "ignored until the lead decides: the first proxied request makes the Deno runtime print " +
-  "'Deno.serve: request.signal aborts on successful responses (legacy behavior)…' on vault " +
-  "serve's stderr (src/broker/pipeline.ts reads request.signal), outside ctx.out and sanitize";
-const STDERR_NOISE_IGNORED = Deno.env.get("VAULT_TEST_BROKER_STDERR") !== "1";
-if (STDERR_NOISE_IGNORED) console.log(`broker e2e stderr test: ${STDERR_NOISE_REASON}`);
-
 Deno.test({
   name: "broker e2e: vault serve's stderr holds only vault's own lines after proxied requests",
-  ignore: STDERR_NOISE_IGNORED,
   fn: async () => {
     const http = new FakeUpstream();
     try {

@@ -70,3 +70,22 @@ Deno.test("scrubHeaders and isScrubbable: header values scrubbed; gzip bodies ar
     "abc",
   ]]);
 });
+
+Deno.test("scrubStream: a chunk is relayed whole at once unless its end could begin the secret (SSE is never delayed)", async () => {
+  const scrub = scrubStream([{ secret: SECRET, replacement: PHANTOM }]);
+  const writer = scrub.writable.getWriter();
+  const reader = scrub.readable.getReader();
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  void writer.write(encoder.encode("data: one\n\n"));
+  assertEquals(decoder.decode((await reader.read()).value), "data: one\n\n");
+  // "sk-RE" could begin the secret: held until the next chunk decides.
+  void writer.write(encoder.encode("data: sk-RE"));
+  assertEquals(decoder.decode((await reader.read()).value), "data: ");
+  void writer.write(encoder.encode("AL-0123456789abcdef\n\n"));
+  let rest = "";
+  while (!rest.endsWith("\n\n")) rest += decoder.decode((await reader.read()).value);
+  assertEquals(rest, `${PHANTOM}\n\n`);
+  await writer.close();
+  assertEquals((await reader.read()).done, true);
+});

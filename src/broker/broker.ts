@@ -72,6 +72,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     ? null
     : await AuditLog.open<BrokerAuditRecord>(options.auditPath);
   const upstream = new UpstreamClient(options.upstream);
+  const caCerts = options.upstream?.caCerts;
+  const wsClient = caCerts?.length ? Deno.createHttpClient({ caCerts }) : undefined;
   const services: PipelineServices = {
     store: options.store,
     routes: options.routes,
@@ -79,6 +81,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     audit: audit === null ? null : (record) => audit.write(record),
     warn,
     metrics: new BrokerMetrics(),
+    wsClient,
   };
   const servers: Deno.HttpServer[] = [];
   const sockets: BoundUnixSocket<Deno.HttpServer>[] = [];
@@ -117,14 +120,14 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       options.onListening?.(bindings[bindings.length - 1]);
     }
   } catch (error) {
-    await stopAll(sockets, servers, upstream, audit);
+    await stopAll(sockets, servers, upstream, audit, wsClient);
     throw error;
   }
   let closed: Promise<void> | null = null;
   return {
     bindings,
     close() {
-      closed ??= stopAll(sockets, servers, upstream, audit);
+      closed ??= stopAll(sockets, servers, upstream, audit, wsClient);
       return closed;
     },
   };
@@ -135,6 +138,7 @@ async function stopAll(
   servers: Deno.HttpServer[],
   upstream: UpstreamClient,
   audit: AuditLog<BrokerAuditRecord> | null,
+  wsClient: Deno.HttpClient | undefined,
 ): Promise<void> {
   for (const socket of sockets) socket.close(); // shuts its server down, removes the file
   for (const server of servers) {
@@ -142,6 +146,7 @@ async function stopAll(
   }
   await Promise.all(servers.map((server) => server.finished.catch(() => {})));
   upstream.close();
+  wsClient?.close();
   audit?.close();
 }
 

@@ -41,6 +41,7 @@ import { InvalidRequestTarget, type Routes, upstreamBase, upstreamUrl } from "./
 import { CredentialMisconfigured, processorFor } from "./credential.ts";
 import { isScrubbable, scrubHeaders, scrubStream } from "./scrub.ts";
 import type { BrokerMetrics } from "./metrics.ts";
+import { bridgeWebSocket, isWebSocketUpgrade } from "./websocket.ts";
 import { type UpstreamClient, UpstreamDisconnected, type UpstreamResponse } from "./upstream.ts";
 
 /** What a listener accepts: any token, or only those of one scope (and subject). */
@@ -63,7 +64,7 @@ export type BrokerOutcome =
   | "no_route"
   | "credential_missing"
   | "credential_misconfigured"
-  | "websocket_unsupported"
+  | "websocket_failed"
   | "upstream_disconnected"
   | "upstream_error"
   | "client_gone";
@@ -98,6 +99,8 @@ export interface PipelineServices {
   warn(message: string): void;
   /** Counts requests for `GET /-/metrics` (shared by every listener). */
   metrics: BrokerMetrics;
+  /** For upstream WebSocket TLS with extra CAs (else the system store). */
+  wsClient?: Deno.HttpClient;
 }
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS"]);
@@ -199,8 +202,17 @@ export function brokerHandler(
       }
       throw error;
     }
-    if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
-      return plain(502, "Upstream websocket failed", "websocket_unsupported");
+    if (isWebSocketUpgrade(request)) {
+      return await bridgeWebSocket(request, {
+        url,
+        headers,
+        client: services.wsClient,
+        onEnd: (stats) => {
+          record.bytes_up = stats.bytesUp;
+          record.bytes_down = stats.bytesDown;
+          finish(stats.opened ? 101 : 502, stats.opened ? "ok" : "websocket_failed");
+        },
+      });
     }
 
     const body = request.body === null ? null : request.body.pipeThrough(counter((n) => {

@@ -54,9 +54,10 @@ export function isScrubbable(headers: HeaderList): boolean {
 }
 
 /**
- * A byte stream transform that replaces every occurrence of each secret,
- * holding back at most (longest secret − 1) bytes between chunks so that a
- * secret split across chunks is still found.
+ * A byte stream transform that replaces every occurrence of each secret.
+ * Between chunks it holds back only an end of the data that could begin a
+ * secret (so a secret split across chunks is still found, and a stream that
+ * does not end in such bytes — an SSE event — is never delayed).
  */
 export function scrubStream(
   replacements: readonly Replacement[],
@@ -66,20 +67,16 @@ export function scrubStream(
     replacement: encoder.encode(replacement),
   }));
   if (active.length === 0) return new TransformStream();
-  const keep = Math.max(...active.map((r) => r.secret.length)) - 1;
   let tail: Uint8Array = new Uint8Array(0);
 
   const process = (data: Uint8Array, final: boolean, out: (bytes: Uint8Array) => void) => {
-    // Bytes before `limit` are settled now; the rest may start a secret that continues later.
-    const limit = final ? data.length : Math.max(0, data.length - keep);
     let start = 0; // first byte not yet emitted
-    let at = 0;
-    while (at < limit) {
+    for (;;) {
       let found = -1;
       let which = -1;
       for (let r = 0; r < active.length; r++) {
-        const index = indexOf(data, active[r].secret, at);
-        if (index !== -1 && index < limit && (found === -1 || index < found)) {
+        const index = indexOf(data, active[r].secret, start);
+        if (index !== -1 && (found === -1 || index < found)) {
           found = index;
           which = r;
         }
@@ -87,11 +84,13 @@ export function scrubStream(
       if (found === -1) break;
       if (found > start) out(data.subarray(start, found));
       out(active[which].replacement);
-      at = start = found + active[which].secret.length;
+      start = found + active[which].secret.length;
     }
-    const settled = Math.max(start, limit);
-    if (settled > start) out(data.subarray(start, settled));
-    tail = data.slice(settled);
+    // Hold back only an end that could be the beginning of a secret continued in the next
+    // chunk: anything else (an SSE event's closing blank line …) is relayed at once.
+    const hold = final ? 0 : heldSuffix(data, start, active.map((r) => r.secret));
+    if (data.length - hold > start) out(data.subarray(start, data.length - hold));
+    tail = data.slice(data.length - hold);
   };
 
   return new TransformStream({
@@ -103,6 +102,27 @@ export function scrubStream(
       if (tail.length > 0) process(tail, true, (bytes) => controller.enqueue(bytes.slice()));
     },
   });
+}
+
+/**
+ * Length of the longest end of `data` (not before `from`) that is a proper
+ * beginning of one of `secrets`; 0 when none is.
+ */
+function heldSuffix(data: Uint8Array, from: number, secrets: Uint8Array[]): number {
+  let best = 0;
+  for (const secret of secrets) {
+    const longest = Math.min(secret.length - 1, data.length - from);
+    for (let k = longest; k > best; k--) {
+      let j = 0;
+      const at = data.length - k;
+      while (j < k && data[at + j] === secret[j]) j++;
+      if (j === k) {
+        best = k;
+        break;
+      }
+    }
+  }
+  return best;
 }
 
 /** First index of `needle` in `hay` at or after `from`, or -1. */
