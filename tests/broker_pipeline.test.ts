@@ -135,3 +135,15 @@ Deno.test("broker: /-/metrics counts requests by provider and outcome, open stre
     assert(!metrics.includes(token) && !metrics.includes(SECRET));
   });
 });
+
+Deno.test("broker: a static marker token works only on a scope-bound listener, for that scope's credential set", async () => {
+  const CODEX_MARKER = "terok-proxy-codex-oauth-marker:vault-handles-real-auth";
+  await withBroker(async ({ base, bound, seen }) => {
+    const open = await fetch(`${base}/m`, { headers: { authorization: `Bearer ${CODEX_MARKER}` } });
+    assertEquals([open.status, await open.text()], [401, "Invalid token"]);
+    assertEquals(seen.length, 0, "a marker on an unbound listener never reaches upstream");
+    const ok = await fetch(`${bound}/m`, { headers: { authorization: `Bearer ${CODEX_MARKER}` } });
+    assertEquals([ok.status, await ok.text()], [200, "ok"]);
+    assertEquals(seen.map((s) => s.authorization), [`Bearer ${SECRET}`]);
+  });
+});

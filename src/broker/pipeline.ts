@@ -9,7 +9,8 @@
  *    `X-Api-Key` or `Private-Token`, and looked up on every request — a
  *    revoked token stops at the next request. Missing → 401 `Missing
  *    authentication`; unknown, revoked, or of another scope (or subject)
- *    than a scope-bound listener's → 401 `Invalid token`.
+ *    than a scope-bound listener's → 401 `Invalid token`. terok's static
+ *    marker tokens count only on a scope-bound listener (`tokens/markers.ts`).
  * 3. The route is the token's provider's (never chosen by URL path) → 404
  *    `No route for provider: <p>`; the credential is the token's
  *    (credential set, provider) → 502 `Credential not configured for this
@@ -34,7 +35,8 @@
  */
 
 import type { CredentialStore } from "../store/store.ts";
-import { TokenResolver } from "../tokens/resolver.ts";
+import { type TokenRecord, TokenResolver } from "../tokens/resolver.ts";
+import { MARKER_SUBJECT, markerProvider } from "../tokens/markers.ts";
 import { extractToken } from "./extract.ts";
 import { forwardRequestHeaders, type HeaderList, relayResponseHeaders } from "./headers.ts";
 import { InvalidRequestTarget, type Routes, upstreamBase, upstreamUrl } from "./routes.ts";
@@ -52,6 +54,11 @@ export interface ListenerBinding {
   scope?: string;
   /** Only tokens of this subject (with `scope`) are accepted here. */
   subject?: string;
+  /**
+   * Credential set the static marker tokens stand for on this listener
+   * (default "default"); markers are accepted only when `scope` is set.
+   */
+  markerCredentialSet?: string;
 }
 
 /** Why a request ended as it did (the audit line's `outcome`). */
@@ -166,7 +173,7 @@ export function brokerHandler(
 
     const presented = extractToken(request.headers);
     if (presented === null) return plain(401, "Missing authentication", "missing_token");
-    const grant = resolver.resolve(presented)?.record;
+    const grant = resolver.resolve(presented)?.record ?? markerGrant(presented, binding);
     if (
       !grant ||
       (binding.scope !== undefined && grant.scope !== binding.scope) ||
@@ -283,6 +290,22 @@ export function brokerHandler(
       ),
     );
     return new Response(streamed, { status, headers: relayed });
+  };
+}
+
+/**
+ * What a static marker token stands for on `binding`: only on a scope-bound
+ * listener, that scope's credential set, for the marker's provider.
+ */
+function markerGrant(presented: string, binding: ListenerBinding): TokenRecord | undefined {
+  const provider = markerProvider(presented);
+  if (provider === undefined || binding.scope === undefined) return undefined;
+  return {
+    token: presented,
+    scope: binding.scope,
+    subject: binding.subject ?? MARKER_SUBJECT,
+    credentialSet: binding.markerCredentialSet ?? "default",
+    provider,
   };
 }
 

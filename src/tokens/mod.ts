@@ -24,3 +24,4 @@ export {
   type TokenSource,
 } from "./resolver.ts";
 export { AmbiguousTokenPrefix, InvalidTokenPrefix, TokenNotFound } from "./errors.ts";
+export { MARKER_SUBJECT, markerProvider, STATIC_MARKERS } from "./markers.ts";
