@@ -9,7 +9,13 @@
  */
 
 import { AuditLog } from "../agent/audit.ts";
-import { bindUnixSocketWith, type BoundUnixSocket } from "../agent/socket.ts";
+import {
+  bindUnixSocketWith,
+  type BoundUnixSocket,
+  ensurePrivateDir,
+  MAX_SOCKET_PATH,
+} from "../agent/socket.ts";
+import { join } from "node:path";
 import type { CredentialStore } from "../store/store.ts";
 import { validateScope, validateSubject } from "../store/validate.ts";
 import { InvalidInput } from "../errors.ts";
@@ -44,8 +50,17 @@ export interface BrokerOptions {
   /** The audit file (0600, JSONL), or null for none. */
   auditPath: string | null;
   upstream?: UpstreamOptions;
+  /**
+   * One socket per scope that has broker tokens (any provider but `ssh`):
+   * `<runtimeDir>/broker-<scope>.sock`, bound to that scope, created when
+   * the scope's first token is minted and removed after its last one is
+   * revoked (checked every `pollMs`, default 2 s, when the database changed).
+   */
+  scopeSockets?: { runtimeDir: string; pollMs?: number };
   /** Hears each listener once it accepts connections. */
   onListening?: (binding: ListenerBinding) => void;
+  /** Hears each per-scope socket that is removed (its scope has no tokens left). */
+  onClosed?: (binding: ListenerBinding) => void;
   /** Hears operational problems (never a secret). */
   onWarning?: (message: string) => void;
 }
@@ -93,19 +108,23 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       return new Response("Internal error", { status: 500 });
     },
   });
+  const bindUnix = async (path: string, binding: ListenerBinding) => {
+    const handler = brokerHandler(services, binding);
+    const socket = await bindUnixSocketWith(path, {
+      bind: (staged) => Deno.serve({ path: staged, ...serveOptions(binding) }, handler),
+      stop: (server) => void server.shutdown().catch(() => {}),
+    });
+    sockets.push(socket);
+    servers.push(socket.listener);
+    bindings.push(binding);
+    return socket;
+  };
+  let poller: ScopeSockets | null = null;
   try {
     for (const spec of options.listeners) {
       const scoped = { scope: spec.scope, subject: spec.subject };
       if (spec.unixPath !== undefined) {
-        const binding: ListenerBinding = { label: `unix:${spec.unixPath}`, ...scoped };
-        const handler = brokerHandler(services, binding);
-        const socket = await bindUnixSocketWith(spec.unixPath, {
-          bind: (path) => Deno.serve({ path, ...serveOptions(binding) }, handler),
-          stop: (server) => void server.shutdown().catch(() => {}),
-        });
-        sockets.push(socket);
-        servers.push(socket.listener);
-        bindings.push(binding);
+        await bindUnix(spec.unixPath, { label: `unix:${spec.unixPath}`, ...scoped });
       } else {
         const binding: ListenerBinding = { label: "", ...scoped };
         const handler = brokerHandler(services, binding);
@@ -119,7 +138,23 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       }
       options.onListening?.(bindings[bindings.length - 1]);
     }
+    if (options.scopeSockets) {
+      poller = new ScopeSockets(options, warn, async (scope, path) => {
+        const binding: ListenerBinding = { label: `unix:${path}`, scope };
+        const socket = await bindUnix(path, binding);
+        options.onListening?.(binding);
+        return () => {
+          socket.close();
+          sockets.splice(sockets.indexOf(socket), 1);
+          servers.splice(servers.indexOf(socket.listener), 1);
+          bindings.splice(bindings.indexOf(binding), 1);
+          options.onClosed?.(binding);
+        };
+      });
+      await poller.start();
+    }
   } catch (error) {
+    await poller?.stop();
     await stopAll(sockets, servers, upstream, audit, wsClient);
     throw error;
   }
@@ -127,10 +162,95 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   return {
     bindings,
     close() {
-      closed ??= stopAll(sockets, servers, upstream, audit, wsClient);
+      closed ??= (async () => {
+        await poller?.stop();
+        await stopAll(sockets, servers, upstream, audit, wsClient);
+      })();
       return closed;
     },
   };
+}
+
+/** Default interval of the per-scope socket check. */
+export const DEFAULT_SCOPE_POLL_MS = 2000;
+
+/** Path of the per-scope broker socket of `scope`. */
+export function scopeSocketPath(runtimeDir: string, scope: string): string {
+  return join(runtimeDir, `broker-${scope}.sock`);
+}
+
+/** Keeps one socket per scope that has broker tokens, following the database. */
+class ScopeSockets {
+  readonly #options: BrokerOptions;
+  readonly #warn: (message: string) => void;
+  readonly #open: (scope: string, path: string) => Promise<() => void>;
+  readonly #served = new Map<string, () => void>();
+  readonly #skipped = new Set<string>();
+  #version = -1;
+  #timer: ReturnType<typeof setInterval> | null = null;
+  #running: Promise<void> | null = null;
+  #stopped = false;
+
+  constructor(
+    options: BrokerOptions,
+    warn: (message: string) => void,
+    open: (scope: string, path: string) => Promise<() => void>,
+  ) {
+    this.#options = options;
+    this.#warn = warn;
+    this.#open = open;
+  }
+
+  async start(): Promise<void> {
+    await ensurePrivateDir(this.#options.scopeSockets!.runtimeDir);
+    await this.#sync();
+    this.#timer = setInterval(() => {
+      if (this.#running || this.#stopped) return;
+      this.#running = this.#sync()
+        .catch((error) => this.#warn(`cannot update the per-scope broker sockets: ${error}`))
+        .finally(() => this.#running = null);
+    }, this.#options.scopeSockets!.pollMs ?? DEFAULT_SCOPE_POLL_MS);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer !== null) clearInterval(this.#timer);
+    await this.#running;
+    for (const close of this.#served.values()) close();
+    this.#served.clear();
+  }
+
+  async #sync(): Promise<void> {
+    const version = this.#options.store.dataVersion();
+    if (version === this.#version) return;
+    this.#version = version;
+    const wanted = new Set(
+      this.#options.store.listTokens().filter((t) => t.provider !== "ssh").map((t) => t.scope),
+    );
+    for (const [scope, close] of this.#served) {
+      if (!wanted.has(scope)) {
+        close();
+        this.#served.delete(scope);
+      }
+    }
+    for (const scope of wanted) {
+      if (this.#served.has(scope) || this.#skipped.has(scope) || this.#stopped) continue;
+      const path = scopeSocketPath(this.#options.scopeSockets!.runtimeDir, scope);
+      if (new TextEncoder().encode(path).length > MAX_SOCKET_PATH) {
+        this.#skipped.add(scope);
+        this.#warn(
+          `scope ${scope} gets no broker socket: its path would be longer than ` +
+            `${MAX_SOCKET_PATH} bytes (choose a shorter runtime directory)`,
+        );
+        continue;
+      }
+      try {
+        this.#served.set(scope, await this.#open(scope, path));
+      } catch (error) {
+        this.#warn(`cannot serve the broker for scope ${scope}: ${(error as Error).message}`);
+      }
+    }
+  }
 }
 
 async function stopAll(

@@ -89,6 +89,10 @@ export function addServeCommands(program: Command, ctx: Context): void {
       asUsage((value: string) => validateScope(value)),
     )
     .option(
+      "--broker-all",
+      "a broker socket per scope that has tokens, bound to it: <runtime dir>/broker-<scope>.sock",
+    )
+    .option(
       "--routes <file>",
       "routes file (terok's routes.json, or YAML) over the built-in routes",
     )
@@ -153,10 +157,16 @@ Examples:
       if (options.brokerPort !== undefined) {
         brokerListeners.push({ tcpPort: options.brokerPort, ...bound });
       }
-      if (!agentWanted && brokerListeners.length === 0) {
+      const brokerWanted = brokerListeners.length > 0 || options.brokerAll === true;
+      if (options.brokerAll && config.runtimeDir === null) {
+        throw new UsageError(
+          "--broker-all: XDG_RUNTIME_DIR is not set: give --runtime-dir for the broker sockets",
+        );
+      }
+      if (!agentWanted && !brokerWanted) {
         throw new UsageError(
           "nothing to serve: give --signer-socket, --signer-port, --local-scope, --local-all, " +
-            "--broker-socket or --broker-port (or a [serve] table in config.toml)",
+            "--broker-socket, --broker-port or --broker-all (or a [serve] table in config.toml)",
         );
       }
       if (options.brokerScope !== undefined && brokerListeners.length === 0) {
@@ -188,8 +198,9 @@ Examples:
           for (const { listener } of listeners) listener.close();
           throw error;
         }
-        const broker = brokerListeners.length === 0 ? null : await startBrokerFor(ctx, store, {
+        const broker = !brokerWanted ? null : await startBrokerFor(ctx, store, {
           listeners: brokerListeners,
+          scopeSocketsIn: options.brokerAll ? config.runtimeDir! : undefined,
           routesFile: options.routes,
           caFile: options.upstreamCa,
           auditPath: options.brokerAudit !== undefined
@@ -445,6 +456,7 @@ async function startBrokerFor(
   store: CredentialStore,
   settings: {
     listeners: BrokerListenerSpec[];
+    scopeSocketsIn?: string;
     routesFile?: string;
     caFile?: string;
     auditPath: string;
@@ -469,6 +481,11 @@ async function startBrokerFor(
     listeners: settings.listeners,
     auditPath: settings.auditPath,
     upstream: { caCerts },
+    scopeSockets: settings.scopeSocketsIn === undefined
+      ? undefined
+      : { runtimeDir: settings.scopeSocketsIn },
+    onClosed: (binding) =>
+      ctx.out.info(`vault serve: token broker on ${binding.label} closed (no tokens left)`),
     onListening: (binding) =>
       ctx.out.info(
         `vault serve: token broker on ${binding.label}` +
