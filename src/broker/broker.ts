@@ -28,6 +28,7 @@ import {
 import type { Routes } from "./routes.ts";
 import { UpstreamClient, type UpstreamOptions } from "./upstream.ts";
 import { BrokerMetrics } from "./metrics.ts";
+import { OAuthRefresher } from "./oauth.ts";
 
 /** One listener: a Unix socket path or a TCP port on 127.0.0.1, optionally scope-bound. */
 export interface BrokerListenerSpec {
@@ -57,6 +58,14 @@ export interface BrokerOptions {
    * revoked (checked every `pollMs`, default 2 s, when the database changed).
    */
   scopeSockets?: { runtimeDir: string; pollMs?: number };
+  /**
+   * Refresh OAuth credentials whose route has `oauth_refresh` (see
+   * `oauth.ts`); `lockDir` holds the per-credential lock files shared with
+   * other vault processes.
+   */
+  oauthRefresh?: { lockDir: string; intervalMs?: number; checkAtStart?: boolean };
+  /** Hears informational events (an OAuth token refreshed). */
+  onInfo?: (message: string) => void;
   /** Hears each listener once it accepts connections. */
   onListening?: (binding: ListenerBinding) => void;
   /** Hears each per-scope socket that is removed (its scope has no tokens left). */
@@ -89,6 +98,14 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   const upstream = new UpstreamClient(options.upstream);
   const caCerts = options.upstream?.caCerts;
   const wsClient = caCerts?.length ? Deno.createHttpClient({ caCerts }) : undefined;
+  const refresher = options.oauthRefresh === undefined ? undefined : new OAuthRefresher({
+    store: options.store,
+    routes: options.routes,
+    lockDir: options.oauthRefresh.lockDir,
+    upstream,
+    info: options.onInfo,
+    warn,
+  });
   const services: PipelineServices = {
     store: options.store,
     routes: options.routes,
@@ -97,6 +114,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     warn,
     metrics: new BrokerMetrics(),
     wsClient,
+    refresher,
   };
   const servers: Deno.HttpServer[] = [];
   const sockets: BoundUnixSocket<Deno.HttpServer>[] = [];
@@ -138,6 +156,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       }
       options.onListening?.(bindings[bindings.length - 1]);
     }
+    await refresher?.start(options.oauthRefresh?.intervalMs, options.oauthRefresh?.checkAtStart);
     if (options.scopeSockets) {
       poller = new ScopeSockets(options, warn, async (scope, path) => {
         const binding: ListenerBinding = { label: `unix:${path}`, scope };
@@ -154,6 +173,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       await poller.start();
     }
   } catch (error) {
+    await refresher?.stop();
     await poller?.stop();
     await stopAll(sockets, servers, upstream, audit, wsClient);
     throw error;
@@ -163,6 +183,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     bindings,
     close() {
       closed ??= (async () => {
+        await refresher?.stop();
         await poller?.stop();
         await stopAll(sockets, servers, upstream, audit, wsClient);
       })();

@@ -39,7 +39,14 @@ import { type TokenRecord, TokenResolver } from "../tokens/resolver.ts";
 import { MARKER_SUBJECT, markerProvider } from "../tokens/markers.ts";
 import { extractToken } from "./extract.ts";
 import { forwardRequestHeaders, type HeaderList, relayResponseHeaders } from "./headers.ts";
-import { InvalidRequestTarget, type Routes, upstreamBase, upstreamUrl } from "./routes.ts";
+import {
+  InvalidRequestTarget,
+  type Route,
+  type Routes,
+  upstreamBase,
+  upstreamUrl,
+} from "./routes.ts";
+import { isDue, type OAuthRefresher } from "./oauth.ts";
 import { CredentialMisconfigured, processorFor } from "./credential.ts";
 import { isScrubbable, scrubHeaders, scrubStream } from "./scrub.ts";
 import type { BrokerMetrics } from "./metrics.ts";
@@ -108,6 +115,8 @@ export interface PipelineServices {
   metrics: BrokerMetrics;
   /** For upstream WebSocket TLS with extra CAs (else the system store). */
   wsClient?: Deno.HttpClient;
+  /** Refreshes OAuth credentials (for "401 to a due token: refresh once and retry"). */
+  refresher?: OAuthRefresher;
 }
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS"]);
@@ -195,8 +204,10 @@ export function brokerHandler(
     let url: string;
     const headers = forwardRequestHeaders(request.headers);
     let secrets: readonly string[];
+    let isOAuth = false;
     try {
       const processor = processorFor(route, data);
+      isOAuth = processor.isOAuth;
       processor.apply(headers);
       secrets = processor.secrets();
       url = upstreamUrl(upstreamBase(route, path), path, query);
@@ -247,6 +258,25 @@ export function brokerHandler(
       }
       services.warn(`upstream request to ${grant.provider} failed: ${(error as Error).message}`);
       return plain(502, "Upstream request failed", "upstream_error");
+    }
+    if (
+      response.status === 401 && isOAuth && replayable && services.refresher &&
+      isDue(data, Date.now() / 1000)
+    ) {
+      // The access token ran out under us: refresh it on the host, then try once more.
+      const retried = await retryAfterRefresh(
+        services,
+        grant,
+        route,
+        String(data.access_token ?? ""),
+        request,
+        url,
+        response,
+      );
+      if (retried) {
+        response = retried.response;
+        secrets = retried.secrets;
+      }
     }
     if (IDEMPOTENT.has(request.method) && isRedirect(response)) {
       try {
@@ -361,6 +391,44 @@ async function followRedirects(
     });
   }
   return current;
+}
+
+/**
+ * After a 401 to a due OAuth token: refresh (or wait for a peer's refresh),
+ * re-read the credential, and send the bodiless request once more. Null
+ * when nothing changed or the retry failed (the 401 is then relayed).
+ */
+async function retryAfterRefresh(
+  services: PipelineServices,
+  grant: TokenRecord,
+  route: Route,
+  stale: string,
+  request: Request,
+  url: string,
+  first: UpstreamResponse,
+): Promise<{ response: UpstreamResponse; secrets: readonly string[] } | null> {
+  try {
+    if (!await services.refresher!.refreshNow(grant.credentialSet, grant.provider, stale)) {
+      return null;
+    }
+    const data = services.store.loadCredential(grant.credentialSet, grant.provider);
+    if (!data) return null;
+    const processor = processorFor(route, data);
+    const headers = forwardRequestHeaders(request.headers);
+    processor.apply(headers);
+    const response = await services.upstream.request({
+      url,
+      method: request.method,
+      headers,
+      body: null,
+      signal: request.signal,
+    });
+    await first.body.cancel().catch(() => {});
+    return { response, secrets: processor.secrets() };
+  } catch (error) {
+    services.warn(`refresh-and-retry for ${grant.provider} failed: ${(error as Error).message}`);
+    return null;
+  }
 }
 
 /** Sends `request`; a disconnect before the response headers is retried once when replayable. */

@@ -201,6 +201,7 @@ Examples:
         const broker = !brokerWanted ? null : await startBrokerFor(ctx, store, {
           listeners: brokerListeners,
           scopeSocketsIn: options.brokerAll ? config.runtimeDir! : undefined,
+          lockDir: join(config.runtimeDir ?? dirname(config.audit), "locks"),
           routesFile: options.routes,
           caFile: options.upstreamCa,
           auditPath: options.brokerAudit !== undefined
@@ -457,6 +458,7 @@ async function startBrokerFor(
   settings: {
     listeners: BrokerListenerSpec[];
     scopeSocketsIn?: string;
+    lockDir: string;
     routesFile?: string;
     caFile?: string;
     auditPath: string;
@@ -481,6 +483,8 @@ async function startBrokerFor(
     listeners: settings.listeners,
     auditPath: settings.auditPath,
     upstream: { caCerts },
+    oauthRefresh: { lockDir: settings.lockDir },
+    onInfo: (message) => ctx.out.info(`vault serve: ${message}`),
     scopeSockets: settings.scopeSocketsIn === undefined
       ? undefined
       : { runtimeDir: settings.scopeSocketsIn },
