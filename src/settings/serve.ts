@@ -13,6 +13,13 @@
  * runtime_dir = "/run/user/1000/vault"       # where host-local sockets go
  * rsa_engine = "auto"                        # auto | openssl | node
  * idle_timeout = 300                         # seconds without a request; 0: never
+ * broker_socket = "/run/vault/broker.sock"   # token broker (Unix)
+ * broker_port = 9420                         # token broker (TCP 127.0.0.1)
+ * broker_scope = "proj-a"                    # broker listeners take only this scope's tokens
+ * broker_all = false                         # or: a broker socket per scope with tokens
+ * routes = "~/.config/vault/routes.json"     # over the built-in routes
+ * upstream_ca = "/etc/ssl/private-gw.pem"    # extra CA for upstream TLS
+ * broker_audit = "~/.local/state/vault/broker-audit.jsonl"
  * ```
  *
  * Paths may start with `~/`; otherwise they must be absolute.
@@ -48,6 +55,20 @@ export interface ServeSettings {
   rsaEngine?: typeof SERVE_RSA_ENGINES[number];
   /** Seconds a connection may stay without a request (0: never). */
   idleTimeout?: number;
+  /** Token broker on a Unix socket (absolute). */
+  brokerSocket?: string;
+  /** Token broker on TCP 127.0.0.1. */
+  brokerPort?: number;
+  /** The broker listeners accept only this scope's tokens. */
+  brokerScope?: string;
+  /** One broker socket per scope that has tokens. */
+  brokerAll?: boolean;
+  /** Routes file over the built-in routes (absolute). */
+  routes?: string;
+  /** Extra CA for upstream TLS (absolute). */
+  upstreamCa?: string;
+  /** The broker's audit file (absolute). */
+  brokerAudit?: string;
 }
 
 /**
@@ -69,21 +90,44 @@ export function parseServeTable(
     switch (key) {
       case "signer_socket":
       case "audit":
-      case "runtime_dir": {
+      case "runtime_dir":
+      case "broker_socket":
+      case "routes":
+      case "upstream_ca":
+      case "broker_audit": {
         if (typeof v !== "string" || v === "" || v.includes("\0")) {
           throw fail("must be a non-empty string (a path)");
         }
         const path = expandPath(file, `serve.${key}`, v, env);
         if (key === "signer_socket") out.signerSocket = path;
         else if (key === "audit") out.audit = path;
-        else out.runtimeDir = path;
+        else if (key === "runtime_dir") out.runtimeDir = path;
+        else if (key === "broker_socket") out.brokerSocket = path;
+        else if (key === "routes") out.routes = path;
+        else if (key === "upstream_ca") out.upstreamCa = path;
+        else out.brokerAudit = path;
         break;
       }
       case "signer_port":
+      case "broker_port":
         if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > 65535) {
           throw fail("must be a port number from 1 to 65535");
         }
-        out.signerPort = v;
+        if (key === "signer_port") out.signerPort = v;
+        else out.brokerPort = v;
+        break;
+      case "broker_scope":
+        if (typeof v !== "string") throw fail("must be a scope name");
+        try {
+          validateScope(v);
+        } catch (e) {
+          throw fail(`is not a valid scope: ${(e as Error).message}`);
+        }
+        out.brokerScope = v;
+        break;
+      case "broker_all":
+        if (typeof v !== "boolean") throw fail("must be true or false");
+        out.brokerAll = v;
         break;
       case "local_scopes":
         if (!Array.isArray(v) || !v.every((s) => typeof s === "string")) {

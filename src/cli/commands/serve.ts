@@ -127,7 +127,12 @@ than 107 bytes is skipped with a warning.
 
 Settings may also come from a [serve] table in config.toml (signer_socket,
 signer_port, local_scopes, local_all, audit, runtime_dir, rsa_engine,
-idle_timeout); flags win.
+idle_timeout, broker_socket, broker_port, broker_scope, broker_all, routes,
+upstream_ca, broker_audit); flags win.
+
+The token broker (--broker-socket, --broker-port, --broker-all) is an HTTP
+proxy: a request with a phantom token (Authorization, X-Api-Key or
+Private-Token) goes to its provider's upstream with the real credential.
 Under systemd socket activation (LISTEN_FDS), inherited sockets named
 'local-<scope>' (FileDescriptorName=) serve that scope; any other name is a
 token-gated signer. Example units: scripts/systemd/.
@@ -149,16 +154,20 @@ Examples:
       }
       const agentWanted = config.signerSocket !== undefined || config.signerPort !== undefined ||
         config.localScopes.length > 0 || config.localAll || inherited.length > 0;
+      // Broker settings: flags over the [serve] table.
+      const table = settings.serve ?? {};
+      const brokerSocket = options.brokerSocket !== undefined
+        ? resolve(options.brokerSocket)
+        : table.brokerSocket;
+      const brokerPort = options.brokerPort ?? table.brokerPort;
+      const brokerAll = options.brokerAll ?? table.brokerAll ?? false;
+      const brokerScope = options.brokerScope ?? table.brokerScope;
       const brokerListeners: BrokerListenerSpec[] = [];
-      const bound = { scope: options.brokerScope };
-      if (options.brokerSocket !== undefined) {
-        brokerListeners.push({ unixPath: resolve(options.brokerSocket), ...bound });
-      }
-      if (options.brokerPort !== undefined) {
-        brokerListeners.push({ tcpPort: options.brokerPort, ...bound });
-      }
-      const brokerWanted = brokerListeners.length > 0 || options.brokerAll === true;
-      if (options.brokerAll && config.runtimeDir === null) {
+      const bound = { scope: brokerScope };
+      if (brokerSocket !== undefined) brokerListeners.push({ unixPath: brokerSocket, ...bound });
+      if (brokerPort !== undefined) brokerListeners.push({ tcpPort: brokerPort, ...bound });
+      const brokerWanted = brokerListeners.length > 0 || brokerAll;
+      if (brokerAll && config.runtimeDir === null) {
         throw new UsageError(
           "--broker-all: XDG_RUNTIME_DIR is not set: give --runtime-dir for the broker sockets",
         );
@@ -169,7 +178,7 @@ Examples:
             "--broker-socket, --broker-port or --broker-all (or a [serve] table in config.toml)",
         );
       }
-      if (options.brokerScope !== undefined && brokerListeners.length === 0) {
+      if (brokerScope !== undefined && brokerListeners.length === 0) {
         throw new UsageError("--broker-scope needs --broker-socket or --broker-port");
       }
       const { store, resolved } = await openVault({
@@ -200,13 +209,13 @@ Examples:
         }
         const broker = !brokerWanted ? null : await startBrokerFor(ctx, store, {
           listeners: brokerListeners,
-          scopeSocketsIn: options.brokerAll ? config.runtimeDir! : undefined,
+          scopeSocketsIn: brokerAll ? config.runtimeDir! : undefined,
           lockDir: join(config.runtimeDir ?? dirname(config.audit), "locks"),
-          routesFile: options.routes,
-          caFile: options.upstreamCa,
+          routesFile: options.routes !== undefined ? resolve(options.routes) : table.routes,
+          caFile: options.upstreamCa !== undefined ? resolve(options.upstreamCa) : table.upstreamCa,
           auditPath: options.brokerAudit !== undefined
             ? resolve(options.brokerAudit)
-            : join(dirname(config.audit), "broker-audit.jsonl"),
+            : table.brokerAudit ?? join(dirname(config.audit), "broker-audit.jsonl"),
         });
         const agent = !agentWanted ? null : await startAgent({
           store,
