@@ -296,6 +296,8 @@ export interface BrokerServeOptions {
   scope?: string;
   /** A PEM CA for `--upstream-ca`. */
   ca?: string;
+  /** Run serve through this command prefix (see `SpawnOptions.via`), e.g. to raise a ulimit. */
+  via?: string[];
 }
 
 /**
@@ -324,7 +326,7 @@ export async function startBrokerServe(
   ];
   if (options.scope !== undefined) args.push("--broker-scope", options.scope);
   if (options.ca !== undefined) args.push("--upstream-ca", vault.cli.file("ca.pem", options.ca));
-  const serve = vault.cli.start(args, { label: "vault serve (broker)" });
+  const serve = vault.cli.start(args, { label: "vault serve (broker)", via: options.via });
   try {
     await serve.waitFor(/broker audit trail in /);
     await serve.waitFor(new RegExp(`token broker on tcp:127\\.0\\.0\\.1:${port}\\b`));
