@@ -273,7 +273,10 @@ async function wrk(
 
 /** One SSE stream: each event's delay (arrival − send time, ms). */
 async function sseDelays(url: string, token: string): Promise<number[]> {
-  const response = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+  const response = await fetch(url, {
+    headers: { authorization: `Bearer ${token}` },
+    signal: AbortSignal.timeout(30_000),
+  });
   if (response.status !== 200 || response.body === null) {
     throw new Error(`SSE ${url}: status ${response.status}`);
   }
@@ -293,6 +296,11 @@ async function sseDelays(url: string, token: string): Promise<number[]> {
   }
   if (delays.length !== SSE_EVENTS) throw new Error(`SSE ${url}: ${delays.length} events`);
   return delays;
+}
+
+/** A progress line on stderr (the results go to stdout). */
+function progress(message: string): void {
+  console.error(`bench:broker: ${message}`);
 }
 
 function vmRssMb(pid: number): number {
@@ -352,6 +360,13 @@ if (import.meta.main) {
   }
   await withTempDir(async (home) => {
     const running: Background[] = [];
+    // Ctrl-C still stops every child (nginx, the upstreams, vault serve).
+    const interrupted = async () => {
+      for (const process of running.reverse()) await process.dispose();
+      Deno.exit(130);
+    };
+    Deno.addSignalListener("SIGINT", interrupted);
+    Deno.addSignalListener("SIGTERM", interrupted);
     try {
       const cli = new CliSandbox(home, { XDG_STATE_HOME: join(home, "state") });
       const passFile = cli.file("pass", "bench passphrase, not a secret\n");
@@ -436,10 +451,12 @@ if (import.meta.main) {
       const [direct, broker, ngx1] = cases;
 
       // Warm-up: JIT, pools, page cache.
+      progress("warm-up");
       for (const c of cases) await wrk(c.url, tokenFile, 32, 2, 1);
       const rssIdle = vmRssMb(serve.pid);
 
       // 1. 32 connections.
+      progress("32 connections");
       const load = new Map(cases.map((c) => [c.name, [] as WrkResult[]]));
       for (let round = 0; round < rounds; round++) {
         for (const c of cases) load.get(c.name)!.push(await wrk(c.url, tokenFile, 32, 2, seconds));
@@ -447,6 +464,7 @@ if (import.meta.main) {
       const rssAfterLoad = vmRssMb(serve.pid);
 
       // 2. 1 connection.
+      progress("1 connection");
       const single = new Map([direct, broker, ngx1].map((c) => [c.name, [] as WrkResult[]]));
       for (let round = 0; round < rounds; round++) {
         for (const c of [direct, broker, ngx1]) {
@@ -455,6 +473,7 @@ if (import.meta.main) {
       }
 
       // 3. SSE per-event delay, direct and through the broker alternating.
+      progress("SSE streams");
       const sseModes = [
         { name: "as fast as possible", query: `n=${SSE_EVENTS}&gap=0` },
         { name: "one every 5 ms", query: `n=${SSE_EVENTS}&gap=5` },
@@ -474,6 +493,7 @@ if (import.meta.main) {
       }
 
       // 4. RSS with 2,000 open streams.
+      progress(`${STREAMS} open streams`);
       let rssStreams: number | null = null;
       let streamsNote = "";
       const needed = STREAMS + 200;
@@ -642,6 +662,8 @@ if (import.meta.main) {
       ));
       console.log(out.join("\n"));
     } finally {
+      Deno.removeSignalListener("SIGINT", interrupted);
+      Deno.removeSignalListener("SIGTERM", interrupted);
       for (const process of running.reverse()) await process.dispose();
     }
   });
