@@ -361,8 +361,15 @@ if (import.meta.main) {
   await withTempDir(async (home) => {
     const running: Background[] = [];
     // Ctrl-C still stops every child (nginx, the upstreams, vault serve).
+    // nginx gets SIGTERM: its master stops the workers (SIGKILL would orphan them, and they
+    // hold the stderr pipe open); the rest are killed.
+    const stopAll = async () => {
+      for (const process of running.reverse()) {
+        await process.stop("SIGTERM").catch(() => process.dispose());
+      }
+    };
     const interrupted = async () => {
-      for (const process of running.reverse()) await process.dispose();
+      await stopAll();
       Deno.exit(130);
     };
     Deno.addSignalListener("SIGINT", interrupted);
@@ -664,7 +671,7 @@ if (import.meta.main) {
     } finally {
       Deno.removeSignalListener("SIGINT", interrupted);
       Deno.removeSignalListener("SIGTERM", interrupted);
-      for (const process of running.reverse()) await process.dispose();
+      await stopAll();
     }
   });
 }
