@@ -8,7 +8,7 @@
 // test instead of hanging the run. No assertion is about speed, except the
 // one handshake-deadline test, whose deadline is the behaviour under test.
 
-import { testSeed } from "../testing/seed.ts";
+import { seededRandom, testSeed } from "../testing/seed.ts";
 import { join } from "node:path";
 import { concatBytes } from "../src/bytes.ts";
 import { createHash } from "node:crypto";
@@ -208,18 +208,6 @@ function signerPath(box: AgentBox): string {
 
 function sshToken(box: AgentBox, scope: string, subject: string): string {
   return box.store.createToken(scope, subject, "default", "ssh");
-}
-
-/** A deterministic PRNG (mulberry32), so a fuzz failure reproduces from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** The test's own reading of a SIGN_REQUEST body (independent of src/agent). */
@@ -630,7 +618,7 @@ Deno.test("agent: fuzz — 10,000 seeded random frames get exactly the expected 
       let closes = 0;
 
       const runLane = async (lane: number, frames: number) => {
-        const rand = prng((seed + lane * 0x9e3779b9) >>> 0);
+        const rand = seededRandom((seed + lane * 0x9e3779b9) >>> 0);
         const int = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1));
         const bytes = (n: number) => {
           const out = new Uint8Array(n);

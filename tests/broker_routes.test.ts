@@ -156,39 +156,39 @@ Deno.test("routes: defaults, normalization, unknown keys ignored", async () => {
 const YAML_TEXT = `
 # the same routes as JSON_TEXT
 anthropic:
-  upstream: https://api.anthropic.com
+  upstream: https://api.alpha.test
   auth_header: dynamic
   auth_prefix: ""
   oauth_extra_headers:
-    anthropic-beta: oauth-2025-04-20
+    alpha-beta: beta-1
   oauth_refresh:
-    token_url: https://platform.claude.com/v1/oauth/token
-    client_id: 9d1c250a-e61b-44d9-88ed-5944d1962f5e
+    token_url: https://auth.alpha.test/token
+    client_id: client-alpha
     scope: user:profile user:inference
 openai:
-  upstream: https://api.openai.com
+  upstream: https://api.beta.test
   path_upstreams:
-    /backend-api/: https://chatgpt.com
-  oauth_refresh: {token_url: "https://auth.openai.com/oauth/token", client_id: app_x, encoding: form}
+    /backend-api/: https://web.beta.test
+  oauth_refresh: {token_url: "https://auth.beta.test/token", client_id: app_x, encoding: form}
 `;
 
 const JSON_TEXT = JSON.stringify({
   anthropic: {
-    upstream: "https://api.anthropic.com",
+    upstream: "https://api.alpha.test",
     auth_header: "dynamic",
     auth_prefix: "",
-    oauth_extra_headers: { "anthropic-beta": "oauth-2025-04-20" },
+    oauth_extra_headers: { "alpha-beta": "beta-1" },
     oauth_refresh: {
-      token_url: "https://platform.claude.com/v1/oauth/token",
-      client_id: "9d1c250a-e61b-44d9-88ed-5944d1962f5e",
+      token_url: "https://auth.alpha.test/token",
+      client_id: "client-alpha",
       scope: "user:profile user:inference",
     },
   },
   openai: {
-    upstream: "https://api.openai.com",
-    path_upstreams: { "/backend-api/": "https://chatgpt.com" },
+    upstream: "https://api.beta.test",
+    path_upstreams: { "/backend-api/": "https://web.beta.test" },
     oauth_refresh: {
-      token_url: "https://auth.openai.com/oauth/token",
+      token_url: "https://auth.beta.test/token",
       client_id: "app_x",
       encoding: "form",
     },

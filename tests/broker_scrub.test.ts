@@ -5,22 +5,10 @@
 
 import { assertEquals } from "../testing/assert.ts";
 import { isScrubbable, scrubHeaders, scrubStream } from "../src/broker/scrub.ts";
-import { testSeed } from "../testing/seed.ts";
+import { seededRandom, testSeed } from "../testing/seed.ts";
 
 const SECRET = "sk-REAL-0123456789abcdef";
 const PHANTOM = "terok-p-0123456789abcdef0123456789abcdef";
-
-/** A small deterministic PRNG (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function scrubInChunks(text: string, sizes: () => number): Promise<string> {
   const bytes = new TextEncoder().encode(text);
@@ -38,7 +26,7 @@ async function scrubInChunks(text: string, sizes: () => number): Promise<string>
 
 Deno.test("scrubStream: every occurrence is replaced whatever the chunk boundaries (seeded)", async () => {
   const seed = testSeed("BROKER_SCRUB_SEED", 0x5c4b);
-  const rnd = random(seed);
+  const rnd = seededRandom(seed);
   for (let round = 0; round < 200; round++) {
     let text = "";
     const parts = Math.floor(rnd() * 6);

@@ -43,7 +43,8 @@ export const MAX_HEAD_BYTES = 64 * 1024;
 /** Largest chunk-size line (with extensions) or trailer line accepted. */
 const MAX_LINE_BYTES = 8 * 1024;
 /** Size of each socket read. */
-const READ_SIZE = 64 * 1024;
+/** Initial read buffer per connection (it grows for a long response head). */
+const READ_SIZE = 16 * 1024;
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 

@@ -48,7 +48,7 @@ import {
 } from "./routes.ts";
 import { isDue, type OAuthRefresher } from "./oauth.ts";
 import { CredentialMisconfigured, processorFor } from "./credential.ts";
-import { isScrubbable, scrubHeaders, scrubStream } from "./scrub.ts";
+import { isScrubbable, Scrubber, scrubHeaders } from "./scrub.ts";
 import type { BrokerMetrics } from "./metrics.ts";
 import { bridgeWebSocket, isWebSocketUpgrade } from "./websocket.ts";
 import { type UpstreamClient, UpstreamDisconnected, type UpstreamResponse } from "./upstream.ts";
@@ -304,12 +304,11 @@ export function brokerHandler(
       return new Response(null, { status: response.status, headers: relayed });
     }
     const status = response.status;
-    const raw = isScrubbable(response.headers)
-      ? response.body.pipeThrough(scrubStream(replacements))
-      : response.body;
     services.metrics.streamOpened();
-    const streamed = raw.pipeThrough(
-      counter(
+    // One transform: scrub (identity bodies only), count, and note the end.
+    const streamed = response.body.pipeThrough(
+      relay(
+        isScrubbable(response.headers) ? new Scrubber(replacements) : null,
         (n) => {
           record.bytes_down += n;
         },
@@ -465,6 +464,47 @@ function counter(
       controller.enqueue(chunk);
     },
     flush() {
+      end(false);
+    },
+    cancel() {
+      end(true);
+    },
+  });
+}
+
+/**
+ * The response body's one transform: `scrubber` (when given) replaces echoed
+ * secrets, `add` counts the bytes sent on, `done(cut)` runs once as in
+ * {@link counter}.
+ */
+function relay(
+  scrubber: Scrubber | null,
+  add: (n: number) => void,
+  done: (cut: boolean) => void,
+): TransformStream<Uint8Array, Uint8Array> {
+  let ended = false;
+  const end = (cut: boolean) => {
+    if (ended) return;
+    ended = true;
+    done(cut);
+  };
+  return new TransformStream({
+    transform(chunk, controller) {
+      if (scrubber === null) {
+        add(chunk.length);
+        controller.enqueue(chunk);
+        return;
+      }
+      scrubber.push(chunk, (bytes) => {
+        add(bytes.length);
+        controller.enqueue(bytes);
+      });
+    },
+    flush(controller) {
+      scrubber?.flush((bytes) => {
+        add(bytes.length);
+        controller.enqueue(bytes);
+      });
       end(false);
     },
     cancel() {

@@ -54,23 +54,42 @@ export function isScrubbable(headers: HeaderList): boolean {
 }
 
 /**
- * A byte stream transform that replaces every occurrence of each secret.
- * Between chunks it holds back only an end of the data that could begin a
- * secret (so a secret split across chunks is still found, and a stream that
- * does not end in such bytes — an SSE event — is never delayed).
+ * Replaces every occurrence of each secret in a byte stream fed chunk by
+ * chunk. Between chunks it holds back only an end of the data that could
+ * begin a secret (so a secret split across chunks is still found, and a
+ * stream that does not end in such bytes — an SSE event — is never delayed).
+ * Chunks are passed on as views, not copied: feed it chunks nobody reuses.
  */
-export function scrubStream(
-  replacements: readonly Replacement[],
-): TransformStream<Uint8Array, Uint8Array> {
-  const active = usable(replacements).map(({ secret, replacement }) => ({
-    secret: encoder.encode(secret),
-    replacement: encoder.encode(replacement),
-  }));
-  if (active.length === 0) return new TransformStream();
-  let tail: Uint8Array = new Uint8Array(0);
+export class Scrubber {
+  readonly #active: { secret: Uint8Array; replacement: Uint8Array }[];
+  #tail: Uint8Array = new Uint8Array(0);
 
-  const process = (data: Uint8Array, final: boolean, out: (bytes: Uint8Array) => void) => {
-    let start = 0; // first byte not yet emitted
+  constructor(replacements: readonly Replacement[]) {
+    this.#active = usable(replacements).map(({ secret, replacement }) => ({
+      secret: encoder.encode(secret),
+      replacement: encoder.encode(replacement),
+    }));
+  }
+
+  /** Whether there is anything to replace at all. */
+  get active(): boolean {
+    return this.#active.length > 0;
+  }
+
+  /** Feeds one chunk; `out` receives what is settled. */
+  push(chunk: Uint8Array, out: (bytes: Uint8Array) => void): void {
+    if (this.#active.length === 0) return out(chunk);
+    this.#process(this.#tail.length === 0 ? chunk : concat(this.#tail, chunk), false, out);
+  }
+
+  /** The end of the stream: `out` receives what was held back. */
+  flush(out: (bytes: Uint8Array) => void): void {
+    if (this.#tail.length > 0) this.#process(this.#tail, true, out);
+  }
+
+  #process(data: Uint8Array, final: boolean, out: (bytes: Uint8Array) => void): void {
+    const active = this.#active;
+    let start = 0; // first byte not yet passed on
     for (;;) {
       let found = -1;
       let which = -1;
@@ -83,23 +102,26 @@ export function scrubStream(
       }
       if (found === -1) break;
       if (found > start) out(data.subarray(start, found));
-      out(active[which].replacement);
+      out(active[which].replacement.slice());
       start = found + active[which].secret.length;
     }
-    // Hold back only an end that could be the beginning of a secret continued in the next
-    // chunk: anything else (an SSE event's closing blank line …) is relayed at once.
     const hold = final ? 0 : heldSuffix(data, start, active.map((r) => r.secret));
     if (data.length - hold > start) out(data.subarray(start, data.length - hold));
-    tail = data.slice(data.length - hold);
-  };
+    this.#tail = data.slice(data.length - hold);
+  }
+}
 
+/** {@link Scrubber} as a stream transform. */
+export function scrubStream(
+  replacements: readonly Replacement[],
+): TransformStream<Uint8Array, Uint8Array> {
+  const scrubber = new Scrubber(replacements);
   return new TransformStream({
     transform(chunk, controller) {
-      const data = tail.length === 0 ? chunk : concat(tail, chunk);
-      process(data, false, (bytes) => controller.enqueue(bytes.slice()));
+      scrubber.push(chunk, (bytes) => controller.enqueue(bytes));
     },
     flush(controller) {
-      if (tail.length > 0) process(tail, true, (bytes) => controller.enqueue(bytes.slice()));
+      scrubber.flush((bytes) => controller.enqueue(bytes));
     },
   });
 }

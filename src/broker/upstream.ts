@@ -66,6 +66,9 @@ export interface UpstreamResponse {
  * The connection closed or was reset before any response header arrived;
  * the caller may retry an idempotent request once on a fresh connection.
  */
+/** Buffer of a parked connection's pending read (at most this much is read ahead). */
+const PARK_READ_BYTES = 4096;
+
 export class UpstreamDisconnected extends VaultError {}
 
 /**
@@ -152,6 +155,7 @@ class Connection {
   /** A read started while the connection sat in the pool. */
   #parked: Promise<number | null> | null = null;
   #parkedInto: Uint8Array | null = null;
+  #parkBuffer: Uint8Array | null = null;
   #pending = 0;
   #lastProgress = 0;
 
@@ -211,7 +215,9 @@ class Connection {
    * noticed; `onDead` runs when it completes while still parked.
    */
   park(onDead: () => void): void {
-    const into = new Uint8Array(64 * 1024);
+    // Small and reused: a parked read only has to notice a close; whatever it
+    // reads when the connection is taken again is handed to the next #read.
+    const into = this.#parkBuffer ??= new Uint8Array(PARK_READ_BYTES);
     const read = this.conn.read(into);
     this.#parkedInto = into;
     this.#parked = read;
