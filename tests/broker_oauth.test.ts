@@ -37,6 +37,21 @@ function tokenEndpoint() {
   return { server, calls, url: `http://127.0.0.1:${server.addr.port}/oauth/token` };
 }
 
+/** Stores an OAuth credential for anthropic in the default set. */
+function storeOAuth(
+  store: CredentialStore,
+  access: string,
+  refresh: string,
+  expiresAt: number | null,
+): void {
+  store.storeCredential("default", "anthropic", {
+    type: "oauth",
+    access_token: access,
+    refresh_token: refresh,
+    expires_at: expiresAt,
+  });
+}
+
 function routes(tokenUrl: string, upstream = "http://127.0.0.1:9", encoding?: string) {
   return routesFromValue({
     anthropic: {
@@ -54,12 +69,7 @@ function routes(tokenUrl: string, upstream = "http://127.0.0.1:9", encoding?: st
 Deno.test("oauth: two refreshers racing over two connections refresh a due credential exactly once", async () => {
   await withTempStore(PASS, async (store, dir) => {
     const endpoint = tokenEndpoint();
-    store.storeCredential("default", "anthropic", {
-      type: "oauth",
-      access_token: "access-0",
-      refresh_token: "refresh-0",
-      expires_at: null,
-    });
+    storeOAuth(store, "access-0", "refresh-0", null);
     const other = CredentialStore.open(join(dir, "v.db"), {
       kind: "passphrase",
       passphrase: utf8(PASS),
@@ -100,12 +110,7 @@ Deno.test("oauth: two refreshers racing over two connections refresh a due crede
 Deno.test("oauth: encoding form sends an RFC 6749 form body", async () => {
   await withTempStore(PASS, async (store, dir) => {
     const endpoint = tokenEndpoint();
-    store.storeCredential("default", "anthropic", {
-      type: "oauth",
-      access_token: "a",
-      refresh_token: "r 1&x",
-      expires_at: Date.now() / 1000 + 10, // expires within 600 s: due
-    });
+    storeOAuth(store, "a", "r 1&x", Date.now() / 1000 + 10); // expires within 600 s: due
     const upstream = new UpstreamClient();
     try {
       const refresher = new OAuthRefresher({
@@ -138,12 +143,7 @@ Deno.test("oauth: an upstream 401 to a due token makes the broker refresh once a
         ? new Response("fresh ok")
         : new Response("expired", { status: 401 });
     });
-    store.storeCredential("default", "anthropic", {
-      type: "oauth",
-      access_token: "access-0",
-      refresh_token: "refresh-0",
-      expires_at: Date.now() / 1000 + 60, // due, but not refreshed yet
-    });
+    storeOAuth(store, "access-0", "refresh-0", Date.now() / 1000 + 60); // due, not refreshed yet
     const token = store.createToken("proj", "t1", "default", "anthropic");
     const broker = await startBroker({
       store,
