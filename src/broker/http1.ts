@@ -43,8 +43,14 @@ export const MAX_HEAD_BYTES = 64 * 1024;
 /** Largest chunk-size line (with extensions) or trailer line accepted. */
 const MAX_LINE_BYTES = 8 * 1024;
 /** Size of each socket read. */
-/** Initial read buffer per connection (it grows for a long response head). */
-const READ_SIZE = 16 * 1024;
+/**
+ * Initial read buffer per connection: small, so thousands of idle streams
+ * (SSE) cost little; it doubles, up to {@link MAX_READ_SIZE}, while reads
+ * keep filling it (bulk bodies), and grows further only for a long head.
+ */
+const READ_SIZE = 4 * 1024;
+/** Largest buffer the bulk-body growth goes to. */
+const MAX_READ_SIZE = 64 * 1024;
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
@@ -169,6 +175,8 @@ export class ConnReader {
   #start = 0;
   #end = 0;
   #eof = false;
+  /** The last read filled all the room there was (more is likely waiting). */
+  #lastFilled = false;
   readonly #readFn: (into: Uint8Array) => Promise<number | null>;
 
   /** Wraps `readFn`. */
@@ -187,6 +195,9 @@ export class ConnReader {
     if (this.#start === this.#end) {
       this.#start = 0;
       this.#end = 0;
+      if (this.#lastFilled && this.#buf.length < MAX_READ_SIZE) {
+        this.#buf = new Uint8Array(this.#buf.length * 2);
+      }
     } else if (this.#end === this.#buf.length) {
       if (this.#start > 0) {
         this.#buf.copyWithin(0, this.#start, this.#end);
@@ -198,11 +209,13 @@ export class ConnReader {
         this.#buf = bigger;
       }
     }
+    const room = this.#buf.length - this.#end;
     const n = await this.#readFn(this.#buf.subarray(this.#end));
     if (n === null) {
       this.#eof = true;
       return false;
     }
+    this.#lastFilled = n === room;
     this.#end += n;
     return true;
   }
