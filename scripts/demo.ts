@@ -5,7 +5,10 @@
  * It creates the default database ($XDG_DATA_HOME/vault/credentials.db) with
  * a generated passphrase file, stores a (fake) provider key, mints a phantom
  * token for a sandbox, and shows what the sandbox sees versus what the vault
- * holds. Every step runs the real CLI (main.ts) and prints the command.
+ * holds. Then `vault serve` runs the token broker and curl, playing the
+ * sandbox, sends a request with the phantom token to a local stand-in for the
+ * provider's API, which shows the key it received. Every step runs the real
+ * CLI (main.ts) and prints the command.
  *
  * @module
  */
@@ -55,6 +58,72 @@ async function vault(args: string[], stdin?: string): Promise<string> {
   return text;
 }
 
+/**
+ * Starts a stand-in for the provider's API and `vault serve` with the broker
+ * on a Unix socket, sends one request through it with curl (the sandbox's
+ * side: phantom token only) and prints what the stand-in received.
+ */
+async function brokerRoundTrip(token: string): Promise<void> {
+  let received = "";
+  const api = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    received = req.headers.get("authorization") ?? "(none)";
+    return Response.json({ object: "list", data: [] });
+  });
+  const routes = join(home, "routes.json");
+  await Deno.writeTextFile(
+    routes,
+    JSON.stringify({ openai: { upstream: `http://127.0.0.1:${api.addr.port}` } }),
+    { mode: 0o600 },
+  );
+  const socket = join(env.XDG_RUNTIME_DIR, "broker.sock");
+  const args = ["serve", "--broker-socket", socket, "--broker-scope", "demo-project", "--routes"];
+  console.log(`\n$ vault ${args.join(" ")} routes.json   # in the background`);
+  const serve = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args, routes],
+    env,
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  try {
+    for (let i = 0; i < 100; i++) {
+      try {
+        if (Deno.lstatSync(socket).isSocket) break;
+      } catch { /* not yet */ }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    console.log(
+      `$ curl --unix-socket broker.sock -H "Authorization: Bearer ${
+        token.slice(0, 12)
+      }…" http://localhost/v1/models`,
+    );
+    const curl = await new Deno.Command("curl", {
+      args: [
+        "-sS",
+        "--unix-socket",
+        socket,
+        "-H",
+        `Authorization: Bearer ${token}`,
+        "http://localhost/v1/models",
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    console.log(new TextDecoder().decode(curl.stdout));
+    console.log(
+      `the provider received: Authorization: ${
+        received.slice(0, 15)
+      }… (the real key, never the token)`,
+    );
+  } finally {
+    serve.kill("SIGTERM");
+    await serve.stderr.cancel();
+    await serve.status;
+    await api.shutdown();
+  }
+}
+
 try {
   console.log(`demo home: ${home} (removed at the end)`);
   console.log("passphrase: a generated file, given as VAULT_PASSPHRASE_FILE");
@@ -73,8 +142,9 @@ try {
     "openai",
   ])).trim();
   console.log(
-    `\nThe sandbox gets only ${token.slice(0, 12)}… — the broker swaps it for the real key.`,
+    `\nThe sandbox gets only ${token.slice(0, 12)}… — the broker swaps it for the real key:`,
   );
+  await brokerRoundTrip(token);
   await vault(["token", "list"]);
   await vault(["status"]);
   console.log("\ndemo finished: every step above ran the real CLI.");
