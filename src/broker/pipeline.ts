@@ -50,6 +50,7 @@ import { isDue, type OAuthRefresher } from "./oauth.ts";
 import { CredentialMisconfigured, processorFor } from "./credential.ts";
 import { isScrubbable, Scrubber, scrubHeaders } from "./scrub.ts";
 import type { BrokerMetrics } from "./metrics.ts";
+import { concatBytes } from "../bytes.ts";
 import { bridgeWebSocket, isWebSocketUpgrade } from "./websocket.ts";
 import { type UpstreamClient, UpstreamDisconnected, type UpstreamResponse } from "./upstream.ts";
 
@@ -304,6 +305,20 @@ export function brokerHandler(
       return new Response(null, { status: response.status, headers: relayed });
     }
     const status = response.status;
+    if (response.bytes !== undefined) {
+      // The whole body is here already: answer with it, no stream to pump.
+      const parts: Uint8Array[] = [];
+      const scrubber = isScrubbable(response.headers) ? new Scrubber(replacements) : null;
+      if (scrubber === null) parts.push(response.bytes);
+      else {
+        scrubber.push(response.bytes, (bytes) => parts.push(bytes));
+        scrubber.flush((bytes) => parts.push(bytes));
+      }
+      const bytes = parts.length === 1 ? parts[0] : concatBytes(parts);
+      record.bytes_down = bytes.length;
+      finish(status, "ok");
+      return new Response(bytes as Uint8Array<ArrayBuffer>, { status, headers: relayed });
+    }
     services.metrics.streamOpened();
     // One transform: scrub (identity bodies only), count, and note the end.
     const streamed = response.body.pipeThrough(

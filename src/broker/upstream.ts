@@ -60,6 +60,12 @@ export interface UpstreamResponse {
   headers: HeaderList;
   /** The body bytes as sent (no decompression), streamed as they arrive. */
   body: ReadableStream<Uint8Array>;
+  /**
+   * The whole body, when it had already arrived with the response head (a
+   * small body with a Content-Length): the same bytes as `body` yields, for
+   * callers that can answer without streaming.
+   */
+  bytes?: Uint8Array;
 }
 
 /**
@@ -407,6 +413,20 @@ export class UpstreamClient {
     }
 
     const reader = connection.reader;
+    if (framing.kind === "length" && framing.length <= reader.buffered) {
+      // The whole (small) body came with the head: hand it over as bytes, no stream to pump.
+      const bytes = framing.length === 0
+        ? new Uint8Array(0)
+        : (await reader.readSome(framing.length))!;
+      finish(keepAlive && bodySent && reader.buffered === 0);
+      return {
+        status: response!.status,
+        statusText: response!.statusText,
+        headers: response!.headers,
+        body: ReadableStream.from([bytes]),
+        bytes,
+      };
+    }
     let remaining = framing.kind === "length" ? framing.length : 0;
     let chunkLeft = 0;
     let chunkEndDue = false;
