@@ -54,8 +54,13 @@ Deno.test("broker load: 2,000 held connections; health and a proxied request sti
       }).spawn();
       const reader = holder.stdout.pipeThrough(new TextDecoderStream()).getReader();
       try {
-        const first = await reader.read();
-        assertEquals(first.value?.trim(), `ready ${CONNECTIONS}`);
+        let line = "";
+        while (!line.includes("\n")) {
+          const next = await reader.read();
+          if (next.done) break;
+          line += next.value;
+        }
+        assertEquals(line.trim(), `ready ${CONNECTIONS}`);
         const health = await curlUnix(broker.socket, "/-/health");
         assertEquals([health.status, health.text], [200, '{"status":"ok"}']);
         const proxied = await curlUnix(broker.socket, "/v1/models", [
