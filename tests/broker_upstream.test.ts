@@ -253,7 +253,9 @@ Deno.test("upstream: a 256 MiB request body streams upstream with bounded memory
         `  ${framing}: 256 MiB uploaded, rss growth ${(growth / 2 ** 20).toFixed(1)} MiB`,
       );
       assertEquals(received, total);
-      assert(growth < 64 * 1024 * 1024, `rss grew ${growth} bytes`);
+      // A client that buffered the body would grow by its 256 MiB; the limit leaves room for
+      // this process's own server side and the garbage collector's timing (runs share a machine).
+      assert(growth < 128 * 1024 * 1024, `rss grew ${growth} bytes`);
     }
   } finally {
     client.close();
