@@ -183,7 +183,8 @@ export function brokerHandler(
 
     const presented = extractToken(request.headers);
     if (presented === null) return plain(401, "Missing authentication", "missing_token");
-    const grant = resolver.resolve(presented)?.record ?? markerGrant(presented, binding);
+    // Looked up on every request, so a revocation counts at once.
+    const grant = resolver.find(presented) ?? markerGrant(presented, binding);
     if (
       !grant ||
       (binding.scope !== undefined && grant.scope !== binding.scope) ||
@@ -234,7 +235,7 @@ export function brokerHandler(
       });
     }
 
-    const body = request.body === null ? null : request.body.pipeThrough(counter((n) => {
+    const body = request.body === null ? null : request.body.pipeThrough(relay(null, (n) => {
       record.bytes_up += n;
     }));
     const replayable = body === null &&
@@ -460,42 +461,14 @@ async function sendWithRetry(
 }
 
 /**
- * Counts the bytes passing through; `done(cut)` is called once: `false` at
- * the end of the stream, `true` when it failed or its reader went away.
- */
-function counter(
-  add: (n: number) => void,
-  done?: (cut: boolean) => void,
-): TransformStream<Uint8Array, Uint8Array> {
-  let ended = false;
-  const end = (cut: boolean) => {
-    if (ended) return;
-    ended = true;
-    done?.(cut);
-  };
-  return new TransformStream({
-    transform(chunk, controller) {
-      add(chunk.length);
-      controller.enqueue(chunk);
-    },
-    flush() {
-      end(false);
-    },
-    cancel() {
-      end(true);
-    },
-  });
-}
-
-/**
  * The response body's one transform: `scrubber` (when given) replaces echoed
- * secrets, `add` counts the bytes sent on, `done(cut)` runs once as in
- * {@link counter}.
+ * secrets, `add` counts the bytes passed on, `done(cut)` runs once: `false`
+ * at the end of the stream, `true` when it failed or its reader went away.
  */
 function relay(
   scrubber: Scrubber | null,
   add: (n: number) => void,
-  done: (cut: boolean) => void,
+  done: (cut: boolean) => void = () => {},
 ): TransformStream<Uint8Array, Uint8Array> {
   let ended = false;
   const end = (cut: boolean) => {
