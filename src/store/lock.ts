@@ -27,6 +27,7 @@ import { basename } from "node:path";
 import { InvalidInput } from "../errors.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
 import { DatabaseBusy } from "./errors.ts";
+import { leadingOperands } from "../argv.ts";
 
 /** How long a rewrite waits for open connections to close before refusing. */
 export const REWRITE_LOCK_WAIT_MS = 5_000;
@@ -186,7 +187,6 @@ export function describeProcess(pid: number): string {
 }
 
 const COMMAND_GROUPS = new Set(["cred", "token", "ssh", "db", "passphrase"]);
-const GLOBAL_WITH_VALUE = new Set(["--db", "--passphrase-file"]);
 
 /** `vault serve`, `vault cred set`, or the program's name for anything else. */
 function commandName(argv: string[]): string {
@@ -201,17 +201,12 @@ function commandName(argv: string[]): string {
     }
   }
   if (name !== "vault") return name.slice(0, 60);
-  const words: string[] = [];
-  for (let i = 0; i < rest.length && words.length < 2; i++) {
-    const arg = rest[i];
-    if (GLOBAL_WITH_VALUE.has(arg)) {
-      i++;
-      continue;
-    }
-    if (arg.startsWith("-")) continue;
-    words.push(arg.slice(0, 30));
-    if (!COMMAND_GROUPS.has(arg)) break;
-  }
+  const [command, sub] = leadingOperands(rest, 2).map((word) => word.slice(0, 30));
+  const words = command === undefined
+    ? []
+    : COMMAND_GROUPS.has(command) && sub !== undefined && !sub.startsWith("-")
+    ? [command, sub]
+    : [command];
   return ["vault", ...words].join(" ");
 }
 

@@ -13,6 +13,7 @@
 
 import type { Command } from "@commander-js/extra-typings";
 import type { Context } from "../context.ts";
+import { leadingOperands } from "../../argv.ts";
 
 /** Registers a group's commands on the program. */
 export type AddCommands = (program: Command, ctx: Context) => void;
@@ -89,25 +90,12 @@ export const GROUPS: readonly CommandGroup[] = [
   ]),
 ];
 
-/** Global options that take a value (they come before the command). */
-const VALUED_GLOBAL_OPTIONS = new Set(["--db", "--passphrase-file"]);
-
 /**
  * The command name that `args` runs (or asks help for, `vault help <name>`),
  * as commander will dispatch it: the first operand after the global options.
  */
 export function commandNameOf(args: readonly string[]): string | undefined {
-  const operands: string[] = [];
-  for (let i = 0; i < args.length && operands.length < 2; i++) {
-    const arg = args[i];
-    if (arg === "--") {
-      operands.push(...args.slice(i + 1, i + 3));
-      break;
-    }
-    if (operands.length === 0 && VALUED_GLOBAL_OPTIONS.has(arg)) i++;
-    else if (operands.length === 0 && arg.startsWith("-")) continue;
-    else operands.push(arg);
-  }
+  const operands = leadingOperands(args, 2);
   return operands[0] === "help" ? operands[1] : operands[0];
 }
 
