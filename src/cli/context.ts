@@ -134,19 +134,19 @@ export class Context {
   }
 
   /**
-   * Resolves the key material WITHOUT the session cache tiers and proves it
-   * opens the vault (for `vault unlock`, which must not delete a working
-   * session before the new one is ready). The caller wipes the material.
+   * Resolves the key material WITHOUT the session cache tiers (for `vault
+   * unlock`, which must not use or delete a working session before the new
+   * one is ready; it proves the derived key opens the vault before saving
+   * it). The caller wipes the material.
    */
   async resolveFresh(): Promise<Resolved> {
     const dbPath = this.dbPath().path;
-    const [{ assertOpenable }, { CredentialStore }, { resolveDbKey }] = await Promise.all([
+    const [{ assertOpenable }, { resolveDbKey }] = await Promise.all([
       import("../store/open.ts"),
-      import("../store/store.ts"),
       import("../unlock/chain.ts"),
     ]);
     assertOpenable(dbPath);
-    const resolved = await resolveDbKey({
+    return await resolveDbKey({
       dbPath,
       passphraseFile: this.flags.passphraseFile,
       env: this.env,
@@ -155,13 +155,6 @@ export class Context {
       prompt: (question: string) => this.prompt(question),
       ignoreSession: true,
     });
-    try {
-      CredentialStore.open(dbPath, resolved.material).close();
-    } catch (error) {
-      wipeMaterial(resolved.material);
-      throw error;
-    }
-    return resolved;
   }
 
   /** Opens the vault through the passphrase chain. */
