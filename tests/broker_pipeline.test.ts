@@ -6,10 +6,10 @@
 
 import { assert, assertEquals } from "../testing/assert.ts";
 import { join } from "node:path";
-import { withTempStore } from "../testing/fixtures.ts";
+import { utf8, withTempStore } from "../testing/fixtures.ts";
 import { startBroker } from "../src/broker/broker.ts";
 import { routesFromValue } from "../src/broker/routes.ts";
-import type { CredentialStore } from "../src/store/store.ts";
+import { CredentialStore } from "../src/store/store.ts";
 
 const SECRET = "sk-REAL-pipeline-0123456789";
 
@@ -145,5 +145,30 @@ Deno.test("broker: a static marker token works only on a scope-bound listener, f
     const ok = await fetch(`${bound}/m`, { headers: { authorization: `Bearer ${CODEX_MARKER}` } });
     assertEquals([ok.status, await ok.text()], [200, "ok"]);
     assertEquals(seen.map((s) => s.authorization), [`Bearer ${SECRET}`]);
+  });
+});
+
+Deno.test("broker: a credential changed between requests is the one sent next, whichever connection changed it", async () => {
+  await withBroker(async ({ store, base, seen, token }) => {
+    const ask = async () => {
+      const r = await fetch(`${base}/x`, { headers: { authorization: `Bearer ${token}` } });
+      await r.body?.cancel();
+      return seen.at(-1)?.authorization;
+    };
+    assertEquals(await ask(), `Bearer ${SECRET}`);
+    // Through the broker's own connection (as its OAuth refresher writes): data_version stays.
+    store.storeCredential("default", "openai", { type: "api_key", key: "sk-second-0123456789" });
+    assertEquals(await ask(), "Bearer sk-second-0123456789");
+    // Through another connection (as `vault cred set` does).
+    const other = CredentialStore.open(store.path, {
+      kind: "passphrase",
+      passphrase: utf8("pipeline passphrase"),
+    });
+    try {
+      other.storeCredential("default", "openai", { type: "api_key", key: "sk-third-0123456789" });
+    } finally {
+      other.close();
+    }
+    assertEquals(await ask(), "Bearer sk-third-0123456789");
   });
 });

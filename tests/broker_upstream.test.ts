@@ -321,6 +321,37 @@ Deno.test("upstream: a pooled connection the upstream closed is not reused", asy
   }
 });
 
+Deno.test("upstream: a connection unused in the pool for poolIdleMs is closed (and not reused)", async () => {
+  let closedByClient = 0;
+  const server = new RawServer(async (conn, srv) => {
+    const carry = { rest: new Uint8Array(0) };
+    for (;;) {
+      const head = await readHead(conn, carry);
+      if (head === null) {
+        closedByClient++;
+        return;
+      }
+      srv.heads.push(head);
+      await conn.write(encoder.encode("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"));
+    }
+  });
+  const client = new UpstreamClient({ poolIdleMs: 100 });
+  try {
+    const url = `${server.url}/`;
+    await bodyBytes(await client.request({ url, method: "GET", headers: [], body: null }));
+    assertEquals(client.pooledConnections, 1);
+    for (let i = 0; i < 300 && closedByClient === 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assertEquals([client.pooledConnections, closedByClient], [0, 1]);
+    await bodyBytes(await client.request({ url, method: "GET", headers: [], body: null }));
+    assertEquals(server.accepted, 2, "a fresh connection after the expiry");
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
 Deno.test("upstream: 1xx responses are skipped; HEAD and 204 have empty bodies", async () => {
   const server = new RawServer(async (conn, srv) => {
     const carry = { rest: new Uint8Array(0) };

@@ -130,9 +130,47 @@ export class AuditLog<R extends object = AuditRecord> {
     this.#torn = false;
   }
 
-  /** Closes the file. Idempotent. */
+  /** Lines queued by {@link queue}, not yet written. */
+  #queued: string[] = [];
+  #queuedError: ((error: Error) => void) | null = null;
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * Appends one record soon: every record queued before the next timer turn
+   * of the event loop goes out in one write (for a caller that answers
+   * before its record is on disk — the broker; the agent uses
+   * {@link write}). `onError` hears a failed write; a failure cuts no line
+   * short for later records (as for {@link write}). {@link close} writes
+   * what is queued.
+   */
+  queue(record: R, onError: (error: Error) => void): void {
+    if (this.#closed) throw new AuditFileError(this.path, "it is closed");
+    this.#queued.push(auditLine(record));
+    this.#queuedError = onError;
+    this.#flushTimer ??= setTimeout(() => this.#flushQueued(), 0);
+  }
+
+  #flushQueued(): void {
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    if (this.#queued.length === 0) return;
+    const lines = this.#queued.join("");
+    this.#queued = [];
+    const bytes = encoder.encode((this.#torn ? "\n" : "") + lines);
+    let done = 0;
+    try {
+      while (done < bytes.length) done += this.#file.writeSync(bytes.subarray(done));
+      this.#torn = false;
+    } catch (error) {
+      if (done > 0) this.#torn = true;
+      this.#queuedError?.(error as Error);
+    }
+  }
+
+  /** Closes the file (after writing what {@link queue} holds). Idempotent. */
   close(): void {
     if (this.#closed) return;
+    this.#flushQueued();
     this.#closed = true;
     this.#file.close();
   }

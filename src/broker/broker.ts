@@ -9,6 +9,7 @@
  */
 
 import { AuditLog } from "../agent/audit.ts";
+import { GrantCache } from "./grants.ts";
 import {
   bindUnixSocketWith,
   type BoundUnixSocket,
@@ -107,10 +108,14 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     warn,
   });
   const services: PipelineServices = {
-    store: options.store,
+    grants: new GrantCache(options.store),
     routes: options.routes,
     upstream,
-    audit: audit === null ? null : (record) => audit.write(record),
+    audit: audit === null ? null : (record) =>
+      audit.queue(
+        record,
+        (error) => warn(`cannot write the broker audit line: ${error.message}`),
+      ),
     warn,
     metrics: new BrokerMetrics(),
     wsClient,

@@ -10,6 +10,8 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
+
 /** Raw header list, repeats kept, casing kept. */
 export type HeaderList = [name: string, value: string][];
 
@@ -80,21 +82,54 @@ export function isSafeTarget(target: string): boolean {
   return target.length > 0;
 }
 
-/** Encodes a string whose characters are all below 0x100 into its bytes (latin1). */
+/**
+ * Encodes a string whose characters are all below 0x100 into its bytes
+ * (latin1, one to one).
+ */
 export function latin1Bytes(text: string): Uint8Array {
+  // ASCII (nearly every head) is the same in UTF-8: the native encoder does it.
+  if (ASCII.test(text)) return asciiEncoder.encode(text);
   const out = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i);
   return out;
 }
 
-/** Decodes bytes one to one into characters (latin1). */
+// deno-lint-ignore no-control-regex
+const ASCII = /^[\x00-\x7f]*$/;
+const asciiEncoder = new TextEncoder();
+
+/** Decodes bytes one to one into characters (latin1: not the WHATWG "latin1", which is windows-1252). */
 export function latin1String(bytes: Uint8Array, start: number, end: number): string {
-  let out = "";
-  const step = 4096;
-  for (let i = start; i < end; i += step) {
-    out += String.fromCharCode(...bytes.subarray(i, Math.min(end, i + step)));
+  return Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString("latin1");
+}
+
+/**
+ * Where the head starting at `from` ends: the index just past its empty
+ * line (LF LF or LF CR LF), or -1 when `bytes[from, to)` holds no end yet.
+ */
+function headEnd(bytes: Uint8Array, from: number, to: number): number {
+  for (let lf = bytes.indexOf(0x0a, from); lf >= 0 && lf < to; lf = bytes.indexOf(0x0a, lf + 1)) {
+    if (lf + 1 < to && bytes[lf + 1] === 0x0a) return lf + 2;
+    if (lf + 2 < to && bytes[lf + 1] === 0x0d && bytes[lf + 2] === 0x0a) return lf + 3;
   }
-  return out;
+  return -1;
+}
+
+/** `text` without leading and trailing spaces and tabs (RFC 9110 OWS), and nothing else. */
+function trimOws(text: string): string {
+  let start = 0;
+  let end = text.length;
+  while (start < end && (text.charCodeAt(start) === 0x20 || text.charCodeAt(start) === 0x09)) {
+    start++;
+  }
+  while (end > start && (text.charCodeAt(end - 1) === 0x20 || text.charCodeAt(end - 1) === 0x09)) {
+    end--;
+  }
+  return start === 0 && end === text.length ? text : text.slice(start, end);
+}
+
+function withoutCr(line: string): string {
+  return line.endsWith("\r") ? line.slice(0, -1) : line;
 }
 
 /** A parsed response head. */
@@ -247,25 +282,38 @@ export class ConnReader {
    * ends first and {@link Http1ProtocolError} on a malformed head.
    */
   async readHead(): Promise<ResponseHead> {
-    let budget = MAX_HEAD_BYTES;
-    const statusLine = await this.#line(budget, "response head");
-    if (statusLine === null) throw new Http1EarlyClose(false);
-    budget -= statusLine.length;
+    // The whole head is found first, then decoded once and split into lines.
+    let scanned = 0;
+    let end: number;
+    for (;;) {
+      end = headEnd(this.#buf, this.#start + scanned, this.#end);
+      if (end >= 0) break;
+      if (this.#end - this.#start > MAX_HEAD_BYTES) {
+        throw new Http1ProtocolError("response head too long");
+      }
+      // The end may straddle the next read: rescan the last two bytes.
+      scanned = Math.max(0, this.#end - this.#start - 2);
+      if (!(await this.#fill())) throw new Http1EarlyClose(this.#end > this.#start);
+    }
+    if (end - this.#start > MAX_HEAD_BYTES + 4) {
+      throw new Http1ProtocolError("response head too long");
+    }
+    const lines = latin1String(this.#buf, this.#start, end).split("\n");
+    this.#start = end;
+    // The last two entries are the empty line and what follows its LF.
+    const count = lines.length - 2;
+    const statusLine = withoutCr(lines[0]);
     // Control characters (other than HTAB) are refused in the reason phrase.
     // deno-lint-ignore no-control-regex
     const match = /^HTTP\/1\.([01]) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?$/.exec(statusLine);
     if (match === null) throw new Http1ProtocolError("malformed status line from upstream");
     const headers: HeaderList = [];
-    for (;;) {
-      const line = await this.#line(budget, "response head");
-      if (line === null) throw new Http1EarlyClose(true);
-      budget -= line.length + 2;
-      if (budget < 0) throw new Http1ProtocolError("response head too long");
-      if (line === "") break;
+    for (let i = 1; i < count; i++) {
+      const line = withoutCr(lines[i]);
       const colon = line.indexOf(":");
       const name = colon > 0 ? line.slice(0, colon) : "";
       if (!isToken(name)) throw new Http1ProtocolError("malformed header line from upstream");
-      const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+      const value = trimOws(line.slice(colon + 1));
       if (value.includes("\0") || value.includes("\r")) {
         throw new Http1ProtocolError("malformed header value from upstream");
       }

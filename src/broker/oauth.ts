@@ -58,7 +58,7 @@ export interface RefresherOptions {
 }
 
 /** Whether an OAuth credential is due: no expiry, or expiring within {@link REFRESH_AHEAD_S}. */
-export function isDue(data: Record<string, unknown>, now: number): boolean {
+export function isDue(data: Readonly<Record<string, unknown>>, now: number): boolean {
   const expires = data.expires_at;
   return typeof expires !== "number" || !(expires > 0) || now >= expires - REFRESH_AHEAD_S;
 }

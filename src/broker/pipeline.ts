@@ -34,8 +34,7 @@
  * @module
  */
 
-import type { CredentialStore } from "../store/store.ts";
-import { type TokenRecord, TokenResolver } from "../tokens/resolver.ts";
+import type { TokenRecord } from "../tokens/resolver.ts";
 import { MARKER_SUBJECT, markerProvider } from "../tokens/markers.ts";
 import { extractToken } from "./extract.ts";
 import { forwardRequestHeaders, type HeaderList, relayResponseHeaders } from "./headers.ts";
@@ -47,8 +46,9 @@ import {
   upstreamUrl,
 } from "./routes.ts";
 import { isDue, type OAuthRefresher } from "./oauth.ts";
-import { CredentialMisconfigured, processorFor } from "./credential.ts";
-import { isScrubbable, Scrubber, scrubHeaders } from "./scrub.ts";
+import type { GrantCache } from "./grants.ts";
+import { isScrubbable, Scrubber, scrubHeaders, ScrubRules } from "./scrub.ts";
+import type { CredentialProcessor } from "./credential.ts";
 import type { BrokerMetrics } from "./metrics.ts";
 import { concatBytes } from "../bytes.ts";
 import { bridgeWebSocket, isWebSocketUpgrade } from "./websocket.ts";
@@ -104,8 +104,8 @@ export interface BrokerAuditRecord {
 
 /** What the pipeline needs. */
 export interface PipelineServices {
-  /** Read only: token and credential lookups. */
-  store: CredentialStore;
+  /** Token and credential lookups (read only, exact to the request). */
+  grants: GrantCache;
   routes: Routes;
   upstream: UpstreamClient;
   /** Receives one record per finished request (null: not audited). */
@@ -128,7 +128,6 @@ export function brokerHandler(
   services: PipelineServices,
   binding: ListenerBinding,
 ): (request: Request) => Promise<Response> {
-  const resolver = new TokenResolver(services.store);
   return async (request) => {
     const started = performance.now();
     const { path, query } = rawTarget(request.url);
@@ -183,8 +182,9 @@ export function brokerHandler(
 
     const presented = extractToken(request.headers);
     if (presented === null) return plain(401, "Missing authentication", "missing_token");
-    // Looked up on every request, so a revocation counts at once.
-    const grant = resolver.find(presented) ?? markerGrant(presented, binding);
+    // Checked on every request (the cache follows every commit), so a revocation counts at once.
+    services.grants.sync();
+    const grant = services.grants.token(presented) ?? markerGrant(presented, binding);
     if (
       !grant ||
       (binding.scope !== undefined && grant.scope !== binding.scope) ||
@@ -199,24 +199,21 @@ export function brokerHandler(
 
     const route = services.routes.get(grant.provider);
     if (!route) return plain(404, `No route for provider: ${grant.provider}`, "no_route");
-    const data = services.store.loadCredential(grant.credentialSet, grant.provider);
-    if (!data) {
+    const credential = services.grants.credential(grant.credentialSet, route);
+    if (!credential) {
       return plain(502, "Credential not configured for this provider", "credential_missing");
+    }
+    const { data, processor } = credential;
+    if (processor === null) {
+      return plain(502, "Credential misconfigured", "credential_misconfigured");
     }
     let url: string;
     const headers = forwardRequestHeaders(request.headers);
-    let secrets: readonly string[];
-    let isOAuth = false;
+    processor.apply(headers);
+    let rules = scrubRulesFor(processor, presented);
     try {
-      const processor = processorFor(route, data);
-      isOAuth = processor.isOAuth;
-      processor.apply(headers);
-      secrets = processor.secrets();
       url = upstreamUrl(upstreamBase(route, path), path, query);
     } catch (error) {
-      if (error instanceof CredentialMisconfigured) {
-        return plain(502, "Credential misconfigured", "credential_misconfigured");
-      }
       if (error instanceof InvalidRequestTarget) {
         return plain(400, "Bad request target", "bad_request");
       }
@@ -262,7 +259,7 @@ export function brokerHandler(
       return plain(502, "Upstream request failed", "upstream_error");
     }
     if (
-      response.status === 401 && isOAuth && replayable && services.refresher &&
+      response.status === 401 && processor.isOAuth && replayable && services.refresher &&
       isDue(data, Date.now() / 1000)
     ) {
       // The access token ran out under us: refresh it on the host, then try once more.
@@ -277,7 +274,7 @@ export function brokerHandler(
       );
       if (retried) {
         response = retried.response;
-        secrets = retried.secrets;
+        rules = scrubRulesFor(retried.processor, presented);
       }
     }
     if (IDEMPOTENT.has(request.method) && isRedirect(response)) {
@@ -292,10 +289,9 @@ export function brokerHandler(
     }
 
     // An upstream that echoes the real secret hands the sandbox the phantom token instead.
-    const replacements = secrets.map((secret) => ({ secret, replacement: presented }));
     const relayed = new Headers();
     for (
-      const [name, value] of scrubHeaders(relayResponseHeaders(response.headers), replacements)
+      const [name, value] of scrubHeaders(relayResponseHeaders(response.headers), rules)
     ) {
       relayed.append(name, value);
     }
@@ -309,7 +305,7 @@ export function brokerHandler(
     if (response.bytes !== undefined) {
       // The whole body is here already: answer with it, no stream to pump.
       const parts: Uint8Array[] = [];
-      const scrubber = isScrubbable(response.headers) ? new Scrubber(replacements) : null;
+      const scrubber = rules.active && isScrubbable(response.headers) ? new Scrubber(rules) : null;
       if (scrubber === null) parts.push(response.bytes);
       else {
         scrubber.push(response.bytes, (bytes) => parts.push(bytes));
@@ -324,7 +320,7 @@ export function brokerHandler(
     // One transform: scrub (identity bodies only), count, and note the end.
     const streamed = response.body.pipeThrough(
       relay(
-        isScrubbable(response.headers) ? new Scrubber(replacements) : null,
+        rules.active && isScrubbable(response.headers) ? new Scrubber(rules) : null,
         (n) => {
           record.bytes_down += n;
         },
@@ -336,6 +332,28 @@ export function brokerHandler(
     );
     return new Response(streamed, { status, headers: relayed });
   };
+}
+
+/** Prepared scrub rules per processor (cached with it) and presented token. */
+const scrubRulesCache = new WeakMap<CredentialProcessor, Map<string, ScrubRules>>();
+
+/**
+ * The rules that turn `processor`'s secrets in a response back into the
+ * token the client presented: prepared once per token while the cached
+ * credential lives.
+ */
+function scrubRulesFor(processor: CredentialProcessor, presented: string): ScrubRules {
+  let byToken = scrubRulesCache.get(processor);
+  if (byToken === undefined) scrubRulesCache.set(processor, byToken = new Map());
+  let rules = byToken.get(presented);
+  if (rules === undefined) {
+    rules = new ScrubRules(
+      processor.secrets().map((secret) => ({ secret, replacement: presented })),
+    );
+    if (byToken.size >= 4096) byToken.clear();
+    byToken.set(presented, rules);
+  }
+  return rules;
 }
 
 /**
@@ -421,14 +439,14 @@ async function retryAfterRefresh(
   request: Request,
   url: string,
   first: UpstreamResponse,
-): Promise<{ response: UpstreamResponse; secrets: readonly string[] } | null> {
+): Promise<{ response: UpstreamResponse; processor: CredentialProcessor } | null> {
   try {
     if (!await services.refresher!.refreshNow(grant.credentialSet, grant.provider, stale)) {
       return null;
     }
-    const data = services.store.loadCredential(grant.credentialSet, grant.provider);
-    if (!data) return null;
-    const processor = processorFor(route, data);
+    services.grants.sync();
+    const processor = services.grants.credential(grant.credentialSet, route)?.processor;
+    if (!processor) return null;
     const headers = forwardRequestHeaders(request.headers);
     processor.apply(headers);
     const response = await services.upstream.request({
@@ -439,7 +457,7 @@ async function retryAfterRefresh(
       signal: request.signal,
     });
     await first.body.cancel().catch(() => {});
-    return { response, secrets: processor.secrets() };
+    return { response, processor };
   } catch (error) {
     services.warn(`refresh-and-retry for ${grant.provider} failed: ${(error as Error).message}`);
     return null;

@@ -358,6 +358,9 @@ const RAW_PATH = /^\/[\x21-\x22\x24-\x3e\x40-\x7e]*$/;
 /** Visible ASCII except "#": what a raw query may hold. */
 const RAW_QUERY = /^[\x21-\x22\x24-\x7e]*$/;
 
+/** Bases seen by {@link upstreamUrl}, normalized (a route's few: each is parsed once). */
+const normalizedBases = new Map<string, string>();
+
 /**
  * scheme://host[:port] + base path + raw path + ("?" + rawQuery if
  * non-empty) — raw path and query verbatim, never re-encoded (§6 step 8).
@@ -377,7 +380,12 @@ export function upstreamUrl(base: string, rawPath: string, rawQuery: string): st
   if (!RAW_QUERY.test(rawQuery)) {
     throw new InvalidRequestTarget("the request query cannot be forwarded unchanged");
   }
-  const origin = normalizeBase(base);
-  if (origin === null) throw new TypeError("upstream base is not an http(s) URL");
+  let origin = normalizedBases.get(base);
+  if (origin === undefined) {
+    const normalized = normalizeBase(base);
+    if (normalized === null) throw new TypeError("upstream base is not an http(s) URL");
+    if (normalizedBases.size >= 256) normalizedBases.clear();
+    normalizedBases.set(base, origin = normalized);
+  }
   return rawQuery === "" ? `${origin}${rawPath}` : `${origin}${rawPath}?${rawQuery}`;
 }

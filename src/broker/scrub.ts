@@ -25,19 +25,44 @@ export interface Replacement {
 
 const encoder = new TextEncoder();
 
-/** The replacements worth applying (long enough, not equal to their replacement). */
-function usable(replacements: readonly Replacement[]): Replacement[] {
-  return replacements.filter(({ secret, replacement }) =>
-    encoder.encode(secret).length >= MIN_SCRUB_LENGTH && secret !== replacement
-  );
+/**
+ * Replacements prepared once (filtered and encoded), for the many responses
+ * of one token: a {@link Scrubber} or {@link scrubHeaders} given rules does
+ * no per-response set-up.
+ */
+export class ScrubRules {
+  /** The replacements worth applying (long enough, not equal to their replacement). */
+  readonly strings: readonly Replacement[];
+  /** The same as bytes (UTF-8). */
+  readonly bytes: readonly { secret: Uint8Array; replacement: Uint8Array }[];
+
+  /** Prepares `replacements`. */
+  constructor(replacements: readonly Replacement[]) {
+    this.strings = replacements.filter(({ secret, replacement }) =>
+      encoder.encode(secret).length >= MIN_SCRUB_LENGTH && secret !== replacement
+    );
+    this.bytes = this.strings.map(({ secret, replacement }) => ({
+      secret: encoder.encode(secret),
+      replacement: encoder.encode(replacement),
+    }));
+  }
+
+  /** Whether there is anything to replace at all. */
+  get active(): boolean {
+    return this.bytes.length > 0;
+  }
+}
+
+function rulesOf(replacements: ScrubRules | readonly Replacement[]): ScrubRules {
+  return replacements instanceof ScrubRules ? replacements : new ScrubRules(replacements);
 }
 
 /** `headers` with every secret replaced in every value. */
 export function scrubHeaders(
   headers: HeaderList,
-  replacements: readonly Replacement[],
+  replacements: ScrubRules | readonly Replacement[],
 ): HeaderList {
-  const active = usable(replacements);
+  const active = rulesOf(replacements).strings;
   if (active.length === 0) return headers;
   return headers.map(([name, value]) => {
     let clean = value;
@@ -61,14 +86,12 @@ export function isScrubbable(headers: HeaderList): boolean {
  * Chunks are passed on as views, not copied: feed it chunks nobody reuses.
  */
 export class Scrubber {
-  readonly #active: { secret: Uint8Array; replacement: Uint8Array }[];
+  readonly #active: readonly { secret: Uint8Array; replacement: Uint8Array }[];
   #tail: Uint8Array = new Uint8Array(0);
 
-  constructor(replacements: readonly Replacement[]) {
-    this.#active = usable(replacements).map(({ secret, replacement }) => ({
-      secret: encoder.encode(secret),
-      replacement: encoder.encode(replacement),
-    }));
+  /** A scrubber for one stream; prepared {@link ScrubRules} save the set-up. */
+  constructor(replacements: ScrubRules | readonly Replacement[]) {
+    this.#active = rulesOf(replacements).bytes;
   }
 
   /** Whether there is anything to replace at all. */

@@ -118,31 +118,46 @@ interface Target {
   origin: string;
 }
 
+/** The origin part of a {@link Target}. */
+type Endpoint = Omit<Target, "target">;
+
+/** Endpoints by `scheme://authority` as written (few: routes and redirect hops; bounded). */
+const endpoints = new Map<string, Endpoint>();
+
 /** Splits an absolute URL, keeping the path and query exactly as written. */
 function parseTarget(url: string): Target {
   const match = /^(https?):\/\/([^/?#]*)([^#]*)/i.exec(url);
   if (match === null) throw new UpstreamFailed("upstream URL is not an absolute http(s) URL");
-  if (match[2].includes("@")) throw new UpstreamFailed("upstream URL must not carry userinfo");
-  let parsed: URL;
-  try {
-    parsed = new URL(`${match[1]}://${match[2]}/`);
-  } catch {
-    throw new UpstreamFailed("upstream URL has an invalid host");
-  }
-  const tls = parsed.protocol === "https:";
   let target = match[3];
   if (target === "") target = "/";
   else if (target.startsWith("?")) target = `/${target}`;
   if (!isSafeTarget(target)) {
     throw new UpstreamFailed("upstream URL path holds a space, control or non-ASCII character");
   }
-  const hostname = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
+  const key = `${match[1]}://${match[2]}`;
+  let endpoint = endpoints.get(key);
+  if (endpoint === undefined) {
+    endpoint = parseEndpoint(match[1], match[2]);
+    if (endpoints.size >= 256) endpoints.clear();
+    endpoints.set(key, endpoint);
+  }
+  return { ...endpoint, target };
+}
+
+function parseEndpoint(scheme: string, authority: string): Endpoint {
+  if (authority.includes("@")) throw new UpstreamFailed("upstream URL must not carry userinfo");
+  let parsed: URL;
+  try {
+    parsed = new URL(`${scheme}://${authority}/`);
+  } catch {
+    throw new UpstreamFailed("upstream URL has an invalid host");
+  }
+  const tls = parsed.protocol === "https:";
   return {
     tls,
-    hostname,
+    hostname: parsed.hostname.replace(/^\[(.*)\]$/, "$1"),
     port: parsed.port === "" ? (tls ? 443 : 80) : Number(parsed.port),
     host: parsed.host,
-    target,
     origin: `${parsed.protocol}//${parsed.host}`,
   };
 }
@@ -252,7 +267,8 @@ class Connection {
 
 interface PoolEntry {
   connection: Connection;
-  timer: ReturnType<typeof setTimeout>;
+  /** When it was parked (`performance.now()`); dropped after `poolIdleMs`. */
+  since: number;
 }
 
 /** Maps a failure under an exchange to the public error classes. */
@@ -334,6 +350,8 @@ export class UpstreamClient {
   readonly #pool = new Map<string, PoolEntry[]>();
   readonly #active = new Set<Connection>();
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  /** Drops pooled connections unused for `poolIdleMs`; runs while the pool holds any. */
+  #poolTimer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
 
   /** Creates a client; see {@link UpstreamOptions} for the defaults. */
@@ -419,11 +437,15 @@ export class UpstreamClient {
         ? new Uint8Array(0)
         : (await reader.readSome(framing.length))!;
       finish(keepAlive && bodySent && reader.buffered === 0);
+      let stream: ReadableStream<Uint8Array> | undefined;
       return {
         status: response!.status,
         statusText: response!.statusText,
         headers: response!.headers,
-        body: ReadableStream.from([bytes]),
+        // Made only for a caller that reads the body as a stream after all.
+        get body() {
+          return stream ??= ReadableStream.from([bytes]);
+        },
         bytes,
       };
     }
@@ -501,12 +523,11 @@ export class UpstreamClient {
   close(): void {
     this.#closed = true;
     for (const entries of this.#pool.values()) {
-      for (const entry of entries) {
-        clearTimeout(entry.timer);
-        entry.connection.close();
-      }
+      for (const entry of entries) entry.connection.close();
     }
     this.#pool.clear();
+    clearInterval(this.#poolTimer);
+    this.#poolTimer = undefined;
     for (const connection of this.#active) connection.close("abort");
     this.#active.clear();
     clearInterval(this.#sweepTimer);
@@ -603,12 +624,45 @@ export class UpstreamClient {
 
   #take(origin: string): Connection | null {
     const entries = this.#pool.get(origin);
+    // The most recently parked first; one past its idle time is closed, and so are all older.
+    const oldest = performance.now() - this.#options.poolIdleMs;
     while (entries !== undefined && entries.length > 0) {
       const entry = entries.pop()!;
-      clearTimeout(entry.timer);
+      if (entry.since < oldest) {
+        entry.connection.close();
+        continue;
+      }
       if (!entry.connection.closed) return entry.connection;
     }
     return null;
+  }
+
+  /**
+   * Closes pooled connections unused for `poolIdleMs`: one shared timer
+   * (a quarter of that, at most 5 s), while the pool holds any, so parking
+   * a connection costs no timer of its own.
+   */
+  #startPoolSweep(): void {
+    if (this.#poolTimer !== undefined) return;
+    const idleMs = this.#options.poolIdleMs;
+    this.#poolTimer = setInterval(() => {
+      const oldest = performance.now() - idleMs;
+      let left = 0;
+      for (const [origin, entries] of this.#pool) {
+        const keep = entries.filter((entry) => {
+          if (entry.since >= oldest && !entry.connection.closed) return true;
+          entry.connection.close();
+          return false;
+        });
+        if (keep.length === 0) this.#pool.delete(origin);
+        else this.#pool.set(origin, keep);
+        left += keep.length;
+      }
+      if (left === 0) {
+        clearInterval(this.#poolTimer);
+        this.#poolTimer = undefined;
+      }
+    }, Math.max(1, Math.min(5000, Math.floor(idleMs / 4))));
   }
 
   #release(connection: Connection): void {
@@ -621,19 +675,16 @@ export class UpstreamClient {
       connection.close();
       return;
     }
-    const list = entries;
-    const drop = () => {
-      const at = list.indexOf(entry);
-      if (at >= 0) list.splice(at, 1);
-      clearTimeout(entry.timer);
+    const entry: PoolEntry = { connection, since: performance.now() };
+    entries.push(entry);
+    this.#startPoolSweep();
+    connection.park(() => {
+      // Closed or spoke out of turn while parked: out of the pool.
+      const list = this.#pool.get(connection.origin);
+      const at = list?.indexOf(entry) ?? -1;
+      if (at >= 0) list!.splice(at, 1);
       connection.close();
-    };
-    const entry: PoolEntry = {
-      connection,
-      timer: setTimeout(drop, this.#options.poolIdleMs),
-    };
-    list.push(entry);
-    connection.park(drop);
+    });
   }
 
   async #connect(target: Target, signal: AbortSignal | undefined): Promise<Connection> {

@@ -182,11 +182,23 @@ export class CredentialStore {
     try {
       const result = fn();
       this.#db.exec("COMMIT");
+      this.#commits++;
       return result;
     } catch (error) {
       if (this.#db.inTransaction) this.#db.exec("ROLLBACK");
       throw error;
     }
+  }
+
+  #commits = 0;
+
+  /**
+   * Transactions committed through this connection (by {@link transaction}).
+   * With {@link dataVersion}, which sees only other connections' commits, a
+   * cache can tell that nothing changed.
+   */
+  get commits(): number {
+    return this.#commits;
   }
 
   /** SQLite's `PRAGMA data_version`: changes when another connection commits. */

@@ -1,0 +1,33 @@
+/**
+ * `AuditLog.queue` (the broker's audit path): records queued in one turn of
+ * the event loop reach the file together at the next timer turn, in order;
+ * `close` writes what is still queued.
+ */
+
+import { assertEquals, assertThrows } from "../testing/assert.ts";
+import { join } from "node:path";
+import { withTempDir } from "../testing/fixtures.ts";
+import { AuditLog } from "../src/agent/audit.ts";
+import { AuditFileError } from "../src/agent/errors.ts";
+
+const lines = (path: string) => Deno.readTextFileSync(path).split("\n").filter((l) => l !== "");
+
+Deno.test("audit queue: one write per turn, in order; close flushes; nothing after close", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "audit.jsonl");
+    const audit = await AuditLog.open<{ n: number }>(path);
+    const errors: Error[] = [];
+    try {
+      for (let n = 0; n < 3; n++) audit.queue({ n }, (e) => errors.push(e));
+      assertEquals(lines(path), [], "nothing written before the turn ends");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assertEquals(lines(path).map((l) => JSON.parse(l).n), [0, 1, 2]);
+      audit.queue({ n: 3 }, (e) => errors.push(e));
+    } finally {
+      audit.close();
+    }
+    assertEquals(lines(path).map((l) => JSON.parse(l).n), [0, 1, 2, 3], "close wrote the last one");
+    assertThrows(() => audit.queue({ n: 4 }, () => {}), AuditFileError);
+    assertEquals(errors, []);
+  });
+});

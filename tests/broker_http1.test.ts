@@ -1,0 +1,105 @@
+/**
+ * The upstream client's response-head parser (`src/broker/http1.ts`), fed
+ * byte sequences as a socket would deliver them: one byte at a time, LF-only
+ * lines, bytes above 0x7f relayed as they are, and the malformed heads it
+ * must refuse.
+ */
+
+import { assertEquals, assertRejects } from "../testing/assert.ts";
+import {
+  ConnReader,
+  encodeRequestHead,
+  Http1EarlyClose,
+  Http1ProtocolError,
+  MAX_HEAD_BYTES,
+} from "../src/broker/http1.ts";
+
+/** A reader over `bytes`, delivered in pieces of `step` bytes. */
+function readerOf(bytes: Uint8Array, step = bytes.length): ConnReader {
+  let at = 0;
+  return new ConnReader((into) => {
+    if (at >= bytes.length) return Promise.resolve(null);
+    const n = Math.min(step, into.length, bytes.length - at);
+    into.set(bytes.subarray(at, at + n));
+    at += n;
+    return Promise.resolve(n);
+  });
+}
+
+const latin1 = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0));
+
+const HEAD = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\n" +
+  "Set-Cookie: b=2\r\nX-Bytes:\t caf\xe9 \x80\xff \t\r\n\r\nbody";
+
+Deno.test("http1: a head delivered whole or one byte at a time parses the same, body bytes left", async () => {
+  for (const step of [1, 2, 7, 4096]) {
+    const reader = readerOf(latin1(HEAD), step);
+    const head = await reader.readHead();
+    assertEquals(head, {
+      minor: 1,
+      status: 200,
+      statusText: "OK",
+      headers: [
+        ["Content-Type", "text/plain"],
+        ["Set-Cookie", "a=1"],
+        ["Set-Cookie", "b=2"],
+        ["X-Bytes", "caf\xe9 \x80\xff"],
+      ],
+    }, `step ${step}`);
+    let rest = "";
+    for (let bytes; (bytes = await reader.readSome(100)) !== null;) {
+      rest += String.fromCharCode(...bytes);
+    }
+    assertEquals(rest, "body");
+  }
+});
+
+Deno.test("http1: LF-only line ends, an empty reason, no headers, two heads back to back", async () => {
+  const reader = readerOf(latin1("HTTP/1.0 204\nA: 1\n\nHTTP/1.1 304 Not Modified\r\n\r\n"), 3);
+  assertEquals(await reader.readHead(), {
+    minor: 0,
+    status: 204,
+    statusText: "",
+    headers: [["A", "1"]],
+  });
+  assertEquals(await reader.readHead(), {
+    minor: 1,
+    status: 304,
+    statusText: "Not Modified",
+    headers: [],
+  });
+  await assertRejects(() => reader.readHead(), Http1EarlyClose);
+});
+
+Deno.test("http1: malformed, truncated and oversized heads are refused", async () => {
+  const refused = async (text: string, error: typeof Http1ProtocolError | typeof Http1EarlyClose) =>
+    await assertRejects(() => readerOf(latin1(text), 5).readHead(), error);
+  await refused("HTTP/2 200 OK\r\n\r\n", Http1ProtocolError);
+  await refused("HTTP/1.1 200 OK\x01\r\n\r\n", Http1ProtocolError);
+  await refused("HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n", Http1ProtocolError);
+  await refused("HTTP/1.1 200 OK\r\n: x\r\n\r\n", Http1ProtocolError);
+  await refused("HTTP/1.1 200 OK\r\nA: x\0y\r\n\r\n", Http1ProtocolError);
+  await refused("HTTP/1.1 200 OK\r\nA: x\ry\r\n\r\n", Http1ProtocolError);
+  await refused("HTTP/1.1 200 OK\r\nA: 1\r\n", Http1EarlyClose);
+  const partial = await assertRejects(
+    () => readerOf(latin1("HTTP/1.1 200"), 4).readHead(),
+    Http1EarlyClose,
+  );
+  assertEquals(partial.partial, true);
+  const nothing = await assertRejects(
+    () => readerOf(new Uint8Array(0)).readHead(),
+    Http1EarlyClose,
+  );
+  assertEquals(nothing.partial, false);
+  const long = `HTTP/1.1 200 OK\r\nA: ${"x".repeat(MAX_HEAD_BYTES)}\r\n\r\n`;
+  const tooLong = await assertRejects(
+    () => readerOf(latin1(long), 8192).readHead(),
+    Http1ProtocolError,
+  );
+  assertEquals(tooLong.message, "response head too long");
+});
+
+Deno.test("http1: a request head keeps every byte of its values (latin1, not UTF-8)", () => {
+  const bytes = encodeRequestHead("GET", "/p?q=%20", [["X-A", "caf\xe9"], ["Host", "h"]]);
+  assertEquals(bytes, latin1("GET /p?q=%20 HTTP/1.1\r\nX-A: caf\xe9\r\nHost: h\r\n\r\n"));
+});
