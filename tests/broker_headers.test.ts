@@ -18,7 +18,7 @@ import {
 const T = "terok-p-0123456789abcdef0123456789abcdef";
 
 Deno.test("extractToken: Authorization, then X-Api-Key, then Private-Token; first non-empty wins", () => {
-  const cases: [HeadersInit, string | null][] = [
+  const cases: [Record<string, string>, string | null][] = [
     [{}, null],
     [{ Authorization: `Bearer ${T}`, "X-Api-Key": "other", "Private-Token": "third" }, T],
     [{ "x-api-key": T, "private-token": "third" }, T],
@@ -37,12 +37,12 @@ Deno.test("extractToken: Authorization, then X-Api-Key, then Private-Token; firs
     [{ "X-Api-Key": `Bearer ${T}` }, T],
   ];
   for (const [init, want] of cases) {
-    assertEquals(extractToken(new Headers(init)), want, JSON.stringify(init));
+    assertEquals(extractToken(Object.entries(init)), want, JSON.stringify(init));
   }
 });
 
-Deno.test("forwardRequestHeaders: strips hop-by-hop, Connection-listed, auth and host; keeps the rest", () => {
-  const incoming = new Headers([
+Deno.test("forwardRequestHeaders: strips hop-by-hop, Connection-listed, auth and host; keeps the rest as sent", () => {
+  const incoming: HeaderList = [
     ["Host", "127.0.0.1:9419"],
     ["Connection", "keep-alive, X-Secret-Hop , Upgrade"],
     ["Keep-Alive", "timeout=5"],
@@ -61,20 +61,28 @@ Deno.test("forwardRequestHeaders: strips hop-by-hop, Connection-listed, auth and
     ["Anthropic-Beta", "a"],
     ["User-Agent", "claude-cli/1.0"],
     ["Idempotency-Key", "k1"],
-  ]);
+    ["anthropic-beta", "b"],
+  ];
   const out = forwardRequestHeaders(incoming);
+  // Order, name casing and repeats as the client sent them.
   assertEquals(out, [
-    ["accept-encoding", "gzip, br"],
-    ["anthropic-beta", "a"],
-    ["content-type", "application/json"],
-    ["idempotency-key", "k1"],
-    ["user-agent", "claude-cli/1.0"],
+    ["Content-Type", "application/json"],
+    ["Accept-Encoding", "gzip, br"],
+    ["Anthropic-Beta", "a"],
+    ["User-Agent", "claude-cli/1.0"],
+    ["Idempotency-Key", "k1"],
+    ["anthropic-beta", "b"],
   ]);
   // Without a Connection header nothing extra is dropped.
-  assertEquals(forwardRequestHeaders(new Headers({ "X-Secret-Hop": "1" })), [[
-    "x-secret-hop",
-    "1",
-  ]]);
+  assertEquals(forwardRequestHeaders([["X-Secret-Hop", "1"]]), [["X-Secret-Hop", "1"]]);
+  // Every Connection field counts, whatever its casing.
+  assertEquals(
+    forwardRequestHeaders([["connection", "x-a"], ["CONNECTION", "X-B"], ["X-A", "1"], [
+      "x-b",
+      "2",
+    ]]),
+    [],
+  );
 });
 
 Deno.test("relayResponseHeaders: keeps repeats, content-encoding and location; drops hop-by-hop and content-length", () => {

@@ -10,6 +10,7 @@
 
 import { AuditLog } from "../agent/audit.ts";
 import { GrantCache } from "./grants.ts";
+import { Http1Server } from "./server.ts";
 import {
   bindUnixSocketWith,
   type BoundUnixSocket,
@@ -97,8 +98,6 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     ? null
     : await AuditLog.open<BrokerAuditRecord>(options.auditPath);
   const upstream = new UpstreamClient(options.upstream);
-  const caCerts = options.upstream?.caCerts;
-  const wsClient = caCerts?.length ? Deno.createHttpClient({ caCerts }) : undefined;
   const refresher = options.oauthRefresh === undefined ? undefined : new OAuthRefresher({
     store: options.store,
     routes: options.routes,
@@ -118,24 +117,21 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       ),
     warn,
     metrics: new BrokerMetrics(),
-    wsClient,
     refresher,
   };
-  const servers: Deno.HttpServer[] = [];
-  const sockets: BoundUnixSocket<Deno.HttpServer>[] = [];
+  const servers: Http1Server[] = [];
+  const sockets: BoundUnixSocket<Http1Server>[] = [];
   const bindings: ListenerBinding[] = [];
-  const serveOptions = (binding: ListenerBinding) => ({
-    onListen() {},
-    onError(error: unknown) {
-      warn(`broker: request failed on ${binding.label}: ${(error as Error).name}`);
-      return new Response("Internal error", { status: 500 });
-    },
-  });
+  const serve = (listener: Deno.Listener, binding: ListenerBinding) =>
+    new Http1Server(listener, brokerHandler(services, binding), {
+      onError(error: unknown) {
+        warn(`broker: request failed on ${binding.label}: ${(error as Error).name}`);
+      },
+    });
   const bindUnix = async (path: string, binding: ListenerBinding) => {
-    const handler = brokerHandler(services, binding);
     const socket = await bindUnixSocketWith(path, {
-      bind: (staged) => Deno.serve({ path: staged, ...serveOptions(binding) }, handler),
-      stop: (server) => void server.shutdown().catch(() => {}),
+      bind: (staged) => serve(Deno.listen({ transport: "unix", path: staged }), binding),
+      stop: (server) => server.close(),
     });
     sockets.push(socket);
     servers.push(socket.listener);
@@ -149,13 +145,12 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       if (spec.unixPath !== undefined) {
         await bindUnix(spec.unixPath, { label: `unix:${spec.unixPath}`, ...scoped });
       } else {
-        const binding: ListenerBinding = { label: "", ...scoped };
-        const handler = brokerHandler(services, binding);
-        const server = Deno.serve(
-          { hostname: "127.0.0.1", port: spec.tcpPort!, ...serveOptions(binding) },
-          handler,
-        );
-        binding.label = `tcp:127.0.0.1:${server.addr.port}`;
+        const listener = Deno.listen({ hostname: "127.0.0.1", port: spec.tcpPort! });
+        const binding: ListenerBinding = {
+          label: `tcp:127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+          ...scoped,
+        };
+        const server = serve(listener, binding);
         servers.push(server);
         bindings.push(binding);
       }
@@ -180,7 +175,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   } catch (error) {
     await refresher?.stop();
     await poller?.stop();
-    await stopAll(sockets, servers, upstream, audit, wsClient);
+    await stopAll(sockets, servers, upstream, audit);
     throw error;
   }
   let closed: Promise<void> | null = null;
@@ -190,7 +185,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       closed ??= (async () => {
         await refresher?.stop();
         await poller?.stop();
-        await stopAll(sockets, servers, upstream, audit, wsClient);
+        await stopAll(sockets, servers, upstream, audit);
       })();
       return closed;
     },
@@ -280,19 +275,21 @@ class ScopeSockets {
 }
 
 async function stopAll(
-  sockets: BoundUnixSocket<Deno.HttpServer>[],
-  servers: Deno.HttpServer[],
+  sockets: BoundUnixSocket<Http1Server>[],
+  servers: Http1Server[],
   upstream: UpstreamClient,
   audit: AuditLog<BrokerAuditRecord> | null,
-  wsClient: Deno.HttpClient | undefined,
 ): Promise<void> {
-  for (const socket of sockets) socket.close(); // shuts its server down, removes the file
-  for (const server of servers) {
-    if (!sockets.some((s) => s.listener === server)) await server.shutdown().catch(() => {});
-  }
-  await Promise.all(servers.map((server) => server.finished.catch(() => {})));
+  for (const socket of sockets) socket.close(); // closes its server, removes the file
+  for (const server of servers) server.close();
+  // Requests being answered get a moment to finish; then what is still open (streams) is cut
+  // with its upstream connection.
+  const finished = Promise.all(servers.map((server) => server.finished.catch(() => {})));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([finished, new Promise((resolve) => timer = setTimeout(resolve, 1000))]);
+  clearTimeout(timer);
   upstream.close();
-  wsClient?.close();
+  await finished;
   audit?.close();
 }
 

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { AUTH_HEADERS } from "./headers.ts";
+import { AUTH_HEADERS, type HeaderList, headerValue } from "./headers.ts";
 
 /** HTTP whitespace (SP, HTAB): the separator between a scheme and its credential. */
 const WS_RUN = /[ \t]+/;
@@ -18,9 +18,9 @@ const WS_RUN = /[ \t]+/;
  * not decoded (as terok). The same rule applies to every header, so
  * `X-Api-Key: Bearer t` yields `t`, as in terok.
  */
-export function extractToken(headers: Headers): string | null {
+export function extractToken(headers: HeaderList): string | null {
   for (const name of AUTH_HEADERS) {
-    const raw = headers.get(name);
+    const raw = headerValue(headers, name);
     if (raw === null) continue;
     const value = raw.trim();
     if (value === "") continue;

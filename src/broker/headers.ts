@@ -48,6 +48,18 @@ export function isHeaderValue(value: string): boolean {
   return !BAD_VALUE.test(value);
 }
 
+/** The value of `name` in `headers` (repeats joined with ", "), case-insensitively; null when absent. */
+export function headerValue(headers: HeaderList, name: string): string | null {
+  const lower = name.toLowerCase();
+  let out: string | null = null;
+  for (const [n, v] of headers) {
+    if (n.length === lower.length && n.toLowerCase() === lower) {
+      out = out === null ? v : `${out}, ${v}`;
+    }
+  }
+  return out;
+}
+
 /** Lowercase names listed in a `Connection` value (`close, X-Foo` → close, x-foo). */
 function connectionListed(values: readonly string[]): Set<string> {
   const out = new Set<string>();
@@ -65,19 +77,16 @@ function connectionListed(values: readonly string[]): Set<string> {
  * (connection, keep-alive, proxy-authenticate, proxy-authorization, te,
  * trailer, transfer-encoding, upgrade), names listed in the client's
  * Connection header, every incoming auth header (authorization, x-api-key,
- * private-token), and host.
- *
- * `Headers` has already joined repeats with ", " and lowercased names; the
- * list keeps that order.
+ * private-token), and host. Order, repeats and name casing are kept.
  */
-export function forwardRequestHeaders(incoming: Headers): HeaderList {
-  const conn = incoming.get("connection");
-  const dropped = connectionListed(conn === null ? [] : [conn]);
+export function forwardRequestHeaders(incoming: HeaderList): HeaderList {
+  const conn = headerValue(incoming, "connection");
+  const dropped = conn === null ? null : connectionListed([conn]);
   const out: HeaderList = [];
   for (const [name, value] of incoming) {
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || dropped.has(lower)) continue;
-    if (AUTH_HEADERS.includes(lower) || lower === "host") continue;
+    if (HOP_BY_HOP.has(lower) || dropped?.has(lower)) continue;
+    if (lower === "host" || AUTH_HEADERS.includes(lower)) continue;
     out.push([name, value]);
   }
   return out;

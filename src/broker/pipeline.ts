@@ -52,6 +52,7 @@ import type { CredentialProcessor } from "./credential.ts";
 import type { BrokerMetrics } from "./metrics.ts";
 import { concatBytes } from "../bytes.ts";
 import { bridgeWebSocket, isWebSocketUpgrade } from "./websocket.ts";
+import type { ServerHandler, ServerRequest, ServerResponse } from "./server.ts";
 import { type UpstreamClient, UpstreamDisconnected, type UpstreamResponse } from "./upstream.ts";
 
 /** What a listener accepts: any token, or only those of one scope (and subject). */
@@ -114,8 +115,6 @@ export interface PipelineServices {
   warn(message: string): void;
   /** Counts requests for `GET /-/metrics` (shared by every listener). */
   metrics: BrokerMetrics;
-  /** For upstream WebSocket TLS with extra CAs (else the system store). */
-  wsClient?: Deno.HttpClient;
   /** Refreshes OAuth credentials (for "401 to a due token: refresh once and retry"). */
   refresher?: OAuthRefresher;
 }
@@ -127,10 +126,10 @@ const BODYLESS_STATUS = new Set([204, 205, 304]);
 export function brokerHandler(
   services: PipelineServices,
   binding: ListenerBinding,
-): (request: Request) => Promise<Response> {
+): ServerHandler {
   return async (request) => {
-    const started = performance.now();
-    const { path, query } = rawTarget(request.url);
+    const started = Date.now(); // milliseconds are all the audit keeps
+    const { path, query } = splitTarget(request.target);
     const record: BrokerAuditRecord = {
       ts: "",
       scope: "",
@@ -150,7 +149,7 @@ export function brokerHandler(
       record.status = status;
       record.outcome = outcome;
       record.ts = new Date().toISOString();
-      record.duration_ms = Math.round(performance.now() - started);
+      record.duration_ms = Date.now() - started;
       if (outcome === "health") return;
       services.metrics.record(record.provider || "-", outcome, record.duration_ms / 1000);
       try {
@@ -159,25 +158,22 @@ export function brokerHandler(
         services.warn(`cannot write the broker audit line: ${(error as Error).message}`);
       }
     };
-    const plain = (status: number, body: string, outcome: BrokerOutcome) => {
+    const plain = (status: number, body: string, outcome: BrokerOutcome): ServerResponse => {
       finish(status, outcome);
-      return new Response(request.method === "HEAD" ? null : body, {
-        status,
-        headers: { "content-type": "text/plain; charset=utf-8" },
-      });
+      return textResponse(status, "text/plain; charset=utf-8", body);
     };
 
     if (path === "/-/metrics" && request.method === "GET") {
       finish(200, "health");
-      return new Response(services.metrics.render(), {
-        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-      });
+      return textResponse(
+        200,
+        "text/plain; version=0.0.4; charset=utf-8",
+        services.metrics.render(),
+      );
     }
     if (path === "/-/health" && (request.method === "GET" || request.method === "HEAD")) {
       finish(200, "health");
-      return new Response(request.method === "HEAD" ? null : '{"status":"ok"}', {
-        headers: { "content-type": "application/json" },
-      });
+      return textResponse(200, "application/json", '{"status":"ok"}');
     }
 
     const presented = extractToken(request.headers);
@@ -223,7 +219,7 @@ export function brokerHandler(
       return await bridgeWebSocket(request, {
         url,
         headers,
-        client: services.wsClient,
+        upstream: services.upstream,
         onEnd: (stats) => {
           record.bytes_up = stats.bytesUp;
           record.bytes_down = stats.bytesDown;
@@ -236,7 +232,7 @@ export function brokerHandler(
       record.bytes_up += n;
     }));
     const replayable = body === null &&
-      (IDEMPOTENT.has(request.method) || request.headers.has("idempotency-key"));
+      (IDEMPOTENT.has(request.method) || request.header("idempotency-key") !== null);
     let response: UpstreamResponse;
     try {
       response = await sendWithRetry(services.upstream, replayable, {
@@ -249,7 +245,7 @@ export function brokerHandler(
     } catch (error) {
       if (request.signal.aborted) {
         finish(499, "client_gone");
-        return new Response(null, { status: 502 });
+        return { status: 502, headers: [], body: null }; // nobody is listening
       }
       if (error instanceof UpstreamDisconnected) {
         services.warn(`upstream of ${grant.provider} disconnected: ${(error as Error).message}`);
@@ -289,19 +285,15 @@ export function brokerHandler(
     }
 
     // An upstream that echoes the real secret hands the sandbox the phantom token instead.
-    const relayed = new Headers();
-    for (
-      const [name, value] of scrubHeaders(relayResponseHeaders(response.headers), rules)
-    ) {
-      relayed.append(name, value);
-    }
-    const bodyless = request.method === "HEAD" || BODYLESS_STATUS.has(response.status);
+    const relayed = scrubHeaders(relayResponseHeaders(response.headers), rules);
+    const status = response.status;
+    const statusText = response.statusText;
+    const bodyless = request.method === "HEAD" || BODYLESS_STATUS.has(status);
     if (bodyless) {
       await response.body.cancel().catch(() => {});
-      finish(response.status, "ok");
-      return new Response(null, { status: response.status, headers: relayed });
+      finish(status, "ok");
+      return { status, statusText, headers: relayed, body: null };
     }
-    const status = response.status;
     if (response.bytes !== undefined) {
       // The whole body is here already: answer with it, no stream to pump.
       const parts: Uint8Array[] = [];
@@ -314,13 +306,14 @@ export function brokerHandler(
       const bytes = parts.length === 1 ? parts[0] : concatBytes(parts);
       record.bytes_down = bytes.length;
       finish(status, "ok");
-      return new Response(bytes as Uint8Array<ArrayBuffer>, { status, headers: relayed });
+      return { status, statusText, headers: relayed, body: bytes };
     }
     services.metrics.streamOpened();
     // One transform: scrub (identity bodies only), count, and note the end.
+    const scrubber = rules.active && isScrubbable(response.headers) ? new Scrubber(rules) : null;
     const streamed = response.body.pipeThrough(
       relay(
-        rules.active && isScrubbable(response.headers) ? new Scrubber(rules) : null,
+        scrubber,
         (n) => {
           record.bytes_down += n;
         },
@@ -330,8 +323,17 @@ export function brokerHandler(
         },
       ),
     );
-    return new Response(streamed, { status, headers: relayed });
+    // The upstream's length holds unless scrubbing may change it: then the body goes chunked.
+    const length = scrubber === null ? response.length : undefined;
+    return { status, statusText, headers: relayed, body: streamed, length };
   };
+}
+
+const encoder = new TextEncoder();
+
+/** A complete answer with a text body (the server leaves it out for HEAD). */
+function textResponse(status: number, type: string, text: string): ServerResponse {
+  return { status, headers: [["content-type", type]], body: encoder.encode(text) };
 }
 
 /** Prepared scrub rules per processor (cached with it) and presented token. */
@@ -393,13 +395,13 @@ function isRedirect(response: UpstreamResponse): boolean {
  */
 async function followRedirects(
   upstream: UpstreamClient,
-  request: Request,
+  request: ServerRequest,
   from: string,
   response: UpstreamResponse,
 ): Promise<UpstreamResponse> {
   const headers: HeaderList = [];
   for (const name of REDIRECT_HEADERS) {
-    const value = request.headers.get(name);
+    const value = request.header(name);
     if (value !== null) headers.push([name, value]);
   }
   let current = response;
@@ -436,7 +438,7 @@ async function retryAfterRefresh(
   grant: TokenRecord,
   route: Route,
   stale: string,
-  request: Request,
+  request: ServerRequest,
   url: string,
   first: UpstreamResponse,
 ): Promise<{ response: UpstreamResponse; processor: CredentialProcessor } | null> {
@@ -520,18 +522,21 @@ function relay(
 }
 
 /**
- * The raw path and query (without `?`) of a request URL as `Deno.serve`
- * gives it (`http://host/p%2Fq?a=%20b`, `http+unix://x/…`): never parsed
- * with `URL`, which would normalise them.
+ * The raw path and query (without `?`) of a request target as the client
+ * sent it: origin-form `/p%2Fq?a=%20b` as is; absolute-form
+ * `http://host/p?q` without its scheme and authority. Never parsed with
+ * `URL`, which would normalise them.
  */
-export function rawTarget(url: string): { path: string; query: string } {
-  const afterScheme = url.indexOf("://");
-  const slash = url.indexOf("/", afterScheme < 0 ? 0 : afterScheme + 3);
-  const target = slash < 0 ? "/" : url.slice(slash);
-  const hash = target.indexOf("#");
-  const withoutFragment = hash < 0 ? target : target.slice(0, hash);
-  const q = withoutFragment.indexOf("?");
+export function splitTarget(target: string): { path: string; query: string } {
+  let pathAndQuery = target;
+  if (!target.startsWith("/")) {
+    const absolute = /^https?:\/\/[^/?#]*(.*)$/i.exec(target);
+    if (absolute !== null) {
+      pathAndQuery = absolute[1].startsWith("/") ? absolute[1] : `/${absolute[1]}`;
+    }
+  }
+  const q = pathAndQuery.indexOf("?");
   return q < 0
-    ? { path: withoutFragment, query: "" }
-    : { path: withoutFragment.slice(0, q), query: withoutFragment.slice(q + 1) };
+    ? { path: pathAndQuery, query: "" }
+    : { path: pathAndQuery.slice(0, q), query: pathAndQuery.slice(q + 1) };
 }

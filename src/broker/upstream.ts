@@ -26,6 +26,7 @@ import {
   ConnReader,
   encodeChunkInto,
   encodeRequestHead,
+  framedBody,
   Http1EarlyClose,
   Http1ProtocolError,
   isSafeHeaderValue,
@@ -60,6 +61,8 @@ export interface UpstreamResponse {
   headers: HeaderList;
   /** The body bytes as sent (no decompression), streamed as they arrive. */
   body: ReadableStream<Uint8Array>;
+  /** The body's length when the upstream declared it (Content-Length). */
+  length?: number;
   /**
    * The whole body, when it had already arrived with the response head (a
    * small body with a Content-Length): the same bytes as `body` yields, for
@@ -72,6 +75,18 @@ export interface UpstreamResponse {
  * The connection closed or was reset before any response header arrived;
  * the caller may retry an idempotent request once on a fresh connection.
  */
+/** What {@link UpstreamClient.upgrade} got. */
+export interface UpgradeResult {
+  /** The upstream's response head. */
+  head: ResponseHead;
+  /** With status 101: the connection, now a byte tunnel. */
+  tunnel: {
+    read(max: number): Promise<Uint8Array | null>;
+    write(data: Uint8Array): Promise<void>;
+    close(): void;
+  } | null;
+}
+
 /** Buffer of a parked connection's pending read (at most this much is read ahead). */
 const PARK_READ_BYTES = 4096;
 
@@ -178,7 +193,10 @@ class Connection {
   #parkedInto: Uint8Array | null = null;
   #parkBuffer: Uint8Array | null = null;
   #pending = 0;
-  #lastProgress = 0;
+  /** Bumped whenever an I/O starts or ends: the sweep sees whether anything moved. */
+  #progress = 0;
+  #seenProgress = -1;
+  #stuckSince = 0;
 
   constructor(readonly conn: Deno.Conn, readonly origin: string) {
     this.reader = new ConnReader((into) => this.#read(into));
@@ -189,18 +207,27 @@ class Connection {
    * `idleMs`; called by the client's sweep timer.
    */
   sweep(now: number, idleMs: number): void {
-    if (!this.closed && this.#pending > 0 && now - this.#lastProgress >= idleMs) {
+    if (this.closed || this.#pending === 0) {
+      this.#seenProgress = -1;
+      return;
+    }
+    // No clock read per I/O: the sweep notes when it first saw no progress.
+    if (this.#progress !== this.#seenProgress) {
+      this.#seenProgress = this.#progress;
+      this.#stuckSince = now;
+    } else if (now - this.#stuckSince >= idleMs) {
       this.close("idle");
     }
   }
 
   async #io<T>(op: () => Promise<T>): Promise<T> {
-    if (this.#pending++ === 0) this.#lastProgress = performance.now();
+    this.#pending++;
+    this.#progress++;
     try {
       return await op();
     } finally {
       this.#pending--;
-      this.#lastProgress = performance.now();
+      this.#progress++;
     }
   }
 
@@ -267,7 +294,7 @@ class Connection {
 
 interface PoolEntry {
   connection: Connection;
-  /** When it was parked (`performance.now()`); dropped after `poolIdleMs`. */
+  /** When it was parked (`Date.now()`); dropped after `poolIdleMs`. */
   since: number;
 }
 
@@ -447,76 +474,62 @@ export class UpstreamClient {
           return stream ??= ReadableStream.from([bytes]);
         },
         bytes,
+        length: bytes.length,
       };
     }
-    let remaining = framing.kind === "length" ? framing.length : 0;
-    let chunkLeft = 0;
-    let chunkEndDue = false;
-    let chunkedDone = false;
-    const complete = (controller: ReadableStreamDefaultController<Uint8Array>) => {
-      controller.close();
+    const body = framedBody(reader, framing, {
       // A body still being sent (the upstream answered early) costs the connection.
-      finish(keepAlive && bodySent && reader.buffered === 0);
-    };
-    const body = new ReadableStream<Uint8Array>({
-      pull: async (controller) => {
-        try {
-          switch (framing.kind) {
-            case "none":
-              return complete(controller);
-            case "length": {
-              if (remaining === 0) return complete(controller);
-              const data = await reader.readSome(Math.min(remaining, 64 * 1024));
-              if (data === null) throw new Http1ProtocolError("connection closed inside the body");
-              remaining -= data.length;
-              controller.enqueue(data);
-              if (remaining === 0) complete(controller);
-              return;
-            }
-            case "chunked": {
-              if (chunkEndDue) {
-                await reader.readChunkEnd();
-                chunkEndDue = false;
-              }
-              if (chunkLeft === 0) {
-                if (chunkedDone) return complete(controller);
-                const size = await reader.readChunkSize();
-                if (size === 0) {
-                  await reader.readTrailers();
-                  chunkedDone = true;
-                  return complete(controller);
-                }
-                chunkLeft = size;
-              }
-              const data = await reader.readSome(Math.min(chunkLeft, 64 * 1024));
-              if (data === null) throw new Http1ProtocolError("connection closed inside the body");
-              chunkLeft -= data.length;
-              chunkEndDue = chunkLeft === 0;
-              controller.enqueue(data);
-              return;
-            }
-            case "close": {
-              const data = await reader.readSome(64 * 1024);
-              if (data === null) return complete(controller);
-              controller.enqueue(data);
-              return;
-            }
-          }
-        } catch (error) {
-          finish(false);
-          controller.error(failure(connection, error, false));
-        }
-      },
-      cancel: () => {
+      complete: () => finish(keepAlive && bodySent && reader.buffered === 0),
+      fail: (error) => {
         finish(false);
+        return failure(connection, error, false);
       },
+      cancel: () => finish(false),
     });
     return {
       status: response!.status,
       statusText: response!.statusText,
       headers: response!.headers,
       body,
+      ...(framing.kind === "length" ? { length: framing.length } : {}),
     };
+  }
+
+  /**
+   * Sends an upgrade request (bodiless) on a fresh connection and reads the
+   * response head. With `101` the connection is handed over as a tunnel
+   * (the caller closes it); with any other status it is closed and only the
+   * head returned.
+   */
+  async upgrade(req: Omit<UpstreamRequest, "body">): Promise<UpgradeResult> {
+    if (this.#closed) throw new UpstreamFailed("upstream client is closed");
+    const target = parseTarget(req.url);
+    const { headers } = requestHeaders({ ...req, body: null }, target);
+    const connection = await this.#connect(target, req.signal);
+    const onAbort = () => connection.close("abort");
+    req.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      await connection.write(encodeRequestHead(req.method, target.target, headers));
+      const head = await connection.reader.readHead();
+      if (head.status !== 101) {
+        connection.close();
+        return { head, tunnel: null };
+      }
+      const reader = connection.reader;
+      return {
+        head,
+        tunnel: {
+          read: (max) => reader.readSome(max),
+          write: (data) => connection.write(data),
+          close: () => connection.close(),
+        },
+      };
+    } catch (error) {
+      connection.close();
+      throw failure(connection, error, true);
+    } finally {
+      req.signal?.removeEventListener("abort", onAbort);
+    }
   }
 
   /** Closes every pooled connection and every connection still in an exchange. */
@@ -625,7 +638,7 @@ export class UpstreamClient {
   #take(origin: string): Connection | null {
     const entries = this.#pool.get(origin);
     // The most recently parked first; one past its idle time is closed, and so are all older.
-    const oldest = performance.now() - this.#options.poolIdleMs;
+    const oldest = Date.now() - this.#options.poolIdleMs;
     while (entries !== undefined && entries.length > 0) {
       const entry = entries.pop()!;
       if (entry.since < oldest) {
@@ -646,7 +659,7 @@ export class UpstreamClient {
     if (this.#poolTimer !== undefined) return;
     const idleMs = this.#options.poolIdleMs;
     this.#poolTimer = setInterval(() => {
-      const oldest = performance.now() - idleMs;
+      const oldest = Date.now() - idleMs;
       let left = 0;
       for (const [origin, entries] of this.#pool) {
         const keep = entries.filter((entry) => {
@@ -675,7 +688,7 @@ export class UpstreamClient {
       connection.close();
       return;
     }
-    const entry: PoolEntry = { connection, since: performance.now() };
+    const entry: PoolEntry = { connection, since: Date.now() };
     entries.push(entry);
     this.#startPoolSweep();
     connection.park(() => {

@@ -1,151 +1,169 @@
 /**
  * WebSocket upgrades through the broker (reference §8, its errors fixed
- * where they were wrong): the upstream handshake is made first, with the
- * real credential and without the client's `Sec-WebSocket-*` headers (so a
- * compression offer is never forwarded); the client is accepted only once
- * the upstream accepted, with the subprotocol the upstream chose; then text
- * and binary messages are pumped both ways until either side closes, and
- * the close code is passed on (codes the WebSocket API can send: 1000 and
- * 3000–4999; any other becomes 1000). An upstream handshake that fails
- * answers 502 `Upstream websocket failed`.
+ * where they were wrong).
+ *
+ * The upstream handshake is made first, by the broker, with the real
+ * credential, a key of its own, the client's subprotocol offer and nothing
+ * else of the client's `Sec-WebSocket-*` (so a compression offer is never
+ * forwarded, and the upstream never sees the client's key). Only when the
+ * upstream accepted (101, a correct `Sec-WebSocket-Accept`, no extension,
+ * a subprotocol among those offered) is the client accepted — with its own
+ * key's accept value and the upstream's subprotocol — and from then on the
+ * two connections are joined byte for byte: frames, fragmentation, pings
+ * and every close code and reason pass unchanged (a terminating bridge
+ * could only send 1000 and 3000–4999). A handshake the upstream refuses or
+ * botches answers 502 `Upstream websocket failed`.
  *
  * @module
  */
 
+import { createHash, randomBytes } from "node:crypto";
 import type { HeaderList } from "./headers.ts";
+import type { ServerRequest, ServerResponse, Tunnel } from "./server.ts";
+import type { UpgradeResult, UpstreamClient } from "./upstream.ts";
 
 /** How long the upstream handshake may take. */
 export const WS_CONNECT_TIMEOUT_MS = 10_000;
 
-/** What a bridged session moved, for its audit line. */
+/** RFC 6455 §1.3: what the accept value is derived with. */
+const WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/** What a bridged session moved (frame bytes), for its audit line. */
 export interface WebSocketStats {
   bytesUp: number;
   bytesDown: number;
-  /** False when the upstream handshake failed (the client got a 502). */
+  /** False when the handshake failed (the client got a 4xx or 502). */
   opened: boolean;
 }
 
 /** Inputs of {@link bridgeWebSocket}. */
 export interface WebSocketBridgeOptions {
-  /** The upstream URL (http: or https:, turned into ws: / wss:). */
+  /** The upstream URL (http: or https:: the handshake is an HTTP request). */
   url: string;
   /** Request headers for the upstream, credential included (hop-by-hop already removed). */
   headers: HeaderList;
-  /** For upstream TLS with extra CAs. */
-  client?: Deno.HttpClient;
+  /** Makes the upstream connection. */
+  upstream: UpstreamClient;
   /** Called once when the session (or the failed handshake) is over. */
   onEnd(stats: WebSocketStats): void;
 }
 
 /** Whether `request` asks for a WebSocket upgrade. */
-export function isWebSocketUpgrade(request: Request): boolean {
-  return request.headers.get("upgrade")?.toLowerCase() === "websocket";
+export function isWebSocketUpgrade(request: ServerRequest): boolean {
+  return request.header("upgrade")?.toLowerCase() === "websocket";
 }
 
-/** Bridges the client's upgrade `request` to the upstream; resolves to the response to send. */
+/** RFC 6455 §4.2.2: the `Sec-WebSocket-Accept` value for a key. */
+export function acceptValue(key: string): string {
+  return createHash("sha1").update(key + WS_GUID).digest("base64");
+}
+
+const plain = (status: number, text: string): ServerResponse => ({
+  status,
+  headers: [["content-type", "text/plain; charset=utf-8"]],
+  body: new TextEncoder().encode(text),
+});
+
+/** Bridges the client's upgrade `request` to the upstream; resolves to the answer to send. */
 export async function bridgeWebSocket(
-  request: Request,
+  request: ServerRequest,
   options: WebSocketBridgeOptions,
-): Promise<Response> {
+): Promise<ServerResponse> {
   const stats: WebSocketStats = { bytesUp: 0, bytesDown: 0, opened: false };
-  const protocols = (request.headers.get("sec-websocket-protocol") ?? "")
+  const clientKey = request.header("sec-websocket-key")?.trim() ?? "";
+  if (
+    request.method !== "GET" || request.header("sec-websocket-version")?.trim() !== "13" ||
+    !/^[A-Za-z0-9+/]{22}==$/.test(clientKey)
+  ) {
+    options.onEnd(stats);
+    return plain(400, "Bad websocket handshake");
+  }
+  const offered = (request.header("sec-websocket-protocol") ?? "")
     .split(",").map((p) => p.trim()).filter((p) => p !== "");
-  const headers = options.headers.filter(([name]) => {
+  const ourKey = randomBytes(16).toString("base64");
+  const headers: HeaderList = options.headers.filter(([name]) => {
     const lower = name.toLowerCase();
     return !lower.startsWith("sec-websocket-") && lower !== "upgrade" && lower !== "connection";
   });
-  const target = options.url.replace(/^http(s?):/, "ws$1:");
-  let upstream: WebSocket;
+  headers.push(
+    ["Upgrade", "websocket"],
+    ["Connection", "Upgrade"],
+    ["Sec-WebSocket-Key", ourKey],
+    ["Sec-WebSocket-Version", "13"],
+  );
+  if (offered.length > 0) headers.push(["Sec-WebSocket-Protocol", offered.join(", ")]);
+
+  let result: UpgradeResult;
+  const timeout = new AbortController();
+  const timer = setTimeout(() => timeout.abort(), WS_CONNECT_TIMEOUT_MS);
   try {
-    upstream = await openUpstream(target, protocols, headers, options.client);
+    result = await options.upstream.upgrade({
+      url: options.url,
+      method: "GET",
+      headers,
+      signal: timeout.signal,
+    });
   } catch {
     options.onEnd(stats);
-    return new Response("Upstream websocket failed", {
-      status: 502,
-      headers: { "content-type": "text/plain; charset=utf-8" },
-    });
+    return plain(502, "Upstream websocket failed");
+  } finally {
+    clearTimeout(timer);
+  }
+  const upstream = result.tunnel;
+  const get = (name: string) =>
+    result.head.headers.find(([n]) => n.toLowerCase() === name)?.[1].trim();
+  const chosen = get("sec-websocket-protocol");
+  if (
+    upstream === null || get("sec-websocket-accept") !== acceptValue(ourKey) ||
+    get("sec-websocket-extensions") !== undefined ||
+    (chosen !== undefined && !offered.includes(chosen))
+  ) {
+    upstream?.close();
+    options.onEnd(stats);
+    return plain(502, "Upstream websocket failed");
   }
   stats.opened = true;
-  const { socket, response } = Deno.upgradeWebSocket(request, {
-    protocol: upstream.protocol === "" ? undefined : upstream.protocol,
-  });
-  socket.binaryType = "arraybuffer";
-  upstream.binaryType = "arraybuffer";
-  let ended = false;
-  const end = () => {
-    if (ended) return;
-    ended = true;
-    options.onEnd(stats);
+  const answer: HeaderList = [
+    ["Upgrade", "websocket"],
+    ["Connection", "Upgrade"],
+    ["Sec-WebSocket-Accept", acceptValue(clientKey)],
+  ];
+  if (chosen !== undefined) answer.push(["Sec-WebSocket-Protocol", chosen]);
+  return {
+    status: 101,
+    headers: answer,
+    body: null,
+    upgrade: async (client: Tunnel) => {
+      let closed = false;
+      const closeBoth = () => {
+        if (closed) return;
+        closed = true;
+        upstream.close();
+        try {
+          client.conn.close();
+        } catch {
+          // already closed
+        }
+      };
+      const up = async () => {
+        for (let data; (data = await client.read(64 * 1024)) !== null;) {
+          stats.bytesUp += data.length;
+          await upstream.write(data);
+        }
+      };
+      const down = async () => {
+        for (let data; (data = await upstream.read(64 * 1024)) !== null;) {
+          stats.bytesDown += data.length;
+          let offset = 0;
+          while (offset < data.length) offset += await client.conn.write(data.subarray(offset));
+        }
+      };
+      // Either side's end (or failure) ends the session: the other is closed.
+      await Promise.all([
+        up().catch(() => {}).finally(closeBoth),
+        down().catch(() => {}).finally(closeBoth),
+      ]);
+      options.onEnd(stats);
+    },
   };
-  const size = (data: unknown) =>
-    typeof data === "string"
-      ? new TextEncoder().encode(data).length
-      : (data as ArrayBuffer).byteLength;
-  upstream.onmessage = (event) => {
-    stats.bytesDown += size(event.data);
-    if (socket.readyState === WebSocket.OPEN) socket.send(event.data);
-  };
-  socket.onmessage = (event) => {
-    stats.bytesUp += size(event.data);
-    if (upstream.readyState === WebSocket.OPEN) upstream.send(event.data);
-  };
-  upstream.onclose = (event) => {
-    closeWith(socket, event.code, event.reason);
-    end();
-  };
-  socket.onclose = (event) => {
-    closeWith(upstream, event.code, event.reason);
-    end();
-  };
-  upstream.onerror = () => closeWith(socket, 1000, "");
-  socket.onerror = () => closeWith(upstream, 1000, "");
-  return response;
-}
-
-/** Opens the upstream WebSocket; rejects on a failed handshake or after the timeout. */
-function openUpstream(
-  url: string,
-  protocols: string[],
-  headers: HeaderList,
-  client: Deno.HttpClient | undefined,
-): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, {
-      protocols,
-      headers,
-      ...(client ? { client } : {}),
-    } as WebSocketOptions);
-    const timer = setTimeout(() => {
-      cleanup();
-      try {
-        ws.close();
-      } catch { /* not open */ }
-      reject(new Error("timeout"));
-    }, WS_CONNECT_TIMEOUT_MS);
-    const cleanup = () => {
-      clearTimeout(timer);
-      ws.onopen = ws.onerror = ws.onclose = null;
-    };
-    ws.onopen = () => {
-      cleanup();
-      resolve(ws);
-    };
-    ws.onerror = ws.onclose = () => {
-      cleanup();
-      reject(new Error("handshake failed"));
-    };
-  });
-}
-
-/** Closes `ws` with `code` when the API allows sending it (1000, 3000–4999), else 1000. */
-function closeWith(ws: WebSocket, code: number, reason: string): void {
-  if (ws.readyState === WebSocket.CLOSING || ws.readyState === WebSocket.CLOSED) return;
-  const sendable = code === 1000 || (code >= 3000 && code <= 4999);
-  try {
-    ws.close(sendable ? code : 1000, sendable ? reason.slice(0, 120) : "");
-  } catch {
-    try {
-      ws.close();
-    } catch { /* already closing */ }
-  }
 }

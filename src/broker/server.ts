@@ -1,0 +1,633 @@
+/**
+ * The broker's HTTP/1.1 server, on a plain `Deno.Listener` (TCP or Unix).
+ *
+ * The broker is a proxy: it wants the request target, header names and
+ * repeats as the client sent them, and it answers with bytes it already
+ * holds or relays. `Deno.serve` would build `Request`, `Headers` and
+ * `Response` objects around each of them; measured on the broker's own load
+ * (wrk, 32 connections, a pooled upstream), a bare relay on this server
+ * does about 1.6–2× the requests per second of the same relay on
+ * `Deno.serve`. It speaks exactly what the broker's clients need:
+ *
+ * - keep-alive (HTTP/1.1 by default, HTTP/1.0 with `Connection:
+ *   keep-alive`), pipelined requests answered in order;
+ * - request bodies by Content-Length or chunked, streamed to the handler
+ *   (`Expect: 100-continue` answered when the handler first reads);
+ *   Transfer-Encoding with Content-Length, or not ending in chunked, is
+ *   refused (400: request smuggling);
+ * - responses with bytes (Content-Length), a stream of known length, or a
+ *   stream sent chunked (close-delimited to HTTP/1.0 clients); none for
+ *   HEAD, 1xx, 204 and 304;
+ * - a malformed head → 400, a head over 64 KiB → 431, each then closed; a
+ *   connection that has not sent a complete head for `headTimeoutMs` (idle
+ *   keep-alive, or a slow drip) is closed by one shared sweep;
+ * - the request's `signal` aborts when the client goes away while its
+ *   request is being answered (a read stays parked on the connection);
+ * - `101` hands the raw connection to the handler's `upgrade` (a tunnel).
+ *
+ * @module
+ */
+
+import {
+  chunkFrameSize,
+  ConnReader,
+  encodeChunkInto,
+  framedBody,
+  Http1EarlyClose,
+  Http1ProtocolError,
+  LAST_CHUNK,
+  latin1Bytes,
+  requestFraming,
+} from "./http1.ts";
+import { type HeaderList, headerValue } from "./headers.ts";
+
+/** A request as the client sent it. */
+export interface ServerRequest {
+  readonly method: string;
+  /** The request target exactly as sent (origin-form: raw path and query). */
+  readonly target: string;
+  /** 1 for HTTP/1.1, 0 for HTTP/1.0. */
+  readonly minor: number;
+  /** Header fields as received: repeats, order and name casing kept. */
+  readonly headers: HeaderList;
+  /** The body (framing removed), or null when the request has none. */
+  readonly body: ReadableStream<Uint8Array> | null;
+  /** Aborts when the client goes away before its response is complete. */
+  readonly signal: AbortSignal;
+  /** The field's value (repeats joined with ", "), matched case-insensitively; null when absent. */
+  header(name: string): string | null;
+}
+
+/** A raw connection after a `101 Switching Protocols`. */
+export interface Tunnel {
+  /** For writing to the client (and closing). */
+  conn: Deno.Conn;
+  /** For reading from the client: what it sent after its head first, then the socket. */
+  read(max: number): Promise<Uint8Array | null>;
+}
+
+/** What a handler answers. */
+export interface ServerResponse {
+  status: number;
+  /** The reason phrase (default: the standard one for the status, if any). */
+  statusText?: string;
+  /** Header fields; framing ones (Content-Length, Transfer-Encoding, Connection) are the server's. */
+  headers: HeaderList;
+  /** Bytes, a stream, or null for none. */
+  body: Uint8Array | ReadableStream<Uint8Array> | null;
+  /** The byte length of a stream body when known: sent as Content-Length instead of chunked. */
+  length?: number;
+  /** With status 101: receives the connection once the head is written; resolves when done with it. */
+  upgrade?: (tunnel: Tunnel) => Promise<void> | void;
+}
+
+/** Answers one request. */
+export type ServerHandler = (request: ServerRequest) => Promise<ServerResponse>;
+
+/** Settings of an {@link Http1Server}. */
+export interface ServerOptions {
+  /** Close a connection that has not sent a complete request head for this long; default 60 s. */
+  headTimeoutMs?: number;
+  /** Hears a handler that threw (the client got 500); never given a secret by the server. */
+  onError?: (error: unknown) => void;
+}
+
+const encoder = new TextEncoder();
+
+/** Standard reason phrases (RFC 9110 §15) for statuses without one of their own. */
+const REASONS: Record<number, string> = {
+  100: "Continue",
+  101: "Switching Protocols",
+  200: "OK",
+  201: "Created",
+  202: "Accepted",
+  204: "No Content",
+  206: "Partial Content",
+  301: "Moved Permanently",
+  302: "Found",
+  303: "See Other",
+  304: "Not Modified",
+  307: "Temporary Redirect",
+  308: "Permanent Redirect",
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  408: "Request Timeout",
+  413: "Content Too Large",
+  429: "Too Many Requests",
+  431: "Request Header Fields Too Large",
+  499: "Client Closed Request",
+  500: "Internal Server Error",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
+};
+
+const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
+/** Largest body written together with its head in one write. */
+const COALESCE_BYTES = 16 * 1024;
+
+/** An HTTP/1.1 server on `listener` until {@link close}. */
+export class Http1Server {
+  readonly #listener: Deno.Listener;
+  readonly #handler: ServerHandler;
+  readonly #headTimeoutMs: number;
+  readonly #onError: (error: unknown) => void;
+  readonly #connections = new Set<ClientConnection>();
+  readonly #tunnels = new Set<Deno.Conn>();
+  #closing = false;
+  #sweep: ReturnType<typeof setInterval> | undefined;
+  /** Resolves once the listener is closed and every connection has ended. */
+  readonly finished: Promise<void>;
+
+  /** Starts serving `listener`. */
+  constructor(listener: Deno.Listener, handler: ServerHandler, options: ServerOptions = {}) {
+    this.#listener = listener;
+    this.#handler = handler;
+    this.#headTimeoutMs = options.headTimeoutMs ?? 60_000;
+    this.#onError = options.onError ?? (() => {});
+    this.finished = this.#accept();
+  }
+
+  /** The listener's address. */
+  get addr(): Deno.Addr {
+    return this.#listener.addr;
+  }
+
+  /**
+   * Stops accepting; connections waiting for a request are closed, the
+   * others once their current response is written (a stream that never
+   * ends is cut by its source: the broker closes its upstream client);
+   * tunnels are closed. Idempotent.
+   */
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    try {
+      this.#listener.close();
+    } catch {
+      // already closed
+    }
+    for (const connection of this.#connections) {
+      if (connection.waitingForHead) connection.close();
+    }
+    for (const conn of this.#tunnels) closeQuietly(conn);
+    this.#tunnels.clear();
+  }
+
+  async #accept(): Promise<void> {
+    const served: Promise<void>[] = [];
+    try {
+      for (;;) {
+        let conn: Deno.Conn;
+        try {
+          conn = await this.#listener.accept();
+        } catch (error) {
+          if (this.#closing || error instanceof Deno.errors.BadResource) break;
+          // EMFILE and friends: wait a little rather than spin.
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          continue;
+        }
+        if (this.#closing) {
+          closeQuietly(conn);
+          break;
+        }
+        if (conn.remoteAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
+        const connection = new ClientConnection(conn);
+        this.#connections.add(connection);
+        this.#startSweep();
+        const done = this.#serve(connection).finally(() => {
+          this.#connections.delete(connection);
+          served.splice(served.indexOf(done), 1);
+        });
+        served.push(done);
+      }
+    } finally {
+      this.close();
+      await Promise.all(served);
+      clearInterval(this.#sweep);
+      this.#sweep = undefined;
+    }
+  }
+
+  /** Closes connections stuck before a complete head for `headTimeoutMs`: one shared timer. */
+  #startSweep(): void {
+    if (this.#sweep !== undefined) return;
+    const limit = this.#headTimeoutMs;
+    this.#sweep = setInterval(() => {
+      if (this.#connections.size === 0) {
+        clearInterval(this.#sweep);
+        this.#sweep = undefined;
+        return;
+      }
+      const oldest = Date.now() - limit;
+      for (const connection of this.#connections) {
+        if (connection.waitingForHead && connection.waitingSince < oldest) connection.close();
+      }
+    }, Math.max(1, Math.min(5000, Math.floor(limit / 4))));
+  }
+
+  async #serve(connection: ClientConnection): Promise<void> {
+    try {
+      while (await this.#exchange(connection) && !this.#closing) {
+        // next request
+      }
+    } catch {
+      // The client went away mid-write, or the connection was closed under us.
+    } finally {
+      connection.close();
+    }
+  }
+
+  /** Reads one request and answers it; false when the connection is to be closed. */
+  async #exchange(connection: ClientConnection): Promise<boolean> {
+    const reader = connection.reader;
+    connection.startWaiting();
+    let head;
+    try {
+      head = await reader.readRequestHead();
+    } catch (error) {
+      connection.stopWaiting();
+      if (error instanceof Http1ProtocolError) {
+        const tooLong = error.message.endsWith("too long");
+        await connection.writeAll(
+          plainResponse(tooLong ? 431 : 400, tooLong ? "Header too large" : "Bad request"),
+        ).catch(() => {});
+      }
+      return false;
+    }
+    connection.stopWaiting();
+
+    let framing;
+    try {
+      framing = requestFraming(head);
+    } catch {
+      await connection.writeAll(plainResponse(400, "Bad request")).catch(() => {});
+      return false;
+    }
+    const keepAlive = head.minor === 1
+      ? !connectionHas(head.headers, "close")
+      : connectionHas(head.headers, "keep-alive");
+
+    // The body: read only when the handler pulls it; done when it reached its end.
+    let bodyDone = framing.kind === "none";
+    let bodyBroken = false;
+    let body: ReadableStream<Uint8Array> | null = null;
+    if (framing.kind !== "none") {
+      const inner = framedBody(reader, framing, {
+        complete: () => {
+          bodyDone = true;
+          connection.park();
+        },
+        fail: (error) => {
+          bodyBroken = true;
+          return error instanceof Http1EarlyClose || error instanceof Http1ProtocolError
+            ? new Http1ProtocolError("the request body was cut short or malformed")
+            : error;
+        },
+        cancel: () => {
+          bodyBroken = true;
+        },
+      });
+      body = head.minor === 1 && headerValue(head.headers, "expect")?.toLowerCase() ===
+          "100-continue"
+        ? continueFirst(inner, connection)
+        : inner;
+    } else {
+      connection.park();
+    }
+
+    const request = new IncomingRequest(head.method, head.target, head.minor, head.headers, body);
+    connection.current = request;
+    try {
+      return await this.#answer(connection, request, head.minor, keepAlive, () => {
+        return !bodyDone || bodyBroken ? (bodyBroken ? "broken" : "unread") : "done";
+      });
+    } finally {
+      connection.current = null;
+    }
+  }
+
+  async #answer(
+    connection: ClientConnection,
+    request: IncomingRequest,
+    minor: number,
+    keepAlive: boolean,
+    bodyState: () => "done" | "unread" | "broken",
+  ): Promise<boolean> {
+    const body = request.body;
+    let response: ServerResponse;
+    try {
+      response = await this.#handler(request);
+    } catch (error) {
+      this.#onError(error);
+      response = {
+        status: 500,
+        headers: [["content-type", "text/plain; charset=utf-8"]],
+        body: encoder.encode("Internal error"),
+      };
+    }
+    const state = bodyState();
+    if (state !== "done") {
+      // What is left of the request body would be read as the next request: close instead.
+      keepAlive = false;
+      if (body !== null && state === "unread") body.cancel().catch(() => {});
+    }
+    if (connection.closed) {
+      await cancelBody(response);
+      return false;
+    }
+    if (response.status === 101 && response.upgrade) {
+      await connection.writeAll(encodeHead(101, response.statusText, response.headers, null));
+      connection.tunnelled = true;
+      const conn = connection.conn;
+      this.#tunnels.add(conn);
+      const reader = connection.reader;
+      try {
+        await response.upgrade({ conn, read: (max) => reader.readSome(max) });
+      } finally {
+        this.#tunnels.delete(conn);
+      }
+      return false;
+    }
+    return await this.#respond(connection, request.method, minor, response, keepAlive);
+  }
+
+  async #respond(
+    connection: ClientConnection,
+    method: string,
+    minor: number,
+    response: ServerResponse,
+    keepAlive: boolean,
+  ): Promise<boolean> {
+    const { status } = response;
+    const noBody = method === "HEAD" || status < 200 || status === 204 || status === 304;
+    const framingHeaders: HeaderList = [];
+    let body = response.body;
+    if (noBody) {
+      await cancelBody(response);
+      body = null;
+    } else if (body === null || body instanceof Uint8Array) {
+      framingHeaders.push(["content-length", String(body?.length ?? 0)]);
+    } else if (response.length !== undefined) {
+      framingHeaders.push(["content-length", String(response.length)]);
+    } else if (minor === 1) {
+      framingHeaders.push(["transfer-encoding", "chunked"]);
+    } else {
+      keepAlive = false; // HTTP/1.0: the end of the body is the end of the connection
+    }
+    if (!keepAlive) framingHeaders.push(["connection", "close"]);
+    else if (minor === 0) framingHeaders.push(["connection", "keep-alive"]);
+    const head = encodeHead(status, response.statusText, response.headers, framingHeaders);
+
+    if (body === null || body instanceof Uint8Array) {
+      if (body === null || body.length === 0) await connection.writeAll(head);
+      else if (body.length <= COALESCE_BYTES) await connection.writeAll(concat(head, body));
+      else {
+        await connection.writeAll(head);
+        await connection.writeAll(body);
+      }
+      return keepAlive;
+    }
+
+    const chunked = response.length === undefined && minor === 1;
+    const reader = body.getReader();
+    let pendingHead: Uint8Array | null = head;
+    let sent = 0;
+    let scratch = new Uint8Array(0);
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (value.length === 0) continue;
+        sent += value.length;
+        let framed = value;
+        if (chunked) {
+          const need = chunkFrameSize(value.length);
+          if (scratch.length < need) scratch = new Uint8Array(Math.max(need, 64 * 1024 + 32));
+          framed = scratch.subarray(0, encodeChunkInto(value, scratch));
+        }
+        if (pendingHead !== null) {
+          // The head goes with the first piece: one write for a small answer.
+          await connection.writeAll(
+            framed.length <= COALESCE_BYTES ? concat(pendingHead, framed) : pendingHead,
+          );
+          if (framed.length > COALESCE_BYTES) await connection.writeAll(framed);
+          pendingHead = null;
+          continue;
+        }
+        await connection.writeAll(framed);
+      }
+    } catch (error) {
+      // The source failed (the upstream went away): the body is cut short, so is the connection.
+      reader.cancel(error).catch(() => {});
+      if (pendingHead !== null) await connection.writeAll(pendingHead).catch(() => {});
+      return false;
+    } finally {
+      reader.releaseLock();
+    }
+    const tail = chunked ? LAST_CHUNK : new Uint8Array(0);
+    if (pendingHead !== null) await connection.writeAll(concat(pendingHead, tail));
+    else if (tail.length > 0) await connection.writeAll(tail);
+    if (response.length !== undefined && sent !== response.length) return false;
+    return keepAlive;
+  }
+}
+
+/** One client connection: its reader, a parked read between requests, and its state. */
+class ClientConnection {
+  readonly reader: ConnReader;
+  closed = false;
+  tunnelled = false;
+  /** The request being answered (its signal aborts when the client goes away). */
+  current: IncomingRequest | null = null;
+  waitingForHead = false;
+  waitingSince = 0;
+  #parked: Promise<number | null> | null = null;
+  #parkBuffer: Uint8Array | null = null;
+  /** Parked bytes the reader had no room for. */
+  #leftover: Uint8Array | null = null;
+
+  constructor(readonly conn: Deno.Conn) {
+    this.reader = new ConnReader((into) => this.#read(into));
+  }
+
+  startWaiting(): void {
+    this.waitingForHead = true;
+    this.waitingSince = Date.now();
+  }
+
+  stopWaiting(): void {
+    this.waitingForHead = false;
+  }
+
+  /**
+   * Keeps a read pending while the request is answered: its end of stream
+   * means the client went away (the request's signal aborts); bytes it gets
+   * (a pipelined request) are handed to the next read.
+   */
+  park(): void {
+    if (this.#parked !== null || this.closed) return;
+    const into = this.#parkBuffer ??= new Uint8Array(4096);
+    const read = this.conn.read(into);
+    this.#parked = read;
+    read.then(
+      (n) => {
+        if (n === null && this.#parked === read) this.current?.abort();
+      },
+      () => {
+        if (this.#parked === read) this.current?.abort();
+      },
+    );
+  }
+
+  #read(into: Uint8Array): Promise<number | null> {
+    const left = this.#leftover;
+    if (left !== null) {
+      const n = Math.min(left.length, into.length);
+      into.set(left.subarray(0, n));
+      this.#leftover = n < left.length ? left.subarray(n) : null;
+      return Promise.resolve(n);
+    }
+    const parked = this.#parked;
+    if (parked === null) return this.conn.read(into);
+    this.#parked = null;
+    const from = this.#parkBuffer!;
+    return parked.then((n) => {
+      if (n === null) return null;
+      const take = Math.min(n, into.length);
+      into.set(from.subarray(0, take));
+      // More than the reader has room for: the rest comes with the next read.
+      if (take < n) this.#leftover = from.slice(take, n);
+      return take;
+    });
+  }
+
+  async writeAll(data: Uint8Array): Promise<void> {
+    let offset = 0;
+    while (offset < data.length) offset += await this.conn.write(data.subarray(offset));
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.current?.abort();
+    closeQuietly(this.conn);
+    this.#parked?.catch(() => {});
+  }
+}
+
+/** A {@link ServerRequest}; its abort controller is made only when its signal is asked for. */
+class IncomingRequest implements ServerRequest {
+  #controller: AbortController | null = null;
+  #aborted = false;
+
+  constructor(
+    readonly method: string,
+    readonly target: string,
+    readonly minor: number,
+    readonly headers: HeaderList,
+    readonly body: ReadableStream<Uint8Array> | null,
+  ) {}
+
+  get signal(): AbortSignal {
+    if (this.#controller === null) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort();
+    }
+    return this.#controller.signal;
+  }
+
+  header(name: string): string | null {
+    return headerValue(this.headers, name);
+  }
+
+  abort(): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#controller?.abort();
+  }
+}
+
+/** Whether a Connection field lists `option`. */
+function connectionHas(headers: HeaderList, option: string): boolean {
+  const value = headerValue(headers, "connection");
+  if (value === null) return false;
+  return value.split(",").some((part) => part.trim().toLowerCase() === option);
+}
+
+/** The response head; framing fields of the handler's headers are dropped for `framing`'s. */
+function encodeHead(
+  status: number,
+  statusText: string | undefined,
+  headers: HeaderList,
+  framing: HeaderList | null,
+): Uint8Array {
+  const reason = statusText ?? REASONS[status] ?? "";
+  let head = `HTTP/1.1 ${status} ${reason}\r\n`;
+  for (const [name, value] of headers) {
+    if (framing !== null) {
+      const lower = name.toLowerCase();
+      if (lower === "content-length" || lower === "transfer-encoding" || lower === "connection") {
+        continue;
+      }
+    }
+    head += `${name}: ${value}\r\n`;
+  }
+  if (framing !== null) { for (const [name, value] of framing) head += `${name}: ${value}\r\n`; }
+  return latin1Bytes(head + "\r\n");
+}
+
+/** A complete plain-text answer that closes the connection (for a request that cannot be read). */
+function plainResponse(status: number, text: string): Uint8Array {
+  const body = encoder.encode(text);
+  return concat(
+    encodeHead(status, undefined, [["content-type", "text/plain; charset=utf-8"]], [
+      ["content-length", String(body.length)],
+      ["connection", "close"],
+    ]),
+    body,
+  );
+}
+
+/** `inner`, with `100 Continue` written to the client before the first read. */
+function continueFirst(
+  inner: ReadableStream<Uint8Array>,
+  connection: ClientConnection,
+): ReadableStream<Uint8Array> {
+  let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (reader === null) {
+        await connection.writeAll(CONTINUE);
+        reader = inner.getReader();
+      }
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel(reason) {
+      return (reader ?? inner).cancel(reason);
+    },
+  });
+}
+
+async function cancelBody(response: ServerResponse): Promise<void> {
+  if (response.body instanceof ReadableStream) await response.body.cancel().catch(() => {});
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // already closed
+  }
+}
