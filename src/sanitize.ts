@@ -72,6 +72,9 @@ export function describeChar(ch: string): string {
   return `U+${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`;
 }
 
+/** Text of printable ASCII only (what JSON.stringify gives for plain data). */
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+
 /**
  * Makes JSON text terminal-safe: every unsafe character that
  * `JSON.stringify` leaves raw (DEL, C1, bidi, U+2028/U+2029, invisible
@@ -80,6 +83,8 @@ export function describeChar(ch: string): string {
  * `JSON.stringify`. The result parses back to the same value.
  */
 export function escapeJsonText(json: string): string {
+  // Printable ASCII (nearly every line) needs nothing: one cheap scan decides.
+  if (PRINTABLE_ASCII.test(json)) return json;
   return json.replace(JSON_RAW_UNSAFE, (ch) => {
     let out = "";
     for (let i = 0; i < ch.length; i++) {

@@ -135,11 +135,22 @@ Deno.test("server: response framings — stream chunked, stream of known length,
         c.close();
       },
     });
-  await withServer(async (req) => {
-    if (req.target === "/chunked") return { status: 200, headers: [], body: stream() };
-    if (req.target === "/length") return { status: 200, headers: [], body: stream(), length: 4 };
-    if (req.target === "/204") return { status: 204, headers: [], body: encoder.encode("x") };
-    return { status: 200, statusText: "Fine", headers: [["content-length", "99"]], body: stream() };
+  await withServer((req) => {
+    if (req.target === "/chunked") {
+      return Promise.resolve({ status: 200, headers: [], body: stream() });
+    }
+    if (req.target === "/length") {
+      return Promise.resolve({ status: 200, headers: [], body: stream(), length: 4 });
+    }
+    if (req.target === "/204") {
+      return Promise.resolve({ status: 204, headers: [], body: encoder.encode("x") });
+    }
+    return Promise.resolve({
+      status: 200,
+      statusText: "Fine",
+      headers: [["content-length", "99"]],
+      body: stream(),
+    });
   }, async (port) => {
     assertEquals(
       await exchange(port, "GET /chunked HTTP/1.1\r\nConnection: close\r\n\r\n"),
@@ -204,18 +215,19 @@ Deno.test("server: a connection without a complete head for headTimeoutMs is clo
 });
 
 Deno.test("server: after 101 the connection is the handler's tunnel, bytes sent early included", async () => {
-  await withServer(async () => ({
-    status: 101,
-    headers: [["Upgrade", "echo"], ["Connection", "Upgrade"]],
-    body: null,
-    upgrade: async ({ conn, read }) => {
-      for (let data; (data = await read(1024)) !== null;) {
-        await conn.write(data);
-        if (decoder.decode(data).includes("bye")) break;
-      }
-      conn.close();
-    },
-  }), async (port) => {
+  await withServer(() =>
+    Promise.resolve({
+      status: 101,
+      headers: [["Upgrade", "echo"], ["Connection", "Upgrade"]],
+      body: null,
+      upgrade: async ({ conn, read }) => {
+        for (let data; (data = await read(1024)) !== null;) {
+          await conn.write(data);
+          if (decoder.decode(data).includes("bye")) break;
+        }
+        conn.close();
+      },
+    }), async (port) => {
     const got = await exchange(
       port,
       "GET / HTTP/1.1\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nearly bytes, bye",

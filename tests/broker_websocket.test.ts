@@ -113,7 +113,7 @@ Deno.test("broker websocket: credential injected, subprotocol echoed, text+binar
  * A raw WebSocket upstream: records the handshake it got, accepts it, then
  * closes with 1011 "oops" (a code the WebSocket API cannot send).
  */
-async function rawUpstream(heads: string[]): Promise<{ port: number; stop(): Promise<void> }> {
+function rawUpstream(heads: string[]): { port: number; stop(): Promise<void> } {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const served = (async () => {
     for await (const conn of listener) {
@@ -149,7 +149,7 @@ async function rawUpstream(heads: string[]): Promise<{ port: number; stop(): Pro
 Deno.test("broker websocket: any close code passes (1011), the client's key and extension offer never reach upstream", async () => {
   await withTempStore("websocket passphrase", async (store, dir) => {
     const heads: string[] = [];
-    const upstream = await rawUpstream(heads);
+    const upstream = rawUpstream(heads);
     store.storeCredential("default", "openai", { type: "api_key", key: SECRET });
     const token = store.createToken("proj", "t1", "default", "openai");
     const broker = await startBroker({

@@ -11,6 +11,7 @@
 import { AuditLog } from "../agent/audit.ts";
 import { GrantCache } from "./grants.ts";
 import { Http1Server } from "./server.ts";
+import { BrokerThreads } from "./threads.ts";
 import {
   bindUnixSocketWith,
   type BoundUnixSocket,
@@ -74,6 +75,12 @@ export interface BrokerOptions {
   onClosed?: (binding: ListenerBinding) => void;
   /** Hears operational problems (never a secret). */
   onWarning?: (message: string) => void;
+  /**
+   * Isolates serving each TCP listener (see `threads.ts`): `count` in all,
+   * the main one included; `rawKey` (the database's raw key) opens each
+   * thread's own store connection. Absent or 1: the main isolate alone.
+   */
+  threads?: { count: number; rawKey: Uint8Array };
 }
 
 /** A running broker. */
@@ -139,23 +146,47 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     return socket;
   };
   let poller: ScopeSockets | null = null;
+  let threads: BrokerThreads | null = null;
   try {
+    const threaded = (options.threads?.count ?? 1) > 1;
+    const tcp: { port: number; binding: ListenerBinding }[] = [];
     for (const spec of options.listeners) {
       const scoped = { scope: spec.scope, subject: spec.subject };
       if (spec.unixPath !== undefined) {
         await bindUnix(spec.unixPath, { label: `unix:${spec.unixPath}`, ...scoped });
       } else {
-        const listener = Deno.listen({ hostname: "127.0.0.1", port: spec.tcpPort! });
-        const binding: ListenerBinding = {
-          label: `tcp:127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
-          ...scoped,
-        };
+        const listener = Deno.listen({
+          hostname: "127.0.0.1",
+          port: spec.tcpPort!,
+          ...(threaded ? { reusePort: true } : {}),
+        });
+        const port = (listener.addr as Deno.NetAddr).port;
+        const binding: ListenerBinding = { label: `tcp:127.0.0.1:${port}`, ...scoped };
         const server = serve(listener, binding);
         servers.push(server);
         bindings.push(binding);
+        tcp.push({ port, binding });
       }
-      options.onListening?.(bindings[bindings.length - 1]);
     }
+    if (threaded && tcp.length > 0) {
+      threads = await BrokerThreads.start(
+        options.threads!.count - 1,
+        {
+          dbPath: options.store.path,
+          rawKey: options.threads!.rawKey,
+          routes: [...options.routes],
+          listeners: tcp,
+          upstream: options.upstream ?? {},
+          auditPath: options.auditPath,
+          oauthLockDir: options.oauthRefresh?.lockDir,
+        },
+        services.metrics,
+        { warn, info: options.onInfo ?? (() => {}) },
+      );
+      const all = threads;
+      services.metricsText = () => all.metricsText();
+    }
+    for (const binding of bindings) options.onListening?.(binding);
     await refresher?.start(options.oauthRefresh?.intervalMs, options.oauthRefresh?.checkAtStart);
     if (options.scopeSockets) {
       poller = new ScopeSockets(options, warn, async (scope, path) => {
@@ -175,6 +206,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   } catch (error) {
     await refresher?.stop();
     await poller?.stop();
+    await threads?.stop();
     await stopAll(sockets, servers, upstream, audit);
     throw error;
   }
@@ -185,6 +217,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       closed ??= (async () => {
         await refresher?.stop();
         await poller?.stop();
+        await threads?.stop();
         await stopAll(sockets, servers, upstream, audit);
       })();
       return closed;

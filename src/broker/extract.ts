@@ -19,8 +19,18 @@ const WS_RUN = /[ \t]+/;
  * `X-Api-Key: Bearer t` yields `t`, as in terok.
  */
 export function extractToken(headers: HeaderList): string | null {
-  for (const name of AUTH_HEADERS) {
-    const raw = headerValue(headers, name);
+  // One pass: which of the auth headers are there at all (usually one).
+  let present = 0;
+  for (const [name] of headers) {
+    // authorization and private-token have 13 characters, x-api-key 9.
+    const at = name.length === 13 || name.length === 9
+      ? AUTH_HEADERS.indexOf(name.toLowerCase())
+      : -1;
+    if (at >= 0) present |= 1 << at;
+  }
+  for (let i = 0; i < AUTH_HEADERS.length; i++) {
+    if ((present & (1 << i)) === 0) continue;
+    const raw = headerValue(headers, AUTH_HEADERS[i]);
     if (raw === null) continue;
     const value = raw.trim();
     if (value === "") continue;

@@ -100,15 +100,15 @@ export function forwardRequestHeaders(incoming: HeaderList): HeaderList {
  * redirects: a bug we do not copy).
  */
 export function relayResponseHeaders(upstream: HeaderList): HeaderList {
-  const dropped = connectionListed(
-    upstream.filter(([n]) => n.toLowerCase() === "connection").map(([, v]) => v),
-  );
-  return upstream
-    .filter(([name]) => {
-      const lower = name.toLowerCase();
-      return !HOP_BY_HOP.has(lower) && !dropped.has(lower) && lower !== "content-length";
-    })
-    .map(([n, v]) => [n, v]);
+  const conn = headerValue(upstream, "connection");
+  const dropped = conn === null ? null : connectionListed([conn]);
+  const out: HeaderList = [];
+  for (const [name, value] of upstream) {
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || dropped?.has(lower) || lower === "content-length") continue;
+    out.push([name, value]);
+  }
+  return out;
 }
 
 function checkHeader(name: string, value: string): void {

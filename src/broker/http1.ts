@@ -87,19 +87,18 @@ export function isSafeTarget(target: string): boolean {
  * (latin1, one to one).
  */
 export function latin1Bytes(text: string): Uint8Array {
-  // ASCII (nearly every head) is the same in UTF-8: the native encoder does it.
-  if (ASCII.test(text)) return asciiEncoder.encode(text);
+  // A head is short: a plain loop beats a call into the runtime's encoder.
   const out = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i);
   return out;
 }
 
-// deno-lint-ignore no-control-regex
-const ASCII = /^[\x00-\x7f]*$/;
-const asciiEncoder = new TextEncoder();
-
 /** Decodes bytes one to one into characters (latin1: not the WHATWG "latin1", which is windows-1252). */
 export function latin1String(bytes: Uint8Array, start: number, end: number): string {
+  // Small (a head, a line): in JavaScript, no call into the runtime.
+  if (end - start <= 8192) {
+    return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+  }
   return Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString("latin1");
 }
 

@@ -10,7 +10,17 @@
 /** Upper bounds of the duration histogram, in seconds. */
 export const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120] as const;
 
-/** Counters of one broker process. */
+/** The counters of one {@link BrokerMetrics}, as plain data (structured-cloneable). */
+export interface MetricsSnapshot {
+  /** `[provider NUL outcome, count]`. */
+  requests: [string, number][];
+  buckets: number[];
+  count: number;
+  sum: number;
+  open: number;
+}
+
+/** Counters of one broker isolate (the broker's threads each keep theirs; see {@link renderMetrics}). */
 export class BrokerMetrics {
   readonly #requests = new Map<string, number>();
   readonly #buckets = new Array<number>(DURATION_BUCKETS.length).fill(0);
@@ -39,37 +49,63 @@ export class BrokerMetrics {
     if (this.#open > 0) this.#open--;
   }
 
-  /** The exposition text. */
-  render(): string {
-    const lines = [
-      "# HELP vault_broker_requests_total Requests by provider and outcome.",
-      "# TYPE vault_broker_requests_total counter",
-    ];
-    for (const [key, n] of [...this.#requests].sort(([a], [b]) => a < b ? -1 : 1)) {
-      const [provider, outcome] = key.split("\u0000");
-      lines.push(
-        `vault_broker_requests_total{provider="${label(provider)}",outcome="${
-          label(outcome)
-        }"} ${n}`,
-      );
-    }
-    lines.push(
-      "# HELP vault_broker_request_duration_seconds Time to the response head (or the error).",
-      "# TYPE vault_broker_request_duration_seconds histogram",
-    );
-    DURATION_BUCKETS.forEach((le, i) =>
-      lines.push(`vault_broker_request_duration_seconds_bucket{le="${le}"} ${this.#buckets[i]}`)
-    );
-    lines.push(
-      `vault_broker_request_duration_seconds_bucket{le="+Inf"} ${this.#count}`,
-      `vault_broker_request_duration_seconds_sum ${this.#sum}`,
-      `vault_broker_request_duration_seconds_count ${this.#count}`,
-      "# HELP vault_broker_open_streams Responses streaming to clients now.",
-      "# TYPE vault_broker_open_streams gauge",
-      `vault_broker_open_streams ${this.#open}`,
-    );
-    return lines.join("\n") + "\n";
+  /** The counters as plain data. */
+  snapshot(): MetricsSnapshot {
+    return {
+      requests: [...this.#requests],
+      buckets: [...this.#buckets],
+      count: this.#count,
+      sum: this.#sum,
+      open: this.#open,
+    };
   }
+
+  /** The exposition text of these counters alone. */
+  render(): string {
+    return renderMetrics([this.snapshot()]);
+  }
+}
+
+/** The exposition text of the sum of `snapshots` (one per isolate of a broker). */
+export function renderMetrics(snapshots: readonly MetricsSnapshot[]): string {
+  const requests = new Map<string, number>();
+  const buckets = new Array<number>(DURATION_BUCKETS.length).fill(0);
+  let count = 0;
+  let sum = 0;
+  let open = 0;
+  for (const snapshot of snapshots) {
+    for (const [key, n] of snapshot.requests) requests.set(key, (requests.get(key) ?? 0) + n);
+    snapshot.buckets.forEach((n, i) => buckets[i] += n);
+    count += snapshot.count;
+    sum += snapshot.sum;
+    open += snapshot.open;
+  }
+  const lines = [
+    "# HELP vault_broker_requests_total Requests by provider and outcome.",
+    "# TYPE vault_broker_requests_total counter",
+  ];
+  for (const [key, n] of [...requests].sort(([a], [b]) => a < b ? -1 : 1)) {
+    const [provider, outcome] = key.split("\u0000");
+    lines.push(
+      `vault_broker_requests_total{provider="${label(provider)}",outcome="${label(outcome)}"} ${n}`,
+    );
+  }
+  lines.push(
+    "# HELP vault_broker_request_duration_seconds Time to the response head (or the error).",
+    "# TYPE vault_broker_request_duration_seconds histogram",
+  );
+  DURATION_BUCKETS.forEach((le, i) =>
+    lines.push(`vault_broker_request_duration_seconds_bucket{le="${le}"} ${buckets[i]}`)
+  );
+  lines.push(
+    `vault_broker_request_duration_seconds_bucket{le="+Inf"} ${count}`,
+    `vault_broker_request_duration_seconds_sum ${sum}`,
+    `vault_broker_request_duration_seconds_count ${count}`,
+    "# HELP vault_broker_open_streams Responses streaming to clients now.",
+    "# TYPE vault_broker_open_streams gauge",
+    `vault_broker_open_streams ${open}`,
+  );
+  return lines.join("\n") + "\n";
 }
 
 /** A label value in Prometheus quoting (backslash, quote and newline escaped). */

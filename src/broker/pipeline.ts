@@ -113,8 +113,10 @@ export interface PipelineServices {
   audit: ((record: BrokerAuditRecord) => void) | null;
   /** Hears operational problems (never a secret). */
   warn(message: string): void;
-  /** Counts requests for `GET /-/metrics` (shared by every listener). */
+  /** Counts requests for `GET /-/metrics` (shared by every listener of this isolate). */
   metrics: BrokerMetrics;
+  /** The text of `GET /-/metrics` when other isolates count too (else `metrics.render()`). */
+  metricsText?: () => Promise<string>;
   /** Refreshes OAuth credentials (for "401 to a due token: refresh once and retry"). */
   refresher?: OAuthRefresher;
 }
@@ -168,7 +170,7 @@ export function brokerHandler(
       return textResponse(
         200,
         "text/plain; version=0.0.4; charset=utf-8",
-        services.metrics.render(),
+        services.metricsText ? await services.metricsText() : services.metrics.render(),
       );
     }
     if (path === "/-/health" && (request.method === "GET" || request.method === "HEAD")) {

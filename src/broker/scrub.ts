@@ -64,11 +64,19 @@ export function scrubHeaders(
 ): HeaderList {
   const active = rulesOf(replacements).strings;
   if (active.length === 0) return headers;
-  return headers.map(([name, value]) => {
+  let out: HeaderList | null = null; // a copy only once a value changes
+  for (let i = 0; i < headers.length; i++) {
+    const value = headers[i][1];
     let clean = value;
-    for (const { secret, replacement } of active) clean = clean.replaceAll(secret, replacement);
-    return [name, clean];
-  });
+    for (const { secret, replacement } of active) {
+      if (clean.includes(secret)) clean = clean.replaceAll(secret, replacement);
+    }
+    if (clean !== value) {
+      out ??= headers.map(([n, v]) => [n, v]);
+      out[i] = [headers[i][0], clean];
+    }
+  }
+  return out ?? headers;
 }
 
 /** Whether a response body with these headers is scrubbed (identity-encoded only). */

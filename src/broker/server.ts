@@ -53,9 +53,20 @@ export interface ServerRequest {
   /** The body (framing removed), or null when the request has none. */
   readonly body: ReadableStream<Uint8Array> | null;
   /** Aborts when the client goes away before its response is complete. */
-  readonly signal: AbortSignal;
+  readonly signal: ClientGone;
   /** The field's value (repeats joined with ", "), matched case-insensitively; null when absent. */
   header(name: string): string | null;
+}
+
+/**
+ * The signal of a request: `aborted` once its client went away. Shaped like
+ * an `AbortSignal` for the `abort` event (what the upstream client needs),
+ * without an `AbortController` per request.
+ */
+export interface ClientGone {
+  readonly aborted: boolean;
+  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: "abort", listener: () => void): void;
 }
 
 /** A raw connection after a `101 Switching Protocols`. */
@@ -518,10 +529,10 @@ class ClientConnection {
   }
 }
 
-/** A {@link ServerRequest}; its abort controller is made only when its signal is asked for. */
-class IncomingRequest implements ServerRequest {
-  #controller: AbortController | null = null;
-  #aborted = false;
+/** A {@link ServerRequest}, its own {@link ClientGone} signal. */
+class IncomingRequest implements ServerRequest, ClientGone {
+  aborted = false;
+  #listeners: (() => void)[] = [];
 
   constructor(
     readonly method: string,
@@ -531,22 +542,34 @@ class IncomingRequest implements ServerRequest {
     readonly body: ReadableStream<Uint8Array> | null,
   ) {}
 
-  get signal(): AbortSignal {
-    if (this.#controller === null) {
-      this.#controller = new AbortController();
-      if (this.#aborted) this.#controller.abort();
-    }
-    return this.#controller.signal;
+  get signal(): ClientGone {
+    return this;
   }
 
   header(name: string): string | null {
     return headerValue(this.headers, name);
   }
 
+  addEventListener(_type: "abort", listener: () => void): void {
+    if (!this.#listeners.includes(listener)) this.#listeners.push(listener);
+  }
+
+  removeEventListener(_type: "abort", listener: () => void): void {
+    const at = this.#listeners.indexOf(listener);
+    if (at >= 0) this.#listeners.splice(at, 1);
+  }
+
+  /** The client went away: every listener hears it once. */
   abort(): void {
-    if (this.#aborted) return;
-    this.#aborted = true;
-    this.#controller?.abort();
+    if (this.aborted) return;
+    this.aborted = true;
+    for (const listener of this.#listeners.splice(0)) {
+      try {
+        listener();
+      } catch {
+        // a listener's failure is its own
+      }
+    }
   }
 }
 

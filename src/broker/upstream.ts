@@ -48,7 +48,18 @@ export interface UpstreamRequest {
   /** The request body, streamed, never buffered whole. */
   body: ReadableStream<Uint8Array> | null;
   /** Aborts the exchange: the upstream connection is closed, not reused. */
-  signal?: AbortSignal;
+  signal?: AbortSource;
+}
+
+/**
+ * What aborts an exchange: an `AbortSignal`, or anything with its
+ * `aborted` flag and `abort` listeners (the broker's server gives a
+ * lighter one per request).
+ */
+export interface AbortSource {
+  readonly aborted: boolean;
+  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: "abort", listener: () => void): void;
 }
 
 /** The upstream's response. */
@@ -700,12 +711,16 @@ export class UpstreamClient {
     });
   }
 
-  async #connect(target: Target, signal: AbortSignal | undefined): Promise<Connection> {
+  async #connect(target: Target, signal: AbortSource | undefined): Promise<Connection> {
     const timeout = new AbortController();
     const timer = setTimeout(() => timeout.abort(), this.#options.connectTimeoutMs);
-    const connectSignal = signal === undefined
-      ? timeout.signal
-      : AbortSignal.any([signal, timeout.signal]);
+    // The connect stops at the timeout or when the exchange is aborted.
+    const connect = new AbortController();
+    const abortConnect = () => connect.abort();
+    timeout.signal.addEventListener("abort", abortConnect, { once: true });
+    if (signal?.aborted) connect.abort();
+    signal?.addEventListener("abort", abortConnect, { once: true });
+    const connectSignal = connect.signal;
     let tcp: Deno.TcpConn | null = null;
     let conn: Deno.Conn | null = null;
     try {
@@ -758,6 +773,7 @@ export class UpstreamClient {
       throw new UpstreamFailed(`upstream ${origin}: connect failed (${kind})`);
     } finally {
       clearTimeout(timer);
+      signal?.removeEventListener("abort", abortConnect);
     }
   }
 }

@@ -17,6 +17,7 @@
  * broker_port = 9420                         # token broker (TCP 127.0.0.1)
  * broker_scope = "proj-a"                    # broker listeners take only this scope's tokens
  * broker_all = false                         # or: a broker socket per scope with tokens
+ * broker_threads = 2                         # isolates per TCP broker listener (default: CPUs, ≤ 4)
  * routes = "~/.config/vault/routes.json"     # over the built-in routes
  * upstream_ca = "/etc/ssl/private-gw.pem"    # extra CA for upstream TLS
  * broker_audit = "~/.local/state/vault/broker-audit.jsonl"
@@ -28,6 +29,9 @@
  */
 
 import { validateScope } from "../store/validate.ts";
+
+/** Most isolates a TCP broker listener may have (`broker_threads`, `--broker-threads`). */
+export const MAX_BROKER_THREADS = 16;
 import { InvalidSettings } from "./errors.ts";
 import { expandPath } from "./paths.ts";
 
@@ -69,6 +73,8 @@ export interface ServeSettings {
   upstreamCa?: string;
   /** The broker's audit file (absolute). */
   brokerAudit?: string;
+  /** Isolates serving each TCP broker listener. */
+  brokerThreads?: number;
 }
 
 /**
@@ -128,6 +134,12 @@ export function parseServeTable(
       case "broker_all":
         if (typeof v !== "boolean") throw fail("must be true or false");
         out.brokerAll = v;
+        break;
+      case "broker_threads":
+        if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > MAX_BROKER_THREADS) {
+          throw fail(`must be a whole number from 1 to ${MAX_BROKER_THREADS}`);
+        }
+        out.brokerThreads = v;
         break;
       case "local_scopes":
         if (!Array.isArray(v) || !v.every((s) => typeof s === "string")) {

@@ -28,6 +28,8 @@ import { isToken } from "../../tokens/format.ts";
 import { MAX_CONFIG_BYTES } from "../../fs/limits.ts";
 import { validateScope } from "../../store/validate.ts";
 import type { CredentialStore } from "../../store/store.ts";
+import { type DbKey, deriveRawKey, readSalt } from "../../store/key.ts";
+import { MAX_BROKER_THREADS } from "../../settings/serve.ts";
 import type { BrokerHandle, BrokerListenerSpec } from "../../broker/broker.ts";
 import { sanitizeOneLine } from "../../sanitize.ts";
 import {
@@ -101,6 +103,11 @@ export function addServeCommands(program: Command, ctx: Context): void {
       "also trust this PEM CA for upstream TLS (tests, private gateways)",
     )
     .option(
+      "--broker-threads <n>",
+      `isolates serving each TCP broker listener (default: the CPUs, at most ${DEFAULT_MAX_THREADS})`,
+      asUsage(parseThreads),
+    )
+    .option(
       "--broker-audit <file>",
       "JSONL audit file, one line per proxied request (default: $XDG_STATE_HOME/vault/broker-audit.jsonl)",
     )
@@ -128,7 +135,7 @@ than 107 bytes is skipped with a warning.
 Settings may also come from a [serve] table in config.toml (signer_socket,
 signer_port, local_scopes, local_all, audit, runtime_dir, rsa_engine,
 idle_timeout, broker_socket, broker_port, broker_scope, broker_all, routes,
-upstream_ca, broker_audit); flags win.
+upstream_ca, broker_audit, broker_threads); flags win.
 
 The token broker (--broker-socket, --broker-port, --broker-all) is an HTTP
 proxy: a request with a phantom token (Authorization, X-Api-Key or
@@ -190,6 +197,12 @@ Examples:
         settings,
         interactive: false,
       });
+      const brokerThreads = options.brokerThreads ?? table.brokerThreads ??
+        Math.min(DEFAULT_MAX_THREADS, navigator.hardwareConcurrency || 1);
+      // Threads open their own store connections with the raw key (no KDF each).
+      const rawKey = brokerThreads > 1 && brokerListeners.some((l) => l.tcpPort !== undefined)
+        ? await rawKeyOf(resolved.material, ctx.dbPath().path)
+        : null;
       wipeMaterial(resolved.material);
       const stop = stopSignal();
       try {
@@ -216,7 +229,9 @@ Examples:
           auditPath: options.brokerAudit !== undefined
             ? resolve(options.brokerAudit)
             : table.brokerAudit ?? join(dirname(config.audit), "broker-audit.jsonl"),
+          threads: rawKey === null ? undefined : { count: brokerThreads, rawKey },
         });
+        rawKey?.fill(0);
         const agent = !agentWanted ? null : await startAgent({
           store,
           signer: { unixPath: config.signerSocket, tcpPort: config.signerPort },
@@ -460,6 +475,22 @@ function stopSignal(): { wait: Promise<Deno.Signal>; dispose(): void } {
   };
 }
 
+/** Default cap of `--broker-threads` (more isolates than this rarely pay on a proxy). */
+const DEFAULT_MAX_THREADS = 4;
+
+function parseThreads(text: string): number {
+  if (!/^[0-9]{1,2}$/.test(text) || Number(text) < 1 || Number(text) > MAX_BROKER_THREADS) {
+    throw new UsageError(`--broker-threads must be a whole number from 1 to ${MAX_BROKER_THREADS}`);
+  }
+  return Number(text);
+}
+
+/** The database's raw key: as given, or derived from the passphrase once (for broker threads). */
+async function rawKeyOf(material: DbKey, dbPath: string): Promise<Uint8Array> {
+  if (material.kind === "raw") return material.key.slice();
+  return await deriveRawKey(material.passphrase, readSalt(dbPath));
+}
+
 /** Starts the token broker of `vault serve` (its module loads only when a broker listener is asked for). */
 async function startBrokerFor(
   ctx: Context,
@@ -471,6 +502,7 @@ async function startBrokerFor(
     routesFile?: string;
     caFile?: string;
     auditPath: string;
+    threads?: { count: number; rawKey: Uint8Array };
   },
 ): Promise<BrokerHandle> {
   const [{ startBroker }, { BUILTIN_ROUTES }, { loadRoutesFile }] = await Promise.all([
@@ -505,6 +537,7 @@ async function startBrokerFor(
           (binding.scope === undefined ? "" : ` (scope ${binding.scope})`),
       ),
     onWarning: (message) => ctx.out.warn(message),
+    threads: settings.threads,
   });
   ctx.out.info(`vault serve: broker audit trail in ${settings.auditPath}`);
   return broker;
