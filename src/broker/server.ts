@@ -416,7 +416,10 @@ export class Http1Server {
         let framed = value;
         if (chunked) {
           const need = chunkFrameSize(value.length);
-          if (scratch.length < need) scratch = new Uint8Array(Math.max(need, 64 * 1024 + 32));
+          // Sized to what is framed (a held stream of small events keeps a small buffer).
+          if (scratch.length < need) {
+            scratch = new Uint8Array(Math.max(need, 2 * scratch.length, 1024));
+          }
           framed = scratch.subarray(0, encodeChunkInto(value, scratch));
         }
         if (pendingHead !== null) {

@@ -609,7 +609,9 @@ export class UpstreamClient {
         let framed = value;
         if (chunked) {
           const need = chunkFrameSize(value.length);
-          if (scratch.length < need) scratch = new Uint8Array(Math.max(need, 64 * 1024 + 32));
+          if (scratch.length < need) {
+            scratch = new Uint8Array(Math.max(need, 2 * scratch.length, 1024));
+          }
           framed = scratch.subarray(0, encodeChunkInto(value, scratch));
         }
         if (pendingHead !== null && framed.length <= COALESCE_BYTES) {
