@@ -5,10 +5,11 @@
  * must refuse.
  */
 
-import { assertEquals, assertRejects } from "../testing/assert.ts";
+import { assert, assertEquals, assertRejects } from "../testing/assert.ts";
 import {
   ConnReader,
   encodeRequestHead,
+  framedBody,
   Http1EarlyClose,
   Http1ProtocolError,
   MAX_HEAD_BYTES,
@@ -102,4 +103,27 @@ Deno.test("http1: malformed, truncated and oversized heads are refused", async (
 Deno.test("http1: a request head keeps every byte of its values (latin1, not UTF-8)", () => {
   const bytes = encodeRequestHead("GET", "/p?q=%20", [["X-A", "caf\xe9"], ["Host", "h"]]);
   assertEquals(bytes, latin1("GET /p?q=%20 HTTP/1.1\r\nX-A: caf\xe9\r\nHost: h\r\n\r\n"));
+});
+
+Deno.test("http1: chunks that arrive together leave as one piece; split, extended or last chunks still parse", async () => {
+  const events = Array.from({ length: 50 }, (_, i) => `data: ${i}\n\n`);
+  const wire = events.map((e) => `${e.length.toString(16)}\r\n${e}\r\n`).join("") +
+    "3;ext=1\r\nabc\r\n0\r\nTrailer: x\r\n\r\n";
+  for (const step of [wire.length, 7, 1]) {
+    const reader = readerOf(latin1(wire), step);
+    const pieces: string[] = [];
+    let completed = false;
+    const body = framedBody(reader, { kind: "chunked" }, {
+      complete: () => completed = true,
+      fail: (e) => e,
+      cancel: () => {},
+    });
+    for await (const piece of body) pieces.push(String.fromCharCode(...piece));
+    assertEquals(pieces.join(""), events.join("") + "abc", `step ${step}`);
+    assert(completed);
+    if (step === wire.length) {
+      // All 50 events were buffered at once: one piece, then the extended chunk on its own.
+      assertEquals(pieces.length, 2, JSON.stringify(pieces.map((p) => p.length)));
+    }
+  }
 });

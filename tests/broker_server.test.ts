@@ -240,3 +240,43 @@ Deno.test("server: after 101 the connection is the handler's tunnel, bytes sent 
     );
   });
 });
+
+Deno.test("server: a stream body's filter is applied as it is written; onEnd hears the bytes and whether it was cut", async () => {
+  const ends: [number, boolean][] = [];
+  let release: () => void;
+  const held = new Promise<void>((resolve) => release = resolve);
+  await withServer((req) => {
+    const body = new ReadableStream<Uint8Array>({
+      async start(c) {
+        c.enqueue(encoder.encode("aXa"));
+        c.enqueue(encoder.encode("bX"));
+        if (req.target === "/held") await held; // the client leaves before the end
+        c.close();
+      },
+    });
+    return Promise.resolve({
+      status: 200,
+      headers: [],
+      body,
+      filter: {
+        push: (chunk, out) => out(encoder.encode(decoder.decode(chunk).replaceAll("X", "--"))),
+        flush: (out) => out(encoder.encode("!")),
+      },
+      onEnd: (bytes, cut) => void ends.push([bytes, cut]),
+    });
+  }, async (port) => {
+    const got = await exchange(port, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assertMatch(got, /\r\n\r\n4\r\na--a\r\n3\r\nb--\r\n1\r\n!\r\n0\r\n\r\n$/);
+    assertEquals(ends, [[8, false]]);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(encoder.encode("GET /held HTTP/1.1\r\n\r\n"));
+    await conn.read(new Uint8Array(4096));
+    conn.close();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    release!();
+    for (let i = 0; i < 100 && ends.length < 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assertEquals(ends[1][1], true, "cut short");
+  });
+});

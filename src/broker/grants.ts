@@ -39,15 +39,35 @@ export class GrantCache {
   readonly #credentials = new Map<string, CachedCredential>();
   #dataVersion = -1;
   #commits = -1;
+  #checkedInBatch = false;
+  readonly #batchEnded = () => {
+    this.#checkedInBatch = false;
+  };
 
   /** A cache over `store` (read only; the store's writer is whoever else holds it). */
   constructor(store: CredentialStore) {
     this.#store = store;
   }
 
-  /** Drops everything when the database changed since the last call. Call once per request. */
+  /**
+   * Drops everything when the database changed since the last check. Call
+   * once per request.
+   *
+   * The database is asked once per batch of requests that became readable
+   * together (one microtask checkpoint of the event loop): every request of
+   * the batch had been sent before the first of them was checked, so a
+   * revocation committed after that check was committed after they were
+   * sent. A request sent after a revocation committed always lands in a
+   * later batch, and is refused. Commits through the broker's own
+   * connection are counted in memory and seen at once.
+   */
   sync(): void {
-    const version = this.#store.dataVersion();
+    let version = this.#dataVersion;
+    if (!this.#checkedInBatch) {
+      this.#checkedInBatch = true;
+      queueMicrotask(this.#batchEnded);
+      version = this.#store.dataVersion();
+    }
     const commits = this.#store.commits;
     if (version === this.#dataVersion && commits === this.#commits) return;
     this.#dataVersion = version;

@@ -150,7 +150,7 @@ export function brokerHandler(
     const finish = (status: number, outcome: BrokerOutcome) => {
       record.status = status;
       record.outcome = outcome;
-      record.ts = new Date().toISOString();
+      record.ts = isoNow();
       record.duration_ms = Date.now() - started;
       if (outcome === "health") return;
       services.metrics.record(record.provider || "-", outcome, record.duration_ms / 1000);
@@ -230,7 +230,7 @@ export function brokerHandler(
       });
     }
 
-    const body = request.body === null ? null : request.body.pipeThrough(relay(null, (n) => {
+    const body = request.body === null ? null : request.body.pipeThrough(counted((n) => {
       record.bytes_up += n;
     }));
     const replayable = body === null &&
@@ -310,28 +310,40 @@ export function brokerHandler(
       finish(status, "ok");
       return { status, statusText, headers: relayed, body: bytes };
     }
-    services.metrics.streamOpened();
-    // One transform: scrub (identity bodies only), count, and note the end.
     const scrubber = rules.active && isScrubbable(response.headers) ? new Scrubber(rules) : null;
-    const streamed = response.body.pipeThrough(
-      relay(
-        scrubber,
-        (n) => {
-          record.bytes_down += n;
-        },
-        (cut) => {
-          services.metrics.streamClosed();
-          finish(status, !cut ? "ok" : request.signal.aborted ? "client_gone" : "upstream_error");
-        },
-      ),
-    );
-    // The upstream's length holds unless scrubbing may change it: then the body goes chunked.
-    const length = scrubber === null ? response.length : undefined;
-    return { status, statusText, headers: relayed, body: streamed, length };
+    services.metrics.streamOpened();
+    // The server scrubs (identity bodies only) and counts as it writes: no stream in between.
+    return {
+      status,
+      statusText,
+      headers: relayed,
+      body: response.body,
+      // The upstream's length holds unless scrubbing may change it: then the body goes chunked.
+      length: scrubber === null ? response.length : undefined,
+      filter: scrubber ?? undefined,
+      onEnd: (bytes, cut) => {
+        record.bytes_down = bytes;
+        services.metrics.streamClosed();
+        finish(status, !cut ? "ok" : request.signal.aborted ? "client_gone" : "upstream_error");
+      },
+    };
   };
 }
 
 const encoder = new TextEncoder();
+
+let isoMs = 0;
+let isoText = "";
+
+/** `new Date().toISOString()`, made once per millisecond (many requests end in the same one). */
+function isoNow(): string {
+  const now = Date.now();
+  if (now !== isoMs) {
+    isoMs = now;
+    isoText = new Date(now).toISOString();
+  }
+  return isoText;
+}
 
 /** A complete answer with a text body (the server leaves it out for HEAD). */
 function textResponse(status: number, type: string, text: string): ServerResponse {
@@ -482,43 +494,12 @@ async function sendWithRetry(
   }
 }
 
-/**
- * The response body's one transform: `scrubber` (when given) replaces echoed
- * secrets, `add` counts the bytes passed on, `done(cut)` runs once: `false`
- * at the end of the stream, `true` when it failed or its reader went away.
- */
-function relay(
-  scrubber: Scrubber | null,
-  add: (n: number) => void,
-  done: (cut: boolean) => void = () => {},
-): TransformStream<Uint8Array, Uint8Array> {
-  let ended = false;
-  const end = (cut: boolean) => {
-    if (ended) return;
-    ended = true;
-    done(cut);
-  };
+/** Passes a request body on unchanged, counting its bytes with `add`. */
+function counted(add: (n: number) => void): TransformStream<Uint8Array, Uint8Array> {
   return new TransformStream({
     transform(chunk, controller) {
-      if (scrubber === null) {
-        add(chunk.length);
-        controller.enqueue(chunk);
-        return;
-      }
-      scrubber.push(chunk, (bytes) => {
-        add(bytes.length);
-        controller.enqueue(bytes);
-      });
-    },
-    flush(controller) {
-      scrubber?.flush((bytes) => {
-        add(bytes.length);
-        controller.enqueue(bytes);
-      });
-      end(false);
-    },
-    cancel() {
-      end(true);
+      add(chunk.length);
+      controller.enqueue(chunk);
     },
   });
 }

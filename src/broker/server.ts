@@ -88,8 +88,25 @@ export interface ServerResponse {
   body: Uint8Array | ReadableStream<Uint8Array> | null;
   /** The byte length of a stream body when known: sent as Content-Length instead of chunked. */
   length?: number;
+  /**
+   * Applied to a stream body's pieces as they are written (the broker's
+   * scrubber): `push` gives the bytes to send for a piece, `flush` what it
+   * held back at the end.
+   */
+  filter?: BodyFilter;
+  /**
+   * Called once a stream body is over: the bytes written (after `filter`),
+   * and whether it was cut short (the source failed, the client left).
+   */
+  onEnd?: (bytes: number, cut: boolean) => void;
   /** With status 101: receives the connection once the head is written; resolves when done with it. */
   upgrade?: (tunnel: Tunnel) => Promise<void> | void;
+}
+
+/** See {@link ServerResponse.filter}. */
+export interface BodyFilter {
+  push(chunk: Uint8Array, out: (bytes: Uint8Array) => void): void;
+  flush(out: (bytes: Uint8Array) => void): void;
 }
 
 /** Answers one request. */
@@ -404,48 +421,63 @@ export class Http1Server {
 
     const chunked = response.length === undefined && minor === 1;
     const reader = body.getReader();
+    const filter = response.filter;
     let pendingHead: Uint8Array | null = head;
     let sent = 0;
     let scratch = new Uint8Array(0);
+    // What one read of the source gives (after the filter) goes out in one write.
+    const pieces: Uint8Array[] = [];
+    const collect = (bytes: Uint8Array) => {
+      if (bytes.length > 0) pieces.push(bytes);
+    };
+    const writePieces = async () => {
+      if (pieces.length === 0) return;
+      const data = pieces.length === 1 ? pieces[0] : concatAll(pieces);
+      pieces.length = 0;
+      sent += data.length;
+      let framed = data;
+      if (chunked) {
+        const need = chunkFrameSize(data.length);
+        // Sized to what is framed (a held stream of small events keeps a small buffer).
+        if (scratch.length < need) {
+          scratch = new Uint8Array(Math.max(need, 2 * scratch.length, 1024));
+        }
+        framed = scratch.subarray(0, encodeChunkInto(data, scratch));
+      }
+      if (pendingHead !== null) {
+        // The head goes with the first piece: one write for a small answer.
+        const both = framed.length <= COALESCE_BYTES;
+        await connection.writeAll(both ? concat(pendingHead, framed) : pendingHead);
+        pendingHead = null;
+        if (both) return;
+      }
+      await connection.writeAll(framed);
+    };
+    let cut = true;
     try {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
-        if (value.length === 0) continue;
-        sent += value.length;
-        let framed = value;
-        if (chunked) {
-          const need = chunkFrameSize(value.length);
-          // Sized to what is framed (a held stream of small events keeps a small buffer).
-          if (scratch.length < need) {
-            scratch = new Uint8Array(Math.max(need, 2 * scratch.length, 1024));
-          }
-          framed = scratch.subarray(0, encodeChunkInto(value, scratch));
-        }
-        if (pendingHead !== null) {
-          // The head goes with the first piece: one write for a small answer.
-          await connection.writeAll(
-            framed.length <= COALESCE_BYTES ? concat(pendingHead, framed) : pendingHead,
-          );
-          if (framed.length > COALESCE_BYTES) await connection.writeAll(framed);
-          pendingHead = null;
-          continue;
-        }
-        await connection.writeAll(framed);
+        if (filter) filter.push(value, collect);
+        else collect(value);
+        await writePieces();
       }
+      filter?.flush(collect);
+      await writePieces();
+      const tail = chunked ? LAST_CHUNK : new Uint8Array(0);
+      if (pendingHead !== null) await connection.writeAll(concat(pendingHead, tail));
+      else if (tail.length > 0) await connection.writeAll(tail);
+      cut = response.length !== undefined && sent !== response.length;
     } catch (error) {
-      // The source failed (the upstream went away): the body is cut short, so is the connection.
+      // The source failed (the upstream went away) or the client did: the body is cut short,
+      // so is the connection.
       reader.cancel(error).catch(() => {});
       if (pendingHead !== null) await connection.writeAll(pendingHead).catch(() => {});
-      return false;
     } finally {
       reader.releaseLock();
+      response.onEnd?.(sent, cut);
     }
-    const tail = chunked ? LAST_CHUNK : new Uint8Array(0);
-    if (pendingHead !== null) await connection.writeAll(concat(pendingHead, tail));
-    else if (tail.length > 0) await connection.writeAll(tail);
-    if (response.length !== undefined && sent !== response.length) return false;
-    return keepAlive;
+    return !cut && keepAlive;
   }
 }
 
@@ -639,8 +671,24 @@ function continueFirst(
   });
 }
 
+/** Drops a body that will not be written (its `onEnd` hears a cut). */
 async function cancelBody(response: ServerResponse): Promise<void> {
-  if (response.body instanceof ReadableStream) await response.body.cancel().catch(() => {});
+  if (response.body instanceof ReadableStream) {
+    await response.body.cancel().catch(() => {});
+    response.onEnd?.(0, true);
+  }
+}
+
+function concatAll(parts: Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
