@@ -152,28 +152,38 @@ Deno.test("server: response framings — stream chunked, stream of known length,
       body: stream(),
     });
   }, async (port) => {
-    assertEquals(
-      await exchange(port, "GET /chunked HTTP/1.1\r\nConnection: close\r\n\r\n"),
-      "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n" +
+    const cases: [request: string, answer: string, why: string][] = [
+      [
+        "GET /chunked HTTP/1.1",
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n" +
         "2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n",
-    );
-    assertEquals(
-      await exchange(port, "GET /length HTTP/1.1\r\nConnection: close\r\n\r\n"),
-      "HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nabcd",
-    );
-    assertEquals(
-      await exchange(port, "GET /other HTTP/1.0\r\n\r\n"),
-      "HTTP/1.1 200 Fine\r\nconnection: close\r\n\r\nabcd",
-      "HTTP/1.0: close-delimited, the handler's Content-Length replaced",
-    );
-    assertEquals(
-      await exchange(port, "HEAD /length HTTP/1.1\r\nConnection: close\r\n\r\n"),
-      "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n",
-    );
-    assertEquals(
-      await exchange(port, "GET /204 HTTP/1.1\r\nConnection: close\r\n\r\n"),
-      "HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n",
-    );
+        "a stream of unknown length: chunked",
+      ],
+      [
+        "GET /length HTTP/1.1",
+        "HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nabcd",
+        "a stream of known length: as is",
+      ],
+      [
+        "GET /other HTTP/1.0",
+        "HTTP/1.1 200 Fine\r\nconnection: close\r\n\r\nabcd",
+        "HTTP/1.0: close-delimited, the handler's Content-Length replaced",
+      ],
+      [
+        "HEAD /length HTTP/1.1",
+        "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n",
+        "HEAD: no body, no framing",
+      ],
+      [
+        "GET /204 HTTP/1.1",
+        "HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n",
+        "204: no body",
+      ],
+    ];
+    for (const [request, answer, why] of cases) {
+      const close = request.endsWith("1.1") ? "Connection: close\r\n" : "";
+      assertEquals(await exchange(port, `${request}\r\n${close}\r\n`), answer, why);
+    }
   });
 });
 

@@ -612,5 +612,23 @@ export function encodeChunkInto(data: Uint8Array, out: Uint8Array): number {
   return at;
 }
 
+/**
+ * Frames pieces of a chunked body into one reused buffer, grown to what is
+ * framed (a stream of small events keeps a small one). Each framed view is
+ * valid until the next call.
+ */
+export class ChunkFramer {
+  #scratch = new Uint8Array(0);
+
+  /** `data` framed as one chunk (size line, data, CRLF). */
+  frame(data: Uint8Array): Uint8Array {
+    const need = chunkFrameSize(data.length);
+    if (this.#scratch.length < need) {
+      this.#scratch = new Uint8Array(Math.max(need, 2 * this.#scratch.length, 1024));
+    }
+    return this.#scratch.subarray(0, encodeChunkInto(data, this.#scratch));
+  }
+}
+
 /** The last chunk and the empty trailer section of a chunked body. */
 export const LAST_CHUNK: Uint8Array = latin1Bytes("0\r\n\r\n");

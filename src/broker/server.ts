@@ -29,9 +29,8 @@
  */
 
 import {
-  chunkFrameSize,
+  ChunkFramer,
   ConnReader,
-  encodeChunkInto,
   framedBody,
   Http1EarlyClose,
   Http1ProtocolError,
@@ -424,7 +423,7 @@ export class Http1Server {
     const filter = response.filter;
     let pendingHead: Uint8Array | null = head;
     let sent = 0;
-    let scratch = new Uint8Array(0);
+    const framer = chunked ? new ChunkFramer() : null;
     // What one read of the source gives (after the filter) goes out in one write.
     const pieces: Uint8Array[] = [];
     const collect = (bytes: Uint8Array) => {
@@ -435,15 +434,7 @@ export class Http1Server {
       const data = pieces.length === 1 ? pieces[0] : concatAll(pieces);
       pieces.length = 0;
       sent += data.length;
-      let framed = data;
-      if (chunked) {
-        const need = chunkFrameSize(data.length);
-        // Sized to what is framed (a held stream of small events keeps a small buffer).
-        if (scratch.length < need) {
-          scratch = new Uint8Array(Math.max(need, 2 * scratch.length, 1024));
-        }
-        framed = scratch.subarray(0, encodeChunkInto(data, scratch));
-      }
+      const framed = framer === null ? data : framer.frame(data);
       if (pendingHead !== null) {
         // The head goes with the first piece: one write for a small answer.
         const both = framed.length <= COALESCE_BYTES;

@@ -22,9 +22,8 @@ import type { HeaderList } from "./headers.ts";
 import { VaultError } from "../errors.ts";
 import {
   type BodyFraming,
-  chunkFrameSize,
+  ChunkFramer,
   ConnReader,
-  encodeChunkInto,
   encodeRequestHead,
   framedBody,
   Http1EarlyClose,
@@ -588,8 +587,8 @@ export class UpstreamClient {
     const chunked = contentLength === null;
     let sent = 0;
     let pendingHead: Uint8Array | null = head;
-    // Chunk framing is written into one reused buffer: each write completes before the next.
-    let scratch = new Uint8Array(0);
+    // Chunk framing goes into one reused buffer: each write completes before the next.
+    const framer = chunked ? new ChunkFramer() : null;
     const reader = body.getReader();
     try {
       for (;;) {
@@ -606,14 +605,7 @@ export class UpstreamClient {
         if (!chunked && sent > contentLength) {
           throw new UpstreamFailed("upstream request body is longer than its Content-Length");
         }
-        let framed = value;
-        if (chunked) {
-          const need = chunkFrameSize(value.length);
-          if (scratch.length < need) {
-            scratch = new Uint8Array(Math.max(need, 2 * scratch.length, 1024));
-          }
-          framed = scratch.subarray(0, encodeChunkInto(value, scratch));
-        }
+        const framed = framer === null ? value : framer.frame(value);
         if (pendingHead !== null && framed.length <= COALESCE_BYTES) {
           const both = new Uint8Array(pendingHead.length + framed.length);
           both.set(pendingHead);
