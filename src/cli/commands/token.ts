@@ -8,6 +8,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import type { Context } from "../context.ts";
 import { NotFound } from "../../store/errors.ts";
+import { UsageError } from "../../errors.ts";
 import {
   validateCredentialSet,
   validateProvider,
@@ -116,13 +117,34 @@ Example:
 
   token.command("revoke")
     .description("revoke every token of a (scope, subject)")
-    .argument("<scope>", "scope")
-    .argument("<subject>", "task or job id")
+    .argument("[scope]", "scope")
+    .argument("[subject]", "task or job id")
+    .option("--scope <scope>", "scope (instead of the first argument)")
+    .option("--subject <id>", "task or job id (instead of the second argument)")
     .option("--json", "print the result as JSON")
-    .action(async (scope, subject, options) => {
+    .addHelpText(
+      "after",
+      `
+Examples:
+  vault token revoke proj-a task-1
+  vault token revoke --scope proj-a --subject task-1   # undoes 'vault config env'`,
+    )
+    .action(async (scopeArg, subjectArg, options) => {
+      const scope = oneOf("scope", scopeArg, options.scope);
+      const subject = oneOf("subject", subjectArg, options.subject);
       const n = await ctx.withStore((store) => store.revokeTokens(scope, subject));
       if (n === 0) throw new NotFound(`no tokens for scope "${scope}" subject "${subject}"`);
       if (options.json) ctx.out.json({ scope, subject, revoked: n });
       else ctx.out.line(`revoked ${n} token(s) of ${scope}/${subject}`);
     });
+}
+
+/** The value given either as an argument or as `--<name>`: exactly one of them. */
+function oneOf(name: string, argument: string | undefined, option: string | undefined): string {
+  if (argument !== undefined && option !== undefined && argument !== option) {
+    throw new UsageError(`the ${name} is given twice (argument and --${name}) and they differ`);
+  }
+  const value = argument ?? option;
+  if (value === undefined) throw new UsageError(`the ${name} is missing (argument or --${name})`);
+  return value;
 }
