@@ -136,3 +136,149 @@ export function formatEnv(vars: readonly EnvVar[], format: EnvFormat): string {
 export function shellQuote(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
 }
+
+/** What {@link mintContainerEnv} needs of a provider (a roster entry has it). */
+export interface EnvProvider {
+  /** The provider's name (its credential's and its route's). */
+  name: string;
+  /** Variables that receive the phantom token. */
+  phantomEnv: readonly string[];
+  /** Used instead of `phantomEnv` when the stored credential is OAuth and this is non-empty. */
+  oauthPhantomEnv: readonly string[];
+  /** Receives `{vault_url}` (see {@link baseUrlFor}). */
+  baseUrlEnv?: string;
+  /** Receives `{vault_socket}`. */
+  socketEnv?: string;
+  /** Fixed variables; `{vault_url}`, `{vault_socket}` and `{vault_host}` substituted. */
+  extraEnv?: Readonly<Record<string, string>>;
+}
+
+/** Where the SSH signer is for the container (when the scope has keys). */
+export interface SignerAddress {
+  /** `unix:/path` (socket transport) or `tcp:HOST:PORT`, as `vault ssh-bridge --signer` takes it. */
+  signer: string;
+  /** The in-container agent socket the bridge creates (becomes `SSH_AUTH_SOCK`). */
+  agentSocket: string;
+}
+
+/** Inputs of {@link mintContainerEnv}. */
+export interface MintOptions {
+  scope: string;
+  subject: string;
+  /** Credential set the tokens stand for (default "default"). */
+  credentialSet?: string;
+  /** Only these providers (default: every roster provider with a credential). */
+  providers?: readonly string[];
+  transport: Transport;
+  location: VaultLocation;
+  /** Where the container finds the SSH signer; without it no SSH variables are made. */
+  signer?: SignerAddress;
+  /** The base URL a provider's tools want from `{vault_url}` (default: `{vault_url}` itself). */
+  baseUrlFor?: (provider: string, vaultUrl: string) => string;
+}
+
+/** What {@link mintContainerEnv} made. */
+export interface MintedEnv {
+  vars: EnvVar[];
+  /** The providers that got a token, in order. */
+  providers: string[];
+  /** Providers asked for (or in the roster) that got nothing, and why. */
+  skipped: { provider: string; why: string }[];
+  /** How many tokens were minted (ssh included). */
+  minted: number;
+}
+
+/** The store calls {@link mintContainerEnv} makes (a `CredentialStore` has them). */
+export interface EnvStore {
+  loadCredential(credentialSet: string, provider: string): Record<string, unknown> | null;
+  createToken(scope: string, subject: string, credentialSet: string, provider: string): string;
+  countKeys(scope?: string): number;
+  transaction<T>(fn: () => T): T;
+}
+
+/**
+ * Mints the phantom tokens of (scope, subject) for the providers that have
+ * a credential in the set (and an `ssh` token when the scope has keys and a
+ * signer address is given), all in one transaction, and returns the
+ * container's variables (reference terok-config §10):
+ * - per provider: the token in its phantom variables (the OAuth ones for an
+ *   OAuth credential, when it has them), `{vault_url}` in its base-URL
+ *   variable, `{vault_socket}` in its socket variable, its fixed variables;
+ * - the bridge settings: `TEROK_VAULT_LOOPBACK_PORT` and
+ *   `VAULT_HTTP_BRIDGE_LISTEN`/`VAULT_HTTP_BRIDGE_BROKER` (socket transport),
+ *   `TEROK_TOKEN_BROKER_PORT` (TCP);
+ * - SSH: `TEROK_SSH_SIGNER_TOKEN` and `VAULT_SSH_TOKEN` (the same ssh token),
+ *   `VAULT_SSH_BRIDGE_SIGNER`, `VAULT_SSH_BRIDGE_LISTEN` and `SSH_AUTH_SOCK`.
+ *
+ * @throws {InvalidInput} for a provider asked for that the roster does not
+ *   know; the store's errors (nothing is minted then).
+ */
+export function mintContainerEnv(
+  store: EnvStore,
+  roster: ReadonlyMap<string, EnvProvider>,
+  options: MintOptions,
+): MintedEnv {
+  const set = options.credentialSet ?? "default";
+  const names = options.providers ?? [...roster.keys()].sort();
+  for (const name of names) {
+    if (!roster.has(name)) throw new InvalidInput(`unknown provider "${name}" (not in the roster)`);
+  }
+  const { vaultUrl, vaultSocket } = options.location;
+  const host = vaultUrl.replace(/^https?:\/\//, "").replace(/\/.*$/, "");
+  const sub = (value: string) =>
+    substitute(value, options.location).replaceAll("{vault_host}", host);
+  const out: MintedEnv = { vars: [], providers: [], skipped: [], minted: 0 };
+  const set1 = (name: string, value: string) => {
+    const at = out.vars.findIndex(([n]) => n === name);
+    if (at >= 0) out.vars[at] = [name, value];
+    else out.vars.push([name, value]);
+  };
+  store.transaction(() => {
+    for (const name of names) {
+      const spec = roster.get(name)!;
+      const data = store.loadCredential(set, name);
+      if (data === null) {
+        out.skipped.push({ provider: name, why: `no credential in set "${set}"` });
+        continue;
+      }
+      const phantom = spec.phantomEnv.length > 0 || spec.oauthPhantomEnv.length > 0;
+      if (!phantom && !spec.baseUrlEnv && !spec.socketEnv) {
+        out.skipped.push({ provider: name, why: "the roster gives it no variables" });
+        continue;
+      }
+      const token = store.createToken(options.scope, options.subject, set, name);
+      out.minted++;
+      out.providers.push(name);
+      const oauth = data.type === "oauth" ||
+        (data.type === undefined && Object.hasOwn(data, "access_token"));
+      const vars = oauth && spec.oauthPhantomEnv.length > 0
+        ? spec.oauthPhantomEnv
+        : spec.phantomEnv;
+      for (const v of vars) set1(v, token);
+      if (spec.baseUrlEnv) {
+        set1(spec.baseUrlEnv, options.baseUrlFor?.(name, vaultUrl) ?? vaultUrl);
+      }
+      if (spec.socketEnv) set1(spec.socketEnv, vaultSocket);
+      for (const [k, v] of Object.entries(spec.extraEnv ?? {})) set1(k, sub(v));
+    }
+    if (out.providers.length > 0) {
+      if (options.transport.kind === "socket") {
+        set1("TEROK_VAULT_LOOPBACK_PORT", String(LOOPBACK_PORT));
+        set1("VAULT_HTTP_BRIDGE_LISTEN", `127.0.0.1:${LOOPBACK_PORT}`);
+        set1("VAULT_HTTP_BRIDGE_BROKER", `unix:${vaultSocket}`);
+      } else {
+        set1("TEROK_TOKEN_BROKER_PORT", String(options.transport.port));
+      }
+    }
+    if (options.signer !== undefined && store.countKeys(options.scope) > 0) {
+      const token = store.createToken(options.scope, options.subject, options.scope, "ssh");
+      out.minted++;
+      set1("TEROK_SSH_SIGNER_TOKEN", token);
+      set1("VAULT_SSH_TOKEN", token);
+      set1("VAULT_SSH_BRIDGE_SIGNER", options.signer.signer);
+      set1("VAULT_SSH_BRIDGE_LISTEN", options.signer.agentSocket);
+      set1("SSH_AUTH_SOCK", options.signer.agentSocket);
+    }
+  });
+  return out;
+}
