@@ -32,3 +32,15 @@ export class InvalidInput extends VaultError {}
 export class UsageError extends VaultError {
   override readonly exitCode: number = EXIT_USAGE;
 }
+
+/**
+ * Not a failure: the command is done and the CLI exits with `code`, printing
+ * nothing more (`vault exec` passing on its command's exit status).
+ */
+export class ExitWith extends Error {
+  /** Creates the request to exit with `code` (0–255). */
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+    this.name = "ExitWith";
+  }
+}

@@ -38,6 +38,8 @@ export class StdoutClosed extends Error {
 export interface Streams {
   stdout: (text: string) => void;
   stderr: (text: string) => void;
+  /** Whether stdout is a terminal (default: no). */
+  stdoutIsTerminal?: () => boolean;
 }
 
 /** The process's own stdout/stderr. */
@@ -50,6 +52,7 @@ export const processStreams: Streams = {
       throw error;
     }
   },
+  stdoutIsTerminal: () => Deno.stdout.isTerminal(),
   stderr: (text) => {
     try {
       writeAll(Deno.stderr, text);
@@ -81,6 +84,15 @@ export class Output {
   /** Prints `key: value` on stdout as one line (see {@link Output.line}). */
   field(key: string, value: string): void {
     this.line(`${key}: ${value}`);
+  }
+
+  /**
+   * Prints text meant for another program (`eval`, an env file) on stdout
+   * byte for byte — unless stdout is a terminal: then it is escaped as
+   * {@link text} does, since a person, not a program, reads it.
+   */
+  data(text: string): void {
+    this.streams.stdout(this.streams.stdoutIsTerminal?.() ? sanitizeForTerminal(text) : text);
   }
 
   /** Prints multi-line text (help) on stdout; TAB and LF are kept, everything else escaped. */

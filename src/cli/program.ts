@@ -9,7 +9,7 @@
 import { Command, CommanderError, Option } from "@commander-js/extra-typings";
 import { type CliIo, Context } from "./context.ts";
 import { type AddCommands, type CommandGroup, GROUPS, groupsFor } from "./commands/groups.ts";
-import { EXIT_ERROR, EXIT_USAGE, VaultError } from "../errors.ts";
+import { EXIT_ERROR, EXIT_USAGE, ExitWith, VaultError } from "../errors.ts";
 import { EXIT_STDOUT_CLOSED, StdoutClosed } from "./output.ts";
 import { sanitizeForTerminal, sanitizeOneLine } from "../sanitize.ts";
 import { VERSION } from "./version.ts";
@@ -131,6 +131,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
       return EXIT_USAGE;
     }
     if (error instanceof StdoutClosed) return EXIT_STDOUT_CLOSED; // `vault … | head`: quietly
+    if (error instanceof ExitWith) return error.code;
     if (error instanceof VaultError) {
       ctx.out.error(error.message);
       return error.exitCode;

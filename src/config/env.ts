@@ -186,6 +186,8 @@ export interface MintedEnv {
   skipped: { provider: string; why: string }[];
   /** How many tokens were minted (ssh included). */
   minted: number;
+  /** The tokens minted (to revoke exactly these later). */
+  tokens: string[];
 }
 
 /** The store calls {@link mintContainerEnv} makes (a `CredentialStore` has them). */
@@ -227,7 +229,7 @@ export function mintContainerEnv(
   const host = vaultUrl.replace(/^https?:\/\//, "").replace(/\/.*$/, "");
   const sub = (value: string) =>
     substitute(value, options.location).replaceAll("{vault_host}", host);
-  const out: MintedEnv = { vars: [], providers: [], skipped: [], minted: 0 };
+  const out: MintedEnv = { vars: [], providers: [], skipped: [], minted: 0, tokens: [] };
   const set1 = (name: string, value: string) => {
     const at = out.vars.findIndex(([n]) => n === name);
     if (at >= 0) out.vars[at] = [name, value];
@@ -248,6 +250,7 @@ export function mintContainerEnv(
       }
       const token = store.createToken(options.scope, options.subject, set, name);
       out.minted++;
+      out.tokens.push(token);
       out.providers.push(name);
       const oauth = data.type === "oauth" ||
         (data.type === undefined && Object.hasOwn(data, "access_token"));
@@ -273,6 +276,7 @@ export function mintContainerEnv(
     if (options.signer !== undefined && store.countKeys(options.scope) > 0) {
       const token = store.createToken(options.scope, options.subject, options.scope, "ssh");
       out.minted++;
+      out.tokens.push(token);
       set1("TEROK_SSH_SIGNER_TOKEN", token);
       set1("VAULT_SSH_TOKEN", token);
       set1("VAULT_SSH_BRIDGE_SIGNER", options.signer.signer);

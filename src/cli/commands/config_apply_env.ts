@@ -1,0 +1,240 @@
+/**
+ * `vault config apply` and `vault config env`: patching agent tools' shared
+ * config files with the broker's address, and printing a sandbox's
+ * environment (with freshly minted phantom tokens).
+ *
+ * @module
+ */
+
+import type { Command } from "@commander-js/extra-typings";
+import { join, resolve } from "node:path";
+import type { Context } from "../context.ts";
+import { UsageError } from "../../errors.ts";
+import { validateCredentialSet, validateScope, validateSubject } from "../../store/validate.ts";
+import { loadRoster, type Roster } from "../../config/roster.ts";
+import {
+  DEFAULT_TRANSPORT,
+  ENV_FORMATS,
+  type EnvFormat,
+  formatEnv,
+  mintContainerEnv,
+  parseTransport,
+  type Transport,
+  type TransportDefaults,
+  vaultLocation,
+} from "../../config/env.ts";
+import { applyConfigPatches, type PatchTarget, unifiedDiff } from "../../config/patch.ts";
+import { defaultRosterDirs, parseProviderList, vaultStateDir } from "./config_shared.ts";
+
+/** Options every `config` subcommand that needs the broker's address takes. */
+interface AddressOptions {
+  transport?: string;
+  socketUrl?: string;
+  socketPath?: string;
+  tcpHost?: string;
+  bridgeSocket?: string;
+}
+
+function addressOptions<C extends Command<any, any, any>>(command: C): C {
+  return command
+    .option("--transport <t>", "socket (vault http-bridge in the container) or tcp:PORT", "socket")
+    .option(
+      "--socket-url <url>",
+      `socket transport: tools' base URL (default ${DEFAULT_TRANSPORT.socketUrl})`,
+    )
+    .option(
+      "--socket-path <path>",
+      `socket transport: broker socket in the container (default ${DEFAULT_TRANSPORT.socketPath})`,
+    )
+    .option(
+      "--tcp-host <host>",
+      `tcp transport: the host as containers see it (default ${DEFAULT_TRANSPORT.tcpHost})`,
+    )
+    .option(
+      "--bridge-socket <path>",
+      `tcp transport: in-container bridge socket (default ${DEFAULT_TRANSPORT.tcpBridgeSocket})`,
+    ) as C;
+}
+
+function transportOf(
+  options: AddressOptions,
+): { transport: Transport; defaults: TransportDefaults } {
+  const transport = parseTransport(options.transport ?? "socket");
+  const defaults: TransportDefaults = {
+    socketUrl: options.socketUrl ?? DEFAULT_TRANSPORT.socketUrl,
+    socketPath: options.socketPath ?? DEFAULT_TRANSPORT.socketPath,
+    tcpHost: options.tcpHost ?? DEFAULT_TRANSPORT.tcpHost,
+    tcpBridgeSocket: options.bridgeSocket ?? DEFAULT_TRANSPORT.tcpBridgeSocket,
+  };
+  if (!/^https?:\/\/[^/\s]+$/.test(defaults.socketUrl)) {
+    throw new UsageError("--socket-url must be http(s)://HOST[:PORT] without a path");
+  }
+  for (const path of [defaults.socketPath, defaults.tcpBridgeSocket]) {
+    if (!path.startsWith("/")) throw new UsageError(`socket paths must be absolute: ${path}`);
+  }
+  if (!/^[A-Za-z0-9.-]+$/.test(defaults.tcpHost)) {
+    throw new UsageError("--tcp-host must be a host name");
+  }
+  return { transport, defaults };
+}
+
+async function rosterOf(ctx: Context, dirs: string[] | undefined): Promise<Roster> {
+  return await loadRoster([...defaultRosterDirs(ctx.env), ...(dirs ?? []).map((d) => resolve(d))]);
+}
+
+/** Adds `apply` and `env` to the `vault config` command. */
+export function addConfigApplyEnv(config: Command, ctx: Context): void {
+  addressOptions(
+    config.command("apply")
+      .description("write the broker's address into agent tools' shared config files")
+      .requiredOption("--mounts <dir>", "the directory holding the providers' shared dirs")
+      .option("--roster <dir...>", "roster directories over the built-in roster")
+      .option("--providers <list>", "only these providers (default: every one with a patch)")
+      .option("--disable <list>", "take these providers' values out again (restoring the user's)")
+      .option("--dry-run", "print a unified diff per file; write nothing")
+      .option("--json", "print the result as JSON"),
+  )
+    .addHelpText(
+      "after",
+      `
+Each provider's shared_config_patch (TOML, YAML or JSON) is applied in
+<mounts>/<its shared dir>: only the patched lines change (comments, order
+and formatting stay), applying twice changes nothing, a file that does not
+parse is never written. Ownership is kept in the dir's
+.terok-managed-config.json (terok's format) and, authoritatively, in the
+vault's state dir; --disable removes a value only if it is still the one
+written, and gives back the value it replaced.
+
+Examples:
+  vault config apply --mounts ~/.local/share/terok/sandbox-live/mounts
+  vault config apply --mounts DIR --transport tcp:18731 --dry-run
+  vault config apply --mounts DIR --disable mistral`,
+    )
+    .action(async (options) => {
+      const roster = await rosterOf(ctx, options.roster);
+      const { transport, defaults } = transportOf(options);
+      const mounts = resolve(options.mounts);
+      const pick = (list: string[] | undefined, flag: string): PatchTarget[] => {
+        const names = list ?? [...roster.keys()].filter((n) => roster.get(n)!.sharedConfigPatch);
+        return names.map((name) => {
+          const spec = roster.get(name);
+          if (spec === undefined) throw new UsageError(`${flag}: unknown provider "${name}"`);
+          if (!spec.sharedConfigPatch || !spec.sharedDir) {
+            throw new UsageError(`${flag}: provider "${name}" has no config patch`);
+          }
+          return {
+            provider: name,
+            sharedDir: join(mounts, spec.sharedDir),
+            patch: spec.sharedConfigPatch,
+          };
+        });
+      };
+      const disable = options.disable === undefined
+        ? []
+        : pick(parseProviderList(options.disable, "--disable"), "--disable");
+      const disabled = new Set(disable.map((t) => t.provider));
+      const targets = pick(
+        options.providers === undefined ? undefined : parseProviderList(options.providers),
+        "--providers",
+      ).filter((t) => !disabled.has(t.provider));
+      const report = await applyConfigPatches({
+        targets,
+        disable,
+        location: vaultLocation(transport, defaults),
+        stateDir: vaultStateDir(ctx.env),
+        dryRun: options.dryRun === true,
+      });
+      if (options.json) {
+        ctx.out.json({
+          dryRun: options.dryRun === true,
+          files: report.changes.map((c) => ({ path: c.path, changed: c.changed })),
+        });
+        return;
+      }
+      for (const change of report.changes) {
+        if (options.dryRun) {
+          if (change.changed) ctx.out.text(unifiedDiff(change).trimEnd());
+        } else {
+          ctx.out.line(`${change.changed ? "patched" : "unchanged"} ${change.path}`);
+        }
+      }
+    });
+
+  addressOptions(
+    config.command("env")
+      .description("mint a sandbox's phantom tokens and print its environment")
+      .requiredOption("--scope <scope>", "project scope of the tokens")
+      .requiredOption("--subject <id>", "task or job the tokens are issued to")
+      .option("--providers <list>", "only these providers (default: every one with a credential)")
+      .option("--set <name>", "credential set (default: 'default')")
+      .option("--roster <dir...>", "roster directories over the built-in roster")
+      .option("--format <f>", `output: ${ENV_FORMATS.join(", ")}`, "shell")
+      .option("--signer-port <port>", "tcp transport: the SSH signer's port on the host")
+      .option(
+        "--signer-socket <path>",
+        "socket transport: the signer socket in the container",
+        "/run/terok/ssh-agent.sock",
+      )
+      .option(
+        "--agent-socket <path>",
+        "the agent socket vault ssh-bridge makes in the container",
+        "/tmp/ssh-agent.sock",
+      ),
+  )
+    .addHelpText(
+      "after",
+      `
+Prints (on stdout) the variables the sandbox needs: each provider's
+phantom token in its key variable, the broker's address in its base-URL
+and socket variables, the bridge settings, and when the scope has SSH keys
+the signer token and SSH_AUTH_SOCK. The shell format is safe to eval.
+Undo with: vault token revoke --scope S --subject T
+
+Examples:
+  eval "$(vault config env --scope proj-a --subject task-1)"
+  vault config env --scope proj-a --subject task-1 --format env-file > task-1.env`,
+    )
+    .action(async (options) => {
+      validateScope(options.scope);
+      validateSubject(options.subject);
+      if (options.set !== undefined) validateCredentialSet(options.set);
+      const format = options.format as EnvFormat;
+      if (!ENV_FORMATS.includes(format)) {
+        throw new UsageError(`--format must be one of ${ENV_FORMATS.join(", ")}`);
+      }
+      const roster = await rosterOf(ctx, options.roster);
+      const { transport, defaults } = transportOf(options);
+      let signer: string | undefined;
+      if (transport.kind === "socket") signer = `unix:${options.signerSocket}`;
+      else if (options.signerPort !== undefined) {
+        if (!/^[0-9]{1,5}$/.test(options.signerPort) || Number(options.signerPort) > 65535) {
+          throw new UsageError("--signer-port must be a port number");
+        }
+        signer = `tcp:${defaults.tcpHost}:${options.signerPort}`;
+      }
+      const providers = options.providers === undefined
+        ? undefined
+        : parseProviderList(options.providers);
+      const location = vaultLocation(transport, defaults);
+      const minted = await ctx.withStore((store) =>
+        mintContainerEnv(store, roster, {
+          scope: options.scope,
+          subject: options.subject,
+          credentialSet: options.set,
+          providers,
+          transport,
+          location,
+          signer: signer === undefined ? undefined : { signer, agentSocket: options.agentSocket },
+          baseUrlFor: (provider, url) => url + (roster.get(provider)?.baseUrlPath ?? ""),
+        })
+      );
+      for (const { provider, why } of minted.skipped) {
+        if (providers?.includes(provider)) ctx.out.warn(`vault config env: ${provider}: ${why}`);
+      }
+      ctx.out.data(formatEnv(minted.vars, format));
+      ctx.out.info(
+        `vault config env: ${minted.minted} token(s) for ${options.scope}/${options.subject}` +
+          ` (undo: vault token revoke --scope ${options.scope} --subject ${options.subject})`,
+      );
+    });
+}

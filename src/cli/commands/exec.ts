@@ -1,0 +1,145 @@
+/**
+ * `vault exec`: run one command with phantom tokens, a private broker (and
+ * SSH agent) bound to its (scope, subject), and nothing left behind.
+ *
+ * @module
+ */
+
+import type { Command } from "@commander-js/extra-typings";
+import { join } from "node:path";
+import type { Context } from "../context.ts";
+import { ExitWith, UsageError } from "../../errors.ts";
+import { validateCredentialSet, validateScope, validateSubject } from "../../store/validate.ts";
+import { loadRoster, rosterRoutes } from "../../config/roster.ts";
+import { openExecSession } from "../../exec/session.ts";
+import { defaultRosterDirs, parseProviderList, vaultStateDir } from "./config_shared.ts";
+
+/** Signals passed on to the command. */
+const FORWARDED: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
+/** Adds `vault exec` to `program`. */
+export function addExecCommands(program: Command, ctx: Context): void {
+  program.command("exec")
+    .description("run a command with phantom tokens and a private broker, then revoke them")
+    .requiredOption("--scope <scope>", "project scope of the tokens")
+    .requiredOption("--subject <id>", "task or job the tokens are issued to")
+    .option(
+      "--providers <list>",
+      "only these providers (comma-separated; default: all with a credential)",
+    )
+    .option("--set <name>", "credential set (default: 'default')")
+    .option("--roster <dir...>", "roster directories over the built-in roster")
+    .argument("<command...>", "the command and its arguments (after --)")
+    .addHelpText(
+      "after",
+      `
+For local runs and CI jobs. vault mints a phantom token per provider that
+has a credential (and serves the scope's SSH keys when it has any), starts
+a token broker bound to exactly this scope and subject on a private socket
+and a 127.0.0.1 port, and runs the command with the roster's variables:
+the phantom token in each provider's key variable, the broker's address in
+its base-URL variable, SSH_AUTH_SOCK for git and ssh. When the command
+exits, the tokens are revoked and the sockets removed. The command's exit
+status is vault's; SIGINT, SIGTERM and SIGHUP are passed on to it.
+
+Examples:
+  vault exec --scope proj-a --subject ci-1234 -- npm test
+  vault exec --scope proj-a --subject local --providers openai -- deno run -A client.ts`,
+    )
+    .action(async (command, options) => {
+      validateScope(options.scope);
+      validateSubject(options.subject);
+      if (options.set !== undefined) validateCredentialSet(options.set);
+      if (command.length === 0) throw new UsageError("exec needs a command after --");
+      const roster = await loadRoster([
+        ...defaultRosterDirs(ctx.env),
+        ...(options.roster ?? []),
+      ]);
+      const providers = options.providers === undefined
+        ? undefined
+        : parseProviderList(options.providers);
+      const state = vaultStateDir(ctx.env);
+      const runtimeBase = ctx.env.XDG_RUNTIME_DIR ?? "/tmp";
+      const code = await ctx.withStore(async (store) => {
+        const session = await openExecSession({
+          store,
+          roster,
+          routes: rosterRoutes(roster),
+          scope: options.scope,
+          subject: options.subject,
+          credentialSet: options.set,
+          providers,
+          runtimeBase,
+          brokerAudit: join(state, "broker-audit.jsonl"),
+          agentAudit: join(state, "ssh-audit.jsonl"),
+          baseUrlFor: (provider, url) => url + (roster.get(provider)?.baseUrlPath ?? ""),
+          onWarning: (message) => ctx.out.warn(message),
+        });
+        try {
+          for (const { provider, why } of session.minted.skipped) {
+            if (providers?.includes(provider)) ctx.out.warn(`vault exec: ${provider}: ${why}`);
+          }
+          return await runChild(command, { ...ctx.env, ...Object.fromEntries(session.env) });
+        } finally {
+          await session.close();
+        }
+      });
+      throw new ExitWith(code);
+    });
+}
+
+/** Runs `command` with `env` and stdio inherited; returns its exit status (128+n for a signal). */
+async function runChild(
+  command: string[],
+  env: Record<string, string | undefined>,
+): Promise<number> {
+  const clean: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) clean[k] = v;
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(command[0], {
+      args: command.slice(1),
+      env: clean,
+      clearEnv: true,
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new UsageError(`command not found: ${command[0]}`);
+    }
+    throw error;
+  }
+  const handlers = FORWARDED.map((signal) => {
+    const handler = () => {
+      try {
+        child.kill(signal);
+      } catch {
+        // already gone
+      }
+    };
+    Deno.addSignalListener(signal, handler);
+    return [signal, handler] as const;
+  });
+  try {
+    const status = await child.status;
+    return status.signal !== null ? 128 + signalNumber(status.signal) : status.code;
+  } finally {
+    for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);
+  }
+}
+
+function signalNumber(signal: Deno.Signal): number {
+  const numbers: Partial<Record<Deno.Signal, number>> = {
+    SIGHUP: 1,
+    SIGINT: 2,
+    SIGQUIT: 3,
+    SIGKILL: 9,
+    SIGTERM: 15,
+    SIGPIPE: 13,
+    SIGABRT: 6,
+    SIGSEGV: 11,
+  };
+  return numbers[signal] ?? 1;
+}

@@ -1,0 +1,131 @@
+/**
+ * A private session for one command (`vault exec`): phantom tokens for one
+ * (scope, subject), a token broker bound to exactly that pair on a private
+ * Unix socket and a 127.0.0.1 port, an SSH agent for the scope's keys when
+ * it has any, and the environment that points the command's tools at them.
+ * {@link ExecSession.close} revokes exactly the tokens it minted, stops the
+ * broker and the agent and removes the private directory: nothing is left
+ * behind.
+ *
+ * Tools run on the host here, so they reach the broker directly (no bridge):
+ * `{vault_url}` is `http://127.0.0.1:<port>` and `{vault_socket}` the private
+ * broker socket; `SSH_AUTH_SOCK` is the agent's socket for the scope.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { startBroker } from "../broker/broker.ts";
+import type { Routes } from "../broker/routes.ts";
+import type { UpstreamOptions } from "../broker/upstream.ts";
+import { startAgent } from "../agent/agent.ts";
+import type { CredentialStore } from "../store/store.ts";
+import { type EnvProvider, type EnvVar, mintContainerEnv, type MintedEnv } from "../config/env.ts";
+
+/** Inputs of {@link openExecSession}. */
+export interface ExecSessionOptions {
+  store: CredentialStore;
+  roster: ReadonlyMap<string, EnvProvider>;
+  routes: Routes;
+  scope: string;
+  subject: string;
+  credentialSet?: string;
+  /** Only these providers (default: every roster provider with a credential). */
+  providers?: readonly string[];
+  /** Where the private directory is made (a 0700 directory of the user's, e.g. $XDG_RUNTIME_DIR). */
+  runtimeBase: string;
+  /** The broker's audit file. */
+  brokerAudit: string;
+  /** The agent's audit file. */
+  agentAudit: string;
+  upstream?: UpstreamOptions;
+  /** The base URL a provider's tools want from `{vault_url}`. */
+  baseUrlFor?: (provider: string, vaultUrl: string) => string;
+  onWarning?: (message: string) => void;
+}
+
+/** A running session. */
+export interface ExecSession {
+  /** The variables to add to the command's environment. */
+  env: EnvVar[];
+  /** What was minted (providers, skipped ones). */
+  minted: MintedEnv;
+  /** The private directory (sockets). */
+  dir: string;
+  /** Revokes the minted tokens, stops the broker and agent, removes the directory. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the session. On failure everything begun is undone before the
+ * error propagates (no token, socket or directory left).
+ */
+export async function openExecSession(options: ExecSessionOptions): Promise<ExecSession> {
+  const { store, scope, subject } = options;
+  const undo: (() => void | Promise<void>)[] = [];
+  const unwind = async () => {
+    for (const step of undo.splice(0).reverse()) {
+      try {
+        await step();
+      } catch (error) {
+        options.onWarning?.(`cleaning up: ${(error as Error).message}`);
+      }
+    }
+  };
+  try {
+    const dir = await Deno.makeTempDir({ dir: options.runtimeBase, prefix: "vault-exec-" });
+    await Deno.chmod(dir, 0o700);
+    undo.push(() => Deno.remove(dir, { recursive: true }));
+    const brokerSocket = join(dir, "broker.sock");
+    const broker = await startBroker({
+      store,
+      routes: options.routes,
+      listeners: [
+        { unixPath: brokerSocket, scope, subject },
+        { tcpPort: 0, scope, subject },
+      ],
+      auditPath: options.brokerAudit,
+      upstream: options.upstream,
+      onWarning: options.onWarning,
+    });
+    undo.push(() => broker.close());
+    const port = Number(
+      broker.bindings.find((b) => b.label.startsWith("tcp:"))!.label
+        .split(":").at(-1),
+    );
+    const minted = mintContainerEnv(store, options.roster, {
+      scope,
+      subject,
+      credentialSet: options.credentialSet,
+      providers: options.providers,
+      transport: { kind: "tcp", port },
+      location: { vaultUrl: `http://127.0.0.1:${port}`, vaultSocket: brokerSocket },
+      baseUrlFor: options.baseUrlFor,
+    });
+    undo.push(() => {
+      for (const token of minted.tokens) store.revokeToken(token);
+    });
+    const env = [...minted.vars];
+    if (store.countKeys(scope) > 0) {
+      const agent = await startAgent({
+        store,
+        localScopes: [scope],
+        runtimeDir: dir,
+        auditPath: options.agentAudit,
+        onWarning: options.onWarning,
+      });
+      undo.push(() => agent.close());
+      env.push(["SSH_AUTH_SOCK", agent.localSocket(scope)!]);
+    }
+    let closed: Promise<void> | null = null;
+    return {
+      env,
+      minted,
+      dir,
+      close: () => closed ??= unwind(),
+    };
+  } catch (error) {
+    await unwind();
+    throw error;
+  }
+}
