@@ -1,0 +1,246 @@
+/**
+ * Issue 10 with real tools against a fake provider API (FakeUpstream), the
+ * real `vault serve` broker and the real CLI:
+ * - `vault config env` output sourced in `sh` makes curl and the official
+ *   `openai` npm client reach the fake API through the broker, which sees
+ *   the real key and never the phantom token;
+ * - `vault exec -- …` does the same with a private broker, passes the exit
+ *   status on and leaves no token, socket or directory behind;
+ * - Debian's `gh`, configured by `vault config apply` (its
+ *   `http_unix_socket`) and given the phantom `GH_TOKEN`, reaches a fake
+ *   GitHub API through the broker's Unix socket with the real token.
+ */
+
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { withSandboxVault } from "../testing/cli.ts";
+import { FakeUpstream, startBrokerServe } from "../testing/broker.ts";
+
+const PASS = "config tools passphrase";
+const REAL_OPENAI = "sk-REAL-config-tools-0123456789abcdef";
+const REAL_GITHUB = "gho_REALconfigTools0123456789abcdef";
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const CONFIG = join(ROOT, "deno.json");
+
+/** A client using the official openai SDK with only its environment (OPENAI_API_KEY, OPENAI_BASE_URL). */
+const CLIENT = `import OpenAI from "openai";
+const client = new OpenAI({ maxRetries: 0 });
+const answer = await client.chat.completions.create({ model: "m", messages: [{ role: "user", content: "hi" }] });
+console.log("sdk:" + JSON.stringify(answer));
+`;
+
+function authorizations(upstream: FakeUpstream): string[] {
+  return upstream.requests.map((r) =>
+    r.headers.find(([name]) => name.toLowerCase() === "authorization")?.[1] ?? ""
+  );
+}
+
+async function sh(
+  script: string,
+  env: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command("sh", {
+    args: ["-c", script],
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
+}
+
+Deno.test("config env: sourced in sh, curl and the openai SDK reach the fake API through the broker", async () => {
+  const http = new FakeUpstream();
+  try {
+    await withSandboxVault(PASS, async (vault) => {
+      const broker = await startBrokerServe(vault, {
+        routes: { openai: { upstream: http.origin } },
+      });
+      try {
+        const client = vault.cli.file("client.ts", CLIENT);
+        const r = await vault.cli.run([
+          ...vault.base,
+          "config",
+          "env",
+          "--scope",
+          "proj",
+          "--subject",
+          "task-1",
+          "--providers",
+          "openai",
+          "--transport",
+          `tcp:${broker.port}`,
+          "--tcp-host",
+          "127.0.0.1",
+        ]);
+        assertEquals(r.code, 0, r.stderr);
+        assertMatch(r.stderr, /undo: vault token revoke --scope proj --subject task-1/);
+        const envFile = vault.cli.file("env.sh", r.stdout);
+        const run = await sh(
+          `eval "$(cat '${envFile}')" && ` +
+            `curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" "$OPENAI_BASE_URL/models" && echo && ` +
+            `"${Deno.execPath()}" run -A --config '${CONFIG}' '${client}'`,
+          { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: vault.home },
+        );
+        assertEquals(run.code, 0, run.stderr);
+        assertMatch(run.stdout, /^\{"ok":true\}\nsdk:\{"ok":true\}\n$/);
+        assertEquals(authorizations(http), [`Bearer ${REAL_OPENAI}`, `Bearer ${REAL_OPENAI}`]);
+        assertEquals(http.requests.map((q) => q.target), ["/v1/models", "/v1/chat/completions"]);
+        for (const q of http.requests) {
+          assert(
+            !JSON.stringify(q.headers).includes("terok-p-"),
+            "a phantom token reached upstream",
+          );
+        }
+        // The undo it names.
+        const undo = await vault.cli.run([
+          ...vault.base,
+          "token",
+          "revoke",
+          "--scope",
+          "proj",
+          "--subject",
+          "task-1",
+        ]);
+        assertEquals(undo.code, 0, undo.stderr);
+      } finally {
+        await broker.serve.stop();
+      }
+    }, { credentials: { openai: REAL_OPENAI } });
+  } finally {
+    await http.close();
+  }
+});
+
+Deno.test("vault exec: curl and the openai SDK through a private broker; exit status passed on; nothing left behind", async () => {
+  const http = new FakeUpstream();
+  try {
+    await withSandboxVault(PASS, async (vault) => {
+      const client = vault.cli.file("client.ts", CLIENT);
+      const routesDir = join(vault.home, "roster");
+      await Deno.mkdir(routesDir, { recursive: true });
+      // A user roster entry points openai at the fake API (over the built-in one).
+      vault.cli.file("roster/openai.yaml", `upstream: ${http.origin}\n`);
+      const runtime = join(vault.home, "runtime");
+      await Deno.mkdir(runtime, { recursive: true, mode: 0o700 });
+      // A real process: the command inherits vault's stdout.
+      const r = await vault.cli.spawn([
+        ...vault.base,
+        "exec",
+        "--scope",
+        "proj",
+        "--subject",
+        "ci-1",
+        "--roster",
+        routesDir,
+        "--",
+        "sh",
+        "-c",
+        `curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" "$OPENAI_BASE_URL/models" && echo && ` +
+        `"${Deno.execPath()}" run -A --config '${CONFIG}' '${client}' && exit 7`,
+      ], { env: { XDG_RUNTIME_DIR: runtime }, deadlineMs: 60_000 });
+      assertEquals(r.code, 7, r.stderr);
+      assertMatch(r.stdout, /^\{"ok":true\}\nsdk:\{"ok":true\}\n$/);
+      assertEquals(authorizations(http), [`Bearer ${REAL_OPENAI}`, `Bearer ${REAL_OPENAI}`]);
+      const tokens = await vault.cli.run([...vault.base, "token", "list", "--json"]);
+      assertEquals(JSON.parse(tokens.stdout), [], "every minted token revoked");
+      assertEquals([...Deno.readDirSync(runtime)], [], "no socket or directory left");
+    }, { credentials: { openai: REAL_OPENAI } });
+  } finally {
+    await http.close();
+  }
+});
+
+Deno.test("config apply: gh, given http_unix_socket and the phantom GH_TOKEN, reaches a fake GitHub API through the broker", async () => {
+  const found = await new Deno.Command("sh", { args: ["-c", "command -v gh"] }).output();
+  if (found.code !== 0) throw new Error("gh is not installed (Debian: apt-get install gh)");
+  const api = new FakeUpstream();
+  api.on("/user", () => Response.json({ login: "octo", id: 1 }));
+  try {
+    await withSandboxVault(PASS, async (vault) => {
+      const broker = await startBrokerServe(vault, {
+        routes: { github: { upstream: api.origin, auth_prefix: "token " } },
+      });
+      try {
+        const mounts = join(vault.home, "mounts");
+        const ghDir = join(mounts, "_gh-config");
+        await Deno.mkdir(ghDir, { recursive: true, mode: 0o700 });
+        const original = "# gh settings\nversion: '1'\ngit_protocol: https\n";
+        Deno.writeTextFileSync(join(ghDir, "config.yml"), original);
+        const apply = await vault.cli.run([
+          ...vault.base,
+          "config",
+          "apply",
+          "--mounts",
+          mounts,
+          "--providers",
+          "github",
+          "--socket-path",
+          broker.socket,
+        ]);
+        assertEquals(apply.code, 0, apply.stderr);
+        assertEquals(
+          Deno.readTextFileSync(join(ghDir, "config.yml")),
+          original + `http_unix_socket: ${broker.socket}\n`,
+        );
+        const env = await vault.cli.run([
+          ...vault.base,
+          "config",
+          "env",
+          "--scope",
+          "proj",
+          "--subject",
+          "gh-1",
+          "--providers",
+          "github",
+          "--format",
+          "json",
+        ]);
+        assertEquals(env.code, 0, env.stderr);
+        const vars = JSON.parse(env.stdout);
+        assertMatch(vars.GH_TOKEN, /^terok-p-[0-9a-f]{32}$/);
+        const gh = await new Deno.Command("gh", {
+          args: ["api", "/user"],
+          env: {
+            PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+            HOME: vault.home,
+            GH_CONFIG_DIR: ghDir,
+            GH_TOKEN: vars.GH_TOKEN,
+            GH_NO_UPDATE_NOTIFIER: "1",
+            GH_PROMPT_DISABLED: "1",
+            NO_COLOR: "1",
+          },
+          clearEnv: true,
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const text = new TextDecoder();
+        assertEquals(gh.code, 0, text.decode(gh.stderr));
+        assertEquals(JSON.parse(text.decode(gh.stdout)), { login: "octo", id: 1 });
+        assertEquals(authorizations(api), [`token ${REAL_GITHUB}`]);
+
+        // Disabling github gives the user's file back byte for byte.
+        const disable = await vault.cli.run([
+          ...vault.base,
+          "config",
+          "apply",
+          "--mounts",
+          mounts,
+          "--providers",
+          "github",
+          "--disable",
+          "github",
+        ]);
+        assertEquals(disable.code, 0, disable.stderr);
+        assertEquals(Deno.readTextFileSync(join(ghDir, "config.yml")), original);
+      } finally {
+        await broker.serve.stop();
+      }
+    }, { credentials: { github: REAL_GITHUB } });
+  } finally {
+    await api.close();
+  }
+});
