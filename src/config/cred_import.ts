@@ -140,7 +140,7 @@ function parseJson(text: string): unknown {
 
 /** Parses YAML, refusing errors with their line only (yaml's messages quote the source). */
 function parseYaml(text: string) {
-  const doc = parseDocument(text, { prettyErrors: false });
+  const doc = parseDocument(text);
   if (doc.errors.length > 0) {
     const line = doc.errors[0].linePos?.[0]?.line;
     throw new CredentialImportError(
@@ -400,6 +400,24 @@ export function parseCredentialFile(
   bytes: Uint8Array,
   format?: ImportFormat,
 ): ImportedCredential {
+  const imported = parseAny(provider, bytes, format);
+  const stand = [imported.data.access_token, imported.data.key, imported.data.token];
+  if (stand.some((v) => typeof v === "string" && isStandIn(v))) {
+    throw new CredentialImportError(
+      `${imported.format}: the file holds a phantom token or marker, not a real credential ` +
+        "(was it replaced already?)",
+    );
+  }
+  return imported;
+}
+
+/** True for what vault writes in place of a secret: a phantom token, a static marker. */
+function isStandIn(value: string): boolean {
+  return isToken(value) || markerProvider(value) !== undefined;
+}
+
+/** {@link parseCredentialFile} without refusing stand-ins (used to check a phantom form). */
+function parseAny(provider: string, bytes: Uint8Array, format?: ImportFormat): ImportedCredential {
   const { text } = decode(bytes);
   const chosen = format ?? recognise(text, provider);
   if (chosen === undefined) {
@@ -586,7 +604,9 @@ function secretsOf(imported: ImportedCredential, text: string): string[] {
       out.push(t.access_token, t.refresh_token, t.id_token);
     }
   }
-  return [...new Set(out.filter((s): s is string => typeof s === "string" && s !== ""))];
+  const real = (s: unknown): s is string =>
+    typeof s === "string" && s !== "" && !isStandIn(s) && s !== syntheticIdToken(s);
+  return [...new Set(out.filter(real))];
 }
 
 /** Whether `hay` holds the bytes of `needle`. */
@@ -636,7 +656,7 @@ export function phantomForm(
   original: Uint8Array,
   phantom: string,
 ): Uint8Array {
-  if (!isToken(phantom) && markerProvider(phantom) === undefined) {
+  if (!isStandIn(phantom)) {
     throw new CredentialImportError("the phantom is neither a phantom token nor a static marker");
   }
   const { text, bom } = decode(original);
@@ -675,7 +695,7 @@ export function phantomForm(
   }
   let again: ImportedCredential;
   try {
-    again = parseCredentialFile(envProvider, bytes, imported.format);
+    again = parseAny(envProvider, bytes, imported.format);
   } catch {
     bytes.fill(0);
     throw new CredentialImportError(
