@@ -189,7 +189,7 @@ Claude and Codex files get a minted token too).
 
 Examples:
   vault cred import anthropic ~/.claude/.credentials.json --replace-with-phantom
-  vault cred import github ~/.config/gh/hosts.yml --replace-with-phantom \
+  vault cred import github ~/.config/gh/hosts.yml --replace-with-phantom \\
     --scope proj-a --subject task-1`,
     )
     .action(async (provider, file, options) => {
