@@ -565,3 +565,28 @@ Deno.test("cli: refusals store nothing and leave the file as it was", async () =
     assertEquals(JSON.parse(tokens.stdout), []);
   });
 });
+
+Deno.test("dotenv and YAML variants: only the secret's bytes change", () => {
+  const key = "mk-variant-0123456789abcdef";
+  const variants: [string, string, ImportFormat][] = [
+    ["mistral", `# c\r\nexport MISTRAL_API_KEY="${key}"\r\nOTHER=1\r\n`, "vibe-env"],
+    ["mistral", `MISTRAL_API_KEY=${key}   # old\nMISTRAL_API_KEY=${key}\n`, "vibe-env"],
+    [
+      "mistral-eu",
+      `MISTRAL_EU_API_KEY = ${key}\nMISTRAL_API_KEY=unrelated-other-key\n`,
+      "vibe-env",
+    ],
+    ["github", `github.com: {oauth_token: '${key}', user: mona}\n`, "gh-hosts"],
+    ["github", `ghe.example.com:\n  oauth_token: |-\n    ${key}\n  user: x\n`, "gh-hosts"],
+  ];
+  for (const [provider, text, format] of variants) {
+    const imported = parseCredentialFile(provider, utf8(text));
+    assertEquals(imported.format, format, text);
+    assertEquals(imported.data.key ?? imported.data.token, key, text);
+    const out = new TextDecoder().decode(phantomForm(imported, utf8(text), PHANTOM));
+    assert(!out.includes(key), text);
+    if (!text.includes("|")) assertEquals(out, text.replaceAll(key, PHANTOM));
+    // the other variable of the third variant is untouched
+    assert(out.includes("unrelated-other-key") === text.includes("unrelated-other-key"));
+  }
+});
