@@ -1,5 +1,5 @@
 /**
- * `vault cred set|get|list|sets|rm`.
+ * `vault cred set|get|list|sets|rm|import`.
  *
  * @module
  */
@@ -19,7 +19,21 @@ import {
 } from "../../store/validate.ts";
 import { elideDeeper, exceedsDepth } from "../../json_depth.ts";
 import { describeChar, findUnsafeChar } from "../../sanitize.ts";
-import { InvalidInput } from "../../errors.ts";
+import { InvalidInput, UsageError } from "../../errors.ts";
+import { Option } from "@commander-js/extra-typings";
+import {
+  CredentialImportError,
+  IMPORT_FORMATS,
+  type ImportFormat,
+  parseCredentialFile,
+  phantomForm,
+  phantomMarker,
+  readCredentialFile,
+} from "../../config/cred_import.ts";
+import { writeFileAtomic } from "../../fs/atomic.ts";
+import { maskToken } from "../../tokens/format.ts";
+import { validateScope, validateSubject } from "../../store/validate.ts";
+import { sanitizeOneLine } from "../../sanitize.ts";
 
 const DEFAULT_SET = "default";
 
@@ -135,6 +149,177 @@ Examples:
       }
       ctx.out.line(`deleted ${options.set}/${provider}`);
     });
+
+  addCredImport(cred, ctx);
+}
+
+/** Adds `vault cred import` to the `cred` command. */
+function addCredImport(cred: Command, ctx: Context): void {
+  cred.command("import")
+    .description("store the credential of an agent tool's login file (masked output)")
+    .argument("<provider>", "provider name, e.g. anthropic, openai, github")
+    .argument("<file>", "the tool's credential file (.credentials.json, auth.json, hosts.yml, …)")
+    .option("--set <name>", "credential set", DEFAULT_SET)
+    .addOption(
+      new Option("--format <format>", "the file's format (default: recognised by its shape)")
+        .choices(IMPORT_FORMATS),
+    )
+    .option(
+      "--replace-with-phantom",
+      "then rewrite the file atomically with a marker or phantom token in place of the secret",
+    )
+    .option("--scope <scope>", "scope of the phantom token minted for --replace-with-phantom")
+    .option("--subject <id>", "subject of the phantom token minted for --replace-with-phantom")
+    .option("--json", "print the result as JSON")
+    .addHelpText(
+      "after",
+      `
+Formats: Claude Code .credentials.json (claude-credentials), Codex auth.json
+(codex-auth), gh hosts.yml (gh-hosts), glab config.yml (glab-config), a Vibe
+.env with MISTRAL_API_KEY (vibe-env), JSON {"api_key": …} or {"key": …}
+(json-api-key). The credential is stored in the broker's shape; what was
+stored is printed masked.
+
+--replace-with-phantom then replaces the file (temporary file in the same
+directory, fsync, rename; mode kept; a symbolic link is refused) so that the
+real secret no longer exists in it: Claude's file for anthropic and Codex's
+OAuth auth.json for openai get terok's static marker; every other file gets
+a phantom token minted for --scope and --subject (given, those two make the
+Claude and Codex files get a minted token too).
+
+Examples:
+  vault cred import anthropic ~/.claude/.credentials.json --replace-with-phantom
+  vault cred import github ~/.config/gh/hosts.yml --replace-with-phantom \\
+    --scope proj-a --subject task-1`,
+    )
+    .action(async (provider, file, options) => {
+      validateProvider(provider);
+      validateCredentialSet(options.set);
+      const mint = options.scope !== undefined || options.subject !== undefined;
+      if (mint) {
+        if (!options.replaceWithPhantom) {
+          throw new UsageError("--scope and --subject go with --replace-with-phantom");
+        }
+        if (options.scope === undefined || options.subject === undefined) {
+          throw new UsageError("--scope and --subject go together");
+        }
+        validateScope(options.scope);
+        validateSubject(options.subject);
+      }
+      const original = await readCredentialFile(file);
+      try {
+        const imported = withPath(
+          file,
+          () => parseCredentialFile(provider, original, options.format as ImportFormat | undefined),
+        );
+        const marker = options.replaceWithPhantom && !mint
+          ? phantomMarker(imported, provider)
+          : undefined;
+        if (options.replaceWithPhantom && !mint && marker === undefined) {
+          throw new UsageError(
+            `--replace-with-phantom needs --scope and --subject for ${imported.format} ` +
+              `stored as '${provider}' (a phantom token is minted for them)`,
+          );
+        }
+        // The rewrite is checked before anything is stored (a marker or a sample token).
+        if (options.replaceWithPhantom) {
+          withPath(file, () => phantomForm(imported, original, marker ?? SAMPLE_TOKEN)).fill(0);
+        }
+        const minted = await ctx.withStore((store) =>
+          store.transaction(() => {
+            store.storeCredential(options.set, provider, imported.data);
+            return mint
+              ? store.createToken(options.scope!, options.subject!, options.set, provider)
+              : undefined;
+          })
+        );
+        let replaced = false;
+        if (options.replaceWithPhantom) {
+          try {
+            await replaceWithPhantom(
+              file,
+              original,
+              () => phantomForm(imported, original, minted ?? marker!),
+            );
+            replaced = true;
+          } catch (e) {
+            if (minted !== undefined) {
+              await ctx.withStore((store) => store.revokeToken(minted)).catch(() => {});
+            }
+            throw e;
+          }
+        }
+        const shown = maskCredential(imported.data);
+        const phantom = !replaced ? null : minted !== undefined ? "token" : "marker";
+        if (options.json) {
+          ctx.out.json({
+            credentialSet: options.set,
+            provider,
+            format: imported.format,
+            data: shown,
+            replaced,
+            phantom,
+            ...(minted !== undefined ? { token: maskToken(minted) } : {}),
+          });
+          return;
+        }
+        ctx.out.line(`stored ${options.set}/${provider} (${imported.format})`);
+        for (const [key, value] of Object.entries(shown)) {
+          ctx.out.field(key, typeof value === "string" ? value : JSON.stringify(value));
+        }
+        if (replaced) {
+          ctx.out.line(
+            minted !== undefined
+              ? `replaced the secret in ${file} with phantom token ${maskToken(minted)}`
+              : `replaced the secret in ${file} with the static marker`,
+          );
+        }
+      } finally {
+        original.fill(0);
+      }
+    });
+}
+
+/** A well-formed phantom token used to check a rewrite before a real one is minted. */
+const SAMPLE_TOKEN = "terok-p-00000000000000000000000000000000";
+
+/** Runs `fn`, prefixing a {@link CredentialImportError}'s message with the file's path. */
+function withPath<T>(file: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof CredentialImportError) {
+      throw new CredentialImportError(`${sanitizeOneLine(file)}: ${e.message}`, { cause: e });
+    }
+    throw e;
+  }
+}
+
+/**
+ * Rewrites `file` with `build()` atomically (mode kept, no symlink
+ * followed), after checking it still holds `original`: a tool that
+ * refreshed its login meanwhile is not overwritten.
+ */
+async function replaceWithPhantom(
+  file: string,
+  original: Uint8Array,
+  build: () => Uint8Array,
+): Promise<void> {
+  const now = await readCredentialFile(file);
+  const same = now.length === original.length && now.every((b, i) => b === original[i]);
+  now.fill(0);
+  if (!same) {
+    throw new CredentialImportError(
+      `${sanitizeOneLine(file)}: the file changed while it was imported; the credential ` +
+        "was stored but the file was not rewritten (run the import again)",
+    );
+  }
+  const bytes = withPath(file, build);
+  try {
+    await writeFileAtomic(file, bytes);
+  } finally {
+    bytes.fill(0);
+  }
 }
 
 /**
