@@ -469,7 +469,8 @@ async function parseYamlFile(text: string, file: string): Promise<unknown> {
   try {
     return YAML.parse(text, {
       schema: "core",
-      prettyErrors: false,
+      // Computes linePos; the message (which quotes the text) is never shown.
+      prettyErrors: true,
       maxAliasCount: 100,
       uniqueKeys: true,
     });
