@@ -478,7 +478,8 @@ Deno.test("roster: a roster dir or file others may write is refused", async () =
     assertMatch(e.message, /writable by group or others/);
     await Deno.chmod(dir, 0o700);
     assert((await loadRoster([dir])).has("acme"));
-    await assertRejects(() => loadRoster([join(root, "missing")]), InvalidRoster);
+    // A dir that does not exist adds nothing (the user's default dir is optional).
+    assertEquals(await loadRoster([join(root, "missing")]), BUILTIN_ROSTER);
   });
 });
 
@@ -520,7 +521,14 @@ Deno.test("roster: vault config routes prints routes.json that the broker reads 
     const given = await cli.run(["config", "routes", "--roster", other]);
     assertEquals(given.code, 0, given.stderr);
     const givenRoutes = JSON.parse(given.stdout);
-    assert(!("acme" in givenRoutes) && !("github" in givenRoutes));
+    // --roster dirs come after the user's default dir.
+    assert("acme" in givenRoutes && !("github" in givenRoutes));
+    const missing = await cli.run(["config", "routes", "--roster", join(home, "nope")]);
+    assertEquals(missing.code, 1);
+    assertEquals(
+      missing.stderr,
+      `vault: error: ${join(home, "nope")}: roster directory does not exist\n`,
+    );
 
     const bad = await rosterDir(home, "bad", { "openai.yaml": "upstream: https://x\nnope: 1\n" });
     const refused = await cli.run(["config", "routes", "--roster", bad]);

@@ -525,15 +525,16 @@ function applyFile(builder: RosterBuilder, doc: unknown, file: string, stem: str
   builder.merge(name, checkLayer(rest, file), file);
 }
 
-/** Refuses a roster directory that another user owns or group or others may write. */
-async function checkRosterDir(dir: string): Promise<void> {
+/**
+ * Refuses a roster directory that another user owns or group or others may
+ * write; false when it does not exist.
+ */
+async function checkRosterDir(dir: string): Promise<boolean> {
   let st: Deno.FileInfo;
   try {
     st = await Deno.stat(dir);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new InvalidRoster(dir, "", "roster directory does not exist", { cause: e });
-    }
+    if (e instanceof Deno.errors.NotFound) return false;
     throw new InvalidRoster(dir, "", "roster directory cannot be read", { cause: e });
   }
   if (!st.isDirectory) throw new InvalidRoster(dir, "", "is not a directory");
@@ -549,6 +550,7 @@ async function checkRosterDir(dir: string): Promise<void> {
       `roster directory is writable by group or others (mode ${mode}); run chmod go-w on it`,
     );
   }
+  return true;
 }
 
 /** The roster files of `dir`: `*.yaml` / `*.yml`, not dot files, sorted by name. */
@@ -566,9 +568,11 @@ async function rosterFiles(dir: string): Promise<string[]> {
  * provider (reference §1.3 rules). Roster files are read like config.toml:
  * regular files (a symbolic link judged by its target), at most 1 MiB,
  * owned by the user (or root) and not writable by group or others; the
- * directories too.
+ * directories too. A directory that does not exist adds nothing (as in
+ * terok, where the user's agent dir is optional); callers that take a dir
+ * from the command line check that it exists (see {@link assertRosterDir}).
  *
- * @throws {InvalidRoster} for a missing or unsafe dir, a file that does not
+ * @throws {InvalidRoster} for an unsafe dir, a file that does not
  *   parse, an unknown key, a bad value, or a provider left incomplete
  *   (named by file and key); {FileRefused} when a file is refused.
  */
@@ -576,7 +580,7 @@ export async function loadRoster(dirs: string[]): Promise<Roster> {
   if (dirs.length === 0) return BUILTIN_ROSTER;
   const builder = builtinBuilder();
   for (const dir of dirs) {
-    await checkRosterDir(dir);
+    if (!await checkRosterDir(dir)) continue;
     for (const name of await rosterFiles(dir)) {
       const file = join(dir, name);
       const bytes = await readSecretFile(file, {
@@ -595,6 +599,17 @@ export async function loadRoster(dirs: string[]): Promise<Roster> {
     }
   }
   return builder.build();
+}
+
+/**
+ * Checks that a roster dir named on the command line exists and is safe.
+ *
+ * @throws {InvalidRoster} naming the dir.
+ */
+export async function assertRosterDir(dir: string): Promise<void> {
+  if (!await checkRosterDir(dir)) {
+    throw new InvalidRoster(dir, "", "roster directory does not exist");
+  }
 }
 
 /**

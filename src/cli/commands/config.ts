@@ -11,19 +11,18 @@ import type { Command } from "@commander-js/extra-typings";
 import type { Context } from "../context.ts";
 import { resolve } from "node:path";
 
-/** `--roster DIR` collects every occurrence, in order. */
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
-}
-
-/** The roster dirs of a command: `--roster` dirs if given, else the user's default dir if it exists. */
+/**
+ * The roster dirs of a command: the user's default dir (if it exists), then
+ * each `--roster` dir, which must exist.
+ */
 export async function rosterDirsOf(
   ctx: Context,
   given: readonly string[] | undefined,
 ): Promise<string[]> {
-  if (given !== undefined && given.length > 0) return given.map((dir) => resolve(dir));
-  const { userRosterDirs } = await import("../../config/roster.ts");
-  return await userRosterDirs(ctx.env);
+  const { assertRosterDir, userRosterDirs } = await import("../../config/roster.ts");
+  const dirs = (given ?? []).map((dir) => resolve(dir));
+  for (const dir of dirs) await assertRosterDir(dir);
+  return [...await userRosterDirs(ctx.env), ...dirs];
 }
 
 /** Adds `vault config …` to `program`. */
@@ -34,17 +33,16 @@ export function addConfigCommands(program: Command, ctx: Context): void {
   config.command("routes")
     .description("print the broker's routes file (terok's routes.json) of the provider roster")
     .option(
-      "--roster <dir>",
-      "roster directory of <provider>.yaml files over the built-in roster (repeatable; default: " +
-        "$XDG_CONFIG_HOME/vault/roster)",
-      collect,
+      "--roster <dir...>",
+      "roster directories over the built-in roster and $XDG_CONFIG_HOME/vault/roster",
     )
     .option("--json", "print the result as JSON (the output is JSON either way)")
     .addHelpText(
       "after",
       `
-The roster is the built-in one, then each roster directory's *.yaml / *.yml
-files in name order, merged per provider. 'vault serve' without --routes
+The roster is the built-in one, then $XDG_CONFIG_HOME/vault/roster (if it
+exists), then each --roster directory: their *.yaml / *.yml files in name
+order, merged per provider. 'vault serve' without --routes
 uses the same routes, so the two never disagree.
 
 Example:
