@@ -71,6 +71,9 @@ export const GROUPS: readonly CommandGroup[] = [
   group(async () => (await import("./ssh.ts")).addSshCommands, [
     ["ssh", "SSH keys held by the vault (ed25519, rsa)", false],
   ]),
+  group(async () => (await import("./config.ts")).addConfigCommands, [
+    ["config", "agent tools' config files, roster and container environment", false],
+  ]),
   group(async () => (await import("./serve.ts")).addServeCommands, [
     [
       "serve",

@@ -505,13 +505,15 @@ async function startBrokerFor(
     threads?: { count: number; rawKey: Uint8Array };
   },
 ): Promise<BrokerHandle> {
-  const [{ startBroker }, { BUILTIN_ROUTES }, { loadRoutesFile }] = await Promise.all([
-    import("../../broker/broker.ts"),
-    import("../../broker/routes.ts"),
-    import("../../broker/routes_file.ts"),
-  ]);
+  const [{ startBroker }, { loadRoster, rosterRoutes, userRosterDirs }, { loadRoutesFile }] =
+    await Promise.all([
+      import("../../broker/broker.ts"),
+      import("../../config/roster.ts"),
+      import("../../broker/routes_file.ts"),
+    ]);
+  // Without a routes file, the roster's routes: the same `vault config routes` prints.
   const routes = settings.routesFile === undefined
-    ? BUILTIN_ROUTES
+    ? rosterRoutes(await loadRoster(await userRosterDirs(ctx.env)))
     : await loadRoutesFile(resolve(settings.routesFile));
   const caCerts = settings.caFile === undefined ? undefined : [
     new TextDecoder().decode(

@@ -1,0 +1,24 @@
+/**
+ * The shape of a provider's `shared_config_patch` (terok's roster, reference
+ * terok-config.md §4–§5, plus our `json_set`). Only the type lives here, so
+ * that the roster can name it without loading the patch engine; the engine
+ * (`patch.ts`) uses the same field names.
+ *
+ * @module
+ */
+
+/** A provider's shared_config_patch as in terok's roster (plus our json_set). */
+export interface SharedConfigPatch {
+  /** Path relative to the provider's shared dir: not absolute, no `..` segment. */
+  file: string;
+  /** Top-level keys of a YAML mapping. */
+  yaml_set?: Record<string, unknown>;
+  /** Top-level keys, or keys of the matched `[[toml_table]]` entry. */
+  toml_set?: Record<string, unknown>;
+  /** Name of an array of tables (`[[providers]]`) whose matching entry `toml_set` updates. */
+  toml_table?: string;
+  /** Required with `toml_table`: the entry whose keys equal all of these is updated. */
+  toml_match?: Record<string, unknown>;
+  /** Top-level keys of a JSON object (ours; terok has no JSON patch). */
+  json_set?: Record<string, unknown>;
+}

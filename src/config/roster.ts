@@ -1,0 +1,688 @@
+/**
+ * The provider roster: for each provider the vault serves, its broker route
+ * and how a sandbox is wired to it (phantom-token variables, base URL and
+ * socket variables, the shared config dir and its config patch).
+ *
+ * The roster is the built-in one (`roster_builtin.ts`), then every roster
+ * directory's `*.yaml` / `*.yml` files (sorted by name; dot files ignored),
+ * deep-merged per provider by terok's rules (`roster_merge.ts`: mappings
+ * recurse, `null` deletes, `"_inherit"` keeps or splices the base value).
+ * A file's stem names its provider (terok agent names are mapped:
+ * `codex.yaml` → openai, see `roster_terok.ts`).
+ *
+ * ## The roster file format (one provider per file, `<provider>.yaml`)
+ *
+ * ```yaml
+ * roster_version: 1                 # optional; only 1 is known
+ * # the broker route (as in terok's routes.json)
+ * upstream: https://api.openai.com  # required (after merging); its path is a prefix
+ * auth_header: Authorization        # default; "dynamic" = x-api-key for API keys
+ * auth_prefix: "Bearer "            # default "Bearer "
+ * path_upstreams: {/backend-api/: https://chatgpt.com}
+ * oauth_extra_headers: {}           # headers sent only with OAuth credentials
+ * oauth_refresh: {token_url: …, client_id: …, scope: …, encoding: json}  # no client_secret here
+ * # the sandbox's wiring
+ * credential_type: oauth            # api_key (default), oauth, oauth_token, pat
+ * phantom_env: [OPENAI_API_KEY]     # variables that get the phantom token
+ * oauth_phantom_env: []             # instead of phantom_env when the stored credential is oauth
+ * base_url_env: OPENAI_BASE_URL     # gets {vault_url} + base_url_path
+ * base_url_path: /v1
+ * socket_env: ANTHROPIC_UNIX_SOCKET # gets {vault_socket}
+ * extra_env: {API_PROTOCOL: http}   # fixed values; {vault_url}, {vault_host} substituted
+ * shared_config_patch: {file: config.toml, toml_set: {openai_base_url: "{vault_url}/v1"}}
+ * shared_dir: _codex-config         # one path segment under the mounts dir
+ * container_mount: /home/dev/.codex
+ * credential_file: auth.json        # relative to the shared dir
+ * ```
+ *
+ * `phantom_env` and `oauth_phantom_env` also take terok's `{VAR: true}`
+ * mapping (merged key by key; only the keys matter); a list replaces the
+ * base list unless it holds `"_inherit"`. Unknown keys are errors naming the
+ * file and the key; terok agent files (any of terok's top-level keys, e.g.
+ * `vault:`) are read by `roster_terok.ts`.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import {
+  normalizeBase,
+  type OAuthRefresh,
+  type Route,
+  type Routes,
+  routesFromValue,
+} from "../broker/routes.ts";
+import { isHeaderName, isHeaderValue } from "../broker/headers.ts";
+import { escapeJsonText } from "../sanitize.ts";
+import { currentUid, MAX_CONFIG_BYTES, readSecretFile } from "../fs/mod.ts";
+import type { SharedConfigPatch } from "./patch_types.ts";
+import { BUILTIN_ROSTER_SOURCE } from "./roster_builtin.ts";
+import { InvalidRoster } from "./roster_errors.ts";
+import { deepMerge, INHERIT, isMapping } from "./roster_merge.ts";
+import { isTerokAgentFile, providerOfAgent, terokAgentLayer } from "./roster_terok.ts";
+
+export { InvalidRoster } from "./roster_errors.ts";
+export type { SharedConfigPatch } from "./patch_types.ts";
+
+/** How the stored credential of a provider is typed (informational, as in terok). */
+export type CredentialType = "api_key" | "oauth" | "oauth_token" | "pat";
+
+/** One provider of the roster. */
+export interface ProviderSpec {
+  /** Vault provider name (anthropic, openai, mistral, github, gitlab, openrouter, sonarcloud, blablador, kisski, …). */
+  name: string;
+  /** The broker route (validated by `routesFromValue`'s rules). */
+  route: Route;
+  /** The credential type the provider normally has. */
+  credentialType: CredentialType;
+  /** Variables that receive the phantom token. */
+  phantomEnv: string[];
+  /** Used instead of {@link phantomEnv} when the stored credential is oauth and this is non-empty. */
+  oauthPhantomEnv: string[];
+  /** Receives `{vault_url}` followed by {@link baseUrlPath} (see {@link baseUrlValue}). */
+  baseUrlEnv?: string;
+  /** Path appended to `{vault_url}` for {@link baseUrlEnv} ("/v1" for OpenAI-style clients); "" when absent. */
+  baseUrlPath?: string;
+  /** Receives `{vault_socket}`. */
+  socketEnv?: string;
+  /** Fixed values; `{vault_url}` and `{vault_host}` are substituted by the caller. */
+  extraEnv?: Record<string, string>;
+  /** The provider's shared_config_patch. */
+  sharedConfigPatch?: SharedConfigPatch;
+  /** The provider's shared config dir (terok's `auth.host_dir`): one path segment. */
+  sharedDir?: string;
+  /** Where the shared dir is mounted in the container (terok's `auth.container_mount`). */
+  containerMount?: string;
+  /** The tool's credential file, relative to the shared dir (terok's `vault.credential_file`). */
+  credentialFile?: string;
+  /** How the route refreshes OAuth tokens (the same object as `route.oauthRefresh`). */
+  oauthRefresh?: OAuthRefresh;
+}
+
+/** Providers by name. */
+export type Roster = ReadonlyMap<string, ProviderSpec>;
+
+/** The label of the built-in roster in messages. */
+const BUILTIN_FILE = "<built-in roster>";
+
+/** The only roster format version. */
+const ROSTER_VERSION = 1;
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const PROVIDER_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+const CREDENTIAL_TYPES: ReadonlySet<string> = new Set(["api_key", "oauth", "oauth_token", "pat"]);
+const PATCH_KEYS: ReadonlySet<string> = new Set([
+  "file",
+  "yaml_set",
+  "toml_set",
+  "toml_table",
+  "toml_match",
+  "json_set",
+]);
+const REFRESH_KEYS: ReadonlySet<string> = new Set(["token_url", "client_id", "scope", "encoding"]);
+
+/** Throws the error of one key: `<file>: <path>: <problem>`. */
+type Fail = (problem: string, subPath?: string) => never;
+
+/** Checks one key's value in a layer (null and "_inherit" already excluded); returns it normalized. */
+type FieldCheck = (value: unknown, fail: Fail) => unknown;
+
+function str(value: unknown, fail: Fail): string {
+  if (typeof value !== "string") fail("must be a string");
+  return value as string;
+}
+
+function envName(value: unknown, fail: Fail, subPath?: string): string {
+  if (typeof value !== "string" || !ENV_NAME.test(value)) {
+    fail(
+      "must be an environment variable name (letters, digits, '_'; not starting with a digit)",
+      subPath,
+    );
+  }
+  return value as string;
+}
+
+function optionalEnvName(value: unknown, fail: Fail): string {
+  return value === "" ? "" : envName(value, fail);
+}
+
+/** A relative path without "..", "." tricks, NUL or backslash-free assumptions. */
+function relativePath(value: unknown, fail: Fail, subPath?: string): string {
+  if (typeof value !== "string" || value === "") fail("must be a non-empty relative path", subPath);
+  const s = value as string;
+  if (s.startsWith("/") || s.includes("\0") || s.split("/").some((p) => p === "..")) {
+    fail("must be a relative path without '..'", subPath);
+  }
+  return s;
+}
+
+/** A mapping whose values pass `each` (null entries delete, "_inherit" keeps). */
+function mappingOf(
+  value: unknown,
+  fail: Fail,
+  each: (key: string, v: unknown, fail: Fail) => unknown,
+): Record<string, unknown> {
+  if (!isMapping(value)) fail("must be a mapping");
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
+    const sub: Fail = (problem, subPath) => fail(problem, subPath ?? key);
+    if (key === INHERIT) {
+      if (typeof v !== "boolean") sub("must be true or false");
+    } else if (v !== null && v !== INHERIT) {
+      Object.defineProperty(out, key, {
+        value: each(key, v, sub),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+      continue;
+    }
+    Object.defineProperty(out, key, {
+      value: v,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return out;
+}
+
+/**
+ * A list of variable names (replaces the base list unless it holds
+ * "_inherit") or terok's `{VAR: true}` mapping (merges key by key), as the
+ * mapping the merge works on (`_inherit: false` = replace).
+ */
+function envSet(value: unknown, fail: Fail): Record<string, unknown> {
+  if (Array.isArray(value)) {
+    const inherit = value.includes(INHERIT);
+    const out: Record<string, unknown> = inherit ? {} : { [INHERIT]: false };
+    value.forEach((item, i) => {
+      if (item === INHERIT) return;
+      Object.defineProperty(out, envName(item, fail, String(i)), {
+        value: true,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    });
+    return out;
+  }
+  if (isMapping(value)) {
+    return mappingOf(value, fail, (key, _v, sub) => {
+      envName(key, sub);
+      return true;
+    });
+  }
+  return fail("must be a list of variable names (or terok's {VAR: true} mapping)");
+}
+
+function upstreamUrl(value: unknown, fail: Fail): string {
+  if (normalizeBase(value) === null) fail("must be an http(s) URL without userinfo");
+  return value as string;
+}
+
+function patchLayer(value: unknown, fail: Fail): Record<string, unknown> {
+  return mappingOf(value, fail, (key, v, sub) => {
+    if (!PATCH_KEYS.has(key)) sub("unknown key");
+    if (key === "file") return relativePath(v, sub);
+    if (key === "toml_table") return str(v, sub);
+    if (!isMapping(v)) sub("must be a mapping");
+    return v;
+  });
+}
+
+function refreshLayer(value: unknown, fail: Fail): Record<string, unknown> {
+  return mappingOf(value, fail, (key, v, sub) => {
+    if (key === "client_secret") {
+      sub("a secret does not belong in a roster file (terok forbids it too); use a routes file");
+    }
+    if (!REFRESH_KEYS.has(key)) sub("unknown key");
+    if (key === "token_url") return upstreamUrl(v, sub);
+    if (key === "encoding" && v !== "json" && v !== "form") sub('must be "json" or "form"');
+    return str(v, sub);
+  });
+}
+
+/** Every key of the roster format and how a layer's value is checked. */
+const FIELDS: Readonly<Record<string, FieldCheck>> = {
+  upstream: upstreamUrl,
+  auth_header: (v, fail) => {
+    if (typeof v !== "string" || (v !== "dynamic" && !isHeaderName(v))) {
+      fail('must be a header name or "dynamic"');
+    }
+    return v;
+  },
+  auth_prefix: (v, fail) => {
+    if (typeof v !== "string" || !isHeaderValue(v)) fail("must be a string without CR, LF or NUL");
+    return v;
+  },
+  path_upstreams: (v, fail) =>
+    mappingOf(v, fail, (key, target, sub) => {
+      if (!key.startsWith("/")) sub("must start with '/'");
+      return upstreamUrl(target, sub);
+    }),
+  oauth_extra_headers: (v, fail) =>
+    mappingOf(v, fail, (key, value, sub) => {
+      if (!isHeaderName(key)) sub("is not a header name");
+      if (typeof value !== "string" || !isHeaderValue(value)) {
+        sub("must be a string without CR, LF or NUL");
+      }
+      return value;
+    }),
+  oauth_refresh: refreshLayer,
+  credential_type: (v, fail) => {
+    if (typeof v !== "string" || !CREDENTIAL_TYPES.has(v)) {
+      fail("must be one of api_key, oauth, oauth_token, pat");
+    }
+    return v;
+  },
+  phantom_env: envSet,
+  oauth_phantom_env: envSet,
+  base_url_env: optionalEnvName,
+  base_url_path: (v, fail) => {
+    if (typeof v !== "string" || (v !== "" && !/^\/[\x21-\x22\x24-\x3e\x40-\x7e]*$/.test(v))) {
+      fail("must be empty or a URL path starting with '/'");
+    }
+    return (v as string).replace(/\/+$/, "");
+  },
+  socket_env: optionalEnvName,
+  extra_env: (v, fail) =>
+    mappingOf(v, fail, (key, value, sub) => {
+      envName(key, sub);
+      if (typeof value !== "string" || value.includes("\0")) sub("must be a string");
+      return value;
+    }),
+  shared_config_patch: patchLayer,
+  shared_dir: (v, fail) => {
+    if (
+      typeof v !== "string" || v === "" || v === "." || v === ".." || v.includes("/") ||
+      v.includes("\0")
+    ) {
+      fail("must be a single path segment");
+    }
+    return v;
+  },
+  container_mount: (v, fail) => {
+    if (
+      typeof v !== "string" || !v.startsWith("/") || v.includes("\0") ||
+      v.split("/").includes("..")
+    ) {
+      fail("must be an absolute path without '..'");
+    }
+    return v;
+  },
+  credential_file: (v, fail) => v === "" ? "" : relativePath(v, fail),
+};
+
+/**
+ * Checks a layer in the roster format and returns it normalized for the
+ * merge. `pathOf` gives a key's path in the file (terok files rename keys).
+ */
+function checkLayer(
+  layer: Record<string, unknown>,
+  file: string,
+  pathOf: (key: string) => string = (key) => key,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(layer)) {
+    const check = Object.hasOwn(FIELDS, key) ? FIELDS[key] : undefined;
+    if (check === undefined) throw new InvalidRoster(file, pathOf(key), "unknown key");
+    const fail: Fail = (problem, subPath) => {
+      throw new InvalidRoster(file, subPath ? `${pathOf(key)}.${subPath}` : pathOf(key), problem);
+    };
+    out[key] = value === null || value === INHERIT ? value : check(value, fail);
+  }
+  return out;
+}
+
+function optionalString(v: unknown): string | undefined {
+  return typeof v === "string" && v !== "" ? v : undefined;
+}
+
+function deepFreeze<T>(v: T): T {
+  if (typeof v === "object" && v !== null) {
+    for (const inner of Object.values(v)) deepFreeze(inner);
+    Object.freeze(v);
+  }
+  return v;
+}
+
+/** The checked patch of a merged entry: `file` required, `toml_match` with `toml_table`, one operation. */
+function finalPatch(raw: Record<string, unknown>, fail: Fail): SharedConfigPatch {
+  if (typeof raw.file !== "string") fail("'file' is required", "file");
+  const ops = ["yaml_set", "toml_set", "json_set"].filter((k) => Object.hasOwn(raw, k));
+  if (ops.length > 1) fail(`has ${ops.join(" and ")}: give one of them`);
+  if (Object.hasOwn(raw, "toml_table")) {
+    if (!Object.hasOwn(raw, "toml_match")) fail("'toml_match' is required with toml_table");
+    if (!Object.hasOwn(raw, "toml_set")) fail("'toml_set' is required with toml_table");
+  } else if (Object.hasOwn(raw, "toml_match")) {
+    fail("'toml_match' needs toml_table");
+  }
+  return deepFreeze(structuredClone(raw)) as unknown as SharedConfigPatch;
+}
+
+/** Builds a provider from its merged roster value; `file` is the last layer that touched it. */
+function buildSpec(name: string, v: Record<string, unknown>, file: string): ProviderSpec {
+  const fail = (key: string): Fail => (problem, subPath) => {
+    throw new InvalidRoster(
+      file,
+      subPath ? `${name}.${key}.${subPath}` : `${name}.${key}`,
+      problem,
+    );
+  };
+  if (!Object.hasOwn(v, "upstream")) {
+    throw new InvalidRoster(file, `${name}.upstream`, "is required");
+  }
+  const routeValue: Record<string, unknown> = { upstream: v.upstream };
+  for (const key of ["auth_header", "auth_prefix", "path_upstreams", "oauth_extra_headers"]) {
+    if (Object.hasOwn(v, key)) routeValue[key] = v[key];
+  }
+  if (Object.hasOwn(v, "oauth_refresh")) routeValue.oauth_refresh = v.oauth_refresh;
+  let route: Route;
+  try {
+    route = routesFromValue({ [name]: routeValue }, file).get(name)!;
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    throw new InvalidRoster(
+      file,
+      name,
+      msg.startsWith(`${file}: `) ? msg.slice(file.length + 2) : msg,
+      {
+        cause: e,
+      },
+    );
+  }
+  const keys = (m: unknown) => isMapping(m) ? Object.keys(m) : [];
+  const spec: ProviderSpec = {
+    name,
+    route,
+    credentialType: (optionalString(v.credential_type) ?? "api_key") as CredentialType,
+    phantomEnv: keys(v.phantom_env),
+    oauthPhantomEnv: keys(v.oauth_phantom_env),
+  };
+  const baseUrlEnv = optionalString(v.base_url_env);
+  if (baseUrlEnv !== undefined) {
+    spec.baseUrlEnv = baseUrlEnv;
+    spec.baseUrlPath = typeof v.base_url_path === "string" ? v.base_url_path : "";
+  }
+  const socketEnv = optionalString(v.socket_env);
+  if (socketEnv !== undefined) spec.socketEnv = socketEnv;
+  if (isMapping(v.extra_env) && Object.keys(v.extra_env).length > 0) {
+    spec.extraEnv = Object.freeze({ ...v.extra_env }) as Record<string, string>;
+  }
+  if (isMapping(v.shared_config_patch)) {
+    spec.sharedConfigPatch = finalPatch(v.shared_config_patch, fail("shared_config_patch"));
+  }
+  const sharedDir = optionalString(v.shared_dir);
+  if (sharedDir !== undefined) spec.sharedDir = sharedDir;
+  const mount = optionalString(v.container_mount);
+  if (mount !== undefined) spec.containerMount = mount;
+  const credentialFile = optionalString(v.credential_file);
+  if (credentialFile !== undefined) spec.credentialFile = credentialFile;
+  if (route.oauthRefresh !== undefined) spec.oauthRefresh = route.oauthRefresh;
+  Object.freeze(spec.phantomEnv);
+  Object.freeze(spec.oauthPhantomEnv);
+  return Object.freeze(spec);
+}
+
+/** One provider being merged: its value so far and the last file that touched it. */
+interface Pending {
+  value: Record<string, unknown>;
+  file: string;
+}
+
+/** The merge state: the built-in entries, then each file's layer over them. */
+class RosterBuilder {
+  readonly entries = new Map<string, Pending>();
+
+  /** Merges `layer` (checked, normalized) over provider `name`. */
+  merge(name: string, layer: Record<string, unknown>, file: string): void {
+    const base = this.entries.get(name)?.value;
+    this.entries.set(name, { value: deepMerge(base, layer) as Record<string, unknown>, file });
+  }
+
+  /** The roster, providers in sorted name order. */
+  build(): Roster {
+    const out = new Map<string, ProviderSpec>();
+    for (const name of [...this.entries.keys()].sort()) {
+      const { value, file } = this.entries.get(name)!;
+      out.set(name, buildSpec(name, value, file));
+    }
+    return out;
+  }
+}
+
+function builtinBuilder(): RosterBuilder {
+  const builder = new RosterBuilder();
+  for (const [name, value] of Object.entries(BUILTIN_ROSTER_SOURCE)) {
+    builder.merge(name, checkLayer(value, BUILTIN_FILE), BUILTIN_FILE);
+  }
+  return builder;
+}
+
+/** The built-in roster (anthropic, openai, mistral, github, gitlab, openrouter, sonarcloud, blablador, kisski, coderabbit). */
+export const BUILTIN_ROSTER: Roster = builtinBuilder().build();
+
+/** Parses a roster file's text; the message names the position, never the text. */
+async function parseYamlFile(text: string, file: string): Promise<unknown> {
+  const YAML = await import("yaml");
+  try {
+    return YAML.parse(text, {
+      schema: "core",
+      // Computes linePos; the message (which quotes the text) is never shown.
+      prettyErrors: true,
+      maxAliasCount: 100,
+      uniqueKeys: true,
+    });
+  } catch (e) {
+    const pos = (e as { linePos?: { line: number; col: number }[] }).linePos?.[0];
+    const where = pos ? ` (line ${pos.line}, column ${pos.col})` : "";
+    throw new InvalidRoster(file, "", `not valid YAML${where}`, { cause: e });
+  }
+}
+
+/**
+ * Applies one roster file (already parsed) to `builder`.
+ *
+ * @throws {InvalidRoster}
+ */
+function applyFile(builder: RosterBuilder, doc: unknown, file: string, stem: string): void {
+  if (doc === null || doc === undefined) return;
+  if (!isMapping(doc)) throw new InvalidRoster(file, "", "must hold a mapping");
+  const rest = { ...doc };
+  if (Object.hasOwn(rest, "roster_version")) {
+    if (rest.roster_version !== ROSTER_VERSION) {
+      throw new InvalidRoster(
+        file,
+        "roster_version",
+        `must be ${ROSTER_VERSION} (this vault reads roster version ${ROSTER_VERSION})`,
+      );
+    }
+    delete rest.roster_version;
+  }
+  if (Object.keys(rest).length === 0) return;
+  const name = providerOfAgent(stem);
+  if (!PROVIDER_NAME.test(name)) {
+    throw new InvalidRoster(
+      file,
+      "",
+      `the file name gives the provider name "${name}": use 1-64 lowercase letters, digits, '.', '_' or '-'`,
+    );
+  }
+  if (isTerokAgentFile(rest)) {
+    const layer = terokAgentLayer(rest, stem, file);
+    if (layer.remove) {
+      builder.entries.delete(name);
+      return;
+    }
+    // A terok file without `vault:` (copilot, toad …) is not a vault provider;
+    // its auth fields only adjust a provider that exists.
+    if (layer.vaultless && !builder.entries.has(name)) return;
+    const checked = checkLayer(layer.value, file, (key) => layer.paths[key] ?? key);
+    builder.merge(name, checked, file);
+    return;
+  }
+  builder.merge(name, checkLayer(rest, file), file);
+}
+
+/**
+ * Refuses a roster directory that another user owns or group or others may
+ * write; false when it does not exist.
+ */
+async function checkRosterDir(dir: string): Promise<boolean> {
+  let st: Deno.FileInfo;
+  try {
+    st = await Deno.stat(dir);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw new InvalidRoster(dir, "", "roster directory cannot be read", { cause: e });
+  }
+  if (!st.isDirectory) throw new InvalidRoster(dir, "", "is not a directory");
+  const uid = currentUid();
+  if (uid !== null && st.uid !== null && st.uid !== uid && st.uid !== 0) {
+    throw new InvalidRoster(dir, "", `roster directory is owned by another user (uid ${st.uid})`);
+  }
+  if (st.mode !== null && (st.mode & 0o022) !== 0) {
+    const mode = (st.mode & 0o777).toString(8).padStart(4, "0");
+    throw new InvalidRoster(
+      dir,
+      "",
+      `roster directory is writable by group or others (mode ${mode}); run chmod go-w on it`,
+    );
+  }
+  return true;
+}
+
+/** The roster files of `dir`: `*.yaml` / `*.yml`, not dot files, sorted by name. */
+async function rosterFiles(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.isDirectory || entry.name.startsWith(".")) continue;
+    if (/\.ya?ml$/i.test(entry.name)) names.push(entry.name);
+  }
+  return names.sort((a, b) => a < b ? -1 : a > b ? 1 : 0);
+}
+
+/**
+ * Built-in, then each dir's *.yaml / *.yml (sorted), deep-merged per
+ * provider (reference §1.3 rules). Roster files are read like config.toml:
+ * regular files (a symbolic link judged by its target), at most 1 MiB,
+ * owned by the user (or root) and not writable by group or others; the
+ * directories too. A directory that does not exist adds nothing (as in
+ * terok, where the user's agent dir is optional); callers that take a dir
+ * from the command line check that it exists (see {@link assertRosterDir}).
+ *
+ * @throws {InvalidRoster} for an unsafe dir, a file that does not
+ *   parse, an unknown key, a bad value, or a provider left incomplete
+ *   (named by file and key); {FileRefused} when a file is refused.
+ */
+export async function loadRoster(dirs: string[]): Promise<Roster> {
+  if (dirs.length === 0) return BUILTIN_ROSTER;
+  const builder = builtinBuilder();
+  for (const dir of dirs) {
+    if (!await checkRosterDir(dir)) continue;
+    for (const name of await rosterFiles(dir)) {
+      const file = join(dir, name);
+      const bytes = await readSecretFile(file, {
+        limit: MAX_CONFIG_BYTES,
+        what: "roster file",
+        trusted: true,
+      });
+      let text: string;
+      try {
+        text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+      } catch (e) {
+        throw new InvalidRoster(file, "", "not valid UTF-8", { cause: e });
+      }
+      const stem = name.replace(/\.ya?ml$/i, "");
+      applyFile(builder, await parseYamlFile(text, file), file, stem);
+    }
+  }
+  return builder.build();
+}
+
+/**
+ * Checks that a roster dir named on the command line exists and is safe.
+ *
+ * @throws {InvalidRoster} naming the dir.
+ */
+export async function assertRosterDir(dir: string): Promise<void> {
+  if (!await checkRosterDir(dir)) {
+    throw new InvalidRoster(dir, "", "roster directory does not exist");
+  }
+}
+
+/**
+ * The user's roster dirs when none is given: `$XDG_CONFIG_HOME/vault/roster`
+ * (or `~/.config/vault/roster`) if it exists, else none.
+ */
+export async function userRosterDirs(env: Record<string, string | undefined>): Promise<string[]> {
+  const { configDir } = await import("../settings/paths.ts");
+  const base = configDir(env);
+  if (base === null) return [];
+  const dir = join(base, "roster");
+  try {
+    await Deno.lstat(dir);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+  return [dir];
+}
+
+/** The broker routes of a roster (same objects the broker uses). */
+export function rosterRoutes(roster: Roster): Routes {
+  const out = new Map<string, Route>();
+  for (const [name, spec] of roster) out.set(name, spec.route);
+  return out;
+}
+
+/** A route in routes.json form, keys in terok's order (reference §3). */
+function routeJsonValue(route: Route): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    upstream: route.upstream,
+    auth_header: route.authHeader,
+    auth_prefix: route.authPrefix,
+  };
+  if (route.pathUpstreams.length > 0) {
+    out.path_upstreams = Object.fromEntries(
+      route.pathUpstreams.map(({ prefix, upstream }) => [prefix, upstream]),
+    );
+  }
+  if (Object.keys(route.oauthExtraHeaders).length > 0) {
+    out.oauth_extra_headers = { ...route.oauthExtraHeaders };
+  }
+  const refresh = route.oauthRefresh;
+  if (refresh !== undefined) {
+    const r: Record<string, unknown> = { token_url: refresh.tokenUrl, client_id: refresh.clientId };
+    if (refresh.scope !== undefined) r.scope = refresh.scope;
+    if (refresh.clientSecret !== undefined) r.client_secret = refresh.clientSecret;
+    if (refresh.encoding !== "json") r.encoding = refresh.encoding;
+    out.oauth_refresh = r;
+  }
+  return out;
+}
+
+/**
+ * terok's routes.json text of a roster (reference §3: indent 2, providers
+ * in sorted order, keys upstream, auth_header, auth_prefix, then
+ * path_upstreams, oauth_extra_headers, oauth_refresh when non-empty;
+ * trailing newline). Characters unsafe on a terminal are `\uXXXX` escapes.
+ */
+export function routesJson(roster: Roster): string {
+  const value: Record<string, unknown> = {};
+  for (const name of [...roster.keys()].sort()) {
+    Object.defineProperty(value, name, {
+      value: routeJsonValue(roster.get(name)!.route),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return escapeJsonText(JSON.stringify(value, null, 2)) + "\n";
+}
+
+/** The value of a provider's base URL variable: `vaultUrl` (no trailing "/") + its base path. */
+export function baseUrlValue(spec: ProviderSpec, vaultUrl: string): string {
+  return vaultUrl.replace(/\/+$/, "") + (spec.baseUrlPath ?? "");
+}
