@@ -9,21 +9,8 @@
 
 import type { Command } from "@commander-js/extra-typings";
 import type { Context } from "../context.ts";
-import { resolve } from "node:path";
-
-/**
- * The roster dirs of a command: the user's default dir (if it exists), then
- * each `--roster` dir, which must exist.
- */
-export async function rosterDirsOf(
-  ctx: Context,
-  given: readonly string[] | undefined,
-): Promise<string[]> {
-  const { assertRosterDir, userRosterDirs } = await import("../../config/roster.ts");
-  const dirs = (given ?? []).map((dir) => resolve(dir));
-  for (const dir of dirs) await assertRosterDir(dir);
-  return [...await userRosterDirs(ctx.env), ...dirs];
-}
+import { addConfigApplyEnv } from "./config_apply_env.ts";
+import { rosterDirsOf } from "./config_shared.ts";
 
 /** Adds `vault config …` to `program`. */
 export function addConfigCommands(program: Command, ctx: Context): void {
@@ -54,4 +41,6 @@ Example:
       // routesJson escapes every unsafe character itself; text() ends the line.
       ctx.out.text(routesJson(roster).slice(0, -1));
     });
+
+  addConfigApplyEnv(config, ctx);
 }

@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import type { Context } from "../context.ts";
 import { UsageError } from "../../errors.ts";
 import { validateCredentialSet, validateScope, validateSubject } from "../../store/validate.ts";
-import { loadRoster, type Roster } from "../../config/roster.ts";
+import { baseUrlValue, loadRoster, type Roster } from "../../config/roster.ts";
 import {
   DEFAULT_TRANSPORT,
   ENV_FORMATS,
@@ -24,7 +24,7 @@ import {
   vaultLocation,
 } from "../../config/env.ts";
 import { applyConfigPatches, type PatchTarget, unifiedDiff } from "../../config/patch.ts";
-import { defaultRosterDirs, parseProviderList, vaultStateDir } from "./config_shared.ts";
+import { parseProviderList, rosterDirsOf, vaultStateDir } from "./config_shared.ts";
 
 /** Options every `config` subcommand that needs the broker's address takes. */
 interface AddressOptions {
@@ -79,7 +79,7 @@ function transportOf(
 }
 
 async function rosterOf(ctx: Context, dirs: string[] | undefined): Promise<Roster> {
-  return await loadRoster([...defaultRosterDirs(ctx.env), ...(dirs ?? []).map((d) => resolve(d))]);
+  return await loadRoster(await rosterDirsOf(ctx, dirs));
 }
 
 /** Adds `apply` and `env` to the `vault config` command. */
@@ -112,7 +112,7 @@ Examples:
     )
     .action(async (options) => {
       const roster = await rosterOf(ctx, options.roster);
-      const { transport, defaults } = transportOf(options);
+      const { transport, defaults } = transportOf(options as AddressOptions);
       const mounts = resolve(options.mounts);
       const pick = (list: string[] | undefined, flag: string): PatchTarget[] => {
         const names = list ?? [...roster.keys()].filter((n) => roster.get(n)!.sharedConfigPatch);
@@ -203,7 +203,7 @@ Examples:
         throw new UsageError(`--format must be one of ${ENV_FORMATS.join(", ")}`);
       }
       const roster = await rosterOf(ctx, options.roster);
-      const { transport, defaults } = transportOf(options);
+      const { transport, defaults } = transportOf(options as AddressOptions);
       let signer: string | undefined;
       if (transport.kind === "socket") signer = `unix:${options.signerSocket}`;
       else if (options.signerPort !== undefined) {
@@ -225,7 +225,7 @@ Examples:
           transport,
           location,
           signer: signer === undefined ? undefined : { signer, agentSocket: options.agentSocket },
-          baseUrlFor: (provider, url) => url + (roster.get(provider)?.baseUrlPath ?? ""),
+          baseUrlFor: (provider, url) => baseUrlValue(roster.get(provider)!, url),
         })
       );
       for (const { provider, why } of minted.skipped) {

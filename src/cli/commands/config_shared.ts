@@ -1,24 +1,15 @@
 /**
- * What `vault config …` and `vault exec` share: where the user's roster and
- * the vault's state live, and the `--providers` list.
+ * What `vault config …` and `vault exec` share: the roster directories,
+ * where the vault's state lives, and the `--providers` list.
  *
  * @module
  */
 
-import { dirname, isAbsolute, join } from "node:path";
+import { dirname, resolve } from "node:path";
+import type { Context } from "../context.ts";
 import { UsageError } from "../../errors.ts";
 import { defaultAuditPath } from "../../agent/serve_config.ts";
 import { validateProvider } from "../../store/validate.ts";
-
-/** The user's roster directory: `$XDG_CONFIG_HOME/vault/roster` (or `~/.config/vault/roster`). */
-export function defaultRosterDirs(env: Record<string, string | undefined>): string[] {
-  const config = env.XDG_CONFIG_HOME && isAbsolute(env.XDG_CONFIG_HOME)
-    ? env.XDG_CONFIG_HOME
-    : env.HOME && isAbsolute(env.HOME)
-    ? join(env.HOME, ".config")
-    : null;
-  return config === null ? [] : [join(config, "vault", "roster")];
-}
 
 /**
  * The vault's state directory (`$XDG_STATE_HOME/vault`, or under
@@ -52,4 +43,18 @@ export function parseProviderList(text: string, flag = "--providers"): string[] 
     }
   }
   return [...new Set(items)];
+}
+
+/**
+ * The roster dirs of a command: the user's default dir (if it exists), then
+ * each `--roster` dir, which must exist.
+ */
+export async function rosterDirsOf(
+  ctx: Context,
+  given: readonly string[] | undefined,
+): Promise<string[]> {
+  const { assertRosterDir, userRosterDirs } = await import("../../config/roster.ts");
+  const dirs = (given ?? []).map((dir) => resolve(dir));
+  for (const dir of dirs) await assertRosterDir(dir);
+  return [...await userRosterDirs(ctx.env), ...dirs];
 }

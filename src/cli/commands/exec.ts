@@ -10,9 +10,9 @@ import { join } from "node:path";
 import type { Context } from "../context.ts";
 import { ExitWith, UsageError } from "../../errors.ts";
 import { validateCredentialSet, validateScope, validateSubject } from "../../store/validate.ts";
-import { loadRoster, rosterRoutes } from "../../config/roster.ts";
+import { baseUrlValue, loadRoster, rosterRoutes } from "../../config/roster.ts";
 import { openExecSession } from "../../exec/session.ts";
-import { defaultRosterDirs, parseProviderList, vaultStateDir } from "./config_shared.ts";
+import { parseProviderList, rosterDirsOf, vaultStateDir } from "./config_shared.ts";
 
 /** Signals passed on to the command. */
 const FORWARDED: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
@@ -51,10 +51,7 @@ Examples:
       validateSubject(options.subject);
       if (options.set !== undefined) validateCredentialSet(options.set);
       if (command.length === 0) throw new UsageError("exec needs a command after --");
-      const roster = await loadRoster([
-        ...defaultRosterDirs(ctx.env),
-        ...(options.roster ?? []),
-      ]);
+      const roster = await loadRoster(await rosterDirsOf(ctx, options.roster));
       const providers = options.providers === undefined
         ? undefined
         : parseProviderList(options.providers);
@@ -72,7 +69,7 @@ Examples:
           runtimeBase,
           brokerAudit: join(state, "broker-audit.jsonl"),
           agentAudit: join(state, "ssh-audit.jsonl"),
-          baseUrlFor: (provider, url) => url + (roster.get(provider)?.baseUrlPath ?? ""),
+          baseUrlFor: (provider, url) => baseUrlValue(roster.get(provider)!, url),
           onWarning: (message) => ctx.out.warn(message),
         });
         try {

@@ -91,6 +91,13 @@ export const GROUPS: readonly CommandGroup[] = [
       true,
     ],
   ]),
+  group(async () => (await import("./exec.ts")).addExecCommands, [
+    [
+      "exec",
+      "run a command with phantom tokens and a private broker, then revoke them",
+      true,
+    ],
+  ]),
 ];
 
 /**
