@@ -38,6 +38,11 @@ export interface SecretReadOptions {
   trusted?: boolean;
   /** Accept `/dev/fd/N` / `/proc/self/fd/N` pipes (read with the cap). */
   allowFdPipe?: boolean;
+  /**
+   * Refuse a symbolic link at the last component (lstat, then O_NOFOLLOW)
+   * instead of reading its target.
+   */
+  noFollow?: boolean;
 }
 
 const FD_PATH = /^\/(?:dev|proc\/self)\/fd\/[0-9]+$/;
@@ -112,10 +117,11 @@ export async function readSecretFile(path: string, opts: SecretReadOptions): Pro
   // before opening it (opening a device can have side effects).
   let pre: Deno.FileInfo;
   try {
-    pre = await Deno.stat(path);
+    pre = opts.noFollow ? await Deno.lstat(path) : await Deno.stat(path);
   } catch (e) {
     throw FileRefused.unreadable(path, what, e);
   }
+  if (pre.isSymlink) throw new FileRefused(path, `${what} is a symbolic link; refusing it`);
   if (pre.isDirectory) throw new FileRefused(path, `${what} is a directory`);
   if (!pre.isFile) {
     const kind = pre.isFifo
@@ -132,7 +138,8 @@ export async function readSecretFile(path: string, opts: SecretReadOptions): Pro
   let fd: number;
   try {
     // O_NONBLOCK: a FIFO swapped in after the stat cannot block the open.
-    fd = nodeFs.openSync(path, c.O_RDONLY | c.O_NONBLOCK | c.O_NOCTTY);
+    const noFollow = opts.noFollow ? c.O_NOFOLLOW : 0;
+    fd = nodeFs.openSync(path, c.O_RDONLY | c.O_NONBLOCK | c.O_NOCTTY | noFollow);
   } catch (e) {
     throw FileRefused.unreadable(path, what, e);
   }
