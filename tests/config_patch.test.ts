@@ -556,3 +556,22 @@ Deno.test("refused: a key that is a table, and an invalid patch", async () => {
     await refused(() => apply(dir, [both]), /only one of yaml_set, toml_set, json_set/);
   });
 });
+
+Deno.test("a key that already holds the value is left byte for byte (user's quoting), and kept on disable", async () => {
+  await withTempDir(async (dir) => {
+    const original = GH + "http_unix_socket: '/run/terok/vault.sock'  # mine\n";
+    const gh = put(dir, "_gh-config/config.yml", original);
+    const tomlOriginal = CODEX.replace(
+      'approval_policy = "on-request"\n',
+      "approval_policy = \"on-request\"\nopenai_base_url = 'http://localhost:9419/v1'\n",
+    );
+    const codex = put(dir, "_codex-config/config.toml", tomlOriginal);
+    const report = await apply(dir, [ghTarget(dir), codexTarget(dir)]);
+    assert.equal(Deno.readTextFileSync(gh), original);
+    assert.equal(report.changes.find((c) => c.path === gh)?.changed, false);
+    assert.ok(Deno.readTextFileSync(codex).startsWith(tomlOriginal.split("\n\n")[0] + "\nchatgpt"));
+    await disable(dir, [ghTarget(dir), codexTarget(dir)]);
+    assert.equal(Deno.readTextFileSync(gh), original);
+    assert.equal(Deno.readTextFileSync(codex), tomlOriginal);
+  });
+});
