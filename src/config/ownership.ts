@@ -1,0 +1,263 @@
+/**
+ * Ownership of managed config values: terok's sidecar
+ * `.terok-managed-config.json` in each provider's shared dir, and vault's
+ * authoritative host-side copy of it.
+ *
+ * The sidecar has terok's exact shape (version 1, keys sorted, indent 2, a
+ * trailing newline, non-ASCII escaped as Python's `json.dumps` does):
+ *
+ * ```json
+ * {"files": {"<file>": {"providers": {"<provider>": [<record>, ...]}}}, "version": 1}
+ * ```
+ *
+ * Records are `toml_top`, `toml_table`, `yaml_top` (terok's) and `json_top`
+ * (ours), with extra fields terok ignores: `previous` (what a key held
+ * before vault overwrote it; absent when it did not exist) and
+ * `previous_raw` (that value's exact source text).
+ *
+ * The in-mount sidecar is writable by the container, so the copy in
+ * `<stateDir>/managed-config/<sha256 of the shared dir's real path>.json`
+ * (0600, directory 0700) is the one trusted; when the two differ the
+ * sidecar is rewritten from it. Without a host copy (a dir terok managed
+ * before) the sidecar is adopted.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { ensurePrivateDir } from "../fs/mod.ts";
+import { ConfigPatchError } from "./errors.ts";
+import {
+  readTextNoFollow,
+  removeFileNoFollow,
+  SIDECAR_NAME,
+  writeTextAtomic,
+} from "./patch_paths.ts";
+import { isPlainObject, sameValue } from "./patch_values.ts";
+
+export { SIDECAR_NAME };
+
+/** The kinds of ownership record. */
+export type RecordKind = "toml_top" | "toml_table" | "yaml_top" | "json_top";
+
+/** One managed edit of one file by one provider. */
+export interface OwnershipRecord {
+  /** What was edited: top-level keys of a TOML/YAML/JSON file, or a `[[table]]` entry. */
+  kind: RecordKind;
+  /** The values written (after substitution). */
+  values: Record<string, unknown>;
+  /** `toml_table` only: the array of tables. */
+  table?: string;
+  /** `toml_table` only: the keys that select the entry. */
+  match?: Record<string, unknown>;
+  /** `toml_table` only: whether vault created the entry. */
+  created?: boolean;
+  /** What each overwritten key held before (ours; absent keys did not exist). */
+  previous?: Record<string, unknown>;
+  /** The exact source text of each `previous` value (ours). */
+  previous_raw?: Record<string, string>;
+  /** Fields written by other versions are kept. */
+  [extra: string]: unknown;
+}
+
+/** The sidecar document. */
+export interface Ownership {
+  /** Always 1. */
+  version: 1;
+  /** Per file (relative to the shared dir): the providers that manage values in it. */
+  files: Record<string, { providers: Record<string, OwnershipRecord[]>; [extra: string]: unknown }>;
+  /** Fields written by other versions are kept. */
+  [extra: string]: unknown;
+}
+
+/** An empty ownership document. */
+export function emptyOwnership(): Ownership {
+  return { version: 1, files: {} };
+}
+
+/**
+ * Reads sidecar text as terok does: missing, bad JSON or a non-object top
+ * level or `files` → empty; `version` forced to 1; non-object entries
+ * dropped.
+ */
+export function parseOwnership(text: string | null): Ownership {
+  if (text === null) return emptyOwnership();
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return emptyOwnership();
+  }
+  if (!isPlainObject(raw) || !isPlainObject(raw.files)) return emptyOwnership();
+  const files: Ownership["files"] = {};
+  for (const [file, entry] of Object.entries(raw.files)) {
+    if (!isPlainObject(entry) || !isPlainObject(entry.providers)) continue;
+    const providers: Record<string, OwnershipRecord[]> = {};
+    for (const [p, recs] of Object.entries(entry.providers)) {
+      if (Array.isArray(recs)) providers[p] = recs.filter(isRecord);
+    }
+    files[file] = { ...entry, providers };
+  }
+  return { ...raw, version: 1, files };
+}
+
+/** True for a record this engine can act on. */
+export function isRecord(r: unknown): r is OwnershipRecord {
+  if (!isPlainObject(r) || !isPlainObject(r.values)) return false;
+  if (r.previous !== undefined && !isPlainObject(r.previous)) return false;
+  if (r.previous_raw !== undefined && !isPlainObject(r.previous_raw)) return false;
+  switch (r.kind) {
+    case "toml_top":
+    case "yaml_top":
+    case "json_top":
+      return true;
+    case "toml_table":
+      return typeof r.table === "string" && isPlainObject(r.match);
+    default:
+      return false;
+  }
+}
+
+function sortDeep(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortDeep);
+  if (isPlainObject(value)) {
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(value).sort()) out[k] = sortDeep(value[k]);
+    return out;
+  }
+  return value;
+}
+
+/**
+ * The sidecar text: `json.dumps(doc, indent=2, sort_keys=True)` plus a
+ * newline, byte for byte (non-ASCII as `\uXXXX`).
+ */
+export function serializeOwnership(own: Ownership): string {
+  const json = JSON.stringify(sortDeep(own), (_k, v) => typeof v === "bigint" ? Number(v) : v, 2);
+  return json.replace(
+    /[\u0080-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  ) + "\n";
+}
+
+/** True when no file lists any provider. */
+export function isEmptyOwnership(own: Ownership): boolean {
+  return Object.keys(own.files).length === 0;
+}
+
+/** A provider's records for one file (empty when none). */
+export function recordsOf(own: Ownership, file: string, provider: string): OwnershipRecord[] {
+  const entry = own.files[file];
+  return entry && Object.hasOwn(entry.providers, provider) ? entry.providers[provider] : [];
+}
+
+/**
+ * Sets a provider's records for one file by terok's rules: an empty list
+ * removes the provider, a file without providers is dropped.
+ */
+export function setRecords(
+  own: Ownership,
+  file: string,
+  provider: string,
+  records: OwnershipRecord[],
+): void {
+  const entry = Object.hasOwn(own.files, file) ? own.files[file] : { providers: {} };
+  if (records.length > 0) entry.providers[provider] = records;
+  else delete entry.providers[provider];
+  if (Object.keys(entry.providers).length > 0) own.files[file] = entry;
+  else delete own.files[file];
+}
+
+/** The files (relative names) in which `provider` has records. */
+export function filesOf(own: Ownership, provider: string): string[] {
+  return Object.keys(own.files).filter((f) => recordsOf(own, f, provider).length > 0);
+}
+
+/** Path of the host copy for a shared dir (its real path's SHA-256). */
+export async function hostOwnershipPath(stateDir: string, realShared: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(realShared));
+  const hex = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+  return join(stateDir, "managed-config", `${hex}.json`);
+}
+
+/** Ownership of one shared dir as loaded, with what is on disk. */
+export interface LoadedOwnership {
+  /** The trusted document (host copy, else the adopted sidecar). */
+  ownership: Ownership;
+  /** The in-mount sidecar's path. */
+  sidecarPath: string;
+  /** The sidecar's text on disk (null when missing). */
+  sidecarText: string | null;
+  /** The host copy's path. */
+  hostPath: string;
+  /** The host copy's text on disk (null when missing). */
+  hostText: string | null;
+}
+
+/**
+ * Loads the ownership of a shared dir: the host copy when it exists (the
+ * in-mount sidecar is then ignored), else the sidecar.
+ *
+ * @throws {ConfigPatchError} when the sidecar (or host copy) is a symlink
+ *   or cannot be read.
+ */
+export async function loadOwnership(
+  realShared: string,
+  stateDir: string,
+): Promise<LoadedOwnership> {
+  const sidecarPath = join(realShared, SIDECAR_NAME);
+  const hostPath = await hostOwnershipPath(stateDir, realShared);
+  const sidecarText = await readTextNoFollow(sidecarPath);
+  const hostText = await readTextNoFollow(hostPath);
+  const ownership = parseOwnership(hostText ?? sidecarText);
+  return { ownership, sidecarPath, sidecarText, hostPath, hostText };
+}
+
+/**
+ * The sidecar text for a document: null (delete) when it is empty, as terok
+ * deletes an empty sidecar.
+ */
+export function ownershipText(own: Ownership): string | null {
+  return isEmptyOwnership(own) ? null : serializeOwnership(own);
+}
+
+/**
+ * Writes the host copy (first: it is the one trusted) and then the in-mount
+ * sidecar, each only when it differs from what is on disk; an empty
+ * document deletes both.
+ *
+ * @throws {ConfigPatchError} naming the file that could not be written.
+ */
+export async function saveHostOwnership(
+  loaded: LoadedOwnership,
+  stateDir: string,
+  text: string | null,
+): Promise<void> {
+  if (text === loaded.hostText) return;
+  if (text === null) return await removeFileNoFollow(loaded.hostPath);
+  try {
+    await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
+    await ensurePrivateDir(join(stateDir, "managed-config"));
+  } catch (e) {
+    if (e instanceof ConfigPatchError) throw e;
+    throw new ConfigPatchError(
+      `cannot write ${loaded.hostPath}: ${(e as Error).message ?? "error"}`,
+      { cause: e },
+    );
+  }
+  await writeTextAtomic(loaded.hostPath, text);
+}
+
+/** Writes (or deletes) the in-mount sidecar when it differs from `text`. */
+export async function saveSidecar(loaded: LoadedOwnership, text: string | null): Promise<void> {
+  if (text === loaded.sidecarText) return;
+  if (text === null) return await removeFileNoFollow(loaded.sidecarPath);
+  await writeTextAtomic(loaded.sidecarPath, text);
+}
+
+/** True when two records describe the same place (kind, and table + match). */
+export function samePlace(a: OwnershipRecord, b: OwnershipRecord): boolean {
+  if (a.kind !== b.kind) return false;
+  if (a.kind !== "toml_table") return true;
+  return a.table === b.table && sameValue(a.match, b.match);
+}

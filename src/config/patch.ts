@@ -1,0 +1,464 @@
+/**
+ * The config patch engine: writes the broker's address (never a secret)
+ * into agent tools' shared config files, and takes it back out when a
+ * provider is disabled, keeping every byte the user wrote.
+ *
+ * - `{vault_url}` / `{vault_socket}` are substituted in string values only.
+ * - TOML, YAML and JSON are edited by splicing the source text (see
+ *   patch_toml.ts, patch_yaml.ts, patch_json.ts): comments, order, quoting
+ *   and blank lines of untouched lines stay; applying twice is
+ *   byte-identical; a file that does not parse is never written.
+ * - Everything is computed first; only then are files written (atomically,
+ *   keeping their mode; new files 0600), so a failure writes nothing.
+ * - Ownership (ownership.ts) records what was written and what it replaced;
+ *   disabling removes a value only if it still equals what was written and
+ *   restores the user's previous value where there was one.
+ *
+ * @module
+ */
+
+import { ConfigPatchError } from "./errors.ts";
+import {
+  filesOf,
+  type LoadedOwnership,
+  loadOwnership,
+  type OwnershipRecord,
+  ownershipText,
+  recordsOf,
+  samePlace,
+  saveHostOwnership,
+  saveSidecar,
+  setRecords,
+} from "./ownership.ts";
+import { jsonEditor } from "./patch_json.ts";
+import {
+  patchFileSegments,
+  readTextNoFollow,
+  realSharedDir,
+  removeFileNoFollow,
+  resolvePatchTarget,
+  writeTextAtomic,
+} from "./patch_paths.ts";
+import type { TopLevelEditor } from "./patch_text.ts";
+import {
+  appendTomlEntry,
+  findTomlEntry,
+  getTomlEntryKey,
+  removeTomlEntryIfOnly,
+  removeTomlEntryKey,
+  setTomlEntryKey,
+  tomlEditor,
+} from "./patch_toml.ts";
+import { yamlEditor } from "./patch_yaml.ts";
+import { hasKey, isPlainObject, sameValue, substituteValue } from "./patch_values.ts";
+
+import type { SharedConfigPatch } from "./patch_types.ts";
+import type { VaultLocation } from "./env.ts";
+
+export { unifiedDiff } from "./patch_diff.ts";
+
+export type { SharedConfigPatch } from "./patch_types.ts";
+export type { VaultLocation } from "./env.ts";
+
+/** One provider's patch of one shared dir. */
+export interface PatchTarget {
+  /** The provider (the ownership key). */
+  provider: string;
+  /** The provider's shared config dir on the host (absolute). */
+  sharedDir: string;
+  /** What to write. */
+  patch: SharedConfigPatch;
+}
+
+/** One file's content before and after (null: missing / deleted). */
+export interface FileChange {
+  /** Absolute path of the file. */
+  path: string;
+  /** The content before (null when the file did not exist). */
+  before: string | null;
+  /** The content after (null when the file is deleted). */
+  after: string | null;
+  /** Whether `after` differs from `before`. */
+  changed: boolean;
+}
+
+/** What {@link applyConfigPatches} did (or, with dryRun, would do). */
+export interface PatchReport {
+  /** Every config file and sidecar looked at, in order. */
+  changes: FileChange[];
+}
+
+interface FileState {
+  path: string;
+  before: string | null;
+  text: string | null;
+}
+
+interface DirState {
+  realShared: string;
+  loaded: LoadedOwnership;
+  files: Map<string, FileState>;
+}
+
+type SetKey = "yaml_set" | "toml_set" | "json_set";
+
+interface Op {
+  kind: OwnershipRecord["kind"];
+  values: Record<string, unknown>;
+  table?: string;
+  match?: Record<string, unknown>;
+}
+
+const PATCH_KEYS = new Set([
+  "file",
+  "yaml_set",
+  "toml_set",
+  "toml_table",
+  "toml_match",
+  "json_set",
+]);
+const PROVIDER = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+function editorFor(kind: OwnershipRecord["kind"]): TopLevelEditor {
+  return kind === "yaml_top" ? yamlEditor : kind === "json_top" ? jsonEditor : tomlEditor;
+}
+
+function checkProvider(t: PatchTarget): void {
+  if (typeof t.provider !== "string" || !PROVIDER.test(t.provider)) {
+    throw new ConfigPatchError(`invalid provider name '${String(t.provider)}'`);
+  }
+}
+
+/** The operation a patch asks for, or null when it sets nothing. */
+function patchOp(t: PatchTarget, loc: VaultLocation): Op | null {
+  const p = t.patch as unknown;
+  const where = `shared_config_patch of ${t.provider}`;
+  if (!isPlainObject(p)) throw new ConfigPatchError(`${where} is not a mapping`);
+  for (const k of Object.keys(p)) {
+    if (!PATCH_KEYS.has(k)) throw new ConfigPatchError(`${where}: unknown key '${k}'`);
+  }
+  const sets = (["yaml_set", "toml_set", "json_set"] as SetKey[]).filter((k) => p[k] !== undefined);
+  if (sets.length > 1) {
+    throw new ConfigPatchError(`${where}: only one of yaml_set, toml_set, json_set may be given`);
+  }
+  for (const k of sets) {
+    if (!isPlainObject(p[k]) || Object.keys(p[k]).some((x) => x === "")) {
+      throw new ConfigPatchError(`${where}: ${k} must be a mapping of non-empty keys`);
+    }
+  }
+  if (p.toml_match !== undefined && p.toml_table === undefined) {
+    throw new ConfigPatchError(`${where}: toml_match needs toml_table`);
+  }
+  if (p.toml_table !== undefined) {
+    if (typeof p.toml_table !== "string" || p.toml_table === "") {
+      throw new ConfigPatchError(`${where}: toml_table must be a non-empty string`);
+    }
+    if (!isPlainObject(p.toml_match) || Object.keys(p.toml_match).length === 0) {
+      throw new ConfigPatchError(`${where}: toml_table needs a non-empty toml_match`);
+    }
+    if (sets.length === 1 && sets[0] !== "toml_set") {
+      throw new ConfigPatchError(`${where}: toml_table goes with toml_set`);
+    }
+  }
+  if (sets.length === 0) return null;
+  const key = sets[0];
+  const values = substituteValue(p[key], loc) as Record<string, unknown>;
+  if (key === "yaml_set") return { kind: "yaml_top", values };
+  if (key === "json_set") return { kind: "json_top", values };
+  if (p.toml_table !== undefined) {
+    return {
+      kind: "toml_table",
+      values,
+      table: p.toml_table as string,
+      match: p.toml_match as Record<string, unknown>,
+    };
+  }
+  return { kind: "toml_top", values };
+}
+
+/** previous / previous_raw for one key (see the module doc of ownership.ts). */
+function carryPrevious(
+  key: string,
+  cur: { value: unknown; raw: string } | undefined,
+  old: OwnershipRecord | undefined,
+  prev: Record<string, unknown>,
+  prevRaw: Record<string, string>,
+): void {
+  if (old !== undefined && hasKey(old.values, key)) {
+    if (cur === undefined || sameValue(cur.value, old.values[key])) {
+      // still ours (or removed by the user): what it held before us carries over
+      if (cur !== undefined && hasKey(old.previous, key)) {
+        prev[key] = old.previous![key];
+        const raw = old.previous_raw?.[key];
+        if (typeof raw === "string") prevRaw[key] = raw;
+      }
+      return;
+    }
+  }
+  if (cur !== undefined) {
+    prev[key] = cur.value;
+    prevRaw[key] = cur.raw;
+  }
+}
+
+function withPrevious(
+  record: OwnershipRecord,
+  prev: Record<string, unknown>,
+  prevRaw: Record<string, string>,
+): OwnershipRecord {
+  if (Object.keys(prev).length > 0) {
+    record.previous = prev;
+    record.previous_raw = prevRaw;
+  }
+  return record;
+}
+
+interface KeyAccess {
+  get(text: string, key: string): { value: unknown; raw: string } | undefined;
+  set(text: string, key: string, value: unknown, raw?: string): string;
+  remove(text: string, key: string): string;
+}
+
+function topAccess(editor: TopLevelEditor, label: string): KeyAccess {
+  return {
+    get: (text, key) => editor.get(text, label, key),
+    set: (text, key, value, raw) => editor.set(text, label, key, value, raw),
+    remove: (text, key) => editor.remove(text, label, key),
+  };
+}
+
+function entryAccess(label: string, table: string, index: number): KeyAccess {
+  return {
+    get: (text, key) => getTomlEntryKey(text, label, table, index, key),
+    set: (text, key, value, raw) => setTomlEntryKey(text, label, table, index, key, value, raw),
+    remove: (text, key) => removeTomlEntryKey(text, label, table, index, key),
+  };
+}
+
+/** Sets every value through `access`, recording what it replaced. */
+function setValues(
+  text: string,
+  access: KeyAccess,
+  values: Record<string, unknown>,
+  old: OwnershipRecord | undefined,
+  prev: Record<string, unknown>,
+  prevRaw: Record<string, string>,
+): string {
+  for (const [key, value] of Object.entries(values)) {
+    const cur = access.get(text, key);
+    carryPrevious(key, cur, old, prev, prevRaw);
+    if (cur === undefined || !sameValue(cur.value, value)) text = access.set(text, key, value);
+  }
+  return text;
+}
+
+/** Applies one operation to a file's text; returns the new text and record. */
+function applyOp(
+  text: string,
+  label: string,
+  op: Op,
+  old: OwnershipRecord | undefined,
+): { text: string; record: OwnershipRecord } {
+  const prev: Record<string, unknown> = {};
+  const prevRaw: Record<string, string> = {};
+  if (op.kind !== "toml_table") {
+    const out = setValues(
+      text,
+      topAccess(editorFor(op.kind), label),
+      op.values,
+      old,
+      prev,
+      prevRaw,
+    );
+    return { text: out, record: withPrevious({ kind: op.kind, values: op.values }, prev, prevRaw) };
+  }
+  const table = op.table!;
+  const match = op.match!;
+  const index = findTomlEntry(text, label, table, match);
+  if (index === -1) {
+    const out = appendTomlEntry(text, label, table, { ...match, ...op.values });
+    return {
+      text: out,
+      record: { kind: "toml_table", table, match, values: op.values, created: true },
+    };
+  }
+  const created = old !== undefined && old.created === true;
+  const out = setValues(text, entryAccess(label, table, index), op.values, old, prev, prevRaw);
+  return {
+    text: out,
+    record: withPrevious(
+      { kind: "toml_table", table, match, values: op.values, created },
+      prev,
+      prevRaw,
+    ),
+  };
+}
+
+/** Takes one key back: restore the previous value or delete it, if it is still ours. */
+function takeBack(text: string, access: KeyAccess, rec: OwnershipRecord, key: string): string {
+  const cur = access.get(text, key);
+  if (cur === undefined || !sameValue(cur.value, rec.values[key])) return text; // the user's now
+  if (!hasKey(rec.previous, key)) return access.remove(text, key);
+  const previous = rec.previous![key];
+  const raw = rec.previous_raw?.[key];
+  if (typeof raw === "string" && !raw.includes("\n")) {
+    try {
+      const out = access.set(text, key, previous, raw);
+      const got = access.get(out, key);
+      if (got !== undefined && sameValue(got.value, previous)) return out;
+    } catch (e) {
+      if (!(e instanceof ConfigPatchError)) throw e;
+    }
+  }
+  return access.set(text, key, previous);
+}
+
+/** Removes a record's managed values from a file's text (`keys`: only these). */
+function removeRecord(
+  text: string,
+  label: string,
+  rec: OwnershipRecord,
+  keys?: ReadonlySet<string>,
+): string {
+  const wanted = Object.keys(rec.values).filter((k) => keys === undefined || keys.has(k));
+  if (rec.kind !== "toml_table") {
+    const access = topAccess(editorFor(rec.kind), label);
+    for (const key of wanted) text = takeBack(text, access, rec, key);
+    return text;
+  }
+  const table = rec.table!;
+  const match = rec.match!;
+  let index = findTomlEntry(text, label, table, match);
+  if (index === -1) return text;
+  const access = entryAccess(label, table, index);
+  for (const key of wanted) text = takeBack(text, access, rec, key);
+  if (rec.created === true) {
+    index = findTomlEntry(text, label, table, match);
+    if (index !== -1) text = removeTomlEntryIfOnly(text, label, table, index, match);
+  }
+  return text;
+}
+
+/**
+ * Disables first (removes `disable` providers' managed values), then applies `targets`.
+ * `stateDir`: the vault's host-side state directory for the authoritative ownership copy.
+ * dryRun: compute everything, write nothing.
+ *
+ * @throws {ConfigPatchError} for an invalid patch, an unsafe path, a file
+ *   that does not parse, or a failed write; nothing is written when the
+ *   error comes before the writes begin (every check does).
+ */
+export async function applyConfigPatches(options: {
+  targets: PatchTarget[];
+  disable: PatchTarget[];
+  location: VaultLocation;
+  stateDir: string;
+  dryRun?: boolean;
+}): Promise<PatchReport> {
+  const dry = options.dryRun === true;
+  const dirs = new Map<string, DirState>();
+
+  const dirOf = async (sharedDir: string, create: boolean): Promise<DirState> => {
+    const realShared = await realSharedDir(sharedDir, create && !dry);
+    let ds = dirs.get(realShared);
+    if (ds === undefined) {
+      ds = {
+        realShared,
+        loaded: await loadOwnership(realShared, options.stateDir),
+        files: new Map(),
+      };
+      dirs.set(realShared, ds);
+    }
+    return ds;
+  };
+  const fileOf = async (ds: DirState, file: string, create: boolean): Promise<FileState> => {
+    const segments = patchFileSegments(file);
+    const key = segments.join("/");
+    let fs = ds.files.get(key);
+    if (fs === undefined) {
+      const path = await resolvePatchTarget(ds.realShared, segments, create && !dry);
+      const before = await readTextNoFollow(path);
+      fs = { path, before, text: before };
+      ds.files.set(key, fs);
+    }
+    return fs;
+  };
+
+  for (const t of options.disable) {
+    checkProvider(t);
+    const ds = await dirOf(t.sharedDir, false);
+    const own = ds.loaded.ownership;
+    for (const file of filesOf(own, t.provider)) {
+      const fs = await fileOf(ds, file, false);
+      if (fs.text !== null) {
+        for (const rec of recordsOf(own, file, t.provider)) {
+          fs.text = removeRecord(fs.text, fs.path, rec);
+        }
+      }
+      setRecords(own, file, t.provider, []);
+    }
+  }
+
+  for (const t of options.targets) {
+    checkProvider(t);
+    const op = patchOp(t, options.location);
+    const ds = await dirOf(t.sharedDir, true);
+    const own = ds.loaded.ownership;
+    const fs = await fileOf(ds, t.patch.file, op !== null);
+    const file = patchFileSegments(t.patch.file).join("/");
+    const oldRecs = recordsOf(own, file, t.provider);
+    if (op === null) {
+      setRecords(own, file, t.provider, []);
+      continue;
+    }
+    const editorEmpty = editorFor(op.kind).emptyText;
+    let text = fs.text ?? editorEmpty;
+    const newRec = { kind: op.kind, values: op.values, table: op.table, match: op.match };
+    let same: OwnershipRecord | undefined;
+    for (const old of oldRecs) {
+      if (samePlace(old, newRec as OwnershipRecord)) {
+        same = old;
+        const stale = Object.keys(old.values).filter((k) => !Object.hasOwn(op.values, k));
+        if (stale.length > 0) text = removeRecord(text, fs.path, old, new Set(stale));
+      } else {
+        text = removeRecord(text, fs.path, old);
+      }
+    }
+    const result = applyOp(text, fs.path, op, same);
+    fs.text = result.text;
+    setRecords(own, file, t.provider, [result.record]);
+  }
+
+  const changes: FileChange[] = [];
+  for (const ds of dirs.values()) {
+    for (const fs of ds.files.values()) {
+      changes.push({
+        path: fs.path,
+        before: fs.before,
+        after: fs.text,
+        changed: fs.before !== fs.text,
+      });
+    }
+    const sidecar = ownershipText(ds.loaded.ownership);
+    changes.push({
+      path: ds.loaded.sidecarPath,
+      before: ds.loaded.sidecarText,
+      after: sidecar,
+      changed: sidecar !== ds.loaded.sidecarText,
+    });
+  }
+  if (dry) return { changes };
+
+  for (const ds of dirs.values()) {
+    const text = ownershipText(ds.loaded.ownership);
+    // The host copy first: after a crash it already names what was written.
+    await saveHostOwnership(ds.loaded, options.stateDir, text);
+    for (const fs of ds.files.values()) {
+      if (fs.text === fs.before) continue;
+      if (fs.text === null) await removeFileNoFollow(fs.path);
+      else await writeTextAtomic(fs.path, fs.text);
+    }
+    await saveSidecar(ds.loaded, text);
+  }
+  return { changes };
+}
