@@ -35,6 +35,8 @@ interface AddressOptions {
   bridgeSocket?: string;
 }
 
+// The options' types are read back through AddressOptions (extra-typings cannot thread them here).
+// deno-lint-ignore no-explicit-any
 function addressOptions<C extends Command<any, any, any>>(command: C): C {
   return command
     .option("--transport <t>", "socket (vault http-bridge in the container) or tcp:PORT", "socket")
