@@ -100,9 +100,10 @@ Quick start:
  * the real command (a hidden option makes commander print `[options]`).
  */
 function addStubs(program: Command, group: CommandGroup): void {
-  for (const { name, description, hasOptions } of group.commands) {
+  for (const { name, description, hasOptions, args } of group.commands) {
     const stub = program.command(name).description(description);
     if (hasOptions) stub.addOption(new Option("--not-loaded").hideHelp());
+    if (args !== undefined) stub.arguments(args);
   }
 }
 

@@ -26,6 +26,8 @@ export interface TopLevelCommand {
   description: string;
   /** Whether it has options of its own (listed as `name [options]`). */
   hasOptions: boolean;
+  /** Its arguments as `vault --help` lists them (`<command...>`), if any. */
+  args?: string;
 }
 
 /** A module of commands: what the top-level help shows, and how to load it. */
@@ -36,12 +38,17 @@ export interface CommandGroup {
   load(): Promise<AddCommands>;
 }
 
-/** `[name, description, hasOptions]` of one top-level command. */
-type Row = readonly [string, string, boolean];
+/** `[name, description, hasOptions, args?]` of one top-level command. */
+type Row = readonly [string, string, boolean, string?];
 
 function group(load: () => Promise<AddCommands>, rows: readonly Row[]): CommandGroup {
   return {
-    commands: rows.map(([name, description, hasOptions]) => ({ name, description, hasOptions })),
+    commands: rows.map(([name, description, hasOptions, args]) => ({
+      name,
+      description,
+      hasOptions,
+      ...(args === undefined ? {} : { args }),
+    })),
     load,
   };
 }
@@ -96,6 +103,7 @@ export const GROUPS: readonly CommandGroup[] = [
       "exec",
       "run a command with phantom tokens and a private broker, then revoke them",
       true,
+      "<command...>",
     ],
   ]),
 ];
