@@ -248,8 +248,12 @@ export async function parseRoutes(text: string, file: string): Promise<Routes> {
   return routesFromValue(value, file);
 }
 
-/** The built-in route definitions, in routes.json form (reference §4, HEAD keys). */
-const BUILTIN_SOURCE = {
+/**
+ * The built-in route definitions, in routes.json form (reference §4, HEAD
+ * keys); the roster's built-ins (`src/config/roster_builtin.ts`) take their
+ * route fields from here.
+ */
+export const BUILTIN_ROUTES_SOURCE = {
   anthropic: {
     upstream: "https://api.anthropic.com",
     auth_header: "dynamic",
@@ -319,7 +323,7 @@ const BUILTIN_SOURCE = {
  * kisski, sonarcloud, coderabbit). OpenRouter's upstream is
  * https://openrouter.ai/api (terok's lacks /api: a bug not copied).
  */
-export const BUILTIN_ROUTES: Routes = routesFromValue(BUILTIN_SOURCE, "<built-in routes>");
+export const BUILTIN_ROUTES: Routes = routesFromValue(BUILTIN_ROUTES_SOURCE, "<built-in routes>");
 
 /** `over` adds to / replaces entries of `base` by provider. */
 export function mergeRoutes(base: Routes, over: Routes): Routes {

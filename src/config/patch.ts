@@ -52,7 +52,7 @@ import {
 import { yamlEditor } from "./patch_yaml.ts";
 import { hasKey, isPlainObject, sameValue, substituteValue } from "./patch_values.ts";
 
-import type { SharedConfigPatch } from "./patch_types.ts";
+import { SHARED_CONFIG_PATCH_KEYS, type SharedConfigPatch } from "./patch_types.ts";
 import type { VaultLocation } from "./env.ts";
 
 export { unifiedDiff } from "./patch_diff.ts";
@@ -109,14 +109,6 @@ interface Op {
   match?: Record<string, unknown>;
 }
 
-const PATCH_KEYS = new Set([
-  "file",
-  "yaml_set",
-  "toml_set",
-  "toml_table",
-  "toml_match",
-  "json_set",
-]);
 const PROVIDER = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 function editorFor(kind: OwnershipRecord["kind"]): TopLevelEditor {
@@ -135,7 +127,9 @@ function patchOp(t: PatchTarget, loc: VaultLocation): Op | null {
   const where = `shared_config_patch of ${t.provider}`;
   if (!isPlainObject(p)) throw new ConfigPatchError(`${where} is not a mapping`);
   for (const k of Object.keys(p)) {
-    if (!PATCH_KEYS.has(k)) throw new ConfigPatchError(`${where}: unknown key '${k}'`);
+    if (!SHARED_CONFIG_PATCH_KEYS.has(k)) {
+      throw new ConfigPatchError(`${where}: unknown key '${k}'`);
+    }
   }
   const sets = (["yaml_set", "toml_set", "json_set"] as SetKey[]).filter((k) => p[k] !== undefined);
   if (sets.length > 1) {

@@ -1,6 +1,6 @@
 /**
  * The shape of a provider's `shared_config_patch` (terok's roster, reference
- * terok-config.md §4–§5, plus our `json_set`). Only the type lives here, so
+ * terok-config.md §4–§5, plus our `json_set`). Only the type and its keys live here, so
  * that the roster can name it without loading the patch engine; the engine
  * (`patch.ts`) uses the same field names.
  *
@@ -22,3 +22,13 @@ export interface SharedConfigPatch {
   /** Top-level keys of a JSON object (ours; terok has no JSON patch). */
   json_set?: Record<string, unknown>;
 }
+
+/** The keys a {@link SharedConfigPatch} may have. */
+export const SHARED_CONFIG_PATCH_KEYS: ReadonlySet<string> = new Set([
+  "file",
+  "yaml_set",
+  "toml_set",
+  "toml_table",
+  "toml_match",
+  "json_set",
+]);

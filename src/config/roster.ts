@@ -55,7 +55,7 @@ import {
 import { isHeaderName, isHeaderValue } from "../broker/headers.ts";
 import { escapeJsonText } from "../sanitize.ts";
 import { currentUid, MAX_CONFIG_BYTES, readSecretFile } from "../fs/mod.ts";
-import type { SharedConfigPatch } from "./patch_types.ts";
+import { SHARED_CONFIG_PATCH_KEYS, type SharedConfigPatch } from "./patch_types.ts";
 import { BUILTIN_ROSTER_SOURCE } from "./roster_builtin.ts";
 import { InvalidRoster } from "./roster_errors.ts";
 import { deepMerge, INHERIT, isMapping } from "./roster_merge.ts";
@@ -111,14 +111,6 @@ const ROSTER_VERSION = 1;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const PROVIDER_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const CREDENTIAL_TYPES: ReadonlySet<string> = new Set(["api_key", "oauth", "oauth_token", "pat"]);
-const PATCH_KEYS: ReadonlySet<string> = new Set([
-  "file",
-  "yaml_set",
-  "toml_set",
-  "toml_table",
-  "toml_match",
-  "json_set",
-]);
 const REFRESH_KEYS: ReadonlySet<string> = new Set(["token_url", "client_id", "scope", "encoding"]);
 
 /** Throws the error of one key: `<file>: <path>: <problem>`. */
@@ -223,7 +215,7 @@ function upstreamUrl(value: unknown, fail: Fail): string {
 
 function patchLayer(value: unknown, fail: Fail): Record<string, unknown> {
   return mappingOf(value, fail, (key, v, sub) => {
-    if (!PATCH_KEYS.has(key)) sub("unknown key");
+    if (!SHARED_CONFIG_PATCH_KEYS.has(key)) sub("unknown key");
     if (key === "file") return relativePath(v, sub);
     if (key === "toml_table") return str(v, sub);
     if (!isMapping(v)) sub("must be a mapping");

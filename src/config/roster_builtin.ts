@@ -9,26 +9,20 @@
  * - openrouter's upstream is `https://openrouter.ai/api` and its base URL
  *   `{vault_url}/v1`: requests arrive at `/api/v1/…` as OpenRouter expects.
  *
- * The route fields equal the broker's `BUILTIN_ROUTES` (src/broker/routes.ts;
- * a test keeps them equal), so `vault serve` without a routes file and
- * `vault config routes` agree with the broker's built-ins.
+ * The route fields are the broker's own built-in routes
+ * (`BUILTIN_ROUTES_SOURCE` in src/broker/routes.ts, spread into each entry),
+ * so `vault serve` without a routes file and `vault config routes` agree
+ * with the broker's built-ins by construction.
  *
  * @module
  */
 
+import { BUILTIN_ROUTES_SOURCE } from "../broker/routes.ts";
+
 /** Built-in roster entries by provider name, in the roster file format (snake_case). */
 export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unknown>>> = {
   anthropic: {
-    upstream: "https://api.anthropic.com",
-    auth_header: "dynamic",
-    auth_prefix: "",
-    oauth_extra_headers: { "anthropic-beta": "oauth-2025-04-20" },
-    oauth_refresh: {
-      token_url: "https://platform.claude.com/v1/oauth/token",
-      client_id: "9d1c250a-e61b-44d9-88ed-5944d1962f5e",
-      scope:
-        "user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload",
-    },
+    ...BUILTIN_ROUTES_SOURCE.anthropic,
     credential_type: "oauth",
     phantom_env: ["ANTHROPIC_API_KEY"],
     oauth_phantom_env: ["CLAUDE_CODE_OAUTH_TOKEN"],
@@ -39,14 +33,7 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
     credential_file: ".credentials.json",
   },
   openai: {
-    upstream: "https://api.openai.com",
-    auth_header: "Authorization",
-    auth_prefix: "Bearer ",
-    path_upstreams: { "/backend-api/": "https://chatgpt.com" },
-    oauth_refresh: {
-      token_url: "https://auth.openai.com/oauth/token",
-      client_id: "app_EMoamEEZ73f0CkXaXp7hrann",
-    },
+    ...BUILTIN_ROUTES_SOURCE.openai,
     credential_type: "oauth",
     // terok's codex.yaml has neither (§12.1): an api_key credential then
     // reached no variable. OAuth mode uses the marker in auth.json; the
@@ -66,9 +53,7 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
     credential_file: "auth.json",
   },
   mistral: {
-    upstream: "https://api.mistral.ai",
-    auth_header: "Authorization",
-    auth_prefix: "Bearer ",
+    ...BUILTIN_ROUTES_SOURCE.mistral,
     credential_type: "api_key",
     phantom_env: ["MISTRAL_API_KEY"],
     shared_config_patch: {
@@ -82,9 +67,7 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
     credential_file: ".env",
   },
   github: {
-    upstream: "https://api.github.com",
-    auth_header: "Authorization",
-    auth_prefix: "token ",
+    ...BUILTIN_ROUTES_SOURCE.github,
     credential_type: "oauth_token",
     phantom_env: ["GH_TOKEN"],
     shared_config_patch: { file: "config.yml", yaml_set: { http_unix_socket: "{vault_socket}" } },
@@ -93,9 +76,7 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
     credential_file: "hosts.yml",
   },
   gitlab: {
-    upstream: "https://gitlab.com",
-    auth_header: "PRIVATE-TOKEN",
-    auth_prefix: "",
+    ...BUILTIN_ROUTES_SOURCE.gitlab,
     credential_type: "pat",
     phantom_env: ["GITLAB_TOKEN"],
     // terok hard-codes these two for glab (§10).
@@ -105,11 +86,9 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
     credential_file: "config.yml",
   },
   openrouter: {
-    // terok: upstream https://openrouter.ai but base URL <vault>/v1, so
-    // requests went to openrouter.ai/v1 (§12.2). Both now agree on /api/v1.
-    upstream: "https://openrouter.ai/api",
-    auth_header: "Authorization",
-    auth_prefix: "Bearer ",
+    ...BUILTIN_ROUTES_SOURCE.openrouter,
+    // terok: upstream https://openrouter.ai but base URL <vault>/v1, so requests went to
+    // openrouter.ai/v1 (§12.2). The route's upstream is .../api: both agree on /api/v1.
     credential_type: "api_key",
     phantom_env: ["OPENROUTER_API_KEY"],
     base_url_env: "TEROK_OC_OPENROUTER_BASE_URL",
@@ -119,9 +98,7 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
     credential_file: "config.json",
   },
   sonarcloud: {
-    upstream: "https://sonarcloud.io",
-    auth_header: "Authorization",
-    auth_prefix: "Bearer ",
+    ...BUILTIN_ROUTES_SOURCE.sonarcloud,
     credential_type: "api_key",
     phantom_env: ["SONAR_TOKEN"],
     base_url_env: "SONAR_HOST_URL",
@@ -129,9 +106,7 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
     container_mount: "/home/dev/.sonar",
   },
   blablador: {
-    upstream: "https://api.helmholtz-blablador.fz-juelich.de",
-    auth_header: "Authorization",
-    auth_prefix: "Bearer ",
+    ...BUILTIN_ROUTES_SOURCE.blablador,
     credential_type: "api_key",
     phantom_env: ["BLABLADOR_API_KEY"],
     base_url_env: "TEROK_OC_BLABLADOR_BASE_URL",
@@ -141,9 +116,7 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
     credential_file: "config.json",
   },
   kisski: {
-    upstream: "https://chat-ai.academiccloud.de",
-    auth_header: "Authorization",
-    auth_prefix: "Bearer ",
+    ...BUILTIN_ROUTES_SOURCE.kisski,
     credential_type: "api_key",
     phantom_env: ["KISSKI_API_KEY"],
     base_url_env: "TEROK_OC_KISSKI_BASE_URL",
@@ -155,9 +128,7 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
   // Not among the nine of issue 10, but a broker built-in route: without it
   // `vault serve` (which now takes its routes from the roster) would lose it.
   coderabbit: {
-    upstream: "https://app.coderabbit.ai",
-    auth_header: "Authorization",
-    auth_prefix: "Bearer ",
+    ...BUILTIN_ROUTES_SOURCE.coderabbit,
     credential_type: "api_key",
     phantom_env: ["CODERABBIT_API_KEY"],
     shared_dir: "_coderabbit-config",

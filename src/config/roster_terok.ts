@@ -24,19 +24,16 @@
  * @module
  */
 
+import { PROVIDER_RENAMES } from "../store/schema.ts";
 import { normalizeBase } from "../broker/routes.ts";
 import { InvalidRoster } from "./roster_errors.ts";
 import { isMapping } from "./roster_merge.ts";
 
-/** terok agent names that stand for a vault provider of another name. */
-export const AGENT_PROVIDERS: Readonly<Record<string, string>> = Object.freeze({
-  claude: "anthropic",
-  codex: "openai",
-  vibe: "mistral",
-  gh: "github",
-  glab: "gitlab",
-  sonar: "sonarcloud",
-});
+/**
+ * terok agent names that stand for a vault provider of another name: the
+ * same renames the store's v2→v3 migration applies to stored credentials.
+ */
+export const AGENT_PROVIDERS: Readonly<Record<string, string>> = PROVIDER_RENAMES;
 
 /** Top-level keys of terok's agent schema (§2): a file with any of them is a terok agent file. */
 const TEROK_TOP_KEYS: ReadonlySet<string> = new Set([
