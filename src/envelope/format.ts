@@ -1,0 +1,178 @@
+/**
+ * The envelope format, exactly as the Python module it replaces writes it
+ * (`../shared/reference/envelope-format.md`):
+ *
+ * - a value: `"v2:" + base64url_with_padding(nonce(12) ‖ AES-256-GCM(key,
+ *   UTF-8(plaintext)) ‖ tag(16))`, a fresh random nonce per value, no AAD;
+ * - a wrapped DEK: `nonce(12) ‖ AES-256-GCM(KEK, DEK) ‖ tag(16)` (60 bytes);
+ * - the pool key: PBKDF2-HMAC-SHA256(KEK, "stargazer:api_key_pool",
+ *   100,000 iterations, 32 bytes), derived once per process per KEK;
+ * - `apiKeyHash`: lowercase hex SHA-256 of the UTF-8 key.
+ *
+ * Unlike the original, a missing or malformed key is an error, never a
+ * silent fall-back to plaintext; and every failure names what failed,
+ * never a key or a plaintext.
+ *
+ * @module
+ */
+
+import { createCipheriv, createDecipheriv, createHash, pbkdf2Sync, randomBytes } from "node:crypto";
+import { Buffer } from "node:buffer";
+import { EnvelopeError } from "./errors.ts";
+
+/** The prefix of an encrypted value. */
+export const VALUE_PREFIX = "v2:";
+/** Bytes of a nonce. */
+export const NONCE_BYTES = 12;
+/** Bytes of a GCM tag. */
+export const TAG_BYTES = 16;
+/** Bytes of a key (KEK, DEK, pool key). */
+export const KEY_BYTES = 32;
+/** The pool key's PBKDF2 salt. */
+export const POOL_SALT = "stargazer:api_key_pool";
+/** The pool key's PBKDF2 iterations. */
+export const POOL_ITERATIONS = 100_000;
+
+const BASE64URL = /^[A-Za-z0-9_-]*={0,2}$/;
+
+/**
+ * Decodes URL-safe base64 (padding optional).
+ *
+ * @throws {EnvelopeError} for any other character or an impossible length.
+ */
+export function base64UrlDecode(text: string, what: string): Uint8Array {
+  const bare = text.replace(/=+$/, "");
+  if (!BASE64URL.test(text) || bare.length % 4 === 1 || text.length - bare.length > 2) {
+    throw new EnvelopeError(`${what} is not valid URL-safe base64`);
+  }
+  return new Uint8Array(Buffer.from(bare, "base64url"));
+}
+
+/** Encodes as URL-safe base64 with `=` padding (as Python's `urlsafe_b64encode`). */
+export function base64UrlEncode(bytes: Uint8Array): string {
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64url");
+  return text + "=".repeat((4 - (text.length % 4)) % 4);
+}
+
+/**
+ * A KEK from its text form (URL-safe base64 of exactly 32 bytes).
+ *
+ * @throws {EnvelopeError} naming `source` (never the value).
+ */
+export function parseKek(text: string, source: string): Uint8Array {
+  const trimmed = text.trim();
+  if (trimmed === "") throw new EnvelopeError(`the master key from ${source} is empty`);
+  let bytes: Uint8Array;
+  try {
+    bytes = base64UrlDecode(trimmed, `the master key from ${source}`);
+  } catch (error) {
+    throw new EnvelopeError((error as Error).message, { cause: error });
+  }
+  if (bytes.length !== KEY_BYTES) {
+    throw new EnvelopeError(
+      `the master key from ${source} is ${bytes.length} bytes, not ${KEY_BYTES} (URL-safe base64 of 32 bytes)`,
+    );
+  }
+  return bytes;
+}
+
+function checkKey(key: Uint8Array, what: string): void {
+  if (key.length !== KEY_BYTES) throw new EnvelopeError(`${what} must be ${KEY_BYTES} bytes`);
+}
+
+/** nonce ‖ AES-256-GCM(key, plaintext) ‖ tag. */
+export function seal(key: Uint8Array, plaintext: Uint8Array): Uint8Array {
+  checkKey(key, "the key");
+  const nonce = randomBytes(NONCE_BYTES);
+  const cipher = createCipheriv("aes-256-gcm", key, nonce);
+  const body = cipher.update(plaintext);
+  const final = cipher.final();
+  const tag = cipher.getAuthTag();
+  const out = new Uint8Array(NONCE_BYTES + body.length + final.length + TAG_BYTES);
+  out.set(nonce, 0);
+  out.set(body, NONCE_BYTES);
+  out.set(final, NONCE_BYTES + body.length);
+  out.set(tag, out.length - TAG_BYTES);
+  return out;
+}
+
+/**
+ * Opens `nonce ‖ ciphertext ‖ tag`.
+ *
+ * @throws {EnvelopeError} `<what> too short` under 28 bytes, `<what> failed
+ *   authentication` for a wrong key or any tampering.
+ */
+export function unseal(key: Uint8Array, sealed: Uint8Array, what: string): Uint8Array {
+  checkKey(key, "the key");
+  if (sealed.length < NONCE_BYTES + TAG_BYTES) throw new EnvelopeError(`${what} is too short`);
+  const decipher = createDecipheriv("aes-256-gcm", key, sealed.subarray(0, NONCE_BYTES));
+  decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+  try {
+    const body = decipher.update(sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES));
+    const final = decipher.final();
+    if (final.length === 0) return new Uint8Array(body.buffer, body.byteOffset, body.length);
+    const out = new Uint8Array(body.length + final.length);
+    out.set(body);
+    out.set(final, body.length);
+    return out;
+  } catch (error) {
+    throw new EnvelopeError(`${what} failed authentication (wrong key, or altered)`, {
+      cause: error,
+    });
+  }
+}
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+const encoder = new TextEncoder();
+
+/** Encrypts a value: `v2:` + URL-safe base64 (padded) of nonce ‖ ciphertext ‖ tag. */
+export function encrypt(plaintext: string, key: Uint8Array): string {
+  return VALUE_PREFIX + base64UrlEncode(seal(key, encoder.encode(plaintext)));
+}
+
+/**
+ * Decrypts a value, with or without its `v2:` prefix.
+ *
+ * @throws {EnvelopeError} for bad base64, fewer than 28 bytes, a wrong key,
+ *   any tampering, or a plaintext that is not UTF-8.
+ */
+export function decrypt(value: string, key: Uint8Array): string {
+  const body = value.startsWith(VALUE_PREFIX) ? value.slice(VALUE_PREFIX.length) : value;
+  const sealed = base64UrlDecode(body, "the encrypted value");
+  if (sealed.length < NONCE_BYTES + TAG_BYTES) {
+    throw new EnvelopeError("the encrypted value is too short (under 28 bytes)");
+  }
+  const plain = unseal(key, sealed, "the encrypted value");
+  try {
+    return decoder.decode(plain);
+  } catch (error) {
+    throw new EnvelopeError("the decrypted value is not UTF-8", { cause: error });
+  }
+}
+
+/** Whether a stored value is encrypted (starts with `v2:`); others are legacy plaintext. */
+export function isEncrypted(value: string): boolean {
+  return value.startsWith(VALUE_PREFIX);
+}
+
+/** Lowercase hex SHA-256 of the UTF-8 key: the pool's lookup index. */
+export function apiKeyHash(key: string): string {
+  return createHash("sha256").update(key, "utf8").digest("hex");
+}
+
+const poolKeys = new Map<string, Uint8Array>();
+
+/**
+ * The pool key of `kek`: PBKDF2-HMAC-SHA256(kek, "stargazer:api_key_pool",
+ * 100,000, 32), derived once per process per KEK (about 100 ms), then cached.
+ */
+export function poolKey(kek: Uint8Array): Uint8Array {
+  checkKey(kek, "the master key");
+  const id = createHash("sha256").update(kek).digest("hex");
+  let key = poolKeys.get(id);
+  if (key === undefined) {
+    key = new Uint8Array(pbkdf2Sync(kek, POOL_SALT, POOL_ITERATIONS, KEY_BYTES, "sha256"));
+    poolKeys.set(id, key);
+  }
+  return key;
+}
