@@ -98,6 +98,9 @@ export const GROUPS: readonly CommandGroup[] = [
       true,
     ],
   ]),
+  group(async () => (await import("./envelope.ts")).addEnvelopeCommands, [
+    ["envelope", "encrypt services' secrets with per-user keys under a master key", false],
+  ]),
   group(async () => (await import("./exec.ts")).addExecCommands, [
     [
       "exec",
