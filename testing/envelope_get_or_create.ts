@@ -1,0 +1,25 @@
+/**
+ * A separate process for tests/envelope_concurrency.test.ts: waits until
+ * the file named by argv[1] exists (so that every process starts its call
+ * at once), then gets-or-creates the DEK of argv[2] in the key store argv[0]
+ * (KEK from API_KEY_MASTER_KEY) and prints its hex.
+ *
+ * @module
+ */
+
+import { kekFromEnv, KeyStore } from "../src/envelope/mod.ts";
+
+const [storePath, goFile, userId] = Deno.args;
+const kek = kekFromEnv(Deno.env.toObject());
+const store = await KeyStore.open(storePath, kek);
+for (;;) {
+  try {
+    Deno.statSync(goFile);
+    break;
+  } catch {
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+const dek = store.userKey(userId);
+console.log([...dek].map((b) => b.toString(16).padStart(2, "0")).join(""));
+store.close();
