@@ -244,3 +244,35 @@ Deno.test("config apply: gh, given http_unix_socket and the phantom GH_TOKEN, re
     await api.close();
   }
 });
+
+Deno.test("vault exec: SIGTERM to vault reaches the command; vault exits with its status and revokes the tokens", async () => {
+  await withSandboxVault(PASS, async (vault) => {
+    const runtime = join(vault.home, "runtime");
+    await Deno.mkdir(runtime, { recursive: true, mode: 0o700 });
+    const exec = vault.cli.start([
+      ...vault.base,
+      "exec",
+      "--scope",
+      "proj",
+      "--subject",
+      "sig-1",
+      "--",
+      "sh",
+      "-c",
+      'trap "echo got-term >&2; exit 42" TERM; echo ready >&2; while :; do sleep 0.05; done',
+    ], { env: { XDG_RUNTIME_DIR: runtime }, label: "vault exec" });
+    try {
+      await exec.waitFor(/^ready$/m);
+      const during = await vault.cli.run([...vault.base, "token", "list", "--json"]);
+      assertEquals(JSON.parse(during.stdout).length, 1, "the openai token exists while it runs");
+      const out = await exec.stop("SIGTERM");
+      assertEquals(out.code, 42);
+      assertMatch(out.stderr, /got-term/);
+    } finally {
+      await exec.dispose();
+    }
+    const after = await vault.cli.run([...vault.base, "token", "list", "--json"]);
+    assertEquals(JSON.parse(after.stdout), []);
+    assertEquals([...Deno.readDirSync(runtime)], []);
+  }, { credentials: { openai: REAL_OPENAI } });
+});
