@@ -26,6 +26,14 @@
  * apiKeyHash("sk-pool-…");    // lowercase hex SHA-256, the index to look the key up by
  * ```
  *
+ * @example Rotate the master key (every DEK re-wrapped in one transaction)
+ * ```ts
+ * import { rotateKek } from "./mod.ts";
+ *
+ * declare const oldKek: Uint8Array, newKek: Uint8Array;
+ * const { rotated } = await rotateKek("/var/lib/app/encryption_keys.db", oldKek, newKek);
+ * ```
+ *
  * @module
  */
 
@@ -45,6 +53,13 @@ export {
 } from "./format.ts";
 export { type KeyRow, KeyStore } from "./keystore.ts";
 export { EnvelopeError } from "./errors.ts";
+export {
+  PROGRESS_EVERY,
+  rotateKek,
+  type RotateOptions,
+  type RotatePhase,
+  type RotateResult,
+} from "./rotate.ts";
 
 /** The environment variable the original module reads its KEK from. */
 export const KEK_ENV = "API_KEY_MASTER_KEY";
