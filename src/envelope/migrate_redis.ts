@@ -75,7 +75,11 @@ if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1`;
 
-/** Raw bytes for every bulk string. */
+/**
+ * Raw bytes for every bulk string. The connection speaks RESP2, where
+ * HGETALL answers a flat array of bulk strings (RESP3's map would have its
+ * field names decoded to text by the client, losing their bytes).
+ */
 const RAW = {
   typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer, [RESP_TYPES.SIMPLE_STRING]: Buffer },
 };
@@ -127,6 +131,7 @@ export async function migrateRedis(
   const client = createClient({
     url: opts.url,
     password: opts.password,
+    RESP: 2,
     socket: { reconnectStrategy: false, connectTimeout: 10_000 },
   });
   let lastError: Error | undefined;
@@ -239,11 +244,8 @@ async function readBatch(
       pending.push(send<Buffer | null>(["HGET", key, field]).then((old) => add(field, old)));
     } else {
       pending.push(
-        send<Buffer[] | Map<Buffer, Buffer>>(["HGETALL", key]).then((all) => {
-          const pairs = all instanceof Map
-            ? [...all.entries()]
-            : all.flatMap((_, j) => j % 2 === 0 ? [[all[j], all[j + 1]] as const] : []);
-          for (const [field, old] of pairs) add(field, old);
+        send<Buffer[]>(["HGETALL", key]).then((all) => {
+          for (let j = 0; j + 1 < all.length; j += 2) add(all[j], all[j + 1]);
         }),
       );
     }

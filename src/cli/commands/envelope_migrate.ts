@@ -18,6 +18,7 @@ import {
   migrateRedis,
   migrateSqlite,
   type MigrationKeys,
+  redisTarget,
   UserPattern,
 } from "../../envelope/migrate.ts";
 import { openKeyStore, resolveKek } from "./envelope_shared.ts";
@@ -62,6 +63,9 @@ async function runMigration(
   what: string,
   migrate: (common: MigrateCommon, keys: MigrationKeys) => Promise<MigrateCounts>,
 ): Promise<void> {
+  if (flags.dryRun && flags.backup !== undefined) {
+    throw new UsageError("a dry run writes nothing: drop --backup");
+  }
   let store: KeyStore | undefined;
   let keys: MigrationKeys = {
     keyFor: () => {
@@ -154,6 +158,7 @@ Example:
     if (opts.field !== undefined && opts.allFields) {
       throw new UsageError("give --field NAME or --all-fields, not both");
     }
+    redisTarget(opts.url); // a bad URL (or a password in it) fails before the key is read
     const userFrom = opts.userFrom === undefined ? undefined : new UserPattern(opts.userFrom);
     const batch = batchOf(opts.batch);
     let password: string | undefined;
