@@ -1,0 +1,428 @@
+/**
+ * `vault envelope migrate redis|sqlite|json` against real stores: a real
+ * Debian `redis-server` started here on 127.0.0.1, real SQLite files, real
+ * JSON files. 10,000 plaintext Redis keys become v2: values that decrypt
+ * to the originals; a value changed by another client between the read and
+ * the write (made deterministic through the migration's `afterRead` seam)
+ * is not clobbered; a second run changes nothing; a dry run changes nothing
+ * and counts right; the backup holds the originals (0600).
+ */
+
+import { assert, assertEquals, assertMatch, assertRejects } from "../testing/assert.ts";
+import { join } from "node:path";
+import { Buffer } from "node:buffer";
+import { withTempDir } from "../testing/fixtures.ts";
+import { runCli } from "../testing/cli.ts";
+import { type RedisTestClient as Client, withRedis } from "../testing/redis.ts";
+import { base64UrlEncode, decrypt, isEncrypted, KeyStore, poolKey } from "../src/envelope/mod.ts";
+import { migrateJson, migrateRedis, migrateSqlite, UserPattern } from "../src/envelope/migrate.ts";
+import { EnvelopeError } from "../src/envelope/errors.ts";
+import { SqliteDatabase } from "../src/store/sqlite.ts";
+
+const KEK = crypto.getRandomValues(new Uint8Array(32));
+
+async function setup(dir: string) {
+  const kekFile = join(dir, "master.key");
+  await Deno.writeTextFile(kekFile, base64UrlEncode(KEK) + "\n", { mode: 0o600 });
+  const store = join(dir, "keys.db");
+  return { kekFile, store, keyArgs: ["--kek-file", kekFile, "--store", store] };
+}
+
+async function withStore<T>(path: string, fn: (store: KeyStore) => T): Promise<T> {
+  const store = await KeyStore.open(path, KEK);
+  try {
+    return fn(store);
+  } finally {
+    store.close();
+  }
+}
+
+function readJsonl(path: string): Record<string, unknown>[] {
+  return Deno.readTextFileSync(path).trim().split("\n").map((l) => JSON.parse(l));
+}
+
+async function dump(client: Client, pattern = "*"): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for await (const keys of client.scanIterator({ MATCH: pattern, COUNT: 1000 })) {
+    for (const key of keys) {
+      if ((await client.type(key)) === "string") out.set(key, (await client.get(key))!);
+    }
+  }
+  return out;
+}
+
+const N = 10_000;
+const userOf = (i: number) => `u${i % 97}`;
+
+Deno.test("migrate redis: 10,000 plaintext keys become v2: values that decrypt to the originals; dry run, backup, second run", async () => {
+  await withTempDir(async (dir) => {
+    const { store, keyArgs } = await setup(dir);
+    await withRedis(async ({ url, client }) => {
+      const originals = new Map<string, string>();
+      const multi = client.multi();
+      for (let i = 0; i < N; i++) {
+        const key = `user:${userOf(i)}:key:${i}`;
+        const value = `sk-${i}-${crypto.randomUUID()}`;
+        originals.set(key, value);
+        multi.set(key, value);
+      }
+      multi.set("other:1", "not matched");
+      multi.set("user:u1:key:encrypted-already", "v2:AAAA");
+      await multi.execAsPipeline();
+      const args = ["envelope", "migrate", "redis", "--url", url, "--match", "user:*:key:*"];
+      const userFrom = ["--user-from", "user:{user}:key:*"];
+
+      // A dry run counts and changes nothing (and creates no key store).
+      const before = await dump(client);
+      const dry = await runCli([...args, ...userFrom, "--dry-run", "--json"]);
+      assertEquals(dry.code, 0, dry.stderr);
+      const dryCounts = JSON.parse(dry.stdout);
+      assertEquals(
+        [dryCounts.scanned, dryCounts.plaintext, dryCounts.encrypted, dryCounts.already],
+        [N + 1, N, 0, 1],
+      );
+      assertEquals(await dump(client), before);
+      assert(!(await Deno.lstat(store).then(() => true, () => false)), "no key store in a dry run");
+
+      // The migration.
+      const backup = join(dir, "backup.jsonl");
+      const first = await runCli([...args, ...userFrom, ...keyArgs, "--backup", backup, "--json"]);
+      assertEquals(first.code, 0, first.stderr);
+      const counts = JSON.parse(first.stdout);
+      assertEquals([counts.encrypted, counts.already, counts.changed, counts.skipped], [
+        N,
+        1,
+        0,
+        0,
+      ]);
+      const after = await dump(client);
+      assertEquals(after.get("other:1"), "not matched");
+      await withStore(store, (keys) => {
+        for (const [key, value] of originals) {
+          const stored = after.get(key)!;
+          assert(isEncrypted(stored), key);
+          assertEquals(decrypt(stored, keys.userKey(key.split(":")[1])), value);
+        }
+        assertEquals(keys.rows().length, 97, "one DEK per user");
+      });
+
+      // The backup holds every original, 0600, written before the change.
+      assertEquals(Deno.statSync(backup).mode! & 0o777, 0o600);
+      const lines = readJsonl(backup);
+      assertEquals(lines.length, N);
+      for (const line of lines) assertEquals(line.value, originals.get(line.key as string));
+      // A backup is never overwritten.
+      const again = await runCli([...args, ...userFrom, ...keyArgs, "--backup", backup]);
+      assertEquals(again.code, 1);
+      assertMatch(again.stderr, /already exists/);
+
+      // A second run changes nothing.
+      const second = await runCli([...args, ...userFrom, ...keyArgs, "--json"]);
+      assertEquals(second.code, 0, second.stderr);
+      const c2 = JSON.parse(second.stdout);
+      assertEquals([c2.encrypted, c2.already, c2.plaintext], [0, N + 1, 0]);
+      assertEquals(await dump(client), after);
+    });
+  });
+});
+
+Deno.test("migrate redis: a value changed by another client between the read and the write is not clobbered", async () => {
+  await withTempDir(async (dir) => {
+    const { store } = await setup(dir);
+    await withRedis(async ({ url, client }) => {
+      const multi = client.multi();
+      for (let i = 0; i < 1000; i++) multi.set(`k:${i}`, `old-${i}`);
+      await multi.execAsPipeline();
+      const keys = await KeyStore.open(store, KEK);
+      const pool = poolKey(KEK);
+      try {
+        // After the first batch was read, another client rewrites every key.
+        const counts = await migrateRedis({
+          url,
+          match: "k:*",
+          batch: 100,
+          afterRead: async (round) => {
+            if (round !== 1) return;
+            const other = client.multi();
+            for (let i = 0; i < 1000; i++) other.set(`k:${i}`, `new-${i}`);
+            await other.execAsPipeline();
+          },
+        }, { keyFor: () => pool });
+        assert(counts.changed > 0, "the first batch met the other client's values");
+        assertEquals(counts.encrypted + counts.changed, 1000);
+        const now = await dump(client);
+        let leftAlone = 0;
+        for (let i = 0; i < 1000; i++) {
+          const value = now.get(`k:${i}`)!;
+          if (isEncrypted(value)) assertEquals(decrypt(value, pool), `new-${i}`, "read after");
+          else {
+            assertEquals(value, `new-${i}`, "the other client's value stays");
+            leftAlone++;
+          }
+        }
+        assertEquals(leftAlone, counts.changed);
+        // The next run takes what was left.
+        const rerun = await migrateRedis({ url, match: "k:*" }, { keyFor: () => pool });
+        assertEquals([rerun.encrypted, rerun.already], [leftAlone, 1000 - leftAlone]);
+      } finally {
+        keys.close();
+      }
+    });
+  });
+});
+
+Deno.test("migrate redis: hash fields (one or all), TTL kept, other types and non-UTF-8 skipped", async () => {
+  await withTempDir(async (dir) => {
+    const { store, keyArgs } = await setup(dir);
+    await withRedis(async ({ url, client }) => {
+      await client.hSet("profile:alice", { api_key: "sk-a", sftp: "pw-a", name: "Alice" });
+      await client.hSet("profile:bob", { api_key: "sk-b" });
+      await client.set("profile:str", "a string, not a hash");
+      await client.set("apikey:carol", "sk-c", { EX: 3600 });
+      await client.sendCommand(["SET", "apikey:dave", Buffer.from([0xff, 0xfe])]);
+      await client.rPush("apikey:list", "x");
+      const base = ["envelope", "migrate", "redis", "--url", url, ...keyArgs, "--json"];
+
+      const one = await runCli([
+        ...base,
+        "--match",
+        "profile:*",
+        "--user-from",
+        "profile:{user}",
+        "--field",
+        "api_key",
+      ]);
+      assertEquals(one.code, 0, one.stderr);
+      assertEquals(JSON.parse(one.stdout).encrypted, 2);
+      assertEquals(await client.hGet("profile:alice", "sftp"), "pw-a", "other fields untouched");
+      const all = await runCli([
+        ...base,
+        "--match",
+        "profile:*",
+        "--user-from",
+        "profile:{user}",
+        "--all-fields",
+      ]);
+      assertEquals(all.code, 0, all.stderr);
+      const c = JSON.parse(all.stdout);
+      assertEquals([c.encrypted, c.already, c.skipped], [2, 2, 1]);
+      const alice = await client.hGetAll("profile:alice");
+      await withStore(store, (keys) => {
+        assertEquals(decrypt(alice.api_key, keys.userKey("alice")), "sk-a");
+        assertEquals(decrypt(alice.sftp, keys.userKey("alice")), "pw-a");
+        assertEquals(decrypt(alice.name, keys.userKey("alice")), "Alice");
+      });
+
+      const strings = await runCli([...base, "--match", "apikey:*", "--pool"]);
+      const s = JSON.parse(strings.stdout);
+      assertEquals([s.encrypted, s.skipped], [1, 2], "the non-UTF-8 value and the list skipped");
+      assert((await client.ttl("apikey:carol")) > 0, "the TTL is kept");
+      assertEquals(decrypt((await client.get("apikey:carol"))!, poolKey(KEK)), "sk-c");
+    });
+  });
+});
+
+Deno.test("migrate redis: a password in the URL, --dry-run with --backup, and a missing mode are refused", async () => {
+  const base = ["envelope", "migrate", "redis", "--match", "*"];
+  const pw = await runCli([...base, "--url", "redis://:hunter2@127.0.0.1:1", "--pool"]);
+  assertEquals(pw.code, 1);
+  assertMatch(pw.stderr, /--password-file/);
+  assert(!pw.stderr.includes("hunter2"));
+  const mode = await runCli([...base, "--url", "redis://127.0.0.1:1"]);
+  assertEquals(mode.code, 2);
+  await withRedis(async ({ url }) => {
+    const both = await runCli([...base, "--url", url, "--pool", "--dry-run", "--backup", "/x"]);
+    assertEquals(both.code, 2);
+    assertMatch(both.stderr, /drop --backup/);
+  });
+});
+
+function makeTable(path: string, rows: number): Map<number, string> {
+  const db = new SqliteDatabase(path, {});
+  const values = new Map<number, string>();
+  db.exec("CREATE TABLE profiles (id INTEGER PRIMARY KEY, user_id TEXT, api_key TEXT)");
+  const insert = db.prepare("INSERT INTO profiles VALUES (?, ?, ?)");
+  db.transaction(() => {
+    for (let i = 1; i <= rows; i++) {
+      const value = `sk-${i}`;
+      values.set(i, value);
+      insert.run(i, `u${i % 7}`, value);
+    }
+    insert.run(rows + 1, "u1", null);
+    insert.run(rows + 2, "u1", "v2:AAAA");
+  })();
+  db.close();
+  return values;
+}
+
+function column(path: string): Map<number, string | null> {
+  const db = new SqliteDatabase(path, { readonly: true });
+  try {
+    const rows = db.prepare("SELECT id, api_key FROM profiles").all() as {
+      id: number;
+      api_key: string | null;
+    }[];
+    return new Map(rows.map((r) => [r.id, r.api_key]));
+  } finally {
+    db.close();
+  }
+}
+
+Deno.test("migrate sqlite: values become v2: per user, in batches; dry run, backup, second run", async () => {
+  await withTempDir(async (dir) => {
+    const { store, keyArgs } = await setup(dir);
+    const file = join(dir, "app.db");
+    const values = makeTable(file, 1200);
+    const args = [
+      "envelope",
+      "migrate",
+      "sqlite",
+      file,
+      "--table",
+      "profiles",
+      "--column",
+      "api_key",
+      "--key",
+      "id",
+      "--user-column",
+      "user_id",
+      "--batch",
+      "500",
+      "--json",
+    ];
+    const before = column(file);
+    const dry = await runCli([...args, "--dry-run"]);
+    assertEquals(dry.code, 0, dry.stderr);
+    const d = JSON.parse(dry.stdout);
+    assertEquals([d.scanned, d.plaintext, d.already, d.skipped], [1202, 1200, 1, 1]);
+    assertEquals(column(file), before);
+
+    const backup = join(dir, "b.jsonl");
+    const first = await runCli([...args, ...keyArgs, "--backup", backup]);
+    assertEquals(first.code, 0, first.stderr);
+    assertEquals(JSON.parse(first.stdout).encrypted, 1200);
+    const after = column(file);
+    await withStore(store, (keys) => {
+      for (const [id, value] of values) {
+        assertEquals(decrypt(after.get(id)!, keys.userKey(`u${id % 7}`)), value);
+      }
+    });
+    assertEquals(after.get(1201), null);
+    assertEquals(Deno.statSync(backup).mode! & 0o777, 0o600);
+    const lines = readJsonl(backup);
+    assertEquals(lines.length, 1200);
+    for (const line of lines) assertEquals(line.value, values.get(line.key as number));
+
+    const second = await runCli([...args, ...keyArgs]);
+    assertEquals(JSON.parse(second.stdout).encrypted, 0);
+    assertEquals(column(file), after);
+  });
+});
+
+Deno.test("migrate sqlite: a row changed by another writer between the read and the write is not clobbered", async () => {
+  await withTempDir(async (dir) => {
+    const file = join(dir, "app.db");
+    makeTable(file, 50);
+    const pool = poolKey(KEK);
+    const counts = await migrateSqlite({
+      file,
+      table: "profiles",
+      column: "api_key",
+      key: "id",
+      afterRead: () => {
+        const other = new SqliteDatabase(file, {});
+        other.prepare("UPDATE profiles SET api_key = 'changed' WHERE id = 7").run();
+        other.close();
+      },
+    }, { keyFor: () => pool });
+    assertEquals([counts.encrypted, counts.changed], [49, 1]);
+    assertEquals(column(file).get(7), "changed");
+    await assertRejects(
+      () =>
+        migrateSqlite({ file, table: "profiles; DROP", column: "api_key", key: "id" }, {
+          keyFor: () => pool,
+        }),
+      EnvelopeError,
+    );
+  });
+});
+
+Deno.test("migrate json: strings at a path become v2:, mode kept; dry run, backup, second run; a concurrent change refuses the write", async () => {
+  await withTempDir(async (dir) => {
+    const { store, keyArgs } = await setup(dir);
+    const file = join(dir, "settings.json");
+    const doc = {
+      users: {
+        alice: { api_key: "sk-a", name: "Alice" },
+        bob: { api_key: "sk-b" },
+        carol: { api_key: 42 },
+      },
+      pool: ["sk-p1", "v2:AAAA"],
+    };
+    await Deno.writeTextFile(file, JSON.stringify(doc, null, 2) + "\n", { mode: 0o640 });
+    await Deno.chmod(file, 0o640);
+    const args = ["envelope", "migrate", "json", file, "--json"];
+    const before = await Deno.readTextFile(file);
+    const dry = await runCli([...args, "--select", "users.{user}.api_key", "--dry-run"]);
+    const d = JSON.parse(dry.stdout);
+    assertEquals([d.scanned, d.plaintext, d.skipped], [3, 2, 1]);
+    assertEquals(await Deno.readTextFile(file), before);
+
+    const backup = join(dir, "b.jsonl");
+    const first = await runCli([
+      ...args,
+      "--select",
+      "users.{user}.api_key",
+      ...keyArgs,
+      "--backup",
+      backup,
+    ]);
+    assertEquals(first.code, 0, first.stderr);
+    assertEquals(JSON.parse(first.stdout).encrypted, 2);
+    assertEquals(Deno.statSync(file).mode! & 0o777, 0o640, "the file's mode is kept");
+    const text = await Deno.readTextFile(file);
+    assertMatch(text, /^\{\n {2}"users"/);
+    const now = JSON.parse(text);
+    await withStore(store, (keys) => {
+      assertEquals(decrypt(now.users.alice.api_key, keys.userKey("alice")), "sk-a");
+      assertEquals(decrypt(now.users.bob.api_key, keys.userKey("bob")), "sk-b");
+    });
+    assertEquals(now.users.alice.name, "Alice");
+    assertEquals(readJsonl(backup).map((l) => l.value), ["sk-a", "sk-b"]);
+    assertEquals(readJsonl(backup)[0].path, ["users", "alice", "api_key"]);
+
+    const second = await runCli([...args, "--select", "users.{user}.api_key", ...keyArgs]);
+    assertEquals(JSON.parse(second.stdout).encrypted, 0);
+    assertEquals(await Deno.readTextFile(file), text);
+
+    // Another writer changes the file between the read and the write: nothing is written.
+    const pool = poolKey(KEK);
+    const theirs = JSON.stringify({ pool: ["theirs"] });
+    await assertRejects(
+      () =>
+        migrateJson({
+          file,
+          select: "pool.*",
+          afterRead: () => Deno.writeTextFile(file, theirs),
+        }, { keyFor: () => pool }),
+      EnvelopeError,
+    );
+    assertEquals(await Deno.readTextFile(file), theirs);
+    const pooled = await migrateJson({ file, select: "pool.*" }, { keyFor: () => pool });
+    assertEquals(pooled.encrypted, 1);
+    assertEquals(decrypt(JSON.parse(await Deno.readTextFile(file)).pool[0], pool), "theirs");
+  });
+});
+
+Deno.test("migrate: the {user} pattern finds the user id in a key", () => {
+  const p = new UserPattern("user:{user}:api_key:*");
+  assertEquals(p.userOf("user:42:api_key:openai"), "42");
+  assertEquals(p.userOf("team:42:api_key:openai"), undefined);
+  let threw = false;
+  try {
+    new UserPattern("user:*");
+  } catch (error) {
+    threw = error instanceof EnvelopeError;
+  }
+  assert(threw);
+});
