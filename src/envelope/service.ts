@@ -30,6 +30,7 @@
 import { AuditLog } from "../agent/audit.ts";
 import { bindUnixSocketWith, type BoundUnixSocket } from "../agent/socket.ts";
 import { extractToken } from "../broker/extract.ts";
+import { splitTarget } from "../broker/pipeline.ts";
 import { GrantCache } from "../broker/grants.ts";
 import type { HeaderList } from "../broker/headers.ts";
 import { Http1Server, type ServerRequest, type ServerResponse } from "../broker/server.ts";
@@ -207,8 +208,16 @@ const JSON_HEADERS: HeaderList = [
   ["cache-control", "no-store"],
 ];
 
+/** Reason phrases the HTTP server does not know. */
+const REASONS: Record<number, string> = { 405: "Method Not Allowed", 422: "Unprocessable Content" };
+
 function answer(status: number, payload: Record<string, string>): ServerResponse {
-  return { status, headers: [...JSON_HEADERS], body: encoder.encode(JSON.stringify(payload)) };
+  return {
+    status,
+    statusText: REASONS[status],
+    headers: [...JSON_HEADERS],
+    body: encoder.encode(JSON.stringify(payload)),
+  };
 }
 
 /** A request the service refuses: its status, outcome and one-line reason. */
@@ -273,8 +282,8 @@ async function serveCall(
   request: ServerRequest,
   record: EnvelopeAuditRecord,
 ): Promise<ServerResponse> {
-  const query = request.target.indexOf("?");
-  const path = query < 0 ? request.target : request.target.slice(0, query);
+  // Origin-form, or absolute-form as clients that treat the socket as a proxy send it.
+  const { path } = splitTarget(request.target);
   const op = path.startsWith(ENVELOPE_PATH_PREFIX)
     ? OPS.find((o) => o === path.slice(ENVELOPE_PATH_PREFIX.length))
     : undefined;
