@@ -11,7 +11,9 @@
  */
 
 import { join } from "node:path";
-import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
+import { parseServeTable } from "../src/settings/serve.ts";
+import { InvalidSettings } from "../src/settings/errors.ts";
 import { FIXTURES, utf8, withTempStore } from "../testing/fixtures.ts";
 import { auditRecords, curlUnix, leakIn, mintToken, within } from "../testing/broker.ts";
 import { withSandboxVault } from "../testing/cli.ts";
@@ -603,5 +605,61 @@ Deno.test("vault serve --envelope-socket: a real subprocess with the KEK kept in
       client.close();
       await serve.dispose();
     }
+  });
+});
+
+Deno.test("[serve] envelope keys are validated once, paths expanded, bad values name the key", () => {
+  const env = { HOME: "/home/u" };
+  assertEquals(
+    parseServeTable("c.toml", {
+      envelope_socket: "/run/vault/envelope.sock",
+      envelope_store: "~/keys.db",
+      envelope_audit: "~/e.jsonl",
+      envelope_users: { "tenant-1": ["user:1*", "alice"], other: [] },
+    }, env),
+    {
+      envelopeSocket: "/run/vault/envelope.sock",
+      envelopeStore: "/home/u/keys.db",
+      envelopeAudit: "/home/u/e.jsonl",
+      envelopeUsers: { "tenant-1": ["user:1*", "alice"], other: [] },
+    },
+  );
+  for (
+    const [key, value] of [
+      ["envelope_socket", "relative.sock"],
+      ["envelope_store", 5],
+      ["envelope_users", ["user:1*"]],
+      ["envelope_users", { "../x": ["u"] }],
+      ["envelope_users", { ok: "user:1*" }],
+      ["envelope_users", { ok: [""] }],
+    ] as const
+  ) {
+    const error = assertThrows(
+      () => parseServeTable("c.toml", { [key]: value }, env),
+      InvalidSettings,
+    );
+    assertMatch(error.message, new RegExp(`serve\\.${key}`));
+  }
+});
+
+Deno.test("vault serve: envelope flags without --envelope-socket are usage errors; no KEK is a one-line error", async () => {
+  await withSandboxVault(PASS, async (vault) => {
+    for (const flags of [["--kek-file", "k"], ["--envelope-store", "s.db"]]) {
+      const r = await vault.cli.run([...vault.base, "serve", "--local-scope", "p", ...flags]);
+      assertEquals(r.code, 2, r.stderr);
+      assertMatch(r.stderr, /needs --envelope-socket/);
+    }
+    const socket = join(vault.home, "run", "envelope.sock");
+    const r = await vault.cli.run([...vault.base, "serve", "--envelope-socket", socket]);
+    assertEquals(r.code, 1, r.stderr);
+    assertMatch(r.stderr, /^vault: error: the envelope service has no master key: give --kek-file/);
+    assertEquals(r.stderr.trim().split("\n").length, 1);
+    let listening = true;
+    try {
+      Deno.lstatSync(socket);
+    } catch {
+      listening = false;
+    }
+    assert(!listening, "nothing listens");
   });
 });
