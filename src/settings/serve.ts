@@ -21,6 +21,10 @@
  * routes = "~/.config/vault/routes.json"     # over the built-in routes
  * upstream_ca = "/etc/ssl/private-gw.pem"    # extra CA for upstream TLS
  * broker_audit = "~/.local/state/vault/broker-audit.jsonl"
+ * envelope_socket = "/run/vault/envelope.sock"  # the local envelope (encryption) service
+ * envelope_store = "~/.local/share/vault/encryption_keys.db"  # its DEK store
+ * envelope_audit = "~/.local/state/vault/envelope-audit.jsonl"
+ * envelope_users = { "proj-a" = ["user:1*"] }  # scopes limited to these user ids (`*`: any run)
  * ```
  *
  * Paths may start with `~/`; otherwise they must be absolute.
@@ -75,6 +79,14 @@ export interface ServeSettings {
   brokerAudit?: string;
   /** Isolates serving each TCP broker listener. */
   brokerThreads?: number;
+  /** The envelope service on a Unix socket (absolute). */
+  envelopeSocket?: string;
+  /** The envelope service's DEK store (absolute). */
+  envelopeStore?: string;
+  /** The envelope service's audit file (absolute). */
+  envelopeAudit?: string;
+  /** Scopes limited to user-id patterns in the envelope service. */
+  envelopeUsers?: Record<string, string[]>;
 }
 
 /**
@@ -100,7 +112,10 @@ export function parseServeTable(
       case "broker_socket":
       case "routes":
       case "upstream_ca":
-      case "broker_audit": {
+      case "broker_audit":
+      case "envelope_socket":
+      case "envelope_store":
+      case "envelope_audit": {
         if (typeof v !== "string" || v === "" || v.includes("\0")) {
           throw fail("must be a non-empty string (a path)");
         }
@@ -111,6 +126,9 @@ export function parseServeTable(
         else if (key === "broker_socket") out.brokerSocket = path;
         else if (key === "routes") out.routes = path;
         else if (key === "upstream_ca") out.upstreamCa = path;
+        else if (key === "envelope_socket") out.envelopeSocket = path;
+        else if (key === "envelope_store") out.envelopeStore = path;
+        else if (key === "envelope_audit") out.envelopeAudit = path;
         else out.brokerAudit = path;
         break;
       }
@@ -158,6 +176,9 @@ export function parseServeTable(
         if (typeof v !== "boolean") throw fail("must be true or false");
         out.localAll = v;
         break;
+      case "envelope_users":
+        out.envelopeUsers = parseEnvelopeUsers(v, fail);
+        break;
       case "rsa_engine": {
         const engine = SERVE_RSA_ENGINES.find((e) => e === v);
         if (!engine) throw fail('must be "auto", "openssl" or "node"');
@@ -175,4 +196,29 @@ export function parseServeTable(
     }
   }
   return Object.freeze(out);
+}
+
+/** `envelope_users`: a table of scope → array of non-empty user-id patterns. */
+function parseEnvelopeUsers(
+  v: unknown,
+  fail: (problem: string) => InvalidSettings,
+): Record<string, string[]> {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) {
+    throw fail('must be a table of scope = ["user-id pattern", …]');
+  }
+  const out: Record<string, string[]> = {};
+  for (const [scope, patterns] of Object.entries(v as Record<string, unknown>)) {
+    try {
+      validateScope(scope);
+    } catch (e) {
+      throw fail(`has an invalid scope: ${(e as Error).message}`);
+    }
+    if (
+      !Array.isArray(patterns) || !patterns.every((p) => typeof p === "string" && p !== "")
+    ) {
+      throw fail(`.${scope} must be an array of non-empty user-id patterns`);
+    }
+    out[scope] = [...patterns];
+  }
+  return out;
 }

@@ -39,6 +39,7 @@ import {
   resolveServeConfig,
 } from "../../agent/serve_config.ts";
 import { dirname, join, resolve } from "node:path";
+import { resolveEnvelopeServe, startEnvelopeFor } from "./serve_envelope.ts";
 
 /** Signals that stop `vault serve` and `vault ssh-bridge`. */
 const STOP_SIGNALS: Deno.Signal[] = ["SIGTERM", "SIGINT"];
@@ -111,6 +112,22 @@ export function addServeCommands(program: Command, ctx: Context): void {
       "--broker-audit <file>",
       "JSONL audit file, one line per proxied request (default: $XDG_STATE_HOME/vault/broker-audit.jsonl)",
     )
+    .option(
+      "--envelope-socket <path>",
+      "local envelope (encryption) service, HTTP on this Unix socket (mode 0600)",
+    )
+    .option(
+      "--envelope-store <path>",
+      "its key store (default: $XDG_DATA_HOME/vault/encryption_keys.db)",
+    )
+    .option(
+      "--envelope-audit <file>",
+      "its JSONL audit file, one line per call (default: $XDG_STATE_HOME/vault/envelope-audit.jsonl)",
+    )
+    .option(
+      "--kek-file <file>",
+      "its master key file (default: API_KEY_MASTER_KEY, else the vault's)",
+    )
     .addHelpText(
       "after",
       `
@@ -135,7 +152,15 @@ than 107 bytes is skipped with a warning.
 Settings may also come from a [serve] table in config.toml (signer_socket,
 signer_port, local_scopes, local_all, audit, runtime_dir, rsa_engine,
 idle_timeout, broker_socket, broker_port, broker_scope, broker_all, routes,
-upstream_ca, broker_audit, broker_threads); flags win.
+upstream_ca, broker_audit, broker_threads, envelope_socket, envelope_store,
+envelope_audit, envelope_users); flags win.
+
+The envelope service (--envelope-socket) answers POST
+/v1/envelope/encrypt|decrypt ({"user_id", "value"}) and
+/v1/envelope/pool-encrypt|pool-decrypt ({"value"}) with {"value"}, for
+callers presenting a phantom token of provider 'envelope'; the master key
+and the users' keys never leave this process. [serve] envelope_users limits
+scopes to user-id patterns ({ "proj-a" = ["user:1*"] }).
 
 The token broker (--broker-socket, --broker-port, --broker-all) is an HTTP
 proxy: a request with a phantom token (Authorization, X-Api-Key or
@@ -174,15 +199,17 @@ Examples:
       if (brokerSocket !== undefined) brokerListeners.push({ unixPath: brokerSocket, ...bound });
       if (brokerPort !== undefined) brokerListeners.push({ tcpPort: brokerPort, ...bound });
       const brokerWanted = brokerListeners.length > 0 || brokerAll;
+      const envelope = resolveEnvelopeServe(ctx, options, table, config.audit);
       if (brokerAll && config.runtimeDir === null) {
         throw new UsageError(
           "--broker-all: XDG_RUNTIME_DIR is not set: give --runtime-dir for the broker sockets",
         );
       }
-      if (!agentWanted && !brokerWanted) {
+      if (!agentWanted && !brokerWanted && envelope === null) {
         throw new UsageError(
           "nothing to serve: give --signer-socket, --signer-port, --local-scope, --local-all, " +
-            "--broker-socket, --broker-port or --broker-all (or a [serve] table in config.toml)",
+            "--broker-socket, --broker-port, --broker-all or --envelope-socket " +
+            "(or a [serve] table in config.toml)",
         );
       }
       if (brokerScope !== undefined && brokerListeners.length === 0) {
@@ -232,6 +259,14 @@ Examples:
           threads: rawKey === null ? undefined : { count: brokerThreads, rawKey },
         });
         rawKey?.fill(0);
+        const envelopeService = envelope === null ? null : await startEnvelopeFor(
+          ctx,
+          store,
+          envelope,
+        ).catch(async (error) => {
+          await broker?.close();
+          throw error;
+        });
         const agent = !agentWanted ? null : await startAgent({
           store,
           signer: { unixPath: config.signerSocket, tcpPort: config.signerPort },
@@ -266,6 +301,7 @@ Examples:
         ctx.out.info(`vault serve: ${signal}, shutting down`);
         await agent?.close();
         await broker?.close();
+        await envelopeService?.close();
       } finally {
         stop.dispose();
         store.close();
