@@ -9,6 +9,7 @@
 import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
 import { join } from "node:path";
 import { FIXTURES, withTempDir } from "../testing/fixtures.ts";
+import { base64UrlEncode, seal } from "../src/envelope/format.ts";
 import {
   apiKeyHash,
   decrypt,
@@ -126,4 +127,15 @@ Deno.test("envelope: our output opens with an independent WebCrypto implementati
     );
     assertEquals(hex(unwrapped), hex(dek));
   });
+});
+
+Deno.test("envelope: a plaintext that is not UTF-8 is an error; a real U+FFFD is not", () => {
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  const bad = "v2:" + base64UrlEncode(seal(key, new Uint8Array([0x61, 0xff, 0xfe, 0x62])));
+  assertMatch(assertThrows(() => decrypt(bad, key), EnvelopeError).message, /not UTF-8/);
+  assertEquals(decrypt(encrypt("a\uFFFDb", key), key), "a\uFFFDb");
+  assertMatch(
+    assertThrows(() => decrypt("v2:ab+/" + "A".repeat(40), key), EnvelopeError).message,
+    /not valid URL-safe base64/,
+  );
 });
