@@ -20,6 +20,7 @@ import {
   KeyStore,
   parseKek,
   poolKey,
+  rotateKek,
 } from "../src/envelope/mod.ts";
 
 const DIR = join(FIXTURES, "envelope");
@@ -138,4 +139,22 @@ Deno.test("envelope: a plaintext that is not UTF-8 is an error; a real U+FFFD is
     assertThrows(() => decrypt("v2:ab+/" + "A".repeat(40), key), EnvelopeError).message,
     /not valid URL-safe base64/,
   );
+});
+
+Deno.test("envelope: a key store rotated under a running process gets no new key under the old KEK", async () => {
+  await withVectorStore(async (store, path) => {
+    const oldKek = parseKek(V.master_key_b64url, "vectors");
+    const newKek = crypto.getRandomValues(new Uint8Array(32));
+    store.userKey("alice"); // cached under the old KEK, as a running service would have it
+    await rotateKek(path, oldKek, newKek);
+    const error = assertThrows(() => store.userKey("dave-new"), EnvelopeError);
+    assertMatch(error.message, /holds keys under another master key/);
+    assert(!store.has("dave-new"), "nothing was added");
+    const fresh = await KeyStore.open(path, newKek);
+    try {
+      assertEquals(fresh.userKey("dave-new").length, 32, "under the new KEK it works");
+    } finally {
+      fresh.close();
+    }
+  });
 });

@@ -101,6 +101,7 @@ export class KeyStore {
       const offer = seal(this.#kek, fresh);
       fresh.fill(0);
       this.#transaction(() => {
+        this.#checkSameKek(userId);
         this.#insert.run(userId, offer, pythonUtcNow());
         wrapped = this.#stored(userId);
       });
@@ -144,6 +145,26 @@ export class KeyStore {
   #stored(userId: string): Uint8Array | undefined {
     const row = this.#select.get(userId) as { encrypted_key: Uint8Array } | undefined;
     return row === undefined ? undefined : new Uint8Array(row.encrypted_key);
+  }
+
+  /**
+   * Before a new DEK is added: another user's stored key must open with
+   * this store's KEK. A store rotated to another KEK while this process
+   * kept the old one would otherwise get a key only the old KEK opens.
+   */
+  #checkSameKek(userId: string): void {
+    const other = this.#db.prepare(
+      "SELECT user_id, encrypted_key FROM encryption_keys WHERE user_id <> ? LIMIT 1",
+    ).get(userId) as { user_id: string; encrypted_key: Uint8Array } | undefined;
+    if (other === undefined) return;
+    try {
+      unseal(this.#kek, new Uint8Array(other.encrypted_key), "a stored key");
+    } catch {
+      throw new EnvelopeError(
+        `the key store ${this.path} holds keys under another master key (rotated?): ` +
+          `no new key is added under this one (user ${JSON.stringify(userId)})`,
+      );
+    }
   }
 
   #unwrap(userId: string, wrapped: Uint8Array): Uint8Array {
