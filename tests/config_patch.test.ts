@@ -434,7 +434,7 @@ Deno.test("dry run writes nothing and unifiedDiff shows exactly the intended lin
     assert.deepEqual([...Deno.readDirSync(join(dir, "_codex-config"))].map((e) => e.name), [
       "config.toml",
     ]);
-    assert.throws(() => Deno.statSync(join(dir, "state")));
+    assert.deepEqual(hostCopies(dir), [], "no ownership written");
     const change = report.changes.find((c) => c.path === path)!;
     assert.equal(change.changed, true);
     assert.equal(
@@ -502,7 +502,11 @@ Deno.test("refused: ../ and absolute patch paths", async () => {
       t.patch.file = file;
       await refused(() => apply(dir, [t]), /^invalid patch file path: '/);
     }
-    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["_codex-config"]);
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n !== "state").sort(),
+      ["_codex-config"],
+    );
+    assert.deepEqual(hostCopies(dir), [], "no ownership written");
     assert.deepEqual([...Deno.readDirSync(join(dir, "_codex-config"))], []);
   });
 });
@@ -573,5 +577,43 @@ Deno.test("a key that already holds the value is left byte for byte (user's quot
     await disable(dir, [ghTarget(dir), codexTarget(dir)]);
     assert.equal(Deno.readTextFileSync(gh), original);
     assert.equal(Deno.readTextFileSync(codex), tomlOriginal);
+  });
+});
+
+/** The host ownership copies under `<dir>/state` (the apply lock file is not one). */
+function hostCopies(dir: string): string[] {
+  try {
+    return [...Deno.readDirSync(join(dir, "state", "managed-config"))]
+      .map((e) => e.name).filter((n) => n.endsWith(".json"));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+}
+
+Deno.test("one apply at a time per state dir: an apply waits while another holds the lock", async () => {
+  await withTempDir(async (dir) => {
+    const path = put(dir, "_codex-config/config.toml", CODEX);
+    const lockDir = join(dir, "state", "managed-config");
+    Deno.mkdirSync(lockDir, { recursive: true, mode: 0o700 });
+    const held = Deno.openSync(join(lockDir, ".apply.lock"), {
+      read: true,
+      write: true,
+      create: true,
+    });
+    held.lockSync(true);
+    let done = false;
+    const running = applyConfigPatches({
+      targets: [codexTarget(dir)],
+      disable: [],
+      location: SOCKET,
+      stateDir: join(dir, "state"),
+    }).then(() => done = true);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(done, false, "it waited");
+    assert.equal(Deno.readTextFileSync(path), CODEX);
+    held.close();
+    await running;
+    assert.notEqual(Deno.readTextFileSync(path), CODEX);
   });
 });

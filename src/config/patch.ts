@@ -17,6 +17,7 @@
  * @module
  */
 
+import { join } from "node:path";
 import { ConfigPatchError } from "./errors.ts";
 import {
   filesOf,
@@ -342,13 +343,35 @@ function removeRecord(
  *   that does not parse, or a failed write; nothing is written when the
  *   error comes before the writes begin (every check does).
  */
-export async function applyConfigPatches(options: {
+export async function applyConfigPatches(options: ApplyOptions): Promise<PatchReport> {
+  // One apply at a time per vault state dir (two `vault config apply` runs, or one while
+  // `vault exec` starts): each reads ownership, edits, then writes it back.
+  const dir = join(options.stateDir, "managed-config");
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const lock = await Deno.open(join(dir, ".apply.lock"), {
+    read: true,
+    write: true,
+    create: true,
+    mode: 0o600,
+  });
+  try {
+    await lock.lock(true);
+    return await applyLocked(options);
+  } finally {
+    lock.close();
+  }
+}
+
+/** What {@link applyConfigPatches} takes. */
+interface ApplyOptions {
   targets: PatchTarget[];
   disable: PatchTarget[];
   location: VaultLocation;
   stateDir: string;
   dryRun?: boolean;
-}): Promise<PatchReport> {
+}
+
+async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
   const dry = options.dryRun === true;
   const dirs = new Map<string, DirState>();
 
