@@ -11,6 +11,7 @@
  */
 
 import { Buffer } from "node:buffer";
+import { concatBytes } from "../bytes.ts";
 
 /** Raw header list, repeats kept, casing kept. */
 export type HeaderList = [name: string, value: string][];
@@ -313,19 +314,19 @@ export function framedBody(
             }
             const first = await reader.readSome(Math.min(chunkLeft, BODY_PIECE));
             if (first === null) throw new Http1ProtocolError("connection closed inside the body");
-            let data: Uint8Array = first;
-            chunkLeft -= data.length;
+            chunkLeft -= first.length;
             chunkEndDue = chunkLeft === 0;
             // Whole chunks that arrived with it leave with it (a burst of SSE events: one piece,
             // not a piece and a client write per event).
-            while (chunkEndDue && data.length < BODY_PIECE) {
-              const more = reader.takeBufferedChunk(BODY_PIECE - data.length);
+            const parts = [first];
+            let size = first.length;
+            while (chunkEndDue && size < BODY_PIECE) {
+              const more = reader.takeBufferedChunk(BODY_PIECE - size);
               if (more === null) break;
-              const joined = new Uint8Array(data.length + more.length);
-              joined.set(data);
-              joined.set(more, data.length);
-              data = joined;
+              parts.push(more);
+              size += more.length;
             }
+            const data = parts.length === 1 ? first : concatBytes(parts);
             controller.enqueue(data);
             return;
           }

@@ -13,6 +13,7 @@
  */
 
 import type { HeaderList } from "./headers.ts";
+import { concatBytes } from "../bytes.ts";
 
 /** Shortest secret that is scrubbed, in bytes. */
 export const MIN_SCRUB_LENGTH = 8;
@@ -110,7 +111,7 @@ export class Scrubber {
   /** Feeds one chunk; `out` receives what is settled. */
   push(chunk: Uint8Array, out: (bytes: Uint8Array) => void): void {
     if (this.#active.length === 0) return out(chunk);
-    this.#process(this.#tail.length === 0 ? chunk : concat(this.#tail, chunk), false, out);
+    this.#process(this.#tail.length === 0 ? chunk : concatBytes([this.#tail, chunk]), false, out);
   }
 
   /** The end of the stream: `out` receives what was held back. */
@@ -188,11 +189,4 @@ function indexOf(hay: Uint8Array, needle: Uint8Array, from: number): number {
     if (j === needle.length) return i;
   }
   return -1;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
 }

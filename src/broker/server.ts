@@ -39,6 +39,7 @@ import {
   requestFraming,
 } from "./http1.ts";
 import { type HeaderList, headerValue } from "./headers.ts";
+import { concatBytes } from "../bytes.ts";
 
 /** A request as the client sent it. */
 export interface ServerRequest {
@@ -410,7 +411,7 @@ export class Http1Server {
 
     if (body === null || body instanceof Uint8Array) {
       if (body === null || body.length === 0) await connection.writeAll(head);
-      else if (body.length <= COALESCE_BYTES) await connection.writeAll(concat(head, body));
+      else if (body.length <= COALESCE_BYTES) await connection.writeAll(concatBytes([head, body]));
       else {
         await connection.writeAll(head);
         await connection.writeAll(body);
@@ -431,14 +432,14 @@ export class Http1Server {
     };
     const writePieces = async () => {
       if (pieces.length === 0) return;
-      const data = pieces.length === 1 ? pieces[0] : concatAll(pieces);
+      const data = pieces.length === 1 ? pieces[0] : concatBytes(pieces);
       pieces.length = 0;
       sent += data.length;
       const framed = framer === null ? data : framer.frame(data);
       if (pendingHead !== null) {
         // The head goes with the first piece: one write for a small answer.
         const both = framed.length <= COALESCE_BYTES;
-        await connection.writeAll(both ? concat(pendingHead, framed) : pendingHead);
+        await connection.writeAll(both ? concatBytes([pendingHead, framed]) : pendingHead);
         pendingHead = null;
         if (both) return;
       }
@@ -456,7 +457,7 @@ export class Http1Server {
       filter?.flush(collect);
       await writePieces();
       const tail = chunked ? LAST_CHUNK : new Uint8Array(0);
-      if (pendingHead !== null) await connection.writeAll(concat(pendingHead, tail));
+      if (pendingHead !== null) await connection.writeAll(concatBytes([pendingHead, tail]));
       else if (tail.length > 0) await connection.writeAll(tail);
       cut = response.length !== undefined && sent !== response.length;
     } catch (error) {
@@ -631,13 +632,13 @@ function encodeHead(
 /** A complete plain-text answer that closes the connection (for a request that cannot be read). */
 function plainResponse(status: number, text: string): Uint8Array {
   const body = encoder.encode(text);
-  return concat(
+  return concatBytes([
     encodeHead(status, undefined, [["content-type", "text/plain; charset=utf-8"]], [
       ["content-length", String(body.length)],
       ["connection", "close"],
     ]),
     body,
-  );
+  ]);
 }
 
 /** `inner`, with `100 Continue` written to the client before the first read. */
@@ -668,25 +669,6 @@ async function cancelBody(response: ServerResponse): Promise<void> {
     await response.body.cancel().catch(() => {});
     response.onEnd?.(0, true);
   }
-}
-
-function concatAll(parts: Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 function closeQuietly(conn: Deno.Conn): void {
