@@ -69,15 +69,6 @@ export class TokenResolver {
     return record ? new ResolvedToken(this, record, version) : null;
   }
 
-  /**
-   * The token's current row, for a caller that looks it up again on every
-   * use (the broker, per request): no freshness bookkeeping. Null as for
-   * {@link resolve}.
-   */
-  find(presented: string): TokenRecord | null {
-    return isToken(presented) ? this.lookup(presented) : null;
-  }
-
   /** The token's current row if it is still acceptable to this resolver, else null. */
   lookup(token: string): TokenRecord | null {
     const record = this.#source.lookupToken(token);
