@@ -11,9 +11,10 @@
 
 import { VaultError } from "../errors.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
+import { type HeaderList, isToken } from "./http1.ts";
 
-/** Raw header list, repeats kept, casing kept. */
-export type HeaderList = [name: string, value: string][];
+/** Raw header list, repeats kept, casing kept (defined with the wire format). */
+export type { HeaderList };
 
 /** A header name or value that HTTP does not allow (the message never holds the value). */
 export class InvalidHeader extends VaultError {}
@@ -33,14 +34,12 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 /** Headers a client may carry its phantom token in, lowercase, in lookup order. */
 export const AUTH_HEADERS: readonly string[] = ["authorization", "x-api-key", "private-token"];
 
-/** RFC 9110 token: the characters of a header name. */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Characters never allowed in a header value (NUL, CR, LF). */
 const BAD_VALUE = /[\0\r\n]/;
 
 /** True when `name` is a syntactically valid header name. */
 export function isHeaderName(name: string): boolean {
-  return TOKEN.test(name);
+  return isToken(name);
 }
 
 /** True when `value` may be sent as a header value (no NUL, CR or LF). */
