@@ -13,6 +13,7 @@ import {
   Http1EarlyClose,
   Http1ProtocolError,
   MAX_HEAD_BYTES,
+  OutBuffer,
 } from "../src/broker/http1.ts";
 
 /** A reader over `bytes`, delivered in pieces of `step` bytes. */
@@ -103,6 +104,24 @@ Deno.test("http1: malformed, truncated and oversized heads are refused", async (
 Deno.test("http1: a request head keeps every byte of its values (latin1, not UTF-8)", () => {
   const bytes = encodeRequestHead("GET", "/p?q=%20", [["X-A", "caf\xe9"], ["Host", "h"]]);
   assertEquals(bytes, latin1("GET /p?q=%20 HTTP/1.1\r\nX-A: caf\xe9\r\nHost: h\r\n\r\n"));
+});
+
+Deno.test("http1: an OutBuffer composes latin1 heads and bytes exactly, reused without stale bytes", () => {
+  const out = new OutBuffer();
+  assertEquals(out.start("HTTP/1.1 200 OK\r\n\r\n").view(), latin1("HTTP/1.1 200 OK\r\n\r\n"));
+  // Characters 0x80–0xff are one byte each (not their two-byte UTF-8 forms).
+  const head = "HTTP/1.1 200 OK\r\nX-Bytes: caf\xe9 \x80\xff\r\n\r\n";
+  const body = new Uint8Array(10_000).map((_, i) => i % 251);
+  const both = out.start(head).append(body).view();
+  assertEquals(both.length, head.length + body.length);
+  assertEquals(both.subarray(0, head.length), latin1(head));
+  assertEquals(both.subarray(head.length), body);
+  // A shorter message after a long one: exactly its own bytes.
+  assertEquals(
+    out.start("a\xe9").append(new Uint8Array([1, 2])).view(),
+    new Uint8Array([0x61, 0xe9, 1, 2]),
+  );
+  assertEquals(out.start("").view(), new Uint8Array(0));
 });
 
 Deno.test("http1: chunks that arrive together leave as one piece; split, extended or last chunks still parse", async () => {

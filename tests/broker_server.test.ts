@@ -187,6 +187,36 @@ Deno.test("server: response framings — stream chunked, stream of known length,
   });
 });
 
+Deno.test("server: header bytes 0x80–0xff leave as single bytes, with a bytes body and with a stream", async () => {
+  const value = "caf\xe9 \x80\xff";
+  await withServer((req) =>
+    Promise.resolve({
+      status: 200,
+      headers: [["X-Bytes", value]],
+      body: req.target === "/bytes"
+        ? encoder.encode("ok")
+        : ReadableStream.from([encoder.encode("ok")]),
+    }), async (port) => {
+    for (const target of ["/bytes", "/stream"]) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      try {
+        await conn.write(
+          encoder.encode(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`),
+        );
+        const got = new Uint8Array(await new Response(conn.readable).arrayBuffer());
+        const text = Array.from(got, (b) => String.fromCharCode(b)).join(""); // latin1
+        assert(text.includes(`X-Bytes: ${value}\r\n`), `${target}: ${JSON.stringify(text)}`);
+      } finally {
+        try {
+          conn.close();
+        } catch {
+          // closed by reading to the end
+        }
+      }
+    }
+  });
+});
+
 Deno.test("server: a client that goes away aborts its request's signal", async () => {
   let aborted: () => void;
   const sawAbort = new Promise<void>((resolve) => aborted = resolve);

@@ -14,6 +14,7 @@
 
 import type { HeaderList } from "./headers.ts";
 import { concatBytes } from "../bytes.ts";
+import { NO_BYTES } from "./http1.ts";
 
 /** Shortest secret that is scrubbed, in bytes. */
 export const MIN_SCRUB_LENGTH = 8;
@@ -96,7 +97,7 @@ export function isScrubbable(headers: HeaderList): boolean {
  */
 export class Scrubber {
   readonly #active: readonly { secret: Uint8Array; replacement: Uint8Array }[];
-  #tail: Uint8Array = new Uint8Array(0);
+  #tail: Uint8Array = NO_BYTES;
 
   /** A scrubber for one stream; prepared {@link ScrubRules} save the set-up. */
   constructor(replacements: ScrubRules | readonly Replacement[]) {
@@ -139,7 +140,7 @@ export class Scrubber {
     }
     const hold = final ? 0 : heldSuffix(data, start, active.map((r) => r.secret));
     if (data.length - hold > start) out(data.subarray(start, data.length - hold));
-    this.#tail = data.slice(data.length - hold);
+    this.#tail = hold === 0 ? NO_BYTES : data.slice(data.length - hold);
   }
 }
 

@@ -36,6 +36,8 @@ import {
   Http1ProtocolError,
   LAST_CHUNK,
   latin1Bytes,
+  NO_BYTES,
+  OutBuffer,
   requestFraming,
 } from "./http1.ts";
 import { type HeaderList, headerValue } from "./headers.ts";
@@ -367,7 +369,9 @@ export class Http1Server {
       return false;
     }
     if (response.status === 101 && response.upgrade) {
-      await connection.writeAll(encodeHead(101, response.statusText, response.headers, null));
+      await connection.writeAll(
+        connection.out.start(headText(101, response.statusText, response.headers, null)).view(),
+      );
       connection.tunnelled = true;
       const conn = connection.conn;
       this.#tunnels.add(conn);
@@ -407,13 +411,16 @@ export class Http1Server {
     }
     if (!keepAlive) framingHeaders.push(["connection", "close"]);
     else if (minor === 0) framingHeaders.push(["connection", "keep-alive"]);
-    const head = encodeHead(status, response.statusText, response.headers, framingHeaders);
+    const head = headText(status, response.statusText, response.headers, framingHeaders);
+    const out = connection.out;
 
     if (body === null || body instanceof Uint8Array) {
-      if (body === null || body.length === 0) await connection.writeAll(head);
-      else if (body.length <= COALESCE_BYTES) await connection.writeAll(concatBytes([head, body]));
-      else {
-        await connection.writeAll(head);
+      // A small answer leaves in one write, composed in the connection's buffer.
+      if (body === null || body.length === 0) await connection.writeAll(out.start(head).view());
+      else if (body.length <= COALESCE_BYTES) {
+        await connection.writeAll(out.start(head).append(body).view());
+      } else {
+        await connection.writeAll(out.start(head).view());
         await connection.writeAll(body);
       }
       return keepAlive;
@@ -422,7 +429,7 @@ export class Http1Server {
     const chunked = response.length === undefined && minor === 1;
     const reader = body.getReader();
     const filter = response.filter;
-    let pendingHead: Uint8Array | null = head;
+    let pendingHead: string | null = head;
     let sent = 0;
     const framer = chunked ? new ChunkFramer() : null;
     // What one read of the source gives (after the filter) goes out in one write.
@@ -439,8 +446,9 @@ export class Http1Server {
       if (pendingHead !== null) {
         // The head goes with the first piece: one write for a small answer.
         const both = framed.length <= COALESCE_BYTES;
-        await connection.writeAll(both ? concatBytes([pendingHead, framed]) : pendingHead);
+        out.start(pendingHead);
         pendingHead = null;
+        await connection.writeAll(both ? out.append(framed).view() : out.view());
         if (both) return;
       }
       await connection.writeAll(framed);
@@ -456,15 +464,18 @@ export class Http1Server {
       }
       filter?.flush(collect);
       await writePieces();
-      const tail = chunked ? LAST_CHUNK : new Uint8Array(0);
-      if (pendingHead !== null) await connection.writeAll(concatBytes([pendingHead, tail]));
-      else if (tail.length > 0) await connection.writeAll(tail);
+      const tail = chunked ? LAST_CHUNK : NO_BYTES;
+      if (pendingHead !== null) {
+        await connection.writeAll(out.start(pendingHead).append(tail).view());
+      } else if (tail.length > 0) await connection.writeAll(tail);
       cut = response.length !== undefined && sent !== response.length;
     } catch (error) {
       // The source failed (the upstream went away) or the client did: the body is cut short,
       // so is the connection.
       reader.cancel(error).catch(() => {});
-      if (pendingHead !== null) await connection.writeAll(pendingHead).catch(() => {});
+      if (pendingHead !== null) {
+        await connection.writeAll(out.start(pendingHead).view()).catch(() => {});
+      }
     } finally {
       reader.releaseLock();
       response.onEnd?.(sent, cut);
@@ -476,6 +487,8 @@ export class Http1Server {
 /** One client connection: its reader, a parked read between requests, and its state. */
 class ClientConnection {
   readonly reader: ConnReader;
+  /** Where answers are composed (see {@link OutBuffer}). */
+  readonly out = new OutBuffer();
   closed = false;
   tunnelled = false;
   /** The request being answered (its signal aborts when the client goes away). */
@@ -607,13 +620,13 @@ function connectionHas(headers: HeaderList, option: string): boolean {
   return value.split(",").some((part) => part.trim().toLowerCase() === option);
 }
 
-/** The response head; framing fields of the handler's headers are dropped for `framing`'s. */
-function encodeHead(
+/** The response head as text; framing fields of the handler's headers are dropped for `framing`'s. */
+function headText(
   status: number,
   statusText: string | undefined,
   headers: HeaderList,
   framing: HeaderList | null,
-): Uint8Array {
+): string {
   const reason = statusText ?? REASONS[status] ?? "";
   let head = `HTTP/1.1 ${status} ${reason}\r\n`;
   for (const [name, value] of headers) {
@@ -626,17 +639,19 @@ function encodeHead(
     head += `${name}: ${value}\r\n`;
   }
   if (framing !== null) { for (const [name, value] of framing) head += `${name}: ${value}\r\n`; }
-  return latin1Bytes(head + "\r\n");
+  return head + "\r\n";
 }
 
 /** A complete plain-text answer that closes the connection (for a request that cannot be read). */
 function plainResponse(status: number, text: string): Uint8Array {
   const body = encoder.encode(text);
   return concatBytes([
-    encodeHead(status, undefined, [["content-type", "text/plain; charset=utf-8"]], [
-      ["content-length", String(body.length)],
-      ["connection", "close"],
-    ]),
+    latin1Bytes(
+      headText(status, undefined, [["content-type", "text/plain; charset=utf-8"]], [
+        ["content-length", String(body.length)],
+        ["connection", "close"],
+      ]),
+    ),
     body,
   ]);
 }

@@ -24,7 +24,6 @@ import {
   type BodyFraming,
   ChunkFramer,
   ConnReader,
-  encodeRequestHead,
   framedBody,
   Http1EarlyClose,
   Http1ProtocolError,
@@ -32,6 +31,9 @@ import {
   isSafeTarget,
   isToken,
   LAST_CHUNK,
+  NO_BYTES,
+  OutBuffer,
+  requestHeadText,
   responseFraming,
   type ResponseHead,
 } from "./http1.ts";
@@ -196,6 +198,8 @@ type CloseReason = "idle" | "abort" | null;
  */
 class Connection {
   readonly reader: ConnReader;
+  /** Where request heads (and small bodies) are composed (see {@link OutBuffer}). */
+  readonly out = new OutBuffer();
   closed = false;
   reason: CloseReason = null;
   /** A read started while the connection sat in the pool. */
@@ -433,7 +437,7 @@ export class UpstreamClient {
     // The body is sent while the response is awaited: an upstream may answer early.
     let bodySent = req.body === null;
     let sendError: unknown = null;
-    const head = encodeRequestHead(method, target.target, headers);
+    const head = requestHeadText(method, target.target, headers);
     const sending = this.#send(connection, head, req.body, contentLength).then(
       () => {
         bodySent = true;
@@ -519,7 +523,9 @@ export class UpstreamClient {
     const onAbort = () => connection.close("abort");
     req.signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      await connection.write(encodeRequestHead(req.method, target.target, headers));
+      await connection.write(
+        connection.out.start(requestHeadText(req.method, target.target, headers)).view(),
+      );
       const head = await connection.reader.readHead();
       if (head.status !== 101) {
         connection.close();
@@ -579,14 +585,15 @@ export class UpstreamClient {
 
   async #send(
     connection: Connection,
-    head: Uint8Array,
+    head: string,
     body: ReadableStream<Uint8Array> | null,
     contentLength: number | null,
   ): Promise<void> {
-    if (body === null) return await connection.write(head);
+    const out = connection.out;
+    if (body === null) return await connection.write(out.start(head).view());
     const chunked = contentLength === null;
     let sent = 0;
-    let pendingHead: Uint8Array | null = head;
+    let pendingHead: string | null = head;
     // Chunk framing goes into one reused buffer: each write completes before the next.
     const framer = chunked ? new ChunkFramer() : null;
     const reader = body.getReader();
@@ -607,16 +614,15 @@ export class UpstreamClient {
         }
         const framed = framer === null ? value : framer.frame(value);
         if (pendingHead !== null && framed.length <= COALESCE_BYTES) {
-          const both = new Uint8Array(pendingHead.length + framed.length);
-          both.set(pendingHead);
-          both.set(framed, pendingHead.length);
+          out.start(pendingHead);
           pendingHead = null;
-          await connection.write(both);
+          await connection.write(out.append(framed).view());
           continue;
         }
         if (pendingHead !== null) {
-          await connection.write(pendingHead);
+          out.start(pendingHead);
           pendingHead = null;
+          await connection.write(out.view());
         }
         await connection.write(framed);
       }
@@ -629,12 +635,9 @@ export class UpstreamClient {
     if (!chunked && sent !== contentLength) {
       throw new UpstreamFailed("upstream request body is shorter than its Content-Length");
     }
-    const tail = chunked ? LAST_CHUNK : new Uint8Array(0);
+    const tail = chunked ? LAST_CHUNK : NO_BYTES;
     if (pendingHead !== null) {
-      const both = new Uint8Array(pendingHead.length + tail.length);
-      both.set(pendingHead);
-      both.set(tail, pendingHead.length);
-      await connection.write(both);
+      await connection.write(out.start(pendingHead).append(tail).view());
     } else if (tail.length > 0) {
       await connection.write(tail);
     }
