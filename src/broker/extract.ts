@@ -5,6 +5,7 @@
  */
 
 import { AUTH_HEADERS, type HeaderList, headerValue } from "./headers.ts";
+import { lowerName } from "./http1.ts";
 
 /** HTTP whitespace (SP, HTAB): the separator between a scheme and its credential. */
 const WS_RUN = /[ \t]+/;
@@ -23,9 +24,7 @@ export function extractToken(headers: HeaderList): string | null {
   let present = 0;
   for (const [name] of headers) {
     // authorization and private-token have 13 characters, x-api-key 9.
-    const at = name.length === 13 || name.length === 9
-      ? AUTH_HEADERS.indexOf(name.toLowerCase())
-      : -1;
+    const at = name.length === 13 || name.length === 9 ? AUTH_HEADERS.indexOf(lowerName(name)) : -1;
     if (at >= 0) present |= 1 << at;
   }
   for (let i = 0; i < AUTH_HEADERS.length; i++) {

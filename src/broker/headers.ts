@@ -11,7 +11,7 @@
 
 import { VaultError } from "../errors.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
-import { type HeaderList, isToken } from "./http1.ts";
+import { type HeaderList, isToken, lowerName } from "./http1.ts";
 
 /** Raw header list, repeats kept, casing kept (defined with the wire format). */
 export type { HeaderList };
@@ -52,7 +52,7 @@ export function headerValue(headers: HeaderList, name: string): string | null {
   const lower = name.toLowerCase();
   let out: string | null = null;
   for (const [n, v] of headers) {
-    if (n.length === lower.length && n.toLowerCase() === lower) {
+    if (n.length === lower.length && lowerName(n) === lower) {
       out = out === null ? v : `${out}, ${v}`;
     }
   }
@@ -83,7 +83,7 @@ export function forwardRequestHeaders(incoming: HeaderList): HeaderList {
   const dropped = conn === null ? null : connectionListed([conn]);
   const out: HeaderList = [];
   for (const [name, value] of incoming) {
-    const lower = name.toLowerCase();
+    const lower = lowerName(name);
     if (HOP_BY_HOP.has(lower) || dropped?.has(lower)) continue;
     if (lower === "host" || AUTH_HEADERS.includes(lower)) continue;
     out.push([name, value]);
@@ -103,7 +103,7 @@ export function relayResponseHeaders(upstream: HeaderList): HeaderList {
   const dropped = conn === null ? null : connectionListed([conn]);
   const out: HeaderList = [];
   for (const [name, value] of upstream) {
-    const lower = name.toLowerCase();
+    const lower = lowerName(name);
     if (HOP_BY_HOP.has(lower) || dropped?.has(lower) || lower === "content-length") continue;
     out.push([name, value]);
   }

@@ -55,11 +55,38 @@ const READ_SIZE = 4 * 1024;
 /** Largest buffer the bulk-body growth goes to. */
 const MAX_READ_SIZE = 64 * 1024;
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** `TOKEN_CHAR[c]` is 1 when character code `c` may appear in an RFC 9110 token. */
+const TOKEN_CHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") {
+  TOKEN_CHAR[c.charCodeAt(0)] = 1;
+}
 
 /** Whether `name` is an RFC 9110 token (a valid method or header name). */
 export function isToken(name: string): boolean {
-  return TOKEN.test(name);
+  // A table lookup per character: several times cheaper than a regular expression on short names.
+  if (name.length === 0) return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 128 || TOKEN_CHAR[c] === 0) return false;
+  }
+  return true;
+}
+
+/** Lowercase forms of header names seen (bounded: cleared when it grows past 1,024). */
+const lowerNames = new Map<string, string>();
+
+/**
+ * `name.toLowerCase()`, remembered: the same few names are compared many
+ * times per request (framing, hop-by-hop, auth, encoding).
+ */
+export function lowerName(name: string): string {
+  let lower = lowerNames.get(name);
+  if (lower === undefined) {
+    lower = name.toLowerCase();
+    if (lowerNames.size >= 1024) lowerNames.clear();
+    lowerNames.set(name, lower);
+  }
+  return lower;
 }
 
 /**
@@ -173,7 +200,7 @@ export function responseFraming(
   let transferEncoding: string | null = null;
   const lengths: string[] = [];
   for (const [name, value] of head.headers) {
-    const lower = name.toLowerCase();
+    const lower = lowerName(name);
     if (lower === "connection") {
       for (const option of value.split(",")) {
         if (option.trim().toLowerCase() === "close") keepAlive = false;
@@ -224,7 +251,7 @@ export function requestFraming(head: RequestHead): BodyFraming {
   let transferEncoding: string | null = null;
   const lengths: string[] = [];
   for (const [name, value] of head.headers) {
-    const lower = name.toLowerCase();
+    const lower = lowerName(name);
     if (lower === "transfer-encoding") {
       transferEncoding = transferEncoding === null ? value : `${transferEncoding},${value}`;
     } else if (lower === "content-length") {
@@ -509,6 +536,14 @@ export class ConnReader {
   async readSome(max: number): Promise<Uint8Array | null> {
     if (this.#start === this.#end && !(await this.#fill())) return null;
     const n = Math.min(max, this.#end - this.#start);
+    const out = this.#buf.slice(this.#start, this.#start + n);
+    this.#start += n;
+    return out;
+  }
+
+  /** The next `n` bytes, all of them already buffered (a fresh copy). */
+  takeBuffered(n: number): Uint8Array {
+    if (n > this.#end - this.#start) throw new RangeError("takeBuffered: not buffered");
     const out = this.#buf.slice(this.#start, this.#start + n);
     this.#start += n;
     return out;

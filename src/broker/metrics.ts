@@ -22,7 +22,7 @@ export interface MetricsSnapshot {
 
 /** Counters of one broker isolate (the broker's threads each keep theirs; see {@link renderMetrics}). */
 export class BrokerMetrics {
-  readonly #requests = new Map<string, number>();
+  readonly #requests = new Map<string, Map<string, number>>();
   readonly #buckets = new Array<number>(DURATION_BUCKETS.length).fill(0);
   #count = 0;
   #sum = 0;
@@ -30,8 +30,10 @@ export class BrokerMetrics {
 
   /** Counts one finished request. */
   record(provider: string, outcome: string, seconds: number): void {
-    const key = `${provider}\u0000${outcome}`;
-    this.#requests.set(key, (this.#requests.get(key) ?? 0) + 1);
+    // Counted by provider, then outcome: no key string built per request.
+    let byOutcome = this.#requests.get(provider);
+    if (byOutcome === undefined) this.#requests.set(provider, byOutcome = new Map());
+    byOutcome.set(outcome, (byOutcome.get(outcome) ?? 0) + 1);
     this.#count++;
     this.#sum += seconds;
     for (let i = 0; i < DURATION_BUCKETS.length; i++) {
@@ -52,7 +54,9 @@ export class BrokerMetrics {
   /** The counters as plain data. */
   snapshot(): MetricsSnapshot {
     return {
-      requests: [...this.#requests],
+      requests: [...this.#requests].flatMap(([provider, byOutcome]) =>
+        [...byOutcome].map(([outcome, n]): [string, number] => [`${provider}\u0000${outcome}`, n])
+      ),
       buckets: [...this.#buckets],
       count: this.#count,
       sum: this.#sum,

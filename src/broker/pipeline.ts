@@ -51,6 +51,7 @@ import { isScrubbable, Scrubber, scrubHeaders, ScrubRules } from "./scrub.ts";
 import type { CredentialProcessor } from "./credential.ts";
 import type { BrokerMetrics } from "./metrics.ts";
 import { concatBytes } from "../bytes.ts";
+import { lowerName } from "./http1.ts";
 import { bridgeWebSocket, isWebSocketUpgrade } from "./websocket.ts";
 import type { ServerHandler, ServerRequest, ServerResponse } from "./server.ts";
 import { type UpstreamClient, UpstreamDisconnected, type UpstreamResponse } from "./upstream.ts";
@@ -396,7 +397,7 @@ const REDIRECT_HEADERS = ["accept", "accept-encoding", "user-agent"];
 
 function isRedirect(response: UpstreamResponse): boolean {
   return [301, 302, 303, 307, 308].includes(response.status) &&
-    response.headers.some(([name]) => name.toLowerCase() === "location");
+    response.headers.some(([name]) => lowerName(name) === "location");
 }
 
 /**

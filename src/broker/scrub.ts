@@ -14,7 +14,7 @@
 
 import type { HeaderList } from "./headers.ts";
 import { concatBytes } from "../bytes.ts";
-import { NO_BYTES } from "./http1.ts";
+import { lowerName, NO_BYTES } from "./http1.ts";
 
 /** Shortest secret that is scrubbed, in bytes. */
 export const MIN_SCRUB_LENGTH = 8;
@@ -83,7 +83,7 @@ export function scrubHeaders(
 
 /** Whether a response body with these headers is scrubbed (identity-encoded only). */
 export function isScrubbable(headers: HeaderList): boolean {
-  const encoding = headers.find(([name]) => name.toLowerCase() === "content-encoding")?.[1];
+  const encoding = headers.find(([name]) => lowerName(name) === "content-encoding")?.[1];
   return encoding === undefined || encoding.trim() === "" ||
     encoding.trim().toLowerCase() === "identity";
 }

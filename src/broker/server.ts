@@ -36,6 +36,7 @@ import {
   Http1ProtocolError,
   LAST_CHUNK,
   latin1Bytes,
+  lowerName,
   NO_BYTES,
   OutBuffer,
   requestFraming,
@@ -631,7 +632,7 @@ function headText(
   let head = `HTTP/1.1 ${status} ${reason}\r\n`;
   for (const [name, value] of headers) {
     if (framing !== null) {
-      const lower = name.toLowerCase();
+      const lower = lowerName(name);
       if (lower === "content-length" || lower === "transfer-encoding" || lower === "connection") {
         continue;
       }

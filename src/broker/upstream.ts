@@ -31,6 +31,7 @@ import {
   isSafeTarget,
   isToken,
   LAST_CHUNK,
+  lowerName,
   NO_BYTES,
   OutBuffer,
   requestHeadText,
@@ -97,6 +98,31 @@ export interface UpgradeResult {
     write(data: Uint8Array): Promise<void>;
     close(): void;
   } | null;
+}
+
+/**
+ * A response whose whole body came with its head. A class, not an object
+ * literal with a getter: V8 builds such a literal through the runtime
+ * (measured ~0.8 µs against ~8 ns for an instance).
+ */
+class WholeResponse implements UpstreamResponse {
+  readonly status: number;
+  readonly statusText: string;
+  readonly headers: HeaderList;
+  readonly length: number;
+  #stream: ReadableStream<Uint8Array> | undefined;
+
+  constructor(head: ResponseHead, readonly bytes: Uint8Array) {
+    this.status = head.status;
+    this.statusText = head.statusText;
+    this.headers = head.headers;
+    this.length = bytes.length;
+  }
+
+  /** Made only for a caller that reads the body as a stream after all. */
+  get body(): ReadableStream<Uint8Array> {
+    return this.#stream ??= ReadableStream.from([this.bytes]);
+  }
 }
 
 /** Buffer of a parked connection's pending read (at most this much is read ahead). */
@@ -360,7 +386,7 @@ function requestHeaders(
         `upstream request header ${name} holds CR, LF, NUL or a non-byte character`,
       );
     }
-    const lower = name.toLowerCase();
+    const lower = lowerName(name);
     // The client owns Host and the message framing.
     if (lower === "host" || lower === "transfer-encoding") continue;
     if (lower === "content-length") {
@@ -474,22 +500,9 @@ export class UpstreamClient {
     const reader = connection.reader;
     if (framing.kind === "length" && framing.length <= reader.buffered) {
       // The whole (small) body came with the head: hand it over as bytes, no stream to pump.
-      const bytes = framing.length === 0
-        ? new Uint8Array(0)
-        : (await reader.readSome(framing.length))!;
+      const bytes = framing.length === 0 ? new Uint8Array(0) : reader.takeBuffered(framing.length);
       finish(keepAlive && bodySent && reader.buffered === 0);
-      let stream: ReadableStream<Uint8Array> | undefined;
-      return {
-        status: response!.status,
-        statusText: response!.statusText,
-        headers: response!.headers,
-        // Made only for a caller that reads the body as a stream after all.
-        get body() {
-          return stream ??= ReadableStream.from([bytes]);
-        },
-        bytes,
-        length: bytes.length,
-      };
+      return new WholeResponse(response!, bytes);
     }
     const body = framedBody(reader, framing, {
       // A body still being sent (the upstream answered early) costs the connection.
