@@ -5,7 +5,7 @@
  * must refuse.
  */
 
-import { assert, assertEquals, assertRejects } from "../testing/assert.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "../testing/assert.ts";
 import {
   ConnReader,
   encodeRequestHead,
@@ -14,6 +14,7 @@ import {
   Http1ProtocolError,
   MAX_HEAD_BYTES,
   OutBuffer,
+  responseFraming,
 } from "../src/broker/http1.ts";
 
 /** A reader over `bytes`, delivered in pieces of `step` bytes. */
@@ -104,6 +105,34 @@ Deno.test("http1: malformed, truncated and oversized heads are refused", async (
 Deno.test("http1: a request head keeps every byte of its values (latin1, not UTF-8)", () => {
   const bytes = encodeRequestHead("GET", "/p?q=%20", [["X-A", "caf\xe9"], ["Host", "h"]]);
   assertEquals(bytes, latin1("GET /p?q=%20 HTTP/1.1\r\nX-A: caf\xe9\r\nHost: h\r\n\r\n"));
+});
+
+Deno.test("http1: response framing reads list values (Connection options, repeated lengths) item by item", () => {
+  const head = (...headers: [string, string][]) => ({
+    minor: 1,
+    status: 200,
+    statusText: "OK",
+    headers,
+  });
+  const framing = (...headers: [string, string][]) => responseFraming("GET", head(...headers));
+  assertEquals(framing(["Content-Length", "5"]), {
+    framing: { kind: "length", length: 5 },
+    keepAlive: true,
+  });
+  assertEquals(
+    framing(["Connection", "keep-alive, Close"], ["Content-Length", "5"]).keepAlive,
+    false,
+  );
+  assertEquals(framing(["Connection", " CLOSE "], ["Content-Length", "5"]).keepAlive, false);
+  assertEquals(framing(["Connection", "closed"], ["Content-Length", "5"]).keepAlive, true);
+  assertEquals(framing(["Content-Length", "5, 5"], ["content-length", "5"]).framing, {
+    kind: "length",
+    length: 5,
+  });
+  for (const bad of ["5, 6", "5x", "", "-1", "1234567890123456"]) {
+    assertThrows(() => framing(["Content-Length", bad]), Http1ProtocolError);
+  }
+  assertThrows(() => framing(["Content-Length", "5"], ["Content-Length", "6"]), Http1ProtocolError);
 });
 
 Deno.test("http1: an OutBuffer composes latin1 heads and bytes exactly, reused without stale bytes", () => {

@@ -72,6 +72,26 @@ export function isToken(name: string): boolean {
   return true;
 }
 
+/** Whether `text` is 1 to 15 ASCII digits (a Content-Length or chunk count we accept). */
+export function isDecimal(text: string): boolean {
+  if (text.length === 0 || text.length > 15) return false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
+}
+
+/** Whether the comma-separated list `value` holds `item` (compared case-insensitively, OWS trimmed). */
+export function hasListItem(value: string, item: string): boolean {
+  // The usual single-item value ("keep-alive", "close") needs no split.
+  if (!value.includes(",")) return value.trim().toLowerCase() === item;
+  for (const part of value.split(",")) {
+    if (part.trim().toLowerCase() === item) return true;
+  }
+  return false;
+}
+
 /** Lowercase forms of header names seen (bounded: cleared when it grows past 1,024). */
 const lowerNames = new Map<string, string>();
 
@@ -202,13 +222,12 @@ export function responseFraming(
   for (const [name, value] of head.headers) {
     const lower = lowerName(name);
     if (lower === "connection") {
-      for (const option of value.split(",")) {
-        if (option.trim().toLowerCase() === "close") keepAlive = false;
-      }
+      if (hasListItem(value, "close")) keepAlive = false;
     } else if (lower === "transfer-encoding") {
       transferEncoding = transferEncoding === null ? value : `${transferEncoding},${value}`;
     } else if (lower === "content-length") {
-      lengths.push(...value.split(",").map((part) => part.trim()));
+      if (value.includes(",")) lengths.push(...value.split(",").map((part) => part.trim()));
+      else lengths.push(value);
     }
   }
   if (
@@ -230,7 +249,7 @@ export function responseFraming(
   }
   if (lengths.length > 0) {
     const first = lengths[0];
-    if (!/^[0-9]{1,15}$/.test(first) || lengths.some((other) => other !== first)) {
+    if (!isDecimal(first) || (lengths.length > 1 && lengths.some((other) => other !== first))) {
       throw new Http1ProtocolError("invalid Content-Length in the response");
     }
     return { framing: { kind: "length", length: Number(first) }, keepAlive };

@@ -32,6 +32,7 @@ import {
   ChunkFramer,
   ConnReader,
   framedBody,
+  hasListItem,
   Http1EarlyClose,
   Http1ProtocolError,
   LAST_CHUNK,
@@ -617,8 +618,7 @@ class IncomingRequest implements ServerRequest, ClientGone {
 /** Whether a Connection field lists `option`. */
 function connectionHas(headers: HeaderList, option: string): boolean {
   const value = headerValue(headers, "connection");
-  if (value === null) return false;
-  return value.split(",").some((part) => part.trim().toLowerCase() === option);
+  return value !== null && hasListItem(value, option);
 }
 
 /** The response head as text; framing fields of the handler's headers are dropped for `framing`'s. */
