@@ -20,12 +20,13 @@ import { run } from "../src/cli/program.ts";
 import { assertEquals } from "./assert.ts";
 import { withTempDir } from "./fixtures.ts";
 import { Background, killAfter } from "./process.ts";
+import { V8_FLAGS } from "../src/v8_flags.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 
 /** The arguments of `deno` that run `vault <args>` (main.ts) as a program. */
 export function mainArgs(args: string[]): string[] {
-  return ["run", "-A", "--no-check", MAIN, ...args];
+  return ["run", "-A", "--no-check", `--v8-flags=${V8_FLAGS}`, MAIN, ...args];
 }
 
 /**
