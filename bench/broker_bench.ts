@@ -35,6 +35,7 @@ import { fileURLToPath } from "node:url";
 import { CliSandbox, tokenCreateArgs } from "../testing/cli.ts";
 import { withTempDir } from "../testing/fixtures.ts";
 import { Background } from "../testing/process.ts";
+import { V8_FLAGS } from "../src/v8_flags.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const LUA = join(ROOT, "bench/broker/wrk_report.lua");
@@ -535,7 +536,7 @@ if (import.meta.main) {
       );
       out.push(
         "upstream: nginx 1 worker returning a fixed 57-byte JSON body; " +
-          "vault: `deno run -A main.ts serve --broker-port`, audit on; " +
+          `vault: \`deno run -A --v8-flags=${V8_FLAGS} main.ts serve --broker-port\`, audit on; ` +
           "nginx: reverse proxy, proxy_set_header Authorization, keepalive 64 upstream pool",
       );
       out.push("");
