@@ -60,7 +60,7 @@ async function run(dir: string, targets: PatchTarget[], disable: PatchTarget[] =
   });
 }
 
-Deno.test("sidecar: terok's exact shape and bytes; the host copy (0600 in 0700) holds the same", async () => {
+Deno.test("sidecar: terok's exact shape and bytes; the host copy (0600 in 0700) holds the same records", async () => {
   await withTempDir(async (dir) => {
     const shared = join(dir, "_codex-config");
     Deno.mkdirSync(shared);
@@ -69,7 +69,10 @@ Deno.test("sidecar: terok's exact shape and bytes; the host copy (0600 in 0700) 
     assert.equal(Deno.readTextFileSync(sidecar), TEROK_CODEX_SIDECAR);
     const host = await hostOwnershipPath(join(dir, "state"), Deno.realPathSync(shared));
     assert.match(host, /\/state\/managed-config\/[0-9a-f]{64}\.json$/);
-    assert.equal(Deno.readTextFileSync(host), TEROK_CODEX_SIDECAR);
+    // The host copy adds one mark of its own: vault created config.toml (disabling may delete it).
+    const expected = parseOwnership(TEROK_CODEX_SIDECAR);
+    expected.files["config.toml"].created_by_vault = true;
+    assert.equal(Deno.readTextFileSync(host), serializeOwnership(expected));
     assert.equal(Deno.statSync(host).mode! & 0o777, 0o600);
     assert.equal(Deno.statSync(join(dir, "state/managed-config")).mode! & 0o777, 0o700);
     // disabling everything deletes both, as terok deletes an empty sidecar

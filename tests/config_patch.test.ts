@@ -366,6 +366,71 @@ Deno.test("the user's previous value comes back on disable (TOML top level, YAML
   });
 });
 
+Deno.test("a file vault created is deleted when its last provider is disabled and nothing else is in it", async () => {
+  await withTempDir(async (dir) => {
+    const exists = (rel: string) => {
+      try {
+        Deno.lstatSync(join(dir, rel));
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const all = [
+      codexTarget(dir),
+      vibeTarget(dir),
+      ghTarget(dir),
+      jsonTarget(dir, { a: "{vault_url}" }),
+    ];
+    const files = [
+      "_codex-config/config.toml",
+      "_vibe-config/config.toml",
+      "_gh-config/config.yml",
+      "_claude-config/settings.json",
+    ];
+    await apply(dir, all);
+    await apply(dir, all); // applied again: still vault's files
+    for (const rel of files) assert.ok(exists(rel), rel);
+    await disable(dir, all);
+    for (const rel of files) assert.ok(!exists(rel), `${rel} left behind`);
+    assert.ok(!exists("_codex-config/.terok-managed-config.json"));
+
+    // Something the user added keeps the file (only vault's values go).
+    await apply(dir, [ghTarget(dir)]);
+    const gh = join(dir, "_gh-config/config.yml");
+    Deno.writeTextFileSync(gh, Deno.readTextFileSync(gh) + "# mine\n");
+    await disable(dir, [ghTarget(dir)]);
+    assert.equal(Deno.readTextFileSync(gh), "# mine\n");
+
+    // Two providers in one file vault created: it goes with the last of them.
+    const other: PatchTarget = {
+      provider: "other",
+      sharedDir: join(dir, "_codex-config"),
+      patch: { file: "config.toml", toml_set: { other_url: "{vault_url}" } },
+    };
+    await apply(dir, [codexTarget(dir), other]);
+    await disable(dir, [codexTarget(dir)]);
+    assert.equal(
+      Deno.readTextFileSync(join(dir, "_codex-config/config.toml")),
+      'other_url = "http://localhost:9419"\n',
+    );
+    await disable(dir, [other]);
+    assert.ok(!exists("_codex-config/config.toml"));
+
+    // A file that was there before vault (even empty) stays, and so does one whose ownership
+    // came from a terok sidecar (no host copy: nothing says vault created it).
+    put(dir, "_claude-config/settings.json", "");
+    await apply(dir, [jsonTarget(dir, { a: "{vault_url}" })]);
+    await disable(dir, [jsonTarget(dir, { a: "{vault_url}" })]);
+    assert.ok(exists("_claude-config/settings.json"));
+    Deno.removeSync(gh);
+    await apply(dir, [ghTarget(dir)]); // created by vault, but only the host copy says so
+    Deno.removeSync(join(dir, "state"), { recursive: true });
+    await disable(dir, [ghTarget(dir)]);
+    assert.equal(Deno.readTextFileSync(gh), "");
+  });
+});
+
 Deno.test("missing files are created 0600 with terok's results (socket mode); existing files keep their mode", async () => {
   await withTempDir(async (dir) => {
     const targets = [

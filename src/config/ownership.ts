@@ -214,11 +214,27 @@ export async function loadOwnership(
 }
 
 /**
- * The sidecar text for a document: null (delete) when it is empty, as terok
- * deletes an empty sidecar.
+ * Field of a file's entry, kept in the host copy only (the sidecar stays
+ * byte for byte what terok writes): the file did not exist until vault
+ * wrote it, so disabling its last provider deletes it when nothing else is
+ * left in it.
  */
-export function ownershipText(own: Ownership): string | null {
-  return isEmptyOwnership(own) ? null : serializeOwnership(own);
+export const CREATED_BY_VAULT = "created_by_vault";
+
+/**
+ * The text of a document: null (delete) when it is empty, as terok deletes
+ * an empty sidecar. For the in-mount sidecar (`sidecar` true) without the
+ * host-only {@link CREATED_BY_VAULT} marks.
+ */
+export function ownershipText(own: Ownership, sidecar = false): string | null {
+  if (isEmptyOwnership(own)) return null;
+  if (!sidecar) return serializeOwnership(own);
+  const files: Ownership["files"] = {};
+  for (const [file, entry] of Object.entries(own.files)) {
+    const { [CREATED_BY_VAULT]: _mark, ...rest } = entry;
+    files[file] = rest as Ownership["files"][string];
+  }
+  return serializeOwnership({ ...own, files });
 }
 
 /**

@@ -20,6 +20,7 @@
 import { join } from "node:path";
 import { ConfigPatchError } from "./errors.ts";
 import {
+  CREATED_BY_VAULT,
   filesOf,
   type LoadedOwnership,
   loadOwnership,
@@ -111,6 +112,12 @@ interface Op {
 }
 
 const PROVIDER = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+/** Whether a config file holds nothing (TOML/YAML: only whitespace; JSON: `{}`). */
+function isEmptyConfig(text: string): boolean {
+  const t = text.trim();
+  return t === "" || t === "{}";
+}
 
 function editorFor(kind: OwnershipRecord["kind"]): TopLevelEditor {
   return kind === "yaml_top" ? yamlEditor : kind === "json_top" ? jsonEditor : tomlEditor;
@@ -412,7 +419,16 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
           fs.text = removeRecord(fs.text, fs.path, rec);
         }
       }
+      const createdByVault = own.files[file]?.[CREATED_BY_VAULT] === true;
       setRecords(own, file, t.provider, []);
+      // A file vault created goes again once nothing is left in it: no provider's values, nothing
+      // the user added (a file the user wrote in stays, even if only a comment).
+      if (
+        createdByVault && !Object.hasOwn(own.files, file) && fs.text !== null &&
+        isEmptyConfig(fs.text)
+      ) {
+        fs.text = null;
+      }
     }
   }
 
@@ -444,6 +460,7 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
     const result = applyOp(text, fs.path, op, same);
     fs.text = result.text;
     setRecords(own, file, t.provider, [result.record]);
+    if (fs.before === null) own.files[file][CREATED_BY_VAULT] = true;
   }
 
   const changes: FileChange[] = [];
@@ -456,7 +473,7 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
         changed: fs.before !== fs.text,
       });
     }
-    const sidecar = ownershipText(ds.loaded.ownership);
+    const sidecar = ownershipText(ds.loaded.ownership, true);
     changes.push({
       path: ds.loaded.sidecarPath,
       before: ds.loaded.sidecarText,
@@ -475,7 +492,7 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
       if (fs.text === null) await removeFileNoFollow(fs.path);
       else await writeTextAtomic(fs.path, fs.text);
     }
-    await saveSidecar(ds.loaded, text);
+    await saveSidecar(ds.loaded, ownershipText(ds.loaded.ownership, true));
   }
   return { changes };
 }
