@@ -276,3 +276,85 @@ Deno.test("vault exec: SIGTERM to vault reaches the command; vault exits with it
     assertEquals([...Deno.readDirSync(runtime)], []);
   }, { credentials: { openai: REAL_OPENAI } });
 });
+
+Deno.test("vault exec: a session killed with SIGKILL is swept by the next vault exec (its tokens revoked, its directory removed); a live one is left alone", async () => {
+  await withSandboxVault(PASS, async (vault) => {
+    const runtime = join(vault.home, "runtime");
+    await Deno.mkdir(runtime, { recursive: true, mode: 0o700 });
+    const tokens = async () =>
+      (JSON.parse((await vault.cli.run([...vault.base, "token", "list", "--json"])).stdout) as {
+        subject: string;
+      }[]).map((t) => t.subject).sort();
+    const sessions = () =>
+      [...Deno.readDirSync(runtime)].map((e) => e.name).filter((n) => n.startsWith("vault-exec-"));
+    const start = (subject: string, pidFile: string) =>
+      vault.cli.start([
+        ...vault.base,
+        "exec",
+        "--scope",
+        "proj",
+        "--subject",
+        subject,
+        "--",
+        "sh",
+        "-c",
+        `echo $$ > '${pidFile}'; echo ready >&2; exec sleep 60`,
+      ], { env: { XDG_RUNTIME_DIR: runtime }, label: `vault exec ${subject}` });
+    const killChild = (pidFile: string) => {
+      try {
+        Deno.kill(Number(Deno.readTextFileSync(pidFile).trim()), "SIGKILL");
+      } catch {
+        // already gone
+      }
+    };
+
+    // A session killed outright leaves its token and its directory (with the record, 0600).
+    const killedPid = join(vault.home, "killed.pid");
+    const killed = start("killed", killedPid);
+    try {
+      await killed.waitFor(/^ready$/m);
+      // The command outlives vault and holds its stderr: it goes too, or the wait would not end.
+      const stopping = killed.stop("SIGKILL");
+      killChild(killedPid);
+      assertEquals((await stopping).code, 137);
+    } finally {
+      killChild(killedPid);
+      await killed.dispose();
+    }
+    assertEquals(await tokens(), ["killed"]);
+    const [left] = sessions();
+    assertEquals(Deno.statSync(join(runtime, left, "session.json")).mode! & 0o777, 0o600);
+
+    // The next session sweeps it; its own token and directory stay while it runs.
+    const livePid = join(vault.home, "live.pid");
+    const live = start("live", livePid);
+    try {
+      await live.waitFor(/^ready$/m);
+      assertEquals(await tokens(), ["live"]);
+      assertEquals(sessions().length, 1);
+      assert(!sessions().includes(left), "the killed session's directory is gone");
+
+      // A third, short session does not touch the live one.
+      const short = await vault.cli.spawn([
+        ...vault.base,
+        "exec",
+        "--scope",
+        "proj",
+        "--subject",
+        "short",
+        "--",
+        "true",
+      ], { env: { XDG_RUNTIME_DIR: runtime } });
+      assertEquals(short.code, 0, short.stderr);
+      assertEquals(await tokens(), ["live"]);
+      assertEquals(sessions().length, 1);
+      const stopped = await live.stop("SIGTERM");
+      assertEquals(stopped.code, 143);
+    } finally {
+      killChild(livePid);
+      await live.dispose();
+    }
+    assertEquals(await tokens(), []);
+    assertEquals(sessions(), []);
+  }, { credentials: { openai: REAL_OPENAI } });
+});

@@ -5,7 +5,8 @@
  * it has any, and the environment that points the command's tools at them.
  * {@link ExecSession.close} revokes exactly the tokens it minted, stops the
  * broker and the agent and removes the private directory: nothing is left
- * behind.
+ * behind. A session whose process is killed before it can close is cleaned
+ * up by the next `vault exec` (`sweep.ts`).
  *
  * Tools run on the host here, so they reach the broker directly (no bridge):
  * `{vault_url}` is `http://127.0.0.1:<port>` and `{vault_socket}` the private
@@ -21,6 +22,7 @@ import type { UpstreamOptions } from "../broker/upstream.ts";
 import { startAgent } from "../agent/agent.ts";
 import type { CredentialStore } from "../store/store.ts";
 import { type EnvProvider, type EnvVar, mintContainerEnv, type MintedEnv } from "../config/env.ts";
+import { SESSION_PREFIX, writeSessionRecord } from "./sweep.ts";
 
 /** Inputs of {@link openExecSession}. */
 export interface ExecSessionOptions {
@@ -73,7 +75,7 @@ export async function openExecSession(options: ExecSessionOptions): Promise<Exec
     }
   };
   try {
-    const dir = await Deno.makeTempDir({ dir: options.runtimeBase, prefix: "vault-exec-" });
+    const dir = await Deno.makeTempDir({ dir: options.runtimeBase, prefix: SESSION_PREFIX });
     await Deno.chmod(dir, 0o700);
     undo.push(() => Deno.remove(dir, { recursive: true }));
     const brokerSocket = join(dir, "broker.sock");
@@ -105,6 +107,8 @@ export async function openExecSession(options: ExecSessionOptions): Promise<Exec
     undo.push(() => {
       for (const token of minted.tokens) store.revokeToken(token);
     });
+    // Should this process be killed, a later `vault exec` revokes these tokens (sweep.ts).
+    await writeSessionRecord(dir, minted.tokens);
     const env = [...minted.vars];
     if (store.countKeys(scope) > 0) {
       const agent = await startAgent({

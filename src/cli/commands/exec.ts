@@ -12,6 +12,7 @@ import { ExitWith, UsageError } from "../../errors.ts";
 import { validateCredentialSet, validateScope, validateSubject } from "../../store/validate.ts";
 import { baseUrlValue, loadRoster, rosterRoutes } from "../../config/roster.ts";
 import { openExecSession } from "../../exec/session.ts";
+import { sweepDeadSessions } from "../../exec/sweep.ts";
 import { parseProviderList, rosterDirsOf, vaultStateDir } from "./config_shared.ts";
 
 /** Signals passed on to the command. */
@@ -40,7 +41,9 @@ and a 127.0.0.1 port, and runs the command with the roster's variables:
 the phantom token in each provider's key variable, the broker's address in
 its base-URL variable, SSH_AUTH_SOCK for git and ssh. When the command
 exits, the tokens are revoked and the sockets removed. The command's exit
-status is vault's; SIGINT, SIGTERM and SIGHUP are passed on to it.
+status is vault's; SIGINT, SIGTERM and SIGHUP are passed on to it. If vault
+itself is killed (SIGKILL), the next vault exec revokes that session's
+tokens and removes its directory.
 
 Examples:
   vault exec --scope proj-a --subject ci-1234 -- npm test
@@ -58,6 +61,8 @@ Examples:
       const state = vaultStateDir(ctx.env);
       const runtimeBase = ctx.env.XDG_RUNTIME_DIR ?? "/tmp";
       const code = await ctx.withStore(async (store) => {
+        // Sessions of `vault exec` processes that were killed: their tokens go now.
+        await sweepDeadSessions(store, runtimeBase, (message) => ctx.out.warn(message));
         const session = await openExecSession({
           store,
           roster,
