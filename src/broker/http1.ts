@@ -82,6 +82,23 @@ export function isDecimal(text: string): boolean {
   return true;
 }
 
+/** Adds the items of the comma-separated list `value` to `into` (OWS trimmed; one item: no split). */
+function addListItems(value: string, into: string[]): void {
+  if (!value.includes(",")) into.push(value.trim());
+  else for (const part of value.split(",")) into.push(part.trim());
+}
+
+/**
+ * The length all Content-Length items agree on (RFC 9112 §6.3: repeats must
+ * be identical), or null when one is not a decimal or they differ.
+ */
+function agreedLength(items: readonly string[]): number | null {
+  const first = items[0];
+  if (!isDecimal(first)) return null;
+  for (let i = 1; i < items.length; i++) if (items[i] !== first) return null;
+  return Number(first);
+}
+
 /** Whether the comma-separated list `value` holds `item` (compared case-insensitively, OWS trimmed). */
 export function hasListItem(value: string, item: string): boolean {
   // The usual single-item value ("keep-alive", "close") needs no split.
@@ -226,8 +243,7 @@ export function responseFraming(
     } else if (lower === "transfer-encoding") {
       transferEncoding = transferEncoding === null ? value : `${transferEncoding},${value}`;
     } else if (lower === "content-length") {
-      if (value.includes(",")) lengths.push(...value.split(",").map((part) => part.trim()));
-      else lengths.push(value);
+      addListItems(value, lengths);
     }
   }
   if (
@@ -248,11 +264,9 @@ export function responseFraming(
     return { framing: { kind: "close" }, keepAlive: false };
   }
   if (lengths.length > 0) {
-    const first = lengths[0];
-    if (!isDecimal(first) || (lengths.length > 1 && lengths.some((other) => other !== first))) {
-      throw new Http1ProtocolError("invalid Content-Length in the response");
-    }
-    return { framing: { kind: "length", length: Number(first) }, keepAlive };
+    const length = agreedLength(lengths);
+    if (length === null) throw new Http1ProtocolError("invalid Content-Length in the response");
+    return { framing: { kind: "length", length }, keepAlive };
   }
   return { framing: { kind: "close" }, keepAlive: false };
 }
@@ -274,7 +288,7 @@ export function requestFraming(head: RequestHead): BodyFraming {
     if (lower === "transfer-encoding") {
       transferEncoding = transferEncoding === null ? value : `${transferEncoding},${value}`;
     } else if (lower === "content-length") {
-      for (const part of value.split(",")) lengths.push(part.trim());
+      addListItems(value, lengths);
     }
   }
   if (transferEncoding !== null) {
@@ -288,11 +302,8 @@ export function requestFraming(head: RequestHead): BodyFraming {
     return { kind: "chunked" };
   }
   if (lengths.length === 0) return { kind: "none" };
-  const first = lengths[0];
-  if (!/^[0-9]{1,15}$/.test(first) || lengths.some((other) => other !== first)) {
-    throw new Http1ProtocolError("invalid Content-Length in the request");
-  }
-  const length = Number(first);
+  const length = agreedLength(lengths);
+  if (length === null) throw new Http1ProtocolError("invalid Content-Length in the request");
   return length === 0 ? { kind: "none" } : { kind: "length", length };
 }
 

@@ -27,6 +27,7 @@ import {
   framedBody,
   Http1EarlyClose,
   Http1ProtocolError,
+  isDecimal,
   isSafeHeaderValue,
   isSafeTarget,
   isToken,
@@ -390,7 +391,7 @@ function requestHeaders(
     // The client owns Host and the message framing.
     if (lower === "host" || lower === "transfer-encoding") continue;
     if (lower === "content-length") {
-      if (!/^[0-9]{1,15}$/.test(value) || (contentLength !== null && contentLength !== +value)) {
+      if (!isDecimal(value) || (contentLength !== null && contentLength !== +value)) {
         throw new UpstreamFailed("upstream request has an invalid Content-Length");
       }
       if (contentLength !== null) continue;
