@@ -13,6 +13,7 @@ import {
   Http1EarlyClose,
   Http1ProtocolError,
   MAX_HEAD_BYTES,
+  OUT_KEEP_BYTES,
   OutBuffer,
   responseFraming,
 } from "../src/broker/http1.ts";
@@ -151,6 +152,19 @@ Deno.test("http1: an OutBuffer composes latin1 heads and bytes exactly, reused w
     new Uint8Array([0x61, 0xe9, 1, 2]),
   );
   assertEquals(out.start("").view(), new Uint8Array(0));
+});
+
+Deno.test("http1: an OutBuffer keeps at most OUT_KEEP_BYTES once its message was written", () => {
+  const out = new OutBuffer();
+  out.start("HTTP/1.1 200 OK\r\n\r\n").append(new Uint8Array(16 * 1024));
+  assert(out.capacity >= 16 * 1024);
+  out.trim();
+  assert(out.capacity <= OUT_KEEP_BYTES, `${out.capacity} bytes kept`);
+  out.start("HTTP/1.1 204 No Content\r\n\r\n");
+  const small = out.capacity;
+  out.trim();
+  assertEquals(out.capacity, small); // a small buffer is reused, not let go
+  assertEquals(out.start("a").view(), new Uint8Array([0x61]));
 });
 
 Deno.test("http1: chunks that arrive together leave as one piece; split, extended or last chunks still parse", async () => {

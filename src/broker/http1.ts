@@ -665,6 +665,9 @@ export const NO_BYTES: Uint8Array = new Uint8Array(0);
 
 const asciiEncoder = new TextEncoder();
 
+/** The most an {@link OutBuffer} keeps between messages. */
+export const OUT_KEEP_BYTES = 4096;
+
 /**
  * One connection's reused output buffer. A message is composed into it (a
  * latin1 head, then byte pieces) and written from it, so answering a small
@@ -703,6 +706,21 @@ export class OutBuffer {
   /** The message composed so far (a view into the buffer). */
   view(): Uint8Array {
     return this.#buf.subarray(0, this.#length);
+  }
+
+  /** Bytes the buffer holds room for (what an idle connection keeps). */
+  get capacity(): number {
+    return this.#buf.length;
+  }
+
+  /**
+   * The message was written: a buffer grown past {@link OUT_KEEP_BYTES} (a
+   * long head, a coalesced body) is let go, so an idle keep-alive connection
+   * holds at most that much.
+   */
+  trim(): void {
+    this.#length = 0;
+    if (this.#buf.length > OUT_KEEP_BYTES) this.#buf = NO_BYTES;
   }
 
   #reserve(size: number): void {

@@ -425,6 +425,7 @@ export class Http1Server {
         await connection.writeAll(out.start(head).view());
         await connection.writeAll(body);
       }
+      out.trim();
       return keepAlive;
     }
 
@@ -480,6 +481,7 @@ export class Http1Server {
       }
     } finally {
       reader.releaseLock();
+      out.trim();
       response.onEnd?.(sent, cut);
     }
     return !cut && keepAlive;

@@ -597,6 +597,7 @@ export class UpstreamClient {
     }, tick);
   }
 
+  /** Sends the head and the body; the connection's {@link OutBuffer} is trimmed afterwards. */
   async #send(
     connection: Connection,
     head: string,
@@ -604,7 +605,10 @@ export class UpstreamClient {
     contentLength: number | null,
   ): Promise<void> {
     const out = connection.out;
-    if (body === null) return await connection.write(out.start(head).view());
+    if (body === null) {
+      await connection.write(out.start(head).view());
+      return out.trim();
+    }
     const chunked = contentLength === null;
     let sent = 0;
     let pendingHead: string | null = head;
@@ -645,6 +649,7 @@ export class UpstreamClient {
       throw error;
     } finally {
       reader.releaseLock();
+      out.trim();
     }
     if (!chunked && sent !== contentLength) {
       throw new UpstreamFailed("upstream request body is shorter than its Content-Length");
@@ -652,6 +657,7 @@ export class UpstreamClient {
     const tail = chunked ? LAST_CHUNK : NO_BYTES;
     if (pendingHead !== null) {
       await connection.write(out.start(pendingHead).append(tail).view());
+      out.trim();
     } else if (tail.length > 0) {
       await connection.write(tail);
     }
