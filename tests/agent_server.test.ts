@@ -22,7 +22,7 @@ import {
   SocketPathError,
   startAgent,
 } from "../src/agent/mod.ts";
-import { bindUnixSocket } from "../src/agent/socket.ts";
+import { bindUnixSocket } from "../src/net/socket.ts";
 import { MAX_MESSAGE, MSG } from "../src/agent/protocol.ts";
 import { InvalidScopeName } from "../src/store/errors.ts";
 import { fingerprint, generateKey, type SshKeyPair } from "../src/openssh/keys.ts";

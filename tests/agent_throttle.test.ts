@@ -4,7 +4,7 @@
  */
 
 import { assertEquals } from "../testing/assert.ts";
-import { IntervalCounter } from "../src/agent/throttle.ts";
+import { IntervalCounter } from "../src/audit/throttle.ts";
 import { RefusalLog, WarningThrottle } from "../src/agent/limits.ts";
 import { SignRateLimiter } from "../src/agent/rate_limit.ts";
 

@@ -7,7 +7,7 @@
 import { assertEquals, assertThrows } from "../testing/assert.ts";
 import { join } from "node:path";
 import { withTempDir } from "../testing/fixtures.ts";
-import { AuditLog, QUEUE_FLUSH_MS } from "../src/agent/audit.ts";
+import { AuditLog, QUEUE_FLUSH_MS } from "../src/audit/log.ts";
 import { AuditFileError } from "../src/agent/errors.ts";
 
 const lines = (path: string) => Deno.readTextFileSync(path).split("\n").filter((l) => l !== "");

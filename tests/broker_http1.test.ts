@@ -16,7 +16,7 @@ import {
   OUT_KEEP_BYTES,
   OutBuffer,
   responseFraming,
-} from "../src/broker/http1.ts";
+} from "../src/http/http1.ts";
 
 /** A reader over `bytes`, delivered in pieces of `step` bytes. */
 function readerOf(bytes: Uint8Array, step = bytes.length): ConnReader {

@@ -10,8 +10,8 @@ import { join } from "node:path";
 import { utf8, withTempStore } from "../testing/fixtures.ts";
 import { OAuthRefresher } from "../src/broker/oauth.ts";
 import { startBroker } from "../src/broker/broker.ts";
-import { routesFromValue } from "../src/broker/routes.ts";
-import { UpstreamClient } from "../src/broker/upstream.ts";
+import { routesFromValue } from "../src/providers/routes.ts";
+import { UpstreamClient } from "../src/http/client.ts";
 import { CredentialStore } from "../src/store/store.ts";
 
 const PASS = "oauth passphrase";

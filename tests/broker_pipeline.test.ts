@@ -8,7 +8,7 @@ import { assert, assertEquals } from "../testing/assert.ts";
 import { join } from "node:path";
 import { utf8, withTempStore } from "../testing/fixtures.ts";
 import { startBroker } from "../src/broker/broker.ts";
-import { routesFromValue } from "../src/broker/routes.ts";
+import { routesFromValue } from "../src/providers/routes.ts";
 import { CredentialStore } from "../src/store/store.ts";
 
 const SECRET = "sk-REAL-pipeline-0123456789";

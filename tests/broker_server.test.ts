@@ -8,7 +8,7 @@
  */
 
 import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
-import { Http1Server, type ServerHandler, type ServerRequest } from "../src/broker/server.ts";
+import { Http1Server, type ServerHandler, type ServerRequest } from "../src/http/server.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -10,7 +10,7 @@ import { assertEquals } from "../testing/assert.ts";
 import { join } from "node:path";
 import { withTempStore } from "../testing/fixtures.ts";
 import { startBroker } from "../src/broker/broker.ts";
-import { routesFromValue } from "../src/broker/routes.ts";
+import { routesFromValue } from "../src/providers/routes.ts";
 import { deriveRawKey, readSalt } from "../src/store/key.ts";
 
 const SECRET = "sk-REAL-threads-0123456789";

@@ -8,7 +8,7 @@ import {
   UpstreamDisconnected,
   UpstreamFailed,
   type UpstreamResponse,
-} from "../src/broker/upstream.ts";
+} from "../src/http/client.ts";
 import { assert, assertEquals, assertMatch, assertRejects } from "../testing/assert.ts";
 import { makeTestTls } from "../testing/tls.ts";
 

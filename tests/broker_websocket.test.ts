@@ -10,7 +10,7 @@ import { assert, assertEquals } from "../testing/assert.ts";
 import { join } from "node:path";
 import { withTempStore } from "../testing/fixtures.ts";
 import { startBroker } from "../src/broker/broker.ts";
-import { routesFromValue } from "../src/broker/routes.ts";
+import { routesFromValue } from "../src/providers/routes.ts";
 import { acceptValue } from "../src/broker/websocket.ts";
 
 const SECRET = "sk-REAL-websocket-0123456789";

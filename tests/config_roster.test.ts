@@ -15,7 +15,7 @@ import {
   routesFromValue,
   upstreamBase,
   upstreamUrl,
-} from "../src/broker/routes.ts";
+} from "../src/providers/routes.ts";
 import {
   baseUrlValue,
   BUILTIN_ROSTER,

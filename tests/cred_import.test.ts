@@ -19,8 +19,8 @@ import {
   readCredentialFile,
 } from "../src/config/cred_import.ts";
 import { processorFor } from "../src/broker/credential.ts";
-import { BUILTIN_ROUTES } from "../src/broker/routes.ts";
-import type { HeaderList } from "../src/broker/headers.ts";
+import { BUILTIN_ROUTES } from "../src/providers/routes.ts";
+import type { HeaderList } from "../src/http/headers.ts";
 import { FileRefused } from "../src/fs/errors.ts";
 import { isToken } from "../src/tokens/format.ts";
 import { parse as parseYaml } from "yaml";

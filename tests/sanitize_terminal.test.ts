@@ -13,7 +13,7 @@ import { CredentialStore } from "../src/store/store.ts";
 import { InvalidCredentialData, UnsafeComment } from "../src/store/errors.ts";
 import { sanitizeForTerminal, sanitizeOneLine } from "../src/sanitize.ts";
 import { toJson } from "../src/cli/output.ts";
-import { AuditLog } from "../src/agent/audit.ts";
+import { AuditLog } from "../src/audit/log.ts";
 import { startAgent } from "../src/agent/agent.ts";
 import { generateKey } from "../src/openssh/keys.ts";
 

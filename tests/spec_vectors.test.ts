@@ -10,7 +10,7 @@ import { InvalidTokenPrefix } from "../src/tokens/errors.ts";
 import { handshakeFrame, readHandshake } from "../src/agent/handshake.ts";
 import { BridgeTokenError } from "../src/agent/errors.ts";
 import { FrameReader } from "../src/agent/protocol.ts";
-import type { ByteStream } from "../src/agent/stream.ts";
+import type { ByteStream } from "../src/net/stream.ts";
 import {
   decodeSessionRecord,
   encodeSessionRecord,
@@ -18,7 +18,7 @@ import {
   sessionId,
   sessionKeyDescription,
 } from "../src/unlock/session.ts";
-import { auditLine, type AuditRecord } from "../src/agent/audit.ts";
+import { auditLine, type AuditRecord } from "../src/audit/log.ts";
 
 interface Vectors {
   token: {

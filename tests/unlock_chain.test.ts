@@ -185,7 +185,7 @@ try {
 } catch (e) { console.log(e.name, e.tier, e.message); }`;
     const src = join(b.root, "probe.ts");
     await Deno.writeTextFile(src, code);
-    const srcDir = new URL("../src/", import.meta.url).pathname;
+    const srcDir = new URL("../src", import.meta.url).pathname;
     // Read access to the sources only: the passphrase file is unreadable.
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["run", "--no-config", `--allow-read=${srcDir},${src}`, src, file],

@@ -32,7 +32,7 @@
 import { Buffer } from "node:buffer";
 import { isInfraScope, validateScope } from "../store/validate.ts";
 import type { CredentialStore } from "../store/store.ts";
-import { AuditLog } from "./audit.ts";
+import { AuditLog } from "../audit/log.ts";
 import { type ConnectionServices, type Principal, serveConnection } from "./connection.ts";
 import { AgentConfigError, SocketPathError } from "./errors.ts";
 import { HANDSHAKE_TIMEOUT_MS, readHandshake } from "./handshake.ts";
@@ -45,7 +45,7 @@ import {
   takeAll,
   WarningThrottle,
 } from "./limits.ts";
-import { type StreamListener, tcpListener, unixListener } from "./listener.ts";
+import { type StreamListener, tcpListener, unixListener } from "../net/listener.ts";
 import { FrameReader } from "./protocol.ts";
 import { resolveSignRate, type SignRate, SignRateLimiter } from "./rate_limit.ts";
 import { Signer } from "./sign.ts";
@@ -53,11 +53,11 @@ import type { RsaEngine } from "./rsa_pool.ts";
 import {
   bindUnixSocket,
   defaultRuntimeDir,
-  ensurePrivateDir,
+  ensureRuntimeDir,
   localSocketPath,
   MAX_SOCKET_PATH,
-} from "./socket.ts";
-import { type ByteStream, closeQuietly } from "./stream.ts";
+} from "../net/socket.ts";
+import { type ByteStream, closeQuietly } from "../net/stream.ts";
 import { TokenResolver } from "../tokens/resolver.ts";
 
 /** Provider a token must have to use the signer. */
@@ -296,7 +296,7 @@ class Agent implements AgentHandle {
           "XDG_RUNTIME_DIR is not set: give a runtime directory for the host-local sockets",
         );
       }
-      await ensurePrivateDir(this.#runtimeDir);
+      await ensureRuntimeDir(this.#runtimeDir);
       for (const scope of scopes) await this.#serveLocal(scope);
     }
     if (o.localAll) {

@@ -18,9 +18,9 @@
 
 import { AgentConfigError } from "./errors.ts";
 import { handshakeFrame } from "./handshake.ts";
-import { type StreamListener, unixListener } from "./listener.ts";
-import { bindUnixSocket } from "./socket.ts";
-import { type ByteStream, closeQuietly, writeAll } from "./stream.ts";
+import { type StreamListener, unixListener } from "../net/listener.ts";
+import { bindUnixSocket } from "../net/socket.ts";
+import { type ByteStream, closeQuietly, writeAll } from "../net/stream.ts";
 
 /** Where the signer listens. */
 export type SignerAddress =

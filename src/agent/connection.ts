@@ -12,8 +12,8 @@
  */
 
 import { fingerprint } from "../openssh/keys.ts";
-import type { AuditLog, AuditOutcome } from "./audit.ts";
-import { sha256Hex } from "./audit.ts";
+import type { AuditLog, AuditOutcome } from "../audit/log.ts";
+import { sha256Hex } from "../audit/log.ts";
 import type { KeyRegistry } from "./keys.ts";
 import {
   FAILURE_FRAME,
@@ -25,7 +25,7 @@ import {
 } from "./protocol.ts";
 import type { SignRateLimiter } from "./rate_limit.ts";
 import type { Signer } from "./sign.ts";
-import { type ByteStream, writeAll } from "./stream.ts";
+import { type ByteStream, writeAll } from "../net/stream.ts";
 
 /** Who is served on a connection: a scope, and whom to name in the audit trail. */
 export interface Principal {

@@ -11,7 +11,7 @@
 
 import { BridgeTokenError } from "./errors.ts";
 import { type FrameReader, nextFrameWithin } from "./protocol.ts";
-import { type ByteStream, closeQuietly } from "./stream.ts";
+import { type ByteStream, closeQuietly } from "../net/stream.ts";
 
 /** Longest token accepted, in bytes. */
 export const MAX_TOKEN_BYTES = 1024;

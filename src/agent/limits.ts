@@ -26,7 +26,7 @@
  */
 
 import { AgentConfigError } from "./errors.ts";
-import { IntervalCounter } from "./throttle.ts";
+import { IntervalCounter } from "../audit/throttle.ts";
 
 /** Connection caps of the agent (see the module documentation). */
 export interface ConnectionLimits {

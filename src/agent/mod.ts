@@ -28,7 +28,7 @@ export {
 export { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "./limits.ts";
 export { DEFAULT_SIGN_RATE, type SignRate } from "./rate_limit.ts";
 export { HANDSHAKE_TIMEOUT_MS, handshakeFrame, MAX_TOKEN_BYTES } from "./handshake.ts";
-export { type AuditOutcome, type AuditRecord } from "./audit.ts";
-export { defaultRuntimeDir, localSocketPath } from "./socket.ts";
+export { type AuditOutcome, type AuditRecord } from "../audit/log.ts";
+export { defaultRuntimeDir, localSocketPath } from "../net/socket.ts";
 export { type RsaEngine } from "./rsa_pool.ts";
 export * from "./errors.ts";

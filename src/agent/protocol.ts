@@ -12,7 +12,7 @@
  */
 
 import { ProtocolError } from "./errors.ts";
-import { type ByteStream, closeQuietly } from "./stream.ts";
+import { type ByteStream, closeQuietly } from "../net/stream.ts";
 
 /** Largest message body accepted or sent: 256 KiB. */
 export const MAX_MESSAGE = 256 * 1024;

@@ -20,7 +20,7 @@
  * @module
  */
 
-import { IntervalCounter } from "./throttle.ts";
+import { IntervalCounter } from "../audit/throttle.ts";
 import { AgentConfigError } from "./errors.ts";
 
 /** The sign-request rate of one principal. */

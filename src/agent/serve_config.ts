@@ -12,7 +12,7 @@
 import { isAbsolute, join, resolve } from "node:path";
 import { validateScope } from "../store/validate.ts";
 import { AgentConfigError } from "./errors.ts";
-import { defaultRuntimeDir } from "./socket.ts";
+import { defaultRuntimeDir } from "../net/socket.ts";
 import { MAX_IDLE_TIMEOUT_S, type ServeSettings } from "../settings/serve.ts";
 import type { RsaEngine } from "./rsa_worker.ts";
 

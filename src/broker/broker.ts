@@ -8,16 +8,16 @@
  * @module
  */
 
-import { AuditLog } from "../agent/audit.ts";
+import { AuditLog } from "../audit/log.ts";
 import { GrantCache } from "./grants.ts";
-import { Http1Server } from "./server.ts";
+import { Http1Server } from "../http/server.ts";
 import { BrokerThreads } from "./threads.ts";
 import {
   bindUnixSocketWith,
   type BoundUnixSocket,
-  ensurePrivateDir,
+  ensureRuntimeDir,
   MAX_SOCKET_PATH,
-} from "../agent/socket.ts";
+} from "../net/socket.ts";
 import { join } from "node:path";
 import type { CredentialStore } from "../store/store.ts";
 import { validateScope, validateSubject } from "../store/validate.ts";
@@ -28,8 +28,8 @@ import {
   type ListenerBinding,
   type PipelineServices,
 } from "./pipeline.ts";
-import type { Routes } from "./routes.ts";
-import { UpstreamClient, type UpstreamOptions } from "./upstream.ts";
+import type { Routes } from "../providers/routes.ts";
+import { UpstreamClient, type UpstreamOptions } from "../http/client.ts";
 import { BrokerMetrics } from "./metrics.ts";
 import { OAuthRefresher } from "./oauth.ts";
 
@@ -256,7 +256,7 @@ class ScopeSockets {
   }
 
   async start(): Promise<void> {
-    await ensurePrivateDir(this.#options.scopeSockets!.runtimeDir);
+    await ensureRuntimeDir(this.#options.scopeSockets!.runtimeDir);
     await this.#sync();
     this.#timer = setInterval(() => {
       if (this.#running || this.#stopped) return;

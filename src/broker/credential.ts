@@ -18,8 +18,8 @@
 
 import { VaultError } from "../errors.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
-import { type HeaderList, isHeaderValue, mergeListHeader, setHeader } from "./headers.ts";
-import type { Route } from "./routes.ts";
+import { type HeaderList, isHeaderValue, mergeListHeader, setHeader } from "../http/headers.ts";
+import type { Route } from "../providers/routes.ts";
 
 /** The stored credential cannot be applied (no usable value). The message holds no secret. */
 export class CredentialMisconfigured extends VaultError {}

@@ -18,8 +18,8 @@ export {
   mergeListHeader,
   relayResponseHeaders,
   setHeader,
-} from "./headers.ts";
-export { extractToken } from "./extract.ts";
+} from "../http/headers.ts";
+export { extractToken } from "../http/extract.ts";
 export {
   BUILTIN_ROUTES,
   InvalidRequestTarget,
@@ -34,11 +34,11 @@ export {
   routesFromValue,
   upstreamBase,
   upstreamUrl,
-} from "./routes.ts";
+} from "../providers/routes.ts";
 export {
   CredentialMisconfigured,
   type CredentialProcessor,
   isOAuthCredential,
   processorFor,
 } from "./credential.ts";
-export { loadRoutesFile, MAX_ROUTES_BYTES } from "./routes_file.ts";
+export { loadRoutesFile, MAX_ROUTES_BYTES } from "../providers/routes_file.ts";

@@ -29,9 +29,9 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import type { CredentialStore } from "../store/store.ts";
-import { ensurePrivateDir } from "../agent/socket.ts";
-import type { Route, Routes } from "./routes.ts";
-import type { UpstreamClient } from "./upstream.ts";
+import { ensureRuntimeDir } from "../net/socket.ts";
+import type { Route, Routes } from "../providers/routes.ts";
+import type { UpstreamClient } from "../http/client.ts";
 
 /** Default interval between checks. */
 export const REFRESH_INTERVAL_MS = 300_000;
@@ -87,7 +87,7 @@ export class OAuthRefresher {
 
   /** Checks now (in the background: start-up does not wait for token endpoints), then every `intervalMs`. */
   async start(intervalMs: number = REFRESH_INTERVAL_MS, checkAtStart = true): Promise<void> {
-    await ensurePrivateDir(this.#o.lockDir);
+    await ensureRuntimeDir(this.#o.lockDir);
     const check = () => {
       if (this.#running) return;
       this.#running = this.tick()
@@ -145,7 +145,7 @@ export class OAuthRefresher {
       this.#o.lockDir,
       `refresh-${safeName(credentialSet)}-${safeName(provider)}.lock`,
     );
-    await ensurePrivateDir(this.#o.lockDir);
+    await ensureRuntimeDir(this.#o.lockDir);
     const lock = await Deno.open(lockPath, { read: true, write: true, create: true, mode: 0o600 });
     try {
       if (!lock.tryLockSync(true)) {

@@ -36,25 +36,30 @@
 
 import type { TokenRecord } from "../tokens/resolver.ts";
 import { MARKER_SUBJECT, markerProvider } from "../tokens/markers.ts";
-import { extractToken } from "./extract.ts";
-import { forwardRequestHeaders, type HeaderList, relayResponseHeaders } from "./headers.ts";
+import { extractToken } from "../http/extract.ts";
+import { forwardRequestHeaders, type HeaderList, relayResponseHeaders } from "../http/headers.ts";
 import {
   InvalidRequestTarget,
   type Route,
   type Routes,
   upstreamBase,
   upstreamUrl,
-} from "./routes.ts";
+} from "../providers/routes.ts";
 import { isDue, type OAuthRefresher } from "./oauth.ts";
 import type { GrantCache } from "./grants.ts";
 import { isScrubbable, Scrubber, scrubHeaders, ScrubRules } from "./scrub.ts";
 import type { CredentialProcessor } from "./credential.ts";
 import type { BrokerMetrics } from "./metrics.ts";
 import { concatBytes } from "../bytes.ts";
-import { lowerName } from "./http1.ts";
+import { lowerName } from "../http/http1.ts";
+import { splitTarget } from "../http/target.ts";
 import { bridgeWebSocket, isWebSocketUpgrade } from "./websocket.ts";
-import type { ServerHandler, ServerRequest, ServerResponse } from "./server.ts";
-import { type UpstreamClient, UpstreamDisconnected, type UpstreamResponse } from "./upstream.ts";
+import type { ServerHandler, ServerRequest, ServerResponse } from "../http/server.ts";
+import {
+  type UpstreamClient,
+  UpstreamDisconnected,
+  type UpstreamResponse,
+} from "../http/client.ts";
 
 /** What a listener accepts: any token, or only those of one scope (and subject). */
 export interface ListenerBinding {
@@ -503,24 +508,4 @@ function counted(add: (n: number) => void): TransformStream<Uint8Array, Uint8Arr
       controller.enqueue(chunk);
     },
   });
-}
-
-/**
- * The raw path and query (without `?`) of a request target as the client
- * sent it: origin-form `/p%2Fq?a=%20b` as is; absolute-form
- * `http://host/p?q` without its scheme and authority. Never parsed with
- * `URL`, which would normalise them.
- */
-export function splitTarget(target: string): { path: string; query: string } {
-  let pathAndQuery = target;
-  if (!target.startsWith("/")) {
-    const absolute = /^https?:\/\/[^/?#]*(.*)$/i.exec(target);
-    if (absolute !== null) {
-      pathAndQuery = absolute[1].startsWith("/") ? absolute[1] : `/${absolute[1]}`;
-    }
-  }
-  const q = pathAndQuery.indexOf("?");
-  return q < 0
-    ? { path: pathAndQuery, query: "" }
-    : { path: pathAndQuery.slice(0, q), query: pathAndQuery.slice(q + 1) };
 }

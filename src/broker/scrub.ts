@@ -12,9 +12,9 @@
  * @module
  */
 
-import type { HeaderList } from "./headers.ts";
+import type { HeaderList } from "../http/headers.ts";
 import { concatBytes } from "../bytes.ts";
-import { lowerName, NO_BYTES } from "./http1.ts";
+import { lowerName, NO_BYTES } from "../http/http1.ts";
 
 /** Shortest secret that is scrubbed, in bytes. */
 export const MIN_SCRUB_LENGTH = 8;

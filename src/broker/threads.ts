@@ -19,16 +19,16 @@
  * @module
  */
 
-import { AuditLog } from "../agent/audit.ts";
+import { AuditLog } from "../audit/log.ts";
 import { CredentialStore } from "../store/store.ts";
 import { GrantCache } from "./grants.ts";
 import { type MetricsSnapshot, renderMetrics } from "./metrics.ts";
 import { BrokerMetrics } from "./metrics.ts";
 import { OAuthRefresher } from "./oauth.ts";
 import { type BrokerAuditRecord, brokerHandler, type ListenerBinding } from "./pipeline.ts";
-import type { Route } from "./routes.ts";
-import { Http1Server } from "./server.ts";
-import { UpstreamClient, type UpstreamOptions } from "./upstream.ts";
+import type { Route } from "../providers/routes.ts";
+import { Http1Server } from "../http/server.ts";
+import { UpstreamClient, type UpstreamOptions } from "../http/client.ts";
 
 /** What a broker thread needs to serve (structured-cloneable). */
 export interface ThreadInit {

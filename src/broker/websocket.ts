@@ -18,9 +18,9 @@
  */
 
 import { createHash, randomBytes } from "node:crypto";
-import type { HeaderList } from "./headers.ts";
-import type { ServerRequest, ServerResponse, Tunnel } from "./server.ts";
-import type { UpgradeResult, UpstreamClient } from "./upstream.ts";
+import type { HeaderList } from "../http/headers.ts";
+import type { ServerRequest, ServerResponse, Tunnel } from "../http/server.ts";
+import type { UpgradeResult, UpstreamClient } from "../http/client.ts";
 
 /** How long the upstream handshake may take. */
 export const WS_CONNECT_TIMEOUT_MS = 10_000;

@@ -29,7 +29,7 @@ import { isScalar, parseDocument, visit } from "yaml";
 import { VaultError } from "../errors.ts";
 import { MAX_CREDENTIAL_BYTES } from "../fs/limits.ts";
 import { readSecretFile } from "../fs/secret_file.ts";
-import { isHeaderValue } from "../broker/headers.ts";
+import { isHeaderValue } from "../http/headers.ts";
 import { findUnsafeChar } from "../sanitize.ts";
 import { validateCredentialData } from "../store/validate.ts";
 import { isToken } from "../tokens/format.ts";

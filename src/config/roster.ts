@@ -51,8 +51,8 @@ import {
   type Route,
   type Routes,
   routesFromValue,
-} from "../broker/routes.ts";
-import { isHeaderName, isHeaderValue } from "../broker/headers.ts";
+} from "../providers/routes.ts";
+import { isHeaderName, isHeaderValue } from "../http/headers.ts";
 import { escapeJsonText } from "../sanitize.ts";
 import { currentUid, MAX_CONFIG_BYTES, readSecretFile } from "../fs/mod.ts";
 import { SHARED_CONFIG_PATCH_KEYS, type SharedConfigPatch } from "./patch_types.ts";

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { BUILTIN_ROUTES_SOURCE } from "../broker/routes.ts";
+import { BUILTIN_ROUTES_SOURCE } from "../providers/routes.ts";
 
 /** Built-in roster entries by provider name, in the roster file format (snake_case). */
 export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unknown>>> = {

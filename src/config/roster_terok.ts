@@ -25,7 +25,7 @@
  */
 
 import { PROVIDER_RENAMES } from "../store/schema.ts";
-import { normalizeBase } from "../broker/routes.ts";
+import { normalizeBase } from "../providers/routes.ts";
 import { InvalidRoster } from "./roster_errors.ts";
 import { isMapping } from "./roster_merge.ts";
 

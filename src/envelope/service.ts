@@ -18,7 +18,7 @@
  * operations are open to every `envelope` token: the pool is shared); a
  * malformed request 400 (a body over 1 MiB included); a value that does not
  * decrypt 422 with the reason. Revocation counts at the next request (the
- * broker's {@link GrantCache}: one `PRAGMA data_version` per batch).
+ * {@link TokenGate}: one `PRAGMA data_version` per batch).
  *
  * Every call is one line of the audit file (time, scope, subject, op,
  * user_id, outcome, status; never a value, key or token), written before
@@ -27,13 +27,13 @@
  * @module
  */
 
-import { AuditLog } from "../agent/audit.ts";
-import { bindUnixSocketWith, type BoundUnixSocket } from "../agent/socket.ts";
-import { extractToken } from "../broker/extract.ts";
-import { splitTarget } from "../broker/pipeline.ts";
-import { GrantCache } from "../broker/grants.ts";
-import type { HeaderList } from "../broker/headers.ts";
-import { Http1Server, type ServerRequest, type ServerResponse } from "../broker/server.ts";
+import { AuditLog } from "../audit/log.ts";
+import { bindUnixSocketWith, type BoundUnixSocket } from "../net/socket.ts";
+import { extractToken } from "../http/extract.ts";
+import { splitTarget } from "../http/target.ts";
+import { TokenGate } from "../tokens/gate.ts";
+import type { HeaderList } from "../http/headers.ts";
+import { Http1Server, type ServerRequest, type ServerResponse } from "../http/server.ts";
 import { InvalidInput } from "../errors.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
 import type { CredentialStore } from "../store/store.ts";
@@ -153,7 +153,7 @@ export async function startEnvelopeService(
       ? null
       : await AuditLog.open<EnvelopeAuditRecord>(options.auditPath);
     const handler = envelopeHandler({
-      grants: new GrantCache(options.store),
+      grants: new TokenGate(options.store),
       keys,
       kek,
       limits,
@@ -194,7 +194,7 @@ export async function startEnvelopeService(
 }
 
 interface HandlerServices {
-  grants: GrantCache;
+  grants: TokenGate;
   keys: KeyStore;
   kek: Uint8Array;
   limits: Map<string, RegExp[]>;

@@ -11,8 +11,8 @@ import type { Context } from "../context.ts";
 import { ExitWith, UsageError } from "../../errors.ts";
 import { validateCredentialSet, validateScope, validateSubject } from "../../store/validate.ts";
 import { baseUrlValue, loadRoster, rosterRoutes } from "../../config/roster.ts";
-import { openExecSession } from "../../exec/session.ts";
-import { sweepDeadSessions } from "../../exec/sweep.ts";
+import { openExecSession } from "../../serve/exec_session.ts";
+import { sweepDeadSessions } from "../../serve/exec_sweep.ts";
 import { parseProviderList, rosterDirsOf, vaultStateDir } from "./config_shared.ts";
 
 /** Signals passed on to the command. */

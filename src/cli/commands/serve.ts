@@ -12,15 +12,15 @@ import { wipeMaterial } from "../../unlock/types.ts";
 import { MAX_TOKEN_FILE_BYTES, readSecretFile, stripNewline } from "../input.ts";
 import { UsageError } from "../../errors.ts";
 import { type AgentAddress, type ExternalListener, startAgent } from "../../agent/agent.ts";
-import { adoptSocket, inheritedSockets } from "../../agent/activation.ts";
+import { adoptSocket, inheritedSockets } from "../../net/activation.ts";
 import {
   formatSignerAddress,
   parseSignerAddress,
   startBridge,
   startRelay,
 } from "../../agent/bridge.ts";
-import { type StreamListener, tcpListener, unixListener } from "../../agent/listener.ts";
-import { bindUnixSocket } from "../../agent/socket.ts";
+import { type StreamListener, tcpListener, unixListener } from "../../net/listener.ts";
+import { bindUnixSocket } from "../../net/socket.ts";
 import { AgentConfigError, BridgeTokenError } from "../../agent/errors.ts";
 import { opensslAvailable } from "../../agent/openssl_rsa.ts";
 import { MAX_TOKEN_BYTES } from "../../agent/handshake.ts";
@@ -545,7 +545,7 @@ async function startBrokerFor(
     await Promise.all([
       import("../../broker/broker.ts"),
       import("../../config/roster.ts"),
-      import("../../broker/routes_file.ts"),
+      import("../../providers/routes_file.ts"),
     ]);
   // Without a routes file, the roster's routes: the same `vault config routes` prints.
   const routes = settings.routesFile === undefined

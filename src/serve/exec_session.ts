@@ -17,12 +17,12 @@
 
 import { join } from "node:path";
 import { startBroker } from "../broker/broker.ts";
-import type { Routes } from "../broker/routes.ts";
-import type { UpstreamOptions } from "../broker/upstream.ts";
+import type { Routes } from "../providers/routes.ts";
+import type { UpstreamOptions } from "../http/client.ts";
 import { startAgent } from "../agent/agent.ts";
 import type { CredentialStore } from "../store/store.ts";
 import { type EnvProvider, type EnvVar, mintContainerEnv, type MintedEnv } from "../config/env.ts";
-import { SESSION_PREFIX, writeSessionRecord } from "./sweep.ts";
+import { SESSION_PREFIX, writeSessionRecord } from "./exec_sweep.ts";
 
 /** Inputs of {@link openExecSession}. */
 export interface ExecSessionOptions {

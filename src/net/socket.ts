@@ -220,7 +220,7 @@ async function ensureSocketDir(dir: string, path: string): Promise<void> {
  * @throws {SocketPathError} when it is a symlink, not a directory, or
  *   owned by someone else.
  */
-export async function ensurePrivateDir(dir: string): Promise<void> {
+export async function ensureRuntimeDir(dir: string): Promise<void> {
   try {
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   } catch (error) {

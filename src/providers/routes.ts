@@ -14,7 +14,7 @@
 
 import { VaultError } from "../errors.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
-import { isHeaderName, isHeaderValue } from "./headers.ts";
+import { isHeaderName, isHeaderValue } from "../http/headers.ts";
 
 /** How a route renews its OAuth access token (reference §10). */
 export interface OAuthRefresh {

@@ -11,7 +11,7 @@
  */
 
 import { createServer } from "node:net";
-import { AgentConfigError } from "./errors.ts";
+import { ListenerConfigError } from "./errors.ts";
 import { nodeListener, type StreamListener } from "./listener.ts";
 
 /** First inherited descriptor (SD_LISTEN_FDS_START). */
@@ -31,7 +31,7 @@ export interface InheritedSocket {
  * The sockets systemd passed to this process, or an empty list when it was
  * not socket-activated (no LISTEN_FDS, or LISTEN_PID names another process).
  *
- * @throws {AgentConfigError} when LISTEN_FDS is not a number in 1..64.
+ * @throws {ListenerConfigError} when LISTEN_FDS is not a number in 1..64.
  */
 export function inheritedSockets(
   env: Record<string, string | undefined>,
@@ -41,7 +41,7 @@ export function inheritedSockets(
   if (count === undefined || count === "") return [];
   if (env.LISTEN_PID !== undefined && env.LISTEN_PID !== String(pid)) return [];
   if (!/^[0-9]{1,3}$/.test(count) || Number(count) < 1 || Number(count) > MAX_LISTEN_FDS) {
-    throw new AgentConfigError(`LISTEN_FDS must be a number from 1 to ${MAX_LISTEN_FDS}`);
+    throw new ListenerConfigError(`LISTEN_FDS must be a number from 1 to ${MAX_LISTEN_FDS}`);
   }
   const names = (env.LISTEN_FDNAMES ?? "").split(":");
   return Array.from({ length: Number(count) }, (_, i) => ({
@@ -53,7 +53,7 @@ export function inheritedSockets(
 /**
  * Starts accepting on an inherited listening socket.
  *
- * @throws {AgentConfigError} when the descriptor is not a listening socket.
+ * @throws {ListenerConfigError} when the descriptor is not a listening socket.
  */
 export async function adoptSocket(socket: InheritedSocket): Promise<StreamListener> {
   const server = createServer();
@@ -67,7 +67,7 @@ export async function adoptSocket(socket: InheritedSocket): Promise<StreamListen
     });
   } catch (error) {
     server.close();
-    throw new AgentConfigError(
+    throw new ListenerConfigError(
       `inherited file descriptor ${socket.fd} is not a listening socket`,
       { cause: error },
     );

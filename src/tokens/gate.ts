@@ -1,0 +1,96 @@
+/**
+ * The token gate: the one place a presented phantom token is checked, exact
+ * to the request, for every service that accepts tokens (the broker, the
+ * envelope service).
+ *
+ * Every request asks {@link TokenGate.sync} first: one `PRAGMA
+ * data_version` (which changes when another connection commits: `vault
+ * token revoke`, `vault cred set`, a peer's OAuth refresh) plus the count of
+ * commits made through the service's own connection. When either moved,
+ * every cached token is dropped and {@link TokenGate.generation} moves, so a
+ * revoked token fails at the very next request — the same guarantee as
+ * looking it up every time, for one cheap query instead of a lookup.
+ *
+ * Only hits are kept (a spray of unknown tokens is looked up each time and
+ * fills nothing), and at most {@link TOKEN_CACHE_LIMIT} of them.
+ *
+ * @module
+ */
+
+import { isToken } from "./format.ts";
+import type { TokenRecord, TokenSource } from "./resolver.ts";
+
+/** Tokens kept before the cache starts over. */
+export const TOKEN_CACHE_LIMIT = 4096;
+
+/** A {@link TokenSource} that also counts the commits made through it. */
+export interface CountingTokenSource extends TokenSource {
+  /** Commits made through this connection (they do not move `data_version` for it). */
+  readonly commits: number;
+}
+
+/** Checks presented tokens against one store connection; see the module doc. */
+export class TokenGate {
+  readonly #source: CountingTokenSource;
+  readonly #tokens = new Map<string, TokenRecord>();
+  #dataVersion = -1;
+  #commits = -1;
+  #generation = 0;
+  #checkedInBatch = false;
+  readonly #batchEnded = () => {
+    this.#checkedInBatch = false;
+  };
+
+  /** A gate over `source` (read only). */
+  constructor(source: CountingTokenSource) {
+    this.#source = source;
+  }
+
+  /**
+   * How many times the cache was dropped: anything derived from the
+   * database (a credential cache beside this gate) is stale when it moved.
+   */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /**
+   * Drops every cached token when the database changed since the last check.
+   * Call once per request.
+   *
+   * The database is asked once per batch of requests that became readable
+   * together (one microtask checkpoint of the event loop): every request of
+   * the batch had been sent before the first of them was checked, so a
+   * revocation committed after that check was committed after they were
+   * sent. A request sent after a revocation committed always lands in a
+   * later batch, and is refused. Commits through the gate's own connection
+   * are counted in memory and seen at once.
+   */
+  sync(): void {
+    let version = this.#dataVersion;
+    if (!this.#checkedInBatch) {
+      this.#checkedInBatch = true;
+      queueMicrotask(this.#batchEnded);
+      version = this.#source.dataVersion();
+    }
+    const commits = this.#source.commits;
+    if (version === this.#dataVersion && commits === this.#commits) return;
+    this.#dataVersion = version;
+    this.#commits = commits;
+    this.#tokens.clear();
+    this.#generation++;
+  }
+
+  /** The token's row, or null when the text is not a token, is unknown or revoked. */
+  token(presented: string): TokenRecord | null {
+    const cached = this.#tokens.get(presented);
+    if (cached !== undefined) return cached;
+    if (!isToken(presented)) return null;
+    const record = this.#source.lookupToken(presented);
+    if (record !== null) {
+      if (this.#tokens.size >= TOKEN_CACHE_LIMIT) this.#tokens.clear();
+      this.#tokens.set(presented, record);
+    }
+    return record;
+  }
+}
