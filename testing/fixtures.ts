@@ -1,5 +1,5 @@
 /**
- * Access to the shared SQLCipher fixtures: copies (never the originals) and
+ * Access to the SQLCipher fixtures: copies (never the originals) and
  * their JSON manifests.
  *
  * @module
@@ -13,8 +13,8 @@ import type { DbKey } from "../src/store/key.ts";
 import type { Db } from "../src/store/sqlite.ts";
 import { CredentialStore } from "../src/store/store.ts";
 
-/** Directory of the shared fixtures, beside the checkout. */
-export const FIXTURES = fileURLToPath(new URL("../../shared/fixtures/", import.meta.url));
+/** Directory of the fixtures, inside the repository (tests/fixtures/README.md says where each came from). */
+export const FIXTURES = fileURLToPath(new URL("../tests/fixtures/", import.meta.url));
 
 /** A fixture manifest row of credentials. */
 export interface ManifestCredential {

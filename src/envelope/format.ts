@@ -1,6 +1,6 @@
 /**
  * The envelope format, exactly as the Python module it replaces writes it
- * (`../shared/reference/envelope-format.md`):
+ * (`docs/envelope-format.md`):
  *
  * - a value: `"v2:" + base64url_with_padding(nonce(12) ‖ AES-256-GCM(key,
  *   UTF-8(plaintext)) ‖ tag(16))`, a fresh random nonce per value, no AAD;

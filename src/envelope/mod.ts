@@ -1,6 +1,6 @@
 /**
  * Envelope encryption, compatible with the Python module it replaces
- * (format: `../shared/reference/envelope-format.md`): each user's values
+ * (format: `docs/envelope-format.md`): each user's values
  * are encrypted with that user's data key (DEK); DEKs are stored wrapped by
  * a master key (KEK) in a plain SQLite key store; values shared by all
  * users use a pool key derived from the KEK.
