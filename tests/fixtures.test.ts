@@ -7,7 +7,7 @@ import { FIXTURES } from "../testing/fixtures.ts";
 Deno.test("fixtures: every file in tests/fixtures has the checksum its README lists", async () => {
   const readme = await Deno.readTextFile(join(FIXTURES, "README.md"));
   const listed = new Map<string, string>();
-  for (const m of readme.matchAll(/^([0-9a-f]{64})  (\S+)$/gm)) listed.set(m[2], m[1]);
+  for (const m of readme.matchAll(/^([0-9a-f]{64}) {2}(\S+)$/gm)) listed.set(m[2], m[1]);
   const found = new Map<string, string>();
   async function walk(dir: string, prefix: string) {
     for await (const e of Deno.readDir(dir)) {
