@@ -91,7 +91,8 @@ export type BrokerOutcome =
   | "upstream_disconnected"
   | "upstream_error"
   | "client_gone"
-  | "encoding_refused";
+  | "encoding_refused"
+  | "echo_blocked";
 
 /** One audit line of the broker (terok's fields, then ours). */
 export interface BrokerAuditRecord {
@@ -231,10 +232,18 @@ export function brokerHandler(
         url,
         headers,
         upstream: services.upstream,
+        rules,
         onEnd: (stats) => {
           record.bytes_up = stats.bytesUp;
           record.bytes_down = stats.bytesDown;
-          finish(stats.opened ? 101 : 502, stats.opened ? "ok" : "websocket_failed");
+          finish(
+            stats.opened ? 101 : 502,
+            stats.blocked
+              ? "echo_blocked"
+              : stats.opened && !stats.unreadable
+              ? "ok"
+              : "websocket_failed",
+          );
         },
       });
     }
