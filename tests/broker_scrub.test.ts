@@ -181,7 +181,7 @@ Deno.test("FrameScrubber: masked, reserved-bit or reserved-opcode frames and a t
   refuse(encodeFrame(true, 8, reason), EchoBlocked);
 });
 
-Deno.test("decodedBody: gzip and br fed in random pieces decode to the scrubbed text (seeded)", async () => {
+Deno.test("decodedBody: gzip, br, zstd and deflate fed in random pieces decode to the scrubbed text, decoders reused (seeded)", async () => {
   const seed = testSeed("BROKER_DECODE_SEED", 0xd3c0);
   const rnd = seededRandom(seed);
   const rules = new ScrubRules([{ secret: SECRET, replacement: PHANTOM }]);
@@ -191,9 +191,15 @@ Deno.test("decodedBody: gzip and br fed in random pieces decode to the scrubbed 
     while (text.length < target) {
       text += String(rnd()).repeat(Math.floor(rnd() * 20)) + (rnd() < 0.5 ? SECRET : "");
     }
-    const coding = rnd() < 0.5 ? "gzip" : "br";
+    const coding = ["gzip", "br", "zstd", "deflate"][Math.floor(rnd() * 4)];
     const raw = new TextEncoder().encode(text);
-    const encoded = coding === "gzip" ? zlib.gzipSync(raw) : zlib.brotliCompressSync(raw);
+    const encoded = coding === "gzip"
+      ? zlib.gzipSync(raw)
+      : coding === "br"
+      ? zlib.brotliCompressSync(raw)
+      : coding === "zstd"
+      ? zlib.zstdCompressSync(raw)
+      : zlib.deflateSync(raw);
     const pieces: Uint8Array[] = [];
     for (let at = 0; at < encoded.length;) {
       const n = 1 + Math.floor(rnd() * 3000);

@@ -204,8 +204,83 @@ interface ZlibHandle {
 }
 
 interface ZlibStream {
-  _handle?: ZlibHandle;
+  _handle?: ZlibHandle & { reset?(): void };
   _writeState?: Uint32Array;
+}
+
+/** A native decoder: its handle, where it reports progress, the flush mode to call it with. */
+interface Native {
+  kind: string;
+  handle: ZlibHandle & { reset?(): void };
+  state: Uint32Array;
+  flush: number;
+}
+
+/**
+ * Idle decoders kept for reuse, per kind (making one costs about 0.1 ms). Only zlib's
+ * (gzip, deflate): a reset brotli or zstd handle of node:zlib here does not start afresh.
+ */
+const idle = new Map<string, Native[]>();
+const REUSABLE = new Set(["gzip", "deflate", "deflate-raw"]);
+const MAX_IDLE = 32;
+
+/** Where every decoder writes (synchronously, one call at a time); pieces are copied out. */
+const scratch = new Uint8Array(DECODED_PIECE_BYTES);
+
+function openNative(kind: string): Native {
+  const pooled = idle.get(kind)?.pop();
+  if (pooled !== undefined) return pooled;
+  let stream: ZlibStream;
+  let flush = zlib.constants.Z_SYNC_FLUSH;
+  switch (kind) {
+    case "gzip":
+      stream = zlib.createGunzip() as unknown as ZlibStream;
+      break;
+    case "deflate":
+      stream = zlib.createInflate() as unknown as ZlibStream;
+      break;
+    case "deflate-raw":
+      stream = zlib.createInflateRaw() as unknown as ZlibStream;
+      break;
+    case "br":
+      stream = zlib.createBrotliDecompress() as unknown as ZlibStream;
+      flush = zlib.constants.BROTLI_OPERATION_FLUSH;
+      break;
+    case "zstd":
+      stream = zlib.createZstdDecompress() as unknown as ZlibStream;
+      flush = (zlib.constants as unknown as Record<string, number>).ZSTD_e_flush ?? 1;
+      break;
+    default:
+      throw new UndecodableBody(`the ${kind} coding is not decoded`);
+  }
+  const handle = stream._handle;
+  const state = stream._writeState;
+  if (typeof handle?.writeSync !== "function" || !(state instanceof Uint32Array)) {
+    throw new UndecodableBody(`node:zlib offers no synchronous ${kind} decoder here`);
+  }
+  return { kind, handle, state, flush };
+}
+
+/** Puts a decoder that did not fail back for reuse (reset), or frees it. */
+function releaseNative(native: Native, reusable: boolean): void {
+  let list = idle.get(native.kind);
+  if (reusable && REUSABLE.has(native.kind) && typeof native.handle.reset === "function") {
+    if (list === undefined) idle.set(native.kind, list = []);
+    if (list.length < MAX_IDLE) {
+      try {
+        native.handle.reset();
+        list.push(native);
+        return;
+      } catch {
+        // not reusable after all
+      }
+    }
+  }
+  try {
+    native.handle.close();
+  } catch {
+    // already closed
+  }
 }
 
 /** A zlib header (RFC 1950): deflate method, the check bits right. */
@@ -220,14 +295,12 @@ function isZlibHeader(a: number, b: number): boolean {
  */
 class LayerDecoder {
   readonly #coding: string;
-  #handle: ZlibHandle | null = null;
-  #state: Uint32Array | null = null;
-  #flush = 0;
+  #native: Native | null = null;
   #input: Uint8Array = NO_BYTES;
   #inOff = 0;
   /** The last call filled its output: more may come without input. */
   #full = false;
-  #out = new Uint8Array(DECODED_PIECE_BYTES);
+  #failed = false;
   #closed = false;
 
   constructor(coding: string) {
@@ -238,7 +311,7 @@ class LayerDecoder {
   feed(input: Uint8Array): void {
     // Before the decoder opens (deflate waits for two bytes), what was left is kept.
     const left = this.#input.length - this.#inOff;
-    this.#input = this.#handle === null && left > 0
+    this.#input = this.#native === null && left > 0
       ? concatBytes([this.#input.subarray(this.#inOff), input])
       : input;
     this.#inOff = 0;
@@ -249,97 +322,62 @@ class LayerDecoder {
     for (;;) {
       const inLen = this.#input.length - this.#inOff;
       if (inLen === 0 && !this.#full) return null;
-      const handle = this.#handle ?? this.#open();
-      if (handle === null) return null; // deflate: waiting for its first two bytes
+      const native = this.#native ?? this.#open();
+      if (native === null) return null; // deflate: waiting for its first two bytes
       let failed = false;
-      handle.onerror = () => failed = true;
+      native.handle.onerror = () => failed = true;
       try {
-        handle.writeSync(
-          this.#flush,
+        native.handle.writeSync(
+          native.flush,
           this.#input,
           this.#inOff,
           inLen,
-          this.#out,
+          scratch,
           0,
-          this.#out.length,
+          scratch.length,
         );
       } catch {
         failed = true;
       }
-      if (failed) throw new UndecodableBody(`the ${this.#coding} response body cannot be decoded`);
-      const availOut = this.#state![0];
-      const availIn = this.#state![1];
-      const produced = this.#out.length - availOut;
+      if (failed) {
+        this.#failed = true;
+        throw new UndecodableBody(`the ${this.#coding} response body cannot be decoded`);
+      }
+      const availOut = native.state[0];
+      const availIn = native.state[1];
+      const produced = scratch.length - availOut;
       this.#inOff = this.#input.length - availIn;
       this.#full = availOut === 0;
       if (this.#inOff === this.#input.length) {
         this.#input = NO_BYTES;
         this.#inOff = 0;
       }
-      if (produced > 0) {
-        if (produced >= DECODED_PIECE_BYTES / 4) {
-          const piece = this.#out.subarray(0, produced);
-          this.#out = new Uint8Array(DECODED_PIECE_BYTES); // the piece is handed on, not copied
-          return piece;
-        }
-        return this.#out.slice(0, produced);
-      }
+      if (produced > 0) return scratch.slice(0, produced);
       if (availIn > 0 && availIn === inLen) {
         // Neither output nor progress: data after the stream's end, or a stuck stream.
+        this.#failed = true;
         throw new UndecodableBody(`the ${this.#coding} response body has data after its end`);
       }
     }
   }
 
-  /** Frees the native state. */
+  /** Frees the native state (or keeps it for the next response). */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      this.#handle?.close();
-    } catch {
-      // already closed
-    }
+    if (this.#native !== null) releaseNative(this.#native, !this.#failed);
+    this.#native = null;
   }
 
-  #open(): ZlibHandle | null {
-    let stream: ZlibStream;
-    switch (this.#coding) {
-      case "gzip":
-        stream = zlib.createGunzip() as unknown as ZlibStream;
-        this.#flush = zlib.constants.Z_SYNC_FLUSH;
-        break;
-      case "deflate": {
-        // "deflate" is zlib-wrapped by the standard, raw by some servers: tell them apart.
-        if (this.#input.length - this.#inOff < 2) return null; // kept until the next feed
-        const a = this.#input[this.#inOff];
-        const b = this.#input[this.#inOff + 1];
-        stream =
-          (isZlibHeader(a, b)
-            ? zlib.createInflate()
-            : zlib.createInflateRaw()) as unknown as ZlibStream;
-        this.#flush = zlib.constants.Z_SYNC_FLUSH;
-        break;
-      }
-      case "br":
-        stream = zlib.createBrotliDecompress() as unknown as ZlibStream;
-        this.#flush = zlib.constants.BROTLI_OPERATION_FLUSH;
-        break;
-      case "zstd":
-        stream = zlib.createZstdDecompress() as unknown as ZlibStream;
-        this.#flush = (zlib.constants as unknown as Record<string, number>).ZSTD_e_flush ?? 1;
-        break;
-      default:
-        throw new UndecodableBody(`the ${this.#coding} coding is not decoded`);
+  #open(): Native | null {
+    let kind = this.#coding;
+    if (kind === "deflate") {
+      // "deflate" is zlib-wrapped by the standard, raw by some servers: tell them apart.
+      if (this.#input.length - this.#inOff < 2) return null; // kept until the next feed
+      const a = this.#input[this.#inOff];
+      const b = this.#input[this.#inOff + 1];
+      if (!isZlibHeader(a, b)) kind = "deflate-raw";
     }
-    if (
-      typeof stream._handle?.writeSync !== "function" ||
-      !(stream._writeState instanceof Uint32Array)
-    ) {
-      throw new UndecodableBody(`node:zlib offers no synchronous ${this.#coding} decoder here`);
-    }
-    this.#handle = stream._handle;
-    this.#state = stream._writeState;
-    return this.#handle;
+    return this.#native = openNative(kind);
   }
 }
