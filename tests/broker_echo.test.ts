@@ -184,6 +184,17 @@ async function withEchoBroker(
 /** Serves `you sent <Authorization>` in the coding the path names (`/gzip`, `/gzip,br`, ...). */
 async function echoEncoded(conn: Deno.Conn, head: string): Promise<void> {
   const path = head.split(" ")[1].slice(1);
+  if (path === "te-gzip") {
+    // gzip as a transfer coding: the body is still gzip once de-chunked.
+    const gz = zlib.gzipSync(utf8(`you sent ${authOf(head)}`));
+    await writeAll(
+      conn,
+      `HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n`,
+    );
+    await writeAll(conn, chunk(gz));
+    await writeAll(conn, "0\r\n\r\n");
+    return;
+  }
   let body = utf8(`you sent ${authOf(head)}`);
   const codings = path.split(",");
   for (const coding of codings) body = (ENCODERS[coding] ?? ((d: Uint8Array) => d))(body);
@@ -191,10 +202,19 @@ async function echoEncoded(conn: Deno.Conn, head: string): Promise<void> {
   await writeAll(conn, whole("200 OK", [`Content-Encoding: ${label}`], body));
 }
 
-Deno.test("broker echo: a key echoed in a gzip, deflate (zlib or raw), br, zstd or stacked body reaches the client as the phantom", async () => {
+Deno.test("broker echo: a key echoed in a gzip, deflate (zlib or raw), br, zstd, stacked or gzip transfer-coded body reaches the client as the phantom", async () => {
   await withEchoBroker(echoEncoded, async ({ port, token }) => {
     for (
-      const path of ["/gzip", "/deflate", "/raw-deflate", "/br", "/zstd", "/gzip,gzip", "/br,gzip"]
+      const path of [
+        "/gzip",
+        "/deflate",
+        "/raw-deflate",
+        "/br",
+        "/zstd",
+        "/gzip,gzip",
+        "/br,gzip",
+        "/te-gzip",
+      ]
     ) {
       const got = await ask(port, path, token);
       assertEquals(got.status, 200, path);
@@ -212,15 +232,28 @@ Deno.test("broker echo: the Accept-Encoding sent upstream names only codings the
   });
 });
 
-Deno.test("broker echo: an unknown or too deeply stacked coding answers 502 and relays nothing of the body", async () => {
+Deno.test("broker echo: an unknown or too deeply stacked coding, or a range of a gzip body, answers 502 and relays nothing of the body", async () => {
   await withEchoBroker(async (conn, head) => {
     const path = head.split(" ")[1];
     const body = utf8(`you sent ${authOf(head)}`);
     const coding = path === "/compress" ? "compress" : "gzip, gzip, gzip";
     const bytes = path === "/compress" ? body : zlib.gzipSync(zlib.gzipSync(zlib.gzipSync(body)));
+    if (path === "/range") {
+      // A range of a gzip body: not decodable alone.
+      const gz = zlib.gzipSync(body, { level: 0 });
+      const part = gz.subarray(12);
+      await writeAll(
+        conn,
+        whole("206 Partial Content", [
+          "Content-Encoding: gzip",
+          `Content-Range: bytes 12-${gz.length - 1}/${gz.length}`,
+        ], part),
+      );
+      return;
+    }
     await writeAll(conn, whole("200 OK", [`Content-Encoding: ${coding}`], bytes));
   }, async ({ port, token, audit }) => {
-    for (const path of ["/compress", "/triple"]) {
+    for (const path of ["/compress", "/triple", "/range"]) {
       const got = await ask(port, path, token);
       assertEquals([got.status, text.decode(got.body)], [
         502,
@@ -230,6 +263,7 @@ Deno.test("broker echo: an unknown or too deeply stacked coding answers 502 and 
     }
     await new Promise((resolve) => setTimeout(resolve, 50)); // the audit lines land
     assertEquals(auditRecords(audit).map((r) => [r.status, r.outcome]), [
+      [502, "encoding_refused"],
       [502, "encoding_refused"],
       [502, "encoding_refused"],
     ]);

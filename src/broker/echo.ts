@@ -85,19 +85,31 @@ export type BodyPlan =
   /** Encoded in a way the broker cannot read: never relayed. */
   | { kind: "refuse" };
 
-/** The {@link BodyPlan} for a response with `headers`, given what is to be scrubbed. */
-export function bodyPlan(headers: HeaderList, rules: ScrubRules): BodyPlan {
+/**
+ * The {@link BodyPlan} for a response with `status` and `headers`, given what
+ * is to be scrubbed. A 206 of an encoded representation is refused: a range
+ * of compressed bytes cannot be decoded on its own.
+ */
+export function bodyPlan(headers: HeaderList, rules: ScrubRules, status = 200): BodyPlan {
   if (!rules.active) return { kind: "raw" };
+  // Content codings first, then transfer codings (RFC 9112 §6.1: a sender
+  // may compress in Transfer-Encoding too, which the client layer does not
+  // undo: `gzip, chunked` leaves a gzip body once de-chunked).
   const codings: string[] = [];
-  for (const [name, value] of headers) {
-    if (lowerName(name) !== "content-encoding") continue;
-    for (const item of value.split(",")) {
-      const coding = item.trim().toLowerCase();
-      if (coding !== "" && coding !== "identity") codings.push(coding);
+  for (const wanted of ["content-encoding", "transfer-encoding"]) {
+    for (const [name, value] of headers) {
+      if (lowerName(name) !== wanted) continue;
+      for (const item of value.split(",")) {
+        const coding = item.trim().toLowerCase();
+        if (coding !== "" && coding !== "identity" && coding !== "chunked") codings.push(coding);
+      }
     }
   }
   if (codings.length === 0) return { kind: "scrub" };
-  if (codings.length > MAX_CODINGS || !codings.every((c) => READABLE_CODINGS.has(c))) {
+  if (
+    status === 206 || codings.length > MAX_CODINGS ||
+    !codings.every((c) => READABLE_CODINGS.has(c))
+  ) {
     return { kind: "refuse" };
   }
   return { kind: "decode", codings };
