@@ -22,15 +22,16 @@
  *    credential (see {@link followRedirects}); other redirects are relayed,
  *    `Location` included. The credential never travels to another origin.
  * 5. The response streams back as it arrives (repeated headers kept; the
- *    status line with the standard reason phrase, never the upstream's). A disconnect before the response headers is
- *    retried once for a bodiless idempotent request → 502 `Upstream
+ *    status line with the standard reason phrase, never the upstream's). A
+ *    disconnect before the response headers is retried once for a bodiless idempotent request → 502 `Upstream
  *    disconnected`; any other failure → 502 `Upstream request failed`.
  *
  * A secret the upstream echoes back (in a header name or value, a body,
  * even split across chunks, or a WebSocket frame) reaches the client as the
  * phantom token (`scrub.ts`, `ws_echo.ts`). Upstream is asked only for
  * codings the broker reads; an encoded body is decoded, scrubbed and relayed
- * identity (`echo.ts`); one it cannot read answers 502 `encoding_refused`. Every request ends in one audit line (never a body, a secret or a query).
+ * identity (`echo.ts`); one it cannot read answers 502 `encoding_refused`.
+ * Every request ends in one audit line (never a body, a secret or a query).
  * Reads only on the hot path: the store is never written here.
  *
  * @module
