@@ -23,8 +23,9 @@
  *    `Location` included. The credential never travels to another origin.
  * 5. The response streams back as it arrives (repeated headers kept; the
  *    status line with the standard reason phrase, never the upstream's). A
- *    disconnect before the response headers is retried once for a bodiless idempotent request → 502 `Upstream
- *    disconnected`; any other failure → 502 `Upstream request failed`.
+ *    disconnect before the response headers is retried once for a bodiless
+ *    idempotent request → 502 `Upstream disconnected`; any other failure →
+ *    502 `Upstream request failed`.
  *
  * A secret the upstream echoes back (in a header name or value, a body,
  * even split across chunks, or a WebSocket frame) reaches the client as the
