@@ -19,13 +19,18 @@
  * 3. per-event delay of a 100-event SSE stream (as fast as possible, and one every 5 ms),
  *    through the broker vs direct, alternating: each event carries its send time, the client
  *    timestamps its arrival;
- * 4. the broker's RSS (`/proc/<pid>/status` VmRSS) with 2,000 SSE streams open at once.
+ * 4. the broker's RSS (`/proc/<pid>/status` VmRSS) with 2,000 SSE streams open at once;
+ * 5. a 16 KB JSON body at 32 connections, identity and gzip (`Accept-Encoding: gzip`, nginx's
+ *    `gzip_static`): vault decodes a gzip body to scan it for echoed keys (and answers
+ *    identity), nginx relays it compressed; vault vs nginx ×1 interleaved, the median of the
+ *    paired ratios per body.
  *
  * Targets (issue 9) are printed with pass/fail, never asserted. The machine is shared: read the
  * ratios, which are taken from neighbouring runs, rather than the absolute figures.
  *
  *   deno task bench:broker                          5 rounds of 3 s runs
  *   deno task bench:broker --rounds 7 --seconds 5
+ *   deno task bench:broker --only gzip --seconds 1    section 5 alone (about half a minute)
  *
  * @module
  */
@@ -57,6 +62,8 @@ const TARGETS = {
 interface Settings {
   rounds: number;
   seconds: number;
+  /** Only this section (`gzip`), or every section. */
+  only: "gzip" | null;
 }
 
 function parseSettings(args: string[]): Settings {
@@ -69,7 +76,10 @@ function parseSettings(args: string[]): Settings {
     }
     return n;
   };
-  return { rounds: value("--rounds", 5, 5), seconds: value("--seconds", 3, 1) };
+  const onlyAt = args.indexOf("--only");
+  const only = onlyAt < 0 ? null : args[onlyAt + 1];
+  if (only !== null && only !== "gzip") throw new Error("--only takes: gzip");
+  return { rounds: value("--rounds", 5, 5), seconds: value("--seconds", 3, 1), only };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -181,8 +191,36 @@ function startNginx(dir: string, conf: string, label: string): Background {
   ], { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin:/usr/sbin" });
 }
 
-/** The upstream: nginx returning a fixed small JSON body. */
-function staticUpstream(dir: string, port: number): Background {
+/** The body of the gzip case: 16 KB of chat-completion-like JSON. */
+function largeBody(): string {
+  const choices = [];
+  for (let i = 0; choices.length === 0 || JSON.stringify(choices).length < 16_000; i++) {
+    choices.push({
+      index: i,
+      message: {
+        role: "assistant",
+        content: `Step ${i}: the quick brown fox ${i * 7919 % 1000} jumps over the lazy dog ` +
+          `${(i * 104729).toString(36)}; tokens ${i * 31 % 97} of ${i * 17 % 89}.`,
+      },
+      finish_reason: i % 5 === 0 ? "stop" : null,
+    });
+  }
+  return JSON.stringify({ id: "bench", object: "chat.completion", choices }) + "\n";
+}
+
+/**
+ * The upstream: nginx returning a fixed small JSON body; under `/files/` a 16 KB JSON file,
+ * sent gzip-compressed (a `.gz` made beforehand, `gzip_static`) to a client that accepts it.
+ */
+async function staticUpstream(dir: string, port: number): Promise<Background> {
+  const files = join(dir, "www", "files");
+  Deno.mkdirSync(files, { recursive: true });
+  const body = new TextEncoder().encode(largeBody());
+  Deno.writeFileSync(join(files, "body.json"), body);
+  const gz = await new Response(
+    new Blob([body]).stream().pipeThrough(new CompressionStream("gzip")),
+  ).bytes();
+  Deno.writeFileSync(join(files, "body.json.gz"), gz);
   return startNginx(
     dir,
     nginxConf(
@@ -190,6 +228,7 @@ function staticUpstream(dir: string, port: number): Background {
       "1",
       `    listen 127.0.0.1:${port};
     default_type application/json;
+    location /files/ { root ${join(dir, "www")}; gzip_static on; etag off; }
     location / { return 200 '{"id":"bench","object":"chat.completion","choices":[]}\\n'; }`,
     ),
     "nginx upstream",
@@ -235,6 +274,7 @@ async function wrk(
   connections: number,
   threads: number,
   seconds: number,
+  acceptEncoding?: string,
 ): Promise<WrkResult> {
   const output = await new Deno.Command("wrk", {
     args: [
@@ -251,6 +291,7 @@ async function wrk(
       url,
       "--",
       tokenFile,
+      ...(acceptEncoding === undefined ? [] : [acceptEncoding]),
     ],
     stdin: "null",
     stdout: "piped",
@@ -348,10 +389,64 @@ async function openStreams(
   return readers;
 }
 
+/**
+ * Section 5: the 16 KB JSON body, identity and gzip, at 32 connections; vault and nginx ×1
+ * alternating per round. Returns the report's lines.
+ */
+async function gzipSection(
+  vaultPort: number,
+  nginxPort: number,
+  tokenFile: string,
+  rounds: number,
+  seconds: number,
+): Promise<string[]> {
+  progress("16 KB body, identity and gzip");
+  const path = "/files/body.json";
+  const bodies = [
+    { name: "16 KB JSON, identity", encoding: undefined },
+    { name: "16 KB JSON, gzip (client accepts gzip)", encoding: "gzip" },
+  ];
+  const rows: string[][] = [];
+  for (const body of bodies) {
+    const vault = `http://127.0.0.1:${vaultPort}${path}`;
+    const nginx = `http://127.0.0.1:${nginxPort}${path}`;
+    await wrk(vault, tokenFile, 32, 2, 1, body.encoding); // warm-up
+    await wrk(nginx, tokenFile, 32, 2, 1, body.encoding);
+    const v: WrkResult[] = [];
+    const n: WrkResult[] = [];
+    for (let round = 0; round < rounds; round++) {
+      v.push(await wrk(vault, tokenFile, 32, 2, seconds, body.encoding));
+      n.push(await wrk(nginx, tokenFile, 32, 2, seconds, body.encoding));
+    }
+    rows.push([
+      body.name,
+      rps(median(v.map((x) => x.rps))),
+      ms(median(v.map((x) => x.p50))),
+      ms(median(v.map((x) => x.p99))),
+      rps(median(n.map((x) => x.rps))),
+      ms(median(n.map((x) => x.p50))),
+      `${median(v.map((x, i) => x.rps / n[i].rps)).toFixed(2)}×`,
+    ]);
+  }
+  return [
+    `### A 16 KB JSON body at 32 connections (\`wrk -t 2 -c 32\`), vault vs nginx ×1, ` +
+    `${rounds} pairs`,
+    "",
+    table(
+      ["body", "vault req/s", "vault p50", "vault p99", "nginx req/s", "nginx p50", "vault/nginx"],
+      rows,
+      [false, true, true, true, true, true, true],
+    ),
+    "",
+    "gzip: vault decodes the body to scan it for an echoed key and answers identity; nginx " +
+    "relays the gzip bytes. The ratio is the median of the per-round ratios.",
+  ];
+}
+
 // ---------------------------------------------------------------------------------------------
 
 if (import.meta.main) {
-  const { rounds, seconds } = parseSettings(Deno.args);
+  const { rounds, seconds, only } = parseSettings(Deno.args);
   for (const tool of ["wrk", "nginx"]) {
     const found = await new Deno.Command("sh", { args: ["-c", `command -v ${tool}`] }).output();
     if (found.code !== 0) {
@@ -392,7 +487,7 @@ if (import.meta.main) {
       const tokenFile = cli.file("token", token + "\n");
 
       const upPort = freePort();
-      const upstream = staticUpstream(join(home, "nginx-up"), upPort);
+      const upstream = await staticUpstream(join(home, "nginx-up"), upPort);
       running.push(upstream);
       await waitForPort(upPort, upstream);
 
@@ -457,6 +552,18 @@ if (import.meta.main) {
         { name: "nginx proxy, auto workers", url: `http://127.0.0.1:${nginxAutoPort}${path}` },
       ];
       const [direct, broker, ngx1] = cases;
+
+      if (only === "gzip") {
+        console.log(
+          [
+            `bench:broker --only gzip — ${rounds} rounds of ${seconds} s wrk runs per case; ` +
+            `deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores (shared)`,
+            "",
+            ...await gzipSection(vaultPort, nginx1Port, tokenFile, rounds, seconds),
+          ].join("\n"),
+        );
+        return;
+      }
 
       // Warm-up: JIT, pools, page cache.
       progress("warm-up");
@@ -638,6 +745,9 @@ if (import.meta.main) {
         ],
         [false, true],
       ));
+      out.push("");
+
+      out.push(...await gzipSection(vaultPort, nginx1Port, tokenFile, rounds, seconds));
       out.push("");
 
       out.push("### Targets (issue 9)");

@@ -12,6 +12,7 @@ import { withTempStore } from "../testing/fixtures.ts";
 import { startBroker } from "../src/broker/broker.ts";
 import { routesFromValue } from "../src/providers/routes.ts";
 import { acceptValue } from "../src/broker/websocket.ts";
+import { auditRecords, readAll, readHead, until, within } from "../testing/broker.ts";
 
 const SECRET = "sk-REAL-websocket-0123456789";
 
@@ -196,5 +197,185 @@ Deno.test("broker websocket: any close code passes (1011), the client's key and 
       await broker.close();
       await upstream.stop();
     }
+  });
+});
+
+/** An unmasked frame as an upstream sends it. */
+function frame(fin: boolean, opcode: number, payload: Uint8Array | string): Uint8Array {
+  const data = typeof payload === "string" ? new TextEncoder().encode(payload) : payload;
+  if (data.length >= 126) throw new Error("test frames are short");
+  return new Uint8Array([(fin ? 0x80 : 0) | opcode, data.length, ...data]);
+}
+
+/**
+ * A raw WebSocket upstream that, once the handshake is done, echoes the
+ * Authorization it got in frames: `/echo` in a text message, a binary one, a
+ * message fragmented mid-key over three frames (written apart), a ping and a
+ * close reason; `/blocked` in a close reason too long to hold the phantom
+ * token instead; `/deflate` negotiates permessage-deflate uninvited.
+ */
+function echoingUpstream(): { port: number; stop(): Promise<void> } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const tasks: Promise<void>[] = [];
+  const serve = async (conn: Deno.Conn) => {
+    const head = await readHead(conn);
+    if (head === null) return;
+    const key = /\r\nSec-WebSocket-Key: (\S+)/i.exec(head)?.[1] ?? "";
+    const auth = /\r\nAuthorization: ([^\r\n]+)/i.exec(head)?.[1] ?? "";
+    const path = head.split(" ")[1];
+    const write = async (bytes: Uint8Array) => {
+      await conn.write(bytes);
+      await new Promise((resolve) => setTimeout(resolve, 20)); // apart, as separate reads
+    };
+    await conn.write(new TextEncoder().encode(
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        `Sec-WebSocket-Accept: ${acceptValue(key)}\r\n` +
+        (path === "/deflate" ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "") +
+        "\r\n",
+    ));
+    if (path === "/echo") {
+      await write(frame(true, 1, `you sent ${auth}`));
+      await write(frame(true, 2, new TextEncoder().encode(auth)));
+      const cut = "Bearer ".length + 10;
+      await write(frame(false, 1, `a ${auth.slice(0, cut)}`));
+      await write(frame(false, 0, auth.slice(cut)));
+      await write(frame(true, 9, auth)); // a ping between fragments
+      await write(frame(true, 0, " end"));
+      const reason = new TextEncoder().encode(`bye ${auth}`);
+      await write(frame(true, 8, new Uint8Array([0x0f, 0xa0, ...reason]))); // 4000
+    } else if (path === "/blocked") {
+      const reason = new TextEncoder().encode(`${auth} ${"x".repeat(120 - auth.length)}`);
+      await write(frame(true, 1, "before"));
+      await write(frame(true, 8, new Uint8Array([0x0f, 0xa0, ...reason])));
+    }
+    const buf = new Uint8Array(4096);
+    while (await conn.read(buf).catch(() => null) !== null) {
+      // until the client (or the broker) closes
+    }
+  };
+  const served = (async () => {
+    for await (const conn of listener) {
+      tasks.push(
+        serve(conn).catch(() => {}).finally(() => {
+          try {
+            conn.close();
+          } catch {
+            // closed
+          }
+        }),
+      );
+    }
+  })();
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    async stop() {
+      listener.close();
+      await served.catch(() => {});
+      await Promise.all(tasks);
+    },
+  };
+}
+
+async function withEchoingBroker(
+  fn: (ctx: { base: string; token: string; audit: string; pong: string[] }) => Promise<void>,
+): Promise<void> {
+  await withTempStore("websocket passphrase", async (store, dir) => {
+    const upstream = echoingUpstream();
+    store.storeCredential("default", "openai", { type: "api_key", key: SECRET });
+    const token = store.createToken("proj", "t1", "default", "openai");
+    const audit = join(dir, "audit.jsonl");
+    const broker = await startBroker({
+      store,
+      routes: routesFromValue(
+        { openai: { upstream: `http://127.0.0.1:${upstream.port}` } },
+        "routes.json",
+      ),
+      listeners: [{ tcpPort: 0 }],
+      auditPath: audit,
+    });
+    try {
+      await fn({
+        base: `ws://${broker.bindings[0].label.slice("tcp:".length)}`,
+        token,
+        audit,
+        pong: [],
+      });
+    } finally {
+      await broker.close();
+      await upstream.stop();
+    }
+  });
+}
+
+/** Every message a WebSocket gets until it closes, and how it closed. */
+function session(ws: WebSocket): Promise<{ messages: unknown[]; code: number; reason: string }> {
+  const messages: unknown[] = [];
+  ws.onmessage = (event) => messages.push(event.data);
+  return within(
+    new Promise((resolve) =>
+      ws.onclose = (event) => resolve({ messages, code: event.code, reason: event.reason })
+    ),
+    "the websocket session",
+  );
+}
+
+Deno.test("broker websocket: a key echoed in text, binary, fragmented (split mid-key) and close frames reaches the client as the phantom", async () => {
+  await withEchoingBroker(async ({ base, token, audit }) => {
+    const ws = new WebSocket(`${base}/echo`, { headers: { authorization: `Bearer ${token}` } });
+    ws.binaryType = "arraybuffer";
+    const done = session(ws);
+    const { messages, code, reason } = await done;
+    assertEquals(messages.length, 3);
+    assertEquals(messages[0], `you sent Bearer ${token}`);
+    assertEquals(new TextDecoder().decode(messages[1] as ArrayBuffer), `Bearer ${token}`);
+    assertEquals(messages[2], `a Bearer ${token} end`);
+    assertEquals([code, reason], [4000, `bye Bearer ${token}`]);
+    await until(() => auditRecords(audit).length === 1, "the audit line");
+    assertEquals(auditRecords(audit).map((r) => [r.status, r.outcome]), [[101, "ok"]]);
+  });
+});
+
+Deno.test("broker websocket: a ping echoing the key is scrubbed (raw client sees every frame)", async () => {
+  await withEchoingBroker(async ({ base, token }) => {
+    const port = Number(base.split(":").at(-1));
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await conn.write(new TextEncoder().encode(
+        `GET /echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
+          "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+      ));
+      const raw = await within(readAll(conn, /bye Bearer/), "the frames");
+      assert(!raw.includes(SECRET), "no key in any frame");
+      // readAll decodes UTF-8: the ping's first byte (0x89) reads as U+FFFD.
+      assert(raw.includes(`\uFFFD${String.fromCharCode(`Bearer ${token}`.length)}Bearer ${token}`));
+    } finally {
+      conn.close();
+    }
+  });
+});
+
+Deno.test("broker websocket: a key in a close frame too short for the phantom cuts the session (echo_blocked)", async () => {
+  await withEchoingBroker(async ({ base, token, audit }) => {
+    const ws = new WebSocket(`${base}/blocked`, { headers: { authorization: `Bearer ${token}` } });
+    const { messages, code, reason } = await session(ws);
+    assertEquals(messages, ["before"]);
+    assert(code !== 4000, "cut: the close frame never arrived");
+    assert(!reason.includes(SECRET));
+    await until(() => auditRecords(audit).length === 1, "the audit line");
+    assertEquals(auditRecords(audit).map((r) => [r.status, r.outcome]), [[101, "echo_blocked"]]);
+  });
+});
+
+Deno.test("broker websocket: an upstream negotiating permessage-deflate uninvited is refused (502)", async () => {
+  await withEchoingBroker(async ({ base, token, audit }) => {
+    const ws = new WebSocket(`${base}/deflate`, { headers: { authorization: `Bearer ${token}` } });
+    const { messages } = await session(ws);
+    assertEquals(messages, []);
+    await until(() => auditRecords(audit).length === 1, "the audit line");
+    assertEquals(auditRecords(audit).map((r) => [r.status, r.outcome]), [[
+      502,
+      "websocket_failed",
+    ]]);
   });
 });

@@ -1,5 +1,6 @@
 -- wrk script of bench/broker_bench.ts: sends `Authorization: Bearer <token>` (the token read
--- from the file named by the first script argument, so it never appears in argv), and prints
+-- from the file named by the first script argument, so it never appears in argv), an
+-- `Accept-Encoding` given as the second (the gzip case), and prints
 -- one machine-readable summary line (latency in microseconds) when the run ends.
 
 function init(args)
@@ -8,6 +9,9 @@ function init(args)
     local token = f:read("*l")
     f:close()
     wrk.headers["Authorization"] = "Bearer " .. token
+  end
+  if args[2] ~= nil then
+    wrk.headers["Accept-Encoding"] = args[2]
   end
 end
 

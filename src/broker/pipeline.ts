@@ -21,14 +21,18 @@
  *    buffered). Redirects of GET, HEAD and OPTIONS are followed without the
  *    credential (see {@link followRedirects}); other redirects are relayed,
  *    `Location` included. The credential never travels to another origin.
- * 5. The response streams back byte for byte (compression untouched,
- *    repeated headers kept). A disconnect before the response headers is
- *    retried once for a bodiless idempotent request → 502 `Upstream
- *    disconnected`; any other failure → 502 `Upstream request failed`.
+ * 5. The response streams back as it arrives (repeated headers kept; the
+ *    status line with the standard reason phrase, never the upstream's). A
+ *    disconnect before the response headers is retried once for a bodiless
+ *    idempotent request → 502 `Upstream disconnected`; any other failure →
+ *    502 `Upstream request failed`.
  *
- * A secret the upstream echoes back (in a header, or an identity-encoded
- * body, even split across chunks) reaches the client as the phantom token
- * (`scrub.ts`). Every request ends in one audit line (never a body, a secret or a query).
+ * A secret the upstream echoes back (in a header name or value, a body,
+ * even split across chunks, or a WebSocket frame) reaches the client as the
+ * phantom token (`scrub.ts`, `ws_echo.ts`). Upstream is asked only for
+ * codings the broker reads; an encoded body is decoded, scrubbed and relayed
+ * identity (`echo.ts`); one it cannot read answers 502 `encoding_refused`.
+ * Every request ends in one audit line (never a body, a secret or a query).
  * Reads only on the hot path: the store is never written here.
  *
  * @module
@@ -47,7 +51,8 @@ import {
 } from "../providers/routes.ts";
 import { isDue, type OAuthRefresher } from "./oauth.ts";
 import type { GrantCache } from "./grants.ts";
-import { isScrubbable, Scrubber, scrubHeaders, ScrubRules } from "./scrub.ts";
+import { Scrubber, scrubHeaders, ScrubRules } from "./scrub.ts";
+import { bodyPlan, decodedBody, decodedHeaders, limitAcceptEncoding } from "./echo.ts";
 import type { CredentialProcessor } from "./credential.ts";
 import type { BrokerMetrics } from "./metrics.ts";
 import { concatBytes } from "../bytes.ts";
@@ -89,7 +94,9 @@ export type BrokerOutcome =
   | "websocket_failed"
   | "upstream_disconnected"
   | "upstream_error"
-  | "client_gone";
+  | "client_gone"
+  | "encoding_refused"
+  | "echo_blocked";
 
 /** One audit line of the broker (terok's fields, then ours). */
 export interface BrokerAuditRecord {
@@ -213,6 +220,7 @@ export function brokerHandler(
     }
     let url: string;
     const headers = forwardRequestHeaders(request.headers);
+    limitAcceptEncoding(headers); // only codings whose bodies the scrubber can read
     processor.apply(headers);
     let rules = scrubRulesFor(processor, presented);
     try {
@@ -228,10 +236,18 @@ export function brokerHandler(
         url,
         headers,
         upstream: services.upstream,
+        rules,
         onEnd: (stats) => {
           record.bytes_up = stats.bytesUp;
           record.bytes_down = stats.bytesDown;
-          finish(stats.opened ? 101 : 502, stats.opened ? "ok" : "websocket_failed");
+          finish(
+            stats.opened ? 101 : 502,
+            stats.blocked
+              ? "echo_blocked"
+              : stats.opened && !stats.unreadable
+              ? "ok"
+              : "websocket_failed",
+          );
         },
       });
     }
@@ -292,20 +308,28 @@ export function brokerHandler(
       }
     }
 
-    // An upstream that echoes the real secret hands the sandbox the phantom token instead.
-    const relayed = scrubHeaders(relayResponseHeaders(response.headers), rules);
+    // An upstream that echoes the real secret hands the sandbox the phantom token instead:
+    // in headers, in the body (decoded first when encoded), never in the upstream's reason
+    // phrase (the standard one is sent).
+    const plan = bodyPlan(response.headers, rules, response.status);
+    let relayed = scrubHeaders(relayResponseHeaders(response.headers), rules);
+    if (plan.kind === "decode") relayed = decodedHeaders(relayed);
     const status = response.status;
-    const statusText = response.statusText;
     const bodyless = request.method === "HEAD" || BODYLESS_STATUS.has(status);
     if (bodyless) {
       await response.body.cancel().catch(() => {});
       finish(status, "ok");
-      return { status, statusText, headers: relayed, body: null };
+      return { status, headers: relayed, body: null };
     }
-    if (response.bytes !== undefined) {
+    if (plan.kind === "refuse") {
+      await response.body.cancel().catch(() => {});
+      services.warn(`a response of ${grant.provider} has a content coding the broker cannot read`);
+      return plain(502, "Upstream content encoding not readable", "encoding_refused");
+    }
+    if (response.bytes !== undefined && plan.kind !== "decode") {
       // The whole body is here already: answer with it, no stream to pump.
       const parts: Uint8Array[] = [];
-      const scrubber = rules.active && isScrubbable(response.headers) ? new Scrubber(rules) : null;
+      const scrubber = plan.kind === "scrub" ? new Scrubber(rules) : null;
       if (scrubber === null) parts.push(response.bytes);
       else {
         scrubber.push(response.bytes, (bytes) => parts.push(bytes));
@@ -314,18 +338,20 @@ export function brokerHandler(
       const bytes = parts.length === 1 ? parts[0] : concatBytes(parts);
       record.bytes_down = bytes.length;
       finish(status, "ok");
-      return { status, statusText, headers: relayed, body: bytes };
+      return { status, headers: relayed, body: bytes };
     }
-    const scrubber = rules.active && isScrubbable(response.headers) ? new Scrubber(rules) : null;
+    const scrubber = plan.kind === "scrub" ? new Scrubber(rules) : null;
     services.metrics.streamOpened();
-    // The server scrubs (identity bodies only) and counts as it writes: no stream in between.
+    // The server scrubs (identity bodies) and counts as it writes; an encoded body is
+    // decoded and scrubbed in a stream of its own.
     return {
       status,
-      statusText,
       headers: relayed,
-      body: response.body,
+      body: plan.kind === "decode"
+        ? decodedBody(response.body, plan.codings, rules)
+        : response.body,
       // The upstream's length holds unless scrubbing may change it: then the body goes chunked.
-      length: scrubber === null ? response.length : undefined,
+      length: plan.kind === "raw" ? response.length : undefined,
       filter: scrubber ?? undefined,
       onEnd: (bytes, cut) => {
         record.bytes_down = bytes;
@@ -470,6 +496,7 @@ async function retryAfterRefresh(
     const processor = services.grants.credential(grant.credentialSet, route)?.processor;
     if (!processor) return null;
     const headers = forwardRequestHeaders(request.headers);
+    limitAcceptEncoding(headers);
     processor.apply(headers);
     const response = await services.upstream.request({
       url,

@@ -14,7 +14,7 @@
 
 import type { HeaderList } from "../http/headers.ts";
 import { concatBytes } from "../bytes.ts";
-import { lowerName, NO_BYTES } from "../http/http1.ts";
+import { isToken, lowerName, NO_BYTES } from "../http/http1.ts";
 
 /** Shortest secret that is scrubbed, in bytes. */
 export const MIN_SCRUB_LENGTH = 8;
@@ -59,24 +59,30 @@ function rulesOf(replacements: ScrubRules | readonly Replacement[]): ScrubRules 
   return replacements instanceof ScrubRules ? replacements : new ScrubRules(replacements);
 }
 
-/** `headers` with every secret replaced in every value. */
+/**
+ * `headers` with every secret replaced in every value and every name (each
+ * repeat on its own); a name that would no longer be a valid field name is
+ * dropped.
+ */
 export function scrubHeaders(
   headers: HeaderList,
   replacements: ScrubRules | readonly Replacement[],
 ): HeaderList {
   const active = rulesOf(replacements).strings;
   if (active.length === 0) return headers;
-  let out: HeaderList | null = null; // a copy only once a value changes
+  let out: HeaderList | null = null; // a copy only once a field changes
   for (let i = 0; i < headers.length; i++) {
-    const value = headers[i][1];
+    const [name, value] = headers[i];
+    let cleanName = name;
     let clean = value;
     for (const { secret, replacement } of active) {
       if (clean.includes(secret)) clean = clean.replaceAll(secret, replacement);
+      if (cleanName.includes(secret)) cleanName = cleanName.replaceAll(secret, replacement);
     }
-    if (clean !== value) {
-      out ??= headers.map(([n, v]) => [n, v]);
-      out[i] = [headers[i][0], clean];
-    }
+    if (clean !== value || cleanName !== name) {
+      out ??= headers.slice(0, i).map(([n, v]) => [n, v]);
+      if (isToken(cleanName)) out.push([cleanName, clean]);
+    } else if (out !== null) out.push([name, value]);
   }
   return out ?? headers;
 }

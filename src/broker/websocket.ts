@@ -14,13 +14,23 @@
  * could only send 1000 and 3000–4999). A handshake the upstream refuses or
  * botches answers 502 `Upstream websocket failed`.
  *
+ * When there are secrets to scrub, the upstream→client half is read as
+ * frames (`ws_echo.ts`): a secret echoed in a text or binary message, even
+ * across fragments, reaches the client as the phantom token; a control
+ * frame that cannot hold the token, or a frame the bridge cannot read,
+ * ends the session. The client→upstream half stays a byte relay (the
+ * client only ever has its phantom token).
+ *
  * @module
  */
 
 import { createHash, randomBytes } from "node:crypto";
+import { concatBytes } from "../bytes.ts";
 import type { HeaderList } from "../http/headers.ts";
 import type { ServerRequest, ServerResponse, Tunnel } from "../http/server.ts";
 import type { UpgradeResult, UpstreamClient } from "../http/client.ts";
+import type { ScrubRules } from "./scrub.ts";
+import { EchoBlocked, FrameScrubber } from "./ws_echo.ts";
 
 /** How long the upstream handshake may take. */
 export const WS_CONNECT_TIMEOUT_MS = 10_000;
@@ -34,6 +44,10 @@ export interface WebSocketStats {
   bytesDown: number;
   /** False when the handshake failed (the client got a 4xx or 502). */
   opened: boolean;
+  /** The session was cut: a secret in a frame it could not be rewritten in. */
+  blocked: boolean;
+  /** The session was cut: the upstream sent a frame the bridge does not read. */
+  unreadable: boolean;
 }
 
 /** Inputs of {@link bridgeWebSocket}. */
@@ -44,6 +58,8 @@ export interface WebSocketBridgeOptions {
   headers: HeaderList;
   /** Makes the upstream connection. */
   upstream: UpstreamClient;
+  /** The secrets to replace in what the upstream sends (none: frames relayed as bytes). */
+  rules: ScrubRules;
   /** Called once when the session (or the failed handshake) is over. */
   onEnd(stats: WebSocketStats): void;
 }
@@ -69,7 +85,13 @@ export async function bridgeWebSocket(
   request: ServerRequest,
   options: WebSocketBridgeOptions,
 ): Promise<ServerResponse> {
-  const stats: WebSocketStats = { bytesUp: 0, bytesDown: 0, opened: false };
+  const stats: WebSocketStats = {
+    bytesUp: 0,
+    bytesDown: 0,
+    opened: false,
+    blocked: false,
+    unreadable: false,
+  };
   const clientKey = request.header("sec-websocket-key")?.trim() ?? "";
   if (
     request.method !== "GET" || request.header("sec-websocket-version")?.trim() !== "13" ||
@@ -151,11 +173,31 @@ export async function bridgeWebSocket(
           await upstream.write(data);
         }
       };
+      const frames = options.rules.active ? new FrameScrubber(options.rules) : null;
+      const send = async (data: Uint8Array) => {
+        stats.bytesDown += data.length;
+        let offset = 0;
+        while (offset < data.length) offset += await client.conn.write(data.subarray(offset));
+      };
       const down = async () => {
         for (let data; (data = await upstream.read(64 * 1024)) !== null;) {
-          stats.bytesDown += data.length;
-          let offset = 0;
-          while (offset < data.length) offset += await client.conn.write(data.subarray(offset));
+          if (frames === null) {
+            await send(data);
+            continue;
+          }
+          const out: Uint8Array[] = [];
+          let failure: unknown = null;
+          try {
+            frames.push(data, (frame) => out.push(frame));
+          } catch (error) {
+            failure = error; // the frames before the one refused still go out
+          }
+          if (out.length > 0) await send(out.length === 1 ? out[0] : concatBytes(out));
+          if (failure !== null) {
+            if (failure instanceof EchoBlocked) stats.blocked = true;
+            else stats.unreadable = true;
+            return;
+          }
         }
       };
       // Either side's end (or failure) ends the session: the other is closed.
