@@ -8,7 +8,7 @@
  * @module
  */
 
-import { AuditLog } from "../audit/log.ts";
+import { type BrokerAudit, openBrokerAudit } from "./audit.ts";
 import { GrantCache } from "./grants.ts";
 import { Http1Server } from "../http/server.ts";
 import { BrokerThreads } from "./threads.ts";
@@ -22,12 +22,7 @@ import { join } from "node:path";
 import type { CredentialStore } from "../store/store.ts";
 import { validateScope, validateSubject } from "../store/validate.ts";
 import { InvalidInput } from "../errors.ts";
-import {
-  type BrokerAuditRecord,
-  brokerHandler,
-  type ListenerBinding,
-  type PipelineServices,
-} from "./pipeline.ts";
+import { brokerHandler, type ListenerBinding, type PipelineServices } from "./pipeline.ts";
 import type { Routes } from "../providers/routes.ts";
 import { UpstreamClient, type UpstreamOptions } from "../http/client.ts";
 import { BrokerMetrics } from "./metrics.ts";
@@ -101,9 +96,7 @@ export interface BrokerHandle {
 export async function startBroker(options: BrokerOptions): Promise<BrokerHandle> {
   for (const spec of options.listeners) checkSpec(spec);
   const warn = options.onWarning ?? (() => {});
-  const audit = options.auditPath === null
-    ? null
-    : await AuditLog.open<BrokerAuditRecord>(options.auditPath);
+  const audit = await openBrokerAudit(options.auditPath, warn);
   const upstream = new UpstreamClient(options.upstream);
   const refresher = options.oauthRefresh === undefined ? undefined : new OAuthRefresher({
     store: options.store,
@@ -117,11 +110,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     grants: new GrantCache(options.store),
     routes: options.routes,
     upstream,
-    audit: audit === null ? null : (record) =>
-      audit.queue(
-        record,
-        (error) => warn(`cannot write the broker audit line: ${error.message}`),
-      ),
+    audit: audit?.record ?? null,
     warn,
     metrics: new BrokerMetrics(),
     refresher,
@@ -181,7 +170,11 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           oauthLockDir: options.oauthRefresh?.lockDir,
         },
         services.metrics,
-        { warn, info: options.onInfo ?? (() => {}) },
+        {
+          warn,
+          info: options.onInfo ?? (() => {}),
+          refusals: (listener, outcome, count) => audit?.log.addRefusals(listener, outcome, count),
+        },
       );
       const all = threads;
       services.metricsText = () => all.metricsText();
@@ -311,7 +304,7 @@ async function stopAll(
   sockets: BoundUnixSocket<Http1Server>[],
   servers: Http1Server[],
   upstream: UpstreamClient,
-  audit: AuditLog<BrokerAuditRecord> | null,
+  audit: BrokerAudit | null,
 ): Promise<void> {
   for (const socket of sockets) socket.close(); // closes its server, removes the file
   for (const server of servers) server.close();
@@ -323,7 +316,7 @@ async function stopAll(
   clearTimeout(timer);
   upstream.close();
   await finished;
-  audit?.close();
+  audit?.log.close(); // with the summary lines of the interval under way
 }
 
 function checkSpec(spec: BrokerListenerSpec): void {
