@@ -65,9 +65,9 @@ export interface BrokerOptions {
   /** Hears informational events (an OAuth token refreshed). */
   onInfo?: (message: string) => void;
   /** Hears each listener once it accepts connections. */
-  onListening?: (binding: ListenerBinding) => void;
+  onListening?: (binding: BrokerAddress) => void;
   /** Hears each per-scope socket that is removed (its scope has no tokens left). */
-  onClosed?: (binding: ListenerBinding) => void;
+  onClosed?: (binding: BrokerAddress) => void;
   /** Hears operational problems (never a secret). */
   onWarning?: (message: string) => void;
   /**
@@ -78,10 +78,18 @@ export interface BrokerOptions {
   threads?: { count: number; rawKey: Uint8Array };
 }
 
+/** A listener as bound: its binding, and where it listens as data. */
+export interface BrokerAddress extends ListenerBinding {
+  /** The socket path of a Unix listener. */
+  path?: string;
+  /** The port (on 127.0.0.1) of a TCP listener: the real one when 0 was asked for. */
+  port?: number;
+}
+
 /** A running broker. */
 export interface BrokerHandle {
   /** The listeners, as bound (TCP labels carry the real port). */
-  readonly bindings: readonly ListenerBinding[];
+  readonly bindings: readonly BrokerAddress[];
   /** Stops every listener, removes the sockets, closes the audit file. */
   close(): Promise<void>;
 }
@@ -117,14 +125,14 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   };
   const servers: Http1Server[] = [];
   const sockets: BoundUnixSocket<Http1Server>[] = [];
-  const bindings: ListenerBinding[] = [];
+  const bindings: BrokerAddress[] = [];
   const serve = (listener: Deno.Listener, binding: ListenerBinding) =>
     new Http1Server(listener, brokerHandler(services, binding), {
       onError(error: unknown) {
         warn(`broker: request failed on ${binding.label}: ${(error as Error).name}`);
       },
     });
-  const bindUnix = async (path: string, binding: ListenerBinding) => {
+  const bindUnix = async (path: string, binding: BrokerAddress) => {
     const socket = await bindUnixSocketWith(path, {
       bind: (staged) => serve(Deno.listen({ transport: "unix", path: staged }), binding),
       stop: (server) => server.close(),
@@ -142,7 +150,11 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     for (const spec of options.listeners) {
       const scoped = { scope: spec.scope, subject: spec.subject };
       if (spec.unixPath !== undefined) {
-        await bindUnix(spec.unixPath, { label: `unix:${spec.unixPath}`, ...scoped });
+        await bindUnix(spec.unixPath, {
+          label: `unix:${spec.unixPath}`,
+          ...scoped,
+          path: spec.unixPath,
+        });
       } else {
         const listener = Deno.listen({
           hostname: "127.0.0.1",
@@ -150,7 +162,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           ...(threaded ? { reusePort: true } : {}),
         });
         const port = (listener.addr as Deno.NetAddr).port;
-        const binding: ListenerBinding = { label: `tcp:127.0.0.1:${port}`, ...scoped };
+        const binding: BrokerAddress = { label: `tcp:127.0.0.1:${port}`, ...scoped, port };
         const server = serve(listener, binding);
         servers.push(server);
         bindings.push(binding);
@@ -183,7 +195,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     await refresher?.start(options.oauthRefresh?.intervalMs, options.oauthRefresh?.checkAtStart);
     if (options.scopeSockets) {
       poller = new ScopeSockets(options, warn, async (scope, path) => {
-        const binding: ListenerBinding = { label: `unix:${path}`, scope };
+        const binding: BrokerAddress = { label: `unix:${path}`, scope, path };
         const socket = await bindUnix(path, binding);
         options.onListening?.(binding);
         return () => {
