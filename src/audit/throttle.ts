@@ -1,7 +1,9 @@
 /**
  * Saying something at most once per interval: the one counting rule behind
  * the agent's rate-limited reports (refused connections, repeated warnings,
- * `rate-limited` audit lines).
+ * `rate-limited` audit lines) — {@link IntervalCounter} — and, for the
+ * broker's and the envelope service's refusal lines, its sibling
+ * {@link WindowBudget}: the first N of an interval, then one count.
  *
  * The first event of a key is reported at once. Later events of that key are
  * only counted until the interval since its last report has passed; the
