@@ -14,7 +14,7 @@ import {
   type AgentOptions,
   startAgent,
 } from "../src/agent/mod.ts";
-import { parseIdleTimeout, resolveServeConfig } from "../src/agent/serve_config.ts";
+import { parseIdleTimeout, resolveServeConfig } from "../src/serve/plan.ts";
 import { parseServeTable } from "../src/settings/serve.ts";
 import { InvalidSettings } from "../src/settings/errors.ts";
 import { MSG } from "../src/agent/protocol.ts";

@@ -13,6 +13,17 @@
  * synchronously, before the agent answers, so no signature leaves without
  * its record.
  *
+ * The same writer serves the broker's and the envelope service's audit
+ * files. Those listeners answer anyone who can connect, token or not, so a
+ * {@link RefusalPolicy} bounds the lines their refusals cost: per listener
+ * and refusal outcome, the first {@link DEFAULT_REFUSAL_LINES} refusals of
+ * an interval ({@link DEFAULT_REFUSAL_INTERVAL_MS}) get their own line, the
+ * rest are only counted, and one `refusals_summarized` line
+ * ({@link RefusalSummary}) says how many when the interval ends (or at
+ * {@link AuditLog.close}). Every other line (a forwarded request, a value
+ * returned, a signature) is always written. docs/SPEC.md "Audit lines"
+ * describes every file's fields.
+ *
  * @module
  */
 
@@ -21,6 +32,7 @@ import { dirname } from "node:path";
 import { AuditFileError } from "./errors.ts";
 import { describeFsError } from "../fs/errors.ts";
 import { stringifyForTerminal } from "../sanitize.ts";
+import { WindowBudget } from "./throttle.ts";
 
 /**
  * What happened to a sign request. `rate-limited`: the principal's sign
@@ -68,6 +80,57 @@ export function auditLine(record: object): string {
 /** How long a line given to {@link AuditLog.queue} may wait for its write, in ms. */
 export const QUEUE_FLUSH_MS = 10;
 
+/** The `outcome` of a summary line. */
+export const REFUSALS_SUMMARIZED = "refusals_summarized";
+/** Refusal lines written per listener and refusal outcome per interval (then only counted). */
+export const DEFAULT_REFUSAL_LINES = 100;
+/** The interval of {@link DEFAULT_REFUSAL_LINES}, in ms; one summary line per interval at most. */
+export const DEFAULT_REFUSAL_INTERVAL_MS = 10_000;
+
+/**
+ * One summary line: `count` refusals with outcome `refused_outcome` on
+ * `listener` that got no line of their own during the interval (of
+ * `interval_s` seconds) that ended at the line's time. The lines written
+ * plus the summaries' counts are every refusal.
+ */
+export interface RefusalSummary {
+  /** The end of the interval (ISO 8601), under the file's own time field (`ts` or `time`). */
+  [timeField: string]: string | number;
+  outcome: typeof REFUSALS_SUMMARIZED;
+  /** The listener that refused them (`unix:<path>`, `tcp:127.0.0.1:<port>`). */
+  listener: string;
+  /** The outcome their own lines would have had (`missing_token`, `unauthorized` …). */
+  refused_outcome: string;
+  /** How many refusals this line stands for. */
+  count: number;
+  /** The interval's length in seconds. */
+  interval_s: number;
+}
+
+/** Which records are refusals, and how many of them get a line (see the module documentation). */
+export interface RefusalPolicy<R> {
+  /**
+   * The listener and outcome of `record` when it is a refusal (a request
+   * answered without doing anything: no or an invalid token …), or null
+   * for a record that always gets its line.
+   */
+  refusal(record: R): { listener: string; outcome: string } | null;
+  /** The name of the time field of this file's lines (the summary uses it too). */
+  timeField: string;
+  /** Refusal lines per listener and outcome per interval (default {@link DEFAULT_REFUSAL_LINES}). */
+  linesPerInterval?: number;
+  /** The interval, in ms (default {@link DEFAULT_REFUSAL_INTERVAL_MS}). */
+  intervalMs?: number;
+  /** Hears a summary line that could not be written. */
+  onError(error: Error): void;
+  /**
+   * Hands the held-back counts elsewhere instead of writing summary lines
+   * (a broker worker isolate hands them to the main isolate, whose
+   * {@link AuditLog.addRefusals} sums them into its own summary lines).
+   */
+  forward?: (listener: string, outcome: string, count: number) => void;
+}
+
 /** An open audit file. */
 export class AuditLog<R extends object = AuditRecord> {
   readonly #file: Deno.FsFile;
@@ -76,10 +139,86 @@ export class AuditLog<R extends object = AuditRecord> {
   #closed = false;
   /** A write failed part-way: the file ends inside a line. */
   #torn = false;
+  readonly #policy: RefusalPolicy<R> | null;
+  readonly #budget: WindowBudget | null;
 
-  private constructor(path: string, file: Deno.FsFile) {
+  private constructor(path: string, file: Deno.FsFile, policy: RefusalPolicy<R> | null) {
     this.path = path;
     this.#file = file;
+    this.#policy = policy;
+    this.#budget = policy === null ? null : new WindowBudget(
+      policy.linesPerInterval ?? DEFAULT_REFUSAL_LINES,
+      policy.intervalMs ?? DEFAULT_REFUSAL_INTERVAL_MS,
+      (held) => this.#summarize(held),
+    );
+  }
+
+  /**
+   * False when `record` is a refusal over its listener's budget: it is
+   * counted for the summary line instead of written.
+   */
+  #admit(record: R): boolean {
+    const refusal = this.#policy?.refusal(record);
+    if (!refusal) return true;
+    return this.#budget!.admit(JSON.stringify([refusal.listener, refusal.outcome]));
+  }
+
+  /**
+   * Adds `count` refusals (`outcome` on `listener`) held back by another
+   * isolate to the summary line of the current interval. No-op without a
+   * {@link RefusalPolicy} or once closed.
+   */
+  addRefusals(listener: string, outcome: string, count: number): void {
+    if (this.#closed) return;
+    this.#budget?.hold(JSON.stringify([listener, outcome]), count);
+  }
+
+  /** The summary lines of an interval that ended (or their counts forwarded). */
+  #summarize(held: [string, number][]): void {
+    const policy = this.#policy!;
+    const summaries = held.map(([key, count]) => {
+      const [listener, outcome] = JSON.parse(key) as [string, string];
+      return { listener, outcome, count };
+    });
+    if (policy.forward) {
+      for (const { listener, outcome, count } of summaries) {
+        policy.forward(listener, outcome, count);
+      }
+      return;
+    }
+    const time = new Date().toISOString();
+    const intervalS = this.#budget!.intervalMs / 1000;
+    // Lines queued before go out first, so the file stays in time order.
+    this.#flushQueued();
+    const lines = summaries.map(({ listener, outcome, count }) =>
+      auditLine({
+        [policy.timeField]: time,
+        outcome: REFUSALS_SUMMARIZED,
+        listener,
+        refused_outcome: outcome,
+        count,
+        interval_s: intervalS,
+      })
+    ).join("");
+    try {
+      this.#append(lines);
+    } catch (error) {
+      policy.onError(error as Error);
+    }
+  }
+
+  /** Writes `lines` (whole lines) at once; a failure part-way marks the file torn, and throws. */
+  #append(lines: string): void {
+    const bytes = encoder.encode((this.#torn ? "\n" : "") + lines);
+    // An O_APPEND write of a short line is one write(2); loop for safety.
+    let done = 0;
+    try {
+      while (done < bytes.length) done += this.#file.writeSync(bytes.subarray(done));
+    } catch (error) {
+      if (done > 0) this.#torn = true;
+      throw error;
+    }
+    this.#torn = false;
   }
 
   /**
@@ -90,7 +229,10 @@ export class AuditLog<R extends object = AuditRecord> {
    *   file, belongs to someone else, has a mode other than 0600, or cannot
    *   be opened.
    */
-  static async open<R extends object = AuditRecord>(path: string): Promise<AuditLog<R>> {
+  static async open<R extends object = AuditRecord>(
+    path: string,
+    refusals: RefusalPolicy<R> | null = null,
+  ): Promise<AuditLog<R>> {
     try {
       await Deno.mkdir(dirname(path), { recursive: true, mode: 0o700 });
     } catch (error) {
@@ -109,7 +251,7 @@ export class AuditLog<R extends object = AuditRecord> {
       }
       file = await openExisting(path);
     }
-    return new AuditLog<R>(path, file);
+    return new AuditLog<R>(path, file, refusals);
   }
 
   /**
@@ -117,20 +259,13 @@ export class AuditLog<R extends object = AuditRecord> {
    * agent then answers FAILURE instead of the signature. A failure leaves
    * nothing behind that stops later writes: when it cut a line short, the
    * next record starts on a new line, so every complete line stays valid
-   * JSON.
+   * JSON. A refusal over its budget (see {@link RefusalPolicy}) is only
+   * counted.
    */
   write(record: R): void {
     if (this.#closed) throw new AuditFileError(this.path, "it is closed");
-    const line = encoder.encode((this.#torn ? "\n" : "") + auditLine(record));
-    // An O_APPEND write of a short line is one write(2); loop for safety.
-    let done = 0;
-    try {
-      while (done < line.length) done += this.#file.writeSync(line.subarray(done));
-    } catch (error) {
-      if (done > 0) this.#torn = true;
-      throw error;
-    }
-    this.#torn = false;
+    if (!this.#admit(record)) return;
+    this.#append(auditLine(record));
   }
 
   /** Lines queued by {@link queue}, not yet written. */
@@ -145,10 +280,12 @@ export class AuditLog<R extends object = AuditRecord> {
    * interval timer runs while records come in (a timer per turn of the
    * event loop cost the broker a fifth of its time). `onError` hears a
    * failed write; a failure cuts no line short for later records (as for
-   * {@link write}). {@link close} writes what is queued.
+   * {@link write}). {@link close} writes what is queued. A refusal over
+   * its budget (see {@link RefusalPolicy}) is only counted.
    */
   queue(record: R, onError: (error: Error) => void): void {
     if (this.#closed) throw new AuditFileError(this.path, "it is closed");
+    if (!this.#admit(record)) return;
     this.#queued.push(auditLine(record));
     this.#queuedError = onError;
     this.#flushTimer ??= setInterval(() => this.#flushQueued(), QUEUE_FLUSH_MS);
@@ -163,20 +300,20 @@ export class AuditLog<R extends object = AuditRecord> {
     }
     const lines = this.#queued.join("");
     this.#queued = [];
-    const bytes = encoder.encode((this.#torn ? "\n" : "") + lines);
-    let done = 0;
     try {
-      while (done < bytes.length) done += this.#file.writeSync(bytes.subarray(done));
-      this.#torn = false;
+      this.#append(lines);
     } catch (error) {
-      if (done > 0) this.#torn = true;
       this.#queuedError?.(error as Error);
     }
   }
 
-  /** Closes the file (after writing what {@link queue} holds). Idempotent. */
+  /**
+   * Closes the file (after writing what {@link queue} holds and the summary
+   * lines of the interval under way). Idempotent.
+   */
   close(): void {
     if (this.#closed) return;
+    this.#budget?.end();
     this.#flushQueued();
     clearInterval(this.#flushTimer);
     this.#flushTimer = undefined;

@@ -1,7 +1,9 @@
 /**
  * Saying something at most once per interval: the one counting rule behind
  * the agent's rate-limited reports (refused connections, repeated warnings,
- * `rate-limited` audit lines).
+ * `rate-limited` audit lines) — {@link IntervalCounter} — and, for the
+ * broker's and the envelope service's refusal lines, its sibling
+ * {@link WindowBudget}: the first N of an interval, then one count.
  *
  * The first event of a key is reported at once. Later events of that key are
  * only counted until the interval since its last report has passed; the
@@ -61,5 +63,77 @@ export class IntervalCounter {
     for (const [key, entry] of this.#keys) {
       if (entry.pending === 0 && now - entry.at >= this.intervalMs) this.#keys.delete(key);
     }
+  }
+}
+
+/**
+ * Lets the first `lines` events of each key through per window and counts
+ * the rest: the rule behind summarized refusal lines (`log.ts`). A window
+ * opens with the first event after a quiet spell and ends `intervalMs`
+ * later; then `onWindowEnd` hears every key with events held back (and how
+ * many), and every key starts again from zero. So each key gets at most
+ * `lines` events through, plus one report, per window; the keys are
+ * forgotten at every window's end (memory stays bounded by the keys of one
+ * window).
+ */
+export class WindowBudget {
+  /** Events let through per key per window. */
+  readonly lines: number;
+  /** The window, in milliseconds. */
+  readonly intervalMs: number;
+  readonly #onWindowEnd: (held: [key: string, count: number][]) => void;
+  readonly #keys = new Map<string, { passed: number; held: number }>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /** `onWindowEnd` hears the keys with events held back when a window ends (or at {@link end}). */
+  constructor(
+    lines: number,
+    intervalMs: number,
+    onWindowEnd: (held: [key: string, count: number][]) => void,
+  ) {
+    this.lines = lines;
+    this.intervalMs = intervalMs;
+    this.#onWindowEnd = onWindowEnd;
+  }
+
+  /** Counts one event of `key`: true to let it through, false when it is held back (counted). */
+  admit(key: string): boolean {
+    const entry = this.#entry(key);
+    if (entry.passed < this.lines) {
+      entry.passed++;
+      return true;
+    }
+    entry.held++;
+    return false;
+  }
+
+  /** Adds `count` events of `key` held back elsewhere (another isolate) to this window's report. */
+  hold(key: string, count: number): void {
+    if (count > 0) this.#entry(key).held += count;
+  }
+
+  /** Ends the window now (at shutdown): reports what is held back and stops the timer. */
+  end(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const held: [string, number][] = [];
+    for (const [key, entry] of this.#keys) if (entry.held > 0) held.push([key, entry.held]);
+    this.#keys.clear();
+    if (held.length > 0) this.#onWindowEnd(held);
+  }
+
+  #entry(key: string): { passed: number; held: number } {
+    if (this.#timer === undefined) {
+      const timer = setTimeout(() => this.end(), this.intervalMs);
+      // The window's end never keeps the process alive (shutdown calls end()).
+      Deno.unrefTimer(timer);
+      this.#timer = timer;
+    }
+    let entry = this.#keys.get(key);
+    if (entry === undefined) {
+      entry = { passed: 0, held: 0 };
+      this.#keys.set(key, entry);
+    }
+    return entry;
   }
 }

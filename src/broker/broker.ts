@@ -8,7 +8,7 @@
  * @module
  */
 
-import { AuditLog } from "../audit/log.ts";
+import { type BrokerAudit, openBrokerAudit } from "./audit.ts";
 import { GrantCache } from "./grants.ts";
 import { Http1Server } from "../http/server.ts";
 import { BrokerThreads } from "./threads.ts";
@@ -22,12 +22,7 @@ import { join } from "node:path";
 import type { CredentialStore } from "../store/store.ts";
 import { validateScope, validateSubject } from "../store/validate.ts";
 import { InvalidInput } from "../errors.ts";
-import {
-  type BrokerAuditRecord,
-  brokerHandler,
-  type ListenerBinding,
-  type PipelineServices,
-} from "./pipeline.ts";
+import { brokerHandler, type ListenerBinding, type PipelineServices } from "./pipeline.ts";
 import type { Routes } from "../providers/routes.ts";
 import { UpstreamClient, type UpstreamOptions } from "../http/client.ts";
 import { BrokerMetrics } from "./metrics.ts";
@@ -70,9 +65,9 @@ export interface BrokerOptions {
   /** Hears informational events (an OAuth token refreshed). */
   onInfo?: (message: string) => void;
   /** Hears each listener once it accepts connections. */
-  onListening?: (binding: ListenerBinding) => void;
+  onListening?: (binding: BrokerAddress) => void;
   /** Hears each per-scope socket that is removed (its scope has no tokens left). */
-  onClosed?: (binding: ListenerBinding) => void;
+  onClosed?: (binding: BrokerAddress) => void;
   /** Hears operational problems (never a secret). */
   onWarning?: (message: string) => void;
   /**
@@ -83,10 +78,18 @@ export interface BrokerOptions {
   threads?: { count: number; rawKey: Uint8Array };
 }
 
+/** A listener as bound: its binding, and where it listens as data. */
+export interface BrokerAddress extends ListenerBinding {
+  /** The socket path of a Unix listener. */
+  path?: string;
+  /** The port (on 127.0.0.1) of a TCP listener: the real one when 0 was asked for. */
+  port?: number;
+}
+
 /** A running broker. */
 export interface BrokerHandle {
   /** The listeners, as bound (TCP labels carry the real port). */
-  readonly bindings: readonly ListenerBinding[];
+  readonly bindings: readonly BrokerAddress[];
   /** Stops every listener, removes the sockets, closes the audit file. */
   close(): Promise<void>;
 }
@@ -101,9 +104,7 @@ export interface BrokerHandle {
 export async function startBroker(options: BrokerOptions): Promise<BrokerHandle> {
   for (const spec of options.listeners) checkSpec(spec);
   const warn = options.onWarning ?? (() => {});
-  const audit = options.auditPath === null
-    ? null
-    : await AuditLog.open<BrokerAuditRecord>(options.auditPath);
+  const audit = await openBrokerAudit(options.auditPath, warn);
   const upstream = new UpstreamClient(options.upstream);
   const refresher = options.oauthRefresh === undefined ? undefined : new OAuthRefresher({
     store: options.store,
@@ -117,25 +118,21 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     grants: new GrantCache(options.store),
     routes: options.routes,
     upstream,
-    audit: audit === null ? null : (record) =>
-      audit.queue(
-        record,
-        (error) => warn(`cannot write the broker audit line: ${error.message}`),
-      ),
+    audit: audit?.record ?? null,
     warn,
     metrics: new BrokerMetrics(),
     refresher,
   };
   const servers: Http1Server[] = [];
   const sockets: BoundUnixSocket<Http1Server>[] = [];
-  const bindings: ListenerBinding[] = [];
+  const bindings: BrokerAddress[] = [];
   const serve = (listener: Deno.Listener, binding: ListenerBinding) =>
     new Http1Server(listener, brokerHandler(services, binding), {
       onError(error: unknown) {
         warn(`broker: request failed on ${binding.label}: ${(error as Error).name}`);
       },
     });
-  const bindUnix = async (path: string, binding: ListenerBinding) => {
+  const bindUnix = async (path: string, binding: BrokerAddress) => {
     const socket = await bindUnixSocketWith(path, {
       bind: (staged) => serve(Deno.listen({ transport: "unix", path: staged }), binding),
       stop: (server) => server.close(),
@@ -153,7 +150,11 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     for (const spec of options.listeners) {
       const scoped = { scope: spec.scope, subject: spec.subject };
       if (spec.unixPath !== undefined) {
-        await bindUnix(spec.unixPath, { label: `unix:${spec.unixPath}`, ...scoped });
+        await bindUnix(spec.unixPath, {
+          label: `unix:${spec.unixPath}`,
+          ...scoped,
+          path: spec.unixPath,
+        });
       } else {
         const listener = Deno.listen({
           hostname: "127.0.0.1",
@@ -161,7 +162,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           ...(threaded ? { reusePort: true } : {}),
         });
         const port = (listener.addr as Deno.NetAddr).port;
-        const binding: ListenerBinding = { label: `tcp:127.0.0.1:${port}`, ...scoped };
+        const binding: BrokerAddress = { label: `tcp:127.0.0.1:${port}`, ...scoped, port };
         const server = serve(listener, binding);
         servers.push(server);
         bindings.push(binding);
@@ -181,7 +182,11 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           oauthLockDir: options.oauthRefresh?.lockDir,
         },
         services.metrics,
-        { warn, info: options.onInfo ?? (() => {}) },
+        {
+          warn,
+          info: options.onInfo ?? (() => {}),
+          refusals: (listener, outcome, count) => audit?.log.addRefusals(listener, outcome, count),
+        },
       );
       const all = threads;
       services.metricsText = () => all.metricsText();
@@ -190,7 +195,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     await refresher?.start(options.oauthRefresh?.intervalMs, options.oauthRefresh?.checkAtStart);
     if (options.scopeSockets) {
       poller = new ScopeSockets(options, warn, async (scope, path) => {
-        const binding: ListenerBinding = { label: `unix:${path}`, scope };
+        const binding: BrokerAddress = { label: `unix:${path}`, scope, path };
         const socket = await bindUnix(path, binding);
         options.onListening?.(binding);
         return () => {
@@ -311,7 +316,7 @@ async function stopAll(
   sockets: BoundUnixSocket<Http1Server>[],
   servers: Http1Server[],
   upstream: UpstreamClient,
-  audit: AuditLog<BrokerAuditRecord> | null,
+  audit: BrokerAudit | null,
 ): Promise<void> {
   for (const socket of sockets) socket.close(); // closes its server, removes the file
   for (const server of servers) server.close();
@@ -323,7 +328,7 @@ async function stopAll(
   clearTimeout(timer);
   upstream.close();
   await finished;
-  audit?.close();
+  audit?.log.close(); // with the summary lines of the interval under way
 }
 
 function checkSpec(spec: BrokerListenerSpec): void {

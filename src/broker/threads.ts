@@ -19,13 +19,13 @@
  * @module
  */
 
-import { AuditLog } from "../audit/log.ts";
+import { openBrokerAudit } from "./audit.ts";
 import { CredentialStore } from "../store/store.ts";
 import { GrantCache } from "./grants.ts";
 import { type MetricsSnapshot, renderMetrics } from "./metrics.ts";
 import { BrokerMetrics } from "./metrics.ts";
 import { OAuthRefresher } from "./oauth.ts";
-import { type BrokerAuditRecord, brokerHandler, type ListenerBinding } from "./pipeline.ts";
+import { brokerHandler, type ListenerBinding } from "./pipeline.ts";
 import type { Route } from "../providers/routes.ts";
 import { Http1Server } from "../http/server.ts";
 import { UpstreamClient, type UpstreamOptions } from "../http/client.ts";
@@ -55,9 +55,18 @@ type FromThread =
   | { type: "failed"; message: string }
   | { type: "warn"; message: string }
   | { type: "info"; message: string }
+  | { type: "refusals"; listener: string; outcome: string; count: number }
   | { type: "snapshot"; id: number; snapshot: MetricsSnapshot }
   | { type: "metrics"; id: number }
   | { type: "stopped" };
+
+/** What the main isolate hears from its threads. */
+export interface ThreadHooks {
+  warn(message: string): void;
+  info(message: string): void;
+  /** Refusals a thread held back (not written): summed into the main isolate's summary lines. */
+  refusals(listener: string, outcome: string, count: number): void;
+}
 
 /** The broker threads of one broker, seen from its main isolate. */
 export class BrokerThreads {
@@ -81,7 +90,7 @@ export class BrokerThreads {
     count: number,
     init: ThreadInit,
     metrics: BrokerMetrics,
-    hooks: { warn(message: string): void; info(message: string): void },
+    hooks: ThreadHooks,
   ): Promise<BrokerThreads> {
     const threads = new BrokerThreads(metrics);
     try {
@@ -93,10 +102,7 @@ export class BrokerThreads {
     return threads;
   }
 
-  #spawn(
-    init: ThreadInit,
-    hooks: { warn(message: string): void; info(message: string): void },
-  ): Promise<void> {
+  #spawn(init: ThreadInit, hooks: ThreadHooks): Promise<void> {
     const worker = new Worker(new URL("./thread_main.ts", import.meta.url), { type: "module" });
     this.#workers.push(worker);
     return new Promise<void>((resolve, reject) => {
@@ -115,6 +121,8 @@ export class BrokerThreads {
             return hooks.warn(message.message);
           case "info":
             return hooks.info(message.message);
+          case "refusals":
+            return hooks.refusals(message.listener, message.outcome, message.count);
           case "snapshot":
             this.#pending.get(message.id)?.(message.snapshot);
             this.#pending.delete(message.id);
@@ -193,6 +201,8 @@ export function runBrokerThread(scope: {
           stop = await serveThread(message.init, metrics, {
             warn: (text) => send({ type: "warn", message: text }),
             info: (text) => send({ type: "info", message: text }),
+            refusals: (listener, outcome, count) =>
+              send({ type: "refusals", listener, outcome, count }),
             metricsText: () =>
               new Promise<string>((resolve) => {
                 const id = nextId++;
@@ -227,6 +237,7 @@ async function serveThread(
   hooks: {
     warn(message: string): void;
     info(message: string): void;
+    refusals(listener: string, outcome: string, count: number): void;
     metricsText(): Promise<string>;
   },
 ): Promise<() => Promise<void>> {
@@ -237,10 +248,9 @@ async function serveThread(
     for (const closer of closers.splice(0).reverse()) await closer();
   };
   try {
-    const audit = init.auditPath === null
-      ? null
-      : await AuditLog.open<BrokerAuditRecord>(init.auditPath);
-    if (audit !== null) closers.push(() => audit.close());
+    // Held-back refusals go to the main isolate, which writes the summary lines.
+    const audit = await openBrokerAudit(init.auditPath, hooks.warn, hooks.refusals);
+    if (audit !== null) closers.push(() => audit.log.close());
     const routes = new Map(init.routes);
     const upstream = new UpstreamClient(init.upstream);
     const refresher = init.oauthLockDir === undefined ? undefined : new OAuthRefresher({
@@ -255,11 +265,7 @@ async function serveThread(
       grants: new GrantCache(store),
       routes,
       upstream,
-      audit: audit === null ? null : (record: BrokerAuditRecord) =>
-        audit.queue(
-          record,
-          (error) => hooks.warn(`cannot write the broker audit line: ${error.message}`),
-        ),
+      audit: audit?.record ?? null,
       warn: hooks.warn,
       metrics,
       metricsText: hooks.metricsText,

@@ -22,12 +22,16 @@
  *
  * Every call is one line of the audit file (time, scope, subject, op,
  * user_id, outcome, status; never a value, key or token), written before
- * the answer: a value is never returned without its line.
+ * the answer: a value is never returned without its line. Refusals
+ * (`unauthorized`, `forbidden`, `bad-request`, `not-found`: nothing was
+ * encrypted or decrypted) are bounded as the broker's are: past the first
+ * lines of an interval they are counted into one `refusals_summarized`
+ * line (`audit/log.ts` {@link RefusalPolicy}).
  *
  * @module
  */
 
-import { AuditLog } from "../audit/log.ts";
+import { AuditLog, type RefusalPolicy } from "../audit/log.ts";
 import { bindUnixSocketWith, type BoundUnixSocket } from "../net/socket.ts";
 import { extractToken } from "../http/extract.ts";
 import { splitTarget } from "../http/target.ts";
@@ -63,6 +67,28 @@ export type EnvelopeOutcome =
   | "not-found"
   | "failed"
   | "error";
+
+/** Outcomes of calls refused before any key was used (summarized past their budget). */
+export const ENVELOPE_REFUSALS: ReadonlySet<EnvelopeOutcome> = new Set<EnvelopeOutcome>([
+  "unauthorized",
+  "forbidden",
+  "bad-request",
+  "not-found",
+]);
+
+/** The refusal policy of the service's audit file; `listener` names its socket. */
+export function envelopeRefusalPolicy(
+  listener: string,
+  warn: (message: string) => void,
+): RefusalPolicy<EnvelopeAuditRecord> {
+  return {
+    refusal: (record) =>
+      ENVELOPE_REFUSALS.has(record.outcome) ? { listener, outcome: record.outcome } : null,
+    timeField: "time",
+    onError: (error) =>
+      warn(`envelope service: cannot write the audit line: ${sanitizeOneLine(error.message)}`),
+  };
+}
 
 /** One audit line of the service (never a value, key or token). */
 export interface EnvelopeAuditRecord {
@@ -149,9 +175,10 @@ export async function startEnvelopeService(
   let socket: BoundUnixSocket<Http1Server> | null = null;
   try {
     keys = await KeyStore.open(options.keyStorePath, kek);
-    audit = options.auditPath === null
-      ? null
-      : await AuditLog.open<EnvelopeAuditRecord>(options.auditPath);
+    audit = options.auditPath === null ? null : await AuditLog.open<EnvelopeAuditRecord>(
+      options.auditPath,
+      envelopeRefusalPolicy(`unix:${options.socketPath}`, warn),
+    );
     const handler = envelopeHandler({
       grants: new TokenGate(options.store),
       keys,

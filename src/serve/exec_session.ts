@@ -23,6 +23,7 @@ import { startAgent } from "../agent/agent.ts";
 import type { CredentialStore } from "../store/store.ts";
 import { type EnvProvider, type EnvVar, mintContainerEnv, type MintedEnv } from "../config/env.ts";
 import { SESSION_PREFIX, writeSessionRecord } from "./exec_sweep.ts";
+import { Undo } from "./undo.ts";
 
 /** Inputs of {@link openExecSession}. */
 export interface ExecSessionOptions {
@@ -64,37 +65,26 @@ export interface ExecSession {
  */
 export async function openExecSession(options: ExecSessionOptions): Promise<ExecSession> {
   const { store, scope, subject } = options;
-  const undo: (() => void | Promise<void>)[] = [];
-  const unwind = async () => {
-    for (const step of undo.splice(0).reverse()) {
-      try {
-        await step();
-      } catch (error) {
-        options.onWarning?.(`cleaning up: ${(error as Error).message}`);
-      }
-    }
-  };
+  const undo = new Undo((message) => options.onWarning?.(`cleaning up: ${message}`));
   try {
     const dir = await Deno.makeTempDir({ dir: options.runtimeBase, prefix: SESSION_PREFIX });
     await Deno.chmod(dir, 0o700);
     undo.push(() => Deno.remove(dir, { recursive: true }));
     const brokerSocket = join(dir, "broker.sock");
-    const broker = await startBroker({
-      store,
-      routes: options.routes,
-      listeners: [
-        { unixPath: brokerSocket, scope, subject },
-        { tcpPort: 0, scope, subject },
-      ],
-      auditPath: options.brokerAudit,
-      upstream: options.upstream,
-      onWarning: options.onWarning,
-    });
-    undo.push(() => broker.close());
-    const port = Number(
-      broker.bindings.find((b) => b.label.startsWith("tcp:"))!.label
-        .split(":").at(-1),
+    const broker = await undo.start(() =>
+      startBroker({
+        store,
+        routes: options.routes,
+        listeners: [
+          { unixPath: brokerSocket, scope, subject },
+          { tcpPort: 0, scope, subject },
+        ],
+        auditPath: options.brokerAudit,
+        upstream: options.upstream,
+        onWarning: options.onWarning,
+      })
     );
+    const port = broker.bindings.find((b) => b.port !== undefined)!.port!;
     const minted = mintContainerEnv(store, options.roster, {
       scope,
       subject,
@@ -111,14 +101,15 @@ export async function openExecSession(options: ExecSessionOptions): Promise<Exec
     await writeSessionRecord(dir, minted.tokens);
     const env = [...minted.vars];
     if (store.countKeys(scope) > 0) {
-      const agent = await startAgent({
-        store,
-        localScopes: [scope],
-        runtimeDir: dir,
-        auditPath: options.agentAudit,
-        onWarning: options.onWarning,
-      });
-      undo.push(() => agent.close());
+      const agent = await undo.start(() =>
+        startAgent({
+          store,
+          localScopes: [scope],
+          runtimeDir: dir,
+          auditPath: options.agentAudit,
+          onWarning: options.onWarning,
+        })
+      );
       env.push(["SSH_AUTH_SOCK", agent.localSocket(scope)!]);
     }
     let closed: Promise<void> | null = null;
@@ -126,10 +117,10 @@ export async function openExecSession(options: ExecSessionOptions): Promise<Exec
       env,
       minted,
       dir,
-      close: () => closed ??= unwind(),
+      close: () => closed ??= undo.unwind(),
     };
   } catch (error) {
-    await unwind();
+    await undo.unwind();
     throw error;
   }
 }

@@ -1,6 +1,6 @@
 /**
  * The `[serve]` table of config.toml, validated once, at load time. `vault
- * serve` merges its flags over the result (src/agent/serve_config.ts) and
+ * serve` merges its flags over the result (src/serve/plan.ts) and
  * never looks at the raw table.
  *
  * ```toml

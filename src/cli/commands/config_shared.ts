@@ -8,7 +8,7 @@
 import { dirname, resolve } from "node:path";
 import type { Context } from "../context.ts";
 import { UsageError } from "../../errors.ts";
-import { defaultAuditPath } from "../../agent/serve_config.ts";
+import { defaultAuditPath } from "../../serve/plan.ts";
 import { validateProvider } from "../../store/validate.ts";
 
 /**

@@ -11,8 +11,8 @@ import { openVault } from "../../unlock/open_vault.ts";
 import { wipeMaterial } from "../../unlock/types.ts";
 import { MAX_TOKEN_FILE_BYTES, readSecretFile, stripNewline } from "../input.ts";
 import { UsageError } from "../../errors.ts";
-import { type AgentAddress, type ExternalListener, startAgent } from "../../agent/agent.ts";
-import { adoptSocket, inheritedSockets } from "../../net/activation.ts";
+import type { AgentAddress } from "../../agent/agent.ts";
+import { inheritedSockets } from "../../net/activation.ts";
 import {
   formatSignerAddress,
   parseSignerAddress,
@@ -22,24 +22,24 @@ import {
 import { type StreamListener, tcpListener, unixListener } from "../../net/listener.ts";
 import { bindUnixSocket } from "../../net/socket.ts";
 import { AgentConfigError, BridgeTokenError } from "../../agent/errors.ts";
-import { opensslAvailable } from "../../agent/openssl_rsa.ts";
 import { MAX_TOKEN_BYTES } from "../../agent/handshake.ts";
 import { isToken } from "../../tokens/format.ts";
-import { MAX_CONFIG_BYTES } from "../../fs/limits.ts";
 import { validateScope } from "../../store/validate.ts";
-import type { CredentialStore } from "../../store/store.ts";
 import { type DbKey, deriveRawKey, readSalt } from "../../store/key.ts";
-import { MAX_BROKER_THREADS } from "../../settings/serve.ts";
-import type { BrokerHandle, BrokerListenerSpec } from "../../broker/broker.ts";
 import { sanitizeOneLine } from "../../sanitize.ts";
 import {
+  brokerNeedsRawKey,
+  DEFAULT_MAX_THREADS,
   parseIdleTimeout,
   parsePort,
   parseRsaEngine,
-  resolveServeConfig,
-} from "../../agent/serve_config.ts";
-import { dirname, join, resolve } from "node:path";
-import { resolveEnvelopeServe, startEnvelopeFor } from "./serve_envelope.ts";
+  parseThreads,
+  resolveServePlan,
+} from "../../serve/plan.ts";
+import { rsaBackend, type ServeHooks, startServe } from "../../serve/run.ts";
+import { resolve } from "node:path";
+import { serveKek } from "./serve_envelope.ts";
+import { defaultKeyStorePath } from "./envelope_shared.ts";
 
 /** Signals that stop `vault serve` and `vault ssh-bridge`. */
 const STOP_SIGNALS: Deno.Signal[] = ["SIGTERM", "SIGINT"];
@@ -176,45 +176,13 @@ Examples:
     )
     .action(async (options) => {
       const settings = await ctx.settings();
-      const config = resolveServeConfig(options, settings.serve, ctx.env);
-      const inherited = inheritedSockets(ctx.env);
-      const rsaWith = config.rsaEngine === "node" ? "node" : opensslAvailable() ? "openssl" : null;
-      if (rsaWith === null && config.rsaEngine === "openssl") {
-        throw new AgentConfigError(
-          "--rsa-engine openssl: OpenSSL 3's libcrypto (libcrypto.so.3) cannot be loaded",
-        );
-      }
-      const agentWanted = config.signerSocket !== undefined || config.signerPort !== undefined ||
-        config.localScopes.length > 0 || config.localAll || inherited.length > 0;
-      // Broker settings: flags over the [serve] table.
-      const table = settings.serve ?? {};
-      const brokerSocket = options.brokerSocket !== undefined
-        ? resolve(options.brokerSocket)
-        : table.brokerSocket;
-      const brokerPort = options.brokerPort ?? table.brokerPort;
-      const brokerAll = options.brokerAll ?? table.brokerAll ?? false;
-      const brokerScope = options.brokerScope ?? table.brokerScope;
-      const brokerListeners: BrokerListenerSpec[] = [];
-      const bound = { scope: brokerScope };
-      if (brokerSocket !== undefined) brokerListeners.push({ unixPath: brokerSocket, ...bound });
-      if (brokerPort !== undefined) brokerListeners.push({ tcpPort: brokerPort, ...bound });
-      const brokerWanted = brokerListeners.length > 0 || brokerAll;
-      const envelope = resolveEnvelopeServe(ctx, options, table, config.audit);
-      if (brokerAll && config.runtimeDir === null) {
-        throw new UsageError(
-          "--broker-all: XDG_RUNTIME_DIR is not set: give --runtime-dir for the broker sockets",
-        );
-      }
-      if (!agentWanted && !brokerWanted && envelope === null) {
-        throw new UsageError(
-          "nothing to serve: give --signer-socket, --signer-port, --local-scope, --local-all, " +
-            "--broker-socket, --broker-port, --broker-all or --envelope-socket " +
-            "(or a [serve] table in config.toml)",
-        );
-      }
-      if (brokerScope !== undefined && brokerListeners.length === 0) {
-        throw new UsageError("--broker-scope needs --broker-socket or --broker-port");
-      }
+      // Flags over the [serve] table: src/serve/plan.ts.
+      const plan = resolveServePlan(options, settings.serve, {
+        env: ctx.env,
+        inherited: inheritedSockets(ctx.env),
+        defaultEnvelopeStore: () => defaultKeyStorePath(ctx.env),
+      });
+      const rsaWith = rsaBackend(plan);
       const { store, resolved } = await openVault({
         dbPath: ctx.dbPath().path,
         passphraseFile: ctx.passphraseFile,
@@ -224,73 +192,30 @@ Examples:
         settings,
         interactive: false,
       });
-      const brokerThreads = options.brokerThreads ?? table.brokerThreads ??
-        Math.min(DEFAULT_MAX_THREADS, navigator.hardwareConcurrency || 1);
       // Threads open their own store connections with the raw key (no KDF each).
-      const rawKey = brokerThreads > 1 && brokerListeners.some((l) => l.tcpPort !== undefined)
+      const rawKey = brokerNeedsRawKey(plan)
         ? await rawKeyOf(resolved.material, ctx.dbPath().path)
         : null;
       wipeMaterial(resolved.material);
       const stop = stopSignal();
       try {
-        const listeners: ExternalListener[] = [];
-        try {
-          for (const socket of inherited) {
-            const listener = await adoptSocket(socket);
-            listeners.push(
-              socket.name.startsWith("local-")
-                ? { role: "local", scope: socket.name.slice("local-".length), listener }
-                : { role: "signer", listener },
-            );
-          }
-        } catch (error) {
-          for (const { listener } of listeners) listener.close();
-          throw error;
-        }
-        const broker = !brokerWanted ? null : await startBrokerFor(ctx, store, {
-          listeners: brokerListeners,
-          scopeSocketsIn: brokerAll ? config.runtimeDir! : undefined,
-          lockDir: join(config.runtimeDir ?? dirname(config.audit), "locks"),
-          routesFile: options.routes !== undefined ? resolve(options.routes) : table.routes,
-          caFile: options.upstreamCa !== undefined ? resolve(options.upstreamCa) : table.upstreamCa,
-          auditPath: options.brokerAudit !== undefined
-            ? resolve(options.brokerAudit)
-            : table.brokerAudit ?? join(dirname(config.audit), "broker-audit.jsonl"),
-          threads: rawKey === null ? undefined : { count: brokerThreads, rawKey },
-        });
-        rawKey?.fill(0);
-        const envelopeService = envelope === null ? null : await startEnvelopeFor(
-          ctx,
+        // Any failure here has stopped whatever had started (sockets removed, audits flushed).
+        const running = await startServe(plan, {
           store,
-          envelope,
-        ).catch(async (error) => {
-          await broker?.close();
-          throw error;
-        });
-        const agent = !agentWanted ? null : await startAgent({
-          store,
-          signer: { unixPath: config.signerSocket, tcpPort: config.signerPort },
-          localScopes: config.localScopes,
-          localAll: config.localAll,
-          runtimeDir: config.runtimeDir ?? undefined,
           env: ctx.env,
-          auditPath: config.audit,
-          rsaEngine: config.rsaEngine,
-          idleTimeoutMs: config.idleTimeout === undefined ? undefined : config.idleTimeout * 1000,
-          listeners,
-          onListening: (address) => ctx.out.info(describeListener(address)),
-          onWarning: (message) => ctx.out.warn(message),
+          rawKey,
+          kek: () => serveKek(ctx, plan.envelope?.kekFile, store),
+          hooks: serveHooks(ctx),
         });
-        for (const scope of config.localScopes) {
-          if (store.countKeys(scope) === 0) {
-            ctx.out.warn(
-              `scope ${scope} has no SSH keys yet; its socket lists none until keys are ` +
-                `assigned ('vault ssh init ${scope}')`,
-            );
-          }
+        if (running.broker) {
+          ctx.out.info(`vault serve: broker audit trail in ${plan.broker!.auditPath}`);
         }
-        if (agent) {
-          ctx.out.info(`vault serve: audit trail in ${config.audit}`);
+        if (running.envelope) {
+          ctx.out.info(`vault serve: envelope service on unix:${running.envelope.path}`);
+          ctx.out.info(`vault serve: envelope audit trail in ${plan.envelope!.audit}`);
+        }
+        if (running.agent) {
+          ctx.out.info(`vault serve: audit trail in ${plan.agentAudit}`);
           ctx.out.info(
             `vault serve: RSA signing with ${
               rsaWith === "openssl" ? "OpenSSL (libcrypto.so.3)" : "the built-in node:crypto"
@@ -299,10 +224,9 @@ Examples:
         }
         const signal = await stop.wait;
         ctx.out.info(`vault serve: ${signal}, shutting down`);
-        await agent?.close();
-        await broker?.close();
-        await envelopeService?.close();
+        await running.stop();
       } finally {
+        rawKey?.fill(0);
         stop.dispose();
         store.close();
       }
@@ -511,72 +435,24 @@ function stopSignal(): { wait: Promise<Deno.Signal>; dispose(): void } {
   };
 }
 
-/** Default cap of `--broker-threads` (more isolates than this rarely pay on a proxy). */
-const DEFAULT_MAX_THREADS = 4;
-
-function parseThreads(text: string): number {
-  if (!/^[0-9]{1,2}$/.test(text) || Number(text) < 1 || Number(text) > MAX_BROKER_THREADS) {
-    throw new UsageError(`--broker-threads must be a whole number from 1 to ${MAX_BROKER_THREADS}`);
-  }
-  return Number(text);
-}
-
 /** The database's raw key: as given, or derived from the passphrase once (for broker threads). */
 async function rawKeyOf(material: DbKey, dbPath: string): Promise<Uint8Array> {
   if (material.kind === "raw") return material.key.slice();
   return await deriveRawKey(material.passphrase, readSalt(dbPath));
 }
 
-/** Starts the token broker of `vault serve` (its module loads only when a broker listener is asked for). */
-async function startBrokerFor(
-  ctx: Context,
-  store: CredentialStore,
-  settings: {
-    listeners: BrokerListenerSpec[];
-    scopeSocketsIn?: string;
-    lockDir: string;
-    routesFile?: string;
-    caFile?: string;
-    auditPath: string;
-    threads?: { count: number; rawKey: Uint8Array };
-  },
-): Promise<BrokerHandle> {
-  const [{ startBroker }, { loadRoster, rosterRoutes, userRosterDirs }, { loadRoutesFile }] =
-    await Promise.all([
-      import("../../broker/broker.ts"),
-      import("../../config/roster.ts"),
-      import("../../providers/routes_file.ts"),
-    ]);
-  // Without a routes file, the roster's routes: the same `vault config routes` prints.
-  const routes = settings.routesFile === undefined
-    ? rosterRoutes(await loadRoster(await userRosterDirs(ctx.env)))
-    : await loadRoutesFile(resolve(settings.routesFile));
-  const caCerts = settings.caFile === undefined ? undefined : [
-    new TextDecoder().decode(
-      await readSecretFile(settings.caFile, { limit: MAX_CONFIG_BYTES, what: "CA file" }),
-    ),
-  ];
-  const broker = await startBroker({
-    store,
-    routes,
-    listeners: settings.listeners,
-    auditPath: settings.auditPath,
-    upstream: { caCerts },
-    oauthRefresh: { lockDir: settings.lockDir },
-    onInfo: (message) => ctx.out.info(`vault serve: ${message}`),
-    scopeSockets: settings.scopeSocketsIn === undefined
-      ? undefined
-      : { runtimeDir: settings.scopeSocketsIn },
-    onClosed: (binding) =>
-      ctx.out.info(`vault serve: token broker on ${binding.label} closed (no tokens left)`),
-    onListening: (binding) =>
+/** How `vault serve` reports what its services tell (stderr, one line each). */
+function serveHooks(ctx: Context): ServeHooks {
+  return {
+    info: (message) => ctx.out.info(`vault serve: ${message}`),
+    warn: (message) => ctx.out.warn(message),
+    agentListening: (address) => ctx.out.info(describeListener(address)),
+    brokerListening: (binding) =>
       ctx.out.info(
         `vault serve: token broker on ${binding.label}` +
           (binding.scope === undefined ? "" : ` (scope ${binding.scope})`),
       ),
-    onWarning: (message) => ctx.out.warn(message),
-    threads: settings.threads,
-  });
-  ctx.out.info(`vault serve: broker audit trail in ${settings.auditPath}`);
-  return broker;
+    brokerClosed: (binding) =>
+      ctx.out.info(`vault serve: token broker on ${binding.label} closed (no tokens left)`),
+  };
 }
