@@ -37,6 +37,8 @@ export interface ServeConfig {
   rsaEngine: RsaEngine;
   /** Seconds a connection may stay without a request (0: never; undefined: the default). */
   idleTimeout?: number;
+  /** Seconds a started request head or a request body may stall (undefined: the default). */
+  progressTimeout?: number;
 }
 
 /** The `vault serve` flags that configure listeners. */
@@ -49,6 +51,7 @@ export interface ServeFlags {
   runtimeDir?: string;
   rsaEngine?: RsaEngine;
   idleTimeout?: number;
+  progressTimeout?: number;
 }
 
 /** Default audit file: `$XDG_STATE_HOME/vault/ssh-audit.jsonl` (or under `~/.local/state`). */
@@ -74,6 +77,16 @@ export function parseIdleTimeout(text: string): number {
   if (!/^[0-9]{1,6}$/.test(text) || Number(text) > MAX_IDLE_TIMEOUT_S) {
     throw new AgentConfigError(
       `--idle-timeout must be whole seconds from 0 (never) to ${MAX_IDLE_TIMEOUT_S}`,
+    );
+  }
+  return Number(text);
+}
+
+/** Parses a `--progress-timeout` value: whole seconds, 1 or more. */
+export function parseProgressTimeout(text: string): number {
+  if (!/^[0-9]{1,6}$/.test(text) || Number(text) < 1 || Number(text) > MAX_IDLE_TIMEOUT_S) {
+    throw new AgentConfigError(
+      `--progress-timeout must be whole seconds from 1 to ${MAX_IDLE_TIMEOUT_S}`,
     );
   }
   return Number(text);
@@ -124,5 +137,6 @@ export function resolveServeConfig(
     runtimeDir,
     rsaEngine: flags.rsaEngine ?? t.rsaEngine ?? "auto",
     idleTimeout: flags.idleTimeout ?? t.idleTimeout,
+    progressTimeout: flags.progressTimeout ?? t.progressTimeout,
   };
 }

@@ -111,6 +111,7 @@ export async function startEnvelopeFor(
   ctx: Context,
   store: CredentialStore,
   config: EnvelopeServeConfig,
+  timeouts: { idleTimeoutMs?: number; progressTimeoutMs?: number } = {},
 ): Promise<EnvelopeServiceHandle> {
   const kek = await serveKek(ctx, config.kekFile, store);
   try {
@@ -122,6 +123,7 @@ export async function startEnvelopeFor(
       socketPath: config.socket,
       auditPath: config.audit,
       scopeUsers: config.scopeUsers,
+      ...timeouts,
       onWarning: (message) => ctx.out.warn(message),
     });
     ctx.out.info(`vault serve: envelope service on unix:${service.path}`);
