@@ -118,14 +118,38 @@ export interface BrokerHandle {
  *
  * @throws {InvalidInput} for a listener that is neither or both of Unix and
  *   TCP, or a subject without a scope; `SocketPathError` for a socket path
- *   that cannot be used; `AuditFileError` for an unusable audit file.
+ *   that cannot be used; `AuditFileError` for an unusable audit file;
+ *   `PortInUseError` for a TCP port another process holds (another `vault
+ *   serve` included: see `src/net/port.ts`).
  */
 export async function startBroker(options: BrokerOptions): Promise<BrokerHandle> {
   for (const spec of options.listeners) checkSpec(spec);
+  const threaded = (options.threads?.count ?? 1) > 1;
+  // TCP ports first: a port another process serves fails the start before anything is opened.
+  const ports: OwnPort[] = [];
+  const closePorts = () => {
+    for (const port of ports) {
+      port.listener.close();
+      port.release();
+    }
+  };
+  try {
+    const lockDir = options.portLockDir ?? options.oauthRefresh?.lockDir ?? null;
+    for (const spec of options.listeners) {
+      if (spec.tcpPort === undefined) continue;
+      ports.push(await bindOwnPort(spec.tcpPort, { reusePort: threaded, lockDir }));
+    }
+  } catch (error) {
+    closePorts();
+    throw error;
+  }
   const warn = options.onWarning ?? (() => {});
   const audit = options.auditPath === null
     ? null
-    : await AuditLog.open<BrokerAuditRecord>(options.auditPath);
+    : await AuditLog.open<BrokerAuditRecord>(options.auditPath).catch((error) => {
+      closePorts();
+      throw error;
+    });
   const upstream = new UpstreamClient(options.upstream);
   const refresher = options.oauthRefresh === undefined ? undefined : new OAuthRefresher({
     store: options.store,
@@ -151,7 +175,6 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   const servers: Http1Server[] = [];
   const sockets: BoundUnixSocket<Http1Server>[] = [];
   const bindings: ListenerBinding[] = [];
-  const ports: OwnPort[] = [];
   const budget = options.budget ?? defaultBudget();
   const refusals = new RefusalLog(warn);
   const gateOf = (binding: ListenerBinding) =>
@@ -188,14 +211,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   /** Ports handed to a server so far (the others are closed here on failure). */
   let nextPort = 0;
   try {
-    const threaded = (options.threads?.count ?? 1) > 1;
     const tcp: ThreadInit["listeners"] = [];
-    // TCP ports first: a port another process serves fails the start before any socket exists.
-    const lockDir = options.portLockDir ?? options.oauthRefresh?.lockDir ?? null;
-    for (const spec of options.listeners) {
-      if (spec.tcpPort === undefined) continue;
-      ports.push(await bindOwnPort(spec.tcpPort, { reusePort: threaded, lockDir }));
-    }
     for (const spec of options.listeners) {
       const scoped = { scope: spec.scope, subject: spec.subject };
       if (spec.unixPath !== undefined) {
