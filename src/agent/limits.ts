@@ -18,9 +18,12 @@
  * reported through a {@link RefusalLog}: at most one line per listener per
  * interval (default 10 s), never one per connection.
  *
- * The defaults keep every pool together (512 + 256) below the usual 1024
- * open-file limit, so a flood of connections meets our cap before the
- * process runs out of descriptors (which would stop accepting everywhere).
+ * These caps are the agent's own; every connection also counts against the
+ * process-wide budget of `src/net/limits.ts`, derived from RLIMIT_NOFILE and
+ * shared with the broker and the envelope service (host-local sockets in
+ * its protected slice, signer listeners in its exposed pool), so a flood of
+ * connections meets a cap before the process runs out of descriptors (which
+ * would stop accepting everywhere), whatever the limit.
  *
  * @module
  */
