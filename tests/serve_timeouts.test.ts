@@ -6,7 +6,11 @@
  * on a served broker port refuses to start, naming the port.
  */
 
-import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
+import { parseProgressTimeout, resolveServeConfig } from "../src/agent/serve_config.ts";
+import { parseServeTable } from "../src/settings/serve.ts";
+import { InvalidSettings } from "../src/settings/errors.ts";
+import { AgentConfigError } from "../src/agent/errors.ts";
 import { withTempStore } from "../testing/fixtures.ts";
 import { withSandboxVault } from "../testing/cli.ts";
 import { freePort, RawUpstream, readAll, until, within } from "../testing/broker.ts";
@@ -181,4 +185,19 @@ Deno.test("serve: a second vault serve on a served broker port refuses to start,
       await second.dispose();
     }
   });
+});
+
+Deno.test("vault serve --progress-timeout / [serve] progress_timeout: the flag wins over the table, bad values are refused", () => {
+  const env = { HOME: "/home/u" };
+  assertEquals(resolveServeConfig({}, {}, env).progressTimeout, undefined);
+  const table = parseServeTable("c.toml", { progress_timeout: 30 }, env);
+  assertEquals(resolveServeConfig({}, table, env).progressTimeout, 30);
+  assertEquals(resolveServeConfig({ progressTimeout: 5 }, table, env).progressTimeout, 5);
+  for (const bad of [0, -1, 1.5, "60", 604_801]) {
+    assertThrows(() => parseServeTable("c.toml", { progress_timeout: bad }, env), InvalidSettings);
+  }
+  assertEquals(parseProgressTimeout("60"), 60);
+  for (const bad of ["", "0", "-1", "1.5", "604801"]) {
+    assertThrows(() => parseProgressTimeout(bad), AgentConfigError);
+  }
 });
