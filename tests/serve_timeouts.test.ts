@@ -173,6 +173,18 @@ Deno.test("serve: a second vault serve on a served broker port refuses to start,
       const third = await vault.cli.spawn(args(3), { deadlineMs: 20_000 });
       assert(third.code !== 0);
       assertMatch(third.stderr, refusal);
+      // A port some other process joined with SO_REUSEPORT (no vault lock): refused too.
+      const other = Deno.listen({ hostname: "127.0.0.1", port: 0, reusePort: true });
+      try {
+        const otherPort = (other.addr as Deno.NetAddr).port;
+        const args4 = args(4);
+        args4[args4.indexOf(String(port))] = String(otherPort);
+        const fourth = await vault.cli.spawn(args4, { deadlineMs: 20_000 });
+        assert(fourth.code !== 0);
+        assertMatch(fourth.stderr, new RegExp(`127\\.0\\.0\\.1:${otherPort}: the port is in use`));
+      } finally {
+        other.close();
+      }
       const conn = await Deno.connect({ hostname: "127.0.0.1", port });
       try {
         await conn.write(encoder.encode("GET /-/health HTTP/1.1\r\nConnection: close\r\n\r\n"));
