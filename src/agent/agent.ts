@@ -15,7 +15,9 @@
  * Each listener has its own connection cap, and host-local sockets draw
  * from a pool signer connections never touch (see `limits.ts`), so no flood
  * of signer connections, with or without a token, can keep a host tool
- * from its agent. Connections idle for `idleTimeoutMs` are closed, and the
+ * from its agent. Every connection also counts against the process-wide
+ * budget shared with the broker and the envelope service
+ * (`src/net/limits.ts`: host-local sockets in its protected slice). Connections idle for `idleTimeoutMs` are closed, and the
  * sign requests (so audit lines) of each token are rate-limited
  * (`rate_limit.ts`).
  *
