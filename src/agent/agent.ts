@@ -15,7 +15,9 @@
  * Each listener has its own connection cap, and host-local sockets draw
  * from a pool signer connections never touch (see `limits.ts`), so no flood
  * of signer connections, with or without a token, can keep a host tool
- * from its agent. Connections idle for `idleTimeoutMs` are closed, and the
+ * from its agent. Every connection also counts against the process-wide
+ * budget shared with the broker and the envelope service
+ * (`src/net/limits.ts`: host-local sockets in its protected slice). Connections idle for `idleTimeoutMs` are closed, and the
  * sign requests (so audit lines) of each token are rate-limited
  * (`rate_limit.ts`).
  *
@@ -46,6 +48,7 @@ import {
   WarningThrottle,
 } from "./limits.ts";
 import { type StreamListener, tcpListener, unixListener } from "../net/listener.ts";
+import { type ConnectionBudget, defaultBudget, type ListenerGate } from "../net/limits.ts";
 import { FrameReader } from "./protocol.ts";
 import { resolveSignRate, type SignRate, SignRateLimiter } from "./rate_limit.ts";
 import { Signer } from "./sign.ts";
@@ -113,6 +116,12 @@ export interface AgentOptions {
    * missing ones take their defaults. Connections over a cap are closed at once.
    */
   limits?: Partial<ConnectionLimits>;
+  /**
+   * The process-wide connection budget (see `src/net/limits.ts`) every
+   * connection also counts against: host-local sockets are protected
+   * listeners, signer listeners exposed ones. Default: this process's budget.
+   */
+  budget?: ConnectionBudget;
   /**
    * A connection (after its handshake, or on a host-local socket) that sends
    * no complete request for this long is closed. Default 300 000 ms; 0: never.
@@ -356,12 +365,18 @@ class Agent implements AgentHandle {
     const full: AgentAddress = { ...address, label: listener.label };
     this.#addresses.push(full);
     const limits = this.#limits;
+    const budget = (this.#options.budget ?? defaultBudget()).gate(
+      listener.label,
+      address.role === "local" ? "protected" : "exposed",
+      { refusals: this.#refusals },
+    );
     const caps: ListenerCaps = address.role === "local"
-      ? { own: new Slots(limits.localPerListener), pool: this.#localPool, handshakes: null }
+      ? { own: new Slots(limits.localPerListener), pool: this.#localPool, handshakes: null, budget }
       : {
         own: new Slots(limits.signerPerListener),
         pool: this.#signerPool,
         handshakes: new Slots(limits.handshakesPerListener),
+        budget,
       };
     const loop = this.#acceptLoop(listener, full, caps);
     this.#listeners.push({ listener, loop });
@@ -381,14 +396,14 @@ class Agent implements AgentHandle {
         closeQuietly(accepted.stream);
         continue;
       }
-      const release = takeAll([caps.own, caps.pool]);
-      const releaseHandshake = release && caps.handshakes ? takeAll([caps.handshakes]) : null;
-      if (!release || (caps.handshakes && !releaseHandshake)) {
-        release?.();
+      const releaseOwn = takeAll([caps.own, caps.pool]);
+      const releaseHandshake = releaseOwn && caps.handshakes ? takeAll([caps.handshakes]) : null;
+      if (!releaseOwn || (caps.handshakes && !releaseHandshake)) {
+        releaseOwn?.();
         closeQuietly(accepted.stream);
         this.#refusals.note(
           listener.label,
-          !release
+          !releaseOwn
             ? caps.own.used >= caps.own.cap
               ? `this listener holds its limit of ${caps.own.cap} connections`
               : `all ${kind} listeners together hold their limit of ${caps.pool.cap} connections`
@@ -396,6 +411,18 @@ class Agent implements AgentHandle {
         );
         continue;
       }
+      // The process-wide budget (notes its own refusals).
+      const releaseBudget = caps.budget.admit();
+      if (releaseBudget === null) {
+        releaseOwn();
+        releaseHandshake?.();
+        closeQuietly(accepted.stream);
+        continue;
+      }
+      const release = () => {
+        releaseOwn();
+        releaseBudget();
+      };
       const { stream, peer } = accepted;
       this.#streams.add(stream);
       const task = (address.role === "local"
@@ -463,6 +490,8 @@ interface ListenerCaps {
   pool: Slots;
   /** Connections still in the handshake (signer listeners only). */
   handshakes: Slots | null;
+  /** The process-wide budget's gate of this listener. */
+  budget: ListenerGate;
 }
 
 /** Whether `path` is too long for a Unix socket. */

@@ -18,15 +18,22 @@
  * reported through a {@link RefusalLog}: at most one line per listener per
  * interval (default 10 s), never one per connection.
  *
- * The defaults keep every pool together (512 + 256) below the usual 1024
- * open-file limit, so a flood of connections meets our cap before the
- * process runs out of descriptors (which would stop accepting everywhere).
+ * These caps are the agent's own; every connection also counts against the
+ * process-wide budget of `src/net/limits.ts`, derived from RLIMIT_NOFILE and
+ * shared with the broker and the envelope service (host-local sockets in
+ * its protected slice, signer listeners in its exposed pool), so a flood of
+ * connections meets a cap before the process runs out of descriptors (which
+ * would stop accepting everywhere), whatever the limit.
  *
  * @module
  */
 
 import { AgentConfigError } from "./errors.ts";
 import { IntervalCounter } from "../audit/throttle.ts";
+import { REFUSAL_LOG_INTERVAL_MS } from "../net/limits.ts";
+
+// The counting pieces are shared by every serving service (src/net/limits.ts).
+export { REFUSAL_LOG_INTERVAL_MS, RefusalLog, Slots, takeAll } from "../net/limits.ts";
 
 /** Connection caps of the agent (see the module documentation). */
 export interface ConnectionLimits {
@@ -51,9 +58,6 @@ export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.free
   localTotal: 256,
 });
 
-/** Default interval between two "connections refused" lines of one listener. */
-export const REFUSAL_LOG_INTERVAL_MS = 10_000;
-
 /**
  * `partial` over {@link DEFAULT_CONNECTION_LIMITS}.
  *
@@ -72,106 +76,6 @@ export function resolveConnectionLimits(
     limits[key] = value;
   }
   return limits;
-}
-
-/** A counter that never exceeds its cap. */
-export class Slots {
-  /** The cap. */
-  readonly cap: number;
-  #used = 0;
-
-  /** A pool of `cap` slots. */
-  constructor(cap: number) {
-    this.cap = cap;
-  }
-
-  /** Slots in use. */
-  get used(): number {
-    return this.#used;
-  }
-
-  /** Takes a slot; false (and nothing taken) when all are in use. */
-  tryTake(): boolean {
-    if (this.#used >= this.cap) return false;
-    this.#used++;
-    return true;
-  }
-
-  /** Gives a slot back. */
-  release(): void {
-    if (this.#used > 0) this.#used--;
-  }
-}
-
-/**
- * Takes one slot from each of `pools`, all or nothing. Returns the release
- * function (idempotent), or null when one of them is full.
- */
-export function takeAll(pools: readonly Slots[]): (() => void) | null {
-  const taken: Slots[] = [];
-  for (const pool of pools) {
-    if (!pool.tryTake()) {
-      for (const back of taken) back.release();
-      return null;
-    }
-    taken.push(pool);
-  }
-  let released = false;
-  return () => {
-    if (released) return;
-    released = true;
-    for (const pool of taken) pool.release();
-  };
-}
-
-/**
- * Counts refused connections per listener and reports them at most once per
- * interval per listener (an {@link IntervalCounter}): the first refusal after
- * a quiet interval is reported at once, with the refusals not yet reported;
- * {@link flush} reports what is left (at shutdown).
- */
-export class RefusalLog {
-  readonly #warn: (message: string) => void;
-  readonly #counter: IntervalCounter;
-  readonly #why = new Map<string, string>();
-  #total = 0;
-
-  /** Reports through `warn`, at most once per `counter` interval per listener. */
-  constructor(
-    warn: (message: string) => void,
-    counter = new IntervalCounter(REFUSAL_LOG_INTERVAL_MS),
-  ) {
-    this.#warn = warn;
-    this.#counter = counter;
-  }
-
-  /** Connections refused so far, on every listener. */
-  get total(): number {
-    return this.#total;
-  }
-
-  /** Notes one refused connection on `label`; `why` names the cap that was hit. */
-  note(label: string, why: string): void {
-    this.#total++;
-    this.#why.set(label, why);
-    const count = this.#counter.hit(label);
-    if (count > 0) this.#report(label, count, why);
-  }
-
-  /** Reports the refusals counted but not reported yet. */
-  flush(): void {
-    for (const [label, count] of this.#counter.drain()) {
-      this.#report(label, count, this.#why.get(label) ?? "");
-    }
-  }
-
-  #report(label: string, count: number, why: string): void {
-    const what = count === 1 ? "1 connection" : `${count} connections`;
-    this.#warn(
-      `refused ${what} on ${label}: ${why} (at most one such line per listener every ` +
-        `${Math.round(this.#counter.intervalMs / 1000)} s)`,
-    );
-  }
 }
 
 /**

@@ -11,7 +11,7 @@
 import { type BrokerAudit, openBrokerAudit } from "./audit.ts";
 import { GrantCache } from "./grants.ts";
 import { Http1Server } from "../http/server.ts";
-import { BrokerThreads } from "./threads.ts";
+import { BrokerThreads, type ThreadInit } from "./threads.ts";
 import {
   bindUnixSocketWith,
   type BoundUnixSocket,
@@ -27,6 +27,13 @@ import type { Routes } from "../providers/routes.ts";
 import { UpstreamClient, type UpstreamOptions } from "../http/client.ts";
 import { BrokerMetrics } from "./metrics.ts";
 import { OAuthRefresher } from "./oauth.ts";
+import {
+  BROKER_CONNECTION_WEIGHT,
+  type ConnectionBudget,
+  defaultBudget,
+  RefusalLog,
+} from "../net/limits.ts";
+import { bindOwnPort, type OwnPort } from "../net/port.ts";
 
 /** One listener: a Unix socket path or a TCP port on 127.0.0.1, optionally scope-bound. */
 export interface BrokerListenerSpec {
@@ -76,6 +83,21 @@ export interface BrokerOptions {
    * thread's own store connection. Absent or 1: the main isolate alone.
    */
   threads?: { count: number; rawKey: Uint8Array };
+  /**
+   * Connection caps (see `src/net/limits.ts`): every listener is exposed,
+   * one connection counts {@link BROKER_CONNECTION_WEIGHT} slots. Default:
+   * this process's budget.
+   */
+  budget?: ConnectionBudget;
+  /** Close a connection that sends no byte of its next request for this long; default 5 min, 0: never. */
+  idleTimeoutMs?: number;
+  /** Close a connection whose head or body stops arriving for this long; default 60 s. */
+  progressTimeoutMs?: number;
+  /**
+   * Directory of the per-port lock files that keep a TCP port to this
+   * process (see `src/net/port.ts`); default the OAuth lock directory, if any.
+   */
+  portLockDir?: string;
 }
 
 /** A listener as bound: its binding, and where it listens as data. */
@@ -99,12 +121,36 @@ export interface BrokerHandle {
  *
  * @throws {InvalidInput} for a listener that is neither or both of Unix and
  *   TCP, or a subject without a scope; `SocketPathError` for a socket path
- *   that cannot be used; `AuditFileError` for an unusable audit file.
+ *   that cannot be used; `AuditFileError` for an unusable audit file;
+ *   `PortInUseError` for a TCP port another process holds (another `vault
+ *   serve` included: see `src/net/port.ts`).
  */
 export async function startBroker(options: BrokerOptions): Promise<BrokerHandle> {
   for (const spec of options.listeners) checkSpec(spec);
+  const threaded = (options.threads?.count ?? 1) > 1;
+  // TCP ports first: a port another process serves fails the start before anything is opened.
+  const ports: OwnPort[] = [];
+  const closePorts = () => {
+    for (const port of ports) {
+      port.listener.close();
+      port.release();
+    }
+  };
+  try {
+    const lockDir = options.portLockDir ?? options.oauthRefresh?.lockDir ?? null;
+    for (const spec of options.listeners) {
+      if (spec.tcpPort === undefined) continue;
+      ports.push(await bindOwnPort(spec.tcpPort, { reusePort: threaded, lockDir }));
+    }
+  } catch (error) {
+    closePorts();
+    throw error;
+  }
   const warn = options.onWarning ?? (() => {});
-  const audit = await openBrokerAudit(options.auditPath, warn);
+  const audit = await openBrokerAudit(options.auditPath, warn).catch((error) => {
+    closePorts();
+    throw error;
+  });
   const upstream = new UpstreamClient(options.upstream);
   const refresher = options.oauthRefresh === undefined ? undefined : new OAuthRefresher({
     store: options.store,
@@ -126,8 +172,23 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   const servers: Http1Server[] = [];
   const sockets: BoundUnixSocket<Http1Server>[] = [];
   const bindings: BrokerAddress[] = [];
-  const serve = (listener: Deno.Listener, binding: ListenerBinding) =>
+  const budget = options.budget ?? defaultBudget();
+  const refusals = new RefusalLog(warn);
+  const gateOf = (binding: ListenerBinding) =>
+    budget.gate(binding.label, "exposed", {
+      scope: binding.scope,
+      weight: BROKER_CONNECTION_WEIGHT,
+      refusals,
+    });
+  const serve = (
+    listener: Deno.Listener,
+    binding: ListenerBinding,
+    gate = gateOf(binding),
+  ) =>
     new Http1Server(listener, brokerHandler(services, binding), {
+      gate,
+      idleTimeoutMs: options.idleTimeoutMs,
+      progressTimeoutMs: options.progressTimeoutMs,
       onError(error: unknown) {
         warn(`broker: request failed on ${binding.label}: ${(error as Error).name}`);
       },
@@ -144,9 +205,10 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   };
   let poller: ScopeSockets | null = null;
   let threads: BrokerThreads | null = null;
+  /** Ports handed to a server so far (the others are closed here on failure). */
+  let nextPort = 0;
   try {
-    const threaded = (options.threads?.count ?? 1) > 1;
-    const tcp: { port: number; binding: ListenerBinding }[] = [];
+    const tcp: ThreadInit["listeners"] = [];
     for (const spec of options.listeners) {
       const scoped = { scope: spec.scope, subject: spec.subject };
       if (spec.unixPath !== undefined) {
@@ -156,17 +218,14 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           path: spec.unixPath,
         });
       } else {
-        const listener = Deno.listen({
-          hostname: "127.0.0.1",
-          port: spec.tcpPort!,
-          ...(threaded ? { reusePort: true } : {}),
-        });
-        const port = (listener.addr as Deno.NetAddr).port;
+        const { listener, port } = ports[nextPort++];
         const binding: BrokerAddress = { label: `tcp:127.0.0.1:${port}`, ...scoped, port };
-        const server = serve(listener, binding);
+        // One gate for the port, whichever isolate accepts: its counters are shared.
+        const gate = gateOf(binding);
+        const server = serve(listener, binding, gate);
         servers.push(server);
         bindings.push(binding);
-        tcp.push({ port, binding });
+        tcp.push({ port, binding, gate: gate.share() });
       }
     }
     if (threaded && tcp.length > 0) {
@@ -180,6 +239,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           upstream: options.upstream ?? {},
           auditPath: options.auditPath,
           oauthLockDir: options.oauthRefresh?.lockDir,
+          idleTimeoutMs: options.idleTimeoutMs,
+          progressTimeoutMs: options.progressTimeoutMs,
         },
         services.metrics,
         {
@@ -212,7 +273,11 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     await refresher?.stop();
     await poller?.stop();
     await threads?.stop();
+    // Ports bound but not served yet.
+    for (const port of ports.slice(nextPort)) port.listener.close();
     await stopAll(sockets, servers, upstream, audit);
+    for (const port of ports) port.release();
+    refusals.flush();
     throw error;
   }
   let closed: Promise<void> | null = null;
@@ -224,6 +289,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         await poller?.stop();
         await threads?.stop();
         await stopAll(sockets, servers, upstream, audit);
+        for (const port of ports) port.release();
+        refusals.flush();
       })();
       return closed;
     },

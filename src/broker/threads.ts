@@ -29,6 +29,7 @@ import { brokerHandler, type ListenerBinding } from "./pipeline.ts";
 import type { Route } from "../providers/routes.ts";
 import { Http1Server } from "../http/server.ts";
 import { UpstreamClient, type UpstreamOptions } from "../http/client.ts";
+import { ListenerGate, RefusalLog, type SharedGate } from "../net/limits.ts";
 
 /** What a broker thread needs to serve (structured-cloneable). */
 export interface ThreadInit {
@@ -36,12 +37,19 @@ export interface ThreadInit {
   /** The database's raw 32-byte key (wiped by the thread once the store is open). */
   rawKey: Uint8Array;
   routes: [string, Route][];
-  /** TCP listeners: the port the main isolate bound, and its binding. */
-  listeners: { port: number; binding: ListenerBinding }[];
+  /**
+   * TCP listeners: the port the main isolate bound, its binding, and its
+   * connection gate (counters shared with the main isolate, see `src/net/limits.ts`).
+   */
+  listeners: { port: number; binding: ListenerBinding; gate: SharedGate }[];
   upstream: UpstreamOptions;
   auditPath: string | null;
   /** For refresh-and-retry (see `oauth.ts`); absent: no refresh. */
   oauthLockDir?: string;
+  /** As the broker's (see `BrokerOptions`). */
+  idleTimeoutMs?: number;
+  /** As the broker's (see `BrokerOptions`). */
+  progressTimeoutMs?: number;
 }
 
 type ToThread =
@@ -281,10 +289,15 @@ async function serveThread(
       upstream.close();
       await finished;
     });
-    for (const { port, binding } of init.listeners) {
+    const refusals = new RefusalLog(hooks.warn);
+    closers.push(() => refusals.flush());
+    for (const { port, binding, gate } of init.listeners) {
       const listener = Deno.listen({ hostname: "127.0.0.1", port, reusePort: true });
       servers.push(
         new Http1Server(listener, brokerHandler(services, binding), {
+          gate: ListenerGate.adopt(gate, refusals),
+          idleTimeoutMs: init.idleTimeoutMs,
+          progressTimeoutMs: init.progressTimeoutMs,
           onError: (error) =>
             hooks.warn(`broker: request failed on ${binding.label}: ${(error as Error).name}`),
         }),

@@ -32,6 +32,7 @@
  */
 
 import { AuditLog, type RefusalPolicy } from "../audit/log.ts";
+import { type ConnectionBudget, defaultBudget, RefusalLog } from "../net/limits.ts";
 import { bindUnixSocketWith, type BoundUnixSocket } from "../net/socket.ts";
 import { extractToken } from "../http/extract.ts";
 import { splitTarget } from "../http/target.ts";
@@ -128,6 +129,16 @@ export interface EnvelopeServiceOptions {
   scopeUsers?: Readonly<Record<string, readonly string[]>>;
   /** Hears operational problems (never a secret). */
   onWarning?: (message: string) => void;
+  /**
+   * Connection caps (see `src/net/limits.ts`): the socket is a protected
+   * listener, its slots out of reach of any flood of the broker or signer.
+   * Default: this process's budget.
+   */
+  budget?: ConnectionBudget;
+  /** Close a connection that sends no byte of its next request for this long; default 5 min, 0: never. */
+  idleTimeoutMs?: number;
+  /** Close a connection whose head or body stops arriving for this long; default 60 s. */
+  progressTimeoutMs?: number;
 }
 
 /** A running envelope service. */
@@ -170,6 +181,7 @@ export async function startEnvelopeService(
     limits.set(scope, patterns.map(userPattern));
   }
   const kek = options.kek.slice();
+  const refusals = new RefusalLog(warn);
   let keys: KeyStore | null = null;
   let audit: AuditLog<EnvelopeAuditRecord> | null = null;
   let socket: BoundUnixSocket<Http1Server> | null = null;
@@ -187,9 +199,17 @@ export async function startEnvelopeService(
       audit,
       warn,
     });
+    const gate = (options.budget ?? defaultBudget()).gate(
+      `unix:${options.socketPath}`,
+      "protected",
+      { refusals },
+    );
     socket = await bindUnixSocketWith(options.socketPath, {
       bind: (staged) =>
         new Http1Server(Deno.listen({ transport: "unix", path: staged }), handler, {
+          gate,
+          idleTimeoutMs: options.idleTimeoutMs,
+          progressTimeoutMs: options.progressTimeoutMs,
           onError: (error) =>
             warn(`envelope service: a request failed: ${(error as Error).name ?? "error"}`),
         }),
@@ -211,6 +231,7 @@ export async function startEnvelopeService(
       closed ??= (async () => {
         bound.close();
         await bound.listener.finished.catch(() => {});
+        refusals.flush();
         openAudit?.close();
         openKeys.close();
         kek.fill(0);

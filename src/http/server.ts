@@ -18,9 +18,16 @@
  * - responses with bytes (Content-Length), a stream of known length, or a
  *   stream sent chunked (close-delimited to HTTP/1.0 clients); none for
  *   HEAD, 1xx, 204 and 304;
- * - a malformed head → 400, a head over 64 KiB → 431, each then closed; a
- *   connection that has not sent a complete head for `headTimeoutMs` (idle
- *   keep-alive, or a slow drip) is closed by one shared sweep;
+ * - a malformed head → 400, a head over 64 KiB → 431, each then closed;
+ * - timeouts, checked by one shared sweep: a connection that sends no byte
+ *   of its next request for `idleTimeoutMs` (idle keep-alive) is closed; so
+ *   is one whose started head is not complete within `progressTimeoutMs` (a
+ *   slow drip), and one whose request body gets no byte for
+ *   `progressTimeoutMs` while the handler reads it (the request's signal
+ *   aborts, so the upstream connection carrying it is closed too);
+ * - `gate` admits each accepted connection or closes it at once (a
+ *   connection cap: see `src/net/limits.ts`); accept errors (EMFILE …)
+ *   pause this listener only, briefly;
  * - the request's `signal` aborts when the client goes away while its
  *   request is being answered (a read stays parked on the connection);
  * - `101` hands the raw connection to the handler's `upgrade` (a tunnel).
@@ -116,10 +123,30 @@ export interface BodyFilter {
 /** Answers one request. */
 export type ServerHandler = (request: ServerRequest) => Promise<ServerResponse>;
 
+/** Admits a connection (returns its release function) or refuses it (null). */
+export interface ConnectionGate {
+  admit(): (() => void) | null;
+}
+
+/** Default {@link ServerOptions.idleTimeoutMs}: 5 min. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
+/** Default {@link ServerOptions.progressTimeoutMs}: 60 s. */
+export const DEFAULT_PROGRESS_TIMEOUT_MS = 60_000;
+
 /** Settings of an {@link Http1Server}. */
 export interface ServerOptions {
-  /** Close a connection that has not sent a complete request head for this long; default 60 s. */
+  /** Close a connection that sends no byte of its next request for this long; default 5 min, 0: never. */
+  idleTimeoutMs?: number;
+  /**
+   * Close a connection whose started request head is not complete within
+   * this long, or whose request body, being read, gets no byte for this
+   * long; default 60 s.
+   */
+  progressTimeoutMs?: number;
+  /** Old name of {@link progressTimeoutMs} (used when that is not given). */
   headTimeoutMs?: number;
+  /** Admits each accepted connection; a refused one is closed at once. Default: all admitted. */
+  gate?: ConnectionGate;
   /** Hears a handler that threw (the client got 500); never given a secret by the server. */
   onError?: (error: unknown) => void;
 }
@@ -157,6 +184,8 @@ const REASONS: Record<number, string> = {
 };
 
 const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
+/** Longest pause of a listener after failed accepts (EMFILE …). */
+const ACCEPT_BACKOFF_MAX_MS = 1000;
 /** Largest body written together with its head in one write. */
 const COALESCE_BYTES = 16 * 1024;
 
@@ -164,7 +193,9 @@ const COALESCE_BYTES = 16 * 1024;
 export class Http1Server {
   readonly #listener: Deno.Listener;
   readonly #handler: ServerHandler;
-  readonly #headTimeoutMs: number;
+  readonly #idleTimeoutMs: number;
+  readonly #progressTimeoutMs: number;
+  readonly #gate: ConnectionGate | null;
   readonly #onError: (error: unknown) => void;
   readonly #connections = new Set<ClientConnection>();
   readonly #tunnels = new Set<Deno.Conn>();
@@ -177,7 +208,10 @@ export class Http1Server {
   constructor(listener: Deno.Listener, handler: ServerHandler, options: ServerOptions = {}) {
     this.#listener = listener;
     this.#handler = handler;
-    this.#headTimeoutMs = options.headTimeoutMs ?? 60_000;
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.#progressTimeoutMs = options.progressTimeoutMs ?? options.headTimeoutMs ??
+      DEFAULT_PROGRESS_TIMEOUT_MS;
+    this.#gate = options.gate ?? null;
     this.#onError = options.onError ?? (() => {});
     this.finished = this.#accept();
   }
@@ -210,26 +244,41 @@ export class Http1Server {
 
   async #accept(): Promise<void> {
     const served: Promise<void>[] = [];
+    let backoff = 0;
     try {
       for (;;) {
         let conn: Deno.Conn;
         try {
           conn = await this.#listener.accept();
+          backoff = 0;
         } catch (error) {
           if (this.#closing || error instanceof Deno.errors.BadResource) break;
-          // EMFILE and friends: wait a little rather than spin.
-          await new Promise((resolve) => setTimeout(resolve, 50));
+          // EMFILE and friends: this listener waits a little (50 ms, doubling up to 1 s) rather
+          // than spin; the others are not held up.
+          backoff = Math.min(ACCEPT_BACKOFF_MAX_MS, backoff === 0 ? 50 : backoff * 2);
+          await new Promise((resolve) => setTimeout(resolve, backoff));
           continue;
         }
         if (this.#closing) {
           closeQuietly(conn);
           break;
         }
-        if (conn.remoteAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
+        // Over its cap: closed at once, so the backlog keeps moving and the client hears it.
+        const release = this.#gate === null ? null : this.#gate.admit();
+        if (this.#gate !== null && release === null) {
+          closeQuietly(conn);
+          continue;
+        }
+        try {
+          if (conn.remoteAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
+        } catch {
+          // reset already: the first read says so
+        }
         const connection = new ClientConnection(conn);
         this.#connections.add(connection);
         this.#startSweep();
         const done = this.#serve(connection).finally(() => {
+          release?.();
           this.#connections.delete(connection);
           served.splice(served.indexOf(done), 1);
         });
@@ -243,21 +292,34 @@ export class Http1Server {
     }
   }
 
-  /** Closes connections stuck before a complete head for `headTimeoutMs`: one shared timer. */
+  /** Closes idle and stalled connections (see the module documentation): one shared timer. */
   #startSweep(): void {
     if (this.#sweep !== undefined) return;
-    const limit = this.#headTimeoutMs;
+    const idle = this.#idleTimeoutMs;
+    const progress = this.#progressTimeoutMs;
+    const shortest = idle > 0 ? Math.min(idle, progress) : progress;
     this.#sweep = setInterval(() => {
       if (this.#connections.size === 0) {
         clearInterval(this.#sweep);
         this.#sweep = undefined;
         return;
       }
-      const oldest = Date.now() - limit;
+      const now = Date.now();
       for (const connection of this.#connections) {
-        if (connection.waitingForHead && connection.waitingSince < oldest) connection.close();
+        if (connection.waitingForHead) {
+          if (connection.headStartedAt > 0) {
+            if (now - connection.headStartedAt > progress) connection.close();
+          } else if (idle > 0 && now - connection.waitingSince > idle) connection.close();
+        } else if (
+          connection.readingBody && connection.readSince > 0 &&
+          now - connection.readSince > progress
+        ) {
+          // The body stopped arriving: the request's signal aborts, and the upstream
+          // connection it was being sent on is closed with it.
+          connection.close();
+        }
       }
-    }, Math.max(1, Math.min(5000, Math.floor(limit / 4))));
+    }, Math.max(1, Math.min(5000, Math.floor(shortest / 4))));
   }
 
   async #serve(connection: ClientConnection): Promise<void> {
@@ -307,19 +369,23 @@ export class Http1Server {
     let bodyBroken = false;
     let body: ReadableStream<Uint8Array> | null = null;
     if (framing.kind !== "none") {
+      connection.readingBody = true;
       const inner = framedBody(reader, framing, {
         complete: () => {
           bodyDone = true;
+          connection.readingBody = false;
           connection.park();
         },
         fail: (error) => {
           bodyBroken = true;
+          connection.readingBody = false;
           return error instanceof Http1EarlyClose || error instanceof Http1ProtocolError
             ? new Http1ProtocolError("the request body was cut short or malformed")
             : error;
         },
         cancel: () => {
           bodyBroken = true;
+          connection.readingBody = false;
         },
       });
       body = head.minor === 1 && headerValue(head.headers, "expect")?.toLowerCase() ===
@@ -338,6 +404,7 @@ export class Http1Server {
       });
     } finally {
       connection.current = null;
+      connection.readingBody = false;
     }
   }
 
@@ -499,18 +566,41 @@ class ClientConnection {
   current: IncomingRequest | null = null;
   waitingForHead = false;
   waitingSince = 0;
+  /** When the first byte of the awaited head arrived (0: none yet). */
+  headStartedAt = 0;
+  /** Whether the request body is being read (for the progress timeout). */
+  readingBody = false;
+  /** Since when a read for the request has been waiting without a byte (0: none waiting). */
+  readSince = 0;
   #parked: Promise<number | null> | null = null;
   #parkBuffer: Uint8Array | null = null;
   /** Parked bytes the reader had no room for. */
   #leftover: Uint8Array | null = null;
 
   constructor(readonly conn: Deno.Conn) {
-    this.reader = new ConnReader((into) => this.#read(into));
+    this.reader = new ConnReader((into) => this.#timedRead(into));
   }
 
   startWaiting(): void {
     this.waitingForHead = true;
     this.waitingSince = Date.now();
+    // A pipelined request already buffered: its head has started.
+    this.headStartedAt = this.reader.buffered > 0 ? this.waitingSince : 0;
+  }
+
+  /** {@link #read}, noting when it waits and when bytes arrive (for the sweep's timeouts). */
+  #timedRead(into: Uint8Array): Promise<number | null> {
+    this.readSince = Date.now();
+    return this.#read(into).then((n) => {
+      this.readSince = 0;
+      if (n !== null && n > 0 && this.waitingForHead && this.headStartedAt === 0) {
+        this.headStartedAt = Date.now();
+      }
+      return n;
+    }, (error) => {
+      this.readSince = 0;
+      throw error;
+    });
   }
 
   stopWaiting(): void {

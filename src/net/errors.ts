@@ -31,3 +31,15 @@ export class SocketPathError extends NetError {
 
 /** A listener setting (flag, `[serve]` key, inherited descriptor) is not acceptable. */
 export class ListenerConfigError extends NetError {}
+
+/** A TCP port is already served (by another process, another vault serve included). */
+export class PortInUseError extends NetError {
+  /** The port. */
+  readonly port: number;
+
+  /** `why` is a fixed description written by us. */
+  constructor(port: number, why: string, options?: ErrorOptions) {
+    super(`cannot listen on 127.0.0.1:${port}: ${why}`, options);
+    this.port = port;
+  }
+}

@@ -29,8 +29,10 @@ export interface StreamListener {
   close(): void;
 }
 
-/** How long to back off when accept fails for a reason other than closing (EMFILE …). */
+/** First pause of a listener after a failed accept (EMFILE …); doubles up to {@link ACCEPT_RETRY_MAX_MS}. */
 const ACCEPT_RETRY_MS = 50;
+/** Longest pause of a listener after failed accepts. */
+const ACCEPT_RETRY_MAX_MS = 1000;
 
 function isClosedError(error: unknown): boolean {
   return error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted;
@@ -38,18 +40,21 @@ function isClosedError(error: unknown): boolean {
 
 /**
  * The next connection of a Deno listener, or null once it is closed.
- * Errors other than closing (EMFILE …) are retried after a short pause.
+ * Errors other than closing (EMFILE …) pause this listener only, 50 ms
+ * doubling up to 1 s: never a crash, never a spin.
  */
 async function acceptConn<C extends Deno.Conn>(
   listener: Deno.Listener<C>,
   isClosed: () => boolean,
 ): Promise<C | null> {
+  let pause = 0;
   while (!isClosed()) {
     try {
       return await listener.accept();
     } catch (error) {
       if (isClosed() || isClosedError(error)) return null;
-      await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+      pause = Math.min(ACCEPT_RETRY_MAX_MS, pause === 0 ? ACCEPT_RETRY_MS : pause * 2);
+      await new Promise((resolve) => setTimeout(resolve, pause));
     }
   }
   return null;

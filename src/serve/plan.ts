@@ -39,6 +39,7 @@ export interface ServeFlags {
   runtimeDir?: string;
   rsaEngine?: RsaEngine;
   idleTimeout?: number;
+  progressTimeout?: number;
   brokerSocket?: string;
   brokerPort?: number;
   brokerScope?: string;
@@ -71,6 +72,8 @@ export interface ServeConfig {
   rsaEngine: RsaEngine;
   /** Seconds a connection may stay without a request (0: never; undefined: the default). */
   idleTimeout?: number;
+  /** Seconds a started request head or a request body may stall (undefined: the default). */
+  progressTimeout?: number;
 }
 
 /** The SSH agent, when it is asked for. */
@@ -111,6 +114,8 @@ export interface ServePlan {
   envelope: EnvelopePlan | null;
   /** The agent's audit file (the others default beside it). */
   agentAudit: string;
+  /** Connection timeouts of the broker and the envelope service (undefined: their defaults). */
+  timeouts: { idleTimeoutMs?: number; progressTimeoutMs?: number };
 }
 
 /** Default audit file: `$XDG_STATE_HOME/vault/ssh-audit.jsonl` (or under `~/.local/state`). */
@@ -136,6 +141,16 @@ export function parseIdleTimeout(text: string): number {
   if (!/^[0-9]{1,6}$/.test(text) || Number(text) > MAX_IDLE_TIMEOUT_S) {
     throw new AgentConfigError(
       `--idle-timeout must be whole seconds from 0 (never) to ${MAX_IDLE_TIMEOUT_S}`,
+    );
+  }
+  return Number(text);
+}
+
+/** Parses a `--progress-timeout` value: whole seconds, 1 or more. */
+export function parseProgressTimeout(text: string): number {
+  if (!/^[0-9]{1,6}$/.test(text) || Number(text) < 1 || Number(text) > MAX_IDLE_TIMEOUT_S) {
+    throw new AgentConfigError(
+      `--progress-timeout must be whole seconds from 1 to ${MAX_IDLE_TIMEOUT_S}`,
     );
   }
   return Number(text);
@@ -194,6 +209,7 @@ export function resolveServeConfig(
     runtimeDir,
     rsaEngine: flags.rsaEngine ?? t.rsaEngine ?? "auto",
     idleTimeout: flags.idleTimeout ?? t.idleTimeout,
+    progressTimeout: flags.progressTimeout ?? t.progressTimeout,
   };
 }
 
@@ -271,6 +287,12 @@ export function resolveServePlan(
     broker,
     envelope,
     agentAudit: config.audit,
+    timeouts: {
+      idleTimeoutMs: config.idleTimeout === undefined ? undefined : config.idleTimeout * 1000,
+      progressTimeoutMs: config.progressTimeout === undefined
+        ? undefined
+        : config.progressTimeout * 1000,
+    },
   };
 }
 

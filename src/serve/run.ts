@@ -94,13 +94,15 @@ export async function startServe(plan: ServePlan, deps: ServeDeps): Promise<Runn
   const inherited = plan.agent === null ? null : await adoptInherited(plan.agent, undo);
   let broker: BrokerHandle | null = null;
   try {
-    if (plan.broker !== null) broker = await undo.start(() => startBrokerFor(plan.broker!, deps));
+    if (plan.broker !== null) {
+      broker = await undo.start(() => startBrokerFor(plan.broker!, deps, plan.timeouts));
+    }
   } finally {
     deps.rawKey?.fill(0); // the threads have their copies
   }
   const envelope = plan.envelope === null
     ? null
-    : await undo.start(() => startEnvelopeFor(plan.envelope!, deps));
+    : await undo.start(() => startEnvelopeFor(plan.envelope!, deps, plan.timeouts));
   const agent = plan.agent === null ? null : await undo.start(() => {
     inherited!.handOver();
     return startAgentFor(plan.agent!, deps, inherited!.listeners);
@@ -168,7 +170,14 @@ async function startAgentFor(
   return agent;
 }
 
-async function startBrokerFor(plan: BrokerPlan, deps: ServeDeps): Promise<BrokerHandle> {
+/** Connection timeouts of the broker and the envelope service. */
+type Timeouts = ServePlan["timeouts"];
+
+async function startBrokerFor(
+  plan: BrokerPlan,
+  deps: ServeDeps,
+  timeouts: Timeouts,
+): Promise<BrokerHandle> {
   const [{ startBroker }, { loadRoster, rosterRoutes, userRosterDirs }, { loadRoutesFile }] =
     await Promise.all([
       import("../broker/broker.ts"),
@@ -200,12 +209,14 @@ async function startBrokerFor(plan: BrokerPlan, deps: ServeDeps): Promise<Broker
     onListening: hooks.brokerListening,
     onWarning: hooks.warn,
     threads: deps.rawKey === null ? undefined : { count: plan.threads, rawKey: deps.rawKey },
+    ...timeouts,
   });
 }
 
 async function startEnvelopeFor(
   plan: EnvelopePlan,
   deps: ServeDeps,
+  timeouts: Timeouts,
 ): Promise<EnvelopeServiceHandle> {
   const kek = await deps.kek();
   try {
@@ -217,6 +228,7 @@ async function startEnvelopeFor(
       socketPath: plan.socket,
       auditPath: plan.audit,
       scopeUsers: plan.scopeUsers,
+      ...timeouts,
       onWarning: deps.hooks.warn,
     });
   } finally {

@@ -13,6 +13,7 @@
  * runtime_dir = "/run/user/1000/vault"       # where host-local sockets go
  * rsa_engine = "auto"                        # auto | openssl | node
  * idle_timeout = 300                         # seconds without a request; 0: never
+ * progress_timeout = 60                      # seconds a started request head or a body may stall
  * broker_socket = "/run/vault/broker.sock"   # token broker (Unix)
  * broker_port = 9420                         # token broker (TCP 127.0.0.1)
  * broker_scope = "proj-a"                    # broker listeners take only this scope's tokens
@@ -63,6 +64,8 @@ export interface ServeSettings {
   rsaEngine?: typeof SERVE_RSA_ENGINES[number];
   /** Seconds a connection may stay without a request (0: never). */
   idleTimeout?: number;
+  /** Seconds a started request head or a request body may stall (broker, envelope). */
+  progressTimeout?: number;
   /** Token broker on a Unix socket (absolute). */
   brokerSocket?: string;
   /** Token broker on TCP 127.0.0.1. */
@@ -190,6 +193,12 @@ export function parseServeTable(
           throw fail(`must be whole seconds from 0 (never) to ${MAX_IDLE_TIMEOUT_S}`);
         }
         out.idleTimeout = v;
+        break;
+      case "progress_timeout":
+        if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > MAX_IDLE_TIMEOUT_S) {
+          throw fail(`must be whole seconds from 1 to ${MAX_IDLE_TIMEOUT_S}`);
+        }
+        out.progressTimeout = v;
         break;
       default:
         throw fail("is not a known setting");

@@ -32,6 +32,7 @@ import {
   DEFAULT_MAX_THREADS,
   parseIdleTimeout,
   parsePort,
+  parseProgressTimeout,
   parseRsaEngine,
   parseThreads,
   resolveServePlan,
@@ -77,8 +78,13 @@ export function addServeCommands(program: Command, ctx: Context): void {
     )
     .option(
       "--idle-timeout <seconds>",
-      "close a connection that sends no request for this long (default: 300; 0: never)",
+      "close a connection (agent, broker, envelope) that sends no request for this long (default: 300; 0: never)",
       asUsage(parseIdleTimeout),
+    )
+    .option(
+      "--progress-timeout <seconds>",
+      "close a broker or envelope connection whose request head or body stalls this long (default: 60)",
+      asUsage(parseProgressTimeout),
     )
     .option("--broker-socket <path>", "token broker (HTTP) on this Unix socket (mode 0600)")
     .option(
@@ -141,17 +147,26 @@ and a phantom token with provider 'ssh' (see 'vault token create'); the
 token's scope selects the keys. Host-local sockets are
 <runtime dir>/ssh-agent-local-<scope>.sock, usable as SSH_AUTH_SOCK.
 
-Limits: each listener has its own connection cap (signer: 256 per listener,
+Limits: connections count against the process's open-file limit (soft
+RLIMIT_NOFILE, e.g. 'ulimit -n'): a reserve of max(64, 1/8) of it for files,
+the database and upstream connections; of the rest a quarter for host-local
+agent sockets and the envelope socket, which no flood of the broker or signer
+can take, and three quarters for those, one listener (and one scope) at most
+half of it; a broker connection counts twice (it may hold an upstream
+connection). The agent also keeps its own caps (signer: 256 per listener,
 512 together, 64 of them in the handshake; host-local: 64 per socket, 256
-together, never used by signer connections); further connections are closed
-at once. Connections idle for --idle-timeout are closed. Sign requests
+together). A connection over a cap is closed at once, one warning per
+listener per 10 s. Connections idle for --idle-timeout are closed, and a
+broker or envelope request whose head or body stalls for --progress-timeout
+(with the upstream connection it was sent on). A second vault serve on a
+served --broker-port refuses to start, naming the port. Sign requests
 through the signer are limited per token (600 at once, then 20 per second);
 more get a failure, and one 'rate-limited' audit line per 10 s. With --local-all, a scope whose socket path would be longer
 than 107 bytes is skipped with a warning.
 
 Settings may also come from a [serve] table in config.toml (signer_socket,
 signer_port, local_scopes, local_all, audit, runtime_dir, rsa_engine,
-idle_timeout, broker_socket, broker_port, broker_scope, broker_all, routes,
+idle_timeout, progress_timeout, broker_socket, broker_port, broker_scope, broker_all, routes,
 upstream_ca, broker_audit, broker_threads, envelope_socket, envelope_store,
 envelope_audit, envelope_users); flags win.
 
