@@ -18,6 +18,7 @@ import {
   base64UrlEncode,
   decrypt,
   encrypt,
+  encryptToBytes,
   isEncrypted,
   KeyStore,
   poolKey,
@@ -568,4 +569,16 @@ Deno.test("migrate: the {user} pattern finds the user id in a key", () => {
     threw = error instanceof EnvelopeError;
   }
   assert(threw);
+});
+
+Deno.test("encryptToBytes (large values, bytes to bytes) gives what encrypt gives: decrypts back, same length and form", () => {
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  const step = 3 * 256 * 1024;
+  for (const n of [0, 1, 2, 3, 4, 5, step - 1, step, step + 1, step + 2, 3 * step + 1, 2_000_001]) {
+    const text = "é".repeat(n >> 1) + "a".repeat(n & 1);
+    const value = new TextDecoder().decode(encryptToBytes(new TextEncoder().encode(text), key));
+    assertEquals(decrypt(value, key), text, `${n} bytes`);
+    assertEquals(value.length, encrypt(text, key).length, `${n} bytes`);
+    assertMatch(value, /^v2:[A-Za-z0-9_-]*={0,2}$/);
+  }
 });

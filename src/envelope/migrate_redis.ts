@@ -36,10 +36,10 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
+import { Buffer, isUtf8 } from "node:buffer";
 import { createHash } from "node:crypto";
 import { createClient, RESP_TYPES } from "@redis/client";
-import { encrypt, isEncrypted } from "./format.ts";
+import { encryptToBytes, VALUE_PREFIX } from "./format.ts";
 import { EnvelopeError } from "./errors.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
 import {
@@ -161,16 +161,18 @@ interface Slot {
   userId: string | undefined;
 }
 
-/** One value read from Redis (its bytes let go: only the text and their SHA-1 are kept). */
+/** One value read from Redis: its bytes (UTF-8, checked) and their SHA-1. */
 interface Read {
   key: Buffer;
   keyText: string;
   field?: Buffer;
   fieldText?: string;
+  old: Buffer;
   oldSha1: string;
-  oldText: string;
   userId: string | undefined;
 }
+
+const V2 = Buffer.from(VALUE_PREFIX);
 
 /** `host:port` of a redis URL, for messages (never its userinfo). */
 export function redisTarget(url: string): string {
@@ -262,8 +264,8 @@ export async function migrateRedis(
         const reads = await readGroup(send, group, cap, counts, tooLarge);
         const plain: Read[] = [];
         for (const read of reads) {
-          if (isEncrypted(read.oldText)) {
-            countV2(counts, keys, read.oldText, read.userId, () => nameOf(read));
+          if (read.old.subarray(0, V2.length).equals(V2)) {
+            countV2(counts, keys, read.old.toString("utf8"), read.userId, () => nameOf(read));
           } else {
             counts.plaintext++;
             plain.push(read);
@@ -278,7 +280,9 @@ export async function migrateRedis(
         // A group is at most GROUP_BYTES (or one value): its copies stay bounded.
         const results: Promise<number>[] = [];
         for (const read of plain) {
-          const value = encrypt(read.oldText, keys.keyFor(read.userId));
+          // Bytes to bytes: no string of a large value is made (encryptToBytes).
+          const sealed = encryptToBytes(read.old, keys.keyFor(read.userId));
+          const value = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);
           results.push(
             read.field === undefined
               ? send<number>(["EVAL", STRING_CAS, "1", read.key, read.oldSha1, value])
@@ -362,8 +366,7 @@ async function readGroup(
     const old = replies[i];
     counts.scanned++;
     if (typeof old === "number") return tooLarge(slot); // it grew since it was looked at
-    const oldText = old === null ? undefined : utf8OrUndefined(old);
-    if (old === null || oldText === undefined) {
+    if (old === null || !isUtf8(old)) {
       counts.skipped++;
       return;
     }
@@ -372,19 +375,19 @@ async function readGroup(
       keyText: slot.keyText,
       field: slot.field,
       fieldText: slot.fieldText,
+      old,
       oldSha1: sha1(old),
-      oldText,
       userId: slot.userId,
     });
-    replies[i] = null; // let the bytes go
   });
   return reads;
 }
 
 function backupRecord(read: Read): BackupRecord {
+  const value = read.old.toString("utf8");
   return read.fieldText === undefined
-    ? { key: read.keyText, value: read.oldText }
-    : { key: read.keyText, field: read.fieldText, value: read.oldText };
+    ? { key: read.keyText, value }
+    : { key: read.keyText, field: read.fieldText, value };
 }
 
 /**

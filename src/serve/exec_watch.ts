@@ -92,9 +92,10 @@ export async function startWatcher(
 ): Promise<Watcher | null> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(options.env)) if (v !== undefined) env[k] = v;
-  const [cmd, args] = selfCommand();
   let child: Deno.ChildProcess;
   try {
+    // (A vault run from a URL that is no file has no main.ts to start: no watcher then.)
+    const [cmd, args] = selfCommand();
     child = new Deno.Command(cmd, {
       args,
       env,
