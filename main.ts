@@ -33,6 +33,10 @@ if (import.meta.main) {
     print((await import("./src/cli/root_help.ts")).ROOT_HELP);
     Deno.exit(0);
   }
+  // The watcher of a `vault exec` session (src/serve/exec_watch.ts), started by vault exec.
+  if (only === "__exec-watch") {
+    Deno.exit(await (await import("./src/serve/exec_watch.ts")).runWatcher());
+  }
   const { run } = await import("./src/cli/program.ts");
   const code = await run(args, { env: Deno.env.toObject() });
   Deno.exit(code);

@@ -100,3 +100,33 @@ Deno.test("cli: a stdout closed by its reader (EPIPE) ends quietly with status 1
     assertEquals(JSON.parse(r.stdout).length, 1);
   }, { db: "v.db", credentials: { openai: "sk-0123456789" } });
 });
+
+Deno.test("cli: a token subject that is not valid UTF-8 in argv is refused, not stored with U+FFFD", async () => {
+  await withSandboxVault(PASS, async ({ cli, base }) => {
+    // sh appends the raw bytes "task-\377\300" as the last argument: Deno
+    // decodes argv lossily, so the program sees "task-\uFFFD\uFFFD".
+    const via = ["/bin/sh", "-c", `exec "$0" "$@" "$(printf 'task-\\377\\300')"`];
+    const r = await cli.spawn(
+      [...base, "token", "create", "--scope", "proj", "--provider", "github", "--subject"],
+      { via, deadlineMs: 60_000 },
+    );
+    assertEquals(r.code, 1, r.stderr);
+    assertMatch(r.stderr, /token subject holds U\+FFFD .*not valid UTF-8/);
+    assert(!r.stderr.includes("\uFFFD"));
+    // the same through the in-process CLI (a subject holding U+FFFD as text)
+    const inproc = await cli.run([
+      ...base,
+      "token",
+      "create",
+      "--scope",
+      "proj",
+      "--provider",
+      "github",
+      "--subject",
+      "task-\uFFFD",
+    ]);
+    assertEquals(inproc.code, 1, inproc.stderr);
+    const list = await cli.run([...base, "token", "list", "--json"]);
+    assertEquals(JSON.parse(list.stdout), []);
+  }, { credentials: { github: "ghp-utf8-test" } });
+});

@@ -16,6 +16,7 @@ import {
 } from "../src/config/patch.ts";
 import { ConfigPatchError } from "../src/config/errors.ts";
 import { withTempDir } from "../testing/fixtures.ts";
+import { CliSandbox } from "../testing/cli.ts";
 
 const SOCKET: VaultLocation = {
   vaultUrl: "http://localhost:9419",
@@ -682,3 +683,124 @@ Deno.test("one apply at a time per state dir: an apply waits while another holds
     assert.notEqual(Deno.readTextFileSync(path), CODEX);
   });
 });
+
+Deno.test("dry run writes nothing at all: no state dir, no lock, no shared dir", async () => {
+  await withTempDir(async (dir) => {
+    const state = join(dir, "state");
+    const report = await applyConfigPatches({
+      targets: [codexTarget(dir), ghTarget(dir)],
+      disable: [],
+      location: SOCKET,
+      stateDir: state,
+      dryRun: true,
+      mounts: dir,
+    });
+    assert.ok(report.changes.some((c) => c.changed));
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "the dry run created something");
+    // After a real apply (the lock exists), a dry run still changes nothing.
+    await apply(dir, [codexTarget(dir)]);
+    const lock = join(state, "managed-config", ".apply.lock");
+    const before = Deno.statSync(lock).mtime?.getTime();
+    const listing = () => [...Deno.readDirSync(join(state, "managed-config"))].map((e) => e.name);
+    const names = listing();
+    await applyConfigPatches({
+      targets: [ghTarget(dir)],
+      disable: [],
+      location: SOCKET,
+      stateDir: state,
+      dryRun: true,
+    });
+    assert.deepEqual(listing(), names);
+    assert.equal(Deno.statSync(lock).mtime?.getTime(), before);
+    assert.ok(!Deno.readDirSync(dir).some((e) => e.name === "_gh-config"));
+  });
+});
+
+Deno.test("refused: a symlink anywhere between --mounts and the file (the shared dir, a dir on the way, a dir in the patch path, the file); nothing written", async () => {
+  await withTempDir(async (dir) => {
+    const mounts = join(dir, "mounts");
+    const host = join(dir, "host");
+    const hostFile = put(host, "config.toml", CODEX);
+    Deno.mkdirSync(mounts);
+    const state = join(dir, "state");
+    const run = (t: PatchTarget, dryRun = false) =>
+      applyConfigPatches({
+        targets: [t],
+        disable: [],
+        location: SOCKET,
+        stateDir: state,
+        dryRun,
+        mounts,
+      });
+    const untouched = () => {
+      assert.equal(Deno.readTextFileSync(hostFile), CODEX);
+      assert.deepEqual([...Deno.readDirSync(host)].map((e) => e.name), ["config.toml"]);
+      assert.deepEqual(hostCopies(dir), [], "no ownership written");
+    };
+    // 1. the shared dir itself: <mounts>/_codex-config -> host dir
+    Deno.symlinkSync(host, join(mounts, "_codex-config"));
+    for (const dry of [false, true]) {
+      await refused(
+        () => run(codexTarget(mounts), dry),
+        /refusing to follow symlink at .*mounts\/_codex-config /,
+      );
+    }
+    untouched();
+    // 2. a directory on the way to a nested shared dir: <mounts>/nest -> host's parent
+    Deno.symlinkSync(dir, join(mounts, "nest"));
+    const nested = { ...codexTarget(mounts), sharedDir: join(mounts, "nest", "host") };
+    await refused(() => run(nested), /refusing to follow symlink at .*mounts\/nest /);
+    untouched();
+    // 3. a directory in the patch's path, and 4. the file itself
+    Deno.mkdirSync(join(mounts, "_real-config"));
+    Deno.symlinkSync(host, join(mounts, "_real-config", "sub"));
+    const sub = { ...codexTarget(mounts), sharedDir: join(mounts, "_real-config") };
+    sub.patch = { ...sub.patch, file: "sub/config.toml" };
+    await refused(() => run(sub), /refusing to follow symlink at .*_real-config\/sub/);
+    Deno.symlinkSync(hostFile, join(mounts, "_real-config", "config.toml"));
+    const file = { ...codexTarget(mounts), sharedDir: join(mounts, "_real-config") };
+    await refused(() => run(file), /symlink at .*_real-config\/config\.toml/);
+    untouched();
+    // a shared dir outside --mounts is refused too
+    await refused(() => run(codexTarget(dir)), /is not below/);
+  });
+});
+
+Deno.test("cli: config apply --dry-run leaves no state dir; a symlinked shared dir under --mounts is refused naming it", async () => {
+  await withTempDir(async (dir) => {
+    const cli = new CliSandbox(dir);
+    const state = join(dir, "xdg-state");
+    const mounts = join(dir, "mounts");
+    const gh = put(mounts, "_gh-config/config.yml", "version: '1'\n");
+    const args = ["config", "apply", "--mounts", mounts, "--providers", "github"];
+    const env = { XDG_STATE_HOME: state };
+    let r = await cli.run([...args, "--socket-path", "/run/v.sock", "--dry-run"], { env });
+    assertEqualsCode(r, 0);
+    assert.match(r.stdout, /\+http_unix_socket: \/run\/v\.sock/);
+    assert.ok(!existsPath(state), "the dry run made the state dir");
+    assert.equal(Deno.readTextFileSync(gh), "version: '1'\n");
+
+    const host = join(dir, "host-gh");
+    put(host, "config.yml", "version: '1'\n");
+    Deno.removeSync(join(mounts, "_gh-config"), { recursive: true });
+    Deno.symlinkSync(host, join(mounts, "_gh-config"));
+    r = await cli.run([...args, "--socket-path", "/run/v.sock"], { env });
+    assertEqualsCode(r, 1);
+    assert.match(r.stderr, /refusing to follow symlink at .*mounts\/_gh-config /);
+    assert.equal(Deno.readTextFileSync(join(host, "config.yml")), "version: '1'\n");
+    assert.deepEqual([...Deno.readDirSync(host)].map((e) => e.name), ["config.yml"]);
+  });
+});
+
+function assertEqualsCode(r: { code: number; stderr: string }, code: number): void {
+  assert.equal(r.code, code, r.stderr);
+}
+
+function existsPath(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

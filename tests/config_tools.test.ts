@@ -277,6 +277,23 @@ Deno.test("vault exec: SIGTERM to vault reaches the command; vault exits with it
   }, { credentials: { openai: REAL_OPENAI } });
 });
 
+/** The session watchers (`vault __exec-watch`) started by process `parent`. */
+function watchersOf(parent: number): number[] {
+  const found: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^[0-9]+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
+      if (ppid === parent && cmdline.includes("__exec-watch")) found.push(Number(entry.name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
 Deno.test("vault exec: a session killed with SIGKILL is swept by the next vault exec (its tokens revoked, its directory removed); a live one is left alone", async () => {
   await withSandboxVault(PASS, async (vault) => {
     const runtime = join(vault.home, "runtime");
@@ -308,11 +325,15 @@ Deno.test("vault exec: a session killed with SIGKILL is swept by the next vault 
       }
     };
 
-    // A session killed outright leaves its token and its directory (with the record, 0600).
+    // A session killed outright, its watcher first (exec_watch.ts; so that the
+    // sweep is what cleans up), leaves its token and its directory (with the record, 0600).
     const killedPid = join(vault.home, "killed.pid");
     const killed = start("killed", killedPid);
     try {
       await killed.waitFor(/^ready$/m);
+      const watchers = watchersOf(killed.pid);
+      assertEquals(watchers.length, 1, "one session watcher");
+      for (const pid of watchers) Deno.kill(pid, "SIGKILL");
       // The command outlives vault and holds its stderr: it goes too, or the wait would not end.
       const stopping = killed.stop("SIGKILL");
       killChild(killedPid);

@@ -566,6 +566,54 @@ Deno.test("cli: refusals store nothing and leave the file as it was", async () =
   });
 });
 
+Deno.test("cli: --replace-with-phantom refuses a hard-linked file and a symlinked parent directory; nothing stored or written", async () => {
+  await withSandboxVault(PASS, async ({ cli, base }) => {
+    const run = (file: string) =>
+      cli.run([
+        ...base,
+        "cred",
+        "import",
+        "github",
+        file,
+        "--replace-with-phantom",
+        "--scope",
+        "a",
+        "--subject",
+        "b",
+      ]);
+    // a second name of the same file would keep the secret after the rewrite
+    const gh = cli.file("hosts.yml", SHAPES[3].text);
+    const other = join(cli.home, "backup.yml");
+    Deno.linkSync(gh, other);
+    const linked = await run(gh);
+    assertEquals(linked.code, 1, linked.stderr);
+    assertMatch(linked.stderr, /hosts\.yml: the file has 2 hard links/);
+    assert(!linked.stderr.includes(GH_TOKEN));
+    // a symlinked directory on the way (the file itself is a regular file)
+    const real = join(cli.home, "real-dir");
+    Deno.mkdirSync(real);
+    Deno.writeTextFileSync(join(real, "hosts.yml"), SHAPES[3].text, { mode: 0o600 });
+    Deno.symlinkSync(real, join(cli.home, "link-dir"));
+    Deno.mkdirSync(join(real, "sub"));
+    Deno.writeTextFileSync(join(real, "sub", "hosts.yml"), SHAPES[3].text, { mode: 0o600 });
+    for (const via of [join("link-dir", "hosts.yml"), join("link-dir", "sub", "hosts.yml")]) {
+      const r = await run(join(cli.home, via));
+      assertEquals(r.code, 1, r.stderr);
+      assertMatch(r.stderr, /link-dir on its path is a symbolic link/);
+      assertEquals(Deno.readTextFileSync(join(cli.home, via)), SHAPES[3].text);
+    }
+    // the plain import (no rewrite) of the hard-linked file still works
+    assertEquals(Deno.readTextFileSync(gh), SHAPES[3].text);
+    assertEquals(Deno.readTextFileSync(other), SHAPES[3].text);
+    const list = await cli.run([...base, "cred", "list", "--json"]);
+    assertEquals(JSON.parse(list.stdout), []);
+    const tokens = await cli.run([...base, "token", "list", "--json"]);
+    assertEquals(JSON.parse(tokens.stdout), []);
+    const plain = await cli.run([...base, "cred", "import", "github", gh]);
+    assertEquals(plain.code, 0, plain.stderr);
+  });
+});
+
 Deno.test("dotenv and YAML variants: only the secret's bytes change", () => {
   const key = "mk-variant-0123456789abcdef";
   const variants: [string, string, ImportFormat][] = [

@@ -12,9 +12,17 @@ import { assert, assertEquals, assertMatch, assertRejects } from "../testing/ass
 import { join } from "node:path";
 import { Buffer } from "node:buffer";
 import { withTempDir } from "../testing/fixtures.ts";
-import { runCli } from "../testing/cli.ts";
+import { CliSandbox, runCli } from "../testing/cli.ts";
 import { type RedisTestClient as Client, withRedis } from "../testing/redis.ts";
-import { base64UrlEncode, decrypt, isEncrypted, KeyStore, poolKey } from "../src/envelope/mod.ts";
+import {
+  base64UrlEncode,
+  decrypt,
+  encrypt,
+  encryptToBytes,
+  isEncrypted,
+  KeyStore,
+  poolKey,
+} from "../src/envelope/mod.ts";
 import { migrateJson, migrateRedis, migrateSqlite, UserPattern } from "../src/envelope/migrate.ts";
 import { EnvelopeError } from "../src/envelope/errors.ts";
 import { SqliteDatabase } from "../src/store/sqlite.ts";
@@ -81,6 +89,7 @@ Deno.test("migrate redis: 10,000 plaintext keys become v2: values that decrypt t
         [dryCounts.scanned, dryCounts.plaintext, dryCounts.encrypted, dryCounts.already],
         [N + 1, N, 0, 1],
       );
+      assertEquals(dryCounts.v2Checked, false, "no master key in this dry run: v2: not checked");
       assertEquals(await dump(client), before);
       assert(!(await Deno.lstat(store).then(() => true, () => false)), "no key store in a dry run");
 
@@ -89,12 +98,13 @@ Deno.test("migrate redis: 10,000 plaintext keys become v2: values that decrypt t
       const first = await runCli([...args, ...userFrom, ...keyArgs, "--backup", backup, "--json"]);
       assertEquals(first.code, 0, first.stderr);
       const counts = JSON.parse(first.stdout);
-      assertEquals([counts.encrypted, counts.already, counts.changed, counts.skipped], [
-        N,
-        1,
-        0,
-        0,
-      ]);
+      // "v2:AAAA" merely starts with v2: (it opens under no key): reported, left alone.
+      assertEquals(
+        [counts.encrypted, counts.already, counts.unopenable, counts.changed, counts.skipped],
+        [N, 0, 1, 0, 0],
+      );
+      assertEquals(counts.unopenableKeys, ["user:u1:key:encrypted-already"]);
+      assertEquals(counts.v2Checked, true);
       const after = await dump(client);
       assertEquals(after.get("other:1"), "not matched");
       await withStore(store, (keys) => {
@@ -120,7 +130,8 @@ Deno.test("migrate redis: 10,000 plaintext keys become v2: values that decrypt t
       const second = await runCli([...args, ...userFrom, ...keyArgs, "--json"]);
       assertEquals(second.code, 0, second.stderr);
       const c2 = JSON.parse(second.stdout);
-      assertEquals([c2.encrypted, c2.already, c2.plaintext], [0, N + 1, 0]);
+      assertEquals([c2.encrypted, c2.already, c2.unopenable, c2.plaintext], [0, N, 1, 0]);
+      assertEquals(after.get("user:u1:key:encrypted-already"), "v2:AAAA");
       assertEquals(await dump(client), after);
     });
   });
@@ -235,6 +246,139 @@ Deno.test("migrate redis: a password in the URL, --dry-run with --backup, and a 
     assertEquals(both.code, 2);
     assertMatch(both.stderr, /drop --backup/);
   });
+});
+
+Deno.test("migrate redis: a value that merely starts with v2: (or opens under no key of the vault) is reported by key, not counted as encrypted, left unchanged; a dry run with a master key checks too", async () => {
+  await withTempDir(async (dir) => {
+    const { store, keyArgs } = await setup(dir);
+    const alice = await withStore(store, (keys) => encrypt("sk-alice", keys.userKey("alice")));
+    const foreign = encrypt("sk-bob", crypto.getRandomValues(new Uint8Array(32)));
+    await withRedis(async ({ url, client }) => {
+      const values: Record<string, string> = {
+        "user:alice:looks": "v2:my-password-that-starts-with-v2",
+        "user:alice:real": alice,
+        "user:bob:foreign": foreign,
+        "user:eve\x1b[31m:k": "v2:zzzz",
+        "user:carol:plain": "sk-carol",
+      };
+      for (const [key, value] of Object.entries(values)) await client.set(key, value);
+      const args = ["envelope", "migrate", "redis", "--url", url, "--match", "user:*"];
+      const userFrom = ["--user-from", "user:{user}:*"];
+      const unopenable = ["user:alice:looks", "user:bob:foreign", "user:eve\\x1b[31m:k"];
+
+      const dry = await runCli([...args, ...userFrom, ...keyArgs, "--dry-run", "--json"]);
+      assertEquals(dry.code, 0, dry.stderr);
+      const d = JSON.parse(dry.stdout);
+      assertEquals([d.plaintext, d.already, d.unopenable, d.v2Checked], [1, 1, 3, true]);
+      assertEquals([...d.unopenableKeys].sort(), unopenable);
+
+      const run = await runCli([...args, ...userFrom, ...keyArgs]);
+      assertEquals(run.code, 0, run.stderr);
+      assertMatch(run.stdout, /encrypted: 1\n/);
+      assertMatch(run.stdout, /already v2: 1\n/);
+      assertMatch(run.stdout, /v2: but not openable \(left alone\): 3\n/);
+      assertMatch(run.stderr, /3 value\(s\) start with v2: but do not open under the master key/);
+      assert(run.stderr.includes("user:eve\\\\x1b[31m:k"), run.stderr);
+      assert(!run.stderr.includes("\x1b"), "the key is sanitised");
+      assert(!run.stderr.includes("my-password"), "never a value");
+      for (
+        const key of [
+          "user:alice:looks",
+          "user:alice:real",
+          "user:bob:foreign",
+          "user:eve\x1b[31m:k",
+        ]
+      ) {
+        assertEquals(await client.get(key), values[key], `${key} left unchanged`);
+      }
+      const carol = (await client.get("user:carol:plain"))!;
+      await withStore(
+        store,
+        (keys) => assertEquals(decrypt(carol, keys.userKey("carol")), "sk-carol"),
+      );
+    });
+  });
+});
+
+Deno.test("migrate redis: a value over --max-value-bytes is never read: counted and named, left unchanged; the others are migrated", async () => {
+  await withTempDir(async (dir) => {
+    const { keyArgs } = await setup(dir);
+    await withRedis(async ({ url, client }) => {
+      const big = "s".repeat(5000);
+      await client.set("k:big", big);
+      await client.set("k:small", "sk-small");
+      await client.hSet("h:1", { api_key: big, other: "sk-other" });
+      const base = ["envelope", "migrate", "redis", "--url", url, "--pool", ...keyArgs];
+      let r = await runCli([...base, "--match", "k:*", "--max-value-bytes", "1000", "--json"]);
+      assertEquals(r.code, 0, r.stderr);
+      let c = JSON.parse(r.stdout);
+      assertEquals([c.encrypted, c.tooLarge, c.tooLargeKeys, c.maxValueBytes], [
+        1,
+        1,
+        ["k:big"],
+        1000,
+      ]);
+      assertMatch(
+        r.stderr,
+        /1 value\(s\) are larger than 1000 bytes; not read, left unchanged .*"k:big"/,
+      );
+      assertEquals(await client.get("k:big"), big);
+      assert(isEncrypted((await client.get("k:small"))!));
+      r = await runCli([
+        ...base,
+        "--match",
+        "h:*",
+        "--all-fields",
+        "--max-value-bytes",
+        "1000",
+        "--json",
+      ]);
+      c = JSON.parse(r.stdout);
+      assertEquals([c.encrypted, c.tooLarge, c.tooLargeKeys], [1, 1, ["h:1 api_key"]]);
+      assertEquals(await client.hGet("h:1", "api_key"), big);
+      r = await runCli([...base, "--match", "k:*", "--max-value-bytes", "0"]);
+      assertEquals(r.code, 2, r.stderr);
+    });
+  });
+});
+
+const HAS_TIME = await Deno.stat("/usr/bin/time").then(() => true, () => false);
+
+Deno.test({
+  name:
+    "migrate redis: a 64 MiB value is not loaded (default cap): the run stays small (peak RSS measured by GNU time)",
+  ignore: !HAS_TIME,
+  fn: async () => {
+    await withTempDir(async (dir) => {
+      const { keyArgs } = await setup(dir);
+      await withRedis(async ({ url, client }) => {
+        await client.set("user:u1:big", "x".repeat(64 * 1024 * 1024));
+        await client.set("user:u2:small", "sk-small");
+        const cli = new CliSandbox(dir);
+        const r = await cli.spawn([
+          "envelope",
+          "migrate",
+          "redis",
+          "--url",
+          url,
+          "--match",
+          "user:*",
+          "--user-from",
+          "user:{user}:*",
+          ...keyArgs,
+          "--json",
+        ], { via: ["/usr/bin/time", "-f", "maxrss_kb=%M"], deadlineMs: 120_000 });
+        assertEquals(r.code, 0, r.stderr);
+        const c = JSON.parse(r.stdout);
+        assertEquals([c.encrypted, c.tooLarge, c.tooLargeKeys], [1, 1, ["user:u1:big"]]);
+        const rss = Number(r.stderr.match(/maxrss_kb=(\d+)/)?.[1]);
+        console.log(`peak RSS of the migration with a 64 MiB value: ${Math.round(rss / 1024)} MiB`);
+        // Before the cap it was about 800 MiB; Deno itself takes about 100.
+        assert(rss < 400 * 1024, `peak RSS ${rss} KiB`);
+        assertEquals(await client.strLen("user:u1:big"), 64 * 1024 * 1024, "left unchanged");
+      });
+    });
+  },
 });
 
 function makeTable(path: string, rows: number): Map<number, string> {
@@ -425,4 +569,16 @@ Deno.test("migrate: the {user} pattern finds the user id in a key", () => {
     threw = error instanceof EnvelopeError;
   }
   assert(threw);
+});
+
+Deno.test("encryptToBytes (large values, bytes to bytes) gives what encrypt gives: decrypts back, same length and form", () => {
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  const step = 3 * 256 * 1024;
+  for (const n of [0, 1, 2, 3, 4, 5, step - 1, step, step + 1, step + 2, 3 * step + 1, 2_000_001]) {
+    const text = "é".repeat(n >> 1) + "a".repeat(n & 1);
+    const value = new TextDecoder().decode(encryptToBytes(new TextEncoder().encode(text), key));
+    assertEquals(decrypt(value, key), text, `${n} bytes`);
+    assertEquals(value.length, encrypt(text, key).length, `${n} bytes`);
+    assertMatch(value, /^v2:[A-Za-z0-9_-]*={0,2}$/);
+  }
 });

@@ -25,12 +25,14 @@
  * @module
  */
 
+import { dirname, resolve } from "node:path";
 import { isScalar, parseDocument, visit } from "yaml";
 import { VaultError } from "../errors.ts";
 import { MAX_CREDENTIAL_BYTES } from "../fs/limits.ts";
+import { firstSymlink, lstatOrNull } from "../fs/nofollow.ts";
 import { readSecretFile } from "../fs/secret_file.ts";
 import { isHeaderValue } from "../http/headers.ts";
-import { findUnsafeChar } from "../sanitize.ts";
+import { findUnsafeChar, sanitizeOneLine } from "../sanitize.ts";
 import { validateCredentialData } from "../store/validate.ts";
 import { isToken } from "../tokens/format.ts";
 import { markerProvider, STATIC_MARKERS } from "../tokens/markers.ts";
@@ -99,6 +101,35 @@ export async function readCredentialFile(path: string): Promise<Uint8Array> {
     what: "credential file",
     noFollow: true,
   });
+}
+
+/**
+ * Checks that rewriting `path` in place (`--replace-with-phantom`) removes
+ * the secret from the disk: the file has no second name (a hard link would
+ * keep the secret under it, since the rewrite renames a new file over this
+ * name only), and no directory on its way is a symbolic link (the rewrite
+ * would land wherever the link points). Done before anything is stored or
+ * written.
+ *
+ * @throws {CredentialImportError} naming the path (sanitized).
+ */
+export async function assertReplaceable(path: string): Promise<void> {
+  const link = await firstSymlink(dirname(resolve(path)));
+  if (link !== null) {
+    throw new CredentialImportError(
+      `${sanitizeOneLine(path)}: the directory ${
+        sanitizeOneLine(link)
+      } on its path is a symbolic link; refusing to rewrite the file through it ` +
+        "(give the real path)",
+    );
+  }
+  const st = await lstatOrNull(path);
+  if (st !== null && (st.nlink ?? 1) > 1) {
+    throw new CredentialImportError(
+      `${sanitizeOneLine(path)}: the file has ${st.nlink} hard links; rewriting one name ` +
+        "would leave the secret under the others (remove the other links first); nothing was stored",
+    );
+  }
 }
 
 // ---------------------------------------------------------------- parsing

@@ -354,8 +354,26 @@ export async function applyConfigPatches(options: ApplyOptions): Promise<PatchRe
   // One apply at a time per vault state dir (two `vault config apply` runs, or one while
   // `vault exec` starts): each reads ownership, edits, then writes it back.
   const dir = join(options.stateDir, "managed-config");
+  const lockPath = join(dir, ".apply.lock");
+  if (options.dryRun === true) {
+    // A dry run writes nothing, not even the lock: it waits (shared) for an
+    // apply that holds one, and runs unlocked where there is none yet.
+    let lock: Deno.FsFile | null = null;
+    try {
+      const st = await Deno.lstat(lockPath);
+      if (st.isFile) lock = await Deno.open(lockPath, { read: true });
+    } catch {
+      lock = null;
+    }
+    try {
+      await lock?.lock(false);
+      return await applyLocked(options);
+    } finally {
+      lock?.close();
+    }
+  }
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  const lock = await Deno.open(join(dir, ".apply.lock"), {
+  const lock = await Deno.open(lockPath, {
     read: true,
     write: true,
     create: true,
@@ -370,12 +388,17 @@ export async function applyConfigPatches(options: ApplyOptions): Promise<PatchRe
 }
 
 /** What {@link applyConfigPatches} takes. */
-interface ApplyOptions {
+export interface ApplyOptions {
   targets: PatchTarget[];
   disable: PatchTarget[];
   location: VaultLocation;
   stateDir: string;
   dryRun?: boolean;
+  /**
+   * The `--mounts` dir every shared dir lies in: no symbolic link between it
+   * and a patched file is followed (default: each shared dir's parent).
+   */
+  mounts?: string;
 }
 
 async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
@@ -383,7 +406,7 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
   const dirs = new Map<string, DirState>();
 
   const dirOf = async (sharedDir: string, create: boolean): Promise<DirState> => {
-    const realShared = await realSharedDir(sharedDir, create && !dry);
+    const realShared = await realSharedDir(sharedDir, create && !dry, options.mounts);
     let ds = dirs.get(realShared);
     if (ds === undefined) {
       ds = {

@@ -8,10 +8,11 @@
  * @module
  */
 
-import { dirname, isAbsolute, join, resolve, sep } from "node:path";
+import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import {
   describeFsError,
   FileRefused,
+  firstSymlink,
   lstatOrNull,
   MAX_CONFIG_BYTES,
   readSecretFile,
@@ -47,15 +48,47 @@ export function patchFileSegments(file: unknown): string[] {
  * made (0700, parents too); without it (dry run) a missing one resolves to
  * its absolute path.
  *
- * @throws {ConfigPatchError} when it is not absolute, not a directory, or
- *   cannot be created or resolved.
+ * No symbolic link is followed between `base` (the `--mounts` dir, itself
+ * as given; default: the shared dir's parent) and the shared dir: a
+ * symlinked shared dir, or a symlinked directory on the way, is refused
+ * before anything is created or written.
+ *
+ * @throws {ConfigPatchError} when it is not absolute, not below `base`, a
+ *   symlink on the way, not a directory, or cannot be created or resolved.
  */
-export async function realSharedDir(sharedDir: string, create: boolean): Promise<string> {
+export async function realSharedDir(
+  sharedDir: string,
+  create: boolean,
+  base: string = dirname(sharedDir),
+): Promise<string> {
   if (!isAbsolute(sharedDir)) {
     throw new ConfigPatchError(`shared dir ${sharedDir} is not an absolute path`);
   }
+  const rel = relative(resolve(base), resolve(sharedDir));
+  if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) {
+    throw new ConfigPatchError(`shared dir ${sharedDir} is not below ${base}`);
+  }
+  const noLinks = async () => {
+    let link: string | null;
+    try {
+      link = await firstSymlink(sharedDir, base);
+    } catch (e) {
+      throw new ConfigPatchError(`cannot inspect ${sharedDir}: ${describeFsError(e)}`, {
+        cause: e,
+      });
+    }
+    if (link !== null) {
+      throw new ConfigPatchError(
+        `refusing to follow symlink at ${link} (no symbolic link may lie between ${base} and the files it patches)`,
+      );
+    }
+  };
+  await noLinks();
   try {
-    if (create) await Deno.mkdir(sharedDir, { recursive: true, mode: 0o700 });
+    if (create) {
+      await Deno.mkdir(sharedDir, { recursive: true, mode: 0o700 });
+      await noLinks(); // one put there while the directories were made
+    }
     const real = await Deno.realPath(sharedDir);
     const st = await Deno.stat(real);
     if (!st.isDirectory) throw new ConfigPatchError(`shared dir ${sharedDir} is not a directory`);

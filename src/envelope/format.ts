@@ -131,6 +131,43 @@ export function encrypt(plaintext: string, key: Uint8Array): string {
   return VALUE_PREFIX + base64UrlEncode(seal(key, encoder.encode(plaintext)));
 }
 
+/** Input bytes encrypted (and output bytes encoded) per step of {@link encryptToBytes}. */
+const STEP = 3 * 256 * 1024;
+
+/**
+ * {@link encrypt} from and to bytes, for large values: the UTF-8 plaintext
+ * is encrypted piecewise into one buffer (nonce ‖ ciphertext ‖ tag) and
+ * that is base64-encoded piecewise into the result (`v2:` + URL-safe base64,
+ * padded, as ASCII bytes), with no intermediate string of the whole value.
+ * The caller must have checked that `plaintext` is UTF-8.
+ */
+export function encryptToBytes(plaintext: Uint8Array, key: Uint8Array): Uint8Array {
+  checkKey(key, "the key");
+  const nonce = randomBytes(NONCE_BYTES);
+  const cipher = createCipheriv("aes-256-gcm", key, nonce);
+  const sealed = Buffer.allocUnsafe(NONCE_BYTES + plaintext.length + TAG_BYTES);
+  sealed.set(nonce, 0);
+  let at = NONCE_BYTES;
+  for (let i = 0; i < plaintext.length; i += STEP) {
+    const part = cipher.update(plaintext.subarray(i, Math.min(i + STEP, plaintext.length)));
+    sealed.set(part, at);
+    at += part.length;
+  }
+  const final = cipher.final();
+  sealed.set(final, at);
+  at += final.length;
+  sealed.set(cipher.getAuthTag(), at);
+  const encoded = Math.ceil(sealed.length / 3) * 4;
+  const out = Buffer.allocUnsafe(VALUE_PREFIX.length + encoded);
+  let to = out.write(VALUE_PREFIX, 0, "latin1");
+  for (let i = 0; i < sealed.length; i += STEP) {
+    const text = sealed.subarray(i, Math.min(i + STEP, sealed.length)).toString("base64url");
+    to += out.write(text, to, "latin1");
+  }
+  out.fill(0x3d, to); // "=" padding (STEP is a multiple of 3: only the last piece pads)
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
+}
+
 /**
  * Decrypts a value, with or without its `v2:` prefix.
  *

@@ -37,6 +37,12 @@ export {
   type MigrationKeys,
   UserPattern,
 } from "./migrate_common.ts";
-export { migrateRedis, type RedisMigrateOptions, redisTarget } from "./migrate_redis.ts";
+export {
+  DEFAULT_MAX_VALUE_BYTES,
+  migrateRedis,
+  type RedisMigrateCounts,
+  type RedisMigrateOptions,
+  redisTarget,
+} from "./migrate_redis.ts";
 export { migrateSqlite, type SqliteMigrateOptions } from "./migrate_sqlite.ts";
 export { type JsonMigrateOptions, MAX_JSON_FILE_BYTES, migrateJson } from "./migrate_json.ts";

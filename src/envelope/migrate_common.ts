@@ -7,6 +7,8 @@
  */
 
 import { EnvelopeError } from "./errors.ts";
+import { decrypt } from "./format.ts";
+import { sanitizeOneLine } from "../sanitize.ts";
 
 /** The key a value is encrypted with: the user's DEK, or the pool key. */
 export interface MigrationKeys {
@@ -15,7 +17,17 @@ export interface MigrationKeys {
    * key when `userId` is undefined (pool mode).
    */
   keyFor(userId: string | undefined): Uint8Array;
+  /**
+   * Whether a `v2:` value opens under the key of `userId` (the pool key when
+   * undefined), creating no key; undefined when there is no key to check
+   * with (a dry run without a master key). Without this member, the check
+   * decrypts with {@link keyFor} (not in a dry run).
+   */
+  opens?(value: string, userId: string | undefined): boolean | undefined;
 }
+
+/** How many keys of values that do not open are named in the counts (the rest only counted). */
+export const MAX_NAMED_KEYS = 20;
 
 /** Options every migration takes. */
 export interface MigrateCommon {
@@ -45,8 +57,18 @@ export interface MigrateCounts {
   plaintext: number;
   /** Values rewritten as `v2:` values. */
   encrypted: number;
-  /** Values that were already `v2:` (skipped). */
+  /** Values that were already `v2:` and open under the master key (skipped). */
   already: number;
+  /**
+   * Values that start with `v2:` but do not open under the master key (a
+   * plaintext that merely starts so, another key's value, damage): left
+   * unchanged, counted here and named in {@link unopenableKeys}.
+   */
+  unopenable: number;
+  /** The first {@link MAX_NAMED_KEYS} of them (key, or `key field`; sanitised). */
+  unopenableKeys: string[];
+  /** Whether `v2:` values were checked (false: a dry run without a master key). */
+  v2Checked: boolean;
   /** Plaintext values changed by someone else between the read and the write: left alone. */
   changed: number;
   /** Values that are not text, of another type, or whose user id could not be found. */
@@ -57,7 +79,51 @@ export interface MigrateCounts {
 
 /** Counts at zero. */
 export function zeroCounts(dryRun: boolean): MigrateCounts {
-  return { scanned: 0, plaintext: 0, encrypted: 0, already: 0, changed: 0, skipped: 0, dryRun };
+  return {
+    scanned: 0,
+    plaintext: 0,
+    encrypted: 0,
+    already: 0,
+    unopenable: 0,
+    unopenableKeys: [],
+    v2Checked: true,
+    changed: 0,
+    skipped: 0,
+    dryRun,
+  };
+}
+
+/**
+ * Counts a value that starts with `v2:`: `already` when it opens under the
+ * key of `userId`, else `unopenable` (its name kept, sanitised, up to
+ * {@link MAX_NAMED_KEYS}). Either way it is left unchanged.
+ */
+export function countV2(
+  counts: MigrateCounts,
+  keys: MigrationKeys,
+  value: string,
+  userId: string | undefined,
+  name: () => string,
+): void {
+  let opens: boolean | undefined;
+  if (keys.opens !== undefined) opens = keys.opens(value, userId);
+  else if (!counts.dryRun) {
+    try {
+      decrypt(value, keys.keyFor(userId));
+      opens = true;
+    } catch {
+      opens = false;
+    }
+  }
+  if (opens === undefined) counts.v2Checked = false;
+  if (opens !== false) {
+    counts.already++;
+    return;
+  }
+  counts.unopenable++;
+  if (counts.unopenableKeys.length < MAX_NAMED_KEYS) {
+    counts.unopenableKeys.push(sanitizeOneLine(name()));
+  }
 }
 
 /**

@@ -22,6 +22,7 @@ import { lstatOrNull } from "../fs/nofollow.ts";
 import { encrypt, isEncrypted } from "./format.ts";
 import { EnvelopeError } from "./errors.ts";
 import {
+  countV2,
   type MigrateCommon,
   type MigrateCounts,
   type MigrationKeys,
@@ -136,8 +137,9 @@ export async function migrateJson(
   const plain: Hit[] = [];
   for (const hit of hits) {
     const value = (hit.parent as Record<string | number, Json>)[hit.name] as string;
-    if (isEncrypted(value)) counts.already++;
-    else {
+    if (isEncrypted(value)) {
+      countV2(counts, keys, value, hit.userId, () => hit.where.join("."));
+    } else {
       counts.plaintext++;
       plain.push(hit);
     }

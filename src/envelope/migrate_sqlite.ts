@@ -19,6 +19,7 @@ import { type Db, SqliteDatabase } from "../store/sqlite.ts";
 import { encrypt, isEncrypted } from "./format.ts";
 import { EnvelopeError } from "./errors.ts";
 import {
+  countV2,
   type MigrateCommon,
   type MigrateCounts,
   type MigrationKeys,
@@ -114,8 +115,15 @@ export async function migrateSqlite(
         const userOk = user === undefined ||
           (typeof row.u === "string" && row.u !== "") || typeof row.u === "number";
         if (typeof row.v !== "string" || !userOk) counts.skipped++;
-        else if (isEncrypted(row.v)) counts.already++;
-        else {
+        else if (isEncrypted(row.v)) {
+          countV2(
+            counts,
+            keys,
+            row.v,
+            row.u === undefined ? undefined : String(row.u),
+            () => `${opts.table} ${String(row.k)}`,
+          );
+        } else {
           counts.plaintext++;
           plain.push(row);
         }

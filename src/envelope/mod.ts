@@ -46,6 +46,7 @@ export {
   base64UrlEncode,
   decrypt,
   encrypt,
+  encryptToBytes,
   isEncrypted,
   parseKek,
   poolKey,

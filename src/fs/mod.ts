@@ -22,7 +22,7 @@ export {
   MAX_SSH_KEY_FILE_BYTES,
   MAX_TOKEN_FILE_BYTES,
 } from "./limits.ts";
-export { currentUid, lstatOrNull } from "./nofollow.ts";
+export { currentUid, firstSymlink, lstatOrNull } from "./nofollow.ts";
 export { checkPrivateDir, ensurePrivateDir } from "./private_dir.ts";
 export {
   assertTrustedFile,

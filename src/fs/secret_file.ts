@@ -36,6 +36,11 @@ export interface SecretReadOptions {
    * writable by group or others.
    */
   trusted?: boolean;
+  /**
+   * With `trusted`: also refuse a file that others (not owner, not group)
+   * may read (a key file: `chmod o-rwx`, better `chmod 600`).
+   */
+  notWorldReadable?: boolean;
   /** Accept `/dev/fd/N` / `/proc/self/fd/N` pipes (read with the cap). */
   allowFdPipe?: boolean;
   /**
@@ -72,7 +77,12 @@ function kindOf(st: { isFIFO(): boolean; isCharacterDevice(): boolean; isSocket(
   return "not a regular file";
 }
 
-function checkTrust(path: string, st: { uid: number; mode: number }, what: string): void {
+function checkTrust(
+  path: string,
+  st: { uid: number; mode: number },
+  what: string,
+  notWorldReadable = false,
+): void {
   const uid = currentUid();
   if (uid !== null && st.uid !== uid && st.uid !== 0) {
     throw new UntrustedFile(path, `${what} is owned by another user (uid ${st.uid}); refusing it`);
@@ -82,6 +92,13 @@ function checkTrust(path: string, st: { uid: number; mode: number }, what: strin
     throw new UntrustedFile(
       path,
       `${what} is writable by group or others (mode ${mode}); run chmod go-w on it`,
+    );
+  }
+  if (notWorldReadable && (st.mode & 0o007) !== 0) {
+    const mode = (st.mode & 0o777).toString(8).padStart(4, "0");
+    throw new UntrustedFile(
+      path,
+      `${what} is readable by others (mode ${mode}); run chmod 600 on it`,
     );
   }
 }
@@ -151,7 +168,7 @@ export async function readSecretFile(path: string, opts: SecretReadOptions): Pro
     if (!st.isFile()) {
       throw new FileRefused(path, `${what} is ${kindOf(st)}; only regular files are read`);
     }
-    if (opts.trusted) checkTrust(path, st, what);
+    if (opts.trusted) checkTrust(path, st, what, opts.notWorldReadable);
     return readCapped(
       path,
       what,
@@ -205,7 +222,7 @@ async function readFdPipe(path: string, opts: SecretReadOptions, what: string) {
       throw new FileRefused(path, `${what} is neither a pipe nor a regular file`);
     }
     if (opts.trusted && st.isFile) {
-      checkTrust(path, { uid: st.uid ?? 0, mode: st.mode ?? 0 }, what);
+      checkTrust(path, { uid: st.uid ?? 0, mode: st.mode ?? 0 }, what, opts.notWorldReadable);
     }
     return await readStreamCapped(
       f.readable,

@@ -71,11 +71,61 @@ function parseRecord(bytes: Uint8Array): SessionRecord | null {
   return null;
 }
 
-/** Whether the session's process still runs (the same process, not a reuse of its pid). */
+/**
+ * The state letter of process `pid` (`/proc/<pid>/stat` field 3: R, S, Z …),
+ * or null when it is gone or unknown.
+ */
+export function processState(pid: number): string | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether the session's process still runs (the same process, not a reuse
+ * of its pid; a zombie, dead but not yet reaped by its parent, does not run).
+ */
 function alive(record: SessionRecord): boolean {
   const start = processStart(record.pid);
   if (start === null) return false;
-  return record.start === null || start === record.start;
+  if (record.start !== null && start !== record.start) return false;
+  const state = processState(record.pid);
+  return state !== "Z" && state !== "X";
+}
+
+/** Reads the record in session directory `dir`, or null when there is none (or not ours). */
+async function readRecord(dir: string): Promise<SessionRecord | null> {
+  try {
+    return parseRecord(
+      await readSecretFile(join(dir, SESSION_FILE), {
+        limit: 1024 * 1024,
+        what: "session record",
+        noFollow: true,
+      }),
+    );
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Ends one session whose process is known to be gone (its watcher saw it
+ * die): revokes the tokens its record names and removes its directory.
+ * Returns how many tokens were revoked.
+ */
+export async function sweepSession(store: CredentialStore, dir: string): Promise<number> {
+  const record = await readRecord(dir);
+  let revoked = 0;
+  for (const token of record?.tokens ?? []) {
+    if (store.revokeToken(token)) revoked++;
+  }
+  await Deno.remove(dir, { recursive: true }).catch((error) => {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  });
+  return revoked;
 }
 
 /** What {@link sweepDeadSessions} cleaned up. */
@@ -112,18 +162,7 @@ export async function sweepDeadSessions(
     try {
       const info = Deno.lstatSync(dir);
       if (!info.isDirectory || (uid !== null && info.uid !== uid)) continue;
-      let record: SessionRecord | null = null;
-      try {
-        record = parseRecord(
-          await readSecretFile(join(dir, SESSION_FILE), {
-            limit: 1024 * 1024,
-            what: "session record",
-            noFollow: true,
-          }),
-        );
-      } catch {
-        record = null;
-      }
+      const record = await readRecord(dir);
       // No record: a session still starting (it writes one once its tokens exist), or not ours.
       if (record === null || alive(record)) continue;
       for (const token of record.tokens) {

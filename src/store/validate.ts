@@ -145,6 +145,15 @@ export function validateSubject(subject: string): string {
     );
   }
   refuseUnsafe(subject, "token subject", InvalidCredentialData);
+  // A byte sequence that is not UTF-8 (in argv, the environment, a pipe)
+  // reaches us as U+FFFD: it would be stored and shown as something else
+  // than what was given, so it is refused rather than replaced.
+  if (subject.includes("\uFFFD")) {
+    throw new InvalidCredentialData(
+      "token subject holds U+FFFD (the replacement character): it was probably " +
+        "not valid UTF-8; give the subject as UTF-8 text",
+    );
+  }
   return subject;
 }
 

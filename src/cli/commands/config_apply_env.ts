@@ -145,6 +145,7 @@ Examples:
         location: vaultLocation(transport, defaults),
         stateDir: vaultStateDir(ctx.env),
         dryRun: options.dryRun === true,
+        mounts,
       });
       if (options.json) {
         ctx.out.json({

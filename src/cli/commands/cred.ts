@@ -22,6 +22,7 @@ import { describeChar, findUnsafeChar } from "../../sanitize.ts";
 import { InvalidInput, UsageError } from "../../errors.ts";
 import { Option } from "@commander-js/extra-typings";
 import {
+  assertReplaceable,
   CredentialImportError,
   IMPORT_FORMATS,
   type ImportFormat,
@@ -206,6 +207,7 @@ Examples:
         validateScope(options.scope);
         validateSubject(options.subject);
       }
+      if (options.replaceWithPhantom) await assertReplaceable(file);
       const original = await readCredentialFile(file);
       try {
         const imported = withPath(
@@ -314,6 +316,7 @@ async function replaceWithPhantom(
         "was stored but the file was not rewritten (run the import again)",
     );
   }
+  await assertReplaceable(file);
   const bytes = withPath(file, build);
   try {
     await writeFileAtomic(file, bytes);

@@ -10,18 +10,20 @@ import { resolve } from "node:path";
 import type { Context } from "../context.ts";
 import { MAX_TOKEN_FILE_BYTES, readSecretFile } from "../input.ts";
 import { UsageError } from "../../errors.ts";
-import { type KeyStore, poolKey } from "../../envelope/mod.ts";
+import { decrypt, KEK_ENV, type KeyStore, poolKey } from "../../envelope/mod.ts";
 import {
+  DEFAULT_MAX_VALUE_BYTES,
   type MigrateCommon,
   type MigrateCounts,
   migrateJson,
   migrateRedis,
   migrateSqlite,
   type MigrationKeys,
+  type RedisMigrateCounts,
   redisTarget,
   UserPattern,
 } from "../../envelope/migrate.ts";
-import { openKeyStore, resolveKek } from "./envelope_shared.ts";
+import { defaultKeyStorePath, openKeyStore, resolveKek } from "./envelope_shared.ts";
 
 interface CommonFlags {
   dryRun?: boolean;
@@ -56,12 +58,23 @@ function batchOf(text: string | undefined): number | undefined {
   return Number(text);
 }
 
+function maxValueBytesOf(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d{1,12}$/.test(text) || Number(text) < 1) {
+    throw new UsageError("--max-value-bytes must be a whole number of bytes, at least 1");
+  }
+  return Number(text);
+}
+
 /** Runs `migrate` with the keys the flags ask for, and prints the counts. */
 async function runMigration(
   ctx: Context,
   flags: CommonFlags,
   what: string,
-  migrate: (common: MigrateCommon, keys: MigrationKeys) => Promise<MigrateCounts>,
+  migrate: (
+    common: MigrateCommon,
+    keys: MigrationKeys,
+  ) => Promise<MigrateCounts | RedisMigrateCounts>,
 ): Promise<void> {
   if (flags.dryRun && flags.backup !== undefined) {
     throw new UsageError("a dry run writes nothing: drop --backup");
@@ -71,20 +84,42 @@ async function runMigration(
     keyFor: () => {
       throw new UsageError("a dry run uses no key");
     },
+    opens: () => undefined,
   };
-  if (!flags.dryRun) {
+  // A dry run checks v2: values only with a master key given outright (it
+  // unlocks no vault), and only against keys that exist (it creates none).
+  const checkKek = !flags.dryRun || flags.kekFile !== undefined || ctx.env[KEK_ENV] !== undefined;
+  if (checkKek) {
     const { kek } = await resolveKek(ctx, flags.kekFile);
+    const opensWith = (value: string, key: Uint8Array) => {
+      try {
+        decrypt(value, key);
+        return true;
+      } catch {
+        return false;
+      }
+    };
     if (flags.pool) {
       const pool = poolKey(kek);
-      keys = { keyFor: () => pool };
+      keys = {
+        keyFor: flags.dryRun ? keys.keyFor : () => pool,
+        opens: (value) => opensWith(value, pool),
+      };
     } else {
-      const opened = await openKeyStore(ctx, flags.store, kek);
+      const path = flags.store ?? defaultKeyStorePath(ctx.env);
+      const exists = await Deno.lstat(path).then(() => true, () => false);
+      const opened = !flags.dryRun || exists
+        ? await openKeyStore(ctx, flags.store, kek)
+        : undefined;
       store = opened;
       keys = {
-        keyFor: (user) => {
+        keyFor: flags.dryRun || opened === undefined ? keys.keyFor : (user) => {
           if (user === undefined) throw new UsageError("no user id for a value (or give --pool)");
           return opened.userKey(user);
         },
+        opens: (value, user) =>
+          user !== undefined && opened !== undefined && opened.has(user) &&
+          opensWith(value, opened.userKey(user)),
       };
     }
   }
@@ -107,21 +142,54 @@ async function runMigration(
     if (tty) Deno.stderr.writeSync(encoder.encode("\n"));
     store?.close();
   }
+  const tooLarge = "tooLarge" in counts ? counts as RedisMigrateCounts : undefined;
   if (flags.json) ctx.out.json({ source: what, ...counts });
   else {
     ctx.out.field("source", what);
     ctx.out.field("looked at", String(counts.scanned));
     if (counts.dryRun) ctx.out.field("would encrypt", String(counts.plaintext));
     else ctx.out.field("encrypted", String(counts.encrypted));
-    ctx.out.field("already v2", String(counts.already));
+    ctx.out.field(
+      counts.v2Checked ? "already v2" : "already v2 (not checked: no master key given)",
+      String(counts.already),
+    );
+    ctx.out.field("v2: but not openable (left alone)", String(counts.unopenable));
+    if (tooLarge !== undefined) {
+      ctx.out.field(
+        `larger than ${tooLarge.maxValueBytes} bytes (left alone)`,
+        String(tooLarge.tooLarge),
+      );
+    }
     ctx.out.field("changed meanwhile (left alone)", String(counts.changed));
     ctx.out.field("skipped (not text, other type, no user id)", String(counts.skipped));
+  }
+  if (counts.unopenable > 0) {
+    ctx.out.warn(
+      `${counts.unopenable} value(s) start with v2: but do not open under the master key; ` +
+        `left unchanged (not counted as encrypted): ${
+          named(counts.unopenableKeys, counts.unopenable)
+        }`,
+    );
+  }
+  if (tooLarge !== undefined && tooLarge.tooLarge > 0) {
+    ctx.out.warn(
+      `${tooLarge.tooLarge} value(s) are larger than ${tooLarge.maxValueBytes} bytes; not read, ` +
+        `left unchanged (raise --max-value-bytes to take them): ${
+          named(tooLarge.tooLargeKeys, tooLarge.tooLarge)
+        }`,
+    );
   }
   if (counts.changed > 0) {
     ctx.out.warn(
       `${counts.changed} value(s) changed by someone else during the migration were left alone: run it again`,
     );
   }
+}
+
+/** Names (already sanitised) for a warning: the first few, then how many more. */
+function named(names: string[], total: number): string {
+  const more = total - names.length;
+  return names.map((n) => JSON.stringify(n)).join(", ") + (more > 0 ? ` and ${more} more` : "");
 }
 
 /** Adds `migrate` to `vault envelope`. */
@@ -137,7 +205,11 @@ export function addEnvelopeMigrate(envelope: Command, ctx: Context): void {
     .option("--field <name>", "this field of hash keys (default: string keys' values)")
     .option("--all-fields", "every field of hash keys")
     .option("--password-file <file>", "the Redis password (AUTH), the file's first line")
-    .option("--batch <n>", "SCAN COUNT: keys per batch (default 500)");
+    .option("--batch <n>", "SCAN COUNT: keys per batch (default 500)")
+    .option(
+      "--max-value-bytes <n>",
+      `the largest value read (default ${DEFAULT_MAX_VALUE_BYTES}); larger ones are reported and left alone`,
+    );
   common(redis);
   redis.addHelpText(
     "after",
@@ -145,7 +217,10 @@ export function addEnvelopeMigrate(envelope: Command, ctx: Context): void {
 Exactly one of --user-from and --pool. Keys are walked with SCAN (never
 KEYS); a value is rewritten by a Lua compare-and-set only if it is still
 what was read, so a value another client changes meanwhile is left alone.
-Values already v2: are skipped: a second run changes nothing.
+Values already v2: are skipped: a second run changes nothing. A value that
+starts with v2: but does not open under the master key is reported (keys
+named) and left alone, not counted as encrypted. A value larger than
+--max-value-bytes is never read: it is reported and left alone.
 
 Example:
   vault envelope migrate redis --url redis://127.0.0.1:6379 --match 'user:*:api_key' \\
@@ -179,6 +254,7 @@ Example:
         field: opts.allFields ? { all: true } : opts.field,
         userFrom,
         batch,
+        maxValueBytes: maxValueBytesOf(opts.maxValueBytes),
       }, keys));
   });
 

@@ -28,11 +28,19 @@ export interface ResolvedKek {
   source: string;
 }
 
-/** Reads a KEK file: its first line, URL-safe base64 of 32 bytes. */
+/**
+ * Reads a KEK file: its first line, URL-safe base64 of 32 bytes. Like a
+ * passphrase file it must be a regular file owned by the user or root and
+ * not writable by group or others; it must also not be readable by others
+ * and not be a symbolic link (it is never followed).
+ */
 export async function readKekFile(path: string): Promise<Uint8Array> {
   const bytes = await readSecretFile(path, {
     limit: MAX_TOKEN_FILE_BYTES,
     what: "master key file",
+    trusted: true,
+    notWorldReadable: true,
+    noFollow: true,
   });
   const text = new TextDecoder().decode(bytes).split(/\r?\n/)[0];
   bytes.fill(0);

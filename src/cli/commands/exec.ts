@@ -13,6 +13,10 @@ import { validateCredentialSet, validateScope, validateSubject } from "../../sto
 import { baseUrlValue, loadRoster, rosterRoutes } from "../../config/roster.ts";
 import { openExecSession } from "../../serve/exec_session.ts";
 import { sweepDeadSessions } from "../../serve/exec_sweep.ts";
+import { commandEnv } from "../../serve/exec_env.ts";
+import { startWatcher, type Watcher } from "../../serve/exec_watch.ts";
+import type { DbKey } from "../../store/key.ts";
+import { wipeMaterial } from "../../unlock/types.ts";
 import { parseProviderList, rosterDirsOf, vaultStateDir } from "./config_shared.ts";
 
 /** Signals passed on to the command. */
@@ -41,9 +45,11 @@ and a 127.0.0.1 port, and runs the command with the roster's variables:
 the phantom token in each provider's key variable, the broker's address in
 its base-URL variable, SSH_AUTH_SOCK for git and ssh. When the command
 exits, the tokens are revoked and the sockets removed. The command's exit
-status is vault's; SIGINT, SIGTERM and SIGHUP are passed on to it. If vault
-itself is killed (SIGKILL), the next vault exec revokes that session's
-tokens and removes its directory.
+status is vault's; SIGINT, SIGTERM and SIGHUP are passed on to it. The
+caller's VAULT_* variables are not passed on. If vault itself is killed
+(SIGKILL), a watcher process ends the command and every process under it
+and revokes the session's tokens within seconds (failing that, the next
+vault exec does).
 
 Examples:
   vault exec --scope proj-a --subject ci-1234 -- npm test
@@ -60,7 +66,12 @@ Examples:
         : parseProviderList(options.providers);
       const state = vaultStateDir(ctx.env);
       const runtimeBase = ctx.env.XDG_RUNTIME_DIR ?? "/tmp";
-      const code = await ctx.withStore(async (store) => {
+      const { store, resolved } = await ctx.unlock();
+      // A copy of the key for the session's watcher (it revokes the tokens if vault is killed).
+      const key = copyKey(resolved.material);
+      wipeMaterial(resolved.material);
+      let code: number;
+      try {
         // Sessions of `vault exec` processes that were killed: their tokens go now.
         await sweepDeadSessions(store, runtimeBase, (message) => ctx.out.warn(message));
         const session = await openExecSession({
@@ -77,26 +88,49 @@ Examples:
           baseUrlFor: (provider, url) => baseUrlValue(roster.get(provider)!, url),
           onWarning: (message) => ctx.out.warn(message),
         });
+        let watcher: Watcher | null = null;
         try {
+          watcher = await startWatcher(
+            { dbPath: store.path, key, sessionDir: session.dir, env: ctx.env },
+            (message) => ctx.out.warn(message),
+          );
           for (const { provider, why } of session.minted.skipped) {
             if (providers?.includes(provider)) ctx.out.warn(`vault exec: ${provider}: ${why}`);
           }
-          return await runChild(command, { ...ctx.env, ...Object.fromEntries(session.env) });
+          code = await runChild(
+            command,
+            commandEnv(ctx.env, session.env),
+            (pid) => watcher?.watch(pid),
+          );
         } finally {
           await session.close();
+          await watcher?.release();
         }
-      });
+      } finally {
+        store.close();
+        wipeMaterial(key);
+      }
       throw new ExitWith(code);
     });
 }
 
-/** Runs `command` with `env` and stdio inherited; returns its exit status (128+n for a signal). */
+/** A copy of `material` (the caller wipes both). */
+function copyKey(material: DbKey): DbKey {
+  return material.kind === "raw"
+    ? { kind: "raw", key: material.key.slice() }
+    : { kind: "passphrase", passphrase: material.passphrase.slice() };
+}
+
+/**
+ * Runs `command` with `env` (nothing else inherited) and stdio inherited;
+ * `onSpawn` gets its pid. Returns its exit status (128+n for a signal).
+ */
 async function runChild(
   command: string[],
-  env: Record<string, string | undefined>,
+  env: Record<string, string>,
+  onSpawn: (pid: number) => unknown,
 ): Promise<number> {
-  const clean: Record<string, string> = {};
-  for (const [k, v] of Object.entries(env)) if (v !== undefined) clean[k] = v;
+  const clean = env;
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(command[0], {
@@ -125,6 +159,7 @@ async function runChild(
     return [signal, handler] as const;
   });
   try {
+    await onSpawn(child.pid);
     const status = await child.status;
     return status.signal !== null ? 128 + signalNumber(status.signal) : status.code;
   } finally {
