@@ -49,8 +49,12 @@ const SSE_UPSTREAM = join(ROOT, "bench/broker/sse_upstream.ts");
 const CREDENTIAL = "sk-bench-0123456789abcdef0123456789abcdef";
 const STREAMS = 2000;
 const SSE_EVENTS = 100;
-/** Runs a child under a raised open-file limit (2,000 streams need ~4,000 descriptors). */
-const RAISE_NOFILE = ["/bin/sh", "-c", 'ulimit -n 8192 2>/dev/null || true; exec "$0" "$@"'];
+/**
+ * Runs a child under a raised open-file limit: 2,000 streams need ~4,000 descriptors, and one
+ * broker listener may hold at most half of the exposed share of the limit, a connection counting
+ * twice (`src/net/limits.ts`): 16,384 lets one listener hold 2,688 streams.
+ */
+const RAISE_NOFILE = ["/bin/sh", "-c", 'ulimit -n 16384 2>/dev/null || true; exec "$0" "$@"'];
 
 const TARGETS = {
   rpsRatio: 0.4,
