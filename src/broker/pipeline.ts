@@ -51,7 +51,7 @@ import { isScrubbable, Scrubber, scrubHeaders, ScrubRules } from "./scrub.ts";
 import type { CredentialProcessor } from "./credential.ts";
 import type { BrokerMetrics } from "./metrics.ts";
 import { concatBytes } from "../bytes.ts";
-import { lowerName } from "../http/http1.ts";
+import { lowerName, MalformedRequestBody } from "../http/http1.ts";
 import { splitTarget } from "../http/target.ts";
 import { bridgeWebSocket, isWebSocketUpgrade } from "./websocket.ts";
 import type { ServerHandler, ServerRequest, ServerResponse } from "../http/server.ts";
@@ -254,6 +254,10 @@ export function brokerHandler(
       if (request.signal.aborted) {
         finish(499, "client_gone");
         return { status: 502, headers: [], body: null }; // nobody is listening
+      }
+      if (error instanceof Error && error.cause instanceof MalformedRequestBody) {
+        // The client's chunked body broke its framing mid-way: the upstream got no whole request.
+        return plain(400, "Bad request", "bad_request");
       }
       if (error instanceof UpstreamDisconnected) {
         services.warn(`upstream of ${grant.provider} disconnected: ${(error as Error).message}`);

@@ -620,8 +620,11 @@ export class UpstreamClient {
         let chunk: ReadableStreamReadResult<Uint8Array>;
         try {
           chunk = await reader.read();
-        } catch {
-          throw new UpstreamFailed(`upstream ${connection.origin}: the request body failed`);
+        } catch (error) {
+          // The cause tells a malformed client body (MalformedRequestBody: a 400) from others.
+          throw new UpstreamFailed(`upstream ${connection.origin}: the request body failed`, {
+            cause: error,
+          });
         }
         const { done, value } = chunk;
         if (done) break;

@@ -38,6 +38,7 @@ import {
   LAST_CHUNK,
   latin1Bytes,
   lowerName,
+  MalformedRequestBody,
   NO_BYTES,
   OutBuffer,
   requestFraming,
@@ -298,6 +299,11 @@ export class Http1Server {
       await connection.writeAll(plainResponse(400, "Bad request")).catch(() => {});
       return false;
     }
+    // A chunked body that came with its head is checked before anything of it is passed on.
+    if (framing.kind === "chunked" && !reader.bufferedChunksValid()) {
+      await connection.writeAll(plainResponse(400, "Bad request")).catch(() => {});
+      return false;
+    }
     const keepAlive = head.minor === 1
       ? !connectionHas(head.headers, "close")
       : connectionHas(head.headers, "keep-alive");
@@ -314,8 +320,11 @@ export class Http1Server {
         },
         fail: (error) => {
           bodyBroken = true;
-          return error instanceof Http1EarlyClose || error instanceof Http1ProtocolError
-            ? new Http1ProtocolError("the request body was cut short or malformed")
+          // A malformed body is the client's fault (the handler answers 400); a cut one its leaving.
+          return error instanceof Http1ProtocolError
+            ? new MalformedRequestBody()
+            : error instanceof Http1EarlyClose
+            ? new Http1ProtocolError("the request body was cut short")
             : error;
         },
         cancel: () => {
@@ -505,7 +514,8 @@ class ClientConnection {
   #leftover: Uint8Array | null = null;
 
   constructor(readonly conn: Deno.Conn) {
-    this.reader = new ConnReader((into) => this.#read(into));
+    // Strict: a client's head and chunk lines end in CRLF (RFC 9112), nothing looser.
+    this.reader = new ConnReader((into) => this.#read(into), true);
   }
 
   startWaiting(): void {

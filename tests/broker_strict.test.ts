@@ -1,0 +1,246 @@
+/**
+ * The broker refuses what it must not pass on, and passes on nothing of it
+ * (issue 15, findings 3, 5 and 7), spoken to over raw TCP, in process, with
+ * a raw upstream that counts every connection and byte it gets:
+ *
+ * - malformed framing (bare-LF heads, a Transfer-Encoding that is not a
+ *   clean token list, repeated or listed Content-Length, bad chunk sizes)
+ *   → 400, the upstream sees nothing;
+ * - dot segments in the path (`..`, `%2e%2e` in any case, `\`) → 400;
+ * - a redirect of a GET to a loopback (or otherwise internal) address is
+ *   relayed to the client as it is, never followed.
+ */
+
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
+import { join } from "node:path";
+import { withTempStore } from "../testing/fixtures.ts";
+import { readAll, until, within } from "../testing/broker.ts";
+import { startBroker } from "../src/broker/broker.ts";
+import { routesFromValue } from "../src/providers/routes.ts";
+
+const SECRET = "sk-REAL-strict-0123456789abcdef";
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * A raw upstream on 127.0.0.1 counting connections and bytes; it answers each
+ * complete request (Content-Length or chunked body) with `answer(head)`.
+ */
+class CountingUpstream {
+  connections = 0;
+  received = "";
+  readonly #listener: Deno.TcpListener;
+  readonly #conns = new Set<Deno.Conn>();
+  readonly #done: Promise<void>;
+  readonly #tasks: Promise<void>[] = [];
+
+  constructor(answer: (head: string) => string = () => "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok") {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.#listener = listener;
+    this.#done = (async () => {
+      for await (const conn of listener) {
+        this.connections++;
+        this.#conns.add(conn);
+        this.#tasks.push(this.#serve(conn, answer).finally(() => {
+          this.#conns.delete(conn);
+          try {
+            conn.close();
+          } catch {
+            // closed already
+          }
+        }));
+      }
+    })().catch(() => {});
+  }
+
+  async #serve(conn: Deno.Conn, answer: (head: string) => string): Promise<void> {
+    const buf = new Uint8Array(16384);
+    let pending = "";
+    try {
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) return;
+        const text = decoder.decode(buf.subarray(0, n));
+        this.received += text;
+        pending += text;
+        for (;;) {
+          const headEnd = pending.indexOf("\r\n\r\n");
+          if (headEnd < 0) break;
+          const head = pending.slice(0, headEnd);
+          let rest = pending.slice(headEnd + 4);
+          const length = /\r\ncontent-length: *(\d+)/i.exec(head);
+          if (/\r\ntransfer-encoding: *chunked/i.test(head)) {
+            const last = rest.indexOf("0\r\n\r\n");
+            if (last < 0) break;
+            rest = rest.slice(last + 5);
+          } else if (length !== null) {
+            if (rest.length < Number(length[1])) break;
+            rest = rest.slice(Number(length[1]));
+          }
+          pending = rest;
+          await conn.write(encoder.encode(answer(head)));
+        }
+      }
+    } catch {
+      // the broker went away
+    }
+  }
+
+  get port(): number {
+    return (this.#listener.addr as Deno.NetAddr).port;
+  }
+
+  get origin(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async close(): Promise<void> {
+    this.#listener.close();
+    for (const conn of this.#conns) {
+      try {
+        conn.close();
+      } catch {
+        // closed already
+      }
+    }
+    await this.#done;
+    await Promise.all(this.#tasks);
+  }
+}
+
+interface Ctx {
+  port: number;
+  token: string;
+  upstream: CountingUpstream;
+  /** Another local service that must never be reached through the broker. */
+  other: CountingUpstream;
+  audit: string;
+}
+
+async function withStrictBroker(
+  fn: (ctx: Ctx) => Promise<void>,
+  answer?: (head: string, other: CountingUpstream) => string,
+): Promise<void> {
+  await withTempStore("strict passphrase", async (store, dir) => {
+    const other = new CountingUpstream(() =>
+      "HTTP/1.1 200 OK\r\ncontent-length: 15\r\n\r\nhost-only-reply"
+    );
+    const upstream = new CountingUpstream(answer && ((head) => answer(head, other)));
+    store.storeCredential("default", "openai", { type: "api_key", key: SECRET });
+    const token = store.createToken("proj", "t1", "default", "openai");
+    const audit = join(dir, "audit.jsonl");
+    const broker = await startBroker({
+      store,
+      routes: routesFromValue({
+        openai: {
+          upstream: `${upstream.origin}/base`,
+          path_upstreams: { "/alt/": `${upstream.origin}/alt-base` },
+        },
+      }, "routes.json"),
+      listeners: [{ tcpPort: 0 }],
+      auditPath: audit,
+    });
+    try {
+      const port = Number(broker.bindings[0].label.slice(broker.bindings[0].label.lastIndexOf(":") + 1));
+      await fn({ port, token, upstream, other, audit });
+    } finally {
+      await broker.close();
+      await upstream.close();
+      await other.close();
+    }
+  });
+}
+
+/** Sends `text` (latin1) on a fresh connection; reads until the broker closes it. */
+async function raw(port: number, text: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    try {
+      await conn.write(Uint8Array.from(text, (c) => c.charCodeAt(0)));
+    } catch {
+      // refused early
+    }
+    return await within(readAll(conn), "the broker's answer");
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("broker strict framing: malformed requests get 400 and the upstream sees nothing", async () => {
+  await withStrictBroker(async ({ port, token, upstream }) => {
+    const auth = `Authorization: Bearer ${token}`;
+    const post = (headers: string[], body = "", eol = "\r\n") =>
+      ["POST /v1/x HTTP/1.1", "Host: x", auth, ...headers, "Connection: close", ""].join(eol) +
+      eol + body;
+    const chunked = (body: string) => post(["Transfer-Encoding: chunked"], body);
+    const cases: [string, string][] = [
+      ["bare-LF head", post(["Content-Length: 2"], "hi", "\n")],
+      [
+        "one bare-LF header line",
+        `POST /v1/x HTTP/1.1\r\nHost: x\n${auth}\r\nContent-Length: 0\r\n\r\n`,
+      ],
+      ["bare-LF request line", `GET /v1/x HTTP/1.1\nHost: x\r\n${auth}\r\n\r\n`],
+      ["bare-LF empty last line", `GET /v1/x HTTP/1.1\r\nHost: x\r\n${auth}\r\n\n`],
+      ["VT after chunked", chunked("2\r\nhi\r\n0\r\n\r\n").replace("chunked", "chunked\x0b")],
+      ["VT before chunked", chunked("2\r\nhi\r\n0\r\n\r\n").replace("chunked", "\x0bchunked")],
+      ["NBSP after chunked", chunked("2\r\nhi\r\n0\r\n\r\n").replace("chunked", "chunked\xa0")],
+      ["FF inside the list", chunked("2\r\nhi\r\n0\r\n\r\n").replace("chunked", "gzip\x0c, chunked")],
+      ["chunked twice", chunked("2\r\nhi\r\n0\r\n\r\n").replace("chunked", "chunked, chunked")],
+      ["chunked not last", post(["Transfer-Encoding: chunked, gzip"], "2\r\nhi\r\n0\r\n\r\n")],
+      ["Content-Length: 2, 2", post(["Content-Length: 2, 2"], "hi")],
+      ["Content-Length twice, equal", post(["Content-Length: 2", "Content-Length: 2"], "hi")],
+      ["Content-Length with VT", post(["Content-Length: \x0b2"], "hi")],
+      ["Content-Length +2", post(["Content-Length: +2"], "hi")],
+      ["chunk size not hex", chunked("zz\r\nhi\r\n0\r\n\r\n")],
+      ["chunk size 0x2", chunked("0x2\r\nhi\r\n0\r\n\r\n")],
+      ["chunk size -2", chunked("-2\r\nhi\r\n0\r\n\r\n")],
+      ["chunk size with trailing space", chunked("2 \r\nhi\r\n0\r\n\r\n")],
+      ["chunk size of 13 digits", chunked("0000000000002\r\nhi\r\n0\r\n\r\n")],
+      ["chunk size line ended by bare LF", chunked("2\nhi\r\n0\r\n\r\n")],
+      ["chunk data not ended by CRLF", chunked("2\r\nhiX\r\n0\r\n\r\n")],
+      ["NUL in a chunk extension", chunked("2;a\x00b\r\nhi\r\n0\r\n\r\n")],
+      ["bad second chunk", chunked("2\r\nhi\r\nq\r\nhi\r\n0\r\n\r\n")],
+      ["trailer line ended by bare LF", chunked("2\r\nhi\r\n0\r\nX-T: 1\n\r\n")],
+    ];
+    for (const [name, text] of cases) {
+      const answer = await raw(port, text);
+      assertMatch(answer, /^HTTP\/1\.1 400 /, `${name}: ${JSON.stringify(answer.slice(0, 80))}`);
+      assertEquals([upstream.connections, upstream.received], [0, ""], `${name} reached upstream`);
+    }
+    // The same requests, well formed, go through: the setup itself lets requests pass.
+    for (
+      const good of [
+        chunked("2\r\nhi\r\n0\r\n\r\n"),
+        chunked("2;name=value\r\nhi\r\n0\r\nX-T: 1\r\n\r\n"),
+        post(["Transfer-Encoding: gzip, chunked"], "2\r\nhi\r\n0\r\n\r\n"),
+        post(["Content-Length: 2"], "hi"),
+      ]
+    ) {
+      assertMatch(await raw(port, good), /^HTTP\/1\.1 200 /, JSON.stringify(good));
+    }
+    assert(upstream.connections > 0);
+  });
+});
+
+Deno.test("broker strict framing: a chunk size broken after the upstream exchange began gets 400, the upstream never gets a whole body", async () => {
+  await withStrictBroker(async ({ port, token, upstream, audit }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await conn.write(encoder.encode(
+        `POST /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
+          "Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n",
+      ));
+      await until(() => upstream.received.includes("hi"), "the first chunk upstream");
+      await conn.write(encoder.encode("zz\r\nhi\r\n0\r\n\r\n"));
+      const answer = await within(readAll(conn, /\r\n\r\nBad request$/), "the 400");
+      assertMatch(answer, /^HTTP\/1\.1 400 /);
+    } finally {
+      conn.close();
+    }
+    assert(!upstream.received.includes("0\r\n\r\n"), "the upstream never got a last chunk");
+    await until(
+      () => Deno.readTextFileSync(audit).includes('"outcome":"bad_request"'),
+      "the audit line",
+    );
+  });
+});
