@@ -17,6 +17,7 @@ import { withTempStore } from "../testing/fixtures.ts";
 import { readAll, until, within } from "../testing/broker.ts";
 import { startBroker } from "../src/broker/broker.ts";
 import { routesFromValue } from "../src/providers/routes.ts";
+import { hasDotSegment } from "../src/http/target.ts";
 
 const SECRET = "sk-REAL-strict-0123456789abcdef";
 const encoder = new TextEncoder();
@@ -34,21 +35,25 @@ class CountingUpstream {
   readonly #done: Promise<void>;
   readonly #tasks: Promise<void>[] = [];
 
-  constructor(answer: (head: string) => string = () => "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok") {
+  constructor(
+    answer: (head: string) => string = () => "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+  ) {
     const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     this.#listener = listener;
     this.#done = (async () => {
       for await (const conn of listener) {
         this.connections++;
         this.#conns.add(conn);
-        this.#tasks.push(this.#serve(conn, answer).finally(() => {
-          this.#conns.delete(conn);
-          try {
-            conn.close();
-          } catch {
-            // closed already
-          }
-        }));
+        this.#tasks.push(
+          this.#serve(conn, answer).finally(() => {
+            this.#conns.delete(conn);
+            try {
+              conn.close();
+            } catch {
+              // closed already
+            }
+          }),
+        );
       }
     })().catch(() => {});
   }
@@ -141,7 +146,9 @@ async function withStrictBroker(
       auditPath: audit,
     });
     try {
-      const port = Number(broker.bindings[0].label.slice(broker.bindings[0].label.lastIndexOf(":") + 1));
+      const port = Number(
+        broker.bindings[0].label.slice(broker.bindings[0].label.lastIndexOf(":") + 1),
+      );
       await fn({ port, token, upstream, other, audit });
     } finally {
       await broker.close();
@@ -184,7 +191,10 @@ Deno.test("broker strict framing: malformed requests get 400 and the upstream se
       ["VT after chunked", chunked("2\r\nhi\r\n0\r\n\r\n").replace("chunked", "chunked\x0b")],
       ["VT before chunked", chunked("2\r\nhi\r\n0\r\n\r\n").replace("chunked", "\x0bchunked")],
       ["NBSP after chunked", chunked("2\r\nhi\r\n0\r\n\r\n").replace("chunked", "chunked\xa0")],
-      ["FF inside the list", chunked("2\r\nhi\r\n0\r\n\r\n").replace("chunked", "gzip\x0c, chunked")],
+      [
+        "FF inside the list",
+        chunked("2\r\nhi\r\n0\r\n\r\n").replace("chunked", "gzip\x0c, chunked"),
+      ],
       ["chunked twice", chunked("2\r\nhi\r\n0\r\n\r\n").replace("chunked", "chunked, chunked")],
       ["chunked not last", post(["Transfer-Encoding: chunked, gzip"], "2\r\nhi\r\n0\r\n\r\n")],
       ["Content-Length: 2, 2", post(["Content-Length: 2, 2"], "hi")],
@@ -242,5 +252,74 @@ Deno.test("broker strict framing: a chunk size broken after the upstream exchang
       () => Deno.readTextFileSync(audit).includes('"outcome":"bad_request"'),
       "the audit line",
     );
+  });
+});
+
+Deno.test("hasDotSegment: dot segments in every spelling, and paths that only look like them", () => {
+  const cases: [string, boolean][] = [
+    ["/v1/../admin", true],
+    ["/v1/./x", true],
+    ["/..", true],
+    ["/.", true],
+    ["/v1/..", true],
+    ["/v1/%2e%2e/admin", true],
+    ["/v1/%2E%2E/admin", true],
+    ["/v1/%2E./admin", true],
+    ["/v1/.%2e/admin", true],
+    ["/v1/%2e/admin", true],
+    ["/v1\\..\\admin", true],
+    ["/v1/..\\admin", true],
+    ["/v1/..%2fadmin", true],
+    ["/v1/..%5Cadmin", true],
+    ["/v1/%2e%2e%2Fadmin", true],
+    ["/alt/../v1", true],
+    ["/v1/x", false],
+    ["/v1/...", false],
+    ["/v1/..a", false],
+    ["/v1/a..", false],
+    ["/v1/.well-known/x", false],
+    ["/v1/%2e%2e%2e", false],
+    ["/v1/file.txt", false],
+    ["/v1/%2", false],
+    ["/v1/%2e%2", false],
+    ["/", false],
+    ["", false],
+  ];
+  for (const [path, want] of cases) assertEquals(hasDotSegment(path), want, path);
+});
+
+Deno.test("broker dot segments: refused with 400 in every spelling; nothing reaches the upstream", async () => {
+  await withStrictBroker(async ({ port, token, upstream, audit }) => {
+    const get = (path: string) =>
+      `GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`;
+    for (
+      const path of [
+        "/v1/../admin",
+        "/v1/./x",
+        "/v1/%2e%2e/admin",
+        "/v1/%2E%2E/admin",
+        "/v1/%2E./admin",
+        "/v1/.%2e/admin",
+        "/v1\\..\\admin",
+        "/v1/..%2fadmin",
+        "/alt/../v1/x",
+        "/alt/%2e%2e/v1/x?q=1",
+        "http://x/v1/../admin",
+      ]
+    ) {
+      const answer = await raw(port, get(path));
+      assertMatch(answer, /^HTTP\/1\.1 400 [^]*Bad request target$/, path);
+      assertEquals([upstream.connections, upstream.received], [0, ""], `${path} reached upstream`);
+    }
+    assertMatch(await raw(port, get("/alt/v1/.well-known/x")), /^HTTP\/1\.1 200 /);
+    assertMatch(upstream.received, /^GET \/alt-base\/alt\/v1\/\.well-known\/x HTTP\/1\.1\r\n/);
+    await until(
+      () => Deno.readTextFileSync(audit).includes('"path":"/alt/v1/.well-known/x"'),
+      "the audit lines",
+    );
+    const refused = Deno.readTextFileSync(audit).split("\n").filter((l) =>
+      l.includes('"outcome":"bad_request"')
+    );
+    assertEquals(refused.length, 11);
   });
 });

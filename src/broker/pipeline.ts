@@ -52,7 +52,7 @@ import type { CredentialProcessor } from "./credential.ts";
 import type { BrokerMetrics } from "./metrics.ts";
 import { concatBytes } from "../bytes.ts";
 import { lowerName, MalformedRequestBody } from "../http/http1.ts";
-import { splitTarget } from "../http/target.ts";
+import { hasDotSegment, splitTarget } from "../http/target.ts";
 import { bridgeWebSocket, isWebSocketUpgrade } from "./websocket.ts";
 import type { ServerHandler, ServerRequest, ServerResponse } from "../http/server.ts";
 import {
@@ -216,6 +216,8 @@ export function brokerHandler(
     processor.apply(headers);
     let rules = scrubRulesFor(processor, presented);
     try {
+      // A dot segment would leave the route's base (or the path_upstreams prefix it picked).
+      if (hasDotSegment(path)) return plain(400, "Bad request target", "bad_request");
       url = upstreamUrl(upstreamBase(route, path), path, query);
     } catch (error) {
       if (error instanceof InvalidRequestTarget) {

@@ -30,7 +30,7 @@
 import { AuditLog } from "../audit/log.ts";
 import { bindUnixSocketWith, type BoundUnixSocket } from "../net/socket.ts";
 import { extractToken } from "../http/extract.ts";
-import { splitTarget } from "../http/target.ts";
+import { hasDotSegment, splitTarget } from "../http/target.ts";
 import { TokenGate } from "../tokens/gate.ts";
 import type { HeaderList } from "../http/headers.ts";
 import { Http1Server, type ServerRequest, type ServerResponse } from "../http/server.ts";
@@ -284,6 +284,7 @@ async function serveCall(
 ): Promise<ServerResponse> {
   // Origin-form, or absolute-form as clients that treat the socket as a proxy send it.
   const { path } = splitTarget(request.target);
+  if (hasDotSegment(path)) throw new Refusal(400, "bad-request", "the path holds a dot segment");
   const op = path.startsWith(ENVELOPE_PATH_PREFIX)
     ? OPS.find((o) => o === path.slice(ENVELOPE_PATH_PREFIX.length))
     : undefined;
