@@ -11,13 +11,20 @@
  *   relayed to the client as it is, never followed.
  */
 
-import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../testing/assert.ts";
 import { join } from "node:path";
 import { withTempStore } from "../testing/fixtures.ts";
 import { readAll, until, within } from "../testing/broker.ts";
 import { startBroker } from "../src/broker/broker.ts";
 import { routesFromValue } from "../src/providers/routes.ts";
 import { hasDotSegment } from "../src/http/target.ts";
+import {
+  DestinationRefused,
+  isPublicAddress,
+  publicAddress,
+  redirectAllowed,
+} from "../src/http/destination.ts";
+import { UpstreamClient } from "../src/http/client.ts";
 
 const SECRET = "sk-REAL-strict-0123456789abcdef";
 const encoder = new TextEncoder();
@@ -322,4 +329,197 @@ Deno.test("broker dot segments: refused with 400 in every spelling; nothing reac
     );
     assertEquals(refused.length, 11);
   });
+});
+
+Deno.test("destination policy: which addresses the broker may dial on an upstream's word", () => {
+  const cases: [string, boolean][] = [
+    ["8.8.8.8", true],
+    ["1.1.1.1", true],
+    ["93.184.216.34", true],
+    ["172.15.255.255", true],
+    ["172.32.0.1", true],
+    ["100.63.255.255", true],
+    ["100.128.0.1", true],
+    ["169.253.1.1", true],
+    ["223.255.255.255", true],
+    ["127.0.0.1", false],
+    ["127.255.255.254", false],
+    ["10.0.0.1", false],
+    ["172.16.0.1", false],
+    ["172.31.255.255", false],
+    ["192.168.1.1", false],
+    ["169.254.169.254", false],
+    ["100.64.0.1", false],
+    ["100.127.255.255", false],
+    ["0.0.0.0", false],
+    ["0.1.2.3", false],
+    ["224.0.0.1", false],
+    ["239.255.255.250", false],
+    ["255.255.255.255", false],
+    ["240.0.0.1", false],
+    ["192.0.2.1", false],
+    ["198.18.0.1", false],
+    ["2606:4700:4700::1111", true],
+    ["[2606:4700:4700::1111]", true],
+    ["2001:4860:4860:0:0:0:0:8888", true],
+    ["::", false],
+    ["::1", false],
+    ["[::1]", false],
+    ["0:0:0:0:0:0:0:1", false],
+    ["fc00::1", false],
+    ["fd12:3456::1", false],
+    ["fe80::1", false],
+    ["fe80::1%eth0", false],
+    ["febf::1", false],
+    ["fec0::1", false],
+    ["ff02::1", false],
+    ["::ffff:127.0.0.1", false],
+    ["::ffff:7f00:1", false],
+    ["::FFFF:10.0.0.1", false],
+    ["::ffff:169.254.169.254", false],
+    ["::ffff:8.8.8.8", true],
+    ["::127.0.0.1", false],
+    ["::8.8.8.8", true],
+    ["64:ff9b::127.0.0.1", false],
+    ["64:ff9b::8.8.8.8", true],
+    ["64:ff9b:1::1", false],
+    ["2002:7f00:1::1", false],
+    ["2002:0808:0808::1", true],
+    ["2001:0::1", false],
+    ["2001:db8::1", false],
+    ["100::1", false],
+    // Not addresses at all (or forms a URL parser would have normalised first): refused.
+    ["127.1", false],
+    ["0x7f.0.0.1", false],
+    ["2130706433", false],
+    ["017.0.0.1", false],
+    ["127.0.0.1.", false],
+    ["1.2.3.4.5", false],
+    ["256.1.1.1", false],
+    [":::1", false],
+    ["1:2:3:4:5:6:7:8:9", false],
+    ["example.com", false],
+    ["", false],
+  ];
+  for (const [address, want] of cases) assertEquals(isPublicAddress(address), want, address);
+});
+
+Deno.test("destination policy: a name is resolved once and refused when any address is not public; no https→http", async () => {
+  const signal = new AbortController().signal;
+  const resolver = (answers: Record<string, string[]>) => (name: string) =>
+    Promise.resolve(answers[name] ?? []);
+  const dns = resolver({
+    "public.example": ["93.184.216.34", "2606:2800:220:1::1"],
+    "rebind.example": ["93.184.216.34", "127.0.0.1"],
+    "mapped.example": ["::ffff:10.1.2.3"],
+  });
+  assertEquals(await publicAddress("public.example", signal, dns), "93.184.216.34");
+  assertEquals(await publicAddress("8.8.8.8", signal, dns), "8.8.8.8");
+  assertEquals(await publicAddress("[2606:4700::1]", signal, dns), "2606:4700::1");
+  for (
+    const refused of [
+      "rebind.example",
+      "mapped.example",
+      "nowhere.example",
+      "localhost",
+      "LOCALHOST.",
+      "x.localhost",
+      "127.0.0.1",
+      "[::1]",
+      "[::ffff:7f00:1]",
+    ]
+  ) {
+    await assertRejects(() => publicAddress(refused, signal, dns), DestinationRefused);
+  }
+  const failing = () => Promise.reject(new Error("no DNS"));
+  await assertRejects(() => publicAddress("public.example", signal, failing), DestinationRefused);
+  const url = (u: string) => new URL(u);
+  assert(redirectAllowed(url("https://a.example/"), url("https://b.example/")));
+  assert(redirectAllowed(url("http://a.example/"), url("https://b.example/")));
+  assert(redirectAllowed(url("http://a.example/"), url("http://b.example/")));
+  assert(!redirectAllowed(url("https://a.example/"), url("http://a.example/")));
+  assert(!redirectAllowed(url("https://a.example/"), url("ftp://a.example/")));
+  assert(!redirectAllowed(url("http://a.example/"), url("file:///etc/passwd")));
+});
+
+Deno.test("upstream client: a dial hook picks the address; the request still names the host; such a connection is never pooled", async () => {
+  const upstream = new CountingUpstream();
+  const client = new UpstreamClient();
+  try {
+    const asked: string[] = [];
+    const dial = (hostname: string) => {
+      asked.push(hostname);
+      return Promise.resolve("127.0.0.1");
+    };
+    for (let i = 0; i < 2; i++) {
+      const r = await client.request({
+        url: `http://public.example:${upstream.port}/x`,
+        method: "GET",
+        headers: [],
+        body: null,
+        dial,
+      });
+      assertEquals([r.status, decoder.decode(r.bytes)], [200, "ok"]);
+    }
+    assertEquals(asked, ["public.example", "public.example"]);
+    assertMatch(
+      upstream.received,
+      new RegExp(`^GET /x HTTP/1\\.1\\r\\nHost: public\\.example:${upstream.port}\\r\\n`),
+    );
+    assertEquals([upstream.connections, client.pooledConnections], [2, 0]);
+    const refusing = () => Promise.reject(new DestinationRefused("no"));
+    await assertRejects(
+      () =>
+        client.request({
+          url: `http://127.0.0.1:${upstream.port}/y`,
+          method: "GET",
+          headers: [],
+          body: null,
+          dial: refusing,
+        }),
+      DestinationRefused,
+    );
+    assertEquals(upstream.connections, 2, "a refused dial connects nowhere");
+  } finally {
+    client.close();
+    await upstream.close();
+  }
+});
+
+Deno.test("broker redirects: a GET redirected to another local service is relayed as it is; that service gets nothing", async () => {
+  let target = "";
+  await withStrictBroker(
+    async ({ port, token, upstream, other }) => {
+      for (
+        const location of [
+          `http://127.0.0.1:${other.port}/secret`,
+          `http://localhost:${other.port}/secret`,
+          `http://[::ffff:127.0.0.1]:${other.port}/secret`,
+          `http://2130706433:${other.port}/secret`,
+          `http://0.0.0.0:${other.port}/secret`,
+        ]
+      ) {
+        target = location;
+        const answer = await raw(
+          port,
+          `GET /v1/go HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`,
+        );
+        assertMatch(answer, /^HTTP\/1\.1 302 /, location);
+        assert(answer.includes(`\r\nlocation: ${location}\r\n`), answer);
+        assertEquals(other.connections, 0, `${location} was followed`);
+      }
+      // A redirect within the route's own upstream is still followed (the configured origin).
+      target = "/base/v1/landed";
+      const followed = await raw(
+        port,
+        `GET /v1/go HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`,
+      );
+      assertMatch(followed, /^HTTP\/1\.1 200 [^]*\r\n\r\nlanded$/);
+      assert(upstream.received.includes("GET /base/v1/landed HTTP/1.1\r\n"));
+    },
+    (head) =>
+      head.startsWith("GET /base/v1/landed ")
+        ? "HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nlanded"
+        : `HTTP/1.1 302 Found\r\nlocation: ${target}\r\ncontent-length: 0\r\n\r\n`,
+  );
 });

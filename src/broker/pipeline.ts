@@ -52,6 +52,7 @@ import type { CredentialProcessor } from "./credential.ts";
 import type { BrokerMetrics } from "./metrics.ts";
 import { concatBytes } from "../bytes.ts";
 import { lowerName, MalformedRequestBody } from "../http/http1.ts";
+import { DestinationRefused, publicAddress, redirectAllowed } from "../http/destination.ts";
 import { hasDotSegment, splitTarget } from "../http/target.ts";
 import { bridgeWebSocket, isWebSocketUpgrade } from "./websocket.ts";
 import type { ServerHandler, ServerRequest, ServerResponse } from "../http/server.ts";
@@ -289,7 +290,7 @@ export function brokerHandler(
     }
     if (IDEMPOTENT.has(request.method) && isRedirect(response)) {
       try {
-        response = await followRedirects(services.upstream, request, url, response);
+        response = await followRedirects(services.upstream, request, route, url, response);
       } catch (error) {
         services.warn(
           `following a redirect of ${grant.provider} failed: ${(error as Error).message}`,
@@ -411,6 +412,19 @@ function isRedirect(response: UpstreamResponse): boolean {
     response.headers.some(([name]) => lowerName(name) === "location");
 }
 
+/** The origins a route is configured with (its upstream and its path_upstreams), per route. */
+const routeOrigins = new WeakMap<Route, ReadonlySet<string>>();
+
+function configuredOrigins(route: Route): ReadonlySet<string> {
+  let origins = routeOrigins.get(route);
+  if (origins === undefined) {
+    const set = new Set<string>([new URL(route.upstream).origin]);
+    for (const { upstream } of route.pathUpstreams) set.add(new URL(upstream).origin);
+    routeOrigins.set(route, origins = set);
+  }
+  return origins;
+}
+
 /**
  * Follows the redirects of a GET, HEAD or OPTIONS the way the reference
  * does, minus its quirks: each hop is a request WITHOUT the credential
@@ -418,10 +432,16 @@ function isRedirect(response: UpstreamResponse): boolean {
  * key never travels to the redirect's origin; GET and OPTIONS follow with
  * GET, HEAD with HEAD; at most {@link MAX_REDIRECTS} hops, after which the
  * last redirect is relayed as it is (Location included).
+ *
+ * The destination policy (`http/destination.ts`): a hop to an origin the
+ * route is not configured with is dialled only at a public address,
+ * resolved once and connected to as checked; never from https to http.
+ * A hop the policy refuses is not made: its redirect is relayed as it is.
  */
 async function followRedirects(
   upstream: UpstreamClient,
   request: ServerRequest,
+  route: Route,
   from: string,
   response: UpstreamResponse,
 ): Promise<UpstreamResponse> {
@@ -440,16 +460,24 @@ async function followRedirects(
     } catch {
       return current; // not a URL: relay the redirect as it is
     }
-    if (next.protocol !== "http:" && next.protocol !== "https:") return current;
+    if (!redirectAllowed(new URL(url), next)) return current;
+    let answer: UpstreamResponse;
+    try {
+      answer = await upstream.request({
+        url: next.href,
+        method: request.method === "HEAD" ? "HEAD" : "GET",
+        headers,
+        body: null,
+        signal: request.signal,
+        dial: configuredOrigins(route).has(next.origin) ? undefined : publicAddress,
+      });
+    } catch (error) {
+      if (error instanceof DestinationRefused) return current; // relayed as it is
+      throw error;
+    }
     await current.body.cancel().catch(() => {});
     url = next.href;
-    current = await upstream.request({
-      url,
-      method: request.method === "HEAD" ? "HEAD" : "GET",
-      headers,
-      body: null,
-      signal: request.signal,
-    });
+    current = answer;
   }
   return current;
 }
