@@ -31,7 +31,7 @@ import { AuditLog } from "../audit/log.ts";
 import { bindUnixSocketWith, type BoundUnixSocket } from "../net/socket.ts";
 import { extractToken } from "../http/extract.ts";
 import { hasDotSegment, splitTarget } from "../http/target.ts";
-import { TokenGate } from "../tokens/gate.ts";
+import { type TokenBinding, TokenGate } from "../tokens/gate.ts";
 import type { HeaderList } from "../http/headers.ts";
 import { Http1Server, type ServerRequest, type ServerResponse } from "../http/server.ts";
 import { InvalidInput } from "../errors.ts";
@@ -43,6 +43,8 @@ import { KeyStore } from "./keystore.ts";
 
 /** The provider of the tokens the service accepts. */
 export const ENVELOPE_PROVIDER = "envelope";
+/** What the service's tokens must match: any scope and subject, provider `envelope`. */
+const ENVELOPE_BINDING: TokenBinding = { provider: ENVELOPE_PROVIDER };
 /** Largest request body accepted, in bytes. */
 export const MAX_ENVELOPE_BODY = 1024 * 1024;
 /** Longest `user_id` accepted, in characters. */
@@ -298,10 +300,8 @@ async function serveCall(
   services.grants.sync();
   const presented = extractToken(request.headers);
   if (presented === null) throw new Refusal(401, "unauthorized", "missing token");
-  const grant = services.grants.token(presented);
-  if (grant === null || grant.provider !== ENVELOPE_PROVIDER) {
-    throw new Refusal(401, "unauthorized", "invalid token");
-  }
+  const grant = services.grants.authorize(presented, ENVELOPE_BINDING);
+  if (grant === null) throw new Refusal(401, "unauthorized", "invalid token");
   record.scope = grant.scope;
   record.subject = grant.subject;
 
