@@ -193,6 +193,27 @@ function headEnd(bytes: Uint8Array, from: number, to: number): number {
   return -1;
 }
 
+/**
+ * Whether the head `bytes[start, end)` is strict RFC 9112 (§2.2, §5.5):
+ * every line ends in CRLF (no bare LF, no CR but before LF), and no control
+ * character but HTAB (nor DEL) appears anywhere else — one pass over the
+ * bytes before they are decoded.
+ */
+function strictHeadBytes(bytes: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const b = bytes[i];
+    if (b >= 0x20 && b !== 0x7f) continue;
+    if (b === 0x09) continue;
+    if (b === 0x0d) {
+      if (i + 1 >= end || bytes[i + 1] !== 0x0a) return false;
+      i++; // the LF it ends its line with
+      continue;
+    }
+    return false; // a bare LF, NUL, VT, any other control, or DEL
+  }
+  return true;
+}
+
 /** `text` without leading and trailing spaces and tabs (RFC 9110 OWS), and nothing else. */
 function trimOws(text: string): string {
   let start = 0;
@@ -362,7 +383,7 @@ function endsInChunked(value: string): boolean {
     if (comma < 0) break;
     start = comma + 1;
   }
-  return chunkedAt === items - 1;
+  return chunkedAt >= 0 && chunkedAt === items - 1;
 }
 
 /** What a {@link framedBody} stream reports to its owner. */
@@ -573,19 +594,13 @@ export class ConnReader {
       if (!(await this.#fill())) throw new Http1EarlyClose(this.#end > this.#start);
     }
     if (end - this.#start > MAX_HEAD_BYTES + 4) throw new Http1ProtocolError(`${what} too long`);
+    if (this.#strict && !strictHeadBytes(this.#buf, this.#start, end)) {
+      throw new Http1ProtocolError(`malformed line end or control character in the ${what}`);
+    }
     const lines = latin1String(this.#buf, this.#start, end).split("\n");
     this.#start = end;
     // The last two entries are the empty line and what follows its LF.
     const count = lines.length - 2;
-    if (this.#strict) {
-      // Every line of the head, its empty last one too, ends in CRLF (RFC 9112 §2.2).
-      for (let i = 0; i <= count; i++) {
-        const line = lines[i];
-        if (line.length === 0 || line.charCodeAt(line.length - 1) !== 0x0d) {
-          throw new Http1ProtocolError(`${what} line not ended by CRLF`);
-        }
-      }
-    }
     const headers: HeaderList = [];
     for (let i = 1; i < count; i++) {
       const line = withoutCr(lines[i]);
