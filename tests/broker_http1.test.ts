@@ -7,6 +7,7 @@
 
 import { assert, assertEquals, assertRejects, assertThrows } from "../testing/assert.ts";
 import {
+  chunkSize,
   ConnReader,
   encodeRequestHead,
   framedBody,
@@ -15,6 +16,7 @@ import {
   MAX_HEAD_BYTES,
   OUT_KEEP_BYTES,
   OutBuffer,
+  requestFraming,
   responseFraming,
 } from "../src/http/http1.ts";
 
@@ -188,4 +190,111 @@ Deno.test("http1: chunks that arrive together leave as one piece; split, extende
       assertEquals(pieces.length, 2, JSON.stringify(pieces.map((p) => p.length)));
     }
   }
+});
+
+Deno.test("http1: chunk size lines, strict (a client's) and lenient (an upstream's)", () => {
+  const cases: [string, number, number][] = [
+    // line, strict size, lenient size (-1: malformed)
+    ["5", 5, 5],
+    ["00a", 10, 10],
+    ["FfFf", 0xffff, 0xffff],
+    ["ffffffffffff", 0xffffffffffff, 0xffffffffffff],
+    ["1234567890123", -1, -1],
+    ["5;name=value", 5, 5],
+    ["5 ;name", 5, 5],
+    ["5\t;name", 5, 5],
+    ["5 ", -1, 5],
+    ["5;a\x00b", -1, 5],
+    ["5;a\rb", -1, 5],
+    ["5;a\x7f", -1, 5],
+    ["5;a\tb", 5, 5],
+    ["", -1, -1],
+    [";x", -1, -1],
+    ["0x5", -1, -1],
+    ["-5", -1, -1],
+    ["+5", -1, -1],
+    ["5x", -1, -1],
+    ["\xb5", -1, -1],
+  ];
+  for (const [line, strict, lenient] of cases) {
+    assertEquals(chunkSize(line, true), strict, `strict ${JSON.stringify(line)}`);
+    assertEquals(chunkSize(line, false), lenient, `lenient ${JSON.stringify(line)}`);
+  }
+});
+
+Deno.test("http1: request framing is strict: one Content-Length line of one decimal; Transfer-Encoding tokens ending in one chunked", () => {
+  const framing = (...headers: [string, string][]) =>
+    requestFraming({ method: "POST", target: "/", minor: 1, headers });
+  assertEquals(framing(["Content-Length", "5"]), { kind: "length", length: 5 });
+  assertEquals(framing(["content-length", "0"]), { kind: "none" });
+  assertEquals(framing(["Transfer-Encoding", "chunked"]), { kind: "chunked" });
+  assertEquals(framing(["Transfer-Encoding", " gzip ,\tCHUNKED "]), { kind: "chunked" });
+  assertEquals(framing(["Transfer-Encoding", "gzip"], ["Transfer-Encoding", "chunked"]), {
+    kind: "chunked",
+  });
+  assertEquals(framing(["Transfer-Encoding", "chunked, "]), { kind: "chunked" });
+  assertEquals(framing(), { kind: "none" });
+  const refused: [string, string][][] = [
+    [["Content-Length", "5, 5"]],
+    [["Content-Length", "5"], ["Content-Length", "5"]],
+    [["Content-Length", "5"], ["content-length", "6"]],
+    [["Content-Length", "\x0b5"]],
+    [["Content-Length", "5\xa0"]],
+    [["Content-Length", "0x5"]],
+    [["Content-Length", ""]],
+    [["Transfer-Encoding", "chunked\x0b"]],
+    [["Transfer-Encoding", "\x0cchunked"]],
+    [["Transfer-Encoding", "chunked\xa0"]],
+    [["Transfer-Encoding", "chun ked"]],
+    [["Transfer-Encoding", "chunked, chunked"]],
+    [["Transfer-Encoding", "chunked"], ["Transfer-Encoding", "chunked"]],
+    [["Transfer-Encoding", "chunked, gzip"]],
+    [["Transfer-Encoding", "gzip"]],
+    [["Transfer-Encoding", ""]],
+    [["Transfer-Encoding", "chunked"], ["Content-Length", "5"]],
+  ];
+  for (const headers of refused) {
+    let threw = false;
+    try {
+      framing(...headers);
+    } catch (error) {
+      threw = error instanceof Http1ProtocolError;
+    }
+    assert(threw, JSON.stringify(headers));
+  }
+});
+
+Deno.test("http1: a strict reader refuses bare LF, bare CR and control characters in a head; a lenient one reads LF heads", async () => {
+  const strictReader = (text: string) => {
+    const bytes = latin1(text);
+    let done = false;
+    return new ConnReader((into) => {
+      if (done) return Promise.resolve(null);
+      done = true;
+      into.set(bytes);
+      return Promise.resolve(bytes.length);
+    }, true);
+  };
+  const good = "GET / HTTP/1.1\r\nHost: x\r\nX-A: caf\xe9\t1\r\n\r\n";
+  assertEquals((await strictReader(good).readRequestHead()).headers, [
+    ["Host", "x"],
+    ["X-A", "caf\xe9\t1"],
+  ]);
+  for (
+    const bad of [
+      "GET / HTTP/1.1\nHost: x\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: x\n\r\n",
+      "GET / HTTP/1.1\r\nHost: x\r\n\n",
+      "GET / HTTP/1.1\r\nHost: x\n\n",
+      "GET / HTTP/1.1\r\nX-A: a\rb\r\n\r\n",
+      "GET / HTTP/1.1\r\nX-A: a\x0bb\r\n\r\n",
+      "GET / HTTP/1.1\r\nX-A: a\x7fb\r\n\r\n",
+      "GET / HTTP/1.1\r\nX-A: a\x01b\r\n\r\n",
+    ]
+  ) {
+    const error = await strictReader(bad).readRequestHead().then(() => null, (e) => e);
+    assert(error instanceof Http1ProtocolError, JSON.stringify(bad));
+  }
+  const lenient = readerOf(latin1("GET / HTTP/1.1\nHost: x\n\n"));
+  assertEquals((await lenient.readRequestHead()).headers, [["Host", "x"]]);
 });

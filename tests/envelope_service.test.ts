@@ -342,6 +342,19 @@ Deno.test("envelope service: round-trips, the vectors, tokens, scope limits, bad
         const get = await call(client, "encrypt", null, tok, "GET");
         calls++;
         assertEquals(get.status, 405);
+        // Dot segments (fetch would resolve them: raw requests) are refused, not resolved.
+        for (const path of ["/v1/envelope/x/../encrypt", "/v1/x/%2E%2e/envelope/encrypt"]) {
+          const body = utf8(JSON.stringify({ user_id: "user:7", value: "x" }));
+          const answer = await raw(
+            socket,
+            `POST ${path} HTTP/1.1\r\nHost: e\r\nAuthorization: Bearer ${tok}\r\n` +
+              `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n` +
+              "Connection: close\r\n\r\n",
+            body,
+          );
+          calls++;
+          assertMatch(answer, /^HTTP\/1\.1 400 [^]*dot segment/, path);
+        }
       });
 
       await t.step(

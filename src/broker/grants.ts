@@ -7,7 +7,7 @@
  */
 
 import type { CredentialStore } from "../store/store.ts";
-import { TokenGate } from "../tokens/gate.ts";
+import { type TokenBinding, TokenGate } from "../tokens/gate.ts";
 import type { TokenRecord } from "../tokens/resolver.ts";
 import { CredentialMisconfigured, type CredentialProcessor, processorFor } from "./credential.ts";
 import type { Route } from "../providers/routes.ts";
@@ -47,6 +47,11 @@ export class GrantCache {
   /** The token's row, or null when the text is not a token, is unknown or revoked. */
   token(presented: string): TokenRecord | null {
     return this.#gate.token(presented);
+  }
+
+  /** The token's row when valid and matching `binding` (see {@link TokenGate.authorize}). */
+  authorize(presented: string, binding: TokenBinding): TokenRecord | null {
+    return this.#gate.authorize(presented, binding);
   }
 
   /**

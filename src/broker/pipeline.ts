@@ -3,29 +3,40 @@
  * the response it gets, following terok's broker (reference §6, §7) where it
  * is right and doing better where it is wrong.
  *
- * 1. `GET|HEAD /-/health` answers `{"status":"ok"}` and `GET /-/metrics`
- *    Prometheus text (`metrics.ts`), both without a token.
- * 2. The phantom token is taken from `Authorization` (any scheme),
- *    `X-Api-Key` or `Private-Token`, and looked up on every request — a
- *    revoked token stops at the next request. Missing → 401 `Missing
- *    authentication`; unknown, revoked, or of another scope (or subject)
- *    than a scope-bound listener's → 401 `Invalid token`. terok's static
- *    marker tokens count only on a scope-bound listener (`tokens/markers.ts`).
- * 3. The route is the token's provider's (never chosen by URL path) → 404
- *    `No route for provider: <p>`; the credential is the token's
- *    (credential set, provider) → 502 `Credential not configured for this
- *    provider` / `Credential misconfigured`.
- * 4. The request goes upstream with the raw path and raw query verbatim,
- *    the client's headers minus auth, hop-by-hop and `Host`, the real
- *    credential injected by its processor, the body streamed (never
- *    buffered). Redirects of GET, HEAD and OPTIONS are followed without the
- *    credential (see {@link followRedirects}); other redirects are relayed,
- *    `Location` included. The credential never travels to another origin.
- * 5. The response streams back as it arrives (repeated headers kept; the
- *    status line with the standard reason phrase, never the upstream's). A
- *    disconnect before the response headers is retried once for a bodiless
- *    idempotent request → 502 `Upstream disconnected`; any other failure →
- *    502 `Upstream request failed`.
+ * A request is a {@link BrokerExchange} (a typed context, one object per
+ * request) handed through named passes, in the manner of node-http-proxy;
+ * each either answers — and the request ends there — or hands on:
+ *
+ * 1. {@link extract}: `GET|HEAD /-/health` answers `{"status":"ok"}` and
+ *    `GET /-/metrics` Prometheus text (`metrics.ts`), both without a token;
+ *    otherwise the phantom token is taken from `Authorization` (any
+ *    scheme), `X-Api-Key` or `Private-Token`. Missing → 401 `Missing
+ *    authentication`.
+ * 2. {@link authorize}: the token is looked up on every request — a
+ *    revoked token stops at the next request — through the token gate's
+ *    `authorize` (shared with the envelope service); unknown, revoked, or
+ *    of another scope (or subject) than a scope-bound listener's → 401
+ *    `Invalid token`. terok's static marker tokens count only on a
+ *    scope-bound listener (`tokens/markers.ts`): the broker's own rule.
+ * 3. {@link route}: the route is the token's provider's (never chosen by
+ *    URL path) → 404 `No route for provider: <p>`; the credential is the
+ *    token's (credential set, provider) → 502 `Credential not configured
+ *    for this provider` / `Credential misconfigured`; a path with a dot
+ *    segment, or one that cannot be forwarded unchanged → 400 `Bad request
+ *    target`.
+ * 4. {@link forward}: the request goes upstream with the raw path and raw
+ *    query verbatim, the client's headers minus auth, hop-by-hop and
+ *    `Host`, the real credential injected by its processor, the body
+ *    streamed (never buffered). A disconnect before the response headers
+ *    is retried once for a bodiless idempotent request → 502 `Upstream
+ *    disconnected`; any other failure → 502 `Upstream request failed`.
+ *    Redirects of GET, HEAD and OPTIONS are followed without the
+ *    credential, and only to public addresses (see {@link
+ *    followRedirects}); other redirects are relayed, `Location` included.
+ *    The credential never travels to another origin.
+ * 5. {@link relay}: the response streams back as it arrives (repeated
+ *    headers kept; the standard reason phrase, never the upstream's).
+ * 6. {@link audit}: the one place the audit line is finished, once.
  *
  * A secret the upstream echoes back (in a header name or value, a body,
  * even split across chunks, or a WebSocket frame) reaches the client as the
@@ -39,6 +50,7 @@
  */
 
 import type { TokenRecord } from "../tokens/resolver.ts";
+import type { TokenBinding } from "../tokens/gate.ts";
 import { MARKER_SUBJECT, markerProvider } from "../tokens/markers.ts";
 import { extractToken } from "../http/extract.ts";
 import { forwardRequestHeaders, type HeaderList, relayResponseHeaders } from "../http/headers.ts";
@@ -56,8 +68,9 @@ import { bodyPlan, decodedBody, decodedHeaders, limitAcceptEncoding } from "./ec
 import type { CredentialProcessor } from "./credential.ts";
 import type { BrokerMetrics } from "./metrics.ts";
 import { concatBytes } from "../bytes.ts";
-import { lowerName } from "../http/http1.ts";
-import { splitTarget } from "../http/target.ts";
+import { lowerName, MalformedRequestBody } from "../http/http1.ts";
+import { DestinationRefused, publicAddress, redirectAllowed } from "../http/destination.ts";
+import { hasDotSegment, splitTarget } from "../http/target.ts";
 import { bridgeWebSocket, isWebSocketUpgrade } from "./websocket.ts";
 import type { ServerHandler, ServerRequest, ServerResponse } from "../http/server.ts";
 import {
@@ -67,7 +80,7 @@ import {
 } from "../http/client.ts";
 
 /** What a listener accepts: any token, or only those of one scope (and subject). */
-export interface ListenerBinding {
+export interface ListenerBinding extends TokenBinding {
   /** How the listener is named in audit lines and messages (`unix:/path`, `tcp:127.0.0.1:8080`). */
   label: string;
   /** Only tokens of this scope are accepted here. */
@@ -137,15 +150,52 @@ export interface PipelineServices {
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS"]);
 const BODYLESS_STATUS = new Set([204, 205, 304]);
 
-/** The request handler for one listener. */
-export function brokerHandler(
-  services: PipelineServices,
-  binding: ListenerBinding,
-): ServerHandler {
-  return async (request) => {
-    const started = Date.now(); // milliseconds are all the audit keeps
+/**
+ * One request on its way through the passes: what each pass found, for
+ * the next (a class: allocated once per request, no closures). Built by
+ * {@link brokerHandler}; the passes read and fill it in order.
+ */
+export class BrokerExchange {
+  /** `Date.now()` when the request arrived (milliseconds are all the audit keeps). */
+  readonly started = Date.now();
+  /** The raw path (without the query), as the client sent it. */
+  readonly path: string;
+  /** The raw query, without its `?` ("" when none). */
+  readonly query: string;
+  /** The audit line, filled by the passes and finished once by {@link audit}. */
+  readonly record: BrokerAuditRecord;
+  /** Whether {@link audit} ran. */
+  audited = false;
+  /** The phantom token presented ({@link extract}). */
+  presented = "";
+  /** What the token stands for ({@link authorize}). */
+  grant: TokenRecord | null = null;
+  /** The provider's route ({@link route}). */
+  route: Route | null = null;
+  /** The stored credential ({@link route}). */
+  data: Readonly<Record<string, unknown>> = EMPTY_DATA;
+  /** How the credential is applied ({@link route}). */
+  processor: CredentialProcessor | null = null;
+  /** The upstream URL ({@link route}). */
+  url = "";
+  /** The request headers for the upstream, credential applied ({@link route}). */
+  headers: HeaderList = [];
+  /** What turns the real secrets in the answer back into the presented token. */
+  rules: ScrubRules | null = null;
+  /** Whether the request may be sent again (bodiless, idempotent or with an Idempotency-Key). */
+  replayable = false;
+  /** The upstream's answer ({@link forward}). */
+  response: UpstreamResponse | null = null;
+
+  constructor(
+    readonly services: PipelineServices,
+    readonly binding: ListenerBinding,
+    readonly request: ServerRequest,
+  ) {
     const { path, query } = splitTarget(request.target);
-    const record: BrokerAuditRecord = {
+    this.path = path;
+    this.query = query;
+    this.record = {
       ts: "",
       scope: "",
       subject: "",
@@ -160,206 +210,304 @@ export function brokerHandler(
       bytes_up: 0,
       bytes_down: 0,
     };
-    const finish = (status: number, outcome: BrokerOutcome) => {
-      record.status = status;
-      record.outcome = outcome;
-      record.ts = isoNow();
-      record.duration_ms = Date.now() - started;
-      if (outcome === "health") return;
-      services.metrics.record(record.provider || "-", outcome, record.duration_ms / 1000);
-      try {
-        services.audit?.(record);
-      } catch (error) {
-        services.warn(`cannot write the broker audit line: ${(error as Error).message}`);
-      }
-    };
-    const plain = (status: number, body: string, outcome: BrokerOutcome): ServerResponse => {
-      finish(status, outcome);
-      return textResponse(status, "text/plain; charset=utf-8", body);
-    };
+  }
 
-    if (path === "/-/metrics" && request.method === "GET") {
-      finish(200, "health");
-      return textResponse(
-        200,
-        "text/plain; version=0.0.4; charset=utf-8",
-        services.metricsText ? await services.metricsText() : services.metrics.render(),
-      );
-    }
-    if (path === "/-/health" && (request.method === "GET" || request.method === "HEAD")) {
-      finish(200, "health");
-      return textResponse(200, "application/json", '{"status":"ok"}');
-    }
+  /** Ends the request with a plain-text answer (audited). */
+  refuse(status: number, body: string, outcome: BrokerOutcome): ServerResponse {
+    audit(this, status, outcome);
+    return textResponse(status, "text/plain; charset=utf-8", body);
+  }
+}
 
-    const presented = extractToken(request.headers);
-    if (presented === null) return plain(401, "Missing authentication", "missing_token");
-    // Checked on every request (the cache follows every commit), so a revocation counts at once.
-    services.grants.sync();
-    const grant = services.grants.token(presented) ?? markerGrant(presented, binding);
-    if (
-      !grant ||
-      (binding.scope !== undefined && grant.scope !== binding.scope) ||
-      (binding.subject !== undefined && grant.subject !== binding.subject)
-    ) {
-      return plain(401, "Invalid token", "invalid_token");
-    }
-    record.scope = grant.scope;
-    record.subject = grant.subject;
-    record.credential_set = grant.credentialSet;
-    record.provider = grant.provider;
+const EMPTY_DATA: Readonly<Record<string, unknown>> = Object.freeze({});
 
-    const route = services.routes.get(grant.provider);
-    if (!route) return plain(404, `No route for provider: ${grant.provider}`, "no_route");
-    const credential = services.grants.credential(grant.credentialSet, route);
-    if (!credential) {
-      return plain(502, "Credential not configured for this provider", "credential_missing");
-    }
-    const { data, processor } = credential;
-    if (processor === null) {
-      return plain(502, "Credential misconfigured", "credential_misconfigured");
-    }
-    let url: string;
-    const headers = forwardRequestHeaders(request.headers);
-    limitAcceptEncoding(headers); // only codings whose bodies the scrubber can read
-    processor.apply(headers);
-    let rules = scrubRulesFor(processor, presented);
-    try {
-      url = upstreamUrl(upstreamBase(route, path), path, query);
-    } catch (error) {
-      if (error instanceof InvalidRequestTarget) {
-        return plain(400, "Bad request target", "bad_request");
-      }
-      throw error;
-    }
-    if (isWebSocketUpgrade(request)) {
-      return await bridgeWebSocket(request, {
-        url,
-        headers,
-        upstream: services.upstream,
-        rules,
-        onEnd: (stats) => {
-          record.bytes_up = stats.bytesUp;
-          record.bytes_down = stats.bytesDown;
-          finish(
-            stats.opened ? 101 : 502,
-            stats.blocked
-              ? "echo_blocked"
-              : stats.opened && !stats.unreadable
-              ? "ok"
-              : "websocket_failed",
-          );
-        },
-      });
-    }
-
-    const body = request.body === null ? null : request.body.pipeThrough(counted((n) => {
-      record.bytes_up += n;
-    }));
-    const replayable = body === null &&
-      (IDEMPOTENT.has(request.method) || request.header("idempotency-key") !== null);
-    let response: UpstreamResponse;
-    try {
-      response = await sendWithRetry(services.upstream, replayable, {
-        url,
-        method: request.method,
-        headers,
-        body,
-        signal: request.signal,
-      });
-    } catch (error) {
-      if (request.signal.aborted) {
-        finish(499, "client_gone");
-        return { status: 502, headers: [], body: null }; // nobody is listening
-      }
-      if (error instanceof UpstreamDisconnected) {
-        services.warn(`upstream of ${grant.provider} disconnected: ${(error as Error).message}`);
-        return plain(502, "Upstream disconnected", "upstream_disconnected");
-      }
-      services.warn(`upstream request to ${grant.provider} failed: ${(error as Error).message}`);
-      return plain(502, "Upstream request failed", "upstream_error");
-    }
-    if (
-      response.status === 401 && processor.isOAuth && replayable && services.refresher &&
-      isDue(data, Date.now() / 1000)
-    ) {
-      // The access token ran out under us: refresh it on the host, then try once more.
-      const retried = await retryAfterRefresh(
-        services,
-        grant,
-        route,
-        String(data.access_token ?? ""),
-        request,
-        url,
-        response,
-      );
-      if (retried) {
-        response = retried.response;
-        rules = scrubRulesFor(retried.processor, presented);
-      }
-    }
-    if (IDEMPOTENT.has(request.method) && isRedirect(response)) {
-      try {
-        response = await followRedirects(services.upstream, request, url, response);
-      } catch (error) {
-        services.warn(
-          `following a redirect of ${grant.provider} failed: ${(error as Error).message}`,
-        );
-        return plain(502, "Upstream request failed", "upstream_error");
-      }
-    }
-
-    // An upstream that echoes the real secret hands the sandbox the phantom token instead:
-    // in headers, in the body (decoded first when encoded), never in the upstream's reason
-    // phrase (the standard one is sent).
-    const plan = bodyPlan(response.headers, rules, response.status);
-    let relayed = scrubHeaders(relayResponseHeaders(response.headers), rules);
-    if (plan.kind === "decode") relayed = decodedHeaders(relayed);
-    const status = response.status;
-    const bodyless = request.method === "HEAD" || BODYLESS_STATUS.has(status);
-    if (bodyless) {
-      await response.body.cancel().catch(() => {});
-      finish(status, "ok");
-      return { status, headers: relayed, body: null };
-    }
-    if (plan.kind === "refuse") {
-      await response.body.cancel().catch(() => {});
-      services.warn(`a response of ${grant.provider} has a content coding the broker cannot read`);
-      return plain(502, "Upstream content encoding not readable", "encoding_refused");
-    }
-    if (response.bytes !== undefined && plan.kind !== "decode") {
-      // The whole body is here already: answer with it, no stream to pump.
-      const parts: Uint8Array[] = [];
-      const scrubber = plan.kind === "scrub" ? new Scrubber(rules) : null;
-      if (scrubber === null) parts.push(response.bytes);
-      else {
-        scrubber.push(response.bytes, (bytes) => parts.push(bytes));
-        scrubber.flush((bytes) => parts.push(bytes));
-      }
-      const bytes = parts.length === 1 ? parts[0] : concatBytes(parts);
-      record.bytes_down = bytes.length;
-      finish(status, "ok");
-      return { status, headers: relayed, body: bytes };
-    }
-    const scrubber = plan.kind === "scrub" ? new Scrubber(rules) : null;
-    services.metrics.streamOpened();
-    // The server scrubs (identity bodies) and counts as it writes; an encoded body is
-    // decoded and scrubbed in a stream of its own.
-    return {
-      status,
-      headers: relayed,
-      body: plan.kind === "decode"
-        ? decodedBody(response.body, plan.codings, rules)
-        : response.body,
-      // The upstream's length holds unless scrubbing may change it: then the body goes chunked.
-      length: plan.kind === "raw" ? response.length : undefined,
-      filter: scrubber ?? undefined,
-      onEnd: (bytes, cut) => {
-        record.bytes_down = bytes;
-        services.metrics.streamClosed();
-        finish(status, !cut ? "ok" : request.signal.aborted ? "client_gone" : "upstream_error");
-      },
-    };
+/**
+ * The request handler for one listener: the passes in order, each either
+ * answering (and the request ends there) or handing on.
+ *
+ * extract → authorize → route → forward (retry, refresh, redirect) →
+ * relay (headers, scrub, record) → audit.
+ */
+export function brokerHandler(
+  services: PipelineServices,
+  binding: ListenerBinding,
+): ServerHandler {
+  return async (request) => {
+    const x = new BrokerExchange(services, binding, request);
+    // Passes that need not wait are called without an await (no promise, no tick of their own).
+    const early = extract(x) ?? authorize(x) ?? route(x);
+    if (early !== null) return await early;
+    return (await forward(x)) ?? await relay(x);
   };
+}
+
+/**
+ * Pass 1, extract: the broker's own endpoints (`/-/health`, `/-/metrics`,
+ * no token) are answered here; otherwise the phantom token is taken from
+ * the request (`Authorization` any scheme, `X-Api-Key`, `Private-Token`) →
+ * 401 `Missing authentication` without one.
+ */
+export function extract(x: BrokerExchange): ServerResponse | Promise<ServerResponse> | null {
+  const { path, request } = x;
+  if (path === "/-/metrics" && request.method === "GET") {
+    audit(x, 200, "health");
+    const { metricsText, metrics } = x.services;
+    if (metricsText === undefined) {
+      return textResponse(200, "text/plain; version=0.0.4; charset=utf-8", metrics.render());
+    }
+    return metricsText().then((text) =>
+      textResponse(200, "text/plain; version=0.0.4; charset=utf-8", text)
+    );
+  }
+  if (path === "/-/health" && (request.method === "GET" || request.method === "HEAD")) {
+    audit(x, 200, "health");
+    return textResponse(200, "application/json", '{"status":"ok"}');
+  }
+  const presented = extractToken(request.headers);
+  if (presented === null) return x.refuse(401, "Missing authentication", "missing_token");
+  x.presented = presented;
+  return null;
+}
+
+/**
+ * Pass 2, authorize: the token is checked on every request (the gate
+ * follows every commit, so a revocation counts at once) against the
+ * listener's binding ({@link TokenGate.authorize}: its scope and subject);
+ * terok's static marker tokens count only on a scope-bound listener (the
+ * broker's own rule, {@link markerGrant}). Anything else → 401 `Invalid
+ * token`. The audit line learns whose request it is.
+ */
+export function authorize(x: BrokerExchange): ServerResponse | null {
+  const grants = x.services.grants;
+  grants.sync();
+  const grant = grants.authorize(x.presented, x.binding) ?? markerGrant(x.presented, x.binding);
+  if (!grant) return x.refuse(401, "Invalid token", "invalid_token");
+  x.grant = grant;
+  const record = x.record;
+  record.scope = grant.scope;
+  record.subject = grant.subject;
+  record.credential_set = grant.credentialSet;
+  record.provider = grant.provider;
+  return null;
+}
+
+/**
+ * Pass 3, route: the token's provider's route (never chosen by URL path) →
+ * 404 `No route for provider: <p>`; its credential → 502 `Credential not
+ * configured for this provider` / `Credential misconfigured`; the path
+ * must hold no dot segment and be forwardable unchanged → 400 `Bad request
+ * target`; the upstream URL (base by path_upstreams prefix, raw path and
+ * query), the headers to send (the client's minus auth, hop-by-hop and
+ * Host, the credential applied) and the scrub rules.
+ */
+export function route(x: BrokerExchange): ServerResponse | null {
+  const { services, path } = x;
+  const grant = x.grant!;
+  const found = services.routes.get(grant.provider);
+  if (!found) return x.refuse(404, `No route for provider: ${grant.provider}`, "no_route");
+  const credential = services.grants.credential(grant.credentialSet, found);
+  if (!credential) {
+    return x.refuse(502, "Credential not configured for this provider", "credential_missing");
+  }
+  const processor = credential.processor;
+  if (processor === null) {
+    return x.refuse(502, "Credential misconfigured", "credential_misconfigured");
+  }
+  // A dot segment would leave the route's base (or the path_upstreams prefix it picked).
+  if (hasDotSegment(path)) return x.refuse(400, "Bad request target", "bad_request");
+  try {
+    x.url = upstreamUrl(upstreamBase(found, path), path, x.query);
+  } catch (error) {
+    if (error instanceof InvalidRequestTarget) {
+      return x.refuse(400, "Bad request target", "bad_request");
+    }
+    throw error;
+  }
+  x.route = found;
+  x.data = credential.data;
+  x.processor = processor;
+  const headers = forwardRequestHeaders(x.request.headers);
+  limitAcceptEncoding(headers); // only codings whose bodies the scrubber can read
+  processor.apply(headers);
+  x.headers = headers;
+  x.rules = scrubRulesFor(processor, x.presented);
+  return null;
+}
+
+/**
+ * Pass 4, forward: a WebSocket upgrade is bridged (and answered here);
+ * otherwise the request goes upstream, its body streamed and counted. A
+ * disconnect before the response head is retried once for a replayable
+ * request → 502 `Upstream disconnected`; any other failure → 502 `Upstream
+ * request failed` (a malformed chunked body of the client's → 400, a
+ * client gone → 499 in the audit). A 401 to a due OAuth token: refresh
+ * once and retry. Redirects of GET, HEAD and OPTIONS are followed without
+ * the credential, under the destination policy ({@link followRedirects}).
+ */
+export async function forward(x: BrokerExchange): Promise<ServerResponse | null> {
+  const { services, request } = x;
+  if (isWebSocketUpgrade(request)) {
+    return await bridgeWebSocket(request, {
+      url: x.url,
+      headers: x.headers,
+      upstream: services.upstream,
+      rules: x.rules!,
+      onEnd: (stats) => {
+        x.record.bytes_up = stats.bytesUp;
+        x.record.bytes_down = stats.bytesDown;
+        audit(
+          x,
+          stats.opened ? 101 : 502,
+          stats.blocked
+            ? "echo_blocked"
+            : stats.opened && !stats.unreadable
+            ? "ok"
+            : "websocket_failed",
+        );
+      },
+    });
+  }
+  const provider = x.grant!.provider;
+  const body = request.body === null ? null : request.body.pipeThrough(counted(x.record));
+  x.replayable = body === null &&
+    (IDEMPOTENT.has(request.method) || request.header("idempotency-key") !== null);
+  let response: UpstreamResponse;
+  try {
+    response = await sendWithRetry(services.upstream, x.replayable, {
+      url: x.url,
+      method: request.method,
+      headers: x.headers,
+      body,
+      signal: request.signal,
+    });
+  } catch (error) {
+    if (request.signal.aborted) {
+      audit(x, 499, "client_gone");
+      return { status: 502, headers: [], body: null }; // nobody is listening
+    }
+    if (error instanceof Error && error.cause instanceof MalformedRequestBody) {
+      // The client's chunked body broke its framing mid-way: the upstream got no whole request.
+      return x.refuse(400, "Bad request", "bad_request");
+    }
+    if (error instanceof UpstreamDisconnected) {
+      services.warn(`upstream of ${provider} disconnected: ${(error as Error).message}`);
+      return x.refuse(502, "Upstream disconnected", "upstream_disconnected");
+    }
+    services.warn(`upstream request to ${provider} failed: ${(error as Error).message}`);
+    return x.refuse(502, "Upstream request failed", "upstream_error");
+  }
+  if (
+    response.status === 401 && x.processor!.isOAuth && x.replayable && services.refresher &&
+    isDue(x.data, Date.now() / 1000)
+  ) {
+    // The access token ran out under us: refresh it on the host, then try once more.
+    const retried = await retryAfterRefresh(x, String(x.data.access_token ?? ""), response);
+    if (retried) {
+      response = retried.response;
+      x.rules = scrubRulesFor(retried.processor, x.presented);
+    }
+  }
+  if (IDEMPOTENT.has(request.method) && isRedirect(response)) {
+    try {
+      response = await followRedirects(services.upstream, request, x.route!, x.url, response);
+    } catch (error) {
+      services.warn(`following a redirect of ${provider} failed: ${(error as Error).message}`);
+      return x.refuse(502, "Upstream request failed", "upstream_error");
+    }
+  }
+  x.response = response;
+  return null;
+}
+
+/**
+ * Pass 5, relay: the upstream's answer goes back as it arrives — hop-by-hop
+ * headers dropped, repeated headers kept, the status line with the standard
+ * reason phrase (never the upstream's). A secret the upstream echoes reaches
+ * the client as the phantom token: in a header name or value, an identity
+ * body (even split across chunks), an encoded body (decoded as it streams,
+ * scrubbed and relayed identity, `echo.ts`); a body in a coding the broker
+ * cannot read → 502 `Upstream content encoding not readable`
+ * (`encoding_refused`), nothing of it sent. A body that is already whole is
+ * answered at once, any other streamed. The audit line gets the bytes sent
+ * down and is finished when the body is over.
+ */
+export function relay(x: BrokerExchange): ServerResponse | Promise<ServerResponse> {
+  const { services, request } = x;
+  const response = x.response!;
+  const rules = x.rules!;
+  const plan = bodyPlan(response.headers, rules, response.status);
+  let relayed = scrubHeaders(relayResponseHeaders(response.headers), rules);
+  if (plan.kind === "decode") relayed = decodedHeaders(relayed);
+  const status = response.status;
+  const bodyless = request.method === "HEAD" || BODYLESS_STATUS.has(status);
+  if (bodyless) {
+    return response.body.cancel().catch(() => {}).then(() => {
+      audit(x, status, "ok");
+      return { status, headers: relayed, body: null };
+    });
+  }
+  if (plan.kind === "refuse") {
+    return response.body.cancel().catch(() => {}).then(() => {
+      services.warn(
+        `a response of ${x.grant!.provider} has a content coding the broker cannot read`,
+      );
+      return x.refuse(502, "Upstream content encoding not readable", "encoding_refused");
+    });
+  }
+  if (response.bytes !== undefined && plan.kind !== "decode") {
+    // The whole body is here already: answer with it, no stream to pump.
+    const parts: Uint8Array[] = [];
+    const scrubber = plan.kind === "scrub" ? new Scrubber(rules) : null;
+    if (scrubber === null) parts.push(response.bytes);
+    else {
+      scrubber.push(response.bytes, (bytes) => parts.push(bytes));
+      scrubber.flush((bytes) => parts.push(bytes));
+    }
+    const bytes = parts.length === 1 ? parts[0] : concatBytes(parts);
+    x.record.bytes_down = bytes.length;
+    audit(x, status, "ok");
+    return { status, headers: relayed, body: bytes };
+  }
+  const scrubber = plan.kind === "scrub" ? new Scrubber(rules) : null;
+  services.metrics.streamOpened();
+  // The server scrubs (identity bodies) and counts as it writes; an encoded body is
+  // decoded and scrubbed in a stream of its own.
+  return {
+    status,
+    headers: relayed,
+    body: plan.kind === "decode" ? decodedBody(response.body, plan.codings, rules) : response.body,
+    // The upstream's length holds unless scrubbing may change it: then the body goes chunked.
+    length: plan.kind === "raw" ? response.length : undefined,
+    filter: scrubber ?? undefined,
+    onEnd: (bytes, cut) => {
+      x.record.bytes_down = bytes;
+      services.metrics.streamClosed();
+      audit(x, status, !cut ? "ok" : request.signal.aborted ? "client_gone" : "upstream_error");
+    },
+  };
+}
+
+/**
+ * Pass 6, audit — the one place a request's audit line is finished, once:
+ * its status, outcome, time and duration, counted in the metrics and
+ * written (the broker's own endpoints are neither).
+ */
+export function audit(x: BrokerExchange, status: number, outcome: BrokerOutcome): void {
+  if (x.audited) return;
+  x.audited = true;
+  const record = x.record;
+  record.status = status;
+  record.outcome = outcome;
+  record.ts = isoNow();
+  record.duration_ms = Date.now() - x.started;
+  if (outcome === "health") return;
+  const services = x.services;
+  services.metrics.record(record.provider || "-", outcome, record.duration_ms / 1000);
+  try {
+    services.audit?.(record);
+  } catch (error) {
+    services.warn(`cannot write the broker audit line: ${(error as Error).message}`);
+  }
 }
 
 const encoder = new TextEncoder();
@@ -431,6 +579,19 @@ function isRedirect(response: UpstreamResponse): boolean {
     response.headers.some(([name]) => lowerName(name) === "location");
 }
 
+/** The origins a route is configured with (its upstream and its path_upstreams), per route. */
+const routeOrigins = new WeakMap<Route, ReadonlySet<string>>();
+
+function configuredOrigins(route: Route): ReadonlySet<string> {
+  let origins = routeOrigins.get(route);
+  if (origins === undefined) {
+    const set = new Set<string>([new URL(route.upstream).origin]);
+    for (const { upstream } of route.pathUpstreams) set.add(new URL(upstream).origin);
+    routeOrigins.set(route, origins = set);
+  }
+  return origins;
+}
+
 /**
  * Follows the redirects of a GET, HEAD or OPTIONS the way the reference
  * does, minus its quirks: each hop is a request WITHOUT the credential
@@ -438,10 +599,16 @@ function isRedirect(response: UpstreamResponse): boolean {
  * key never travels to the redirect's origin; GET and OPTIONS follow with
  * GET, HEAD with HEAD; at most {@link MAX_REDIRECTS} hops, after which the
  * last redirect is relayed as it is (Location included).
+ *
+ * The destination policy (`http/destination.ts`): a hop to an origin the
+ * route is not configured with is dialled only at a public address,
+ * resolved once and connected to as checked; never from https to http.
+ * A hop the policy refuses is not made: its redirect is relayed as it is.
  */
 async function followRedirects(
   upstream: UpstreamClient,
   request: ServerRequest,
+  route: Route,
   from: string,
   response: UpstreamResponse,
 ): Promise<UpstreamResponse> {
@@ -450,6 +617,7 @@ async function followRedirects(
     const value = request.header(name);
     if (value !== null) headers.push([name, value]);
   }
+  limitAcceptEncoding(headers); // a hop's body is scrubbed like any other
   let current = response;
   let url = from;
   for (let hop = 0; hop < MAX_REDIRECTS && isRedirect(current); hop++) {
@@ -460,16 +628,24 @@ async function followRedirects(
     } catch {
       return current; // not a URL: relay the redirect as it is
     }
-    if (next.protocol !== "http:" && next.protocol !== "https:") return current;
+    if (!redirectAllowed(new URL(url), next)) return current;
+    let answer: UpstreamResponse;
+    try {
+      answer = await upstream.request({
+        url: next.href,
+        method: request.method === "HEAD" ? "HEAD" : "GET",
+        headers,
+        body: null,
+        signal: request.signal,
+        dial: configuredOrigins(route).has(next.origin) ? undefined : publicAddress,
+      });
+    } catch (error) {
+      if (error instanceof DestinationRefused) return current; // relayed as it is
+      throw error;
+    }
     await current.body.cancel().catch(() => {});
     url = next.href;
-    current = await upstream.request({
-      url,
-      method: request.method === "HEAD" ? "HEAD" : "GET",
-      headers,
-      body: null,
-      signal: request.signal,
-    });
+    current = answer;
   }
   return current;
 }
@@ -480,26 +656,24 @@ async function followRedirects(
  * when nothing changed or the retry failed (the 401 is then relayed).
  */
 async function retryAfterRefresh(
-  services: PipelineServices,
-  grant: TokenRecord,
-  route: Route,
+  x: BrokerExchange,
   stale: string,
-  request: ServerRequest,
-  url: string,
   first: UpstreamResponse,
 ): Promise<{ response: UpstreamResponse; processor: CredentialProcessor } | null> {
+  const { services, request } = x;
+  const grant = x.grant!;
   try {
     if (!await services.refresher!.refreshNow(grant.credentialSet, grant.provider, stale)) {
       return null;
     }
     services.grants.sync();
-    const processor = services.grants.credential(grant.credentialSet, route)?.processor;
+    const processor = services.grants.credential(grant.credentialSet, x.route!)?.processor;
     if (!processor) return null;
     const headers = forwardRequestHeaders(request.headers);
     limitAcceptEncoding(headers);
     processor.apply(headers);
     const response = await services.upstream.request({
-      url,
+      url: x.url,
       method: request.method,
       headers,
       body: null,
@@ -527,12 +701,17 @@ async function sendWithRetry(
   }
 }
 
-/** Passes a request body on unchanged, counting its bytes with `add`. */
-function counted(add: (n: number) => void): TransformStream<Uint8Array, Uint8Array> {
-  return new TransformStream({
-    transform(chunk, controller) {
-      add(chunk.length);
-      controller.enqueue(chunk);
-    },
-  });
+/** Counts the request body's bytes into its audit line as they pass (a class: no closure). */
+class ByteCounter implements Transformer<Uint8Array, Uint8Array> {
+  constructor(readonly record: BrokerAuditRecord) {}
+
+  transform(chunk: Uint8Array, controller: TransformStreamDefaultController<Uint8Array>): void {
+    this.record.bytes_up += chunk.length;
+    controller.enqueue(chunk);
+  }
+}
+
+/** Passes a request body on unchanged, counting its bytes into `record.bytes_up`. */
+function counted(record: BrokerAuditRecord): TransformStream<Uint8Array, Uint8Array> {
+  return new TransformStream(new ByteCounter(record));
 }

@@ -35,8 +35,8 @@ import { AuditLog, type RefusalPolicy } from "../audit/log.ts";
 import { type ConnectionBudget, defaultBudget, RefusalLog } from "../net/limits.ts";
 import { bindUnixSocketWith, type BoundUnixSocket } from "../net/socket.ts";
 import { extractToken } from "../http/extract.ts";
-import { splitTarget } from "../http/target.ts";
-import { TokenGate } from "../tokens/gate.ts";
+import { hasDotSegment, splitTarget } from "../http/target.ts";
+import { type TokenBinding, TokenGate } from "../tokens/gate.ts";
 import type { HeaderList } from "../http/headers.ts";
 import { Http1Server, type ServerRequest, type ServerResponse } from "../http/server.ts";
 import { InvalidInput } from "../errors.ts";
@@ -48,6 +48,8 @@ import { KeyStore } from "./keystore.ts";
 
 /** The provider of the tokens the service accepts. */
 export const ENVELOPE_PROVIDER = "envelope";
+/** What the service's tokens must match: any scope and subject, provider `envelope`. */
+const ENVELOPE_BINDING: TokenBinding = { provider: ENVELOPE_PROVIDER };
 /** Largest request body accepted, in bytes. */
 export const MAX_ENVELOPE_BODY = 1024 * 1024;
 /** Longest `user_id` accepted, in characters. */
@@ -332,6 +334,7 @@ async function serveCall(
 ): Promise<ServerResponse> {
   // Origin-form, or absolute-form as clients that treat the socket as a proxy send it.
   const { path } = splitTarget(request.target);
+  if (hasDotSegment(path)) throw new Refusal(400, "bad-request", "the path holds a dot segment");
   const op = path.startsWith(ENVELOPE_PATH_PREFIX)
     ? OPS.find((o) => o === path.slice(ENVELOPE_PATH_PREFIX.length))
     : undefined;
@@ -345,10 +348,8 @@ async function serveCall(
   services.grants.sync();
   const presented = extractToken(request.headers);
   if (presented === null) throw new Refusal(401, "unauthorized", "missing token");
-  const grant = services.grants.token(presented);
-  if (grant === null || grant.provider !== ENVELOPE_PROVIDER) {
-    throw new Refusal(401, "unauthorized", "invalid token");
-  }
+  const grant = services.grants.authorize(presented, ENVELOPE_BINDING);
+  if (grant === null) throw new Refusal(401, "unauthorized", "invalid token");
   record.scope = grant.scope;
   record.subject = grant.subject;
 

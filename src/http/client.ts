@@ -52,7 +52,19 @@ export interface UpstreamRequest {
   body: ReadableStream<Uint8Array> | null;
   /** Aborts the exchange: the upstream connection is closed, not reused. */
   signal?: AbortSource;
+  /**
+   * The dial hook: the address to connect to for the URL's host (resolved
+   * and checked by the caller's policy, e.g. `destination.ts`'s
+   * `publicAddress`), or a throw to refuse. The connection goes to that
+   * address, TLS still naming and verifying the host; it is fresh and used
+   * once (the pool is keyed by origin, not by what a hook decided). An
+   * error the hook throws that is a `VaultError` reaches the caller as it is.
+   */
+  dial?: DialHook;
 }
+
+/** See {@link UpstreamRequest.dial}. */
+export type DialHook = (hostname: string, signal: AbortSignal) => Promise<string>;
 
 /**
  * What aborts an exchange: an `AbortSignal`, or anything with its
@@ -446,7 +458,9 @@ export class UpstreamClient {
     const signal = req.signal;
     if (signal?.aborted) throw new UpstreamFailed(`upstream ${target.origin}: request aborted`);
 
-    const connection = this.#take(target.origin) ?? await this.#connect(target, signal);
+    const dial = req.dial;
+    const connection = (dial === undefined ? this.#take(target.origin) : null) ??
+      await this.#connect(target, signal, dial);
     this.#active.add(connection);
     const onAbort = () => connection.close("abort");
     signal?.addEventListener("abort", onAbort, { once: true });
@@ -456,8 +470,9 @@ export class UpstreamClient {
       done = true;
       signal?.removeEventListener("abort", onAbort);
       this.#active.delete(connection);
-      if (reusable && !connection.closed && !this.#closed) this.#release(connection);
-      else connection.close();
+      if (reusable && dial === undefined && !connection.closed && !this.#closed) {
+        this.#release(connection);
+      } else connection.close();
     };
     this.#startSweep();
 
@@ -620,8 +635,11 @@ export class UpstreamClient {
         let chunk: ReadableStreamReadResult<Uint8Array>;
         try {
           chunk = await reader.read();
-        } catch {
-          throw new UpstreamFailed(`upstream ${connection.origin}: the request body failed`);
+        } catch (error) {
+          // The cause tells a malformed client body (MalformedRequestBody: a 400) from others.
+          throw new UpstreamFailed(`upstream ${connection.origin}: the request body failed`, {
+            cause: error,
+          });
         }
         const { done, value } = chunk;
         if (done) break;
@@ -728,7 +746,11 @@ export class UpstreamClient {
     });
   }
 
-  async #connect(target: Target, signal: AbortSource | undefined): Promise<Connection> {
+  async #connect(
+    target: Target,
+    signal: AbortSource | undefined,
+    dial?: DialHook,
+  ): Promise<Connection> {
     const timeout = new AbortController();
     const timer = setTimeout(() => timeout.abort(), this.#options.connectTimeoutMs);
     // The connect stops at the timeout or when the exchange is aborted.
@@ -741,8 +763,11 @@ export class UpstreamClient {
     let tcp: Deno.TcpConn | null = null;
     let conn: Deno.Conn | null = null;
     try {
+      const address = dial === undefined
+        ? target.hostname
+        : await dial(target.hostname, connectSignal);
       tcp = await Deno.connect({
-        hostname: target.hostname,
+        hostname: address,
         port: target.port,
         signal: connectSignal,
       });
@@ -777,6 +802,7 @@ export class UpstreamClient {
       } catch {
         // already closed
       }
+      if (error instanceof VaultError) throw error; // the dial hook's refusal
       const origin = target.origin;
       if (signal?.aborted) throw new UpstreamFailed(`upstream ${origin}: request aborted`);
       if (timeout.signal.aborted) throw new UpstreamFailed(`upstream ${origin}: connect timed out`);

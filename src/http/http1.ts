@@ -25,6 +25,18 @@ export class Http1ProtocolError extends Error {
   }
 }
 
+/**
+ * A client's request body whose framing (chunk sizes, chunk ends) is
+ * malformed: the request is refused (400), its upstream exchange cut.
+ */
+export class MalformedRequestBody extends Http1ProtocolError {
+  /** Creates the error (a fixed message). */
+  constructor() {
+    super("the request body is malformed");
+    this.name = "MalformedRequestBody";
+  }
+}
+
 /** The peer closed the connection before the response head was complete. */
 export class Http1EarlyClose extends Error {
   /** Whether any byte of a response had arrived before the close. */
@@ -82,10 +94,13 @@ export function isDecimal(text: string): boolean {
   return true;
 }
 
-/** Adds the items of the comma-separated list `value` to `into` (OWS trimmed; one item: no split). */
+/**
+ * Adds the items of the comma-separated list `value` to `into` (OWS — space
+ * and tab, nothing else — trimmed; one item: no split).
+ */
 function addListItems(value: string, into: string[]): void {
-  if (!value.includes(",")) into.push(value.trim());
-  else for (const part of value.split(",")) into.push(part.trim());
+  if (!value.includes(",")) into.push(trimOws(value));
+  else for (const part of value.split(",")) into.push(trimOws(part));
 }
 
 /**
@@ -176,6 +191,27 @@ function headEnd(bytes: Uint8Array, from: number, to: number): number {
     if (i + 2 < to && bytes[i + 1] === 0x0d && bytes[i + 2] === 0x0a) return i + 3;
   }
   return -1;
+}
+
+/**
+ * Whether the head `bytes[start, end)` is strict RFC 9112 (§2.2, §5.5):
+ * every line ends in CRLF (no bare LF, no CR but before LF), and no control
+ * character but HTAB (nor DEL) appears anywhere else — one pass over the
+ * bytes before they are decoded.
+ */
+function strictHeadBytes(bytes: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const b = bytes[i];
+    if (b >= 0x20 && b !== 0x7f) continue;
+    if (b === 0x09) continue;
+    if (b === 0x0d) {
+      if (i + 1 >= end || bytes[i + 1] !== 0x0a) return false;
+      i++; // the LF it ends its line with
+      continue;
+    }
+    return false; // a bare LF, NUL, VT, any other control, or DEL
+  }
+  return true;
 }
 
 /** `text` without leading and trailing spaces and tabs (RFC 9110 OWS), and nothing else. */
@@ -272,39 +308,82 @@ export function responseFraming(
 }
 
 /**
- * The body framing of a client's request (RFC 9112 §6.3): chunked when
- * Transfer-Encoding ends in chunked, else Content-Length, else none. Refused
- * (request smuggling and guesswork): Transfer-Encoding together with
- * Content-Length, a Transfer-Encoding that does not end in chunked, and an
- * invalid or self-contradicting Content-Length.
+ * The body framing of a client's request (RFC 9112 §6.3), read strictly:
+ * chunked when Transfer-Encoding ends in chunked, else Content-Length, else
+ * none. Refused (request smuggling and guesswork, RFC 9112 §6.1 and §6.3):
+ *
+ * - Transfer-Encoding together with Content-Length;
+ * - a Transfer-Encoding item that is not a token (any character but the
+ *   token's: a VT or NBSP as much as a space inside a name; empty items
+ *   are ignored), `chunked` more than once, or not last;
+ * - a Content-Length that is not exactly one field line of one decimal:
+ *   `2, 2` and two `Content-Length: 2` lines included (a proxy that keeps
+ *   one and forwards the other form lets two parsers disagree).
  *
  * @throws {Http1ProtocolError} for a framing that is refused.
  */
 export function requestFraming(head: RequestHead): BodyFraming {
   let transferEncoding: string | null = null;
-  const lengths: string[] = [];
-  for (const [name, value] of head.headers) {
+  let length: string | null = null;
+  let lengthLines = 0;
+  const headers = head.headers;
+  for (let i = 0; i < headers.length; i++) {
+    const name = headers[i][0];
+    // Only names of 14 (content-length) or 17 (transfer-encoding) characters are looked at.
+    if (name.length !== 14 && name.length !== 17) continue;
     const lower = lowerName(name);
     if (lower === "transfer-encoding") {
+      const value = headers[i][1];
       transferEncoding = transferEncoding === null ? value : `${transferEncoding},${value}`;
     } else if (lower === "content-length") {
-      addListItems(value, lengths);
+      length = headers[i][1];
+      lengthLines++;
     }
   }
   if (transferEncoding !== null) {
-    if (lengths.length > 0) {
+    if (lengthLines > 0) {
       throw new Http1ProtocolError("request has both Transfer-Encoding and Content-Length");
     }
-    const codings = transferEncoding.split(",").map((part) => part.trim().toLowerCase());
-    if (codings[codings.length - 1] !== "chunked") {
-      throw new Http1ProtocolError("request Transfer-Encoding does not end in chunked");
+    if (!endsInChunked(transferEncoding)) {
+      throw new Http1ProtocolError("request Transfer-Encoding is not a list ending in chunked");
     }
     return { kind: "chunked" };
   }
-  if (lengths.length === 0) return { kind: "none" };
-  const length = agreedLength(lengths);
-  if (length === null) throw new Http1ProtocolError("invalid Content-Length in the request");
-  return length === 0 ? { kind: "none" } : { kind: "length", length };
+  if (length === null) return { kind: "none" };
+  if (lengthLines !== 1 || !isDecimal(length)) {
+    throw new Http1ProtocolError("invalid Content-Length in the request");
+  }
+  const n = Number(length);
+  return n === 0 ? { kind: "none" } : { kind: "length", length: n };
+}
+
+/**
+ * Whether the Transfer-Encoding list `value` is tokens separated by commas
+ * (OWS: space and tab around them), its last item `chunked` (any case) and
+ * no other item `chunked`.
+ */
+function endsInChunked(value: string): boolean {
+  let chunkedAt = -1;
+  let items = 0;
+  let start = 0;
+  for (;;) {
+    const comma = value.indexOf(",", start);
+    const item = trimOws(comma < 0 ? value.slice(start) : value.slice(start, comma));
+    if (item.length === 0) { // an empty list element is ignored (RFC 9110 §5.6.1)
+      if (comma < 0) break;
+      start = comma + 1;
+      continue;
+    }
+    if (!isToken(item)) return false;
+    if (item.length === 7 && item.toLowerCase() === "chunked") {
+      if (chunkedAt >= 0) return false;
+      chunkedAt = items;
+    }
+    items++;
+    if (comma < 0) break;
+    start = comma + 1;
+  }
+  return chunkedAt >= 0 && chunkedAt === items - 1;
 }
 
 /** What a {@link framedBody} stream reports to its owner. */
@@ -419,10 +498,17 @@ export class ConnReader {
   /** The last read filled all the room there was (more is likely waiting). */
   #lastFilled = false;
   readonly #readFn: (into: Uint8Array) => Promise<number | null>;
+  readonly #strict: boolean;
 
-  /** Wraps `readFn`. */
-  constructor(readFn: (into: Uint8Array) => Promise<number | null>) {
+  /**
+   * Wraps `readFn`. A `strict` reader (the server's, reading clients) takes
+   * RFC 9112 to the letter: every head and chunk line ends in CRLF, a chunk
+   * size line is hex digits with at most well-formed extensions; a lenient
+   * one (the client's, reading upstreams) also takes a bare LF.
+   */
+  constructor(readFn: (into: Uint8Array) => Promise<number | null>, strict = false) {
     this.#readFn = readFn;
+    this.#strict = strict;
   }
 
   /** Bytes buffered and not consumed yet. */
@@ -461,7 +547,10 @@ export class ConnReader {
     return true;
   }
 
-  /** Reads one line (without its CRLF or LF); null at end of stream before any byte. */
+  /**
+   * Reads one line (without its CRLF or LF); null at end of stream before
+   * any byte. A strict reader refuses a line ending in a bare LF.
+   */
   async #line(limit: number, what: string): Promise<string | null> {
     let scanned = 0;
     for (;;) {
@@ -470,6 +559,7 @@ export class ConnReader {
         const lineEnd = this.#start + scanned + at;
         let textEnd = lineEnd;
         if (textEnd > this.#start && this.#buf[textEnd - 1] === 0x0d) textEnd--;
+        else if (this.#strict) throw new Http1ProtocolError(`${what} not ended by CRLF`);
         const line = latin1String(this.#buf, this.#start, textEnd);
         this.#start = lineEnd + 1;
         return line;
@@ -504,6 +594,9 @@ export class ConnReader {
       if (!(await this.#fill())) throw new Http1EarlyClose(this.#end > this.#start);
     }
     if (end - this.#start > MAX_HEAD_BYTES + 4) throw new Http1ProtocolError(`${what} too long`);
+    if (this.#strict && !strictHeadBytes(this.#buf, this.#start, end)) {
+      throw new Http1ProtocolError(`malformed line end or control character in the ${what}`);
+    }
     const lines = latin1String(this.#buf, this.#start, end).split("\n");
     this.#start = end;
     // The last two entries are the empty line and what follows its LF.
@@ -616,13 +709,49 @@ export class ConnReader {
     return data;
   }
 
+  /**
+   * Whether the chunked body at the read position is well formed as far as
+   * it is buffered (the awaiting methods read the rest): what a server
+   * checks before it passes a chunked request on, so that a body sent
+   * whole with its head and malformed anywhere is refused before anything
+   * of it leaves. Chunk size lines as {@link chunkSize} in this reader's
+   * mode, each chunk's data followed by CRLF; trailer lines end in CRLF.
+   */
+  bufferedChunksValid(): boolean {
+    const buf = this.#buf;
+    const end = this.#end;
+    let at = this.#start;
+    for (;;) {
+      const lf = buf.subarray(at, end).indexOf(0x0a);
+      if (lf < 0) return end - at <= MAX_LINE_BYTES;
+      const lineEnd = at + lf;
+      if (lf === 0 || buf[lineEnd - 1] !== 0x0d) return false;
+      const size = chunkSize(latin1String(buf, at, lineEnd - 1), this.#strict);
+      if (size < 0) return false;
+      at = lineEnd + 1;
+      if (size === 0) break;
+      if (end - at < size + 2) return true; // the rest has not arrived
+      at += size;
+      if (buf[at] !== 0x0d || buf[at + 1] !== 0x0a) return false;
+      at += 2;
+    }
+    // The trailer section: lines up to an empty one, each ended by CRLF.
+    for (;;) {
+      const lf = buf.subarray(at, end).indexOf(0x0a);
+      if (lf < 0) return true;
+      if (lf === 0 || buf[at + lf - 1] !== 0x0d) return false;
+      if (lf === 1) return true;
+      at += lf + 1;
+    }
+  }
+
   /** Reads a chunk-size line; returns the size. */
   async readChunkSize(): Promise<number> {
     const line = await this.#line(MAX_LINE_BYTES, "chunk-size line");
     if (line === null) throw new Http1ProtocolError("connection closed inside a chunked body");
-    const match = /^([0-9A-Fa-f]{1,12})[ \t]*(?:;.*)?$/.exec(line);
-    if (match === null) throw new Http1ProtocolError("malformed chunk size from upstream");
-    return parseInt(match[1], 16);
+    const size = chunkSize(line, this.#strict);
+    if (size < 0) throw new Http1ProtocolError("malformed chunk size");
+    return size;
   }
 
   /** Consumes the CRLF after a chunk's data. */
@@ -642,6 +771,42 @@ export class ConnReader {
       if (budget < 0) throw new Http1ProtocolError("trailers too long");
     }
   }
+}
+
+/** `HEX_VALUE[c]` is the value of hex digit `c`, or -1. */
+const HEX_VALUE = new Int8Array(128).fill(-1);
+for (let i = 0; i < 16; i++) {
+  HEX_VALUE["0123456789abcdef".charCodeAt(i)] = i;
+  HEX_VALUE["0123456789ABCDEF".charCodeAt(i)] = i;
+}
+
+/**
+ * The size a chunk-size line (without its line end) gives, or -1 when it is
+ * malformed: 1 to 12 hex digits, then nothing, or (lenient) anything after
+ * optional spaces and `;`, or (strict, RFC 9112 §7.1.1) extensions holding
+ * no control character other than HTAB and no DEL.
+ */
+export function chunkSize(line: string, strict: boolean): number {
+  let size = 0;
+  let at = 0;
+  for (; at < line.length; at++) {
+    const c = line.charCodeAt(at);
+    const v = c < 128 ? HEX_VALUE[c] : -1;
+    if (v < 0) break;
+    size = size * 16 + v;
+  }
+  if (at === 0 || at > 12) return -1;
+  if (at === line.length) return size;
+  while (at < line.length && (line.charCodeAt(at) === 0x20 || line.charCodeAt(at) === 0x09)) at++;
+  if (at === line.length) return strict ? -1 : size;
+  if (line.charCodeAt(at) !== 0x3b) return -1; // ";"
+  if (strict) {
+    for (at++; at < line.length; at++) {
+      const c = line.charCodeAt(at);
+      if ((c < 0x20 && c !== 0x09) || c === 0x7f) return -1;
+    }
+  }
+  return size;
 }
 
 /** A request head as text (request line and header lines, with the final empty line). */

@@ -45,6 +45,7 @@ import {
   LAST_CHUNK,
   latin1Bytes,
   lowerName,
+  MalformedRequestBody,
   NO_BYTES,
   OutBuffer,
   requestFraming,
@@ -360,6 +361,11 @@ export class Http1Server {
       await connection.writeAll(plainResponse(400, "Bad request")).catch(() => {});
       return false;
     }
+    // A chunked body that came with its head is checked before anything of it is passed on.
+    if (framing.kind === "chunked" && !reader.bufferedChunksValid()) {
+      await connection.writeAll(plainResponse(400, "Bad request")).catch(() => {});
+      return false;
+    }
     const keepAlive = head.minor === 1
       ? !connectionHas(head.headers, "close")
       : connectionHas(head.headers, "keep-alive");
@@ -379,8 +385,11 @@ export class Http1Server {
         fail: (error) => {
           bodyBroken = true;
           connection.readingBody = false;
-          return error instanceof Http1EarlyClose || error instanceof Http1ProtocolError
-            ? new Http1ProtocolError("the request body was cut short or malformed")
+          // A malformed body is the client's fault (the handler answers 400); a cut one its leaving.
+          return error instanceof Http1ProtocolError
+            ? new MalformedRequestBody()
+            : error instanceof Http1EarlyClose
+            ? new Http1ProtocolError("the request body was cut short")
             : error;
         },
         cancel: () => {
@@ -578,7 +587,8 @@ class ClientConnection {
   #leftover: Uint8Array | null = null;
 
   constructor(readonly conn: Deno.Conn) {
-    this.reader = new ConnReader((into) => this.#timedRead(into));
+    // Strict: a client's head and chunk lines end in CRLF (RFC 9112), nothing looser.
+    this.reader = new ConnReader((into) => this.#timedRead(into), true);
   }
 
   startWaiting(): void {

@@ -14,11 +14,35 @@
  * Only hits are kept (a spray of unknown tokens is looked up each time and
  * fills nothing), and at most {@link TOKEN_CACHE_LIMIT} of them.
  *
+ * {@link TokenGate.authorize} is the one check every service makes: the
+ * token's record, provided it matches what the service (or listener) is
+ * bound to — {@link TokenBinding}: a scope, a subject, a provider.
+ *
  * @module
  */
 
 import { isToken } from "./format.ts";
 import type { TokenRecord, TokenSource } from "./resolver.ts";
+
+/**
+ * What a service or listener accepts: tokens of this scope, subject and
+ * provider (each only when set; nothing set: any valid token).
+ */
+export interface TokenBinding {
+  /** Only tokens of this scope. */
+  readonly scope?: string;
+  /** Only tokens of this subject. */
+  readonly subject?: string;
+  /** Only tokens of this provider (the envelope service: `envelope`). */
+  readonly provider?: string;
+}
+
+/** Whether `record` matches `binding` (every field the binding sets). */
+export function bindingAllows(record: TokenRecord, binding: TokenBinding): boolean {
+  return (binding.scope === undefined || record.scope === binding.scope) &&
+    (binding.subject === undefined || record.subject === binding.subject) &&
+    (binding.provider === undefined || record.provider === binding.provider);
+}
 
 /** Tokens kept before the cache starts over. */
 export const TOKEN_CACHE_LIMIT = 4096;
@@ -79,6 +103,16 @@ export class TokenGate {
     this.#commits = commits;
     this.#tokens.clear();
     this.#generation++;
+  }
+
+  /**
+   * The presented token's record when it is valid (known, not revoked)
+   * and matches `binding`; null otherwise — the caller answers "invalid
+   * token" alike for all of these. Call {@link sync} first, once per request.
+   */
+  authorize(presented: string, binding: TokenBinding): TokenRecord | null {
+    const record = this.token(presented);
+    return record !== null && bindingAllows(record, binding) ? record : null;
   }
 
   /** The token's row, or null when the text is not a token, is unknown or revoked. */
