@@ -12,6 +12,7 @@ import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { withSandboxVault } from "../testing/cli.ts";
 import { FakeUpstream, mintToken, within } from "../testing/broker.ts";
 import { join } from "node:path";
+import { killAfter } from "../testing/process.ts";
 
 const PASS = "flood passphrase";
 const SECRET = "sk-REAL-flood-0123456789";
@@ -87,22 +88,14 @@ async function sshAddList(socket: string, ms: number): Promise<{ out: string; ms
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  let killed = false;
-  const timer = setTimeout(() => {
-    killed = true;
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // exited already
-    }
-  }, ms);
+  const guard = killAfter(child, ms);
   try {
     const out = await child.output();
     const took = performance.now() - started;
     const text = decoder.decode(out.stdout) + decoder.decode(out.stderr);
-    return { out: text, ms: killed || !out.success ? null : took };
+    return { out: text, ms: guard.killed || !out.success ? null : took };
   } finally {
-    clearTimeout(timer);
+    guard.clear();
   }
 }
 
