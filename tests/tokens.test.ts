@@ -17,8 +17,8 @@ import {
   mintToken,
   parseTokenPrefix,
   TOKEN_PREFIX,
+  TokenGate,
   TokenNotFound,
-  TokenResolver,
 } from "../src/tokens/mod.ts";
 
 const PASS = "tokens test passphrase";
@@ -95,13 +95,14 @@ Deno.test("tokens: prefixes parse with at least 4 hex digits (a masked token is 
   assertThrows(() => findTokenByPrefix(rows, "terok-p-1a2b"), AmbiguousTokenPrefix);
 });
 
-Deno.test("tokens: the resolver accepts a stored token of its provider only, and refuses malformed, unknown and other-provider tokens", async () => {
+Deno.test("tokens: the gate holds a stored token of its provider only, and refuses malformed, unknown and other-provider tokens", async () => {
   await withStores((store) => {
     store.storeCredential("default", "openai", { type: "api_key", key: "k" });
     store.storeCredential("proj", "ssh", { type: "placeholder" });
     const ssh = store.createToken("proj", "task-1", "proj", "ssh");
     const openai = store.createToken("proj", "task-2", "default", "openai");
-    const resolver = new TokenResolver(store, { provider: "ssh" });
+    const gate = new TokenGate(store);
+    const resolver = { resolve: (t: string) => gate.hold(t, { provider: "ssh" }) };
     const grant = resolver.resolve(ssh);
     assert(grant !== null);
     assertEquals(grant.scope, "proj");
@@ -117,16 +118,17 @@ Deno.test("tokens: the resolver accepts a stored token of its provider only, and
     assertEquals(resolver.resolve(`terok-p-${"0".repeat(32)}`), null, "unknown");
     assertEquals(resolver.resolve(ssh.toUpperCase()), null, "malformed");
     assertEquals(resolver.resolve(`${ssh}\n`), null, "malformed");
-    assert(new TokenResolver(store).resolve(openai) !== null, "no provider filter");
+    assert(gate.hold(openai, {}) !== null, "no provider filter");
   });
 });
 
-Deno.test("tokens: a resolved token is re-checked only when data_version moves, and a revocation through another connection is seen at the next check and sticks", async () => {
+Deno.test("tokens: a held token is re-checked only when data_version moves, and a revocation through another connection is seen at the next check and sticks", async () => {
   await withStores((store, other) => {
     store.storeCredential("proj", "ssh", { type: "placeholder" });
     const token = store.createToken("proj", "task-1", "proj", "ssh");
     const keep = store.createToken("proj", "task-2", "proj", "ssh");
-    const resolver = new TokenResolver(store, { provider: "ssh" });
+    const gate = new TokenGate(store);
+    const resolver = { resolve: (t: string) => gate.hold(t, { provider: "ssh" }) };
     const grant = resolver.resolve(token)!;
     const kept = resolver.resolve(keep)!;
     const before = store.dataVersion();

@@ -61,7 +61,7 @@ import {
   MAX_SOCKET_PATH,
 } from "../net/socket.ts";
 import { type ByteStream, closeQuietly } from "../net/stream.ts";
-import { TokenResolver } from "../tokens/resolver.ts";
+import { TokenGate } from "../tokens/gate.ts";
 
 /** Provider a token must have to use the signer. */
 export const SSH_PROVIDER = "ssh";
@@ -189,6 +189,8 @@ export async function startAgent(options: AgentOptions): Promise<AgentHandle> {
 class Agent implements AgentHandle {
   readonly #options: AgentOptions;
   readonly #store: CredentialStore;
+  /** Checks the signer's tokens (the same gate the broker and the envelope service use). */
+  readonly #gate: TokenGate;
   readonly #services: ConnectionServices;
   readonly #listeners: { listener: StreamListener; loop: Promise<void> }[] = [];
   readonly #addresses: AgentAddress[] = [];
@@ -211,6 +213,7 @@ class Agent implements AgentHandle {
   constructor(options: AgentOptions) {
     this.#options = options;
     this.#store = options.store;
+    this.#gate = new TokenGate(options.store);
     this.#warn = options.onWarning ?? (() => {});
     this.#limits = resolveConnectionLimits(options.limits);
     const signRate = resolveSignRate(options.signRate);
@@ -456,7 +459,7 @@ class Agent implements AgentHandle {
     handshakeDone();
     if (token === null || this.#closing) return;
     // Token rules (format, provider, revocation freshness) live in src/tokens.
-    const grant = new TokenResolver(this.#store, { provider: SSH_PROVIDER }).resolve(token);
+    const grant = this.#gate.hold(token, { provider: SSH_PROVIDER });
     if (!grant) return;
     const principal: Principal = { scope: grant.scope, subject: grant.subject, rateLimited: true };
     // Whenever the database changed, make sure the token still exists (not revoked).

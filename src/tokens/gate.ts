@@ -1,7 +1,7 @@
 /**
  * The token gate: the one place a presented phantom token is checked, exact
  * to the request, for every service that accepts tokens (the broker, the
- * envelope service).
+ * envelope service, the SSH agent's signer).
  *
  * Every request asks {@link TokenGate.sync} first: one `PRAGMA
  * data_version` (which changes when another connection commits: `vault
@@ -16,7 +16,18 @@
  *
  * {@link TokenGate.authorize} is the one check every service makes: the
  * token's record, provided it matches what the service (or listener) is
- * bound to — {@link TokenBinding}: a scope, a subject, a provider.
+ * bound to — {@link TokenBinding}: a scope, a subject, a provider. A
+ * connection that lives for many requests (the agent's signer) holds its
+ * token instead ({@link TokenGate.hold}): a {@link HeldToken} is looked up
+ * again whenever the database moved, and once revoked stays revoked.
+ *
+ * @example
+ * ```ts ignore
+ * const gate = new TokenGate(store);
+ * gate.sync(); // once per request
+ * const grant = gate.authorize(presented, { scope: "proj-a", provider: "envelope" });
+ * if (grant === null) return unauthorized();
+ * ```
  *
  * @module
  */
@@ -126,5 +137,67 @@ export class TokenGate {
       this.#tokens.set(presented, record);
     }
     return record;
+  }
+
+  /**
+   * A token for a connection that makes many requests: {@link authorize}d
+   * now, and re-checked by {@link HeldToken.stillValid} whenever the
+   * database moved. Null when it is not valid for `binding` now.
+   */
+  hold(presented: string, binding: TokenBinding): HeldToken | null {
+    if (!isToken(presented)) return null;
+    // The version before the row: a revocation committed in between is then
+    // seen by the next check.
+    const version = this.#source.dataVersion();
+    const record = this.#source.lookupToken(presented);
+    if (record === null || !bindingAllows(record, binding)) return null;
+    return new HeldToken(this.#source, record, binding, version);
+  }
+}
+
+/** A token held by a long-lived connection; ask {@link HeldToken.stillValid} before each use. */
+export class HeldToken {
+  /** The token's row as it was authorized. */
+  readonly record: Readonly<TokenRecord>;
+  readonly #source: TokenSource;
+  readonly #binding: TokenBinding;
+  #checkedAt: number;
+  #revoked = false;
+
+  /** Made by {@link TokenGate.hold}. */
+  constructor(source: TokenSource, record: TokenRecord, binding: TokenBinding, version: number) {
+    this.#source = source;
+    this.#binding = binding;
+    this.record = Object.freeze({ ...record });
+    this.#checkedAt = version;
+  }
+
+  /** The token's scope. */
+  get scope(): string {
+    return this.record.scope;
+  }
+
+  /** The token's subject. */
+  get subject(): string {
+    return this.record.subject;
+  }
+
+  /**
+   * Whether the token is still valid at data version `version` (by default
+   * the source's current one). When the version moved, the token is looked
+   * up again: revoked, changed in scope, subject, set or provider, or no
+   * longer matching the binding means invalid, and it stays invalid.
+   */
+  stillValid(version: number = this.#source.dataVersion()): boolean {
+    if (this.#revoked) return false;
+    if (version === this.#checkedAt) return true;
+    this.#checkedAt = version;
+    const again = this.#source.lookupToken(this.record.token);
+    const same = again !== null && bindingAllows(again, this.#binding) &&
+      again.scope === this.record.scope && again.subject === this.record.subject &&
+      again.credentialSet === this.record.credentialSet &&
+      again.provider === this.record.provider;
+    if (!same) this.#revoked = true;
+    return same;
   }
 }

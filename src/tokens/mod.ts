@@ -1,7 +1,7 @@
 /**
  * Phantom tokens: the format, minting, parsing and masking
- * (`format.ts`), and lookup with revocation freshness (`resolver.ts`). Used
- * by the SSH agent's signer and the CLI; the broker reuses it.
+ * (`format.ts`), finding one by prefix (`resolver.ts`), and the token gate
+ * every token-accepting service checks presented tokens with (`gate.ts`).
  *
  * @module
  */
@@ -15,13 +15,13 @@ export {
   TOKEN_HEX_DIGITS,
   TOKEN_PREFIX,
 } from "./format.ts";
+export { findTokenByPrefix, type TokenRecord, type TokenSource } from "./resolver.ts";
 export {
-  findTokenByPrefix,
-  ResolvedToken,
-  type ResolverOptions,
-  type TokenRecord,
-  TokenResolver,
-  type TokenSource,
-} from "./resolver.ts";
+  bindingAllows,
+  type CountingTokenSource,
+  HeldToken,
+  type TokenBinding,
+  TokenGate,
+} from "./gate.ts";
 export { AmbiguousTokenPrefix, InvalidTokenPrefix, TokenNotFound } from "./errors.ts";
 export { MARKER_SUBJECT, markerProvider, STATIC_MARKERS } from "./markers.ts";
