@@ -1,5 +1,5 @@
 /**
- * The broker's header handling (src/broker/headers.ts, extract.ts): the
+ * The broker's header handling (src/http/headers.ts, extract.ts): the
  * phantom token's extraction (reference §6 step 1), what is forwarded
  * upstream (step 9) and relayed back (step 15), and the header edits.
  */

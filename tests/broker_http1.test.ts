@@ -1,5 +1,5 @@
 /**
- * The upstream client's response-head parser (`src/broker/http1.ts`), fed
+ * The upstream client's response-head parser (`src/http/http1.ts`), fed
  * byte sequences as a socket would deliver them: one byte at a time, LF-only
  * lines, bytes above 0x7f relayed as they are, and the malformed heads it
  * must refuse.

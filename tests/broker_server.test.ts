@@ -1,5 +1,5 @@
 /**
- * The broker's own HTTP/1.1 server (`src/broker/server.ts`) spoken to over
+ * The broker's own HTTP/1.1 server (`src/http/server.ts`) spoken to over
  * raw TCP, byte for byte: keep-alive and pipelining, request body framing
  * (chunked, Content-Length, 100-continue, smuggling refused), response
  * framing (length, chunked, close-delimited for HTTP/1.0, none for HEAD),

@@ -10,7 +10,7 @@
  *   `{vault_url}/v1`: requests arrive at `/api/v1/…` as OpenRouter expects.
  *
  * The route fields are the broker's own built-in routes
- * (`BUILTIN_ROUTES_SOURCE` in src/broker/routes.ts, spread into each entry),
+ * (`BUILTIN_ROUTES_SOURCE` in src/providers/routes.ts, spread into each entry),
  * so `vault serve` without a routes file and `vault config routes` agree
  * with the broker's built-ins by construction.
  *
