@@ -1,9 +1,10 @@
 /**
- * The user units in scripts/systemd/: `systemd-analyze --user verify`
- * accepts them (with ExecStart= pointing at the launcher `deno task install`
- * writes), every socket unit hands vault.service a descriptor whose name
- * `vault serve` gives the intended role, and the per-scope paths are the
- * ones vault itself would bind.
+ * The user units in scripts/systemd/ and what `vault systemd units` writes:
+ * the same text (ExecStart= filled in), accepted by `systemd-analyze --user
+ * verify` (with ExecStart= the launcher `deno task install` writes); every
+ * socket unit hands vault.service a descriptor whose name `vault serve`
+ * gives the intended role, and the per-scope paths are the ones vault itself
+ * would bind.
  */
 
 import { join } from "node:path";
@@ -15,6 +16,8 @@ import { killAfter } from "../testing/process.ts";
 import { isBrokerSocketName } from "../src/serve/plan.ts";
 import { scopeSocketPath } from "../src/broker/broker.ts";
 import { localSocketPath } from "../src/net/socket.ts";
+import { unitFiles } from "../src/cli/commands/systemd_units.ts";
+import { runCli } from "../testing/cli.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const UNITS = join(ROOT, "scripts", "systemd");
@@ -71,8 +74,37 @@ Deno.test("systemd units: each socket names vault.service and a descriptor name 
   }
 });
 
+Deno.test("systemd units: scripts/systemd/ holds what vault systemd units --vault %h/.local/bin/vault writes", async () => {
+  const names = [...Deno.readDirSync(UNITS)].map((e) => e.name)
+    .filter((n) => /\.(service|socket)$/.test(n)).sort();
+  const files = unitFiles();
+  assertEquals(files.map(([name]) => name).sort(), names);
+  for (const [name, text] of files) assertEquals(read(name), text, name);
+  await withTempDir(async (dir) => {
+    const written = await runCli([
+      "systemd",
+      "units",
+      "--dir",
+      dir,
+      "--vault",
+      "%h/.local/bin/vault",
+    ]);
+    assertEquals(written.code, 0, written.stderr);
+    for (const [name, text] of files) assertEquals(Deno.readTextFileSync(join(dir, name)), text);
+  });
+});
+
+Deno.test("systemd units: --vault must be an absolute path usable in ExecStart=", async () => {
+  for (const bad of ["vault", "/opt/my vault", "/opt/%n", "%h"]) {
+    const refused = await runCli(["systemd", "units", "--vault", bad]);
+    assertEquals(refused.code, 2, bad);
+    assert(refused.stderr.includes("--vault must be an absolute path"), refused.stderr);
+  }
+});
+
 Deno.test({
-  name: "systemd units: systemd-analyze --user verify accepts them",
+  name:
+    "systemd units: vault systemd units writes units for this host that systemd-analyze --user verify accepts",
   ignore: skipIf(!HAS_ANALYZE, "systemd-analyze", "systemd is not installed"),
   fn: async () => {
     await withTempDir(async (dir) => {
@@ -90,13 +122,27 @@ Deno.test({
       }).output();
       assert(installed.success, new TextDecoder().decode(installed.stderr));
       const units = join(dir, "units");
-      await Deno.mkdir(units);
+      // As the user of `home`: ExecStart= runs the launcher just installed.
+      const written = await runCli(["systemd", "units", "--dir", units, "--scope", "proj-a"], {
+        env: { HOME: home },
+      });
+      assertEquals(written.code, 0, written.stderr);
+      assert(!written.stderr.includes("warning"), written.stderr);
+      assert(
+        written.stderr.includes(
+          "systemctl --user enable --now vault-agent-local@proj-a.socket vault-broker@proj-a.socket",
+        ),
+        written.stderr,
+      );
+      const service = Deno.readTextFileSync(join(units, "vault.service"));
+      assert(
+        setting(service, "ExecStart")!.startsWith(`${join(home, ".local", "bin", "vault")} serve `),
+      );
       const files: string[] = [];
-      for (const entry of Deno.readDirSync(UNITS)) {
-        if (!/\.(service|socket)$/.test(entry.name)) continue;
+      for (const entry of Deno.readDirSync(units)) {
         // Templates are verified as an instance.
         const name = entry.name.replace("@.", "@proj-a.");
-        await Deno.copyFile(join(UNITS, entry.name), join(units, name));
+        if (name !== entry.name) await Deno.rename(join(units, entry.name), join(units, name));
         files.push(join(units, name));
       }
       assertEquals(files.length, 6);
