@@ -1,7 +1,9 @@
 // `vault serve` and `vault ssh-bridge` as real, long-running CLI processes
 // (`deno run -A main.ts …`), driven by the real OpenSSH tools: ssh-add and
 // ssh-keygen -Y sign/verify through the sockets they create, SIGTERM to stop
-// them, and systemd socket activation with python3 standing in for systemd.
+// them, and systemd socket activation through Debian's systemd-socket-activate
+// (python3 stands in for systemd where that cannot: a TCP socket on a port
+// the kernel picks, an inherited descriptor that is not a socket).
 //
 // The vault of every test is built through the CLI itself (init, ssh init,
 // token create); the passphrase travels in a file (or a systemd credential
@@ -20,6 +22,7 @@ import {
 } from "../testing/agent_fixtures.ts";
 import { skipIf } from "../testing/skip.ts";
 import type { Background } from "../testing/process.ts";
+import { curlUnix, FakeUpstream } from "../testing/broker.ts";
 
 const PASS = "agent cli test passphrase";
 /** The scope every test serves, with an Ed25519 and an RSA key. */
@@ -28,6 +31,13 @@ const SCOPE = "proj-a";
 const OTHER = "proj-b";
 /** How long a subprocess may take to come up or to exit (generous: CI machines are slow). */
 const DEADLINE_MS = 30_000;
+
+const HAS_SOCKET_ACTIVATE = await new Deno.Command("systemd-socket-activate", {
+  args: ["--version"],
+  stdin: "null",
+  stdout: "null",
+  stderr: "null",
+}).output().then((out) => out.success, () => false);
 
 const HAS_PYTHON = await new Deno.Command("python3", {
   args: ["--version"],
@@ -864,42 +874,145 @@ function spawnActivated(
   });
 }
 
+/**
+ * Runs `vault <args>` under Debian's real `systemd-socket-activate`: one
+ * `-l PATH` per socket, `--fdname=` their names; it passes on only the
+ * variables named by `-E` (the sandbox's and `env`, names only: values stay
+ * out of argv), waits for the first connection, then execs vault with
+ * LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES set.
+ */
+function spawnSystemdActivated(
+  cli: CliSandbox,
+  sockets: [string, string][],
+  args: string[],
+  env: Record<string, string> = {},
+): Background {
+  return cli.start(args, {
+    label: "vault serve (systemd-socket-activate)",
+    env,
+    via: [
+      "systemd-socket-activate",
+      ...sockets.flatMap(([path]) => ["-l", path]),
+      `--fdname=${sockets.map(([, name]) => name).join(":")}`,
+      ...Object.keys({ ...cli.env, ...env }).flatMap((name) => ["-E", name]),
+      "--",
+    ],
+    deadlineMs: DEADLINE_MS,
+  });
+}
+
 Deno.test({
-  name: "systemd socket activation: an inherited local-<scope> socket serves that scope",
-  ignore: skipIf(!HAS_PYTHON, "socket activation", "python3 is not installed"),
+  name:
+    "systemd-socket-activate: local-<scope>, signer and broker-<scope> sockets serve; SIGTERM exits 0 and leaves only systemd's sockets",
+  ignore: skipIf(
+    !HAS_SOCKET_ACTIVATE,
+    "socket activation",
+    "systemd-socket-activate is not installed (Debian package systemd)",
+  ),
   fn: async () => {
     await withVault(async (vault) => {
-      const { dir, cli, keys } = vault;
+      const { dir, cli, passFile, keys } = vault;
+      const secret = "sk-REAL-systemd-0123456789";
+      ok(
+        await cli.run(["--passphrase-file", passFile, "cred", "set", "openai"], { stdin: secret }),
+      );
+      const mint = async (scope: string) =>
+        ok(
+          await vault.v([
+            "token",
+            "create",
+            "--scope",
+            scope,
+            "--subject",
+            "task-sd",
+            "--provider",
+            "openai",
+          ]),
+        ).trim();
+      const apiToken = await mint(SCOPE);
+      const otherToken = await mint(OTHER);
+      const sshToken = await createToken(vault, "task-sd");
+      const upstream = new FakeUpstream();
       // The passphrase as a systemd credential (LoadCredential=vault-passphrase:…).
       const credentials = join(dir, "credentials");
       await Deno.mkdir(credentials, { mode: 0o700 });
       await Deno.writeTextFile(join(credentials, "vault-passphrase"), PASS + "\n", { mode: 0o400 });
-      const socket = join(dir, "activated.sock");
+      const routes = cli.file(
+        "routes.json",
+        JSON.stringify({ openai: { upstream: upstream.origin } }),
+      );
+      // What the units name: %t/vault/… with FileDescriptorName= local-<scope>, signer, broker-<scope>.
+      const runtime = join(dir, "sd");
+      await Deno.mkdir(runtime, { mode: 0o700 });
+      const local = join(runtime, `ssh-agent-local-${SCOPE}.sock`);
+      const signer = join(runtime, "signer.sock");
+      const broker = join(runtime, `broker-${SCOPE}.sock`);
       const audit = join(dir, "audit.jsonl");
-      const serve = spawnActivated(cli, [[socket, `local-${SCOPE}`]], ["serve", "--audit", audit], {
-        CREDENTIALS_DIRECTORY: credentials,
-      });
+      const serve = spawnSystemdActivated(
+        cli,
+        [[local, `local-${SCOPE}`], [signer, "signer"], [broker, `broker-${SCOPE}`]],
+        ["serve", "--audit", audit, "--routes", routes, "--broker-audit", join(dir, "b.jsonl")],
+        { CREDENTIALS_DIRECTORY: credentials },
+      );
       try {
+        await serve.waitFor(/^Listening on .* as 5\.$/);
+        // The first connection makes systemd-socket-activate exec vault; ssh-add waits for it.
+        await assertListsExactly(dir, local, keys);
         const lines = await serve.waitFor(SERVE_READY);
         assertEquals(listenerLines(lines), [
           `vault serve: ssh agent for scope ${SCOPE} on unix:fd3 (systemd local-${SCOPE})`,
+          "vault serve: ssh signer (token handshake) on unix:fd4 (systemd signer)",
         ]);
-        await assertListsExactly(dir, socket, keys);
-        await assertSigns(dir, socket, keys[1]);
+        assert(
+          lines.includes(
+            `vault serve: token broker on unix:fd5 (systemd broker-${SCOPE}) (scope ${SCOPE})`,
+          ),
+          lines.join("\n"),
+        );
+        await assertSigns(dir, local, keys[0]);
+
+        const probe = await AgentProbe.open({ path: signer }, sshToken);
+        try {
+          const identities = await identitiesOf(probe);
+          assert(identities !== null, serve.stderr);
+          assertEquals(identities.map((i) => i.blob), keys.map((k) => k.publicBlob));
+        } finally {
+          probe.close();
+        }
+
+        // The broker socket: SCOPE's token reaches the upstream with the real key …
+        const answered = await curlUnix(broker, "/v1/models", [
+          "-H",
+          `Authorization: Bearer ${apiToken}`,
+        ]);
+        assertEquals(answered.status, 200, answered.text);
+        assertEquals(upstream.requests.length, 1);
+        assertEquals(
+          upstream.requests[0].headers.find(([name]) => name === "authorization")?.[1],
+          `Bearer ${secret}`,
+        );
+        // … another scope's does not: the socket is bound to SCOPE.
+        const refused = await curlUnix(broker, "/v1/models", [
+          "-H",
+          `Authorization: Bearer ${otherToken}`,
+        ]);
+        assertEquals(refused.status, 401, refused.text);
+        assertEquals(upstream.requests.length, 1);
 
         const stopped = await serve.stop("SIGTERM");
         assertEquals(stopped.code, 0, stopped.stderr);
-        assertNoSecrets(stopped.stderr, [PASS], "vault serve");
-        // The socket belongs to the activator (systemd keeps it for the next start).
-        assert(Deno.lstatSync(socket).isSocket, "an inherited socket's file is left in place");
-        const records = await readAudit(audit);
-        assertEquals(records.length, 1);
-        assertEquals(
-          [records[0].scope, records[0].subject, records[0].key, records[0].outcome],
-          [SCOPE, "local", keys[1].fingerprint, "signed"],
-        );
+        assertNoSecrets(stopped.stderr, [PASS, secret, apiToken, sshToken], "vault serve");
+        // The sockets are systemd's (kept for the next start); vault added none.
+        const left = [...Deno.readDirSync(runtime)].map((e) => e.name).sort();
+        assertEquals(left, [
+          `broker-${SCOPE}.sock`,
+          "signer.sock",
+          `ssh-agent-local-${SCOPE}.sock`,
+        ]);
+        for (const name of left) assert(Deno.lstatSync(join(runtime, name)).isSocket, name);
       } finally {
         await serve.dispose();
+        await upstream.close();
       }
     });
   },

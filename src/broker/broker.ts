@@ -10,7 +10,7 @@
 
 import { type BrokerAudit, openBrokerAudit } from "./audit.ts";
 import { GrantCache } from "./grants.ts";
-import { Http1Server } from "../http/server.ts";
+import { Http1Server, type ServerListener } from "../http/server.ts";
 import { BrokerThreads, type ThreadInit } from "./threads.ts";
 import {
   bindUnixSocketWith,
@@ -34,13 +34,23 @@ import {
   RefusalLog,
 } from "../net/limits.ts";
 import { bindOwnPort, type OwnPort } from "../net/port.ts";
+import type { StreamListener } from "../net/listener.ts";
 
-/** One listener: a Unix socket path or a TCP port on 127.0.0.1, optionally scope-bound. */
+/**
+ * One listener: a Unix socket path, a TCP port on 127.0.0.1, or a listening
+ * socket already open (inherited from systemd), optionally scope-bound.
+ */
 export interface BrokerListenerSpec {
   /** Absolute path of a Unix socket. */
   unixPath?: string;
   /** TCP port on 127.0.0.1 (0 picks a free one). */
   tcpPort?: number;
+  /**
+   * A listener already listening (a socket systemd handed over): served by
+   * the main isolate, closed when the broker stops or fails to start; its
+   * socket file (if any) is its owner's and stays.
+   */
+  listener?: StreamListener;
   /** Accept only tokens of this scope. */
   scope?: string;
   /** Accept only tokens of this subject (needs `scope`). */
@@ -126,6 +136,16 @@ export interface BrokerHandle {
  *   serve` included: see `src/net/port.ts`).
  */
 export async function startBroker(options: BrokerOptions): Promise<BrokerHandle> {
+  try {
+    return await start(options);
+  } catch (error) {
+    // Listeners handed in are the broker's from the call on: closed also when it fails.
+    for (const spec of options.listeners) spec.listener?.close();
+    throw error;
+  }
+}
+
+async function start(options: BrokerOptions): Promise<BrokerHandle> {
   for (const spec of options.listeners) checkSpec(spec);
   const threaded = (options.threads?.count ?? 1) > 1;
   // TCP ports first: a port another process serves fails the start before anything is opened.
@@ -181,7 +201,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       refusals,
     });
   const serve = (
-    listener: Deno.Listener,
+    listener: ServerListener,
     binding: ListenerBinding,
     gate = gateOf(binding),
   ) =>
@@ -211,7 +231,11 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     const tcp: ThreadInit["listeners"] = [];
     for (const spec of options.listeners) {
       const scoped = { scope: spec.scope, subject: spec.subject };
-      if (spec.unixPath !== undefined) {
+      if (spec.listener !== undefined) {
+        const binding: BrokerAddress = { label: spec.listener.label, ...scoped };
+        servers.push(serve(spec.listener, binding));
+        bindings.push(binding);
+      } else if (spec.unixPath !== undefined) {
         await bindUnix(spec.unixPath, {
           label: `unix:${spec.unixPath}`,
           ...scoped,
@@ -399,8 +423,11 @@ async function stopAll(
 }
 
 function checkSpec(spec: BrokerListenerSpec): void {
-  if ((spec.unixPath === undefined) === (spec.tcpPort === undefined)) {
-    throw new InvalidInput("a broker listener needs exactly one of a socket path and a port");
+  const kinds = [spec.unixPath, spec.tcpPort, spec.listener].filter((k) => k !== undefined);
+  if (kinds.length !== 1) {
+    throw new InvalidInput(
+      "a broker listener needs exactly one of a socket path, a port and an open listener",
+    );
   }
   if (spec.subject !== undefined && spec.scope === undefined) {
     throw new InvalidInput("a broker listener bound to a subject needs a scope too");

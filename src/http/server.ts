@@ -1,5 +1,7 @@
 /**
- * The broker's HTTP/1.1 server, on a plain `Deno.Listener` (TCP or Unix).
+ * The broker's HTTP/1.1 server, on a plain `Deno.Listener` (TCP or Unix) or
+ * a {@link StreamListener} (a listening socket inherited from systemd,
+ * adopted through `node:net`: see `src/net/activation.ts`).
  *
  * The broker is a proxy: it wants the request target, header names and
  * repeats as the client sent them, and it answers with bytes it already
@@ -52,6 +54,11 @@ import {
 } from "./http1.ts";
 import { type HeaderList, headerValue } from "./headers.ts";
 import { concatBytes } from "../bytes.ts";
+import type { ByteStream } from "../net/stream.ts";
+import type { StreamListener } from "../net/listener.ts";
+
+/** What the server accepts connections from. */
+export type ServerListener = Deno.Listener | StreamListener;
 
 /** A request as the client sent it. */
 export interface ServerRequest {
@@ -84,7 +91,7 @@ export interface ClientGone {
 /** A raw connection after a `101 Switching Protocols`. */
 export interface Tunnel {
   /** For writing to the client (and closing). */
-  conn: Deno.Conn;
+  conn: ByteStream;
   /** For reading from the client: what it sent after its head first, then the socket. */
   read(max: number): Promise<Uint8Array | null>;
 }
@@ -192,21 +199,21 @@ const COALESCE_BYTES = 16 * 1024;
 
 /** An HTTP/1.1 server on `listener` until {@link close}. */
 export class Http1Server {
-  readonly #listener: Deno.Listener;
+  readonly #listener: ServerListener;
   readonly #handler: ServerHandler;
   readonly #idleTimeoutMs: number;
   readonly #progressTimeoutMs: number;
   readonly #gate: ConnectionGate | null;
   readonly #onError: (error: unknown) => void;
   readonly #connections = new Set<ClientConnection>();
-  readonly #tunnels = new Set<Deno.Conn>();
+  readonly #tunnels = new Set<ByteStream>();
   #closing = false;
   #sweep: ReturnType<typeof setInterval> | undefined;
   /** Resolves once the listener is closed and every connection has ended. */
   readonly finished: Promise<void>;
 
   /** Starts serving `listener`. */
-  constructor(listener: Deno.Listener, handler: ServerHandler, options: ServerOptions = {}) {
+  constructor(listener: ServerListener, handler: ServerHandler, options: ServerOptions = {}) {
     this.#listener = listener;
     this.#handler = handler;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
@@ -217,9 +224,17 @@ export class Http1Server {
     this.finished = this.#accept();
   }
 
-  /** The listener's address. */
+  /** The listener's address (an adopted listener's: a Unix address named by its label). */
   get addr(): Deno.Addr {
-    return this.#listener.addr;
+    const listener = this.#listener;
+    return "addr" in listener ? listener.addr : { transport: "unix", path: listener.label };
+  }
+
+  /** The next connection; null once a {@link StreamListener} is closed. */
+  async #next(): Promise<ByteStream | null> {
+    const listener = this.#listener;
+    if ("addr" in listener) return await listener.accept();
+    return (await listener.accept())?.stream ?? null;
   }
 
   /**
@@ -248,9 +263,11 @@ export class Http1Server {
     let backoff = 0;
     try {
       for (;;) {
-        let conn: Deno.Conn;
+        let conn: ByteStream;
         try {
-          conn = await this.#listener.accept();
+          const next = await this.#next();
+          if (next === null) break;
+          conn = next;
           backoff = 0;
         } catch (error) {
           if (this.#closing || error instanceof Deno.errors.BadResource) break;
@@ -271,7 +288,10 @@ export class Http1Server {
           continue;
         }
         try {
-          if (conn.remoteAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
+          // (An adopted listener's connections have it set already.)
+          if ("remoteAddr" in conn && (conn as Deno.Conn).remoteAddr.transport === "tcp") {
+            (conn as Deno.TcpConn).setNoDelay(true);
+          }
         } catch {
           // reset already: the first read says so
         }
@@ -586,7 +606,7 @@ class ClientConnection {
   /** Parked bytes the reader had no room for. */
   #leftover: Uint8Array | null = null;
 
-  constructor(readonly conn: Deno.Conn) {
+  constructor(readonly conn: ByteStream) {
     // Strict: a client's head and chunk lines end in CRLF (RFC 9112), nothing looser.
     this.reader = new ConnReader((into) => this.#timedRead(into), true);
   }
@@ -789,7 +809,7 @@ async function cancelBody(response: ServerResponse): Promise<void> {
   }
 }
 
-function closeQuietly(conn: Deno.Conn): void {
+function closeQuietly(conn: ByteStream): void {
   try {
     conn.close();
   } catch {

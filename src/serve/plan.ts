@@ -78,13 +78,30 @@ export interface ServeConfig {
 
 /** The SSH agent, when it is asked for. */
 export interface AgentPlan extends ServeConfig {
-  /** Sockets systemd handed over (LISTEN_FDS): `local-<scope>` names serve that scope. */
+  /**
+   * Sockets systemd handed over (LISTEN_FDS) for the agent: `local-<scope>`
+   * names serve that scope, the others (`signer` …) are token-gated signers.
+   */
   inherited: InheritedSocket[];
+}
+
+/** Whether an inherited socket's name (`broker`, `broker-<scope>`) makes it the broker's. */
+export function isBrokerSocketName(name: string): boolean {
+  return name === "broker" || name.startsWith("broker-");
+}
+
+/** A socket systemd handed over for the broker, and the scope it is bound to. */
+export interface InheritedBrokerSocket {
+  socket: InheritedSocket;
+  /** From its name `broker-<scope>`; for `broker`, `--broker-scope` (if any). */
+  scope?: string;
 }
 
 /** The token broker, when it is asked for. */
 export interface BrokerPlan {
   listeners: BrokerListenerSpec[];
+  /** Sockets systemd handed over (LISTEN_FDS) named `broker` or `broker-<scope>`. */
+  inherited: InheritedBrokerSocket[];
   /** `--broker-all`: a socket per scope with tokens, in this directory. */
   scopeSocketsIn?: string;
   /** Lock files of the OAuth refresh (shared with other vault processes). */
@@ -239,8 +256,9 @@ export function resolveServePlan(
 ): ServePlan {
   const table = settings ?? {};
   const config = resolveServeConfig(flags, table, context.env);
+  const agentSockets = context.inherited.filter((s) => !isBrokerSocketName(s.name));
   const agentWanted = config.signerSocket !== undefined || config.signerPort !== undefined ||
-    config.localScopes.length > 0 || config.localAll || context.inherited.length > 0;
+    config.localScopes.length > 0 || config.localAll || agentSockets.length > 0;
 
   const brokerSocket = flags.brokerSocket !== undefined
     ? resolve(flags.brokerSocket)
@@ -252,7 +270,21 @@ export function resolveServePlan(
   const bound = { scope: brokerScope };
   if (brokerSocket !== undefined) listeners.push({ unixPath: brokerSocket, ...bound });
   if (brokerPort !== undefined) listeners.push({ tcpPort: brokerPort, ...bound });
-  const brokerWanted = listeners.length > 0 || brokerAll;
+  const inheritedBroker = context.inherited.filter((s) => isBrokerSocketName(s.name)).map(
+    (socket): InheritedBrokerSocket => {
+      if (socket.name === "broker") return { socket, scope: brokerScope };
+      const scope = socket.name.slice("broker-".length);
+      try {
+        validateScope(scope);
+      } catch {
+        throw new UsageError(
+          `inherited socket ${socket.fd}: FileDescriptorName=broker-<scope> needs a valid scope`,
+        );
+      }
+      return { socket, scope };
+    },
+  );
+  const brokerWanted = listeners.length > 0 || brokerAll || inheritedBroker.length > 0;
 
   const envelope = resolveEnvelopePlan(flags, table, config.audit, context.defaultEnvelopeStore);
   if (brokerAll && config.runtimeDir === null) {
@@ -267,11 +299,17 @@ export function resolveServePlan(
         "(or a [serve] table in config.toml)",
     );
   }
-  if (brokerScope !== undefined && listeners.length === 0) {
-    throw new UsageError("--broker-scope needs --broker-socket or --broker-port");
+  if (
+    brokerScope !== undefined && listeners.length === 0 &&
+    !inheritedBroker.some((s) => s.socket.name === "broker")
+  ) {
+    throw new UsageError(
+      "--broker-scope needs --broker-socket, --broker-port or an inherited socket named broker",
+    );
   }
   const broker: BrokerPlan | null = !brokerWanted ? null : {
     listeners,
+    inherited: inheritedBroker,
     scopeSocketsIn: brokerAll ? config.runtimeDir! : undefined,
     lockDir: join(config.runtimeDir ?? dirname(config.audit), "locks"),
     routesFile: flags.routes !== undefined ? resolve(flags.routes) : table.routes,
@@ -283,7 +321,7 @@ export function resolveServePlan(
       Math.min(DEFAULT_MAX_THREADS, context.cpus ?? (navigator.hardwareConcurrency || 1)),
   };
   return {
-    agent: agentWanted ? { ...config, inherited: context.inherited } : null,
+    agent: agentWanted ? { ...config, inherited: agentSockets } : null,
     broker,
     envelope,
     agentAudit: config.audit,

@@ -26,7 +26,7 @@ import { opensslAvailable } from "../agent/openssl_rsa.ts";
 import { adoptSocket } from "../net/activation.ts";
 import { readSecretFile } from "../fs/secret_file.ts";
 import { MAX_CONFIG_BYTES } from "../fs/limits.ts";
-import type { BrokerAddress, BrokerHandle } from "../broker/broker.ts";
+import type { BrokerAddress, BrokerHandle, BrokerListenerSpec } from "../broker/broker.ts";
 import type { EnvelopeServiceHandle } from "../envelope/service.ts";
 import type { AgentPlan, BrokerPlan, EnvelopePlan, ServePlan } from "./plan.ts";
 import { Undo } from "./undo.ts";
@@ -91,11 +91,14 @@ export function rsaBackend(plan: ServePlan): "openssl" | "node" | null {
 export async function startServe(plan: ServePlan, deps: ServeDeps): Promise<RunningServe> {
   const undo = new Undo(deps.hooks.warn);
   // Sockets handed over by systemd: adopted first (a bad one fails before anything is bound).
-  const inherited = plan.agent === null ? null : await adoptInherited(plan.agent, undo);
+  const inherited = await adoptInherited(plan, undo);
   let broker: BrokerHandle | null = null;
   try {
     if (plan.broker !== null) {
-      broker = await undo.start(() => startBrokerFor(plan.broker!, deps, plan.timeouts));
+      broker = await undo.start(() => {
+        inherited.handOverBroker();
+        return startBrokerFor(plan.broker!, deps, plan.timeouts, inherited.broker);
+      });
     }
   } finally {
     deps.rawKey?.fill(0); // the threads have their copies
@@ -104,40 +107,55 @@ export async function startServe(plan: ServePlan, deps: ServeDeps): Promise<Runn
     ? null
     : await undo.start(() => startEnvelopeFor(plan.envelope!, deps, plan.timeouts));
   const agent = plan.agent === null ? null : await undo.start(() => {
-    inherited!.handOver();
-    return startAgentFor(plan.agent!, deps, inherited!.listeners);
+    inherited.handOverAgent();
+    return startAgentFor(plan.agent!, deps, inherited.agent);
   });
   return { broker, envelope, agent, stop: () => undo.unwind() };
 }
 
+/** The inherited sockets, adopted: the agent's and the broker's. */
+interface Adopted {
+  agent: ExternalListener[];
+  broker: BrokerListenerSpec[];
+  handOverAgent(): void;
+  handOverBroker(): void;
+}
+
 /**
- * Adopts the inherited sockets. Until {@link handOver} they are `undo`'s to
- * close; from the call of startAgent on they are the agent's (it closes them
- * itself, also when it fails).
+ * Adopts the inherited sockets. Until handed over they are `undo`'s to
+ * close; from the call of startAgent (startBroker) on they are the agent's
+ * (the broker's): it closes them itself, also when it fails.
  */
-async function adoptInherited(
-  plan: AgentPlan,
-  undo: Undo,
-): Promise<{ listeners: ExternalListener[]; handOver(): void }> {
-  const listeners: ExternalListener[] = [];
-  let handed = false;
+async function adoptInherited(plan: ServePlan, undo: Undo): Promise<Adopted> {
+  const agent: ExternalListener[] = [];
+  const broker: BrokerListenerSpec[] = [];
+  const handed = { agent: false, broker: false };
   undo.push(() => {
-    if (!handed) { for (const { listener } of listeners) listener.close(); }
+    if (!handed.agent) { for (const { listener } of agent) listener.close(); }
+    if (!handed.broker) { for (const { listener } of broker) listener!.close(); }
   });
   try {
-    for (const socket of plan.inherited) {
+    for (const socket of plan.agent?.inherited ?? []) {
       const listener = await adoptSocket(socket);
-      listeners.push(
+      agent.push(
         socket.name.startsWith("local-")
           ? { role: "local", scope: socket.name.slice("local-".length), listener }
           : { role: "signer", listener },
       );
     }
+    for (const { socket, scope } of plan.broker?.inherited ?? []) {
+      broker.push({ listener: await adoptSocket(socket), scope });
+    }
   } catch (error) {
     await undo.unwind();
     throw error;
   }
-  return { listeners, handOver: () => handed = true };
+  return {
+    agent,
+    broker,
+    handOverAgent: () => handed.agent = true,
+    handOverBroker: () => handed.broker = true,
+  };
 }
 
 async function startAgentFor(
@@ -177,6 +195,22 @@ async function startBrokerFor(
   plan: BrokerPlan,
   deps: ServeDeps,
   timeouts: Timeouts,
+  inherited: BrokerListenerSpec[],
+): Promise<BrokerHandle> {
+  try {
+    return await startBrokerWith(plan, deps, timeouts, inherited);
+  } catch (error) {
+    // The adopted sockets are the broker's: closed also when it fails before it starts.
+    for (const spec of inherited) spec.listener?.close();
+    throw error;
+  }
+}
+
+async function startBrokerWith(
+  plan: BrokerPlan,
+  deps: ServeDeps,
+  timeouts: Timeouts,
+  inherited: BrokerListenerSpec[],
 ): Promise<BrokerHandle> {
   const [{ startBroker }, { loadRoster, rosterRoutes, userRosterDirs }, { loadRoutesFile }] =
     await Promise.all([
@@ -197,7 +231,7 @@ async function startBrokerFor(
   return await startBroker({
     store: deps.store,
     routes,
-    listeners: plan.listeners,
+    listeners: [...plan.listeners, ...inherited],
     auditPath: plan.auditPath,
     upstream: { caCerts },
     oauthRefresh: { lockDir: plan.lockDir },

@@ -109,6 +109,9 @@ export const GROUPS: readonly CommandGroup[] = [
       "<command...>",
     ],
   ]),
+  group(async () => (await import("./systemd.ts")).addSystemdCommands, [
+    ["systemd", "systemd user units for vault serve", false],
+  ]),
 ];
 
 /**

@@ -181,8 +181,11 @@ The token broker (--broker-socket, --broker-port, --broker-all) is an HTTP
 proxy: a request with a phantom token (Authorization, X-Api-Key or
 Private-Token) goes to its provider's upstream with the real credential.
 Under systemd socket activation (LISTEN_FDS), inherited sockets named
-'local-<scope>' (FileDescriptorName=) serve that scope; any other name is a
-token-gated signer. Example units: scripts/systemd/.
+'local-<scope>' (FileDescriptorName=) serve that scope's SSH keys,
+'broker-<scope>' is a token broker socket bound to that scope, 'broker' one
+for every scope (or --broker-scope's); any other name ('signer') is a
+token-gated signer. They stay open for systemd when vault stops. Example
+units: scripts/systemd/.
 
 Examples:
   vault serve --local-scope proj-a
