@@ -25,6 +25,7 @@ export class UnitWriteError extends VaultError {}
 export function parseVaultPath(text: string): string {
   const home = text.startsWith("%h/");
   const rest = home ? text.slice(2) : text;
+  // deno-lint-ignore no-control-regex -- control characters are what it refuses
   if (!isAbsolute(rest) || /[\s\x00-\x1f\x7f%\\"']/.test(rest)) {
     throw new InvalidArgumentError(
       "--vault must be an absolute path (or %h/…) without spaces, quotes, backslashes or %",
