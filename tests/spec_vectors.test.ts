@@ -34,7 +34,7 @@ import {
   serializeOwnership,
 } from "../src/config/ownership.ts";
 import { BROKER_REFUSALS, brokerRefusalPolicy } from "../src/broker/audit.ts";
-import type { BrokerAuditRecord } from "../src/broker/pipeline.ts";
+import { type BrokerAuditRecord, newBrokerRecord } from "../src/broker/pipeline.ts";
 import {
   ENVELOPE_REFUSALS,
   type EnvelopeAuditRecord,
@@ -228,6 +228,12 @@ Deno.test("spec §4 broker and envelope audit lines; refusal outcomes; summary l
     assertEquals(auditLine(record), line);
     assertEquals(JSON.parse(line), record);
   }
+  // The broker's records are built in the key order of its line.
+  const first = vectors.audit.broker_lines[0].record;
+  assertEquals(
+    Object.keys(newBrokerRecord(first.method, first.path, first.listener)),
+    Object.keys(first),
+  );
   assertEquals([...BROKER_REFUSALS].sort(), vectors.audit.refusal_outcomes.broker);
   assertEquals([...ENVELOPE_REFUSALS].sort(), vectors.audit.refusal_outcomes.envelope);
   await withTempDir(async (dir) => {
