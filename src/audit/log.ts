@@ -96,6 +96,7 @@ export const DEFAULT_REFUSAL_INTERVAL_MS = 10_000;
 export interface RefusalSummary {
   /** The end of the interval (ISO 8601), under the file's own time field (`ts` or `time`). */
   [timeField: string]: string | number;
+  /** Always `refusals_summarized`. */
   outcome: typeof REFUSALS_SUMMARIZED;
   /** The listener that refused them (`unix:<path>`, `tcp:127.0.0.1:<port>`). */
   listener: string;

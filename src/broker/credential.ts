@@ -28,6 +28,7 @@ export class CredentialMisconfigured extends VaultError {}
 export interface CredentialProcessor {
   /** "oauth-bearer" | "static-header" | … */
   readonly kind: string;
+  /** True when the credential is an OAuth token (the route's oauth_extra_headers apply). */
   readonly isOAuth: boolean;
   /** Puts the real credential into the upstream request headers (and for OAuth merges the route's oauth_extra_headers). */
   apply(headers: HeaderList): void;

@@ -4,6 +4,16 @@
  * (header lists, token extraction, routes, credential processors) and the
  * routes-file loader.
  *
+ * @example Read a routes file and build the upstream URL of a request
+ * ```ts ignore
+ * import { BUILTIN_ROUTES, mergeRoutes, parseRoutes, upstreamUrl } from "./mod.ts";
+ *
+ * const text = '{"example": {"upstream": "https://api.example.com/v1"}}';
+ * const routes = mergeRoutes(BUILTIN_ROUTES, await parseRoutes(text, "routes.json"));
+ * const route = routes.get("example")!;
+ * upstreamUrl(route.upstream, "/chat", "stream=1"); // "https://api.example.com/v1/chat?stream=1"
+ * ```
+ *
  * @module
  */
 
@@ -42,3 +52,4 @@ export {
   processorFor,
 } from "./credential.ts";
 export { loadRoutesFile, MAX_ROUTES_BYTES } from "../providers/routes_file.ts";
+export { VaultError } from "../errors.ts";

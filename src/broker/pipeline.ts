@@ -129,6 +129,28 @@ export interface BrokerAuditRecord {
   bytes_down: number;
 }
 
+/**
+ * A request's audit record before anything is known about it: every key in
+ * the order of its line (docs/SPEC.md §4.2), the token's fields empty.
+ */
+export function newBrokerRecord(method: string, path: string, listener: string): BrokerAuditRecord {
+  return {
+    ts: "",
+    scope: "",
+    subject: "",
+    credential_set: "",
+    provider: "",
+    method,
+    path,
+    status: 0,
+    outcome: "ok",
+    duration_ms: 0,
+    listener,
+    bytes_up: 0,
+    bytes_down: 0,
+  };
+}
+
 /** What the pipeline needs. */
 export interface PipelineServices {
   /** Token and credential lookups (read only, exact to the request). */
@@ -195,21 +217,7 @@ export class BrokerExchange {
     const { path, query } = splitTarget(request.target);
     this.path = path;
     this.query = query;
-    this.record = {
-      ts: "",
-      scope: "",
-      subject: "",
-      credential_set: "",
-      provider: "",
-      method: request.method,
-      path,
-      status: 0,
-      outcome: "ok",
-      duration_ms: 0,
-      listener: binding.label,
-      bytes_up: 0,
-      bytes_down: 0,
-    };
+    this.record = newBrokerRecord(request.method, path, binding.label);
   }
 
   /** Ends the request with a plain-text answer (audited). */

@@ -48,7 +48,9 @@ export const LOOPBACK_PORT = 9419;
 
 /** What `{vault_url}` and `{vault_socket}` stand for. */
 export interface VaultLocation {
+  /** The broker's URL as the container reaches it (`{vault_url}`). */
   vaultUrl: string;
+  /** The broker's socket path as the container sees it (`{vault_socket}`). */
   vaultSocket: string;
 }
 
@@ -163,13 +165,17 @@ export interface SignerAddress {
 
 /** Inputs of {@link mintContainerEnv}. */
 export interface MintOptions {
+  /** The scope of every token minted. */
   scope: string;
+  /** The subject of every token minted (a task, an agent). */
   subject: string;
   /** Credential set the tokens stand for (default "default"). */
   credentialSet?: string;
   /** Only these providers (default: every roster provider with a credential). */
   providers?: readonly string[];
+  /** How the container reaches the broker. */
   transport: Transport;
+  /** What `{vault_url}` and `{vault_socket}` stand for. */
   location: VaultLocation;
   /** Where the container finds the SSH signer; without it no SSH variables are made. */
   signer?: SignerAddress;
@@ -179,6 +185,7 @@ export interface MintOptions {
 
 /** What {@link mintContainerEnv} made. */
 export interface MintedEnv {
+  /** The variables to set in the container (phantom tokens among them). */
   vars: EnvVar[];
   /** The providers that got a token, in order. */
   providers: string[];
@@ -192,9 +199,13 @@ export interface MintedEnv {
 
 /** The store calls {@link mintContainerEnv} makes (a `CredentialStore` has them). */
 export interface EnvStore {
+  /** The stored credential of (set, provider), or null. */
   loadCredential(credentialSet: string, provider: string): Record<string, unknown> | null;
+  /** Mints a phantom token and returns it. */
   createToken(scope: string, subject: string, credentialSet: string, provider: string): string;
+  /** SSH keys assigned to `scope` (all keys without it). */
   countKeys(scope?: string): number;
+  /** Runs `fn` in one transaction. */
   transaction<T>(fn: () => T): T;
 }
 

@@ -118,26 +118,53 @@ export function isRecord(r: unknown): r is OwnershipRecord {
   }
 }
 
-function sortDeep(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sortDeep);
-  if (isPlainObject(value)) {
-    const out: Record<string, unknown> = {};
-    for (const k of Object.keys(value).sort()) out[k] = sortDeep(value[k]);
-    return out;
+/** Python's order of `str` keys: by code point (JavaScript's `sort()` compares UTF-16 units). */
+function byCodePoint(a: string, b: string): number {
+  const x = Array.from(a, (c) => c.codePointAt(0)!);
+  const y = Array.from(b, (c) => c.codePointAt(0)!);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    if (x[i] !== y[i]) return x[i] - y[i];
   }
-  return value;
+  return x.length - y.length;
+}
+
+/** A JSON string as Python's `json.dumps(..., ensure_ascii=True)` writes it. */
+function pyString(text: string): string {
+  return JSON.stringify(text).replace(
+    /[\u007f-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+/** `json.dumps(value, indent=2, sort_keys=True)` of a JSON value, at nesting `depth`. */
+function pyDumps(value: unknown, depth: number): string {
+  if (value === null || value === undefined) return "null";
+  if (typeof value === "string") return pyString(value);
+  if (typeof value === "boolean") return value ? "true" : "false";
+  if (typeof value === "bigint") return value.toString();
+  if (typeof value === "number") return Number.isFinite(value) ? JSON.stringify(value) : "null";
+  const inner = "  ".repeat(depth + 1);
+  const outer = "  ".repeat(depth);
+  if (Array.isArray(value)) {
+    if (value.length === 0) return "[]";
+    const items = value.map((item) => inner + pyDumps(item, depth + 1));
+    return `[\n${items.join(",\n")}\n${outer}]`;
+  }
+  const object = value as Record<string, unknown>;
+  const keys = Object.keys(object).filter((k) => object[k] !== undefined).sort(byCodePoint);
+  if (keys.length === 0) return "{}";
+  const items = keys.map((k) => `${inner}${pyString(k)}: ${pyDumps(object[k], depth + 1)}`);
+  return `{\n${items.join(",\n")}\n${outer}}`;
 }
 
 /**
  * The sidecar text: `json.dumps(doc, indent=2, sort_keys=True)` plus a
- * newline, byte for byte (non-ASCII as `\uXXXX`).
+ * newline, byte for byte: keys in code-point order (integer-like keys
+ * too), everything outside U+0020–U+007E as Python's `ensure_ascii` writes
+ * it (DEL and non-ASCII as `\uXXXX`, astral characters as surrogate pairs).
  */
 export function serializeOwnership(own: Ownership): string {
-  const json = JSON.stringify(sortDeep(own), (_k, v) => typeof v === "bigint" ? Number(v) : v, 2);
-  return json.replace(
-    /[\u0080-\uffff]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  ) + "\n";
+  return pyDumps(own, 0) + "\n";
 }
 
 /** True when no file lists any provider. */

@@ -389,10 +389,15 @@ export async function applyConfigPatches(options: ApplyOptions): Promise<PatchRe
 
 /** What {@link applyConfigPatches} takes. */
 export interface ApplyOptions {
+  /** The providers' shared dirs to patch. */
   targets: PatchTarget[];
+  /** The providers' shared dirs whose managed values are removed. */
   disable: PatchTarget[];
+  /** What `{vault_url}` and `{vault_socket}` stand for. */
   location: VaultLocation;
+  /** vault's state dir (`$XDG_STATE_HOME/vault`): the ownership host copies live under it. */
   stateDir: string;
+  /** Compute the edits without writing anything. */
   dryRun?: boolean;
   /**
    * The `--mounts` dir every shared dir lies in: no symbolic link between it

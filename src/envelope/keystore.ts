@@ -34,9 +34,30 @@ export function pythonUtcNow(now = new Date()): string {
 
 /** One row of the store. */
 export interface KeyRow {
+  /** The `user_id` column. */
   userId: string;
+  /** The `encrypted_key` column: the DEK wrapped by the KEK. */
   encryptedKey: Uint8Array;
+  /** The `created_at` column, as Python's `isoformat()` writes it. */
   createdAt: string;
+}
+
+/** A prepared statement of {@link KeyStoreTransaction}: the calls a caller may make on it. */
+export interface KeyStoreStatement {
+  /** Runs the statement with positional `params`. */
+  run(...params: unknown[]): unknown;
+  /** The first row the statement yields, or undefined. */
+  get(...params: unknown[]): unknown;
+  /** Every row the statement yields. */
+  all(...params: unknown[]): unknown[];
+}
+
+/** The connection {@link KeyStore.transaction} lends its callback, inside the transaction. */
+export interface KeyStoreTransaction {
+  /** Runs SQL that returns no rows. */
+  exec(sql: string): void;
+  /** Prepares one SQL statement. */
+  prepare(sql: string): KeyStoreStatement;
 }
 
 /** An open DEK store. */
@@ -131,7 +152,7 @@ export class KeyStore {
   }
 
   /** Runs `fn` in one `BEGIN IMMEDIATE` transaction on this store's connection. */
-  transaction<T>(fn: (db: { exec(sql: string): void; prepare(sql: string): Statement }) => T): T {
+  transaction<T>(fn: (db: KeyStoreTransaction) => T): T {
     return this.#transaction(() => fn(this.#db));
   }
 

@@ -52,7 +52,12 @@ export {
   poolKey,
   VALUE_PREFIX,
 } from "./format.ts";
-export { type KeyRow, KeyStore } from "./keystore.ts";
+export {
+  type KeyRow,
+  KeyStore,
+  type KeyStoreStatement,
+  type KeyStoreTransaction,
+} from "./keystore.ts";
 export { EnvelopeError } from "./errors.ts";
 export {
   PROGRESS_EVERY,
@@ -87,3 +92,4 @@ export function kekFromEnv(env: Record<string, string | undefined>): Uint8Array 
 export function getOrCreateUserKey(store: KeyStore, userId: string): Uint8Array {
   return store.userKey(userId);
 }
+export { VaultError } from "../errors.ts";

@@ -3,6 +3,19 @@
  * atomic writes, private directories, no-follow inspection, and the size
  * caps of every kind of input.
  *
+ * @example Read a secret file (owner-only, bounded) and write a file atomically
+ * ```ts ignore
+ * import { MAX_TOKEN_FILE_BYTES, readSecretFile, writeFileAtomic } from "./mod.ts";
+ *
+ * const token = await readSecretFile("/run/secrets/token", {
+ *   limit: MAX_TOKEN_FILE_BYTES,
+ *   what: "token file",
+ *   trusted: true,
+ * });
+ * await writeFileAtomic("/tmp/copy", token, { mode: 0o600 });
+ * token.fill(0);
+ * ```
+ *
  * @module
  */
 
@@ -30,3 +43,4 @@ export {
   readStreamCapped,
   type SecretReadOptions,
 } from "./secret_file.ts";
+export { InvalidInput, VaultError } from "../errors.ts";

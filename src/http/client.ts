@@ -72,8 +72,11 @@ export type DialHook = (hostname: string, signal: AbortSignal) => Promise<string
  * lighter one per request).
  */
 export interface AbortSource {
+  /** True once aborted. */
   readonly aborted: boolean;
+  /** Calls `listener` on abort. */
   addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+  /** Stops calling `listener`. */
   removeEventListener(type: "abort", listener: () => void): void;
 }
 
@@ -141,6 +144,7 @@ class WholeResponse implements UpstreamResponse {
 /** Buffer of a parked connection's pending read (at most this much is read ahead). */
 const PARK_READ_BYTES = 4096;
 
+/** The upstream closed the connection before its answer was complete. */
 export class UpstreamDisconnected extends VaultError {}
 
 /**

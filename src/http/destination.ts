@@ -181,7 +181,7 @@ export function redirectAllowed(from: URL, to: URL): boolean {
 export type Resolver = (hostname: string, signal: AbortSignal) => Promise<string[]>;
 
 /** {@link Resolver} over `Deno.resolveDns`: every A and AAAA record (either may be missing). */
-export const systemResolver: Resolver = async (hostname, signal) => {
+export const systemResolver: Resolver = async (hostname, signal): Promise<string[]> => {
   const [a, aaaa] = await Promise.allSettled([
     Deno.resolveDns(hostname, "A", { signal }),
     Deno.resolveDns(hostname, "AAAA", { signal }),

@@ -245,6 +245,7 @@ export interface ResponseHead {
 
 /** A parsed request head. */
 export interface RequestHead {
+  /** The request method. */
   method: string;
   /** The request target exactly as sent. */
   target: string;

@@ -62,6 +62,7 @@ export type ServerListener = Deno.Listener | StreamListener;
 
 /** A request as the client sent it. */
 export interface ServerRequest {
+  /** The request method, as sent. */
   readonly method: string;
   /** The request target exactly as sent (origin-form: raw path and query). */
   readonly target: string;
@@ -83,8 +84,11 @@ export interface ServerRequest {
  * without an `AbortController` per request.
  */
 export interface ClientGone {
+  /** True once aborted. */
   readonly aborted: boolean;
+  /** Calls `listener` on abort. */
   addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+  /** Stops calling `listener`. */
   removeEventListener(type: "abort", listener: () => void): void;
 }
 
@@ -98,6 +102,7 @@ export interface Tunnel {
 
 /** What a handler answers. */
 export interface ServerResponse {
+  /** The status code. */
   status: number;
   /** The reason phrase (default: the standard one for the status, if any). */
   statusText?: string;
@@ -124,7 +129,9 @@ export interface ServerResponse {
 
 /** See {@link ServerResponse.filter}. */
 export interface BodyFilter {
+  /** Takes the next chunk of the body; hands what may be sent to `out`. */
   push(chunk: Uint8Array, out: (bytes: Uint8Array) => void): void;
+  /** At the end of the body: hands what it still holds to `out`. */
   flush(out: (bytes: Uint8Array) => void): void;
 }
 
@@ -133,6 +140,7 @@ export type ServerHandler = (request: ServerRequest) => Promise<ServerResponse>;
 
 /** Admits a connection (returns its release function) or refuses it (null). */
 export interface ConnectionGate {
+  /** The release function of an admitted connection, or null to refuse it. */
   admit(): (() => void) | null;
 }
 

@@ -152,6 +152,7 @@ export class RefusalLog {
 
 /** One cap a listener's connections count against, and how a refusal names it. */
 export interface Cap {
+  /** The counter the cap is kept in. */
   slots: Slots;
   /** E.g. "this listener holds its limit of 72 connections". */
   why: string;
@@ -159,15 +160,21 @@ export interface Cap {
 
 /** A {@link Cap} as another isolate receives it (structured-cloneable). */
 export interface SharedCap {
+  /** The cap: most connections at once. */
   cap: number;
+  /** The shared counter. */
   buffer: SharedArrayBuffer;
+  /** How a refusal names the cap. */
   why: string;
 }
 
 /** A {@link ListenerGate} as another isolate receives it (structured-cloneable). */
 export interface SharedGate {
+  /** The listener's label in refusal warnings. */
   label: string;
+  /** Slots one connection takes. */
   weight: number;
+  /** The caps each connection counts against. */
   caps: SharedCap[];
 }
 

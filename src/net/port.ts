@@ -25,7 +25,9 @@ import { ensureRuntimeDir } from "./socket.ts";
 
 /** A bound port and the lock that keeps it ours. */
 export interface OwnPort {
+  /** The bound listener. */
   readonly listener: Deno.TcpListener;
+  /** The port it is bound to. */
   readonly port: number;
   /** Releases the lock (the listener is closed by whoever serves it). Idempotent. */
   release(): void;

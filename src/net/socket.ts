@@ -35,7 +35,9 @@ export interface BoundUnixSocket<L = Deno.Listener<Deno.UnixConn, Deno.UnixAddr>
 
 /** Binds a listener on a Unix socket path (the staged path); `stop` closes it. */
 export interface UnixBinder<L> {
+  /** Binds a listener on `path`. */
   bind(path: string): L;
+  /** Closes `listener`. */
   stop(listener: L): void;
 }
 

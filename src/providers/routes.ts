@@ -20,8 +20,11 @@ import { isHeaderName, isHeaderValue } from "../http/headers.ts";
 export interface OAuthRefresh {
   /** Token endpoint (http or https URL). */
   tokenUrl: string;
+  /** OAuth client id sent with the refresh. */
   clientId: string;
+  /** OAuth scope sent with the refresh, when set. */
   scope?: string;
+  /** OAuth client secret sent with the refresh, when set. */
   clientSecret?: string;
   /**
    * Body encoding of the refresh POST. terok only sends JSON; a routes file
@@ -32,6 +35,7 @@ export interface OAuthRefresh {
 
 /** One provider's route. */
 export interface Route {
+  /** Provider name (the token's provider selects the route). */
   provider: string;
   /** Base URL, its path kept as a prefix (trailing "/" removed), query and fragment dropped. */
   upstream: string;

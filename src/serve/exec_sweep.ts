@@ -18,9 +18,11 @@ export const SESSION_FILE = "session.json";
 /** The prefix of session directories in the runtime dir. */
 export const SESSION_PREFIX = "vault-exec-";
 
-/** The session record. */
-interface SessionRecord {
+/** The session record (docs/SPEC.md §9). */
+export interface ExecSessionRecord {
+  /** Always 1. */
   version: 1;
+  /** The `vault exec` process. */
   pid: number;
   /** The process's start time (`/proc/<pid>/stat` field 22), or null where unknown. */
   start: string | null;
@@ -42,20 +44,26 @@ export function processStart(pid: number): string | null {
 
 /** Writes (or rewrites) this process's session record into `dir` (0600, atomic). */
 export async function writeSessionRecord(dir: string, tokens: readonly string[]): Promise<void> {
-  const record: SessionRecord = {
+  const record: ExecSessionRecord = {
     version: 1,
     pid: Deno.pid,
     start: processStart(Deno.pid),
     tokens: [...tokens],
   };
-  await writeFileAtomic(
-    join(dir, SESSION_FILE),
-    new TextEncoder().encode(JSON.stringify(record) + "\n"),
-    { mode: 0o600, keepMode: false },
-  );
+  await writeFileAtomic(join(dir, SESSION_FILE), encodeExecRecord(record), {
+    mode: 0o600,
+    keepMode: false,
+  });
 }
 
-function parseRecord(bytes: Uint8Array): SessionRecord | null {
+/** The bytes of `session.json`: compact JSON, keys version, pid, start, tokens, then a newline. */
+export function encodeExecRecord(record: ExecSessionRecord): Uint8Array {
+  const { version, pid, start, tokens } = record;
+  return new TextEncoder().encode(JSON.stringify({ version, pid, start, tokens }) + "\n");
+}
+
+/** Reads `session.json` bytes; null when they are not a record of this version. */
+export function parseExecRecord(bytes: Uint8Array): ExecSessionRecord | null {
   try {
     const value = JSON.parse(new TextDecoder().decode(bytes));
     if (
@@ -63,7 +71,7 @@ function parseRecord(bytes: Uint8Array): SessionRecord | null {
       (value.start === null || typeof value.start === "string") &&
       Array.isArray(value.tokens) && value.tokens.every((t: unknown) => typeof t === "string")
     ) {
-      return value as SessionRecord;
+      return { version: 1, pid: value.pid, start: value.start, tokens: [...value.tokens] };
     }
   } catch {
     // not a record of ours
@@ -88,7 +96,7 @@ export function processState(pid: number): string | null {
  * Whether the session's process still runs (the same process, not a reuse
  * of its pid; a zombie, dead but not yet reaped by its parent, does not run).
  */
-function alive(record: SessionRecord): boolean {
+function alive(record: ExecSessionRecord): boolean {
   const start = processStart(record.pid);
   if (start === null) return false;
   if (record.start !== null && start !== record.start) return false;
@@ -97,9 +105,9 @@ function alive(record: SessionRecord): boolean {
 }
 
 /** Reads the record in session directory `dir`, or null when there is none (or not ours). */
-async function readRecord(dir: string): Promise<SessionRecord | null> {
+async function readRecord(dir: string): Promise<ExecSessionRecord | null> {
   try {
-    return parseRecord(
+    return parseExecRecord(
       await readSecretFile(join(dir, SESSION_FILE), {
         limit: 1024 * 1024,
         what: "session record",

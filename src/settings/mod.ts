@@ -2,6 +2,15 @@
  * config.toml in one place: where it is, reading it (trusted, bounded) and
  * validating each table.
  *
+ * @example Load config.toml from the XDG config directory
+ * ```ts ignore
+ * import { configPath, loadSettings } from "./mod.ts";
+ *
+ * const env = Deno.env.toObject();
+ * console.log(configPath(env)); // $XDG_CONFIG_HOME/vault/config.toml
+ * const settings = await loadSettings(env);
+ * ```
+ *
  * @module
  */
 
@@ -15,3 +24,4 @@ export {
 export { InvalidSettings } from "./errors.ts";
 export { configDir, configPath, expandPath } from "./paths.ts";
 export { parseServeTable, SERVE_RSA_ENGINES, type ServeSettings } from "./serve.ts";
+export { VaultError } from "../errors.ts";

@@ -60,9 +60,13 @@ export interface ImportInput {
 
 /** Result of {@link importKey}. */
 export interface ImportResult {
+  /** The key's row id. */
   id: number;
+  /** `ed25519` or `rsa`. */
   keyType: KeyType;
+  /** `SHA256:` fingerprint. */
   fingerprint: string;
+  /** The key's comment. */
   comment: string;
   /** The key was already in the store (its row was left untouched). */
   alreadyPresent: boolean;
@@ -111,6 +115,7 @@ export function importKey(store: CredentialStore, scope: string, input: ImportIn
 
 /** Options of {@link initScope}. */
 export interface InitOptions {
+  /** Type of a new key (default ed25519). */
   keyType?: KeyType;
   /** Comment for a new key (default `tk-main:<scope>`, or `tk-side:<scope>:<n>` with `add`). */
   comment?: string;
@@ -122,10 +127,15 @@ export interface InitOptions {
 
 /** Result of {@link initScope}. */
 export interface InitResult {
+  /** The key's row id. */
   id: number;
+  /** `ed25519` or `rsa`. */
   keyType: KeyType;
+  /** `SHA256:` fingerprint. */
   fingerprint: string;
+  /** The key's comment. */
   comment: string;
+  /** The public key as an `authorized_keys` line. */
   publicLine: string;
   /** A new key was generated. */
   created: boolean;
@@ -241,8 +251,11 @@ export interface ExportOptions {
 
 /** Result of {@link exportKey}. */
 export interface ExportResult {
+  /** Where the private key was written (OpenSSH format, 0600). */
   privatePath: string;
+  /** Where the public key was written. */
   publicPath: string;
+  /** `SHA256:` fingerprint. */
   fingerprint: string;
 }
 

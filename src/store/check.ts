@@ -10,11 +10,17 @@ import type { Db } from "./sqlite.ts";
 
 /** Result of {@link checkDatabase}. */
 export interface CheckReport {
+  /** True when no check found a problem. */
   ok: boolean;
+  /** The schema version (`PRAGMA user_version`). */
   schemaVersion: number;
+  /** SQLCipher's version, or null when not reported. */
   cipherVersion: string | null;
+  /** What `PRAGMA integrity_check` said (`["ok"]` when sound). */
   integrity: string[];
+  /** Rows `PRAGMA foreign_key_check` reported. */
   foreignKeyProblems: number;
+  /** Row count per table. */
   rows: Record<string, number>;
 }
 

@@ -12,8 +12,14 @@ export type Db = Database.Database;
 /** A prepared statement. */
 export type Statement = Database.Statement;
 
+/** Options of {@link SqliteDatabase}. */
+export type SqliteOptions = Database.Options;
+
+/** The driver's constructor: `new SqliteDatabase(path, options)` opens a connection. */
+export type SqliteConstructor = new (path: string, options?: SqliteOptions) => Db;
+
 /** The driver's constructor. */
-export const SqliteDatabase = Database;
+export const SqliteDatabase: SqliteConstructor = Database;
 
 /** Returns the SQLite result code (`SQLITE_NOTADB` …) carried by a driver error, if any. */
 export function sqliteCode(error: unknown): string | undefined {

@@ -30,43 +30,61 @@ import { fingerprint as fingerprintOf, type KeyType } from "../openssh/keys.ts";
 
 /** A stored credential: a JSON object under (credential set, provider). */
 export interface Credential {
+  /** The credential set (`default` unless named). */
   credentialSet: string;
+  /** The provider it is for. */
   provider: string;
+  /** The credential itself (a secret). */
   data: Record<string, unknown>;
 }
 
 /** Public facts about a stored SSH key (no private half). */
 export interface SshKeyInfo {
+  /** Row id. */
   id: number;
+  /** `ed25519` or `rsa`. */
   keyType: KeyType;
+  /** The SSH wire-format public key. */
   publicBlob: Uint8Array;
+  /** The key's comment. */
   comment: string;
+  /** `SHA256:` + unpadded base64 of the public blob's SHA-256. */
   fingerprint: string;
+  /** When it was stored (SQLite `datetime('now')`). */
   createdAt: string;
 }
 
 /** A stored SSH key including its private half (unencrypted PKCS#8 DER). */
 export interface SshKeyRecord extends SshKeyInfo {
+  /** The private half, unencrypted PKCS#8 DER (a secret). */
   privateDer: Uint8Array;
 }
 
 /** An SSH key assigned to a scope. */
 export interface ScopedSshKey extends SshKeyInfo {
+  /** The scope it is assigned to. */
   scope: string;
+  /** When it was assigned. */
   assignedAt: string;
 }
 
 /** Input to {@link CredentialStore.storeSshKey}. */
 export interface NewSshKey {
+  /** `ed25519` or `rsa`. */
   keyType: KeyType;
+  /** The private half, unencrypted PKCS#8 DER. */
   privateDer: Uint8Array;
+  /** The SSH wire-format public key. */
   publicBlob: Uint8Array;
+  /** The key's comment; default empty. */
   comment?: string;
 }
 
 /** Result of {@link CredentialStore.storeSshKey}. */
 export interface StoredSshKey {
+  /** Row id. */
   id: number;
+  /** The key's fingerprint. */
   fingerprint: string;
   /** True when a key with this fingerprint was already stored (row untouched). */
   alreadyPresent: boolean;
@@ -74,10 +92,15 @@ export interface StoredSshKey {
 
 /** A phantom token row. */
 export interface ProxyToken {
+  /** The phantom token (SPEC §1). */
   token: string;
+  /** The scope it grants. */
   scope: string;
+  /** Who holds it (a task, an agent). */
   subject: string;
+  /** The credential set it draws from. */
   credentialSet: string;
+  /** The provider it is for. */
   provider: string;
 }
 
@@ -428,6 +451,7 @@ export class CredentialStore {
     ).all(keyId) as { scope: string }[]).map((row) => row.scope);
   }
 
+  /** Deletes the SSH keys no scope is assigned any more. */
   private deleteOrphanKeys(): void {
     this.sql(
       "DELETE FROM ssh_keys WHERE id NOT IN (SELECT key_id FROM ssh_key_assignments)",

@@ -15,7 +15,7 @@ export const MAX_COMMENT_LENGTH = 200;
 /** Longest token subject accepted. */
 export const MAX_SUBJECT_LENGTH = 128;
 /** Deepest nesting of credential data accepted (containers, the top object counts 1). */
-export const MAX_CREDENTIAL_DEPTH = MAX_JSON_DEPTH;
+export const MAX_CREDENTIAL_DEPTH: number = MAX_JSON_DEPTH;
 
 const INFRA_SCOPE = /^%[a-z]+$/;
 const PLAIN_SCOPE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;

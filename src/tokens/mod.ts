@@ -3,6 +3,15 @@
  * (`format.ts`), finding one by prefix (`resolver.ts`), and the token gate
  * every token-accepting service checks presented tokens with (`gate.ts`).
  *
+ * @example Mint, check and mask a phantom token (SPEC §1)
+ * ```ts
+ * import { isToken, maskToken, mintToken } from "./mod.ts";
+ *
+ * const token = mintToken(); // "terok-p-" + 32 lowercase hex digits
+ * isToken(token); // true
+ * maskToken(token); // "terok-p-xxxx…", the only form printed without --reveal
+ * ```
+ *
  * @module
  */
 
@@ -25,3 +34,4 @@ export {
 } from "./gate.ts";
 export { AmbiguousTokenPrefix, InvalidTokenPrefix, TokenNotFound } from "./errors.ts";
 export { MARKER_SUBJECT, markerProvider, STATIC_MARKERS } from "./markers.ts";
+export { InvalidInput, VaultError } from "../errors.ts";

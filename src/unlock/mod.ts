@@ -2,6 +2,22 @@
  * Passphrase resolution for vault: settings, the tier chain, the session
  * cache and the errors they raise.
  *
+ * @example Resolve the database key through the tier chain
+ * ```ts ignore
+ * import { resolveDbKey, wipeMaterial } from "./mod.ts";
+ * import { loadSettings } from "../settings/mod.ts";
+ *
+ * const env = Deno.env.toObject();
+ * const resolved = await resolveDbKey({
+ *   dbPath: "/home/alice/.local/share/vault/credentials.db",
+ *   env,
+ *   settings: await loadSettings(env),
+ *   interactive: false,
+ * });
+ * console.log(resolved.tier); // which tier answered; never the secret
+ * wipeMaterial(resolved.material);
+ * ```
+ *
  * @module
  */
 
@@ -28,3 +44,5 @@ export {
   type SessionTier,
 } from "./session.ts";
 export { RAW_KEY_LENGTH, type Resolved, TIER_NAMES, type TierName, wipeMaterial } from "./types.ts";
+export { VaultError } from "../errors.ts";
+export type { DbKey } from "../store/key.ts";
