@@ -5,7 +5,9 @@
 import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { CliSandbox, runCli, withSandboxVault } from "../testing/cli.ts";
 import { skipIf } from "../testing/skip.ts";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { createRequire } from "node:module";
+import { prebuiltAddon } from "../src/store/sqlite.ts";
 import { fileURLToPath } from "node:url";
 import { withTempDir } from "../testing/fixtures.ts";
 import { buildProgram, loadGroups } from "../src/cli/program.ts";
@@ -161,7 +163,9 @@ Deno.test({
       const needless = list.filter((f) =>
         /^src\/(agent|broker|envelope|serve|ssh|http|net|providers|audit)\//.test(f) ||
         /^src\/cli\/commands\/(?!cred\.ts|groups\.ts)/.test(f) ||
-        f === "src/config/cred_import.ts" || /\/node_modules\/yaml\/.*\.js$/.test(f)
+        f === "src/config/cred_import.ts" || /\/node_modules\/yaml\/.*\.js$/.test(f) ||
+        // the OpenSSH code (node:crypto, bcrypt-pbkdf) is for SSH keys only (src/store/ssh_lazy.ts)
+        f.startsWith("src/openssh/") || /\/node_modules\/(bcrypt-pbkdf|tweetnacl)\/.*\.js$/.test(f)
       );
       assertEquals(needless, []);
     }, { credentials: { openai: "sk-startup" } });
@@ -188,4 +192,12 @@ Deno.test("VAULT_TIMINGS=1 prints the phases of the run as one stderr line; unse
     const version = await cli.spawn(["--version"], { env: { VAULT_TIMINGS: "1" } });
     assertMatch(version.stderr, /^vault-timings \{"phases":\[\["main",[\d.]+\],\["finish",/);
   }, { credentials: { openai: "sk-timings" } });
+});
+
+Deno.test("the store names the SQLite driver's addon exactly as the driver would find it", () => {
+  // The driver's own search (lib/binding.js) asks process.report whether libc is glibc.
+  const require = createRequire(import.meta.url);
+  const lib = dirname(require.resolve("better-sqlite3-multiple-ciphers"));
+  const { getPrebuildPath } = require(join(lib, "binding.js"));
+  assertEquals(prebuiltAddon(), getPrebuildPath());
 });
