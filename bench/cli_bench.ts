@@ -43,6 +43,11 @@ const CASES: Case[] = [
   // References: what every vault-opening command must load before it does anything.
   { name: DRIVER, args: [], script: join(ROOT, "bench/startup/sqlite_import.ts") },
   {
+    name: "import driver + commander",
+    args: [],
+    script: join(ROOT, "bench/startup/sqlite_commander_import.ts"),
+  },
+  {
     name: "import commander only",
     args: [],
     script: join(ROOT, "bench/startup/commander_import.ts"),
