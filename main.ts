@@ -49,6 +49,9 @@ if (import.meta.main) {
   if (only === "__exec-watch") {
     Deno.exit(await (await import("./src/serve/exec_watch.ts")).runWatcher());
   }
+  // Commander first, on its own: the timings tell its cost from the program's modules.
+  await import("@commander-js/extra-typings");
+  mark("load commander");
   const { run } = await import("./src/cli/program.ts");
   mark("load program");
   const code = await run(args, { env: Deno.env.toObject() });

@@ -184,7 +184,19 @@ Deno.test("VAULT_TIMINGS=1 prints the phases of the run as one stderr line; unse
     const phases = (JSON.parse(match[1]) as { phases: [string, number][] }).phases;
     const names = phases.map(([name]) => name);
     for (
-      const name of ["main", "load program", "parse", "config", "session key", "lock", "open"]
+      const name of [
+        "main",
+        "load commander",
+        "load program",
+        "parse",
+        "load driver",
+        "config",
+        "session key",
+        "lock",
+        "open",
+        "key check",
+        "query",
+      ]
     ) {
       assert(names.includes(name), `${name} in ${names.join(", ")}`);
     }

@@ -160,6 +160,9 @@ export class Context {
 
   /** Opens the vault through the passphrase chain. */
   async unlock(open?: OpenOptions): Promise<UnlockedVault> {
+    // The driver first, on its own: the timings tell its cost from the store's modules.
+    await import("../store/sqlite.ts");
+    mark("load driver");
     const { openVault } = await import("../unlock/open_vault.ts");
     mark("load store");
     const settings = await this.settings();
