@@ -4,7 +4,10 @@
  * Start-up is kept short: `vault --version`, and `vault --help` printed to a
  * pipe, answer before commander is loaded (src/cli/root_help.ts is generated
  * from commander's own output), and the program loads only the command group
- * it runs (src/cli/commands/groups.ts).
+ * it runs (src/cli/commands/groups.ts). deno.json's `lazy-dynamic-imports` keeps
+ * `deno run` from reading every module an `import("…")` names before main.ts
+ * starts: only what a command imports is loaded. `VAULT_TIMINGS=1` prints the
+ * run's phase times to stderr (src/timing.ts).
  *
  * @module
  */
