@@ -4,10 +4,15 @@
  * Start-up is kept short: `vault --version`, and `vault --help` printed to a
  * pipe, answer before commander is loaded (src/cli/root_help.ts is generated
  * from commander's own output), and the program loads only the command group
- * it runs (src/cli/commands/groups.ts).
+ * it runs (src/cli/commands/groups.ts). deno.json's `lazy-dynamic-imports` keeps
+ * `deno run` from reading every module an `import("…")` names before main.ts
+ * starts: only what a command imports is loaded. `VAULT_TIMINGS=1` prints the
+ * run's phase times to stderr (src/timing.ts).
  *
  * @module
  */
+
+import { mark, startTimings, timingsLine } from "./src/timing.ts";
 
 /** Writes `text` to stdout; a reader that closed the pipe ends the run quietly with 141. */
 function print(text: string): void {
@@ -20,24 +25,38 @@ function print(text: string): void {
   }
 }
 
+/** Ends the run with `code`, after the phase timings when `VAULT_TIMINGS=1` (src/timing.ts). */
+function exit(code: number): never {
+  mark("finish");
+  const line = timingsLine();
+  if (line !== null) Deno.stderr.writeSync(new TextEncoder().encode(line));
+  Deno.exit(code);
+}
+
 if (import.meta.main) {
+  if (Deno.env.get("VAULT_TIMINGS") === "1") startTimings();
+  mark("main");
   const args = Deno.args;
   const only = args.length === 1 ? args[0] : undefined;
   if (only === "--version" || only === "-V") {
     // Exactly what commander prints for --version (a test compares them).
     print(`${(await import("./src/cli/version.ts")).VERSION}\n`);
-    Deno.exit(0);
+    exit(0);
   }
   // On a terminal commander wraps the help to its width; to a pipe it uses 80 columns.
   if ((only === "--help" || only === "-h") && !Deno.stdout.isTerminal()) {
     print((await import("./src/cli/root_help.ts")).ROOT_HELP);
-    Deno.exit(0);
+    exit(0);
   }
   // The watcher of a `vault exec` session (src/serve/exec_watch.ts), started by vault exec.
   if (only === "__exec-watch") {
     Deno.exit(await (await import("./src/serve/exec_watch.ts")).runWatcher());
   }
+  // Commander first, on its own: the timings tell its cost from the program's modules.
+  await import("@commander-js/extra-typings");
+  mark("load commander");
   const { run } = await import("./src/cli/program.ts");
+  mark("load program");
   const code = await run(args, { env: Deno.env.toObject() });
-  Deno.exit(code);
+  exit(code);
 }

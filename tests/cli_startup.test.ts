@@ -3,7 +3,12 @@
 // loading command groups lazily does not change what the CLI prints.
 
 import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
-import { CliSandbox, runCli } from "../testing/cli.ts";
+import { CliSandbox, runCli, withSandboxVault } from "../testing/cli.ts";
+import { skipIf } from "../testing/skip.ts";
+import { dirname, join } from "node:path";
+import { createRequire } from "node:module";
+import { prebuiltAddon } from "../src/store/sqlite.ts";
+import { fileURLToPath } from "node:url";
 import { withTempDir } from "../testing/fixtures.ts";
 import { buildProgram, loadGroups } from "../src/cli/program.ts";
 import { Context } from "../src/cli/context.ts";
@@ -107,4 +112,105 @@ Deno.test("lazy groups: the command name is the first operand after the global o
   for (const [args, name] of cases) assertEquals(commandNameOf(args), name, args.join(" "));
   assertEquals([...groupsFor(["--db", "x", "lock"])], [GROUPS[0]]);
   assertEquals(groupsFor(["bogus"]).size, 0);
+});
+
+function straceWorks(): boolean {
+  try {
+    return new Deno.Command("strace", { args: ["-V"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+/**
+ * The files of the repository (relative paths: `src/…`, `node_modules/.deno/<pkg>/…`) that
+ * `vault <args>` opens as a real process, traced with strace.
+ */
+async function filesOpened(cli: CliSandbox, dir: string, args: string[]): Promise<string[]> {
+  const trace = join(dir, "open.trace");
+  const run = await cli.spawn(args, {
+    stdin: null,
+    via: ["strace", "-f", "-qq", "-e", "trace=open,openat", "-o", trace],
+  });
+  assertEquals(run.code, 0, run.stderr);
+  const files = new Set<string>();
+  for (const m of Deno.readTextFileSync(trace).matchAll(/"([^"]+)"/g)) {
+    if (m[1].startsWith(ROOT)) files.add(m[1].slice(ROOT.length));
+  }
+  return [...files].sort();
+}
+
+const LOADED = "start-up: --version reads no module but its own; cred list loads only its group";
+Deno.test({
+  name: LOADED,
+  ignore: skipIf(!straceWorks(), LOADED, "strace is not installed"),
+  fn: async () => {
+    await withSandboxVault("startup passphrase", async ({ cli, home, base }) => {
+      const unlock = await cli.run([...base, "unlock"]);
+      assertEquals(unlock.code, 0, unlock.stderr);
+      // Deno follows every `import("…")` it can read before the program starts, unless the
+      // lazy-dynamic-imports flag of deno.json is set: then only what runs is loaded.
+      const version = await filesOpened(cli, home, ["--version"]);
+      assertEquals(version.filter((f) => /^(src|node_modules)\//.test(f)), [
+        "src/cli/version.ts",
+        "src/timing.ts",
+      ]);
+      const list = await filesOpened(cli, home, ["cred", "list"]);
+      assert(list.includes("src/cli/commands/cred.ts"), list.join("\n"));
+      const needless = list.filter((f) =>
+        /^src\/(agent|broker|envelope|serve|ssh|http|net|providers|audit)\//.test(f) ||
+        /^src\/cli\/commands\/(?!cred\.ts|groups\.ts)/.test(f) ||
+        ["src/unlock/process.ts", "src/unlock/prompt.ts", "src/settings/serve.ts"].includes(f) ||
+        f === "src/config/cred_import.ts" || /\/node_modules\/yaml\/.*\.js$/.test(f) ||
+        // the OpenSSH code (node:crypto, bcrypt-pbkdf) is for SSH keys only (src/store/ssh_lazy.ts)
+        f.startsWith("src/openssh/") || /\/node_modules\/(bcrypt-pbkdf|tweetnacl)\/.*\.js$/.test(f)
+      );
+      assertEquals(needless, []);
+    }, { credentials: { openai: "sk-startup" } });
+  },
+});
+
+Deno.test("VAULT_TIMINGS=1 prints the phases of the run as one stderr line; unset, nothing", async () => {
+  await withSandboxVault("timings passphrase", async ({ cli, base }) => {
+    const plain = await cli.spawn([...base, "cred", "list"]);
+    assertEquals([plain.code, plain.stderr], [0, ""]);
+    const timed = await cli.spawn([...base, "cred", "list"], { env: { VAULT_TIMINGS: "1" } });
+    assertEquals([timed.code, timed.stdout], [0, plain.stdout]);
+    const match = /^vault-timings (\{.*\})\n$/.exec(timed.stderr);
+    assert(match, timed.stderr);
+    const phases = (JSON.parse(match[1]) as { phases: [string, number][] }).phases;
+    const names = phases.map(([name]) => name);
+    for (
+      const name of [
+        "main",
+        "load commander",
+        "load program",
+        "parse",
+        "load driver",
+        "config",
+        "session key",
+        "lock",
+        "open",
+        "key check",
+        "query",
+      ]
+    ) {
+      assert(names.includes(name), `${name} in ${names.join(", ")}`);
+    }
+    assertEquals(names.at(-1), "finish");
+    assert(phases.every(([, ms]) => typeof ms === "number" && ms >= 0));
+    const version = await cli.spawn(["--version"], { env: { VAULT_TIMINGS: "1" } });
+    assertMatch(version.stderr, /^vault-timings \{"phases":\[\["main",[\d.]+\],\["finish",/);
+  }, { credentials: { openai: "sk-timings" } });
+});
+
+Deno.test("the store names the SQLite driver's addon exactly as the driver would find it", () => {
+  // The driver's own search (lib/binding.js) asks process.report whether libc is glibc.
+  const require = createRequire(import.meta.url);
+  const lib = dirname(require.resolve("better-sqlite3-multiple-ciphers"));
+  const { getPrebuildPath } = require(join(lib, "binding.js"));
+  assertEquals(prebuiltAddon(), getPrebuildPath());
 });

@@ -17,6 +17,7 @@ import type { CredentialStore } from "../store/store.ts";
 import type { OpenOptions } from "../store/open.ts";
 import type { Resolved } from "../unlock/types.ts";
 import { InvalidInput } from "../errors.ts";
+import { mark } from "../timing.ts";
 
 /** Global flags every command sees. */
 export interface GlobalFlags {
@@ -159,12 +160,18 @@ export class Context {
 
   /** Opens the vault through the passphrase chain. */
   async unlock(open?: OpenOptions): Promise<UnlockedVault> {
+    // The driver first, on its own: the timings tell its cost from the store's modules.
+    await import("../store/sqlite.ts");
+    mark("load driver");
     const { openVault } = await import("../unlock/open_vault.ts");
+    mark("load store");
+    const settings = await this.settings();
+    mark("config");
     return await openVault({
       dbPath: this.dbPath().path,
       passphraseFile: this.flags.passphraseFile,
       env: this.env,
-      settings: await this.settings(),
+      settings,
       interactive: this.interactive,
       prompt: (question: string) => this.prompt(question),
       open,
@@ -184,9 +191,12 @@ export class Context {
           `vault: migrated ${store.path} from schema v${store.migration.from} to v${store.migration.to}`,
         );
       }
-      return await fn(store);
+      const result = await fn(store);
+      mark("query");
+      return result;
     } finally {
       store.close();
+      mark("close");
     }
   }
 }

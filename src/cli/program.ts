@@ -13,6 +13,7 @@ import { EXIT_ERROR, EXIT_USAGE, ExitWith, VaultError } from "../errors.ts";
 import { EXIT_STDOUT_CLOSED, StdoutClosed } from "./output.ts";
 import { sanitizeForTerminal, sanitizeOneLine } from "../sanitize.ts";
 import { VERSION } from "./version.ts";
+import { mark } from "../timing.ts";
 
 export { VERSION };
 
@@ -80,6 +81,7 @@ Quick start:
   // Only the program's own options are global: a subcommand's --passphrase-file
   // (the key file's passphrase for `ssh import`) must never unlock the vault.
   program.hook("preAction", () => {
+    mark("parse");
     ctx.setFlags(program.opts() as { db?: string; passphraseFile?: string; input?: boolean });
   });
   for (const group of GROUPS) {
@@ -117,7 +119,9 @@ function allCommands(command: Command): Command[] {
 export async function run(args: string[], io: CliIo): Promise<number> {
   const ctx = new Context(io);
   try {
-    const program = buildProgram(ctx, await loadGroups(args));
+    const loaded = await loadGroups(args);
+    mark("load command");
+    const program = buildProgram(ctx, loaded);
     await program.parseAsync(args, { from: "user" });
     return 0;
   } catch (error) {

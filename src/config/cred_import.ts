@@ -37,24 +37,8 @@ import { validateCredentialData } from "../store/validate.ts";
 import { isToken } from "../tokens/format.ts";
 import { markerProvider, STATIC_MARKERS } from "../tokens/markers.ts";
 
-/** The credential file shapes {@link parseCredentialFile} knows. */
-export type ImportFormat =
-  | "claude-credentials"
-  | "codex-auth"
-  | "gh-hosts"
-  | "glab-config"
-  | "vibe-env"
-  | "json-api-key";
-
-/** Every {@link ImportFormat}, in the order shapes are recognised. */
-export const IMPORT_FORMATS: readonly ImportFormat[] = [
-  "claude-credentials",
-  "codex-auth",
-  "json-api-key",
-  "gh-hosts",
-  "glab-config",
-  "vibe-env",
-];
+import { IMPORT_FORMATS, type ImportFormat } from "./cred_import_formats.ts";
+export { IMPORT_FORMATS, type ImportFormat } from "./cred_import_formats.ts";
 
 /** A credential read from a tool's file. */
 export interface ImportedCredential {

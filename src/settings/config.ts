@@ -29,7 +29,8 @@ import { MAX_CONFIG_BYTES } from "../fs/limits.ts";
 import { readSecretFile } from "../fs/secret_file.ts";
 import { InvalidSettings } from "./errors.ts";
 import { configDir, configPath, expandPath } from "./paths.ts";
-import { parseServeTable, type ServeSettings } from "./serve.ts";
+// The [serve] table's parser loads only for a file that has one.
+import type { ServeSettings } from "./serve.ts";
 import { DEFAULT_SESSION_TTL, MAX_SESSION_TTL } from "./ttl.ts";
 
 /** Settings that steer the passphrase resolution chain, and `vault serve`'s table. */
@@ -161,7 +162,7 @@ export async function loadSettings(env: Record<string, string | undefined>): Pro
         break;
       }
       case "serve":
-        settings.serve = parseServeTable(file, value, env);
+        settings.serve = (await import("./serve.ts")).parseServeTable(file, value, env);
         break;
       default:
         throw new InvalidSettings(file, key, "is not a known setting");

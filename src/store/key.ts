@@ -4,7 +4,6 @@
  * @module
  */
 
-import { pbkdf2 } from "node:crypto";
 import { Buffer } from "node:buffer";
 
 /** What opens the database: a passphrase (SQLCipher's KDF runs) or the derived raw key. */
@@ -25,8 +24,10 @@ export const SQLCIPHER4_KDF = {
  * the salt stored in the first 16 bytes of the file. Opening with the raw key
  * skips the KDF; `vault unlock` caches it instead of the passphrase.
  */
-export function deriveRawKey(passphrase: Uint8Array, salt: Uint8Array): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
+export async function deriveRawKey(passphrase: Uint8Array, salt: Uint8Array): Promise<Uint8Array> {
+  // node:crypto loads here, not when the store opens with the cached raw key.
+  const { pbkdf2 } = await import("node:crypto");
+  return await new Promise((resolve, reject) => {
     pbkdf2(
       Buffer.from(passphrase),
       Buffer.from(salt),

@@ -16,8 +16,7 @@
 import type { Db as Database } from "./sqlite.ts";
 import { PROVIDER_RENAMES, SCHEMA_V3, SCHEMA_VERSION, sshKeysTable } from "./schema.ts";
 import { SchemaError } from "./errors.ts";
-import { parsePrivateKey } from "../openssh/openssh.ts";
-import { fingerprint } from "../openssh/keys.ts";
+import { sshForStore } from "./ssh_lazy.ts";
 import { VaultError } from "../errors.ts";
 
 /** What {@link migrate} did. */
@@ -127,6 +126,7 @@ function migrateV0toV1(db: Database): void {
     "INSERT INTO ssh_keys_v1 (id, key_type, private_der, public_blob, comment, fingerprint, created_at) " +
       "VALUES (?, ?, ?, ?, ?, ?, ?)",
   );
+  const { parsePrivateKey, fingerprint } = sshForStore();
   for (const row of rows) {
     const pem = typeof row.private_pem === "string"
       ? row.private_pem

@@ -25,6 +25,7 @@ import { lockShared, type VaultLock } from "./lock.ts";
 import { InvalidInput } from "../errors.ts";
 import { migrate, type MigrationReport } from "./migrate.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
+import { mark } from "../timing.ts";
 
 /** How long a writer waits for another process's lock before failing. */
 export const BUSY_TIMEOUT_MS = 30_000;
@@ -151,6 +152,7 @@ export function openDatabase(path: string, key: DbKey, options: OpenOptions = {}
   // Taken before the file is examined: a rewrite that ran while we waited has
   // already renamed its copy into place, so we open the current file.
   const lock = lockShared(path, { create: !options.readonly, waitMs: BUSY_TIMEOUT_MS });
+  mark("lock");
   try {
     return { ...openLocked(path, key, options), lock };
   } catch (error) {
@@ -176,6 +178,7 @@ function openLocked(
   let db: Db;
   try {
     db = connect(path, options.readonly ?? false);
+    mark("open");
   } catch (error) {
     if (options.create) removeDatabaseFiles(path);
     throw new CorruptDatabase(`cannot open ${shown(path)}: ${(error as Error).message}`);
@@ -193,6 +196,7 @@ function openLocked(
       }
       throw new CorruptDatabase(`cannot read ${shown(path)}: ${(error as Error).message}`);
     }
+    mark("key check");
     db.pragma("foreign_keys = ON");
     let migration: MigrationReport | null = null;
     if (options.readonly) {
@@ -203,6 +207,7 @@ function openLocked(
       db.pragma(options.synchronous === "normal" ? "synchronous = NORMAL" : "synchronous = FULL");
       migration = migrate(db);
     }
+    mark("pragmas, migrate");
     return { db, migration };
   } catch (error) {
     db.close();

@@ -26,7 +26,8 @@ import {
   validateSubject,
 } from "./validate.ts";
 import { mintToken } from "../tokens/format.ts";
-import { fingerprint as fingerprintOf, type KeyType } from "../openssh/keys.ts";
+import type { KeyType } from "../openssh/keys.ts";
+import { sshForStore } from "./ssh_lazy.ts";
 
 /** A stored credential: a JSON object under (credential set, provider). */
 export interface Credential {
@@ -299,7 +300,7 @@ export class CredentialStore {
    */
   storeSshKey(key: NewSshKey): StoredSshKey {
     const comment = validateComment(key.comment ?? "");
-    const fp = fingerprintOf(key.publicBlob);
+    const fp = sshForStore().fingerprint(key.publicBlob);
     return this.transaction(() => {
       const existing = this.sql("SELECT id FROM ssh_keys WHERE fingerprint = ?").get(fp) as
         | { id: number }

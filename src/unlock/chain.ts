@@ -22,8 +22,7 @@ import { NoPassphrase, TierFailed } from "./errors.ts";
 import { findExecutable, isNotFound, MAX_SECRET_BYTES, stripOneNewline } from "./io.ts";
 import { describeFsError, FileRefused } from "../fs/errors.ts";
 import { readSecretFile as readBoundedFile } from "../fs/secret_file.ts";
-import { runCapture } from "./process.ts";
-import { ttyPrompt } from "./prompt.ts";
+// The helper runner and the terminal prompt load when a tier uses them (not for a session key).
 import {
   canonicalDbPath,
   loadFromFile,
@@ -201,7 +200,12 @@ const systemdCredsTier: Tier = {
     if (tool === null) {
       throw new TierFailed("systemd-creds", `${file} exists but systemd-creds is not on PATH`);
     }
-    const r = await runCapture(tool, ["decrypt", "--name=vault-passphrase", file, "-"], {
+    const r = await (await import("./process.ts")).runCapture(tool, [
+      "decrypt",
+      "--name=vault-passphrase",
+      file,
+      "-",
+    ], {
       env: ctx.env,
       timeoutMs: timeout(ctx, "systemdCreds"),
       maxStdout: MAX_SECRET_BYTES,
@@ -277,7 +281,13 @@ const osKeyringTier: Tier = {
     if (tool === null) return { state: "absent", detail: "secret-tool not found" };
     if (!await hasDbusSession(ctx.env)) return { state: "absent", detail: "no D-Bus session" };
     const db = await canonicalDbPath(ctx.dbPath);
-    const r = await runCapture(tool, ["lookup", "service", "vault", "db", db], {
+    const r = await (await import("./process.ts")).runCapture(tool, [
+      "lookup",
+      "service",
+      "vault",
+      "db",
+      db,
+    ], {
       env: ctx.env,
       timeoutMs: timeout(ctx, "secretTool"),
       maxStdout: MAX_SECRET_BYTES,
@@ -311,7 +321,7 @@ const passphraseCommandTier: Tier = {
     const exe = await findExecutable(argv[0], ctx.env);
     if (exe === null) throw fail("was not found or is not executable");
     if (ctx.statusOnly) return { state: "ready", detail: `${name} (not run by status)` };
-    const r = await runCapture(exe, argv.slice(1), {
+    const r = await (await import("./process.ts")).runCapture(exe, argv.slice(1), {
       env: ctx.env,
       timeoutMs: timeout(ctx, "command"),
       maxStdout: MAX_SECRET_BYTES,
@@ -339,7 +349,8 @@ const promptTier: Tier = {
   name: "prompt",
   async run(ctx) {
     if (!ctx.interactive) return { state: "absent", detail: "not interactive" };
-    const ask = ctx.prompt ?? (Deno.stdin.isTerminal() ? ttyPrompt : null);
+    const ask = ctx.prompt ??
+      (Deno.stdin.isTerminal() ? (await import("./prompt.ts")).ttyPrompt : null);
     if (ask === null) return { state: "absent", detail: "stdin is not a terminal" };
     if (ctx.statusOnly) return { state: "ready" };
     const answer = await ask(`Passphrase for ${sanitizeOneLine(ctx.dbPath)}: `);

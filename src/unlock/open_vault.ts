@@ -15,6 +15,7 @@ import { WrongPassphrase } from "../store/errors.ts";
 import { clearSessionKey } from "./session.ts";
 import { resolveDbKey, type ResolveOptions } from "./chain.ts";
 import { type Resolved, wipeMaterial } from "./types.ts";
+import { mark } from "../timing.ts";
 
 /** Inputs for {@link openVault}. */
 export interface OpenVaultOptions extends
@@ -53,6 +54,7 @@ export async function openVault(options: OpenVaultOptions): Promise<UnlockedVaul
     }
   };
   const first = await resolve();
+  mark("session key");
   try {
     return open(first);
   } catch (error) {

@@ -21,17 +21,9 @@ import { elideDeeper, exceedsDepth } from "../../json_depth.ts";
 import { describeChar, findUnsafeChar } from "../../sanitize.ts";
 import { InvalidInput, UsageError } from "../../errors.ts";
 import { Option } from "@commander-js/extra-typings";
-import {
-  assertReplaceable,
-  CredentialImportError,
-  IMPORT_FORMATS,
-  type ImportFormat,
-  parseCredentialFile,
-  phantomForm,
-  phantomMarker,
-  readCredentialFile,
-} from "../../config/cred_import.ts";
-import { writeFileAtomic } from "../../fs/atomic.ts";
+// The importers (and the YAML parser) load only for `cred import`.
+import { IMPORT_FORMATS, type ImportFormat } from "../../config/cred_import_formats.ts";
+type Importers = typeof import("../../config/cred_import.ts");
 import { maskToken } from "../../tokens/format.ts";
 import { validateScope, validateSubject } from "../../store/validate.ts";
 import { sanitizeOneLine } from "../../sanitize.ts";
@@ -196,6 +188,14 @@ Examples:
     .action(async (provider, file, options) => {
       validateProvider(provider);
       validateCredentialSet(options.set);
+      const importers: Importers = await import("../../config/cred_import.ts");
+      const {
+        assertReplaceable,
+        parseCredentialFile,
+        phantomForm,
+        phantomMarker,
+        readCredentialFile,
+      } = importers;
       const mint = options.scope !== undefined || options.subject !== undefined;
       if (mint) {
         if (!options.replaceWithPhantom) {
@@ -211,6 +211,7 @@ Examples:
       const original = await readCredentialFile(file);
       try {
         const imported = withPath(
+          importers,
           file,
           () => parseCredentialFile(provider, original, options.format as ImportFormat | undefined),
         );
@@ -225,7 +226,8 @@ Examples:
         }
         // The rewrite is checked before anything is stored (a marker or a sample token).
         if (options.replaceWithPhantom) {
-          withPath(file, () => phantomForm(imported, original, marker ?? SAMPLE_TOKEN)).fill(0);
+          withPath(importers, file, () => phantomForm(imported, original, marker ?? SAMPLE_TOKEN))
+            .fill(0);
         }
         const minted = await ctx.withStore((store) =>
           store.transaction(() => {
@@ -239,6 +241,7 @@ Examples:
         if (options.replaceWithPhantom) {
           try {
             await replaceWithPhantom(
+              importers,
               file,
               original,
               () => phantomForm(imported, original, minted ?? marker!),
@@ -285,8 +288,8 @@ Examples:
 /** A well-formed phantom token used to check a rewrite before a real one is minted. */
 const SAMPLE_TOKEN = "terok-p-00000000000000000000000000000000";
 
-/** Runs `fn`, prefixing a {@link CredentialImportError}'s message with the file's path. */
-function withPath<T>(file: string, fn: () => T): T {
+/** Runs `fn`, prefixing a `CredentialImportError`'s message with the file's path. */
+function withPath<T>({ CredentialImportError }: Importers, file: string, fn: () => T): T {
   try {
     return fn();
   } catch (e) {
@@ -303,10 +306,12 @@ function withPath<T>(file: string, fn: () => T): T {
  * refreshed its login meanwhile is not overwritten.
  */
 async function replaceWithPhantom(
+  importers: Importers,
   file: string,
   original: Uint8Array,
   build: () => Uint8Array,
 ): Promise<void> {
+  const { assertReplaceable, CredentialImportError, readCredentialFile } = importers;
   const now = await readCredentialFile(file);
   const same = now.length === original.length && now.every((b, i) => b === original[i]);
   now.fill(0);
@@ -317,7 +322,8 @@ async function replaceWithPhantom(
     );
   }
   await assertReplaceable(file);
-  const bytes = withPath(file, build);
+  const bytes = withPath(importers, file, build);
+  const { writeFileAtomic } = await import("../../fs/atomic.ts");
   try {
     await writeFileAtomic(file, bytes);
   } finally {
