@@ -42,6 +42,31 @@ export function killAfter(child: Deno.ChildProcess, ms: number): KillTimer {
   };
 }
 
+/**
+ * Sends `child` `signal` (when given) and waits for its exit; a child still
+ * running after `ms` gets SIGKILL (a hang guard, not a timing assertion), so
+ * this always settles. Resolves the exit status.
+ */
+export async function exitWithin(
+  child: Deno.ChildProcess,
+  ms: number = BACKGROUND_DEADLINE_MS,
+  signal?: Deno.Signal,
+): Promise<Deno.CommandStatus> {
+  if (signal !== undefined) {
+    try {
+      child.kill(signal);
+    } catch {
+      // already exited
+    }
+  }
+  const timer = killAfter(child, ms);
+  try {
+    return await child.status;
+  } finally {
+    timer.clear();
+  }
+}
+
 /** Waits until something accepts connections on the Unix socket `path`. */
 export async function waitForSocket(
   path: string,

@@ -19,6 +19,7 @@ import {
   type ToolResult,
 } from "../testing/agent_fixtures.ts";
 import { skipIf } from "../testing/skip.ts";
+import { freePort } from "../testing/ports.ts";
 import type { Background } from "../testing/process.ts";
 
 const PASS = "agent cli test passphrase";
@@ -227,14 +228,6 @@ async function exists(path: string): Promise<boolean> {
 
 function mode(path: string): number {
   return Deno.statSync(path).mode! & 0o777;
-}
-
-/** A free TCP port on 127.0.0.1 (closed again; the caller binds it right away). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return port;
 }
 
 /**

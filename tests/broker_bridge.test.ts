@@ -8,16 +8,10 @@ import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { join } from "node:path";
 import { CliSandbox } from "../testing/cli.ts";
 import { withTempDir } from "../testing/fixtures.ts";
+import { freePort } from "../testing/ports.ts";
 
 const PASS = "http bridge passphrase";
 const SECRET = "sk-REAL-bridge-0123456789";
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
 Deno.test("vault http-bridge: 127.0.0.1:PORT → the broker's Unix socket → the upstream, with the real key", async () => {
   await withTempDir(async (home) => {

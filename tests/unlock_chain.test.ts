@@ -11,6 +11,7 @@ import {
 } from "../src/unlock/mod.ts";
 import { defaultSettings, type Settings } from "../src/settings/mod.ts";
 import { skipIf } from "../testing/skip.ts";
+import { exitWithin } from "../testing/process.ts";
 
 const SECRET = "s3cr3t-Zebra-42";
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -382,7 +383,7 @@ async function sealWithNullKey(plain: string, out: string): Promise<boolean> {
     const w = child.stdin.getWriter();
     await w.write(new TextEncoder().encode(plain));
     await w.close();
-    return (await child.status).success;
+    return (await exitWithin(child)).success;
   } catch {
     return false;
   }
