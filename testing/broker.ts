@@ -34,9 +34,13 @@ export async function within<T>(promise: Promise<T>, what: string, ms = HANG_GUA
   }
 }
 
-/** Polls `check` (every 10 ms) until it is true; fails at the hang guard. */
-export async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = performance.now() + HANG_GUARD_MS;
+/** Polls `check` (every 10 ms) until it is true; fails at the hang guard (`ms`). */
+export async function until(
+  check: () => boolean,
+  what: string,
+  ms = HANG_GUARD_MS,
+): Promise<void> {
+  const deadline = performance.now() + ms;
   while (!check()) {
     if (performance.now() > deadline) throw new Error(`hang guard: ${what} never happened`);
     await new Promise((resolve) => setTimeout(resolve, 10));
