@@ -67,6 +67,25 @@ export async function exitWithin(
   }
 }
 
+/**
+ * `new Deno.Command(cmd, options).output()` with a hang guard: a child still
+ * running after `ms` is killed (through the command's abort signal) and the
+ * call rejects, instead of waiting forever.
+ */
+export async function outputWithin(
+  cmd: string | URL,
+  options: Deno.CommandOptions = {},
+  ms = BACKGROUND_DEADLINE_MS * 2,
+): Promise<Deno.CommandOutput> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), ms);
+  try {
+    return await new Deno.Command(cmd, { ...options, signal: controller.signal }).output();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Waits until something accepts connections on the Unix socket `path`. */
 export async function waitForSocket(
   path: string,

@@ -20,7 +20,7 @@ import {
 } from "../testing/agent_fixtures.ts";
 import { skipIf } from "../testing/skip.ts";
 import { freePort } from "../testing/ports.ts";
-import type { Background } from "../testing/process.ts";
+import { type Background, outputWithin } from "../testing/process.ts";
 
 const PASS = "agent cli test passphrase";
 /** The scope every test serves, with an Ed25519 and an RSA key. */
@@ -30,12 +30,12 @@ const OTHER = "proj-b";
 /** How long a subprocess may take to come up or to exit (generous: CI machines are slow). */
 const DEADLINE_MS = 30_000;
 
-const HAS_PYTHON = await new Deno.Command("python3", {
+const HAS_PYTHON = await outputWithin("python3", {
   args: ["--version"],
   stdin: "null",
   stdout: "null",
   stderr: "null",
-}).output().then((out) => out.success, () => false);
+}).then((out) => out.success, () => false);
 
 // ------------------------------------------------------------------ processes
 

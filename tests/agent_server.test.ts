@@ -1541,13 +1541,13 @@ Deno.test("agent: RSA signing does not stall Ed25519 — 20 Ed25519 signatures c
         }
       }));
       // Start once the RSA worker is up and every RSA connection is busy.
-      await Promise.race([warmed, rsaRuns]);
+      await within(Promise.race([warmed, rsaRuns]), 60_000, "the RSA connections never got busy");
       const before = rsaDone;
       for (let k = 0; k < ED_SIGNS; k++) await signOnly(edProbe, KEYS.ed1, 0, "ssh-ed25519");
       const during = rsaDone - before;
       const rsaTotal = RSA_CONNECTIONS * PER_CONNECTION;
       const stillInFlight = rsaTotal - rsaDone;
-      await rsaRuns;
+      await within(rsaRuns, 120_000, "the RSA signatures never all arrived");
       assertEquals(rsaDone, rsaTotal);
       assertEquals(collected.length, rsaTotal + ED_SIGNS);
       for (const { key, data, blob, want } of collected) {

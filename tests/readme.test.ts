@@ -1,6 +1,7 @@
 import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { fileURLToPath } from "node:url";
 import { updatedReadme } from "../scripts/cli_reference.ts";
+import { outputWithin } from "../testing/process.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const readme = Deno.readTextFileSync(`${root}/README.md`);
@@ -20,13 +21,13 @@ Deno.test("README set-up commands are the project's tasks, and .ci/run runs the 
 });
 
 Deno.test("README's first set-up command (deno task demo) works", async () => {
-  const output = await new Deno.Command(Deno.execPath(), {
+  const output = await outputWithin(Deno.execPath(), {
     args: ["task", "demo"],
     cwd: root,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  });
   const stdout = new TextDecoder().decode(output.stdout);
   assertEquals(output.code, 0, new TextDecoder().decode(output.stderr));
   assertMatch(stdout, /created encrypted vault at .*\/data\/vault\/credentials\.db/);
