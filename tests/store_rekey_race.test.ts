@@ -22,14 +22,20 @@ import { CredentialStore } from "../src/store/store.ts";
 import { soakName, soakOr } from "../testing/soak.ts";
 
 // 20 rounds under `deno task test:soak`; a 3-round smoke version (one plain round,
-// one with serve up before the change, one with serve started during it) otherwise.
+// one with serve up before the change, one with serve started 700 ms into it) otherwise.
 const ROUNDS = soakOr(20, 3);
 /** Rounds where `vault serve` is up before the change starts: the change must refuse. */
 const SERVE_BEFORE = new Set(soakOr([5], [1]));
 /** Rounds where `vault serve` starts while the change runs, and how long after it (ms). */
-const SERVE_DURING = new Map(soakOr([[2, 50], [11, 700], [17, 1400]], [[2, 50]]));
+const SERVE_DURING = new Map(soakOr([[2, 50], [11, 700], [17, 1400]], [[2, 700]]));
 /** How many writes must have been acknowledged (proof the writers got in at all). */
 const MIN_ACKNOWLEDGED = soakOr(ROUNDS + 1, 1);
+/**
+ * How many changes must succeed: most of 20; in the smoke version the plain round
+ * (serve up before refuses by design, and serve started 700 ms into the change
+ * may take the vault first).
+ */
+const MIN_CHANGES = soakOr(ROUNDS / 2, 1);
 const RACE = soakName(
   `rekey race: ${ROUNDS} rounds of writers and serve against passphrase change lose no acknowledged write`,
 );
@@ -200,7 +206,7 @@ Deno.test(RACE, async () => {
       `rekey race: ${changes} changes, ${refusals} refused, ${writes} writes ` +
         `(${acknowledged.length} acknowledged, all present)`,
     );
-    assert(changes >= ROUNDS / 2, `most changes succeed (${changes} of ${ROUNDS})`);
+    assert(changes >= MIN_CHANGES, `enough changes succeed (${changes} of ${ROUNDS})`);
     assert(acknowledged.length >= MIN_ACKNOWLEDGED, "the writers got writes in");
   });
 });
