@@ -10,6 +10,7 @@
 import { join } from "node:path";
 import type { SandboxVault } from "./cli.ts";
 import type { Background } from "./process.ts";
+import { freePort } from "./ports.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -33,9 +34,13 @@ export async function within<T>(promise: Promise<T>, what: string, ms = HANG_GUA
   }
 }
 
-/** Polls `check` (every 10 ms) until it is true; fails at the hang guard. */
-export async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = performance.now() + HANG_GUARD_MS;
+/** Polls `check` (every 10 ms) until it is true; fails at the hang guard (`ms`). */
+export async function until(
+  check: () => boolean,
+  what: string,
+  ms = HANG_GUARD_MS,
+): Promise<void> {
+  const deadline = performance.now() + ms;
   while (!check()) {
     if (performance.now() > deadline) throw new Error(`hang guard: ${what} never happened`);
     await new Promise((resolve) => setTimeout(resolve, 10));
@@ -269,14 +274,6 @@ export async function readAll(conn: Deno.Conn, stop?: RegExp): Promise<string> {
   }
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 /** A running `vault serve` broker. */
 export interface RunningBroker {
   serve: Background;
@@ -311,32 +308,37 @@ export async function startBrokerServe(
   const socket = join(vault.home, "run", "broker.sock");
   const audit = join(vault.home, "broker-audit.jsonl");
   const routes = vault.cli.file("routes.json", JSON.stringify(options.routes));
-  const port = freePort();
-  const args = [
-    ...vault.base,
-    "serve",
-    "--broker-socket",
-    socket,
-    "--broker-port",
-    String(port),
-    "--routes",
-    routes,
-    "--broker-audit",
-    audit,
-  ];
-  if (options.scope !== undefined) args.push("--broker-scope", options.scope);
-  if (options.ca !== undefined) args.push("--upstream-ca", vault.cli.file("ca.pem", options.ca));
-  const serve = vault.cli.start(args, { label: "vault serve (broker)", via: options.via });
-  try {
-    await serve.waitFor(/broker audit trail in /);
-    await serve.waitFor(new RegExp(`token broker on tcp:127\\.0\\.0\\.1:${port}\\b`));
-    await serve.waitFor(/token broker on unix:/);
-    await serve.waitForSocket(socket);
-  } catch (error) {
-    await serve.dispose();
-    throw error;
+  // The subprocess binds the port itself (see testing/ports.ts): on a lost race
+  // ("the port is in use") it is started again on another port.
+  for (let attempt = 1;; attempt++) {
+    const port = freePort();
+    const args = [
+      ...vault.base,
+      "serve",
+      "--broker-socket",
+      socket,
+      "--broker-port",
+      String(port),
+      "--routes",
+      routes,
+      "--broker-audit",
+      audit,
+    ];
+    if (options.scope !== undefined) args.push("--broker-scope", options.scope);
+    if (options.ca !== undefined) args.push("--upstream-ca", vault.cli.file("ca.pem", options.ca));
+    const serve = vault.cli.start(args, { label: "vault serve (broker)", via: options.via });
+    try {
+      await serve.waitFor(/broker audit trail in /);
+      await serve.waitFor(new RegExp(`token broker on tcp:127\\.0\\.0\\.1:${port}\\b`));
+      await serve.waitFor(/token broker on unix:/);
+      await serve.waitForSocket(socket);
+    } catch (error) {
+      await serve.dispose();
+      if (attempt < 3 && /the port is in use/.test(serve.stderr)) continue;
+      throw error;
+    }
+    return { serve, socket, port, audit };
   }
-  return { serve, socket, port, audit };
 }
 
 /** What curl got. */

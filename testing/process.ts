@@ -42,6 +42,50 @@ export function killAfter(child: Deno.ChildProcess, ms: number): KillTimer {
   };
 }
 
+/**
+ * Sends `child` `signal` (when given) and waits for its exit; a child still
+ * running after `ms` gets SIGKILL (a hang guard, not a timing assertion), so
+ * this always settles. Resolves the exit status.
+ */
+export async function exitWithin(
+  child: Deno.ChildProcess,
+  ms: number = BACKGROUND_DEADLINE_MS,
+  signal?: Deno.Signal,
+): Promise<Deno.CommandStatus> {
+  if (signal !== undefined) {
+    try {
+      child.kill(signal);
+    } catch {
+      // already exited
+    }
+  }
+  const timer = killAfter(child, ms);
+  try {
+    return await child.status;
+  } finally {
+    timer.clear();
+  }
+}
+
+/**
+ * `new Deno.Command(cmd, options).output()` with a hang guard: a child still
+ * running after `ms` is killed (through the command's abort signal) and the
+ * call rejects, instead of waiting forever.
+ */
+export async function outputWithin(
+  cmd: string | URL,
+  options: Deno.CommandOptions = {},
+  ms = BACKGROUND_DEADLINE_MS * 2,
+): Promise<Deno.CommandOutput> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), ms);
+  try {
+    return await new Deno.Command(cmd, { ...options, signal: controller.signal }).output();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Waits until something accepts connections on the Unix socket `path`. */
 export async function waitForSocket(
   path: string,

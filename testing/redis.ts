@@ -7,6 +7,8 @@
  */
 
 import { createClient } from "@redis/client";
+import { exitWithin } from "./process.ts";
+import { freePort } from "./ports.ts";
 
 /** A running server. */
 export interface RedisBox {
@@ -25,13 +27,6 @@ function newClient(url: string) {
 
 /** The client {@link withRedis} hands out. */
 export type RedisTestClient = ReturnType<typeof newClient>;
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
 async function ping(port: number): Promise<boolean> {
   try {
@@ -81,8 +76,7 @@ export async function withRedis<T>(fn: (box: RedisBox) => Promise<T>): Promise<T
       }
       if (await ping(port)) child = started;
       else {
-        started.kill("SIGKILL");
-        await started.status;
+        await exitWithin(started, 5_000, "SIGKILL");
       }
     }
     if (child === undefined) throw new Error("redis-server did not start");
@@ -96,8 +90,7 @@ export async function withRedis<T>(fn: (box: RedisBox) => Promise<T>): Promise<T
     }
   } finally {
     if (child !== undefined) {
-      child.kill("SIGTERM");
-      await child.status;
+      await exitWithin(child, 10_000, "SIGTERM");
     }
     await Deno.remove(dir, { recursive: true });
   }

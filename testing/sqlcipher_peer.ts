@@ -7,6 +7,8 @@
  * @module
  */
 
+import { killAfter, outputWithin } from "./process.ts";
+
 const BUILD_SCRIPT = decodeURIComponent(
   new URL("../scripts/sqlcipher-peer/build.sh", import.meta.url).pathname,
 );
@@ -62,12 +64,13 @@ async function buildPeer(): Promise<string> {
   const decoder = new TextDecoder();
   let out: Deno.CommandOutput;
   try {
-    out = await new Deno.Command("bash", {
+    // A hang guard (the build takes a minute or two on a loaded machine).
+    out = await outputWithin("bash", {
       args: [BUILD_SCRIPT],
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-    }).output();
+    }, 900_000);
   } catch (err) {
     throw new SqlcipherPeerError(`cannot run ${BUILD_SCRIPT}: ${err}`, null, "");
   }
@@ -156,7 +159,8 @@ export async function peerExec(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const output = child.output();
+  const guard = killAfter(child, 60_000); // a hang guard
+  const output = child.output().finally(() => guard.clear());
   const input = new TextEncoder().encode(`${line}\n${sql}`);
   const writer = child.stdin.getWriter();
   let writeError: unknown;

@@ -11,6 +11,8 @@
 
 import { join } from "node:path";
 import { run, type RunResult, toolEnv } from "./openssh_agent.ts";
+import { freePort } from "./ports.ts";
+import { killAfter } from "./process.ts";
 
 /** Where Debian's sshd lives (it must be started by absolute path to re-exec). */
 export const SSHD_PATH = "/usr/sbin/sshd";
@@ -55,13 +57,6 @@ export async function currentUser(): Promise<string> {
   const out = await run("id", ["-un"]);
   if (out.code !== 0) throw new Error(`id -un failed: ${out.stderr}`);
   return out.stdout.trim();
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 /**
@@ -211,7 +206,12 @@ async function launch(
     } catch {
       // already exited
     }
-    await status;
+    const guard = killAfter(child, 10_000); // a hang guard: sshd ignoring SIGTERM
+    try {
+      await status;
+    } finally {
+      guard.clear();
+    }
     await pump;
   };
   let timer: ReturnType<typeof setTimeout> | undefined;

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { outputWithin } from "./process.ts";
+
 /** PEM material of a test CA and a server certificate it signed. */
 export interface TestTls {
   /** The CA certificate (PEM), to trust through `caCerts`. */
@@ -17,13 +19,13 @@ export interface TestTls {
 }
 
 async function openssl(dir: string, args: string[]): Promise<void> {
-  const out = await new Deno.Command("openssl", {
+  const out = await outputWithin("openssl", {
     args,
     cwd: dir,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  });
   if (!out.success) {
     throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(out.stderr).trim()}`);
   }

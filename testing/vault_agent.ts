@@ -21,6 +21,7 @@ import {
   startBridge,
 } from "../src/agent/mod.ts";
 import type { TestKey } from "./keys.ts";
+import { killAfter } from "./process.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 
@@ -179,8 +180,13 @@ export async function spawnVaultAgent(
       } catch {
         // already exited
       }
-      await drained;
-      await child.status;
+      const guard = killAfter(child, 30_000); // a hang guard: serve ignoring SIGTERM
+      try {
+        await drained;
+        await child.status;
+      } finally {
+        guard.clear();
+      }
     }
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };

@@ -21,8 +21,9 @@ import {
   type ToolResult,
 } from "../testing/agent_fixtures.ts";
 import { skipIf } from "../testing/skip.ts";
-import type { Background } from "../testing/process.ts";
 import { curlUnix, FakeUpstream } from "../testing/broker.ts";
+import { freePort } from "../testing/ports.ts";
+import { type Background, outputWithin } from "../testing/process.ts";
 
 const PASS = "agent cli test passphrase";
 /** The scope every test serves, with an Ed25519 and an RSA key. */
@@ -39,12 +40,12 @@ const HAS_SOCKET_ACTIVATE = await new Deno.Command("systemd-socket-activate", {
   stderr: "null",
 }).output().then((out) => out.success, () => false);
 
-const HAS_PYTHON = await new Deno.Command("python3", {
+const HAS_PYTHON = await outputWithin("python3", {
   args: ["--version"],
   stdin: "null",
   stdout: "null",
   stderr: "null",
-}).output().then((out) => out.success, () => false);
+}).then((out) => out.success, () => false);
 
 // ------------------------------------------------------------------ processes
 
@@ -237,14 +238,6 @@ async function exists(path: string): Promise<boolean> {
 
 function mode(path: string): number {
   return Deno.statSync(path).mode! & 0o777;
-}
-
-/** A free TCP port on 127.0.0.1 (closed again; the caller binds it right away). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return port;
 }
 
 /**

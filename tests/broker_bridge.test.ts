@@ -8,16 +8,11 @@ import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { join } from "node:path";
 import { CliSandbox } from "../testing/cli.ts";
 import { withTempDir } from "../testing/fixtures.ts";
+import { freePort } from "../testing/ports.ts";
+import { outputWithin } from "../testing/process.ts";
 
 const PASS = "http bridge passphrase";
 const SECRET = "sk-REAL-bridge-0123456789";
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
 Deno.test("vault http-bridge: 127.0.0.1:PORT → the broker's Unix socket → the upstream, with the real key", async () => {
   await withTempDir(async (home) => {
@@ -63,11 +58,11 @@ Deno.test("vault http-bridge: 127.0.0.1:PORT → the broker's Unix socket → th
         (await bridge.waitFor(/^vault http-bridge: /)).join("\n"),
         new RegExp(`vault http-bridge: tcp:127\\.0\\.0\\.1:${port} -> unix:`),
       );
-      const curl = await new Deno.Command("curl", {
+      const curl = await outputWithin("curl", {
         args: ["-s", "-H", `Authorization: Bearer ${token}`, `http://127.0.0.1:${port}/v1/m?q=%20`],
         stdout: "piped",
         stderr: "piped",
-      }).output();
+      });
       assertEquals(new TextDecoder().decode(curl.stdout), "from upstream");
       assertEquals(seen, [`Bearer ${SECRET} /v1/m?q=%20`]);
     } finally {

@@ -8,6 +8,7 @@
 import { assert, assertEquals } from "../testing/assert.ts";
 import { withSandboxVault } from "../testing/cli.ts";
 import { curlUnix, FakeUpstream, mintToken, startBrokerServe } from "../testing/broker.ts";
+import { exitWithin } from "../testing/process.ts";
 
 const PASS = "load passphrase";
 const SECRET = "sk-REAL-load-0123456789";
@@ -78,7 +79,7 @@ Deno.test("broker load: 2,000 held connections; health and a proxied request sti
         await holder.stdin.close();
         await reader.cancel().catch(() => {});
         await holder.stderr.cancel().catch(() => {});
-        await holder.status;
+        await exitWithin(holder);
         const stopped = await broker.serve.stop();
         assert(!(stopped.stdout + stopped.stderr).includes(SECRET));
       }

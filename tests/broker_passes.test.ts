@@ -29,7 +29,7 @@ import type { ClientGone, ServerRequest } from "../src/http/server.ts";
 import { bindingAllows, TokenGate } from "../src/tokens/gate.ts";
 import { MARKER_SUBJECT } from "../src/tokens/markers.ts";
 import type { CredentialStore } from "../src/store/store.ts";
-import { freePort } from "../testing/broker.ts";
+import { freePort } from "../testing/ports.ts";
 
 const SECRET = "sk-REAL-passes-0123456789abcdef";
 const CODEX_MARKER = "terok-proxy-codex-oauth-marker:vault-handles-real-auth";

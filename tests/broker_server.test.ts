@@ -8,6 +8,7 @@
  */
 
 import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
+import { within } from "../testing/broker.ts";
 import { Http1Server, type ServerHandler, type ServerRequest } from "../src/http/server.ts";
 
 const encoder = new TextEncoder();
@@ -231,7 +232,7 @@ Deno.test("server: a client that goes away aborts its request's signal", async (
     await conn.write(encoder.encode("GET /wait HTTP/1.1\r\n\r\n"));
     await new Promise((resolve) => setTimeout(resolve, 50));
     conn.close();
-    await sawAbort;
+    await within(sawAbort, "the request's abort signal");
   });
 });
 

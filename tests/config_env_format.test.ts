@@ -8,6 +8,7 @@
 import { assertEquals, assertThrows } from "../testing/assert.ts";
 import { formatEnv, InvalidEnvVar, parseTransport, vaultLocation } from "../src/config/env.ts";
 import { UsageError } from "../src/errors.ts";
+import { killAfter } from "../testing/process.ts";
 
 const HOSTILE: [string, string][] = [
   ["PLAIN", "terok-p-0123456789abcdef0123456789abcdef"],
@@ -32,7 +33,8 @@ Deno.test("formatEnv shell: eval in sh gives every value back exactly", async ()
   const writer = out.stdin.getWriter();
   await writer.write(new TextEncoder().encode(script));
   await writer.close();
-  const { stdout, code } = await out.output();
+  const guard = killAfter(out, 60_000); // a hang guard
+  const { stdout, code } = await out.output().finally(() => guard.clear());
   assertEquals(code, 0);
   assertEquals(
     new TextDecoder().decode(stdout).split("\0").slice(0, -1),

@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { withSandboxVault } from "../testing/cli.ts";
 import { FakeUpstream, startBrokerServe } from "../testing/broker.ts";
+import { outputWithin } from "../testing/process.ts";
 
 const PASS = "config tools passphrase";
 const REAL_OPENAI = "sk-REAL-config-tools-0123456789abcdef";
@@ -40,13 +41,13 @@ async function sh(
   script: string,
   env: Record<string, string>,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command("sh", {
+  const out = await outputWithin("sh", {
     args: ["-c", script],
     env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  });
   const text = new TextDecoder();
   return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
 }
@@ -154,7 +155,7 @@ Deno.test("vault exec: curl and the openai SDK through a private broker; exit st
 });
 
 Deno.test("config apply: gh, given http_unix_socket and the phantom GH_TOKEN, reaches a fake GitHub API through the broker", async () => {
-  const found = await new Deno.Command("sh", { args: ["-c", "command -v gh"] }).output();
+  const found = await outputWithin("sh", { args: ["-c", "command -v gh"] });
   if (found.code !== 0) throw new Error("gh is not installed (Debian: apt-get install gh)");
   const api = new FakeUpstream();
   api.on("/user", () => Response.json({ login: "octo", id: 1 }));
@@ -201,7 +202,7 @@ Deno.test("config apply: gh, given http_unix_socket and the phantom GH_TOKEN, re
         assertEquals(env.code, 0, env.stderr);
         const vars = JSON.parse(env.stdout);
         assertMatch(vars.GH_TOKEN, /^terok-p-[0-9a-f]{32}$/);
-        const gh = await new Deno.Command("gh", {
+        const gh = await outputWithin("gh", {
           args: ["api", "/user"],
           env: {
             PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
@@ -216,7 +217,7 @@ Deno.test("config apply: gh, given http_unix_socket and the phantom GH_TOKEN, re
           stdin: "null",
           stdout: "piped",
           stderr: "piped",
-        }).output();
+        });
         const text = new TextDecoder();
         assertEquals(gh.code, 0, text.decode(gh.stderr));
         assertEquals(JSON.parse(text.decode(gh.stdout)), { login: "octo", id: 1 });

@@ -16,6 +16,7 @@ import { FIXTURES, withTempDir } from "../testing/fixtures.ts";
 import { CliSandbox, withSandboxVault } from "../testing/cli.ts";
 import { seededRandom, testSeed } from "../testing/seed.ts";
 import { killAfter } from "../testing/process.ts";
+import { SOAK, soakName, soakOr } from "../testing/soak.ts";
 import {
   base64UrlEncode,
   decrypt,
@@ -273,7 +274,12 @@ Deno.test("rotate-kek with the KEK kept in the vault: the vault's copy is replac
 // kill -9 trials
 
 const DEKS = 10_000;
-const TRIALS = 50;
+// 50 trials at random moments under `deno task test:soak`; in the default suite a
+// smoke version: two trials, killed halfway through the window and after it.
+const TRIALS = soakOr(50, 2);
+const KILL_TRIALS = soakName(
+  `rotate-kek kill -9 trials: SIGKILL at ${TRIALS} random moments of a 10,000-DEK rotation never leaves a DEK unreadable or the store mixed`,
+);
 
 interface TrialOutcome {
   /** `rolled-back` (all under the old KEK), `committed` (all under the new). */
@@ -391,7 +397,7 @@ async function runChild(
   }
 }
 
-Deno.test("rotate-kek kill -9 trials: SIGKILL at random moments of a 10,000-DEK rotation never leaves a DEK unreadable or the store mixed", async () => {
+Deno.test(KILL_TRIALS, async () => {
   const seed = testSeed("VAULT_ROTATE_KILL_SEED", 20261122);
   const random = seededRandom(seed);
   await withTempDir(async (dir) => {
@@ -414,7 +420,7 @@ Deno.test("rotate-kek kill -9 trials: SIGKILL at random moments of a 10,000-DEK 
       Deno.copyFileSync(master, path);
       const next = newKek();
       // Uniform over the rotation's window and a little beyond (kills after the commit too).
-      const delay = random() * window * 1.5;
+      const delay = SOAK ? random() * window * 1.5 : [0.5, 2][trial] * window;
       const run = await runChild(path, oldKek, next, delay);
       if (!run.killed) assertEquals(run.code, 0, `trial ${trial}: ${run.stderr}`);
       const journal = await Deno.stat(path + "-journal").then((s) => s.size > 0, () => false);
@@ -432,9 +438,12 @@ Deno.test("rotate-kek kill -9 trials: SIGKILL at random moments of a 10,000-DEK 
         `${count((o) => !o.killed)} finished before the kill; never mixed, never unreadable`,
     );
     // Not a timing check: proof the trials hit the transaction at all (else they proved nothing).
-    assert(
-      count((o) => o.hotJournal) > 0,
-      "no kill landed inside the transaction: the trials proved nothing",
-    );
+    // Two smoke trials may all miss it on a loaded machine: the soak run proves it.
+    if (SOAK) {
+      assert(
+        count((o) => o.hotJournal) > 0,
+        "no kill landed inside the transaction: the trials proved nothing",
+      );
+    }
   });
 });

@@ -27,6 +27,7 @@ import {
   poolKey,
 } from "../src/envelope/mod.ts";
 import { MAX_ENVELOPE_BODY, startEnvelopeService } from "../src/envelope/service.ts";
+import { outputWithin } from "../testing/process.ts";
 
 const PASS = "envelope service passphrase";
 const DIR = join(FIXTURES, "envelope");
@@ -492,13 +493,13 @@ Deno.test("envelope service: a live socket is refused, a stale one replaced, a f
       await first.close();
     }
     // A stale socket (nobody listening) is replaced.
-    const stale = await new Deno.Command("python3", {
+    const stale = await outputWithin("python3", {
       args: [
         "-c",
         "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])",
         socketPath,
       ],
-    }).output();
+    });
     assert(stale.success && Deno.lstatSync(socketPath).isSocket, "a stale socket file");
     const second = await startEnvelopeService(options);
     await second.close();

@@ -2,6 +2,7 @@ import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { fileURLToPath } from "node:url";
 import { dirname, join, relative } from "node:path";
 import { renderCliDoc } from "../scripts/cli_reference.ts";
+import { outputWithin } from "../testing/process.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const readme = Deno.readTextFileSync(`${root}/README.md`);
@@ -80,13 +81,13 @@ Deno.test("every relative link in README.md and docs/*.md points at an existing 
 });
 
 Deno.test("README's first set-up command (deno task demo) works", async () => {
-  const output = await new Deno.Command(Deno.execPath(), {
+  const output = await outputWithin(Deno.execPath(), {
     args: ["task", "demo"],
     cwd: root,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  });
   const stdout = new TextDecoder().decode(output.stdout);
   assertEquals(output.code, 0, new TextDecoder().decode(output.stderr));
   assertMatch(stdout, /created encrypted vault at .*\/data\/vault\/credentials\.db/);

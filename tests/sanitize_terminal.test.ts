@@ -16,6 +16,7 @@ import { toJson } from "../src/cli/output.ts";
 import { AuditLog } from "../src/audit/log.ts";
 import { startAgent } from "../src/agent/agent.ts";
 import { generateKey } from "../src/openssh/keys.ts";
+import { outputWithin } from "../testing/process.ts";
 
 const PASS = "terminal test passphrase";
 
@@ -149,11 +150,11 @@ Deno.test("cli boundary: token create --subject, ssh rename and ssh import refus
 
     // ssh-keygen happily writes such a comment into the key and its .pub.
     const keyPath = join(home, "id_evil");
-    const keygen = await new Deno.Command("ssh-keygen", {
+    const keygen = await outputWithin("ssh-keygen", {
       args: ["-q", "-t", "ed25519", "-N", "", "-C", "me\u2066@host\u2069", "-f", keyPath],
       stdout: "null",
       stderr: "piped",
-    }).output();
+    });
     assertEquals(keygen.code, 0, new TextDecoder().decode(keygen.stderr));
     r = await cli.run([...base, "ssh", "import", "proj", keyPath, "--pub", `${keyPath}.pub`]);
     assertEquals(r.code, 1, r.stderr);

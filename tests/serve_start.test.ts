@@ -12,7 +12,7 @@
 import { assert, assertEquals } from "../testing/assert.ts";
 import { join } from "node:path";
 import { withSandboxVault } from "../testing/cli.ts";
-import { freePort } from "../testing/broker.ts";
+import { freePort } from "../testing/ports.ts";
 import { base64UrlEncode } from "../src/envelope/mod.ts";
 
 const PASS = "serve start passphrase";

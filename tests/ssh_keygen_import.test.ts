@@ -20,6 +20,7 @@ import {
   withTempDir,
 } from "../testing/ssh_helpers.ts";
 import { skipIf } from "../testing/skip.ts";
+import { outputWithin } from "../testing/process.ts";
 
 const PASS = "correct horse 42";
 const TYPE_ARGS = { ed25519: ["-t", "ed25519"], rsa: ["-t", "rsa", "-b", "3072"] } as const;
@@ -187,8 +188,7 @@ Deno.test("ssh-keygen ecdsa and dsa keys are UnsupportedKeyType in every contain
   });
 });
 
-const hasOpenssl = await new Deno.Command("openssl", { args: ["version"], stdout: "null" })
-  .output()
+const hasOpenssl = await outputWithin("openssl", { args: ["version"], stdout: "null" })
   .then((o) => o.success, () => false);
 
 Deno.test({
@@ -197,7 +197,7 @@ Deno.test({
   fn: async () => {
     await withTempDir(async (dir) => {
       const openssl = async (...args: string[]) => {
-        const out = await new Deno.Command("openssl", { args, stderr: "piped" }).output();
+        const out = await outputWithin("openssl", { args, stderr: "piped" });
         assert.ok(out.success, new TextDecoder().decode(out.stderr));
       };
       await openssl("genpkey", "-algorithm", "ed25519", "-out", `${dir}/k.pem`);

@@ -4,12 +4,18 @@ import { fileURLToPath } from "node:url";
 import { CredentialStore } from "../src/store/store.ts";
 import { deriveRawKey, readSalt, toHex } from "../src/store/key.ts";
 import { utf8, withTempDir } from "../testing/fixtures.ts";
+import { killAfter } from "../testing/process.ts";
+import { soakName, soakOr } from "../testing/soak.ts";
 
-const WRITERS = 50;
+// 50 writer processes under `deno task test:soak`; 10 in the default suite.
+const WRITERS = soakOr(50, 10);
 const ROWS = 20;
+const NAME = soakName(
+  `${WRITERS} concurrent writer processes lose no rows and never see "database is locked"`,
+);
 const writer = fileURLToPath(new URL("../testing/concurrent_writer.ts", import.meta.url));
 
-Deno.test(`${WRITERS} concurrent writer processes lose no rows and never see "database is locked"`, async () => {
+Deno.test(NAME, async () => {
   await withTempDir(async (dir) => {
     const path = join(dir, "v.db");
     const passphrase = utf8("concurrency passphrase");
@@ -24,10 +30,11 @@ Deno.test(`${WRITERS} concurrent writer processes lose no rows and never see "da
           stdout: "piped",
           stderr: "piped",
         }).spawn();
+        const guard = killAfter(child, 120_000); // a hang guard
         const stdin = child.stdin.getWriter();
         await stdin.write(utf8(hex));
         await stdin.close();
-        const output = await child.output();
+        const output = await child.output().finally(() => guard.clear());
         return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
       }),
     );

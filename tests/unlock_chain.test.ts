@@ -11,6 +11,7 @@ import {
 } from "../src/unlock/mod.ts";
 import { defaultSettings, type Settings } from "../src/settings/mod.ts";
 import { skipIf } from "../testing/skip.ts";
+import { exitWithin, outputWithin } from "../testing/process.ts";
 
 const SECRET = "s3cr3t-Zebra-42";
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -187,11 +188,11 @@ try {
     await Deno.writeTextFile(src, code);
     const srcDir = new URL("../src", import.meta.url).pathname;
     // Read access to the sources only: the passphrase file is unreadable.
-    const out = await new Deno.Command(Deno.execPath(), {
+    const out = await outputWithin(Deno.execPath(), {
       args: ["run", "--no-config", `--allow-read=${srcDir},${src}`, src, file],
       stdout: "piped",
       stderr: "piped",
-    }).output();
+    });
     const text = dec(out.stdout).trim();
     assert.match(text, /^TierFailed passphrase-file /, dec(out.stderr));
     assert.ok(text.includes(file) && !text.includes(SECRET), text);
@@ -382,7 +383,7 @@ async function sealWithNullKey(plain: string, out: string): Promise<boolean> {
     const w = child.stdin.getWriter();
     await w.write(new TextEncoder().encode(plain));
     await w.close();
-    return (await child.status).success;
+    return (await exitWithin(child)).success;
   } catch {
     return false;
   }

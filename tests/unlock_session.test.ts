@@ -11,6 +11,7 @@ import {
 } from "../src/unlock/mod.ts";
 import { keyringLoad, keyringRemove, keyringStore } from "../src/unlock/keyring.ts";
 import { sessionKeyDescription } from "../src/unlock/session.ts";
+import { outputWithin } from "../testing/process.ts";
 
 /** Whether the kernel keyring works here (it may be denied in containers). */
 function keyringWorks(): boolean {
@@ -161,11 +162,11 @@ Deno.test({
       const code = `import { loadSessionKey } from ${JSON.stringify(url)};
 const r = await loadSessionKey(Deno.args[0], {}, { backend: "keyring" });
 console.log(r ? r.tier + " " + r.key.join(",") : "none");`;
-      const out = await new Deno.Command(Deno.execPath(), {
+      const out = await outputWithin(Deno.execPath(), {
         args: ["eval", "--no-config", code, db],
         stdout: "piped",
         stderr: "piped",
-      }).output();
+      });
       const text = new TextDecoder().decode(out.stdout).trim();
       assert.equal(
         text,
