@@ -10,6 +10,22 @@
 /** The default ExecStart= program: the launcher of `deno task install`. */
 export const DEFAULT_UNIT_VAULT = "%h/.local/bin/vault";
 
+/** The sandboxing settings both services share (state directory, umask, kernel protections). */
+const SANDBOXING = `StateDirectory=vault
+StateDirectoryMode=0700
+UMask=0077
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes`;
+
 /** The unit files, in the order they are printed, with `vault` as ExecStart='s program. */
 export function unitFiles(vault: string = DEFAULT_UNIT_VAULT): [string, string][] {
   return [
@@ -78,20 +94,7 @@ ProtectHome=read-only
 # %C/deno (~/.cache/deno): Deno's cache, where the launcher's deno keeps its
 # compiled-code cache (not needed by the compiled binary: remove it then).
 ReadWritePaths=-%h/.local/share/vault -%t/vault -%C/deno
-StateDirectory=vault
-StateDirectoryMode=0700
-UMask=0077
-PrivateDevices=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-RestrictNamespaces=yes
-RestrictRealtime=yes
-RestrictSUIDSGID=yes
-LockPersonality=yes
+${SANDBOXING}
 # AF_UNIX for the sockets, AF_INET/AF_INET6 for TCP listeners on loopback and
 # the broker's upstream connections.
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
@@ -246,20 +249,7 @@ RuntimeDirectoryMode=0700
 # Keep the runtime directory (and the sockets of a restarting agent) on stop;
 # vault removes the sockets it bound itself.
 RuntimeDirectoryPreserve=yes
-StateDirectory=vault
-StateDirectoryMode=0700
-UMask=0077
-PrivateDevices=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-RestrictNamespaces=yes
-RestrictRealtime=yes
-RestrictSUIDSGID=yes
-LockPersonality=yes
+${SANDBOXING}
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 SystemCallArchitectures=native
 # Not set: MemoryDenyWriteExecute=yes (breaks V8's JIT).
