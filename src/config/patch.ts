@@ -420,6 +420,36 @@ function applyOp(
   };
 }
 
+/**
+ * Objects that `removed` records created and that still hold something
+ * (another provider's values) pass to the records whose values lie in them,
+ * so that the last of those removes them once empty (two providers in
+ * opencode's `provider` object).
+ */
+function handOver(
+  own: Ownership,
+  file: string,
+  text: string,
+  label: string,
+  removed: OwnershipRecord[],
+): void {
+  const left = removed.flatMap((r) => r.kind === "json_path" ? r.created_objects ?? [] : [])
+    .filter((c) => {
+      const p = parseJsonPointer(c);
+      return p !== null && p.length > 0 && isPlainObject(jsonPaths.get(text, label, p)?.value);
+    });
+  if (left.length === 0) return;
+  for (const records of Object.values(own.files[file]?.providers ?? {})) {
+    for (const rec of records) {
+      if (rec.kind !== "json_path") continue;
+      const inside = left.filter((c) => Object.keys(rec.values).some((k) => k.startsWith(c + "/")));
+      if (inside.length > 0) {
+        rec.created_objects = [...new Set([...(rec.created_objects ?? []), ...inside])].sort();
+      }
+    }
+  }
+}
+
 /** Takes one key back: restore the previous value or delete it, if it is still ours. */
 function takeBack(text: string, access: KeyAccess, rec: OwnershipRecord, key: string): string {
   const cur = access.get(text, key);
@@ -578,13 +608,13 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
     const own = ds.loaded.ownership;
     for (const file of filesOfTarget(own, t)) {
       const fs = await fileOf(ds, file, false);
+      const mine = mineOf(own, file, t);
       if (fs.text !== null) {
-        for (const rec of mineOf(own, file, t)) {
-          fs.text = removeRecord(fs.text, fs.path, rec);
-        }
+        for (const rec of mine) fs.text = removeRecord(fs.text, fs.path, rec);
       }
       const createdByVault = own.files[file]?.[CREATED_BY_VAULT] === true;
       putMine(own, file, t, []);
+      if (fs.text !== null) handOver(own, file, fs.text, fs.path, mine);
       // A file vault created goes again once nothing is left in it: no provider's values, nothing
       // the user added (a file the user wrote in stays, even if only a comment).
       if (
