@@ -241,7 +241,7 @@ function render(value: unknown, label: string, path: JsonPath): void {
 function sameElsewhere(before: unknown, after: unknown, path: JsonPath): boolean {
   const strip = (value: unknown, at: number): unknown => {
     if (!isPlainObject(value)) return value;
-    const out: Record<string, unknown> = {};
+    const out: Record<string, unknown> = Object.create(null);
     for (const [k, v] of Object.entries(value)) {
       if (k !== path[at]) {
         out[k] = v;
