@@ -147,15 +147,24 @@ function checkProvider(t: PatchTarget): void {
   }
 }
 
-/** `json_set` as leaves by JSON Pointer: objects with members are walked, anything else is a leaf. */
+/**
+ * `json_set` as leaves by JSON Pointer: objects are walked (merged), anything
+ * else is a leaf. An empty object is refused: merged it would change nothing,
+ * set it would replace the user's object.
+ */
 function jsonLeaves(value: Record<string, unknown>, where: string): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const walk = (v: Record<string, unknown>, path: string[]) => {
     for (const [k, inner] of Object.entries(v)) {
       if (k === "") throw new ConfigPatchError(`${where}: json_set has an empty key`);
       const at = [...path, k];
-      if (isPlainObject(inner) && Object.keys(inner).length > 0) walk(inner, at);
-      else out[jsonPointer(at)] = inner;
+      if (!isPlainObject(inner)) out[jsonPointer(at)] = inner;
+      else if (Object.keys(inner).length > 0) walk(inner, at);
+      else {
+        throw new ConfigPatchError(
+          `${where}: json_set '${jsonPointer(at)}' is an empty object (objects are merged)`,
+        );
+      }
     }
   };
   walk(value, []);
