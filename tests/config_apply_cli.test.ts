@@ -160,6 +160,11 @@ Deno.test("config apply: providers without a file patch are skipped with a note 
       "_opencode-config/opencode.json",
     ]);
 
+    const opencode = out.files.find((f: { path: string }) =>
+      f.path.endsWith("_opencode-config/opencode.json")
+    );
+    assert.deepEqual(opencode.providers, ["anthropic", "openai"]);
+
     r = await apply("--providers", "gitlab");
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /gitlab: skipped \(no config file patch\)/);

@@ -94,6 +94,8 @@ export interface FileChange {
   after: string | null;
   /** Whether `after` differs from `before`. */
   changed: boolean;
+  /** The providers whose patches (or disabling) touched the file; for a sidecar, its dir's. */
+  providers: string[];
 }
 
 /** What {@link applyConfigPatches} did (or, with dryRun, would do). */
@@ -106,6 +108,7 @@ interface FileState {
   path: string;
   before: string | null;
   text: string | null;
+  providers: Set<string>;
 }
 
 interface DirState {
@@ -605,7 +608,7 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
     if (fs === undefined) {
       const path = await resolvePatchTarget(ds.realShared, segments, create && !dry);
       const before = await readTextNoFollow(path);
-      fs = { path, before, text: before };
+      fs = { path, before, text: before, providers: new Set() };
       ds.files.set(key, fs);
     }
     return fs;
@@ -617,6 +620,7 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
     const own = ds.loaded.ownership;
     for (const file of filesOfTarget(own, t)) {
       const fs = await fileOf(ds, file, false);
+      fs.providers.add(t.provider);
       const mine = mineOf(own, file, t);
       if (fs.text !== null) {
         for (const rec of mine) fs.text = removeRecord(fs.text, fs.path, rec);
@@ -641,6 +645,7 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
     const ds = await dirOf(t.sharedDir, true);
     const own = ds.loaded.ownership;
     const fs = await fileOf(ds, t.patch.file, op !== null);
+    fs.providers.add(t.provider);
     const file = patchFileSegments(t.patch.file).join("/");
     const oldRecs = mineOf(own, file, t);
     if (op === null) {
@@ -674,6 +679,7 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
         before: fs.before,
         after: fs.text,
         changed: fs.before !== fs.text,
+        providers: [...fs.providers].sort(),
       });
     }
     const sidecar = ownershipText(ds.loaded.ownership, true);
@@ -682,6 +688,7 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
       before: ds.loaded.sidecarText,
       after: sidecar,
       changed: sidecar !== ds.loaded.sidecarText,
+      providers: [...new Set([...ds.files.values()].flatMap((f) => [...f.providers]))].sort(),
     });
   }
   if (dry) return { changes };

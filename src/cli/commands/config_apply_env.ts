@@ -181,6 +181,7 @@ Examples:
             path: c.path,
             changed: c.changed,
             deleted: c.changed && c.after === null,
+            providers: c.providers,
           })),
           skipped,
         });
