@@ -24,7 +24,9 @@ const PINNED: Record<string, string> = pkg.dependencies;
 function agent(command: Agent["command"], title: string, name: string): Agent {
   const version = PINNED[name];
   if (!/^[0-9]+\.[0-9]+\.[0-9]+$/.test(version ?? "")) {
-    throw new Error(`tests/agents/package.json must pin ${name} to an exact version`);
+    throw new Error(
+      `tests/agents/package.json must pin ${name} to an exact version`,
+    );
   }
   return { command, title, package: name, version };
 }

@@ -31,7 +31,16 @@
  * - {@link World.configEnv}: `vault config env … --format json` parsed; the
  *   phantom tokens in it are remembered in {@link World.phantoms}.
  * - {@link World.sandbox}: one run of an agent in bubblewrap (see
- *   {@link SandboxOptions}) → {@link SandboxResult}.
+ *   {@link SandboxOptions}) → {@link SandboxResult}. Socket transport:
+ *   `net: "none"`, `brokerSocket`, `httpBridge: true`; tcp transport:
+ *   `net: "host"`, `hosts: CONTAINER_HOSTS` (so `host.containers.internal`,
+ *   which vault prints, is the host) and `httpBridge` if vault printed a
+ *   bridge to start.
+ * - {@link World.exec}: `vault exec … -- <agent>` as a user runs it on the
+ *   host, in bubblewrap with a private home and the host's network.
+ * - {@link World.configApply}: `vault config apply --mounts <root>/mounts`,
+ *   and the binds that mount each shared dir written at its roster
+ *   `container_mount` (pass them as {@link SandboxOptions.binds}).
  * - {@link assertNoLeak} / {@link World.assertNoLeak}: no real secret in any
  *   sandbox-visible file, the agent's output or the env dump; no phantom
  *   token or static marker in any request the fake recorded.
@@ -59,6 +68,7 @@ import { mainArgs } from "../../testing/cli.ts";
 import { Background, killAfter } from "../../testing/process.ts";
 import { freePort } from "../../testing/ports.ts";
 import { FakeProvider, type FakeRequest } from "./fake/server.ts";
+import { loadRoster } from "../../src/config/mod.ts";
 
 export { ANSWERS, FakeProvider } from "./fake/server.ts";
 export type { FakeRequest } from "./fake/server.ts";
@@ -89,6 +99,17 @@ export const SANDBOX_SOCKET = "/run/terok/vault.sock";
 export const SANDBOX_HOME = "/home/dev";
 /** The sandbox's PATH: the harness's commands (vault, the agents), then the system's. */
 export const SANDBOX_PATH = "/run/harness/bin:/usr/local/bin:/usr/bin:/bin";
+
+/**
+ * /etc/hosts for a tcp-transport sandbox (`net: "host"`): the name vault
+ * prints for the host (`host.containers.internal`, as podman resolves it)
+ * is the host's loopback here.
+ */
+export const CONTAINER_HOSTS: readonly string[] = [
+  "127.0.0.1 localhost",
+  "::1 localhost",
+  "127.0.0.1 host.containers.internal",
+];
 
 /** How a provider's upstreams are pointed at the fake (one roster file). */
 export interface Redirect {
@@ -160,6 +181,13 @@ export interface SandboxOptions {
   hosts?: string[];
   /** The working directory in the sandbox (default /home/dev). */
   cwd?: string;
+  /**
+   * The host user's vault inside the sandbox, for `vault exec` (which runs
+   * where the user is): the world's root is bound read-write at its own path
+   * and the vault CLI's host variables (XDG dirs, passphrase file, session
+   * backend) are added to `env`. HOME stays the sandbox's.
+   */
+  hostVault?: boolean;
   /** Kill the whole sandbox after this long (default 90 s): a hang guard. */
   timeoutMs?: number;
 }
@@ -631,6 +659,88 @@ export class World {
     return result;
   }
 
+  /**
+   * `vault exec --scope … --subject … [extra] -- argv` as a user runs it on
+   * their machine, in a bubblewrap sandbox with the host's network (the
+   * private broker dials the fake) and a private home: {@link
+   * SandboxOptions.hostVault}. The env dump is the caller's shell (vault exec
+   * adds the agent's variables itself).
+   */
+  exec(options: {
+    scope: string;
+    subject: string;
+    argv: string[];
+    /** More `vault exec` options (e.g. `--providers openai`), before `--`. */
+    extra?: string[];
+    /** The caller's own variables besides the host vault's. */
+    env?: Record<string, string>;
+    home?: string;
+    binds?: Bind[];
+    timeoutMs?: number;
+  }): Promise<SandboxResult> {
+    return this.sandbox({
+      argv: [
+        "vault",
+        "exec",
+        "--scope",
+        options.scope,
+        "--subject",
+        options.subject,
+        ...(options.extra ?? []),
+        "--",
+        ...options.argv,
+      ],
+      env: options.env ?? {},
+      net: "host",
+      hostVault: true,
+      home: options.home,
+      binds: options.binds,
+      timeoutMs: options.timeoutMs,
+    });
+  }
+
+  /** The shared config dirs' parent for `vault config apply --mounts` (`<root>/mounts`). */
+  get mounts(): string {
+    return join(this.root, "mounts");
+  }
+
+  /**
+   * `vault config apply --mounts <root>/mounts --json [args]` (asserts exit
+   * 0), and the binds that mount every shared dir it wrote at its
+   * `container_mount` (from the world's roster, as terok mounts them).
+   */
+  async configApply(
+    args: string[] = [],
+  ): Promise<{ result: VaultResult; binds: Bind[] }> {
+    await Deno.mkdir(this.mounts, { recursive: true, mode: 0o700 });
+    const result = await this.vault([
+      "config",
+      "apply",
+      "--mounts",
+      this.mounts,
+      "--json",
+      ...args,
+    ]);
+    assertEquals(result.code, 0, `vault config apply: ${result.stderr}`);
+    return { result, binds: await this.mountBinds() };
+  }
+
+  /** Binds of every shared dir that exists under {@link mounts}, at its roster `container_mount`. */
+  async mountBinds(): Promise<Bind[]> {
+    const where = await sharedDirMounts([this.rosterDir]);
+    const binds: Bind[] = [];
+    for (const [dir, container] of where) {
+      const host = join(this.mounts, dir);
+      try {
+        if (!(await Deno.stat(host)).isDirectory) continue;
+      } catch {
+        continue;
+      }
+      binds.push({ host, container });
+    }
+    return binds;
+  }
+
   /** {@link assertNoLeak} over everything this world saw (homes, visible dirs, runs, fake). */
   async assertNoLeak(extraTexts: Record<string, string> = {}): Promise<void> {
     const texts: Record<string, string> = { ...extraTexts };
@@ -661,6 +771,32 @@ export class World {
     await this.fake.close();
     await Deno.remove(this.root, { recursive: true }).catch(() => {});
   }
+}
+
+/**
+ * shared dir → container mount, for every pair the roster holds (a
+ * provider's `sharedDir`/`containerMount`, and any nested patch entry with
+ * both, e.g. per-agent config patches), read from the roster as vault loads
+ * it with these roster dirs.
+ */
+export async function sharedDirMounts(
+  rosterDirs: string[],
+): Promise<Map<string, string>> {
+  const roster = await loadRoster(rosterDirs);
+  const out = new Map<string, string>();
+  const visit = (value: unknown, depth: number) => {
+    if (depth > 4 || value === null || typeof value !== "object") return;
+    if (Array.isArray(value)) return value.forEach((v) => visit(v, depth + 1));
+    const o = value as Record<string, unknown>;
+    if (
+      typeof o.sharedDir === "string" && typeof o.containerMount === "string"
+    ) {
+      out.set(o.sharedDir, o.containerMount);
+    }
+    for (const v of Object.values(o)) visit(v, depth + 1);
+  };
+  for (const spec of roster.values()) visit(spec, 0);
+  return out;
 }
 
 /** Opens a {@link World} (call {@link World.close} in a `finally`, or use {@link agentCase}). */

@@ -3,8 +3,9 @@
  * uses it with an API key (`x-goog-api-key`):
  *
  * - `POST /v1beta/models/<model>:generateContent` → one candidate as JSON
- *   (Gemini CLI's model-routing call asks for JSON: the answer is then a JSON
- *   object naming the flash model, which the router accepts);
+ *   (Gemini CLI's model-routing calls ask for JSON: the answer is then one
+ *   JSON object that both of its classifiers accept, naming the flash model
+ *   and a low complexity);
  * - `POST /v1beta/models/<model>:streamGenerateContent?alt=sse` → the same
  *   candidate as one SSE `data:` event;
  * - `POST …:countTokens` → `{"totalTokens": 1}`;
@@ -46,7 +47,12 @@ export const gemini: ApiModule = {
   handle(rec, _req, ctx) {
     if (rec.method === "POST" && rec.path.endsWith(":generateContent")) {
       const text = wantsJson(rec.body)
-        ? JSON.stringify({ reasoning: ctx.answer, model_choice: "flash" })
+        ? JSON.stringify({
+          reasoning: ctx.answer,
+          model_choice: "flash",
+          complexity_reasoning: ctx.answer,
+          complexity_score: 10,
+        })
         : ctx.answer;
       return Response.json(candidate(text));
     }
