@@ -200,6 +200,11 @@ export interface SandboxResult extends VaultResult {
   timedOut: boolean;
   /** `env` as the agent's launcher saw it inside the sandbox (what the agent got). */
   envDump: string;
+  /**
+   * `env` as the agent got it from `vault exec` ({@link World.exec} runs the
+   * agent through `harness-env-exec`, which dumps it); "" for other runs.
+   */
+  agentEnvDump: string;
   /** The in-sandbox http-bridge's stderr ("" without one). */
   bridgeLog: string;
   /** The host dir that was the sandbox's home. */
@@ -252,6 +257,12 @@ function denoDir(): string {
  * asked (`bridge` as $1) and waits for its "listening" line (at most 30 s),
  * then execs the agent (`-- argv…`).
  */
+/** Dumps the env it got (the agent's, under `vault exec`) and execs its arguments. */
+const ENV_EXEC_SCRIPT = `#!/bin/sh
+env > /run/harness/out/agent-env
+exec "$@"
+`;
+
 const RUN_SCRIPT = `#!/bin/sh
 out=/run/harness/out
 env > "$out/env"
@@ -346,6 +357,9 @@ export class World {
       shellQuote(Deno.execPath())
     } ${runArgs.map(shellQuote).join(" ")} "$@"\n`;
     await Deno.writeTextFile(join(this.bin, "vault"), launcher, {
+      mode: 0o755,
+    });
+    await Deno.writeTextFile(join(this.bin, "harness-env-exec"), ENV_EXEC_SCRIPT, {
       mode: 0o755,
     });
     await Deno.writeTextFile(join(this.bin, "harness-run"), RUN_SCRIPT, {
@@ -583,6 +597,12 @@ export class World {
     if (options.brokerSocket) {
       args.push("--bind", options.brokerSocket, SANDBOX_SOCKET);
     }
+    let env = options.env;
+    if (options.hostVault) {
+      args.push("--bind", this.root, this.root);
+      const { HOME: _home, PATH: _path, LANG: _lang, ...vaultEnv } = this.hostEnv;
+      env = { ...vaultEnv, ...env };
+    }
     for (const bind of options.binds ?? []) {
       args.push(bind.ro ? "--ro-bind" : "--bind", bind.host, bind.container);
       if (!this.visibleDirs.includes(bind.host)) {
@@ -611,7 +631,7 @@ export class World {
       "LANG",
       "C.UTF-8",
     );
-    for (const [name, value] of Object.entries(options.env)) {
+    for (const [name, value] of Object.entries(env)) {
       args.push("--setenv", name, value);
     }
     args.push(
@@ -652,10 +672,13 @@ export class World {
       ms,
       timedOut: guard.killed,
       envDump: await read("env"),
+      agentEnvDump: await read("agent-env"),
       bridgeLog: await read("bridge.log"),
       home,
     };
     this.runs.push(result);
+    // Phantoms the sandbox held (vault exec mints its own): none may reach an upstream.
+    this.notePhantoms(result.envDump + "\n" + result.agentEnvDump);
     return result;
   }
 
@@ -663,8 +686,9 @@ export class World {
    * `vault exec --scope … --subject … [extra] -- argv` as a user runs it on
    * their machine, in a bubblewrap sandbox with the host's network (the
    * private broker dials the fake) and a private home: {@link
-   * SandboxOptions.hostVault}. The env dump is the caller's shell (vault exec
-   * adds the agent's variables itself).
+   * SandboxOptions.hostVault}. {@link SandboxResult.envDump} is the caller's
+   * shell; {@link SandboxResult.agentEnvDump} what vault exec gave the agent
+   * (the agent runs through `harness-env-exec`, which dumps it).
    */
   exec(options: {
     scope: string;
@@ -688,6 +712,7 @@ export class World {
         options.subject,
         ...(options.extra ?? []),
         "--",
+        "harness-env-exec",
         ...options.argv,
       ],
       env: options.env ?? {},
@@ -748,6 +773,7 @@ export class World {
       texts[`run ${i} stdout`] = run.stdout;
       texts[`run ${i} stderr`] = run.stderr;
       texts[`run ${i} env dump`] = run.envDump;
+      texts[`run ${i} agent env dump`] = run.agentEnvDump;
       texts[`run ${i} http-bridge log`] = run.bridgeLog;
     });
     await assertNoLeak({
