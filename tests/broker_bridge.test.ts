@@ -76,3 +76,43 @@ Deno.test("vault http-bridge: 127.0.0.1:PORT → the broker's Unix socket → th
     }
   });
 });
+
+Deno.test("vault http-bridge -- COMMAND: addresses from the variables config env prints, the command's status, bridge gone after", async () => {
+  await withTempDir(async (home) => {
+    const cli = new CliSandbox(home);
+    const seen: string[] = [];
+    // Stands in for the broker's socket: any HTTP server on a Unix socket.
+    const socket = join(home, "broker.sock");
+    const broker = Deno.serve({ path: socket, onListen() {} }, (req) => {
+      seen.push(new URL(req.url).pathname);
+      return new Response("from broker");
+    });
+    const port = freePort();
+    const env = {
+      VAULT_HTTP_BRIDGE_LISTEN: `127.0.0.1:${port}`,
+      VAULT_HTTP_BRIDGE_BROKER: `unix:${socket}`,
+    };
+    try {
+      const out = cli.file("out", "");
+      const ran = await cli.run([
+        "http-bridge",
+        "--",
+        "sh",
+        "-c",
+        `curl -s http://127.0.0.1:${port}/v1/x > ${out}; exit 7`,
+      ], { env });
+      assertEquals(ran.code, 7, ran.stderr);
+      assertEquals(await Deno.readTextFile(out), "from broker");
+      assertEquals(seen, ["/v1/x"]);
+      // The bridge stopped with the command: its port is free again.
+      const again = Deno.listen({ hostname: "127.0.0.1", port });
+      again.close();
+      // Neither flags nor variables: a usage error naming both ways.
+      const bare = await cli.run(["http-bridge", "--", "true"]);
+      assertEquals(bare.code, 2);
+      assertMatch(bare.stderr, /--listen is required \(or VAULT_HTTP_BRIDGE_LISTEN/);
+    } finally {
+      await broker.shutdown();
+    }
+  });
+});

@@ -6,7 +6,14 @@
  * failure mints nothing).
  */
 
-import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertThrows,
+} from "../testing/assert.ts";
+import { BUILTIN_ROSTER, InvalidRoster, loadRoster } from "../src/config/roster.ts";
 import { withTempStore } from "../testing/fixtures.ts";
 import { addKey, KEYS } from "../testing/agent_fixtures.ts";
 import {
@@ -113,4 +120,55 @@ Deno.test("config env: variables per provider with a credential, bridge settings
     );
     assertEquals(store.listTokens().length, before);
   });
+});
+
+Deno.test("config env: json_env of every provider given becomes one JSON variable (opencode's inline config)", async () => {
+  await withTempStore("env json passphrase", (store) => {
+    const roster = new Map(BUILTIN_ROSTER);
+    store.storeCredential("default", "anthropic", { type: "api_key", key: "sk-ant-0123456789" });
+    store.storeCredential("default", "openai", { type: "api_key", key: "sk-0123456789" });
+    const transport = parseTransport("tcp:18731");
+    const minted = mintContainerEnv(store, roster, {
+      scope: "proj",
+      subject: "task-1",
+      transport,
+      location: vaultLocation(transport),
+    });
+    const env = Object.fromEntries(minted.vars);
+    // Both providers' objects merged, {vault_url} substituted in the leaves.
+    assertEquals(JSON.parse(env.OPENCODE_CONFIG_CONTENT), {
+      provider: {
+        anthropic: { options: { baseURL: "http://host.containers.internal:18731/v1" } },
+        openai: { options: { baseURL: "http://host.containers.internal:18731/v1" } },
+      },
+    });
+    // A provider without a credential adds nothing to it.
+    const one = mintContainerEnv(store, roster, {
+      scope: "proj",
+      subject: "task-2",
+      providers: ["anthropic"],
+      transport,
+      location: vaultLocation(transport),
+    });
+    const content = JSON.parse(Object.fromEntries(one.vars).OPENCODE_CONFIG_CONTENT);
+    assertEquals(Object.keys(content.provider), ["anthropic"]);
+  });
+});
+
+Deno.test("roster: json_env must map variable names to mappings; a user roster can drop it with null", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/anthropic.yaml`, "json_env: {OPENCODE_CONFIG_CONTENT: 3}\n");
+    const e = await assertRejects(() => loadRoster([dir]), InvalidRoster);
+    assertMatch(e.message, /json_env\.OPENCODE_CONFIG_CONTENT/);
+    await Deno.writeTextFile(
+      `${dir}/anthropic.yaml`,
+      "json_env: {OPENCODE_CONFIG_CONTENT: null}\n",
+    );
+    const roster = await loadRoster([dir]);
+    assertEquals(roster.get("anthropic")!.jsonEnv, undefined);
+    assert(roster.get("openai")!.jsonEnv?.OPENCODE_CONFIG_CONTENT !== undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -153,6 +153,8 @@ export interface EnvProvider {
   socketEnv?: string;
   /** Fixed variables; `{vault_url}`, `{vault_socket}` and `{vault_host}` substituted. */
   extraEnv?: Readonly<Record<string, string>>;
+  /** JSON-object variables, deep-merged over the providers given (see {@link mergeJsonEnv}). */
+  jsonEnv?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
 }
 
 /** Where the SSH signer is for the container (when the scope has keys). */
@@ -246,6 +248,7 @@ export function mintContainerEnv(
     if (at >= 0) out.vars[at] = [name, value];
     else out.vars.push([name, value]);
   };
+  const json = new Map<string, Record<string, unknown>>();
   store.transaction(() => {
     for (const name of names) {
       const spec = roster.get(name)!;
@@ -274,7 +277,11 @@ export function mintContainerEnv(
       }
       if (spec.socketEnv) set1(spec.socketEnv, vaultSocket);
       for (const [k, v] of Object.entries(spec.extraEnv ?? {})) set1(k, sub(v));
+      for (const [k, v] of Object.entries(spec.jsonEnv ?? {})) {
+        json.set(k, mergeJsonEnv(json.get(k) ?? {}, v, sub));
+      }
     }
+    for (const [k, v] of json) set1(k, JSON.stringify(v));
     if (out.providers.length > 0) {
       if (options.transport.kind === "socket") {
         set1("TEROK_VAULT_LOOPBACK_PORT", String(LOOPBACK_PORT));
@@ -296,4 +303,42 @@ export function mintContainerEnv(
     }
   });
   return out;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * `over` deep-merged into a copy of `base`: objects recurse, anything else
+ * (lists included) replaces; `sub` is applied to every string of `over`.
+ * Two providers writing the same tool config (opencode's anthropic and
+ * openai entries) thus end up in one JSON object.
+ */
+export function mergeJsonEnv(
+  base: Readonly<Record<string, unknown>>,
+  over: Readonly<Record<string, unknown>>,
+  sub: (value: string) => string,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    const prev = Object.hasOwn(out, key) ? out[key] : undefined;
+    const next = isObject(value)
+      ? mergeJsonEnv(isObject(prev) ? prev : {}, value, sub)
+      : substituteAll(value, sub);
+    Object.defineProperty(out, key, {
+      value: next,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return out;
+}
+
+function substituteAll(value: unknown, sub: (value: string) => string): unknown {
+  if (typeof value === "string") return sub(value);
+  if (Array.isArray(value)) return value.map((v) => substituteAll(v, sub));
+  if (isObject(value)) return mergeJsonEnv({}, value, sub);
+  return value;
 }

@@ -29,6 +29,8 @@
  * base_url_path: /v1
  * socket_env: ANTHROPIC_UNIX_SOCKET # gets {vault_socket}
  * extra_env: {API_PROTOCOL: http}   # fixed values; {vault_url}, {vault_host} substituted
+ * json_env:                         # variables holding JSON, deep-merged over every provider
+ *   OPENCODE_CONFIG_CONTENT: {provider: {anthropic: {options: {baseURL: "{vault_url}/v1"}}}}
  * shared_config_patch: {file: config.toml, toml_set: {openai_base_url: "{vault_url}/v1"}}
  * shared_dir: _codex-config         # one path segment under the mounts dir
  * container_mount: /home/dev/.codex
@@ -100,6 +102,13 @@ export interface ProviderSpec {
   socketEnv?: string;
   /** Fixed values; `{vault_url}` and `{vault_host}` are substituted by the caller. */
   extraEnv?: Record<string, string>;
+  /**
+   * Variables whose value is a JSON object (a tool's inline config, such as
+   * opencode's `OPENCODE_CONFIG_CONTENT`): the objects of every provider
+   * given to a sandbox are deep-merged per variable, `{vault_url}` and
+   * `{vault_host}` substituted in string leaves, and written as one JSON text.
+   */
+  jsonEnv?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** The provider's shared_config_patch. */
   sharedConfigPatch?: SharedConfigPatch;
   /** Patches of other tools' config files (roster `config_patches`; see {@link configPatchesOf}). */
@@ -161,6 +170,22 @@ function relativePath(value: unknown, fail: Fail, subPath?: string): string {
     fail("must be a relative path without '..'", subPath);
   }
   return s;
+}
+
+/** Checks that `value` is plain JSON (strings without NUL, finite numbers, booleans, lists, mappings). */
+function jsonValue(value: unknown, fail: Fail, depth: number): void {
+  if (depth > 32) fail("is nested too deeply");
+  if (typeof value === "string") {
+    if (value.includes("\0")) fail("must not hold NUL");
+  } else if (typeof value === "number") {
+    if (!Number.isFinite(value)) fail("must be a finite number");
+  } else if (Array.isArray(value)) {
+    for (const item of value) jsonValue(item, fail, depth + 1);
+  } else if (isMapping(value)) {
+    for (const item of Object.values(value)) jsonValue(item, fail, depth + 1);
+  } else if (typeof value !== "boolean" && value !== null) {
+    fail("must be JSON (string, number, boolean, null, list or mapping)");
+  }
 }
 
 /** A mapping whose values pass `each` (null entries delete, "_inherit" keeps). */
@@ -359,6 +384,13 @@ const FIELDS: Readonly<Record<string, FieldCheck>> = {
       if (typeof value !== "string" || value.includes("\0")) sub("must be a string");
       return value;
     }),
+  json_env: (v, fail) =>
+    mappingOf(v, fail, (key, value, sub) => {
+      envName(key, sub);
+      if (!isMapping(value)) sub("must be a mapping (the JSON object the variable holds)");
+      jsonValue(value, sub, 0);
+      return value;
+    }),
   shared_config_patch: patchLayer,
   config_patches: configPatchesLayer,
   shared_dir: sharedDirName,
@@ -513,6 +545,15 @@ function buildSpec(name: string, v: Record<string, unknown>, file: string): Prov
   if (socketEnv !== undefined) spec.socketEnv = socketEnv;
   if (isMapping(v.extra_env) && Object.keys(v.extra_env).length > 0) {
     spec.extraEnv = Object.freeze({ ...v.extra_env }) as Record<string, string>;
+  }
+  if (isMapping(v.json_env)) {
+    const entries = Object.entries(v.json_env).filter(([, value]) => isMapping(value));
+    if (entries.length > 0) {
+      spec.jsonEnv = deepFreeze(structuredClone(Object.fromEntries(entries))) as Record<
+        string,
+        Record<string, unknown>
+      >;
+    }
   }
   if (isMapping(v.shared_config_patch)) {
     spec.sharedConfigPatch = finalPatch(v.shared_config_patch, fail("shared_config_patch"));

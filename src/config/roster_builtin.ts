@@ -23,6 +23,18 @@
 
 import { BUILTIN_ROUTES_SOURCE } from "../providers/routes.ts";
 
+/**
+ * opencode's inline config (`OPENCODE_CONFIG_CONTENT`, merged by opencode
+ * over its config files) pointing one of its providers at the broker.
+ */
+function OPENCODE_BASE_URL(provider: string): Record<string, unknown> {
+  return {
+    OPENCODE_CONFIG_CONTENT: {
+      provider: { [provider]: { options: { baseURL: "{vault_url}/v1" } } },
+    },
+  };
+}
+
 /** opencode's global config (terok mounts `_opencode-config` there): provider `id`'s base URL. */
 function opencodePatch(id: string): Record<string, unknown> {
   return {
@@ -43,6 +55,9 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
     oauth_phantom_env: ["CLAUDE_CODE_OAUTH_TOKEN"],
     base_url_env: "ANTHROPIC_BASE_URL",
     socket_env: "ANTHROPIC_UNIX_SOCKET",
+    // opencode's Anthropic SDK wants the base URL with /v1, which
+    // ANTHROPIC_BASE_URL cannot carry (Claude Code appends /v1 itself).
+    json_env: OPENCODE_BASE_URL("anthropic"),
     shared_dir: "_claude-config",
     container_mount: "/home/dev/.claude",
     credential_file: ".credentials.json",
@@ -67,6 +82,7 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
     phantom_env: ["OPENAI_API_KEY"],
     base_url_env: "OPENAI_BASE_URL",
     base_url_path: "/v1",
+    json_env: OPENCODE_BASE_URL("openai"),
     shared_config_patch: {
       file: "config.toml",
       toml_set: {

@@ -17,10 +17,8 @@ import { commandEnv } from "../../serve/exec_env.ts";
 import { startWatcher, type Watcher } from "../../serve/exec_watch.ts";
 import type { DbKey } from "../../store/key.ts";
 import { wipeMaterial } from "../../unlock/types.ts";
+import { runChild } from "../child.ts";
 import { parseProviderList, rosterDirsOf, vaultStateDir } from "./config_shared.ts";
-
-/** Signals passed on to the command. */
-const FORWARDED: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
 /** Adds `vault exec` to `program`. */
 export function addExecCommands(program: Command, ctx: Context): void {
@@ -119,64 +117,4 @@ function copyKey(material: DbKey): DbKey {
   return material.kind === "raw"
     ? { kind: "raw", key: material.key.slice() }
     : { kind: "passphrase", passphrase: material.passphrase.slice() };
-}
-
-/**
- * Runs `command` with `env` (nothing else inherited) and stdio inherited;
- * `onSpawn` gets its pid. Returns its exit status (128+n for a signal).
- */
-async function runChild(
-  command: string[],
-  env: Record<string, string>,
-  onSpawn: (pid: number) => unknown,
-): Promise<number> {
-  const clean = env;
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command(command[0], {
-      args: command.slice(1),
-      env: clean,
-      clearEnv: true,
-      stdin: "inherit",
-      stdout: "inherit",
-      stderr: "inherit",
-    }).spawn();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new UsageError(`command not found: ${command[0]}`);
-    }
-    throw error;
-  }
-  const handlers = FORWARDED.map((signal) => {
-    const handler = () => {
-      try {
-        child.kill(signal);
-      } catch {
-        // already gone
-      }
-    };
-    Deno.addSignalListener(signal, handler);
-    return [signal, handler] as const;
-  });
-  try {
-    await onSpawn(child.pid);
-    const status = await child.status;
-    return status.signal !== null ? 128 + signalNumber(status.signal) : status.code;
-  } finally {
-    for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);
-  }
-}
-
-function signalNumber(signal: Deno.Signal): number {
-  const numbers: Partial<Record<Deno.Signal, number>> = {
-    SIGHUP: 1,
-    SIGINT: 2,
-    SIGQUIT: 3,
-    SIGKILL: 9,
-    SIGTERM: 15,
-    SIGPIPE: 13,
-    SIGABRT: 6,
-    SIGSEGV: 11,
-  };
-  return numbers[signal] ?? 1;
 }

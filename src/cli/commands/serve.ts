@@ -10,7 +10,8 @@ import type { Context } from "../context.ts";
 import { openVault } from "../../unlock/open_vault.ts";
 import { wipeMaterial } from "../../unlock/types.ts";
 import { MAX_TOKEN_FILE_BYTES, readSecretFile, stripNewline } from "../input.ts";
-import { UsageError } from "../../errors.ts";
+import { ExitWith, UsageError } from "../../errors.ts";
+import { runChild } from "../child.ts";
 import type { AgentAddress } from "../../agent/agent.ts";
 import { inheritedSockets } from "../../net/activation.ts";
 import {
@@ -315,11 +316,15 @@ function addHttpBridge(program: Command, ctx: Context): void {
     .description(
       "relay a local HTTP port or socket to vault's token broker (run inside a container)",
     )
-    .requiredOption(
+    .option(
       "--listen <address>",
-      "127.0.0.1:PORT (or tcp:127.0.0.1:PORT), or unix:/path.sock",
+      "127.0.0.1:PORT (or tcp:127.0.0.1:PORT), or unix:/path.sock (default: $VAULT_HTTP_BRIDGE_LISTEN)",
     )
-    .requiredOption("--broker <address>", "unix:/path/to/broker.sock or tcp:HOST:PORT")
+    .option(
+      "--broker <address>",
+      "unix:/path/to/broker.sock or tcp:HOST:PORT (default: $VAULT_HTTP_BRIDGE_BROKER)",
+    )
+    .argument("[command...]", "run this command once the bridge listens, then stop (after --)")
     .addHelpText(
       "after",
       `
@@ -328,28 +333,60 @@ connection, retrying briefly). Tools in the container then use
 http://127.0.0.1:PORT as their API base URL with a phantom token as their
 key. SIGTERM or SIGINT stops it (and removes a Unix socket it created).
 
+Without --listen and --broker it takes VAULT_HTTP_BRIDGE_LISTEN and
+VAULT_HTTP_BRIDGE_BROKER, which \`vault config env\` prints. With a command
+after --, the bridge runs it once it listens (same environment, stdio and
+signals passed on) and exits with the command's status when it ends: the
+one line a sandbox needs.
+
 Examples:
+  vault http-bridge -- claude -p "say hi"
   vault http-bridge --listen 127.0.0.1:9419 --broker unix:/run/vault/broker.sock
   vault http-bridge --listen unix:/tmp/vault.sock --broker tcp:host.containers.internal:9420`,
     )
-    .action(async (options) => {
+    .action(async (command, options) => {
+      const listen = options.listen ?? nonEmpty(ctx.env.VAULT_HTTP_BRIDGE_LISTEN);
+      const brokerText = options.broker ?? nonEmpty(ctx.env.VAULT_HTTP_BRIDGE_BROKER);
+      if (listen === undefined) {
+        throw new UsageError(
+          "--listen is required (or VAULT_HTTP_BRIDGE_LISTEN, as `vault config env` prints it)",
+        );
+      }
+      if (brokerText === undefined) {
+        throw new UsageError(
+          "--broker is required (or VAULT_HTTP_BRIDGE_BROKER, as `vault config env` prints it)",
+        );
+      }
       let broker;
       try {
-        broker = parseSignerAddress(options.broker, "--broker");
+        broker = parseSignerAddress(brokerText, "--broker");
       } catch (error) {
         if (error instanceof AgentConfigError) throw new UsageError(error.message);
         throw error;
       }
-      const listener = await relayListener(options.listen);
+      const listener = await relayListener(listen);
+      const relay = startRelay({
+        listener,
+        target: broker,
+        targetName: "broker",
+        onWarning: (message) => ctx.out.warn(message),
+      });
+      ctx.out.info(`vault http-bridge: ${listener.label} -> ${formatSignerAddress(broker)}`);
+      if (command.length > 0) {
+        let code: number;
+        try {
+          const env: Record<string, string> = {};
+          for (const [name, value] of Object.entries(ctx.env)) {
+            if (value !== undefined) env[name] = value;
+          }
+          code = await runChild(command, env, () => {});
+        } finally {
+          await relay.close();
+        }
+        throw new ExitWith(code);
+      }
       const stop = stopSignal();
       try {
-        const relay = startRelay({
-          listener,
-          target: broker,
-          targetName: "broker",
-          onWarning: (message) => ctx.out.warn(message),
-        });
-        ctx.out.info(`vault http-bridge: ${listener.label} -> ${formatSignerAddress(broker)}`);
         const signal = await stop.wait;
         ctx.out.info(`vault http-bridge: ${signal}, shutting down`);
         await relay.close();
@@ -357,6 +394,10 @@ Examples:
         stop.dispose();
       }
     });
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === "" ? undefined : value;
 }
 
 /** The listener of `vault http-bridge --listen`: loopback TCP, or a 0600 Unix socket. */
