@@ -732,3 +732,55 @@ function envProviderOf(imported: ImportedCredential, text: string): string {
   const hit = envAssignments(text).filter((a) => a.value === key && /_API_KEY$/.test(a.name)).pop();
   return hit ? hit.name.slice(0, -"_API_KEY".length).toLowerCase() : "mistral";
 }
+
+// ---------------------------------------------------------------- from the store
+
+/**
+ * The phantom form of the credential file a tool's own login would have
+ * written for a stored credential (`vault exec`'s private overlay writes it,
+ * so the tool finds its login without the real one): the file is built from
+ * `data` in memory and rewritten by {@link phantomForm}, with its checks.
+ * Codex `auth.json` and Claude `.credentials.json`, for an OAuth credential
+ * only; undefined for anything else (an API key goes in a variable).
+ *
+ * @throws {CredentialImportError} when the stored credential does not make a
+ *   file of that format (e.g. no access token).
+ */
+export function phantomCredentialFile(
+  format: ImportFormat,
+  data: Record<string, unknown>,
+  phantom: string,
+): Uint8Array | undefined {
+  if (data.type !== "oauth") return undefined;
+  let value: Json;
+  if (format === "codex-auth") {
+    const tokens: Json = {
+      id_token: typeof data.id_token === "string" ? data.id_token : "",
+      access_token: data.access_token,
+      refresh_token: data.refresh_token ?? "",
+    };
+    if (typeof data.account_id === "string" && data.account_id !== "") {
+      tokens.account_id = data.account_id;
+    }
+    value = { OPENAI_API_KEY: null, tokens, last_refresh: CODEX_LAST_REFRESH };
+  } else if (format === "claude-credentials") {
+    const o: Json = {
+      accessToken: data.access_token,
+      refreshToken: data.refresh_token ?? "",
+      expiresAt: typeof data.expires_at === "number" ? Math.round(data.expires_at * 1000) : null,
+    };
+    if (data.scopes !== undefined) o.scopes = data.scopes;
+    if (data.subscription_type !== undefined) o.subscriptionType = data.subscription_type;
+    if (data.rate_limit_tier !== undefined) o.rateLimitTier = data.rate_limit_tier;
+    value = { [CLAUDE_KEY]: o };
+  } else {
+    return undefined;
+  }
+  const original = new TextEncoder().encode(JSON.stringify(value, null, 2) + "\n");
+  try {
+    const imported = parseAny("", original, format);
+    return phantomForm(imported, original, phantom);
+  } finally {
+    original.fill(0);
+  }
+}
