@@ -16,43 +16,10 @@ import { curlUnix, FakeUpstream, mintToken, startBrokerServe, within } from "../
 import { BUILTIN_ROSTER, loadRoster } from "../src/config/roster.ts";
 import { InvalidRoutes, routesFromValue, upstreamTarget } from "../src/broker/mod.ts";
 import { withTempDir } from "../testing/fixtures.ts";
+import { ACCOUNT, chatgptAuthJson, REAL_ACCESS } from "../testing/codex.ts";
 
 const PASS = "codex routing passphrase";
 const REAL_KEY = "sk-REAL-codex-routing-0123456789abcdef";
-const REAL_ACCESS = "eyREAL-chatgpt-access-token-0123456789";
-const REAL_REFRESH = "rt-REAL-chatgpt-refresh-0123456789";
-const ACCOUNT = "acct-codex-routing-1";
-
-function b64url(text: string): string {
-  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-/** A ChatGPT-login auth.json as Codex writes it (the id_token unsigned). */
-export function chatgptAuthJson(access = REAL_ACCESS, refresh = REAL_REFRESH): string {
-  const idToken = [
-    b64url(JSON.stringify({ alg: "none", typ: "JWT" })),
-    b64url(JSON.stringify({
-      exp: 4102444800,
-      email: "dev@example.com",
-      "https://api.openai.com/auth": { chatgpt_plan_type: "pro", chatgpt_account_id: ACCOUNT },
-    })),
-    "sig",
-  ].join(".");
-  return JSON.stringify(
-    {
-      OPENAI_API_KEY: null,
-      tokens: {
-        id_token: idToken,
-        access_token: access,
-        refresh_token: refresh,
-        account_id: ACCOUNT,
-      },
-      last_refresh: "2026-01-01T00:00:00Z",
-    },
-    null,
-    2,
-  ) + "\n";
-}
 
 Deno.test("codex roster: the phantom goes in CODEX_API_KEY for a key, only OPENAI_API_KEY for a ChatGPT login; both modes keep openai_base_url <vault>/v1", () => {
   const openai = BUILTIN_ROSTER.get("openai")!;
