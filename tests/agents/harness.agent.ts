@@ -31,7 +31,13 @@ Deno.test("harness: the sandbox gets only PATH/HOME/TERM/LANG and the given env,
     assertMatch(run.stdout, /HOME-RW/);
     const names = run.envDump.trim().split("\n").map((line) => line.split("=")[0]).sort();
     // The launcher is a POSIX sh: it may add PWD (the cwd, not a secret), nothing else.
-    assertEquals(names.filter((n) => n !== "PWD"), ["GIVEN_VAR", "HOME", "LANG", "PATH", "TERM"]);
+    assertEquals(names.filter((n) => n !== "PWD"), [
+      "GIVEN_VAR",
+      "HOME",
+      "LANG",
+      "PATH",
+      "TERM",
+    ]);
     assertMatch(run.envDump, new RegExp(`^HOME=${SANDBOX_HOME}$`, "m"));
     assertMatch(run.envDump, new RegExp(`^PATH=${SANDBOX_PATH}$`, "m"));
     assert(
@@ -48,7 +54,12 @@ Deno.test("harness: a sandbox that runs past its timeout is killed", async () =>
   const world = await openWorld();
   try {
     const run = await within(
-      world.sandbox({ argv: ["sleep", "600"], env: {}, net: "none", timeoutMs: 1000 }),
+      world.sandbox({
+        argv: ["sleep", "600"],
+        env: {},
+        net: "none",
+        timeoutMs: 1000,
+      }),
       "the killed sandbox",
     );
     assertEquals(run.timedOut, true);
@@ -63,7 +74,10 @@ Deno.test("harness: `vault` in the sandbox is this checkout's CLI, and the http 
   try {
     await world.storeCredential("anthropic", "api_key");
     const served = await world.serve();
-    const env = await world.configEnv({ scope: "proj-h", subject: "self-test" });
+    const env = await world.configEnv({
+      scope: "proj-h",
+      subject: "self-test",
+    });
     const run = await world.sandbox({
       // The bridge listens on the printed address; curl goes through it to the broker,
       // which takes the phantom and calls the fake with the real key.
@@ -80,7 +94,10 @@ Deno.test("harness: `vault` in the sandbox is this checkout's CLI, and the http 
       httpBridge: true,
     });
     assertEquals(run.code, 0, `${run.stdout}\n${run.stderr}\n${run.bridgeLog}`);
-    assertMatch(run.bridgeLog, /^vault http-bridge: .* -> unix:\/run\/terok\/vault\.sock/m);
+    assertMatch(
+      run.bridgeLog,
+      /^vault http-bridge: .* -> unix:\/run\/terok\/vault\.sock/m,
+    );
     assertMatch(run.stdout, new RegExp(ANSWERS.anthropic));
     assertEquals(world.fake.modelCalls("anthropic").length, 1);
     await world.assertNoLeak();
@@ -96,18 +113,29 @@ Deno.test("harness: assertNoLeak finds a real secret in a sandbox file and a pha
     const home = await world.newHome();
     await world.assertNoLeak();
     await Deno.mkdir(join(home, ".deep", "er"), { recursive: true });
-    await Deno.writeTextFile(join(home, ".deep", "er", "cache.json"), `{"k":"${secret}"}`);
+    await Deno.writeTextFile(
+      join(home, ".deep", "er", "cache.json"),
+      `{"k":"${secret}"}`,
+    );
     const error = await assertRejects(() => world.assertNoLeak(), Error);
     assertMatch(error.message, /real secret #0 in sandbox file .*cache\.json/);
-    assert(!error.message.includes(secret), "the failure does not print the secret");
+    assert(
+      !error.message.includes(secret),
+      "the failure does not print the secret",
+    );
     await Deno.remove(join(home, ".deep"), { recursive: true });
 
     world.notePhantoms("export X='terok-p-0123456789abcdef0123456789abcdef'");
     await fetch(`${world.fake.upstream("openai")}/v1/models`, {
-      headers: { authorization: "Bearer terok-p-0123456789abcdef0123456789abcdef" },
+      headers: {
+        authorization: "Bearer terok-p-0123456789abcdef0123456789abcdef",
+      },
     }).then((r) => r.body?.cancel());
     const upstream = await assertRejects(() => world.assertNoLeak(), Error);
-    assertMatch(upstream.message, /reached the upstream in request 0 \(GET \/v1\/models\)/);
+    assertMatch(
+      upstream.message,
+      /reached the upstream in request 0 \(GET \/v1\/models\)/,
+    );
   } finally {
     await world.close();
   }
@@ -127,7 +155,10 @@ Deno.test("fake: each API module answers a model call with its answer and record
         headers: { "content-type": "application/json" },
         body: JSON.stringify(body),
       });
-    let r = await post("anthropic", "/v1/messages", { model: "m", stream: true });
+    let r = await post("anthropic", "/v1/messages", {
+      model: "m",
+      stream: true,
+    });
     const events = sseData(await r.text());
     assertEquals(events.map((e) => e.type), [
       "message_start",
@@ -141,18 +172,33 @@ Deno.test("fake: each API module answers a model call with its answer and record
     r = await post("anthropic", "/v1/messages", { model: "m" });
     assertEquals((await r.json()).content[0].text, ANSWERS.anthropic);
     r = await post("openai", "/v1/responses", { model: "m", stream: true });
-    const done = sseData(await r.text()).at(-1) as { type: string; response: { output: unknown } };
+    const done = sseData(await r.text()).at(-1) as {
+      type: string;
+      response: { output: unknown };
+    };
     assertEquals(done.type, "response.completed");
-    assertMatch(JSON.stringify(done.response.output), new RegExp(ANSWERS.openai));
+    assertMatch(
+      JSON.stringify(done.response.output),
+      new RegExp(ANSWERS.openai),
+    );
     r = await post("chatgpt", "/backend-api/codex/responses", { model: "m" });
     assertMatch(await r.text(), new RegExp(ANSWERS.chatgpt));
-    r = await post("gemini", "/v1beta/models/g:streamGenerateContent?alt=sse", {});
+    r = await post(
+      "gemini",
+      "/v1beta/models/g:streamGenerateContent?alt=sse",
+      {},
+    );
     assertMatch(await r.text(), new RegExp(ANSWERS.gemini));
     r = await post("gemini", "/v1beta/models/g:generateContent", {});
-    assertEquals((await r.json()).candidates[0].content.parts[0].text, ANSWERS.gemini);
+    assertEquals(
+      (await r.json()).candidates[0].content.parts[0].text,
+      ANSWERS.gemini,
+    );
 
     // The Responses WebSocket: one response.create frame → the events, as JSON frames.
-    const ws = new WebSocket(`${fake.upstream("openai").replace("http", "ws")}/v1/responses`);
+    const ws = new WebSocket(
+      `${fake.upstream("openai").replace("http", "ws")}/v1/responses`,
+    );
     const frames: string[] = [];
     const completed = new Promise<void>((resolve, reject) => {
       ws.onopen = () => ws.send(JSON.stringify({ type: "response.create", model: "m" }));
@@ -168,15 +214,18 @@ Deno.test("fake: each API module answers a model call with its answer and record
     await within(closed, "the WebSocket close");
     assertMatch(frames.join("\n"), new RegExp(ANSWERS.openai));
 
-    assertEquals(fake.modelCalls().map((c) => `${c.api} ${c.path}${c.ws ? " ws" : ""}`), [
-      "anthropic /v1/messages",
-      "anthropic /v1/messages",
-      "openai /v1/responses",
-      "chatgpt /backend-api/codex/responses",
-      "gemini /v1beta/models/g:streamGenerateContent",
-      "gemini /v1beta/models/g:generateContent",
-      "openai /v1/responses ws",
-    ]);
+    assertEquals(
+      fake.modelCalls().map((c) => `${c.api} ${c.path}${c.ws ? " ws" : ""}`),
+      [
+        "anthropic /v1/messages",
+        "anthropic /v1/messages",
+        "openai /v1/responses",
+        "chatgpt /backend-api/codex/responses",
+        "gemini /v1beta/models/g:streamGenerateContent",
+        "gemini /v1beta/models/g:generateContent",
+        "openai /v1/responses ws",
+      ],
+    );
     assertEquals(fake.requests.at(-1)?.ws?.received.length, 1);
   } finally {
     await fake.close();

@@ -359,9 +359,13 @@ export class World {
     await Deno.writeTextFile(join(this.bin, "vault"), launcher, {
       mode: 0o755,
     });
-    await Deno.writeTextFile(join(this.bin, "harness-env-exec"), ENV_EXEC_SCRIPT, {
-      mode: 0o755,
-    });
+    await Deno.writeTextFile(
+      join(this.bin, "harness-env-exec"),
+      ENV_EXEC_SCRIPT,
+      {
+        mode: 0o755,
+      },
+    );
     await Deno.writeTextFile(join(this.bin, "harness-run"), RUN_SCRIPT, {
       mode: 0o755,
     });
