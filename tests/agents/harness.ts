@@ -958,7 +958,15 @@ export interface AgentCase {
   world?: WorldOptions;
   /** `Deno.test`'s ignore. */
   ignore?: boolean;
+  /**
+   * A word for the table next to the transport, e.g. "error" for a case that
+   * asserts vault's clear error where the combination is impossible.
+   */
+  note?: string;
 }
+
+/** Every case registered by {@link agentCase} (in registration order): the table lists them. */
+export const CASES: AgentCase[] = [];
 
 /**
  * Registers one case as a `Deno.test` named `<agent> <mode> <transport>`:
@@ -970,6 +978,7 @@ export function agentCase(
   spec: AgentCase,
   fn: (world: World) => Promise<void>,
 ): void {
+  CASES.push(spec);
   Deno.test({
     name: `${spec.agent} ${spec.mode} ${spec.transport}`,
     ignore: spec.ignore,
