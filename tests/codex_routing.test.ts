@@ -14,6 +14,7 @@ import { assert, assertEquals, assertMatch, assertThrows } from "../testing/asse
 import { withSandboxVault } from "../testing/cli.ts";
 import { curlUnix, FakeUpstream, mintToken, startBrokerServe, within } from "../testing/broker.ts";
 import { BUILTIN_ROSTER, loadRoster } from "../src/config/roster.ts";
+import { parseCredentialFile, phantomCredentialFile } from "../src/config/cred_import.ts";
 import { InvalidRoutes, routesFromValue, upstreamTarget } from "../src/broker/mod.ts";
 import { withTempDir } from "../testing/fixtures.ts";
 import { ACCOUNT, chatgptAuthJson, REAL_ACCESS } from "../testing/codex.ts";
@@ -231,4 +232,43 @@ Deno.test("codex broker: a ChatGPT credential's /v1/responses (HTTP and WebSocke
     await api.close();
     await chatgpt.close();
   }
+});
+
+Deno.test("codex cred import: a ChatGPT access token's JWT exp becomes expires_at (the broker does not refresh a fresh login at once)", () => {
+  const b64 = (v: unknown) =>
+    btoa(JSON.stringify(v)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  const access = `${b64({ alg: "RS256" })}.${b64({ exp: 1893456000, scp: ["openid"] })}.sig-0123`;
+  const text = chatgptAuthJson(access);
+  const imported = parseCredentialFile("openai", new TextEncoder().encode(text));
+  assertEquals(imported.data.expires_at, 1893456000);
+  // Not a JWT (or no numeric exp): unknown, as before.
+  const plain = parseCredentialFile("openai", new TextEncoder().encode(chatgptAuthJson()));
+  assertEquals(plain.data.expires_at, null);
+});
+
+Deno.test("codex phantomCredentialFile: the stored ChatGPT login as auth.json with the phantom in every token, account id kept", () => {
+  const imported = parseCredentialFile("openai", new TextEncoder().encode(chatgptAuthJson()));
+  const phantom = "terok-p-0123456789abcdef0123456789abcdef";
+  const bytes = phantomCredentialFile("codex-auth", imported.data, phantom)!;
+  const text = new TextDecoder().decode(bytes);
+  const value = JSON.parse(text);
+  assertEquals(value.tokens.access_token, phantom);
+  assertEquals(value.tokens.refresh_token, phantom);
+  assertEquals(value.tokens.account_id, ACCOUNT);
+  assertEquals(value.OPENAI_API_KEY, null);
+  for (
+    const real of [REAL_ACCESS, String(imported.data.refresh_token), String(imported.data.id_token)]
+  ) {
+    assert(!text.includes(real), "a real token in the phantom file");
+  }
+  // The synthetic id_token keeps the account claims Codex reads.
+  const claims = JSON.parse(
+    atob(value.tokens.id_token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")),
+  );
+  assertEquals(claims["https://api.openai.com/auth"].chatgpt_account_id, ACCOUNT);
+  // An API key goes in a variable: no file.
+  assertEquals(
+    phantomCredentialFile("codex-auth", { type: "api_key", key: "sk-x" }, phantom),
+    undefined,
+  );
 });

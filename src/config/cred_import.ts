@@ -213,7 +213,9 @@ function parseCodex(value: Json): Json {
     refresh_token: t.refresh_token == null || t.refresh_token === ""
       ? ""
       : secret(t.refresh_token, "tokens.refresh_token"),
-    expires_at: null,
+    // auth.json has no expiry, but ChatGPT access tokens are JWTs: without their `exp` the
+    // broker would refresh at once (and the refresh token the user's own Codex holds would die).
+    expires_at: jwtExpiry(t.access_token),
   };
   if (t.id_token != null && t.id_token !== "") {
     data.id_token = secret(t.id_token, "tokens.id_token");
@@ -498,25 +500,36 @@ function base64url(text: string): string {
   return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
-/** The `https://api.openai.com/auth` claims of a JWT (unverified), or {} when unreadable. */
-function codexClaims(jwt: unknown): Json {
-  if (typeof jwt !== "string") return {};
+/** A JWT's payload (unverified), or undefined when `jwt` is not one. */
+function jwtPayload(jwt: unknown): Json | undefined {
+  if (typeof jwt !== "string") return undefined;
   const part = jwt.split(".")[1];
-  if (part === undefined) return {};
+  if (part === undefined) return undefined;
   try {
     const b64 = part.replace(/-/g, "+").replace(/_/g, "/");
     const bin = atob(b64 + "=".repeat((4 - b64.length % 4) % 4));
     const payload = JSON.parse(
       new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0))),
     );
-    const auth = isObject(payload) ? payload[CODEX_AUTH_CLAIM] : undefined;
-    if (!isObject(auth)) return {};
-    const out: Json = {};
-    for (const k of CODEX_CLAIMS) if (auth[k] !== undefined) out[k] = auth[k];
-    return out;
+    return isObject(payload) ? payload : undefined;
   } catch {
-    return {};
+    return undefined;
   }
+}
+
+/** A JWT's `exp` (seconds) when it has a positive finite one, else null. */
+function jwtExpiry(jwt: unknown): number | null {
+  const exp = jwtPayload(jwt)?.exp;
+  return typeof exp === "number" && Number.isFinite(exp) && exp > 0 ? exp : null;
+}
+
+/** The `https://api.openai.com/auth` claims of a JWT (unverified), or {} when unreadable. */
+function codexClaims(jwt: unknown): Json {
+  const auth = jwtPayload(jwt)?.[CODEX_AUTH_CLAIM];
+  if (!isObject(auth)) return {};
+  const out: Json = {};
+  for (const k of CODEX_CLAIMS) if (auth[k] !== undefined) out[k] = auth[k];
+  return out;
 }
 
 /** terok's synthetic Codex id_token: alg none, far expiry, the plan/account claims, signature `terok`. */

@@ -71,7 +71,13 @@ async function redirectChatgptRewrite(world: World): Promise<void> {
 
 /** A ChatGPT login's auth.json as `codex login` writes it, with this world's real tokens. */
 function chatgptAuth(world: World): { text: string; access: string } {
-  const access = world.secret("openai", "chatgpt-access");
+  // ChatGPT access tokens are JWTs; vault takes their exp as the expiry (no refresh at once).
+  const access = [
+    b64url(JSON.stringify({ alg: "RS256", typ: "JWT" })),
+    b64url(JSON.stringify({ exp: Math.floor(Date.now() / 1000) + 864_000 })),
+    world.secret("openai", "chatgpt-access"),
+  ].join(".");
+  world.realSecrets.push(access);
   const refresh = world.secret("openai", "chatgpt-refresh");
   const idToken = [
     b64url(JSON.stringify({ alg: "none", typ: "JWT" })),
@@ -154,6 +160,11 @@ function assertAnswered(
 
 /** The ChatGPT model call carried the real access token and the account id. */
 function assertChatgptCall(world: World, access: string): void {
+  assertEquals(
+    world.fake.requests.filter((r) => r.path === "/oauth/token").length,
+    0,
+    "a fresh ChatGPT login was refreshed",
+  );
   assertModelCall(world.fake, "chatgpt", "authorization", `Bearer ${access}`);
   const call = world.fake.modelCalls("chatgpt").at(-1)!;
   assertEquals(call.headers["chatgpt-account-id"], ACCOUNT);
