@@ -104,6 +104,7 @@ Deno.test("vault exec overlay: CODEX_HOME is a private patched copy, links to th
     assertMatch(config, /^openai_base_url = "http:\/\/127\.0\.0\.1:\d+\/v1"$/m);
     assertMatch(config, /^chatgpt_base_url = "http:\/\/127\.0\.0\.1:\d+\/backend-api\/"$/m);
     assertMatch(config, /^\[tui\]\ntheme = "dark"$/m);
+    assertMatch(config, /^cli_auth_credentials_store = "file"$/m);
     assertEquals(field(r.stdout, "AUTH"), "none");
     assertMatch(r.stdout, new RegExp(`^LINK history.jsonl -> ${user}/history.jsonl$`, "m"));
     assertMatch(r.stdout, new RegExp(`^LINK sessions -> ${user}/sessions$`, "m"));

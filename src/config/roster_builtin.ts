@@ -65,6 +65,8 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
       toml_set: {
         openai_base_url: "{vault_url}/v1",
         chatgpt_base_url: "{vault_url}/backend-api/",
+        // The login is the overlay's auth.json (a phantom), never the OS keyring's.
+        cli_auth_credentials_store: "file",
       },
       credential_file: "auth.json",
       credential_format: "codex-auth",
