@@ -41,7 +41,9 @@
  *   host, in bubblewrap with a private home and the host's network.
  * - {@link World.configApply}: `vault config apply --mounts <root>/mounts`,
  *   and the binds that mount each shared dir written at its roster
- *   `container_mount` (pass them as {@link SandboxOptions.binds}).
+ *   `container_mount` (pass them as {@link SandboxOptions.binds});
+ *   {@link World.mountFile} puts a login file there (for `vault cred import
+ *   --replace-with-phantom`), {@link World.mountBinds} gives the binds.
  * - {@link assertNoLeak} / {@link World.assertNoLeak}: no real secret in any
  *   sandbox-visible file, the agent's output or the env dump; no phantom
  *   token or static marker in any request the fake recorded.
@@ -794,6 +796,18 @@ export class World {
     ]);
     assertEquals(result.code, 0, `vault config apply: ${result.stderr}`);
     return { result, binds: await this.mountBinds() };
+  }
+
+  /**
+   * Writes `<mounts>/<sharedDir>/<name>` (0600, dirs 0700) — e.g. a login
+   * file for `vault cred import … --replace-with-phantom` — and returns its
+   * path. Secrets in `content` must come from {@link secret} (leak-checked).
+   */
+  async mountFile(sharedDir: string, name: string, content: string): Promise<string> {
+    const path = join(this.mounts, sharedDir, name);
+    await Deno.mkdir(join(path, ".."), { recursive: true, mode: 0o700 });
+    await Deno.writeTextFile(path, content, { mode: 0o600 });
+    return path;
   }
 
   /** Binds of every shared dir that exists under {@link mounts}, at its roster `container_mount`. */
