@@ -120,10 +120,7 @@ async function importReplacing(
   text: string,
   mint = true,
 ): Promise<string> {
-  const dir = join(world.mounts, "_codex-config");
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  const file = join(dir, "auth.json");
-  await Deno.writeTextFile(file, text, { mode: 0o600 });
+  const file = await world.mountFile("_codex-config", "auth.json", text);
   const r = await world.vault([
     "cred",
     "import",
