@@ -95,14 +95,14 @@ Deno.test("codex roster: a roster file can set oauth_path_rewrites, exec_overlay
     assertEquals(openai.execOverlay?.userDir, "/opt/codex");
     assertEquals(openai.execOverlay?.env, "CODEX_HOME");
     assertEquals(openai.envNote, "see the docs");
-    await Deno.writeTextFile(join(dir, "openai.yaml"), "exec_overlay: {file: a/b}\n");
+    await Deno.writeTextFile(join(dir, "openai.yaml"), "exec_overlay: {file: a/../b}\n");
     let message = "";
     try {
       await loadRoster([dir]);
     } catch (e) {
       message = (e as Error).message;
     }
-    assertMatch(message, /exec_overlay\.file: must be a single path segment/);
+    assertMatch(message, /exec_overlay\.file: must be a relative path without '\.\.'/);
   });
 });
 

@@ -13,7 +13,10 @@
  */
 
 import { join } from "node:path";
-import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../testing/assert.ts";
+import { withTempDir } from "../testing/fixtures.ts";
+import { ExecOverlayError, makeExecOverlay } from "../src/serve/exec_overlay.ts";
+import type { ExecOverlaySpec } from "../src/config/roster.ts";
 import { withSandboxVault } from "../testing/cli.ts";
 import { chatgptAuthJson } from "../testing/codex.ts";
 
@@ -280,4 +283,66 @@ Deno.test("vault exec overlay: a SIGKILLed vault exec leaves no overlay (the wat
       await exec.dispose();
     }
   }, { credentials: { openai: REAL_KEY } });
+});
+
+Deno.test("exec overlay (makeExecOverlay): a nested file (Gemini-like: the home as the dir, .gemini/settings.json) mirrors each level; a symlinked level is refused", async () => {
+  await withTempDir(async (root) => {
+    const home = join(root, "home");
+    await Deno.mkdir(join(home, ".gemini", "tmp"), { recursive: true });
+    await Deno.writeTextFile(join(home, ".gemini", "settings.json"), '{\n  "theme": "dark"\n}\n');
+    await Deno.writeTextFile(
+      join(home, ".gemini", "oauth_creds.json"),
+      '{"refresh_token":"REAL"}\n',
+    );
+    await Deno.writeTextFile(join(home, ".bashrc"), "# mine\n");
+    const before = await snapshot(home);
+    const session = join(root, "session");
+    await Deno.mkdir(session, { mode: 0o700 });
+    const spec: ExecOverlaySpec = {
+      env: "GEMINI_CLI_HOME",
+      userDir: "~/",
+      patch: { file: ".gemini/settings.json", json_set: { base: "{vault_url}/g" } },
+      credentialFile: ".gemini/oauth_creds.json",
+    };
+    const [name, dir] = await makeExecOverlay({
+      provider: "gemini",
+      spec,
+      callerEnv: { HOME: home },
+      sessionDir: session,
+      location: { vaultUrl: "http://127.0.0.1:1234", vaultSocket: "/nowhere.sock" },
+      credential: null,
+      phantom: "terok-p-0123456789abcdef0123456789abcdef",
+    });
+    assertEquals(name, "GEMINI_CLI_HOME");
+    assertEquals(await Deno.readLink(join(dir, ".bashrc")), join(home, ".bashrc"));
+    assert((await Deno.lstat(join(dir, ".gemini"))).isDirectory, ".gemini is a real dir");
+    assertEquals(await Deno.readLink(join(dir, ".gemini", "tmp")), join(home, ".gemini", "tmp"));
+    const settings = JSON.parse(await Deno.readTextFile(join(dir, ".gemini", "settings.json")));
+    assertEquals(settings, { theme: "dark", base: "http://127.0.0.1:1234/g" });
+    const cred = await Deno.lstat(join(dir, ".gemini", "oauth_creds.json")).catch(() => null);
+    assertEquals(cred, null, "the credential file was linked in");
+    assertEquals(await snapshot(home), before);
+
+    // A symbolic link where the overlay needs a real directory is refused.
+    const home2 = join(root, "home2");
+    await Deno.mkdir(home2);
+    await Deno.symlink(join(home, ".gemini"), join(home2, ".gemini"));
+    const session2 = join(root, "session2");
+    await Deno.mkdir(session2, { mode: 0o700 });
+    const error = await assertRejects(
+      () =>
+        makeExecOverlay({
+          provider: "gemini",
+          spec,
+          callerEnv: { HOME: home2 },
+          sessionDir: session2,
+          location: { vaultUrl: "http://127.0.0.1:1234", vaultSocket: "/nowhere.sock" },
+          credential: null,
+          phantom: "terok-p-0123456789abcdef0123456789abcdef",
+        }),
+      ExecOverlayError,
+    );
+    assertMatch(error.message, /\.gemini is a symbolic link/);
+    assertEquals(await snapshot(home), before);
+  });
 });

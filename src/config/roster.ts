@@ -125,9 +125,9 @@ export interface ExecOverlaySpec {
   env: string;
   /** The user's dir when {@link env} is unset: absolute, or `~/…` under $HOME. */
   userDir: string;
-  /** The patch of the copied file (`file`: one path segment). */
+  /** The patch of the copied file (`file`: a relative path without `..`). */
   patch: SharedConfigPatch;
-  /** The tool's credential file in the dir (one segment): never linked into the overlay. */
+  /** The tool's credential file in the dir (a relative path): never linked into the overlay. */
   credentialFile?: string;
   /** The import format whose phantom form is written there for an OAuth credential. */
   credentialFormat?: ImportFormat;
@@ -257,17 +257,6 @@ function patchLayer(value: unknown, fail: Fail): Record<string, unknown> {
   });
 }
 
-/** One path segment (no "/", not "." or ".."). */
-function segment(value: unknown, fail: Fail, subPath?: string): string {
-  if (
-    typeof value !== "string" || value === "" || value === "." || value === ".." ||
-    value.includes("/") || value.includes("\0")
-  ) {
-    fail("must be a single path segment", subPath);
-  }
-  return value as string;
-}
-
 /** The keys of `exec_overlay` besides a patch's `*_set` keys. */
 const OVERLAY_KEYS: ReadonlySet<string> = new Set([
   "env",
@@ -293,7 +282,13 @@ function overlayLayer(value: unknown, fail: Fail): Record<string, unknown> {
       }
       return v;
     }
-    if (key === "file" || key === "credential_file") return segment(v, sub);
+    if (key === "file" || key === "credential_file") {
+      const path = relativePath(v, sub);
+      if (path.split("/").some((p) => p === "" || p === ".")) {
+        sub("must be a relative path without empty or '.' segments");
+      }
+      return path;
+    }
     if (key === "credential_format") {
       if (typeof v !== "string" || !(IMPORT_FORMATS as readonly string[]).includes(v)) {
         sub(`must be one of ${IMPORT_FORMATS.join(", ")}`);

@@ -61,6 +61,44 @@ export interface ExecOverlayOptions {
   phantom: string;
 }
 
+/**
+ * Fills `overlay` with a symbolic link to every entry of `userDir` except
+ * those `own` paths (segment lists) name: a one-segment path is left out
+ * (vault writes it), a longer one gets a real 0700 directory mirrored the
+ * same way one level down. A directory on such a path must be a real
+ * directory in the user's dir (a symbolic link is refused).
+ */
+async function mirror(userDir: string | null, overlay: string, own: string[][]): Promise<void> {
+  const leaves = new Set<string>();
+  const below = new Map<string, string[][]>();
+  for (const path of own) {
+    if (path.length === 1) leaves.add(path[0]);
+    else below.set(path[0], [...(below.get(path[0]) ?? []), path.slice(1)]);
+  }
+  if (userDir !== null) {
+    for await (const entry of Deno.readDir(userDir)) {
+      if (leaves.has(entry.name) || below.has(entry.name)) continue;
+      await Deno.symlink(join(userDir, entry.name), join(overlay, entry.name));
+    }
+  }
+  for (const [name, paths] of below) {
+    let sub: string | null = null;
+    if (userDir !== null) {
+      const st = await lstatOrNull(join(userDir, name));
+      if (st !== null && !st.isDirectory) {
+        throw new ExecOverlayError(
+          `${sanitizeOneLine(join(userDir, name))} is ${
+            st.isSymlink ? "a symbolic link" : "not a directory"
+          }; vault exec copies the tool's settings only through real directories`,
+        );
+      }
+      if (st !== null) sub = join(userDir, name);
+    }
+    await Deno.mkdir(join(overlay, name), { mode: 0o700 });
+    await mirror(sub, join(overlay, name), paths);
+  }
+}
+
 /** The user's dir of an overlay: the variable's value, else `user_dir` with `~/` as $HOME; null without one. */
 export function userDirOf(
   spec: ExecOverlaySpec,
@@ -123,14 +161,11 @@ export async function makeExecOverlay(options: ExecOverlayOptions): Promise<[str
   await Deno.mkdir(overlay, { mode: 0o700 });
   await Deno.chmod(overlay, 0o700);
   const file = spec.patch.file;
-  const own = new Set([file, SIDECAR_NAME]);
-  if (spec.credentialFile !== undefined) own.add(spec.credentialFile);
+  const own = [file.split("/"), [SIDECAR_NAME]];
+  if (spec.credentialFile !== undefined) own.push(spec.credentialFile.split("/"));
+  await mirror(userDir, overlay, own);
 
   if (userDir !== null) {
-    for await (const entry of Deno.readDir(userDir)) {
-      if (own.has(entry.name)) continue;
-      await Deno.symlink(join(userDir, entry.name), join(overlay, entry.name));
-    }
     const userFile = join(userDir, file);
     if (await lstatOrNull(userFile) !== null) {
       const bytes = await readSecretFile(userFile, {
