@@ -13,21 +13,35 @@ export const REAL_REFRESH = "rt-REAL-chatgpt-refresh-0123456789";
 export const ACCOUNT = "acct-codex-routing-1";
 
 /** base64url without padding. */
-function b64url(text: string): string {
+export function b64url(text: string): string {
   return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
-/** A ChatGPT-login auth.json as Codex writes it (the id_token unsigned). */
-export function chatgptAuthJson(access = REAL_ACCESS, refresh = REAL_REFRESH): string {
-  const idToken = [
-    b64url(JSON.stringify({ alg: "none", typ: "JWT" })),
-    b64url(JSON.stringify({
-      exp: 4102444800,
-      email: "dev@example.com",
-      "https://api.openai.com/auth": { chatgpt_plan_type: "pro", chatgpt_account_id: ACCOUNT },
-    })),
-    "sig",
-  ].join(".");
+/** An unsigned-looking JWT: `header.payload.signature` (the signature as given). */
+export function jwt(header: unknown, payload: unknown, signature: string): string {
+  return [b64url(JSON.stringify(header)), b64url(JSON.stringify(payload)), signature].join(".");
+}
+
+/** Options of {@link chatgptAuthJson}. */
+export interface ChatgptAuthOptions {
+  /** The ChatGPT account id (default {@link ACCOUNT}). */
+  account?: string;
+  /** The id_token's signature part (default "sig"; a real secret in the acceptance cases). */
+  idSignature?: string;
+}
+
+/** A ChatGPT-login auth.json as Codex writes it (the id_token's claims as Codex reads them). */
+export function chatgptAuthJson(
+  access = REAL_ACCESS,
+  refresh = REAL_REFRESH,
+  options: ChatgptAuthOptions = {},
+): string {
+  const account = options.account ?? ACCOUNT;
+  const idToken = jwt({ alg: "none", typ: "JWT" }, {
+    exp: 4102444800,
+    email: "dev@example.com",
+    "https://api.openai.com/auth": { chatgpt_plan_type: "pro", chatgpt_account_id: account },
+  }, options.idSignature ?? "sig");
   return JSON.stringify(
     {
       OPENAI_API_KEY: null,
@@ -35,7 +49,7 @@ export function chatgptAuthJson(access = REAL_ACCESS, refresh = REAL_REFRESH): s
         id_token: idToken,
         access_token: access,
         refresh_token: refresh,
-        account_id: ACCOUNT,
+        account_id: account,
       },
       last_refresh: "2026-01-01T00:00:00Z",
     },

@@ -17,7 +17,7 @@ import { BUILTIN_ROSTER, loadRoster } from "../src/config/roster.ts";
 import { parseCredentialFile, phantomCredentialFile } from "../src/config/cred_import.ts";
 import { InvalidRoutes, routesFromValue, upstreamTarget } from "../src/broker/mod.ts";
 import { withTempDir } from "../testing/fixtures.ts";
-import { ACCOUNT, chatgptAuthJson, REAL_ACCESS } from "../testing/codex.ts";
+import { ACCOUNT, chatgptAuthJson, jwt, REAL_ACCESS } from "../testing/codex.ts";
 
 const PASS = "codex routing passphrase";
 const REAL_KEY = "sk-REAL-codex-routing-0123456789abcdef";
@@ -235,9 +235,7 @@ Deno.test("codex broker: a ChatGPT credential's /v1/responses (HTTP and WebSocke
 });
 
 Deno.test("codex cred import: a ChatGPT access token's JWT exp becomes expires_at (the broker does not refresh a fresh login at once)", () => {
-  const b64 = (v: unknown) =>
-    btoa(JSON.stringify(v)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-  const access = `${b64({ alg: "RS256" })}.${b64({ exp: 1893456000, scp: ["openid"] })}.sig-0123`;
+  const access = jwt({ alg: "RS256" }, { exp: 1893456000, scp: ["openid"] }, "sig-0123");
   const text = chatgptAuthJson(access);
   const imported = parseCredentialFile("openai", new TextEncoder().encode(text));
   assertEquals(imported.data.expires_at, 1893456000);

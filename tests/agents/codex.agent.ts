@@ -29,6 +29,7 @@
  */
 
 import { join } from "node:path";
+import { chatgptAuthJson, jwt } from "../../testing/codex.ts";
 import { assert, assertEquals, assertMatch } from "../../testing/assert.ts";
 import {
   agentCase,
@@ -46,10 +47,6 @@ const SUBJECT = "task-1";
 /** `codex exec`: one non-interactive turn; outside a git repo it needs the flag. */
 const CODEX = ["codex", "exec", "--skip-git-repo-check", "say hi"];
 const ACCOUNT = "acct-agents-0001";
-
-function b64url(text: string): string {
-  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
 
 /**
  * Test plumbing on the host (standing in for the internet): the openai
@@ -72,41 +69,18 @@ async function redirectChatgptRewrite(world: World): Promise<void> {
 /** A ChatGPT login's auth.json as `codex login` writes it, with this world's real tokens. */
 function chatgptAuth(world: World): { text: string; access: string } {
   // ChatGPT access tokens are JWTs; vault takes their exp as the expiry (no refresh at once).
-  const access = [
-    b64url(JSON.stringify({ alg: "RS256", typ: "JWT" })),
-    b64url(JSON.stringify({ exp: Math.floor(Date.now() / 1000) + 864_000 })),
+  const access = jwt(
+    { alg: "RS256", typ: "JWT" },
+    { exp: Math.floor(Date.now() / 1000) + 864_000 },
     world.secret("openai", "chatgpt-access"),
-  ].join(".");
+  );
   world.realSecrets.push(access);
-  const refresh = world.secret("openai", "chatgpt-refresh");
-  const idToken = [
-    b64url(JSON.stringify({ alg: "none", typ: "JWT" })),
-    b64url(JSON.stringify({
-      exp: 4102444800,
-      email: "dev@example.com",
-      "https://api.openai.com/auth": {
-        chatgpt_plan_type: "plus",
-        chatgpt_account_id: ACCOUNT,
-      },
-    })),
-    world.secret("openai", "idsig"),
-  ].join(".");
-  world.realSecrets.push(idToken);
-  const text = JSON.stringify(
-    {
-      auth_mode: "chatgpt",
-      OPENAI_API_KEY: null,
-      tokens: {
-        id_token: idToken,
-        access_token: access,
-        refresh_token: refresh,
-        account_id: ACCOUNT,
-      },
-      last_refresh: new Date().toISOString(),
-    },
-    null,
-    2,
-  ) + "\n";
+  const text = chatgptAuthJson(access, world.secret("openai", "chatgpt-refresh"), {
+    account: ACCOUNT,
+    idSignature: world.secret("openai", "idsig"),
+  });
+  // The whole id_token too (its signature part is registered by world.secret).
+  world.realSecrets.push(JSON.parse(text).tokens.id_token);
   return { text, access };
 }
 
