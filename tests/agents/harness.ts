@@ -64,7 +64,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { assert, assertEquals } from "../../testing/assert.ts";
 import { mainArgs } from "../../testing/cli.ts";
@@ -260,6 +260,20 @@ function hex(bytes: number): string {
 
 function shellQuote(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+/** The dirs the sandbox mounts a fresh tmpfs (or the home) over. */
+const SHADOWED = ["/tmp/", "/home/", "/run/"];
+
+/**
+ * What the sandbox must see at its host path although it lies under a dir
+ * the sandbox shadows (a checkout in /tmp or /home, as CI makes): this
+ * checkout (main.ts, relay.ts, the agents), DENO_DIR and the deno binary.
+ * Bound read-only at the same path.
+ */
+function hiddenHostPaths(): string[] {
+  const paths = [REPO, denoDir(), dirname(Deno.execPath())].map((p) => p.replace(/\/+$/, ""));
+  return [...new Set(paths)].filter((p) => SHADOWED.some((dir) => (p + "/").startsWith(dir)));
 }
 
 /** The DENO_DIR the host uses (the launcher sets it so deno finds its cache in any HOME). */
@@ -515,7 +529,10 @@ export class World {
   /**
    * Starts `vault serve` with the broker on `<root>/host/run/broker.sock` and
    * a free 127.0.0.1 port (retried on a lost port race); waits until both
-   * listen. Stopped by {@link close}.
+   * listen. Stopped by {@link close}. `extra` are more `vault serve` options,
+   * e.g. `["--broker-scope", scope]`: a static marker (what `cred import
+   * --replace-with-phantom` writes into Claude's and Codex's login files) is
+   * accepted only on a listener bound to one scope.
    */
   async serve(extra: string[] = []): Promise<Served> {
     const socket = join(
@@ -623,6 +640,7 @@ export class World {
       "--bind",
       out,
       "/run/harness/out",
+      ...hiddenHostPaths().flatMap((path) => ["--ro-bind", path, path]),
     ];
     if (options.brokerSocket) {
       args.push("--bind", options.brokerSocket, SANDBOX_SOCKET);
