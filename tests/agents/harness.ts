@@ -303,11 +303,12 @@ out=/run/harness/out
 env > "$out/env"
 mode=$1
 shift 2
+# wait_line LOG PATTERN WHAT PID: until LOG has PATTERN; fails when PID exits first or after 30 s.
 wait_line() {
   i=0
   until grep -q "$2" "$1" 2>/dev/null; do
     i=$((i + 1))
-    if [ "$i" -gt 300 ]; then
+    if [ "$i" -gt 300 ] || ! kill -0 "$4" 2>/dev/null; then
       echo "harness: $3 did not start" >&2
       cat "$1" >&2
       exit 97
@@ -318,12 +319,12 @@ wait_line() {
 if [ -f "$out/relays" ]; then
   DENO_DIR=/tmp/.harness-relay-deno ${shellQuote(Deno.execPath())} run --no-config --no-lock -A \\
     ${shellQuote(RELAY)} $(cat "$out/relays") </dev/null >"$out/relay.log" 2>&1 &
-  wait_line "$out/relay.log" "^relay: listening" "the port relay"
+  wait_line "$out/relay.log" "^relay: listening" "the port relay" $!
 fi
 if [ "$mode" = bridge ]; then
   vault http-bridge --listen "$VAULT_HTTP_BRIDGE_LISTEN" --broker "$VAULT_HTTP_BRIDGE_BROKER" \\
     </dev/null >"$out/bridge.log" 2>&1 &
-  wait_line "$out/bridge.log" "^vault http-bridge: .* -> " "vault http-bridge"
+  wait_line "$out/bridge.log" "^vault http-bridge: .* -> " "vault http-bridge" $!
 fi
 exec "$@"
 `;
