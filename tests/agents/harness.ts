@@ -37,6 +37,8 @@
  *   (the container network reaches only the broker's port, at
  *   `host.containers.internal` as vault prints it) and `httpBridge` if
  *   vault printed a bridge to start.
+ * - {@link transportSandbox} / {@link transportFlag}: those options and the
+ *   `--transport` flag for a transport kind, so cases loop over both.
  * - {@link World.exec}: `vault exec … -- <agent>` as a user runs it on the
  *   host, in bubblewrap with a private home and the host's network.
  * - {@link World.configApply}: `vault config apply --mounts <root>/mounts`,
@@ -898,6 +900,42 @@ export async function sharedDirMounts(
   };
   for (const spec of roster.values()) visit(spec, 0);
   return out;
+}
+
+/** The two transports of `vault config env` / `config apply`. */
+export type TransportKind = "socket" | "tcp";
+
+/**
+ * The sandbox options of a transport, as a container of that kind is wired
+ * (pass `{...transportSandbox(…), argv, env}` to {@link World.sandbox}):
+ *
+ * - `socket`: no network; the broker's Unix socket mounted at
+ *   {@link SANDBOX_SOCKET}; `vault http-bridge` started from the printed
+ *   `VAULT_HTTP_BRIDGE_*` variables.
+ * - `tcp`: no network but the broker's TCP port, at
+ *   `host.containers.internal:<port>` ({@link SandboxOptions.hostPorts},
+ *   {@link CONTAINER_HOSTS}); a bridge only when vault printed one to start
+ *   (`VAULT_HTTP_BRIDGE_LISTEN` in `env`).
+ *
+ * `env` is what `vault config env --transport <kind>` printed.
+ */
+export function transportSandbox(
+  kind: TransportKind,
+  served: Served,
+  env: Record<string, string>,
+): Pick<SandboxOptions, "net" | "brokerSocket" | "httpBridge" | "hostPorts" | "hosts"> {
+  if (kind === "socket") return { net: "none", brokerSocket: served.socket, httpBridge: true };
+  return {
+    net: "none",
+    hostPorts: [served.port],
+    hosts: [...CONTAINER_HOSTS],
+    httpBridge: "VAULT_HTTP_BRIDGE_LISTEN" in env,
+  };
+}
+
+/** `--transport` of `vault config env` for a kind: `socket` or `tcp:<the broker's port>`. */
+export function transportFlag(kind: TransportKind, served: Served): string {
+  return kind === "socket" ? "socket" : `tcp:${served.port}`;
 }
 
 /** Opens a {@link World} (call {@link World.close} in a `finally`, or use {@link agentCase}). */
