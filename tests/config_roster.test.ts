@@ -77,10 +77,10 @@ Deno.test("roster: the built-in routes equal the broker's BUILTIN_ROUTES", () =>
   for (const s of BUILTIN_ROSTER.values()) assert(s.route === routes.get(s.name));
 });
 
-Deno.test("roster: terok's bug 12.1 fixed: Codex API-key mode gets OPENAI_API_KEY and OPENAI_BASE_URL", () => {
+Deno.test("roster: terok's bug 12.1 fixed: Codex API-key mode gets CODEX_API_KEY, OPENAI_API_KEY and OPENAI_BASE_URL", () => {
   const openai = spec(BUILTIN_ROSTER, "openai");
-  assertEquals(openai.phantomEnv, ["OPENAI_API_KEY"]);
-  assertEquals(openai.oauthPhantomEnv, []);
+  assertEquals(openai.phantomEnv, ["CODEX_API_KEY", "OPENAI_API_KEY"]);
+  assertEquals(openai.oauthPhantomEnv, ["OPENAI_API_KEY"]);
   assertEquals(openai.baseUrlEnv, "OPENAI_BASE_URL");
   // The openai SDK sends /v1/... under OPENAI_BASE_URL's path: base URL + /chat/completions.
   assertEquals(reached(openai, "/chat/completions"), "https://api.openai.com/v1/chat/completions");
@@ -336,7 +336,7 @@ Deno.test("roster: terok's own agent files load under the vault's provider names
     assertEquals(openai.route.upstream, "https://gateway.corp.example/openai");
     assertEquals(openai.credentialType, "oauth");
     // codex.yaml has no phantom_env: the built-in fix stays.
-    assertEquals(openai.phantomEnv, ["OPENAI_API_KEY"]);
+    assertEquals(openai.phantomEnv, ["CODEX_API_KEY", "OPENAI_API_KEY"]);
     assertEquals(openai.baseUrlEnv, "OPENAI_BASE_URL");
     assertEquals(openai.sharedDir, "_codex-config");
     assertEquals(openai.containerMount, "/home/dev/.codex");
@@ -499,6 +499,7 @@ Deno.test("roster: vault config routes prints routes.json that the broker reads 
       "auth_header",
       "auth_prefix",
       "path_upstreams",
+      "oauth_path_rewrites", // vault's extension (terok ignores unknown keys)
       "oauth_refresh",
     ]);
     assertEquals(

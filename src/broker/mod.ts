@@ -43,6 +43,7 @@ export {
   type Routes,
   routesFromValue,
   upstreamBase,
+  upstreamTarget,
   upstreamUrl,
 } from "../providers/routes.ts";
 export {

@@ -58,7 +58,7 @@ import {
   InvalidRequestTarget,
   type Route,
   type Routes,
-  upstreamBase,
+  upstreamTarget,
   upstreamUrl,
 } from "../providers/routes.ts";
 import { isDue, type OAuthRefresher } from "./oauth.ts";
@@ -324,7 +324,8 @@ export function route(x: BrokerExchange): ServerResponse | null {
   // A dot segment would leave the route's base (or the path_upstreams prefix it picked).
   if (hasDotSegment(path)) return x.refuse(400, "Bad request target", "bad_request");
   try {
-    x.url = upstreamUrl(upstreamBase(found, path), path, x.query);
+    const target = upstreamTarget(found, path, processor.isOAuth);
+    x.url = upstreamUrl(target.base, target.path, x.query);
   } catch (error) {
     if (error instanceof InvalidRequestTarget) {
       return x.refuse(400, "Bad request target", "bad_request");
@@ -595,6 +596,7 @@ function configuredOrigins(route: Route): ReadonlySet<string> {
   if (origins === undefined) {
     const set = new Set<string>([new URL(route.upstream).origin]);
     for (const { upstream } of route.pathUpstreams) set.add(new URL(upstream).origin);
+    for (const { upstream } of route.oauthPathRewrites) set.add(new URL(upstream).origin);
     routeOrigins.set(route, origins = set);
   }
   return origins;

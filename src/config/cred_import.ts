@@ -213,7 +213,9 @@ function parseCodex(value: Json): Json {
     refresh_token: t.refresh_token == null || t.refresh_token === ""
       ? ""
       : secret(t.refresh_token, "tokens.refresh_token"),
-    expires_at: null,
+    // auth.json has no expiry, but ChatGPT access tokens are JWTs: without their `exp` the
+    // broker would refresh at once (and the refresh token the user's own Codex holds would die).
+    expires_at: jwtExpiry(t.access_token),
   };
   if (t.id_token != null && t.id_token !== "") {
     data.id_token = secret(t.id_token, "tokens.id_token");
@@ -498,25 +500,36 @@ function base64url(text: string): string {
   return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
-/** The `https://api.openai.com/auth` claims of a JWT (unverified), or {} when unreadable. */
-function codexClaims(jwt: unknown): Json {
-  if (typeof jwt !== "string") return {};
+/** A JWT's payload (unverified), or undefined when `jwt` is not one. */
+function jwtPayload(jwt: unknown): Json | undefined {
+  if (typeof jwt !== "string") return undefined;
   const part = jwt.split(".")[1];
-  if (part === undefined) return {};
+  if (part === undefined) return undefined;
   try {
     const b64 = part.replace(/-/g, "+").replace(/_/g, "/");
     const bin = atob(b64 + "=".repeat((4 - b64.length % 4) % 4));
     const payload = JSON.parse(
       new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0))),
     );
-    const auth = isObject(payload) ? payload[CODEX_AUTH_CLAIM] : undefined;
-    if (!isObject(auth)) return {};
-    const out: Json = {};
-    for (const k of CODEX_CLAIMS) if (auth[k] !== undefined) out[k] = auth[k];
-    return out;
+    return isObject(payload) ? payload : undefined;
   } catch {
-    return {};
+    return undefined;
   }
+}
+
+/** A JWT's `exp` (seconds) when it has a positive finite one, else null. */
+function jwtExpiry(jwt: unknown): number | null {
+  const exp = jwtPayload(jwt)?.exp;
+  return typeof exp === "number" && Number.isFinite(exp) && exp > 0 ? exp : null;
+}
+
+/** The `https://api.openai.com/auth` claims of a JWT (unverified), or {} when unreadable. */
+function codexClaims(jwt: unknown): Json {
+  const auth = jwtPayload(jwt)?.[CODEX_AUTH_CLAIM];
+  if (!isObject(auth)) return {};
+  const out: Json = {};
+  for (const k of CODEX_CLAIMS) if (auth[k] !== undefined) out[k] = auth[k];
+  return out;
 }
 
 /** terok's synthetic Codex id_token: alg none, far expiry, the plan/account claims, signature `terok`. */
@@ -731,4 +744,56 @@ function envProviderOf(imported: ImportedCredential, text: string): string {
   const key = imported.data.key;
   const hit = envAssignments(text).filter((a) => a.value === key && /_API_KEY$/.test(a.name)).pop();
   return hit ? hit.name.slice(0, -"_API_KEY".length).toLowerCase() : "mistral";
+}
+
+// ---------------------------------------------------------------- from the store
+
+/**
+ * The phantom form of the credential file a tool's own login would have
+ * written for a stored credential (`vault exec`'s private overlay writes it,
+ * so the tool finds its login without the real one): the file is built from
+ * `data` in memory and rewritten by {@link phantomForm}, with its checks.
+ * Codex `auth.json` and Claude `.credentials.json`, for an OAuth credential
+ * only; undefined for anything else (an API key goes in a variable).
+ *
+ * @throws {CredentialImportError} when the stored credential does not make a
+ *   file of that format (e.g. no access token).
+ */
+export function phantomCredentialFile(
+  format: ImportFormat,
+  data: Record<string, unknown>,
+  phantom: string,
+): Uint8Array | undefined {
+  if (data.type !== "oauth") return undefined;
+  let value: Json;
+  if (format === "codex-auth") {
+    const tokens: Json = {
+      id_token: typeof data.id_token === "string" ? data.id_token : "",
+      access_token: data.access_token,
+      refresh_token: data.refresh_token ?? "",
+    };
+    if (typeof data.account_id === "string" && data.account_id !== "") {
+      tokens.account_id = data.account_id;
+    }
+    value = { OPENAI_API_KEY: null, tokens, last_refresh: CODEX_LAST_REFRESH };
+  } else if (format === "claude-credentials") {
+    const o: Json = {
+      accessToken: data.access_token,
+      refreshToken: data.refresh_token ?? "",
+      expiresAt: typeof data.expires_at === "number" ? Math.round(data.expires_at * 1000) : null,
+    };
+    if (data.scopes !== undefined) o.scopes = data.scopes;
+    if (data.subscription_type !== undefined) o.subscriptionType = data.subscription_type;
+    if (data.rate_limit_tier !== undefined) o.rateLimitTier = data.rate_limit_tier;
+    value = { [CLAUDE_KEY]: o };
+  } else {
+    return undefined;
+  }
+  const original = new TextEncoder().encode(JSON.stringify(value, null, 2) + "\n");
+  try {
+    const imported = parseAny("", original, format);
+    return phantomForm(imported, original, phantom);
+  } finally {
+    original.fill(0);
+  }
 }

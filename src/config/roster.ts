@@ -39,6 +39,16 @@
  * config_patches:
  *   - {agent: opencode, shared_dir: _opencode-config, container_mount: /home/dev/.config/opencode,
  *      file: opencode.json, json_set: {provider: {openai: {options: {baseURL: "{vault_url}/v1"}}}}}
+ * # vault extensions
+ * oauth_path_rewrites: {/v1/: https://chatgpt.com/backend-api/codex}  # OAuth only: prefix replaced
+ * env_note: "…"                     # printed on stderr by `vault config env` (one line)
+ * exec_overlay:                     # `vault exec`: a private copy of the tool's config dir
+ *   env: CODEX_HOME                 # names the dir (the caller's value is the user's dir)
+ *   user_dir: ~/.codex              # the user's dir when `env` is unset ("~/" = $HOME)
+ *   file: config.toml               # copied and patched (one of toml_set, json_set, yaml_set)
+ *   toml_set: {openai_base_url: "{vault_url}/v1"}
+ *   credential_file: auth.json      # never linked in; OAuth: its phantom form is written
+ *   credential_format: codex-auth   # the format of that phantom form
  * ```
  *
  * `phantom_env` and `oauth_phantom_env` also take terok's `{VAR: true}`
@@ -59,13 +69,14 @@ import {
   routesFromValue,
 } from "../providers/routes.ts";
 import { isHeaderName, isHeaderValue } from "../http/headers.ts";
-import { escapeJsonText } from "../sanitize.ts";
+import { escapeJsonText, findUnsafeChar } from "../sanitize.ts";
 import { currentUid, MAX_CONFIG_BYTES, readSecretFile } from "../fs/mod.ts";
 import {
   type ConfigPatch,
   SHARED_CONFIG_PATCH_KEYS,
   type SharedConfigPatch,
 } from "./patch_types.ts";
+import { IMPORT_FORMATS, type ImportFormat } from "./cred_import_formats.ts";
 import { BUILTIN_ROSTER_SOURCE } from "./roster_builtin.ts";
 import { InvalidRoster } from "./roster_errors.ts";
 import { deepMerge, INHERIT, isMapping } from "./roster_merge.ts";
@@ -121,6 +132,29 @@ export interface ProviderSpec {
   credentialFile?: string;
   /** How the route refreshes OAuth tokens (the same object as `route.oauthRefresh`). */
   oauthRefresh?: OAuthRefresh;
+  /** A note `vault config env` prints on stderr when it gives this provider variables. */
+  envNote?: string;
+  /** How `vault exec` gives the tool its settings without touching the user's files. */
+  execOverlay?: ExecOverlaySpec;
+}
+
+/**
+ * A private overlay of a tool's config dir for `vault exec` (roster key
+ * `exec_overlay`): a directory whose entries link to the user's dir, except
+ * the patched file (a patched copy) and the credential file (never linked;
+ * its phantom form for an OAuth credential), named by {@link env}.
+ */
+export interface ExecOverlaySpec {
+  /** The variable naming the tool's config dir (`CODEX_HOME`). */
+  env: string;
+  /** The user's dir when {@link env} is unset: absolute, or `~/…` under $HOME. */
+  userDir: string;
+  /** The patch of the copied file (`file`: a relative path without `..`). */
+  patch: SharedConfigPatch;
+  /** The tool's credential file in the dir (a relative path): never linked into the overlay. */
+  credentialFile?: string;
+  /** The import format whose phantom form is written there for an OAuth credential. */
+  credentialFormat?: ImportFormat;
 }
 
 /** Providers by name. */
@@ -323,6 +357,49 @@ function configPatchesLayer(value: unknown, fail: Fail): unknown[] {
   });
 }
 
+/** The keys of `exec_overlay` besides a patch's `*_set` keys. */
+const OVERLAY_KEYS: ReadonlySet<string> = new Set([
+  "env",
+  "user_dir",
+  "file",
+  "toml_set",
+  "json_set",
+  "yaml_set",
+  "credential_file",
+  "credential_format",
+]);
+
+function overlayLayer(value: unknown, fail: Fail): Record<string, unknown> {
+  return mappingOf(value, fail, (key, v, sub) => {
+    if (!OVERLAY_KEYS.has(key)) sub("unknown key");
+    if (key === "env") return envName(v, sub);
+    if (key === "user_dir") {
+      if (
+        typeof v !== "string" || !(v.startsWith("/") || v.startsWith("~/")) || v.includes("\0") ||
+        v.split("/").includes("..")
+      ) {
+        sub("must be an absolute path or ~/… without '..'");
+      }
+      return v;
+    }
+    if (key === "file" || key === "credential_file") {
+      const path = relativePath(v, sub);
+      if (path.split("/").some((p) => p === "" || p === ".")) {
+        sub("must be a relative path without empty or '.' segments");
+      }
+      return path;
+    }
+    if (key === "credential_format") {
+      if (typeof v !== "string" || !(IMPORT_FORMATS as readonly string[]).includes(v)) {
+        sub(`must be one of ${IMPORT_FORMATS.join(", ")}`);
+      }
+      return v;
+    }
+    if (!isMapping(v)) sub("must be a mapping");
+    return v;
+  });
+}
+
 function refreshLayer(value: unknown, fail: Fail): Record<string, unknown> {
   return mappingOf(value, fail, (key, v, sub) => {
     if (key === "client_secret") {
@@ -361,7 +438,19 @@ const FIELDS: Readonly<Record<string, FieldCheck>> = {
       }
       return value;
     }),
+  oauth_path_rewrites: (v, fail) =>
+    mappingOf(v, fail, (key, target, sub) => {
+      if (!key.startsWith("/") || !key.endsWith("/")) sub("must start and end with '/'");
+      return upstreamUrl(target, sub);
+    }),
   oauth_refresh: refreshLayer,
+  env_note: (v, fail) => {
+    if (typeof v !== "string" || v === "" || findUnsafeChar(v) !== undefined) {
+      fail("must be one line of text");
+    }
+    return v;
+  },
+  exec_overlay: overlayLayer,
   credential_type: (v, fail) => {
     if (typeof v !== "string" || !CREDENTIAL_TYPES.has(v)) {
       fail("must be one of api_key, oauth, oauth_token, pat");
@@ -497,6 +586,33 @@ export function configPatchesOf(spec: ProviderSpec): ConfigPatch[] {
   return [...out, ...(spec.configPatches ?? [])];
 }
 
+/** The checked overlay of a merged entry: env, user_dir, file and one `*_set` required. */
+function finalOverlay(
+  raw: Record<string, unknown>,
+  fail: (key: string) => Fail,
+): ExecOverlaySpec {
+  const f = fail("exec_overlay");
+  if (typeof raw.env !== "string") f("'env' is required", "env");
+  if (typeof raw.user_dir !== "string") f("'user_dir' is required", "user_dir");
+  const patch: Record<string, unknown> = {};
+  for (const key of ["file", "toml_set", "json_set", "yaml_set"]) {
+    if (Object.hasOwn(raw, key) && raw[key] !== null) patch[key] = raw[key];
+  }
+  if (!["toml_set", "json_set", "yaml_set"].some((k) => Object.hasOwn(patch, k))) {
+    f("needs one of toml_set, json_set, yaml_set");
+  }
+  const out: ExecOverlaySpec = {
+    env: raw.env as string,
+    userDir: raw.user_dir as string,
+    patch: finalPatch(patch, f),
+  };
+  if (typeof raw.credential_file === "string") out.credentialFile = raw.credential_file;
+  if (typeof raw.credential_format === "string") {
+    out.credentialFormat = raw.credential_format as ImportFormat;
+  }
+  return Object.freeze(out);
+}
+
 /** Builds a provider from its merged roster value; `file` is the last layer that touched it. */
 function buildSpec(name: string, v: Record<string, unknown>, file: string): ProviderSpec {
   const fail = (key: string): Fail => (problem, subPath) => {
@@ -510,7 +626,15 @@ function buildSpec(name: string, v: Record<string, unknown>, file: string): Prov
     throw new InvalidRoster(file, `${name}.upstream`, "is required");
   }
   const routeValue: Record<string, unknown> = { upstream: v.upstream };
-  for (const key of ["auth_header", "auth_prefix", "path_upstreams", "oauth_extra_headers"]) {
+  for (
+    const key of [
+      "auth_header",
+      "auth_prefix",
+      "path_upstreams",
+      "oauth_extra_headers",
+      "oauth_path_rewrites",
+    ]
+  ) {
     if (Object.hasOwn(v, key)) routeValue[key] = v[key];
   }
   if (Object.hasOwn(v, "oauth_refresh")) routeValue.oauth_refresh = v.oauth_refresh;
@@ -568,6 +692,9 @@ function buildSpec(name: string, v: Record<string, unknown>, file: string): Prov
   if (Array.isArray(v.config_patches) && v.config_patches.length > 0) {
     spec.configPatches = finalConfigPatches(spec, v.config_patches, fail("config_patches"));
   }
+  const note = optionalString(v.env_note);
+  if (note !== undefined) spec.envNote = note;
+  if (isMapping(v.exec_overlay)) spec.execOverlay = finalOverlay(v.exec_overlay, fail);
   Object.freeze(spec.phantomEnv);
   Object.freeze(spec.oauthPhantomEnv);
   return Object.freeze(spec);
@@ -799,6 +926,11 @@ function routeJsonValue(route: Route): Record<string, unknown> {
   }
   if (Object.keys(route.oauthExtraHeaders).length > 0) {
     out.oauth_extra_headers = { ...route.oauthExtraHeaders };
+  }
+  if (route.oauthPathRewrites.length > 0) {
+    out.oauth_path_rewrites = Object.fromEntries(
+      route.oauthPathRewrites.map(({ prefix, upstream }) => [prefix, upstream]),
+    );
   }
   const refresh = route.oauthRefresh;
   if (refresh !== undefined) {

@@ -4,8 +4,9 @@
  * bundled agent files (reference terok-config.md §4, §10) under the vault's
  * provider names, with terok's roster bugs fixed (§12.1–2):
  *
- * - openai (terok's codex) has `OPENAI_API_KEY` and `OPENAI_BASE_URL`
- *   (`{vault_url}/v1`), so a stored api_key credential reaches the tool;
+ * - openai (terok's codex) has `CODEX_API_KEY` (what Codex reads),
+ *   `OPENAI_API_KEY` and `OPENAI_BASE_URL` (`{vault_url}/v1`, for the SDKs),
+ *   so a stored api_key credential reaches the tool;
  * - openrouter's upstream is `https://openrouter.ai/api` and its base URL
  *   `{vault_url}/v1`: requests arrive at `/api/v1/…` as OpenRouter expects.
  *
@@ -76,19 +77,41 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
   openai: {
     ...BUILTIN_ROUTES_SOURCE.openai,
     credential_type: "oauth",
-    // terok's codex.yaml has neither (§12.1): an api_key credential then
-    // reached no variable. OAuth mode uses the marker in auth.json; the
-    // variable does no harm there (the broker routes by the token).
-    phantom_env: ["OPENAI_API_KEY"],
+    // Codex (0.171) reads its key from CODEX_API_KEY only (OPENAI_API_KEY is
+    // for the SDKs); CODEX_API_KEY also wins over a ChatGPT login in auth.json,
+    // so an OAuth (ChatGPT) credential gets OPENAI_API_KEY alone: Codex then
+    // takes the phantom from auth.json (`cred import --replace-with-phantom`,
+    // or the phantom auth.json of `vault exec`'s overlay).
+    phantom_env: ["CODEX_API_KEY", "OPENAI_API_KEY"],
+    oauth_phantom_env: ["OPENAI_API_KEY"],
     base_url_env: "OPENAI_BASE_URL",
     base_url_path: "/v1",
     json_env: OPENCODE_BASE_URL("openai"),
+    // Both login modes: openai_base_url stays <vault>/v1 (the broker sends an
+    // OAuth credential's /v1/… to chatgpt.com/backend-api/codex/…, see
+    // oauth_path_rewrites); chatgpt.com's other endpoints (accounts, plugins,
+    // analytics) go through chatgpt_base_url and the /backend-api/ path upstream.
     shared_config_patch: {
       file: "config.toml",
       toml_set: {
         openai_base_url: "{vault_url}/v1",
         chatgpt_base_url: "{vault_url}/backend-api/",
       },
+    },
+    env_note: "Codex reads no base URL from the environment (OPENAI_BASE_URL is ignored): " +
+      "give it config.toml with `vault config apply --providers openai`, or run it under `vault exec`",
+    exec_overlay: {
+      env: "CODEX_HOME",
+      user_dir: "~/.codex",
+      file: "config.toml",
+      toml_set: {
+        openai_base_url: "{vault_url}/v1",
+        chatgpt_base_url: "{vault_url}/backend-api/",
+        // The login is the overlay's auth.json (a phantom), never the OS keyring's.
+        cli_auth_credentials_store: "file",
+      },
+      credential_file: "auth.json",
+      credential_format: "codex-auth",
     },
     shared_dir: "_codex-config",
     container_mount: "/home/dev/.codex",

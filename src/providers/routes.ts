@@ -47,6 +47,14 @@ export interface Route {
   pathUpstreams: readonly { prefix: string; upstream: string }[];
   /** Headers merged into the request only when the credential is OAuth. */
   oauthExtraHeaders: Readonly<Record<string, string>>;
+  /**
+   * Only when the credential is OAuth: a request path under one of these
+   * prefixes (each ends with "/") goes to its base with the prefix replaced
+   * by "/" (`/v1/responses` → `https://chatgpt.com/backend-api/codex/responses`
+   * for ChatGPT-login Codex). A vault extension (`oauth_path_rewrites`); terok
+   * ignores the key. Longest prefix wins; checked before `pathUpstreams`.
+   */
+  oauthPathRewrites: readonly { prefix: string; upstream: string }[];
   /** Background refresh settings, when the route has them. */
   oauthRefresh?: OAuthRefresh;
 }
@@ -130,6 +138,18 @@ function parseRoute(file: string, name: string, cfg: unknown): Route {
     pathUpstreams.push(Object.freeze({ prefix, upstream: base }));
   }
 
+  const opr = Object.hasOwn(cfg, "oauth_path_rewrites") ? cfg.oauth_path_rewrites : {};
+  if (!isPlainObject(opr)) throw fail("has invalid 'oauth_path_rewrites' field");
+  const oauthPathRewrites: { prefix: string; upstream: string }[] = [];
+  for (const [prefix, target] of Object.entries(opr)) {
+    if (!prefix.startsWith("/") || !prefix.endsWith("/")) {
+      throw fail(`oauth_path_rewrites key must start and end with '/': ${pyRepr(prefix)}`);
+    }
+    const base = normalizeBase(target);
+    if (base === null) throw fail(`oauth_path_rewrites entry for ${pyRepr(prefix)} is invalid`);
+    oauthPathRewrites.push(Object.freeze({ prefix, upstream: base }));
+  }
+
   const oeh = Object.hasOwn(cfg, "oauth_extra_headers") ? cfg.oauth_extra_headers : {};
   if (!isPlainObject(oeh)) throw fail("has invalid 'oauth_extra_headers' field");
   const extra: Record<string, string> = Object.create(null);
@@ -148,6 +168,7 @@ function parseRoute(file: string, name: string, cfg: unknown): Route {
     authPrefix: rawPrefix,
     pathUpstreams: Object.freeze(pathUpstreams),
     oauthExtraHeaders: Object.freeze(extra),
+    oauthPathRewrites: Object.freeze(oauthPathRewrites),
   };
   if (Object.hasOwn(cfg, "oauth_refresh")) {
     route.oauthRefresh = Object.freeze(parseRefresh(cfg.oauth_refresh, fail));
@@ -275,6 +296,11 @@ export const BUILTIN_ROUTES_SOURCE = {
     auth_header: "Authorization",
     auth_prefix: "Bearer ",
     path_upstreams: { "/backend-api/": "https://chatgpt.com" },
+    // ChatGPT-login Codex: its model calls go to chatgpt.com/backend-api/codex/…
+    // without vault. Codex refuses a non-https base URL with /backend-api in it
+    // (workspace routing), so the sandbox keeps openai_base_url = <vault>/v1
+    // in both login modes and the broker picks the upstream by the credential.
+    oauth_path_rewrites: { "/v1/": "https://chatgpt.com/backend-api/codex" },
     oauth_refresh: {
       token_url: "https://auth.openai.com/oauth/token",
       client_id: "app_EMoamEEZ73f0CkXaXp7hrann",
@@ -359,6 +385,33 @@ export function upstreamBase(route: Route, rawPath: string): string {
     }
   }
   return best;
+}
+
+/**
+ * The upstream base and path of a request: with an OAuth credential, the
+ * route's `oauthPathRewrites` first (longest matching prefix; the path
+ * loses the prefix but for its final "/"), else {@link upstreamBase} and the
+ * path unchanged.
+ */
+export function upstreamTarget(
+  route: Route,
+  rawPath: string,
+  oauth: boolean,
+): { base: string; path: string } {
+  if (oauth) {
+    let best: { prefix: string; upstream: string } | undefined;
+    for (const r of route.oauthPathRewrites) {
+      if (
+        rawPath.startsWith(r.prefix) && (best === undefined || r.prefix.length > best.prefix.length)
+      ) {
+        best = r;
+      }
+    }
+    if (best !== undefined) {
+      return { base: best.upstream, path: rawPath.slice(best.prefix.length - 1) };
+    }
+  }
+  return { base: upstreamBase(route, rawPath), path: rawPath };
 }
 
 /** Visible ASCII except "?" and "#": what a raw origin-form path may hold. */

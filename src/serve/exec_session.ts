@@ -22,13 +22,15 @@ import type { UpstreamOptions } from "../http/client.ts";
 import { startAgent } from "../agent/agent.ts";
 import type { CredentialStore } from "../store/store.ts";
 import { type EnvProvider, type EnvVar, mintContainerEnv, type MintedEnv } from "../config/env.ts";
+import type { ExecOverlaySpec } from "../config/roster.ts";
 import { SESSION_PREFIX, writeSessionRecord } from "./exec_sweep.ts";
+import { makeExecOverlay } from "./exec_overlay.ts";
 import { Undo } from "./undo.ts";
 
 /** Inputs of {@link openExecSession}. */
 export interface ExecSessionOptions {
   store: CredentialStore;
-  roster: ReadonlyMap<string, EnvProvider>;
+  roster: ReadonlyMap<string, EnvProvider & { execOverlay?: ExecOverlaySpec }>;
   routes: Routes;
   scope: string;
   subject: string;
@@ -44,6 +46,11 @@ export interface ExecSessionOptions {
   upstream?: UpstreamOptions;
   /** The base URL a provider's tools want from `{vault_url}`. */
   baseUrlFor?: (provider: string, vaultUrl: string) => string;
+  /**
+   * The caller's environment: with it, providers with an `exec_overlay`
+   * get their private overlay (`exec_overlay.ts`); without it, none.
+   */
+  callerEnv?: Readonly<Record<string, string | undefined>>;
   onWarning?: (message: string) => void;
 }
 
@@ -85,13 +92,14 @@ export async function openExecSession(options: ExecSessionOptions): Promise<Exec
       })
     );
     const port = broker.bindings.find((b) => b.port !== undefined)!.port!;
+    const location = { vaultUrl: `http://127.0.0.1:${port}`, vaultSocket: brokerSocket };
     const minted = mintContainerEnv(store, options.roster, {
       scope,
       subject,
       credentialSet: options.credentialSet,
       providers: options.providers,
       transport: { kind: "tcp", port },
-      location: { vaultUrl: `http://127.0.0.1:${port}`, vaultSocket: brokerSocket },
+      location,
       baseUrlFor: options.baseUrlFor,
     });
     undo.push(() => {
@@ -100,6 +108,24 @@ export async function openExecSession(options: ExecSessionOptions): Promise<Exec
     // Should this process be killed, a later `vault exec` revokes these tokens (sweep.ts).
     await writeSessionRecord(dir, minted.tokens);
     const env = [...minted.vars];
+    if (options.callerEnv !== undefined) {
+      // Providers' tokens come first in `minted.tokens`, in `minted.providers` order.
+      for (const [i, provider] of minted.providers.entries()) {
+        const spec = options.roster.get(provider)?.execOverlay;
+        if (spec === undefined) continue;
+        env.push(
+          await makeExecOverlay({
+            provider,
+            spec,
+            callerEnv: options.callerEnv,
+            sessionDir: dir,
+            location,
+            credential: store.loadCredential(options.credentialSet ?? "default", provider),
+            phantom: minted.tokens[i],
+          }),
+        );
+      }
+    }
     if (store.countKeys(scope) > 0) {
       const agent = await undo.start(() =>
         startAgent({

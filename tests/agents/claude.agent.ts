@@ -5,7 +5,7 @@
  */
 
 import { assert, assertEquals } from "../../testing/assert.ts";
-import { agentCase, ANSWERS, assertModelCall } from "./harness.ts";
+import { agentCase, ANSWERS, assertModelCall, transportSandbox } from "./harness.ts";
 
 agentCase(
   { agent: "claude", mode: "api-key", transport: "socket" },
@@ -19,9 +19,8 @@ agentCase(
     const run = await world.sandbox({
       argv: ["claude", "-p", "say hi"],
       env,
-      net: "none",
-      brokerSocket: served.socket,
-      httpBridge: true,
+      // net none, the socket at /run/terok/vault.sock, vault http-bridge from the env
+      ...transportSandbox("socket", served, env),
     });
     assertEquals(run.timedOut, false, "claude did not finish");
     assertEquals(run.code, 0, `claude failed:\n${run.stdout}\n${run.stderr}`);

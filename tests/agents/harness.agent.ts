@@ -7,16 +7,12 @@
  * @module
  */
 
-import {
-  assert,
-  assertEquals,
-  assertMatch,
-  assertRejects,
-} from "../../testing/assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../../testing/assert.ts";
 import { within } from "../../testing/broker.ts";
 import { join } from "node:path";
 import {
   ANSWERS,
+  CONTAINER_HOSTS,
   FakeProvider,
   openWorld,
   SANDBOX_HOME,
@@ -40,9 +36,7 @@ Deno.test("harness: the sandbox gets only PATH/HOME/TERM/LANG and the given env,
     assertMatch(run.stdout, /NET-CLOSED/);
     assertMatch(run.stdout, /ROOT-RO/);
     assertMatch(run.stdout, /HOME-RW/);
-    const names = run.envDump.trim().split("\n").map((line) =>
-      line.split("=")[0]
-    ).sort();
+    const names = run.envDump.trim().split("\n").map((line) => line.split("=")[0]).sort();
     // The launcher is a POSIX sh: it may add PWD (the cwd, not a secret), nothing else.
     assertEquals(names.filter((n) => n !== "PWD"), [
       "GIVEN_VAR",
@@ -119,6 +113,41 @@ Deno.test("harness: `vault` in the sandbox is this checkout's CLI, and the http 
   }
 });
 
+Deno.test("harness: tcp transport — a net-less sandbox reaches the broker's port at host.containers.internal, nothing else", async () => {
+  const world = await openWorld();
+  try {
+    await world.storeCredential("anthropic", "api_key");
+    const served = await world.serve();
+    const env = await world.configEnv({
+      scope: "proj-h",
+      subject: "tcp",
+      transport: `tcp:${served.port}`,
+    });
+    const fakePort = new URL(world.fake.origin).port;
+    const run = await world.sandbox({
+      argv: [
+        "sh",
+        "-c",
+        `curl -s -m 5 -o /dev/null http://127.0.0.1:${fakePort}/ && echo FAKE-OPEN || echo FAKE-CLOSED; ` +
+        `curl -s -m 10 -H "x-api-key: $ANTHROPIC_API_KEY" -H "content-type: application/json" ` +
+        `-d '{"model":"m","max_tokens":1}' "$ANTHROPIC_BASE_URL/v1/messages"`,
+      ],
+      env,
+      net: "none",
+      hostPorts: [served.port],
+      hosts: [...CONTAINER_HOSTS],
+    });
+    assertEquals(run.code, 0, `${run.stdout}\n${run.stderr}\n${run.bridgeLog}`);
+    assertMatch(env.ANTHROPIC_BASE_URL, /^http:\/\/host\.containers\.internal:/);
+    assertMatch(run.stdout, /FAKE-CLOSED/);
+    assertMatch(run.stdout, new RegExp(ANSWERS.anthropic));
+    assertEquals(world.fake.modelCalls("anthropic").length, 1);
+    await world.assertNoLeak();
+  } finally {
+    await world.close();
+  }
+});
+
 Deno.test("harness: assertNoLeak finds a real secret in a sandbox file and a phantom upstream", async () => {
   const world = await openWorld();
   try {
@@ -156,9 +185,7 @@ Deno.test("harness: assertNoLeak finds a real secret in a sandbox file and a pha
 
 /** The data lines of an SSE body, parsed. */
 function sseData(text: string): Record<string, unknown>[] {
-  return text.split("\n").filter((l) => l.startsWith("data: ")).map((l) =>
-    JSON.parse(l.slice(6))
-  );
+  return text.split("\n").filter((l) => l.startsWith("data: ")).map((l) => JSON.parse(l.slice(6)));
 }
 
 Deno.test("fake: each API module answers a model call with its answer and records it", async () => {
@@ -216,8 +243,7 @@ Deno.test("fake: each API module answers a model call with its answer and record
     );
     const frames: string[] = [];
     const completed = new Promise<void>((resolve, reject) => {
-      ws.onopen = () =>
-        ws.send(JSON.stringify({ type: "response.create", model: "m" }));
+      ws.onopen = () => ws.send(JSON.stringify({ type: "response.create", model: "m" }));
       ws.onmessage = (e) => {
         frames.push(e.data);
         if (JSON.parse(e.data).type === "response.completed") resolve();

@@ -33,14 +33,19 @@
  * - {@link World.sandbox}: one run of an agent in bubblewrap (see
  *   {@link SandboxOptions}) → {@link SandboxResult}. Socket transport:
  *   `net: "none"`, `brokerSocket`, `httpBridge: true`; tcp transport:
- *   `net: "host"`, `hosts: CONTAINER_HOSTS` (so `host.containers.internal`,
- *   which vault prints, is the host) and `httpBridge` if vault printed a
- *   bridge to start.
+ *   `net: "none"`, `hostPorts: [served.port]`, `hosts: CONTAINER_HOSTS`
+ *   (the container network reaches only the broker's port, at
+ *   `host.containers.internal` as vault prints it) and `httpBridge` if
+ *   vault printed a bridge to start.
+ * - {@link transportSandbox} / {@link transportFlag}: those options and the
+ *   `--transport` flag for a transport kind, so cases loop over both.
  * - {@link World.exec}: `vault exec … -- <agent>` as a user runs it on the
  *   host, in bubblewrap with a private home and the host's network.
  * - {@link World.configApply}: `vault config apply --mounts <root>/mounts`,
  *   and the binds that mount each shared dir written at its roster
- *   `container_mount` (pass them as {@link SandboxOptions.binds}).
+ *   `container_mount` (pass them as {@link SandboxOptions.binds});
+ *   {@link World.mountFile} puts a login file there (for `vault cred import
+ *   --replace-with-phantom`), {@link World.mountBinds} gives the binds.
  * - {@link assertNoLeak} / {@link World.assertNoLeak}: no real secret in any
  *   sandbox-visible file, the agent's output or the env dump; no phantom
  *   token or static marker in any request the fake recorded.
@@ -61,19 +66,22 @@
  * @module
  */
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { assert, assertEquals } from "../../testing/assert.ts";
 import { mainArgs } from "../../testing/cli.ts";
 import { Background, killAfter } from "../../testing/process.ts";
 import { freePort } from "../../testing/ports.ts";
 import { FakeProvider, type FakeRequest } from "./fake/server.ts";
+import { type HostRelay, relayHostPort } from "./relay.ts";
 import { loadRoster } from "../../src/config/mod.ts";
 
 export { ANSWERS, FakeProvider } from "./fake/server.ts";
 export type { FakeRequest } from "./fake/server.ts";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
+/** Where relay.ts is (read in the sandbox through the read-only root). */
+const RELAY = fileURLToPath(new URL("./relay.ts", import.meta.url));
 /** The agents' install dir (`npm ci --prefix tests/agents`). */
 export const AGENTS_DIR: string = fileURLToPath(new URL("./", import.meta.url));
 /** Where the agents' commands are after the install. */
@@ -165,7 +173,11 @@ export interface SandboxOptions {
   env: Record<string, string>;
   /** The host dir bound at /home/dev (default: a fresh one, see {@link World.newHome}). */
   home?: string;
-  /** "none": `--unshare-net` (only the mounted socket leads out); "host": the host's network. */
+  /**
+   * "none": `--unshare-net` (only the mounted socket and {@link hostPorts}
+   * lead out); "host": the host's network (`vault exec`, which runs where the
+   * user is).
+   */
   net: "none" | "host";
   /** The host broker socket bound at {@link SANDBOX_SOCKET} (default: none). */
   brokerSocket?: string;
@@ -177,6 +189,14 @@ export interface SandboxOptions {
   httpBridge?: boolean;
   /** More binds (config dirs `vault config apply` wrote, at their container_mount). */
   binds?: Bind[];
+  /**
+   * Host 127.0.0.1 ports the sandbox reaches at 127.0.0.1:<port> although
+   * `net` is "none" (the tcp transport: a container network that leads only
+   * to the broker's TCP port): relay.ts listens in the sandbox and relays
+   * each connection through a bound Unix socket to the host port. Use with
+   * `hosts: CONTAINER_HOSTS`, so `host.containers.internal` is 127.0.0.1.
+   */
+  hostPorts?: number[];
   /** Lines of /etc/hosts in the sandbox (e.g. `127.0.0.1 host.containers.internal`); default: the host's. */
   hosts?: string[];
   /** The working directory in the sandbox (default /home/dev). */
@@ -205,7 +225,7 @@ export interface SandboxResult extends VaultResult {
    * agent through `harness-env-exec`, which dumps it); "" for other runs.
    */
   agentEnvDump: string;
-  /** The in-sandbox http-bridge's stderr ("" without one). */
+  /** The in-sandbox http-bridge's output, then the port relay's ("" without either). */
   bridgeLog: string;
   /** The host dir that was the sandbox's home. */
   home: string;
@@ -244,6 +264,20 @@ function shellQuote(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
 }
 
+/** The dirs the sandbox mounts a fresh tmpfs (or the home) over. */
+const SHADOWED = ["/tmp/", "/home/", "/run/"];
+
+/**
+ * What the sandbox must see at its host path although it lies under a dir
+ * the sandbox shadows (a checkout in /tmp or /home, as CI makes): this
+ * checkout (main.ts, relay.ts, the agents), DENO_DIR and the deno binary.
+ * Bound read-only at the same path.
+ */
+function hiddenHostPaths(): string[] {
+  const paths = [REPO, denoDir(), dirname(Deno.execPath())].map((p) => p.replace(/\/+$/, ""));
+  return [...new Set(paths)].filter((p) => SHADOWED.some((dir) => (p + "/").startsWith(dir)));
+}
+
 /** The DENO_DIR the host uses (the launcher sets it so deno finds its cache in any HOME). */
 function denoDir(): string {
   const explicit = Deno.env.get("DENO_DIR");
@@ -252,34 +286,47 @@ function denoDir(): string {
   return join(Deno.env.get("XDG_CACHE_HOME") ?? join(home, ".cache"), "deno");
 }
 
-/**
- * The in-sandbox launcher: writes the env dump, starts the http bridge when
- * asked (`bridge` as $1) and waits for its "listening" line (at most 30 s),
- * then execs the agent (`-- argv…`).
- */
 /** Dumps the env it got (the agent's, under `vault exec`) and execs its arguments. */
 const ENV_EXEC_SCRIPT = `#!/bin/sh
 env > /run/harness/out/agent-env
 exec "$@"
 `;
 
+/**
+ * The in-sandbox launcher: `harness-run <bridge|direct> -- argv…`. Writes
+ * the env dump; when the harness wrote `/run/harness/out/relays` (host ports,
+ * {@link SandboxOptions.hostPorts}) starts relay.ts with them and waits until
+ * they listen; starts the http bridge when asked and waits for its
+ * "listening" line (each wait at most 30 s); then execs the agent. The
+ * relay's deno gets its own DENO_DIR in /tmp; the agent's env is untouched.
+ */
 const RUN_SCRIPT = `#!/bin/sh
 out=/run/harness/out
 env > "$out/env"
 mode=$1
 shift 2
-if [ "$mode" = bridge ]; then
-  vault http-bridge --listen "$VAULT_HTTP_BRIDGE_LISTEN" --broker "$VAULT_HTTP_BRIDGE_BROKER" \\
-    </dev/null >"$out/bridge.log" 2>&1 &
+# wait_line LOG PATTERN WHAT PID: until LOG has PATTERN; fails when PID exits first or after 30 s.
+wait_line() {
   i=0
-  until grep -q "^vault http-bridge: .* -> " "$out/bridge.log" 2>/dev/null; do
+  until grep -q "$2" "$1" 2>/dev/null; do
     i=$((i + 1))
-    if [ "$i" -gt 300 ]; then
-      echo "harness: vault http-bridge did not start" >&2
+    if [ "$i" -gt 300 ] || ! kill -0 "$4" 2>/dev/null; then
+      echo "harness: $3 did not start" >&2
+      cat "$1" >&2
       exit 97
     fi
     sleep 0.1
   done
+}
+if [ -f "$out/relays" ]; then
+  DENO_DIR=/tmp/.harness-relay-deno ${shellQuote(Deno.execPath())} run --no-config --no-lock -A \\
+    ${shellQuote(RELAY)} $(cat "$out/relays") </dev/null >"$out/relay.log" 2>&1 &
+  wait_line "$out/relay.log" "^relay: listening" "the port relay" $!
+fi
+if [ "$mode" = bridge ]; then
+  vault http-bridge --listen "$VAULT_HTTP_BRIDGE_LISTEN" --broker "$VAULT_HTTP_BRIDGE_BROKER" \\
+    </dev/null >"$out/bridge.log" 2>&1 &
+  wait_line "$out/bridge.log" "^vault http-bridge: .* -> " "vault http-bridge" $!
 fi
 exec "$@"
 `;
@@ -489,7 +536,10 @@ export class World {
   /**
    * Starts `vault serve` with the broker on `<root>/host/run/broker.sock` and
    * a free 127.0.0.1 port (retried on a lost port race); waits until both
-   * listen. Stopped by {@link close}.
+   * listen. Stopped by {@link close}. `extra` are more `vault serve` options,
+   * e.g. `["--broker-scope", scope]`: a static marker (what `cred import
+   * --replace-with-phantom` writes into Claude's and Codex's login files) is
+   * accepted only on a listener bound to one scope.
    */
   async serve(extra: string[] = []): Promise<Served> {
     const socket = join(
@@ -540,9 +590,7 @@ export class World {
       "--format",
       "json",
       ...(options.transport ? ["--transport", options.transport] : []),
-      ...(options.providers
-        ? ["--providers", options.providers.join(",")]
-        : []),
+      ...(options.providers ? ["--providers", options.providers.join(",")] : []),
       ...(options.extra ?? []),
     ];
     const r = await this.vault(args);
@@ -599,15 +647,28 @@ export class World {
       "--bind",
       out,
       "/run/harness/out",
+      ...hiddenHostPaths().flatMap((path) => ["--ro-bind", path, path]),
     ];
     if (options.brokerSocket) {
       args.push("--bind", options.brokerSocket, SANDBOX_SOCKET);
     }
+    const relays: HostRelay[] = [];
+    if (options.hostPorts?.length) {
+      const ports = join(out, "ports");
+      await Deno.mkdir(ports, { mode: 0o700 });
+      for (const port of options.hostPorts) {
+        relays.push(relayHostPort(join(ports, `${port}.sock`), port));
+      }
+      args.push("--bind", ports, "/run/harness/ports");
+      await Deno.writeTextFile(
+        join(out, "relays"),
+        options.hostPorts.map((p) => `${p}:/run/harness/ports/${p}.sock`).join(" ") + "\n",
+      );
+    }
     let env = options.env;
     if (options.hostVault) {
       args.push("--bind", this.root, this.root);
-      const { HOME: _home, PATH: _path, LANG: _lang, ...vaultEnv } =
-        this.hostEnv;
+      const { HOME: _home, PATH: _path, LANG: _lang, ...vaultEnv } = this.hostEnv;
       env = { ...vaultEnv, ...env };
     }
     for (const bind of options.binds ?? []) {
@@ -662,6 +723,7 @@ export class World {
       output = await child.output();
     } finally {
       guard.clear();
+      await Promise.all(relays.map((r) => r.close()));
     }
     const ms = Math.round(performance.now() - started);
     const read = async (name: string) => {
@@ -680,7 +742,7 @@ export class World {
       timedOut: guard.killed,
       envDump: await read("env"),
       agentEnvDump: await read("agent-env"),
-      bridgeLog: await read("bridge.log"),
+      bridgeLog: await read("bridge.log") + await read("relay.log"),
       home,
     };
     this.runs.push(result);
@@ -757,6 +819,18 @@ export class World {
     return { result, binds: await this.mountBinds() };
   }
 
+  /**
+   * Writes `<mounts>/<sharedDir>/<name>` (0600, dirs 0700) — e.g. a login
+   * file for `vault cred import … --replace-with-phantom` — and returns its
+   * path. Secrets in `content` must come from {@link secret} (leak-checked).
+   */
+  async mountFile(sharedDir: string, name: string, content: string): Promise<string> {
+    const path = join(this.mounts, sharedDir, name);
+    await Deno.mkdir(join(path, ".."), { recursive: true, mode: 0o700 });
+    await Deno.writeTextFile(path, content, { mode: 0o600 });
+    return path;
+  }
+
   /** Binds of every shared dir that exists under {@link mounts}, at its roster `container_mount`. */
   async mountBinds(): Promise<Bind[]> {
     const where = await sharedDirMounts([this.rosterDir]);
@@ -830,6 +904,42 @@ export async function sharedDirMounts(
   };
   for (const spec of roster.values()) visit(spec, 0);
   return out;
+}
+
+/** The two transports of `vault config env` / `config apply`. */
+export type TransportKind = "socket" | "tcp";
+
+/**
+ * The sandbox options of a transport, as a container of that kind is wired
+ * (pass `{...transportSandbox(…), argv, env}` to {@link World.sandbox}):
+ *
+ * - `socket`: no network; the broker's Unix socket mounted at
+ *   {@link SANDBOX_SOCKET}; `vault http-bridge` started from the printed
+ *   `VAULT_HTTP_BRIDGE_*` variables.
+ * - `tcp`: no network but the broker's TCP port, at
+ *   `host.containers.internal:<port>` ({@link SandboxOptions.hostPorts},
+ *   {@link CONTAINER_HOSTS}); a bridge only when vault printed one to start
+ *   (`VAULT_HTTP_BRIDGE_LISTEN` in `env`).
+ *
+ * `env` is what `vault config env --transport <kind>` printed.
+ */
+export function transportSandbox(
+  kind: TransportKind,
+  served: Served,
+  env: Record<string, string>,
+): Pick<SandboxOptions, "net" | "brokerSocket" | "httpBridge" | "hostPorts" | "hosts"> {
+  if (kind === "socket") return { net: "none", brokerSocket: served.socket, httpBridge: true };
+  return {
+    net: "none",
+    hostPorts: [served.port],
+    hosts: [...CONTAINER_HOSTS],
+    httpBridge: "VAULT_HTTP_BRIDGE_LISTEN" in env,
+  };
+}
+
+/** `--transport` of `vault config env` for a kind: `socket` or `tcp:<the broker's port>`. */
+export function transportFlag(kind: TransportKind, served: Served): string {
+  return kind === "socket" ? "socket" : `tcp:${served.port}`;
 }
 
 /** Opens a {@link World} (call {@link World.close} in a `finally`, or use {@link agentCase}). */
@@ -940,9 +1050,7 @@ export function assertModelCall(
   const calls = fake.modelCalls(api);
   assert(
     calls.length > 0,
-    `no model call reached the fake's ${api} API; it saw:\n${
-      fake.summary().join("\n")
-    }`,
+    `no model call reached the fake's ${api} API; it saw:\n${fake.summary().join("\n")}`,
   );
   const call = calls[calls.length - 1];
   const got = call.headers[header.toLowerCase()];
@@ -967,7 +1075,15 @@ export interface AgentCase {
   world?: WorldOptions;
   /** `Deno.test`'s ignore. */
   ignore?: boolean;
+  /**
+   * A word for the table next to the transport, e.g. "error" for a case that
+   * asserts vault's clear error where the combination is impossible.
+   */
+  note?: string;
 }
+
+/** Every case registered by {@link agentCase} (in registration order): the table lists them. */
+export const CASES: AgentCase[] = [];
 
 /**
  * Registers one case as a `Deno.test` named `<agent> <mode> <transport>`:
@@ -979,6 +1095,7 @@ export function agentCase(
   spec: AgentCase,
   fn: (world: World) => Promise<void>,
 ): void {
+  CASES.push(spec);
   Deno.test({
     name: `${spec.agent} ${spec.mode} ${spec.transport}`,
     ignore: spec.ignore,
@@ -995,9 +1112,7 @@ export function agentCase(
         const agentMs = world.runs.map((r) => r.ms).join("+") || "-";
         console.log(
           `[agents] ${spec.agent} | ${spec.mode} | ${spec.transport} | ${ms} ms (agent ${agentMs} ms)` +
-            ` | ${ok ? "ok" : "FAILED"} | upstream: ${
-              world.fake.summary().join(", ") || "none"
-            }`,
+            ` | ${ok ? "ok" : "FAILED"} | upstream: ${world.fake.summary().join(", ") || "none"}`,
         );
         await world.close();
       }

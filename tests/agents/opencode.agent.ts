@@ -11,13 +11,7 @@
  */
 
 import { assert, assertEquals } from "../../testing/assert.ts";
-import {
-  agentCase,
-  ANSWERS,
-  assertModelCall,
-  CONTAINER_HOSTS,
-  type World,
-} from "./harness.ts";
+import { agentCase, ANSWERS, assertModelCall, CONTAINER_HOSTS, type World } from "./harness.ts";
 
 /** One model per provider; any model opencode's bundled catalogue knows (the fake answers all). */
 const MODELS = {

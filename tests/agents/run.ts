@@ -3,8 +3,8 @@
  * or not at their pinned version (`npm ci --prefix tests/agents`), checks
  * that bubblewrap is there, prints each agent's `--version` once, then runs
  * `deno test` on every `tests/agents/*.agent.ts` file (arguments given to
- * the task, e.g. `--filter claude`, are passed on). Exits with deno test's
- * status.
+ * the task, e.g. `--filter claude` or `--parallel`, are passed on). Exits
+ * with deno test's status.
  *
  * @module
  */
@@ -45,9 +45,7 @@ async function versions(): Promise<string[] | null> {
     ]);
     if (!ok || !text.includes(agent.version)) return null;
     lines.push(
-      `[agents] ${agent.command} ${agent.version} (${agent.package}): ${
-        text.split("\n")[0]
-      }`,
+      `[agents] ${agent.command} ${agent.version} (${agent.package}): ${text.split("\n")[0]}`,
     );
   }
   return lines;

@@ -224,6 +224,9 @@ Prints (on stdout) the variables the sandbox needs: each provider's
 phantom token in its key variable, the broker's address in its base-URL
 and socket variables, the bridge settings, and when the scope has SSH keys
 the signer token and SSH_AUTH_SOCK. The shell format is safe to eval.
+Some tools read no base URL from the environment: Codex (openai) takes its
+base URLs only from config.toml, so it also needs \`vault config apply\`
+(or run it under \`vault exec\`); vault says so on stderr.
 Undo with: vault token revoke --scope S --subject T
 
 Examples:
@@ -266,6 +269,11 @@ Examples:
       );
       for (const { provider, why } of minted.skipped) {
         if (providers?.includes(provider)) ctx.out.warn(`vault config env: ${provider}: ${why}`);
+      }
+      // Tools that take the broker's address only from a file (Codex): say how.
+      for (const provider of minted.providers) {
+        const note = roster.get(provider)?.envNote;
+        if (note !== undefined) ctx.out.info(`vault config env: note: ${provider}: ${note}`);
       }
       ctx.out.data(formatEnv(minted.vars, format));
       ctx.out.info(

@@ -41,7 +41,11 @@ has a credential (and serves the scope's SSH keys when it has any), starts
 a token broker bound to exactly this scope and subject on a private socket
 and a 127.0.0.1 port, and runs the command with the roster's variables:
 the phantom token in each provider's key variable, the broker's address in
-its base-URL variable, SSH_AUTH_SOCK for git and ssh. When the command
+its base-URL variable, SSH_AUTH_SOCK for git and ssh. Tools that read the
+broker's address only from their config dir (Codex: ~/.codex/config.toml)
+get a private overlay of it for the run: the variable that names the dir
+(CODEX_HOME) points at a copy whose config file is patched and whose other
+entries link to the user's dir, which vault never writes. When the command
 exits, the tokens are revoked and the sockets removed. The command's exit
 status is vault's; SIGINT, SIGTERM and SIGHUP are passed on to it. The
 caller's VAULT_* variables are not passed on. If vault itself is killed
@@ -84,6 +88,7 @@ Examples:
           brokerAudit: join(state, "broker-audit.jsonl"),
           agentAudit: join(state, "ssh-audit.jsonl"),
           baseUrlFor: (provider, url) => baseUrlValue(roster.get(provider)!, url),
+          callerEnv: ctx.env,
           onWarning: (message) => ctx.out.warn(message),
         });
         let watcher: Watcher | null = null;

@@ -73,8 +73,7 @@ function stream(model: unknown, ctx: FakeContext): Response {
 /** The Anthropic module. */
 export const anthropic: ApiModule = {
   name: "anthropic",
-  isModelCall: (rec: FakeRequest) =>
-    rec.method === "POST" && rec.path === "/v1/messages",
+  isModelCall: (rec: FakeRequest) => rec.method === "POST" && rec.path === "/v1/messages",
   handle(rec, _req, ctx) {
     if (rec.method === "POST" && rec.path === "/v1/messages") {
       const body = jsonOf(rec.body);

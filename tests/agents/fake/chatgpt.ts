@@ -6,6 +6,11 @@
  * - `POST /backend-api/codex/responses` → Responses events as SSE;
  * - a WebSocket on `/backend-api/codex/responses` → the same as JSON frames;
  * - `GET …/models` → `{"models": []}` (Codex keeps its built-in list);
+ * - `GET /backend-api/wham/accounts/check` (Codex 0.171's workspace routing
+ *   discovery, before every turn) → the caller's account (its
+ *   `chatgpt-account-id` header) with no routing constraint, as chatgpt.com
+ *   answers a personal plan: `{"accounts": [{id, workspace_backend_origin:
+ *   "NO_CONSTRAINT", account_routing_override: "NO_CONSTRAINT"}]}`;
  * - anything else (usage, analytics, …) → 200 `{}` (recorded).
  *
  * @module
@@ -19,11 +24,22 @@ const RESPONSES = "/backend-api/codex/responses";
 /** The chatgpt.com module. */
 export const chatgpt: ApiModule = {
   name: "chatgpt",
-  isModelCall: (rec) =>
-    rec.path === RESPONSES && (rec.method === "POST" || rec.ws !== undefined),
+  isModelCall: (rec) => rec.path === RESPONSES && (rec.method === "POST" || rec.ws !== undefined),
   handle(rec, _req, ctx) {
     if (rec.method === "POST" && rec.path === RESPONSES) {
       return responsesHttp(rec.body, ctx.answer);
+    }
+    if (
+      rec.method === "GET" && rec.path === "/backend-api/wham/accounts/check"
+    ) {
+      const id = rec.headers["chatgpt-account-id"] ?? "";
+      return Response.json({
+        accounts: id === "" ? [] : [{
+          id,
+          workspace_backend_origin: "NO_CONSTRAINT",
+          account_routing_override: "NO_CONSTRAINT",
+        }],
+      });
     }
     if (rec.method === "GET" && rec.path.endsWith("/models")) {
       return Response.json({ models: [] });
@@ -31,8 +47,6 @@ export const chatgpt: ApiModule = {
     return Response.json({});
   },
   onSocketMessage(rec, frame, ctx) {
-    return rec.path === RESPONSES
-      ? responsesSocketFrame(frame, ctx.answer)
-      : [];
+    return rec.path === RESPONSES ? responsesSocketFrame(frame, ctx.answer) : [];
   },
 };

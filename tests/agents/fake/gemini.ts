@@ -43,8 +43,7 @@ function wantsJson(body: string): boolean {
 /** The Gemini module. */
 export const gemini: ApiModule = {
   name: "gemini",
-  isModelCall: (rec) =>
-    rec.method === "POST" && /:(stream)?[gG]enerateContent$/.test(rec.path),
+  isModelCall: (rec) => rec.method === "POST" && /:(stream)?[gG]enerateContent$/.test(rec.path),
   handle(rec, _req, ctx) {
     if (rec.method === "POST" && rec.path.endsWith(":generateContent")) {
       const text = wantsJson(rec.body)

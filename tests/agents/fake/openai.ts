@@ -38,8 +38,6 @@ export const openai: ApiModule = {
     return Response.json({});
   },
   onSocketMessage(rec, frame, ctx) {
-    return rec.path === "/v1/responses"
-      ? responsesSocketFrame(frame, ctx.answer)
-      : [];
+    return rec.path === "/v1/responses" ? responsesSocketFrame(frame, ctx.answer) : [];
   },
 };

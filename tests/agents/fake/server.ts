@@ -41,11 +41,7 @@ async function bodyText(
   encoding: string | null,
 ): Promise<string> {
   if (bytes.length === 0) return "";
-  const format = encoding === "gzip"
-    ? "gzip"
-    : encoding === "deflate"
-    ? "deflate"
-    : null;
+  const format = encoding === "gzip" ? "gzip" : encoding === "deflate" ? "deflate" : null;
   if (format === null) return decoder.decode(bytes);
   try {
     const stream = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream()
@@ -103,9 +99,7 @@ export class FakeProvider {
   /** One line per request: `METHOD path[?query] (api)[ ws]`. */
   summary(): string[] {
     return this.requests.map((r) =>
-      `${r.method} ${r.path}${r.query ? "?" + r.query : ""} (${r.api})${
-        r.ws ? " ws" : ""
-      }`
+      `${r.method} ${r.path}${r.query ? "?" + r.query : ""} (${r.api})${r.ws ? " ws" : ""}`
     );
   }
 
@@ -140,9 +134,7 @@ export class FakeProvider {
       return this.#upgrade(req, rec, module, ctx);
     }
     const override = this.#overrides.get(`${name} ${req.method} ${rec.path}`);
-    const response = override
-      ? await override(rec, req)
-      : await module.handle(rec, req, ctx);
+    const response = override ? await override(rec, req) : await module.handle(rec, req, ctx);
     rec.status = response.status;
     return response;
   }

@@ -70,9 +70,7 @@ export const ANSWERS: Readonly<Record<string, string>> = {
 
 /** An SSE event block: `event:` line (when named) and one `data:` line of JSON. */
 export function sseEvent(data: unknown, event?: string): string {
-  return `${event === undefined ? "" : `event: ${event}\n`}data: ${
-    JSON.stringify(data)
-  }\n\n`;
+  return `${event === undefined ? "" : `event: ${event}\n`}data: ${JSON.stringify(data)}\n\n`;
 }
 
 /** An SSE response of the given blocks. */
@@ -89,9 +87,7 @@ export function sseResponse(blocks: string[]): Response {
 export function jsonOf(text: string): Record<string, unknown> {
   try {
     const value = JSON.parse(text);
-    return value !== null && typeof value === "object"
-      ? value as Record<string, unknown>
-      : {};
+    return value !== null && typeof value === "object" ? value as Record<string, unknown> : {};
   } catch {
     return {};
   }
