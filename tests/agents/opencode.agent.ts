@@ -48,7 +48,7 @@ function assertReal(world: World, provider: Provider, key: string): void {
 for (const provider of ["anthropic", "openai"] as const) {
   agentCase({
     agent: "opencode",
-    mode: `api-key (${provider})`,
+    mode: `api-key-${provider}`,
     transport: "socket",
   }, async (world) => {
     const key = await world.storeCredential(provider, "api_key");
@@ -67,7 +67,7 @@ for (const provider of ["anthropic", "openai"] as const) {
 
   agentCase({
     agent: "opencode",
-    mode: `api-key (${provider})`,
+    mode: `api-key-${provider}`,
     transport: "tcp",
   }, async (world) => {
     const key = await world.storeCredential(provider, "api_key");
@@ -89,7 +89,7 @@ for (const provider of ["anthropic", "openai"] as const) {
 
   agentCase({
     agent: "opencode",
-    mode: `api-key (${provider})`,
+    mode: `api-key-${provider}`,
     transport: "exec",
   }, async (world) => {
     const key = await world.storeCredential(provider, "api_key");
