@@ -221,6 +221,7 @@ Deno.test("routes: built-ins (openrouter under /api, anthropic, openai)", () => 
     "anthropic",
     "blablador",
     "coderabbit",
+    "gemini",
     "github",
     "gitlab",
     "kisski",

@@ -134,4 +134,17 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
     shared_dir: "_coderabbit-config",
     container_mount: "/home/dev/.coderabbit",
   },
+  // Google's Gemini API for Gemini CLI (not one of terok's). Gemini CLI reads
+  // GEMINI_API_KEY and appends /v1beta/models/… to GOOGLE_GEMINI_BASE_URL;
+  // with that variable set and no auth type in settings.json it stops with
+  // "Invalid auth method selected." (0.61): its settings.json must say
+  // security.auth.selectedType = "gemini-api-key" (a config patch).
+  gemini: {
+    ...BUILTIN_ROUTES_SOURCE.gemini,
+    credential_type: "api_key",
+    phantom_env: ["GEMINI_API_KEY"],
+    base_url_env: "GOOGLE_GEMINI_BASE_URL",
+    shared_dir: "_gemini-config",
+    container_mount: "/home/dev/.gemini",
+  },
 };

@@ -319,13 +319,21 @@ export const BUILTIN_ROUTES_SOURCE = {
     auth_header: "Authorization",
     auth_prefix: "Bearer ",
   },
+  // Google's Gemini API (not one of terok's): the key in x-goog-api-key, as
+  // Google's SDKs send it; clients append /v1beta/models/… to the base URL.
+  gemini: {
+    upstream: "https://generativelanguage.googleapis.com",
+    auth_header: "x-goog-api-key",
+    auth_prefix: "",
+  },
 };
 
 /**
  * Built-in routes for the providers of the reference's table (HEAD keys:
  * anthropic, openai, mistral, github, gitlab, openrouter, blablador,
- * kisski, sonarcloud, coderabbit). OpenRouter's upstream is
- * https://openrouter.ai/api (terok's lacks /api: a bug not copied).
+ * kisski, sonarcloud, coderabbit) and Google's Gemini API (gemini).
+ * OpenRouter's upstream is https://openrouter.ai/api (terok's lacks /api:
+ * a bug not copied).
  */
 export const BUILTIN_ROUTES: Routes = routesFromValue(BUILTIN_ROUTES_SOURCE, "<built-in routes>");
 
