@@ -387,6 +387,22 @@ function recognise(text: string, provider: string): ImportFormat | undefined {
   return undefined;
 }
 
+/**
+ * Whether `text` is a Google OAuth login as google-auth-library caches it
+ * (Gemini CLI's `~/.gemini/oauth_creds.json`): a JSON object with an access
+ * or refresh token and a numeric `expiry_date` (milliseconds).
+ */
+function isGoogleLogin(text: string): boolean {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return false;
+  }
+  return isObject(value) && typeof value.expiry_date === "number" &&
+    (typeof value.access_token === "string" || typeof value.refresh_token === "string");
+}
+
 /** Parses `text` as `format` into the broker's shape. */
 function parseAs(format: ImportFormat, text: string, provider: string): Json {
   if (format === "vibe-env") return parseVibeEnv(text, provider);
@@ -435,6 +451,13 @@ function isStandIn(value: string): boolean {
 function parseAny(provider: string, bytes: Uint8Array, format?: ImportFormat): ImportedCredential {
   const { text } = decode(bytes);
   const chosen = format ?? recognise(text, provider);
+  if (chosen === undefined && isGoogleLogin(text)) {
+    throw new CredentialImportError(
+      "this is Gemini CLI's Google login (oauth_creds.json): vault does not broker it " +
+        "(Gemini CLI sends that login to Google's Code Assist API, not the Gemini API); " +
+        "store a Gemini API key instead (vault cred set gemini)",
+    );
+  }
   if (chosen === undefined) {
     throw new CredentialImportError(
       "unknown credential file shape: expected Claude Code .credentials.json, Codex auth.json, " +

@@ -1,0 +1,107 @@
+/**
+ * Gemini in the roster and the CLI: the built-in `gemini` entry's wiring
+ * (GEMINI_API_KEY, GOOGLE_GEMINI_BASE_URL at the broker's root, where
+ * Gemini CLI appends /v1beta/models/…), `config env` printing it, `cred set`
+ * and `cred import` of a JSON key or Gemini CLI's `.env` storing what the
+ * broker sends as `x-goog-api-key`, and Gemini CLI's Google login
+ * (`oauth_creds.json`) refused with a clear one-line reason.
+ */
+
+import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
+import { withSandboxVault } from "../testing/cli.ts";
+import { utf8 } from "../testing/fixtures.ts";
+import { baseUrlValue, BUILTIN_ROSTER } from "../src/config/roster.ts";
+
+import { CredentialImportError, parseCredentialFile } from "../src/config/cred_import.ts";
+import { processorFor } from "../src/broker/credential.ts";
+import { BUILTIN_ROUTES, upstreamBase, upstreamUrl } from "../src/providers/routes.ts";
+import type { HeaderList } from "../src/http/headers.ts";
+
+const PASS = "gemini-config-test-passphrase";
+const KEY = "AIzaSyGeminiRealKey0123456789abcdefABCD";
+
+/** What the broker sends upstream for `data` on the built-in gemini route. */
+function sent(data: Record<string, unknown>): HeaderList {
+  const headers: HeaderList = [];
+  processorFor(BUILTIN_ROUTES.get("gemini")!, data).apply(headers);
+  return headers;
+}
+
+Deno.test("roster gemini: api_key, GEMINI_API_KEY, GOOGLE_GEMINI_BASE_URL at the broker's root; the route is the broker's", () => {
+  const g = BUILTIN_ROSTER.get("gemini")!;
+  assertEquals(g.credentialType, "api_key");
+  assertEquals(g.phantomEnv, ["GEMINI_API_KEY"]);
+  assertEquals(g.oauthPhantomEnv, []);
+  assertEquals(g.baseUrlEnv, "GOOGLE_GEMINI_BASE_URL");
+  assertEquals([g.sharedDir, g.containerMount], ["_gemini-config", "/home/dev/.gemini"]);
+  assertEquals(g.route, BUILTIN_ROUTES.get("gemini"));
+  // Gemini CLI (google-genai SDK) appends /v1beta/models/<model>:<method> to the base URL.
+  const vault = "http://localhost:9419";
+  const client = new URL(
+    `${baseUrlValue(g, vault)}/v1beta/models/gemini-2.5-flash:generateContent`,
+  );
+  assertEquals(
+    upstreamUrl(upstreamBase(g.route, client.pathname), client.pathname, ""),
+    "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent",
+  );
+});
+
+Deno.test("cred import gemini: a JSON {api_key} and Gemini CLI's .env (GEMINI_API_KEY) become x-goog-api-key", () => {
+  const files: [string, string][] = [
+    [`{"api_key": "${KEY}"}`, "json-api-key"],
+    [`# ~/.gemini/.env\nGEMINI_MODEL=gemini-2.5-pro\nGEMINI_API_KEY="${KEY}"\n`, "vibe-env"],
+  ];
+  for (const [text, format] of files) {
+    const imported = parseCredentialFile("gemini", utf8(text));
+    assertEquals(imported.format, format);
+    assertEquals(imported.data, { type: "api_key", key: KEY });
+    assertEquals(sent(imported.data), [["x-goog-api-key", KEY]]);
+  }
+});
+
+Deno.test("cred import gemini: Gemini CLI's Google login (oauth_creds.json) is refused with its reason, no secret in the message", () => {
+  const access = "ya29.a0AfH6SMBgoogleAccessTokenValue0123456789";
+  const refresh = "1//0gRefreshTokenValue0123456789abcdef";
+  const text = JSON.stringify({
+    access_token: access,
+    refresh_token: refresh,
+    scope: "https://www.googleapis.com/auth/cloud-platform openid",
+    token_type: "Bearer",
+    id_token: "eyJhbGciOi.eyJzdWIiOi.sig",
+    expiry_date: 1765000000000,
+  });
+  const e = assertThrows(() => parseCredentialFile("gemini", utf8(text)), CredentialImportError);
+  assertMatch(e.message, /Gemini CLI's Google login \(oauth_creds\.json\)/);
+  assertMatch(e.message, /vault cred set gemini/);
+  assert(!e.message.includes(access) && !e.message.includes(refresh) && !e.message.includes("\n"));
+});
+
+Deno.test("cli: cred set gemini, config env prints GEMINI_API_KEY and GOOGLE_GEMINI_BASE_URL (socket and tcp)", async () => {
+  await withSandboxVault(PASS, async ({ cli, base }) => {
+    const set = await cli.run([...base, "cred", "set", "gemini"], { stdin: KEY });
+    assertEquals(set.code, 0, set.stderr);
+    const got = await cli.run([...base, "cred", "get", "gemini", "--reveal", "--json"]);
+    assertEquals(JSON.parse(got.stdout).data, { type: "api_key", key: KEY });
+    const args = ["config", "env", "--scope", "p", "--subject", "t", "--format", "json"];
+    const socket = await cli.run([...base, ...args, "--providers", "gemini"]);
+    assertEquals(socket.code, 0, socket.stderr);
+    const env = JSON.parse(socket.stdout);
+    assertMatch(env.GEMINI_API_KEY, /^terok-p-[0-9a-f]{32}$/);
+    assertEquals(env.GOOGLE_GEMINI_BASE_URL, "http://localhost:9419");
+    const tcp = await cli.run([
+      ...base,
+      ...args,
+      "--providers",
+      "gemini",
+      "--transport",
+      "tcp:9419",
+    ]);
+    assertEquals(tcp.code, 0, tcp.stderr);
+    assertEquals(
+      JSON.parse(tcp.stdout).GOOGLE_GEMINI_BASE_URL,
+      "http://host.containers.internal:9419",
+    );
+    for (const r of [set, got, socket, tcp]) assert(!r.stderr.includes(KEY));
+    assert(!socket.stdout.includes(KEY) && !tcp.stdout.includes(KEY));
+  });
+});
