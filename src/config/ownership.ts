@@ -10,10 +10,20 @@
  * {"files": {"<file>": {"providers": {"<provider>": [<record>, ...]}}}, "version": 1}
  * ```
  *
- * Records are `toml_top`, `toml_table`, `yaml_top` (terok's) and `json_top`
- * (ours), with extra fields terok ignores: `previous` (what a key held
- * before vault overwrote it; absent when it did not exist) and
- * `previous_raw` (that value's exact source text).
+ * Records are `toml_top`, `toml_table`, `yaml_top` (terok's) and `json_path`
+ * (ours: `values` keyed by JSON Pointer, `created_objects` the parent
+ * objects vault made; the older `json_top`, keyed by top-level key, is
+ * still read), with extra fields terok ignores: `previous` (what a key held
+ * before vault overwrote it; absent when it did not exist), `previous_raw`
+ * (that value's exact source text) and `provider` (see below).
+ *
+ * The keys under `providers` are terok's agent names (`codex`, `gh`,
+ * `vibe`, `claude`, …), as terok writes them, so either tool's disable
+ * undoes the other's apply. A record belongs to the vault provider its key
+ * maps to (`codex` → openai, see `store/schema.ts`), or to the one named by
+ * its `provider` field when several providers patch one agent's file
+ * (opencode's `opencode.json`). Keys by vault provider name, as older
+ * vaults wrote them (`openai`), are still read.
  *
  * The in-mount sidecar is writable by the container, so the copy in
  * `<stateDir>/managed-config/<sha256 of the shared dir's real path>.json`
@@ -34,11 +44,12 @@ import {
   writeTextAtomic,
 } from "./patch_paths.ts";
 import { isPlainObject, sameValue } from "./patch_values.ts";
+import { PROVIDER_RENAMES } from "../store/schema.ts";
 
 export { SIDECAR_NAME };
 
 /** The kinds of ownership record. */
-export type RecordKind = "toml_top" | "toml_table" | "yaml_top" | "json_top";
+export type RecordKind = "toml_top" | "toml_table" | "yaml_top" | "json_top" | "json_path";
 
 /** One managed edit of one file by one provider. */
 export interface OwnershipRecord {
@@ -56,6 +67,10 @@ export interface OwnershipRecord {
   previous?: Record<string, unknown>;
   /** The exact source text of each `previous` value (ours). */
   previous_raw?: Record<string, string>;
+  /** `json_path` only: JSON Pointers of the objects vault created to hold its values (ours). */
+  created_objects?: string[];
+  /** The vault provider the record belongs to, when its key (an agent) does not say (ours). */
+  provider?: string;
   /** Fields written by other versions are kept. */
   [extra: string]: unknown;
 }
@@ -106,11 +121,17 @@ export function isRecord(r: unknown): r is OwnershipRecord {
   if (!isPlainObject(r) || !isPlainObject(r.values)) return false;
   if (r.previous !== undefined && !isPlainObject(r.previous)) return false;
   if (r.previous_raw !== undefined && !isPlainObject(r.previous_raw)) return false;
+  if (r.provider !== undefined && typeof r.provider !== "string") return false;
   switch (r.kind) {
     case "toml_top":
     case "yaml_top":
     case "json_top":
       return true;
+    case "json_path":
+      return Object.keys(r.values).every((k) => k.startsWith("/")) &&
+        (r.created_objects === undefined ||
+          (Array.isArray(r.created_objects) &&
+            r.created_objects.every((c) => typeof c === "string" && c.startsWith("/"))));
     case "toml_table":
       return typeof r.table === "string" && isPlainObject(r.match);
     default:
@@ -193,6 +214,16 @@ export function setRecords(
   else delete entry.providers[provider];
   if (Object.keys(entry.providers).length > 0) own.files[file] = entry;
   else delete own.files[file];
+}
+
+/** The vault provider of a name that may be terok's agent name (`codex` → `openai`). */
+export function canonicalProvider(name: string): string {
+  return Object.hasOwn(PROVIDER_RENAMES, name) ? PROVIDER_RENAMES[name] : name;
+}
+
+/** The vault provider a record stored under sidecar key `key` belongs to. */
+export function ownerOf(record: OwnershipRecord, key: string): string {
+  return canonicalProvider(typeof record.provider === "string" ? record.provider : key);
 }
 
 /** The files (relative names) in which `provider` has records. */

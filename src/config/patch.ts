@@ -4,10 +4,14 @@
  * provider is disabled, keeping every byte the user wrote.
  *
  * - `{vault_url}` / `{vault_socket}` are substituted in string values only.
- * - TOML, YAML and JSON are edited by splicing the source text (see
+ * - TOML, YAML and JSON(C) are edited by splicing the source text (see
  *   patch_toml.ts, patch_yaml.ts, patch_json.ts): comments, order, quoting
  *   and blank lines of untouched lines stay; applying twice is
  *   byte-identical; a file that does not parse is never written.
+ * - `json_set` values that are objects merge into the file's objects: each
+ *   leaf (a value that is not a non-empty object) is set at its path and
+ *   owned by its JSON Pointer; parent objects vault creates are removed
+ *   again when they are left empty.
  * - Everything is computed first; only then are files written (atomically,
  *   keeping their mode; new files 0600), so a failure writes nothing.
  * - Ownership (ownership.ts) records what was written and what it replaced;
@@ -20,10 +24,12 @@
 import { join } from "node:path";
 import { ConfigPatchError } from "./errors.ts";
 import {
+  canonicalProvider,
   CREATED_BY_VAULT,
-  filesOf,
   type LoadedOwnership,
   loadOwnership,
+  ownerOf,
+  type Ownership,
   type OwnershipRecord,
   ownershipText,
   recordsOf,
@@ -32,7 +38,7 @@ import {
   saveSidecar,
   setRecords,
 } from "./ownership.ts";
-import { jsonEditor } from "./patch_json.ts";
+import { jsonEditor, jsonPaths, jsonPointer, parseJsonPointer } from "./patch_json.ts";
 import {
   patchFileSegments,
   readTextNoFollow,
@@ -64,8 +70,14 @@ export type { VaultLocation } from "./env.ts";
 
 /** One provider's patch of one shared dir. */
 export interface PatchTarget {
-  /** The provider (the ownership key). */
+  /** The vault provider (terok's agent names are read as theirs: `codex` is openai). */
   provider: string;
+  /**
+   * The sidecar key its records go under: terok's agent name of the tool
+   * whose file it is (`codex`, `claude`, `opencode`; default: `provider`).
+   * Records of another provider under the same key are kept apart.
+   */
+  agent?: string;
   /** The provider's shared config dir on the host (absolute). */
   sharedDir: string;
   /** What to write. */
@@ -115,18 +127,96 @@ const PROVIDER = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 /** Whether a config file holds nothing (TOML/YAML: only whitespace; JSON: `{}`). */
 function isEmptyConfig(text: string): boolean {
-  const t = text.trim();
+  const t = text.replace(/\s+/g, "");
   return t === "" || t === "{}";
 }
 
 function editorFor(kind: OwnershipRecord["kind"]): TopLevelEditor {
-  return kind === "yaml_top" ? yamlEditor : kind === "json_top" ? jsonEditor : tomlEditor;
+  return kind === "yaml_top"
+    ? yamlEditor
+    : kind === "json_top" || kind === "json_path"
+    ? jsonEditor
+    : tomlEditor;
 }
 
 function checkProvider(t: PatchTarget): void {
-  if (typeof t.provider !== "string" || !PROVIDER.test(t.provider)) {
-    throw new ConfigPatchError(`invalid provider name '${String(t.provider)}'`);
+  for (const name of [t.provider, t.agent ?? t.provider]) {
+    if (typeof name !== "string" || !PROVIDER.test(name)) {
+      throw new ConfigPatchError(`invalid provider name '${String(name)}'`);
+    }
   }
+}
+
+/** `json_set` as leaves by JSON Pointer: objects with members are walked, anything else is a leaf. */
+function jsonLeaves(value: Record<string, unknown>, where: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const walk = (v: Record<string, unknown>, path: string[]) => {
+    for (const [k, inner] of Object.entries(v)) {
+      if (k === "") throw new ConfigPatchError(`${where}: json_set has an empty key`);
+      const at = [...path, k];
+      if (isPlainObject(inner) && Object.keys(inner).length > 0) walk(inner, at);
+      else out[jsonPointer(at)] = inner;
+    }
+  };
+  walk(value, []);
+  return out;
+}
+
+/** A record as this engine acts on it: an older `json_top` one as `json_path` by top-level key. */
+function normalized(rec: OwnershipRecord): OwnershipRecord {
+  if (rec.kind !== "json_top") return rec;
+  const keyed = <T>(m: Record<string, T> | undefined) =>
+    m === undefined
+      ? undefined
+      : Object.fromEntries(Object.entries(m).map(([k, v]) => [jsonPointer([k]), v]));
+  const out: OwnershipRecord = { ...rec, kind: "json_path", values: keyed(rec.values)! };
+  if (rec.previous !== undefined) out.previous = keyed(rec.previous);
+  if (rec.previous_raw !== undefined) out.previous_raw = keyed(rec.previous_raw);
+  return out;
+}
+
+/** The sidecar keys a target's records may be under: its agent's, then (older vaults) its provider's. */
+function keysOf(t: PatchTarget): string[] {
+  const agent = t.agent ?? t.provider;
+  return agent === t.provider ? [agent] : [agent, t.provider];
+}
+
+/** The records of `t`'s provider for one file, under any of its keys. */
+function mineOf(own: Ownership, file: string, t: PatchTarget): OwnershipRecord[] {
+  const owner = canonicalProvider(t.provider);
+  return keysOf(t).flatMap((key) =>
+    recordsOf(own, file, key).filter((r) => ownerOf(r, key) === owner).map(normalized)
+  );
+}
+
+/** The files (relative names) in which `t`'s provider has records. */
+function filesOfTarget(own: Ownership, t: PatchTarget): string[] {
+  return Object.keys(own.files).filter((f) => mineOf(own, f, t).length > 0);
+}
+
+/**
+ * Replaces `t`'s provider's records of one file by `records`, under its
+ * agent's key (where the first of them was, to keep the sidecar stable),
+ * tagged with the provider when the key does not name it; other
+ * providers' records stay.
+ */
+function putMine(own: Ownership, file: string, t: PatchTarget, records: OwnershipRecord[]): void {
+  const owner = canonicalProvider(t.provider);
+  const [agent, ...legacy] = keysOf(t);
+  const tagged = records.map((r) => {
+    const { provider: _p, ...rest } = r;
+    return canonicalProvider(agent) === owner ? rest : { ...rest, provider: t.provider };
+  }) as OwnershipRecord[];
+  for (const key of legacy) {
+    setRecords(own, file, key, recordsOf(own, file, key).filter((r) => ownerOf(r, key) !== owner));
+  }
+  const current = recordsOf(own, file, agent);
+  const at = current.findIndex((r) => ownerOf(r, agent) === owner);
+  const others = current.filter((r) => ownerOf(r, agent) !== owner);
+  const index = at === -1
+    ? others.length
+    : current.slice(0, at).filter((r) => ownerOf(r, agent) !== owner).length;
+  setRecords(own, file, agent, [...others.slice(0, index), ...tagged, ...others.slice(index)]);
 }
 
 /** The operation a patch asks for, or null when it sets nothing. */
@@ -166,7 +256,7 @@ function patchOp(t: PatchTarget, loc: VaultLocation): Op | null {
   const key = sets[0];
   const values = substituteValue(p[key], loc) as Record<string, unknown>;
   if (key === "yaml_set") return { kind: "yaml_top", values };
-  if (key === "json_set") return { kind: "json_top", values };
+  if (key === "json_set") return { kind: "json_path", values: jsonLeaves(values, where) };
   if (p.toml_table !== undefined) {
     return {
       kind: "toml_table",
@@ -221,6 +311,21 @@ interface KeyAccess {
   remove(text: string, key: string): string;
 }
 
+function jsonAccess(label: string): KeyAccess {
+  const path = (key: string) => {
+    const p = parseJsonPointer(key);
+    if (p === null || p.length === 0) {
+      throw new ConfigPatchError(`cannot patch ${label}: '${key}' is not a JSON Pointer`);
+    }
+    return p;
+  };
+  return {
+    get: (text, key) => jsonPaths.get(text, label, path(key)),
+    set: (text, key, value, raw) => jsonPaths.set(text, label, path(key), value, raw),
+    remove: (text, key) => jsonPaths.remove(text, label, path(key)),
+  };
+}
+
 function topAccess(editor: TopLevelEditor, label: string): KeyAccess {
   return {
     get: (text, key) => editor.get(text, label, key),
@@ -263,6 +368,25 @@ function applyOp(
 ): { text: string; record: OwnershipRecord } {
   const prev: Record<string, unknown> = {};
   const prevRaw: Record<string, string> = {};
+  if (op.kind === "json_path") {
+    // Parent objects vault made (before, and now) are recorded, to be removed when left empty.
+    const created = new Set<string>();
+    for (const c of old?.created_objects ?? []) {
+      const p = parseJsonPointer(c);
+      if (p !== null && p.length > 0 && isPlainObject(jsonPaths.get(text, label, p)?.value)) {
+        created.add(c);
+      }
+    }
+    for (const key of Object.keys(op.values)) {
+      for (const parent of jsonPaths.missingParents(text, label, parseJsonPointer(key)!)) {
+        created.add(jsonPointer(parent));
+      }
+    }
+    const out = setValues(text, jsonAccess(label), op.values, old, prev, prevRaw);
+    const record: OwnershipRecord = { kind: "json_path", values: op.values };
+    if (created.size > 0) record.created_objects = [...created].sort();
+    return { text: out, record: withPrevious(record, prev, prevRaw) };
+  }
   if (op.kind !== "toml_table") {
     const out = setValues(
       text,
@@ -323,6 +447,18 @@ function removeRecord(
   keys?: ReadonlySet<string>,
 ): string {
   const wanted = Object.keys(rec.values).filter((k) => keys === undefined || keys.has(k));
+  if (rec.kind === "json_path") {
+    const access = jsonAccess(label);
+    for (const key of wanted) text = takeBack(text, access, rec, key);
+    // Objects vault created go once empty, the deepest first.
+    const created = (rec.created_objects ?? []).map(parseJsonPointer)
+      .filter((p): p is string[] => p !== null && p.length > 0)
+      .sort((a, b) => b.length - a.length);
+    for (const p of created) {
+      if (jsonPaths.isEmptyObject(text, label, p)) text = jsonPaths.remove(text, label, p);
+    }
+    return text;
+  }
   if (rec.kind !== "toml_table") {
     const access = topAccess(editorFor(rec.kind), label);
     for (const key of wanted) text = takeBack(text, access, rec, key);
@@ -440,15 +576,15 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
     checkProvider(t);
     const ds = await dirOf(t.sharedDir, false);
     const own = ds.loaded.ownership;
-    for (const file of filesOf(own, t.provider)) {
+    for (const file of filesOfTarget(own, t)) {
       const fs = await fileOf(ds, file, false);
       if (fs.text !== null) {
-        for (const rec of recordsOf(own, file, t.provider)) {
+        for (const rec of mineOf(own, file, t)) {
           fs.text = removeRecord(fs.text, fs.path, rec);
         }
       }
       const createdByVault = own.files[file]?.[CREATED_BY_VAULT] === true;
-      setRecords(own, file, t.provider, []);
+      putMine(own, file, t, []);
       // A file vault created goes again once nothing is left in it: no provider's values, nothing
       // the user added (a file the user wrote in stays, even if only a comment).
       if (
@@ -467,9 +603,9 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
     const own = ds.loaded.ownership;
     const fs = await fileOf(ds, t.patch.file, op !== null);
     const file = patchFileSegments(t.patch.file).join("/");
-    const oldRecs = recordsOf(own, file, t.provider);
+    const oldRecs = mineOf(own, file, t);
     if (op === null) {
-      setRecords(own, file, t.provider, []);
+      putMine(own, file, t, []);
       continue;
     }
     const editorEmpty = editorFor(op.kind).emptyText;
@@ -487,7 +623,7 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
     }
     const result = applyOp(text, fs.path, op, same);
     fs.text = result.text;
-    setRecords(own, file, t.provider, [result.record]);
+    putMine(own, file, t, [result.record]);
     if (fs.before === null) own.files[file][CREATED_BY_VAULT] = true;
   }
 

@@ -1,237 +1,372 @@
 /**
- * JSON editing that keeps every untouched byte: a small scanner finds the
- * top-level object's members (key and value offsets, strict JSON, the
- * offending line on an error); a value is replaced in place, a new member
- * is inserted after the last one with the file's own indentation and
- * spacing, and a removed member takes its comma with it. A missing or blank
- * file is edited as `{}`.
+ * JSON (and JSON with comments: Claude Code's `settings.json`, opencode's
+ * `opencode.json`) editing that keeps every untouched byte, on Microsoft's
+ * `jsonc-parser`: the file is parsed with comments and trailing commas
+ * allowed (an error names the file and line, never the text), values are
+ * addressed by a path of object keys, and each edit is one splice from
+ * `modify`, formatted in the file's own indentation and newline only where
+ * it inserts text. A new member goes after the last one (after a trailing
+ * comma and a comment on that line); a removed member takes its comma with
+ * it; missing parent objects are created. Every edit is parsed again and
+ * must change nothing but its path (and parent objects it created). A
+ * missing or blank file is edited as `{}`.
  *
  * @module
  */
 
+import {
+  applyEdits,
+  createScanner,
+  type Edit,
+  format,
+  type FormattingOptions,
+  getNodeValue,
+  modify,
+  type Node,
+  type ParseError,
+  parseTree,
+} from "jsonc-parser";
 import { ConfigPatchError } from "./errors.ts";
-import { lineOf, newlineOf, splice, type TopLevelEditor } from "./patch_text.ts";
-import { isPlainObject, onlyChangedAt } from "./patch_values.ts";
+import { lineOf, newlineOf, type Slot, splice, type TopLevelEditor } from "./patch_text.ts";
+import { isPlainObject, sameValue } from "./patch_values.ts";
 
-interface Member {
-  key: string;
-  keyStart: number;
-  keyEnd: number;
-  valueStart: number;
-  valueEnd: number;
-}
+/** A path of object keys from the top-level object to a value. */
+export type JsonPath = readonly string[];
+
+// jsonc-parser's SyntaxKind is an ambient const enum; its values, for the scanner.
+const OPEN_BRACE = 1;
+const CLOSE_BRACE = 2;
+const OPEN_BRACKET = 3;
+const CLOSE_BRACKET = 4;
+const COMMA = 5;
+const LINE_COMMENT = 12;
+const BLOCK_COMMENT = 13;
+const LINE_BREAK = 14;
+const TRIVIA = 15;
+const EOF = 17;
+
+/** Deeper nesting is refused before parsing (the parser recurses). */
+const MAX_DEPTH = 256;
+
+const PARSE_OPTIONS = {
+  allowTrailingComma: true,
+  disallowComments: false,
+  allowEmptyContent: false,
+};
 
 interface View {
   text: string;
-  open: number;
-  close: number;
-  members: Member[];
+  root: Node;
   data: Record<string, unknown>;
 }
 
-class Scan {
-  i = 0;
-  constructor(readonly s: string, readonly label: string) {}
+/** RFC 6901 JSON Pointer of a path (`/env/ANTHROPIC_BASE_URL`): the ownership record's key. */
+export function jsonPointer(path: JsonPath): string {
+  return path.map((seg) => "/" + seg.replaceAll("~", "~0").replaceAll("/", "~1")).join("");
+}
 
-  fail(at = this.i): never {
-    throw new ConfigPatchError(
-      `cannot parse ${this.label}: JSON syntax error at line ${lineOf(this.s, at)}`,
-    );
+/** The path of a JSON Pointer; null when it is not one (or is the whole document). */
+export function parseJsonPointer(pointer: string): string[] | null {
+  if (!pointer.startsWith("/")) return null;
+  const out: string[] = [];
+  for (const raw of pointer.slice(1).split("/")) {
+    if (/~[^01]|~$/.test(raw)) return null;
+    out.push(raw.replaceAll("~1", "/").replaceAll("~0", "~"));
   }
+  return out;
+}
 
-  ws(): void {
-    while (this.i < this.s.length && " \t\r\n".includes(this.s[this.i])) this.i++;
-  }
+function syntaxError(label: string, text: string, offset: number): ConfigPatchError {
+  return new ConfigPatchError(
+    `cannot parse ${label}: JSON syntax error at line ${lineOf(text, offset)}`,
+  );
+}
 
-  value(depth: number): void {
-    if (depth > 256) this.fail();
-    this.ws();
-    const c = this.s[this.i];
-    if (c === "{") return this.object(depth);
-    if (c === "[") return this.array(depth);
-    if (c === '"') return void this.string();
-    const m = /^(?:-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null)/.exec(
-      this.s.slice(this.i, this.i + 400),
-    );
-    if (m === null) this.fail();
-    this.i += m[0].length;
-  }
-
-  string(): string {
-    const start = this.i;
-    if (this.s[this.i] !== '"') this.fail();
-    this.i++;
-    for (;;) {
-      if (this.i >= this.s.length) this.fail(start);
-      const c = this.s.charCodeAt(this.i);
-      if (c === 0x22) break;
-      if (c < 0x20) this.fail();
-      if (c === 0x5c) {
-        const e = this.s[this.i + 1];
-        if (e === "u") {
-          if (!/^[0-9a-fA-F]{4}$/.test(this.s.slice(this.i + 2, this.i + 6))) this.fail();
-          this.i += 6;
-          continue;
-        }
-        if (e === undefined || !'"\\/bfnrt'.includes(e)) this.fail();
-        this.i += 2;
-        continue;
-      }
-      this.i++;
-    }
-    this.i++;
-    return JSON.parse(this.s.slice(start, this.i));
-  }
-
-  object(depth: number): void {
-    this.members(depth);
-  }
-
-  /** Scans an object at `i` and returns its members. */
-  members(depth: number): Member[] {
-    const out: Member[] = [];
-    this.i++; // {
-    this.ws();
-    if (this.s[this.i] === "}") {
-      this.i++;
-      return out;
-    }
-    for (;;) {
-      this.ws();
-      const keyStart = this.i;
-      const key = this.string();
-      const keyEnd = this.i;
-      this.ws();
-      if (this.s[this.i] !== ":") this.fail();
-      this.i++;
-      this.ws();
-      const valueStart = this.i;
-      this.value(depth + 1);
-      out.push({ key, keyStart, keyEnd, valueStart, valueEnd: this.i });
-      this.ws();
-      if (this.s[this.i] === ",") {
-        this.i++;
-        continue;
-      }
-      if (this.s[this.i] === "}") {
-        this.i++;
-        return out;
-      }
-      this.fail();
-    }
-  }
-
-  array(depth: number): void {
-    this.i++;
-    this.ws();
-    if (this.s[this.i] === "]") {
-      this.i++;
-      return;
-    }
-    for (;;) {
-      this.value(depth + 1);
-      this.ws();
-      if (this.s[this.i] === ",") {
-        this.i++;
-        continue;
-      }
-      if (this.s[this.i] === "]") {
-        this.i++;
-        return;
-      }
-      this.fail();
-    }
+/** Refuses nesting deeper than {@link MAX_DEPTH} (an iterative scan: no recursion). */
+function checkDepth(text: string, label: string): void {
+  const scanner = createScanner(text, true);
+  let depth = 0;
+  for (let token = scanner.scan(); token !== EOF; token = scanner.scan()) {
+    if (token === OPEN_BRACE || token === OPEN_BRACKET) {
+      if (++depth > MAX_DEPTH) throw syntaxError(label, text, scanner.getTokenOffset());
+    } else if (token === CLOSE_BRACE || token === CLOSE_BRACKET) depth--;
   }
 }
 
 function view(input: string, label: string): View {
   const text = input.trim() === "" ? "{}\n" : input;
-  const scan = new Scan(text, label);
-  scan.ws();
-  if (text[scan.i] !== "{") {
-    if (scan.i < text.length && !'["-0123456789tfn'.includes(text[scan.i])) scan.fail();
+  checkDepth(text, label);
+  const errors: ParseError[] = [];
+  const root = parseTree(text, errors, PARSE_OPTIONS);
+  if (errors.length > 0) throw syntaxError(label, text, errors[0].offset);
+  if (root === undefined || root.type !== "object") {
     throw new ConfigPatchError(`cannot patch ${label}: the top level is not a JSON object`);
   }
-  const open = scan.i;
-  const members = scan.members(0);
-  const close = scan.i - 1;
-  scan.ws();
-  if (scan.i !== text.length) scan.fail();
-  const data = JSON.parse(text);
-  if (!isPlainObject(data)) throw new ConfigPatchError(`cannot patch ${label}: not an object`);
-  return { text, open, close, members, data };
+  return { text, root, data: getNodeValue(root) as Record<string, unknown> };
 }
 
-function render(value: unknown, label: string, key: string): string {
-  const out = JSON.stringify(value);
-  if (out === undefined) {
-    throw new ConfigPatchError(`cannot write ${label}: the value of '${key}' is not JSON`);
+/** The property node of `key` in object node `obj` (a key given twice is refused). */
+function propertyOf(obj: Node, key: string, label: string, text: string): Node | undefined {
+  const found = (obj.children ?? []).filter((p) => p.children?.[0]?.value === key);
+  if (found.length > 1) {
+    throw new ConfigPatchError(
+      `cannot patch ${label}: key '${key}' is given twice (line ${lineOf(text, found[1].offset)})`,
+    );
   }
-  return out;
+  return found[0];
 }
 
-function checked(before: View, text: string, label: string, key: string): string {
+/** The value node at `path`, or how much of the path exists. */
+function locate(
+  v: View,
+  path: JsonPath,
+  label: string,
+): { node: Node | undefined; found: number } {
+  let cur = v.root;
+  for (const [i, seg] of path.entries()) {
+    if (cur.type !== "object") {
+      throw new ConfigPatchError(
+        `cannot patch ${label}: '${jsonPointer(path.slice(0, i))}' is not a JSON object`,
+      );
+    }
+    const prop = propertyOf(cur, seg, label, v.text);
+    const value = prop?.children?.[1];
+    if (value === undefined) return { node: undefined, found: i };
+    cur = value;
+  }
+  return { node: cur, found: path.length };
+}
+
+/** The file's indentation (its first indented member's) and newline, for inserted text. */
+function formattingOf(v: View): FormattingOptions {
+  const eol = newlineOf(v.text);
+  const first = v.root.children?.[0];
+  if (first !== undefined) {
+    const lineStart = v.text.lastIndexOf("\n", first.offset - 1) + 1;
+    if (lineStart > v.root.offset) {
+      const lead = /^[ \t]*/.exec(v.text.slice(lineStart, first.offset))![0];
+      if (lead.startsWith("\t")) return { insertSpaces: false, tabSize: 1, eol };
+      return { insertSpaces: true, tabSize: lead.length, eol };
+    }
+  }
+  return { insertSpaces: true, tabSize: 2, eol };
+}
+
+/**
+ * Applies one raw edit and formats just the text it put in: a replaced
+ * value inside itself; an inserted member also the break before it, and the
+ * one after it only when its object was empty (`{}` opens onto lines). The
+ * whitespace and comments around stay as they were.
+ */
+function applyFormatted(
+  text: string,
+  edit: Edit,
+  fmt: FormattingOptions,
+  intoEmpty: boolean,
+): string {
+  const out = applyEdits(text, [edit]);
+  if (edit.content === "") return out;
+  const length = edit.content.length;
+  const range = edit.length > 0
+    ? { offset: edit.offset, length }
+    : { offset: Math.max(0, edit.offset - 1), length: length + 1 + (intoEmpty ? 1 : 0) };
+  return applyEdits(out, format(out, range, { ...fmt, keepLines: false }));
+}
+
+/**
+ * The edit that adds `"key": value` to object `obj` after its last member:
+ * when that member has a trailing comma followed on its line only by a
+ * comment, the new member goes on the next line (the comment stays with its
+ * member); else jsonc-parser's own insertion.
+ */
+function insertEdit(text: string, obj: Node, path: JsonPath, value: unknown): Edit {
+  const last = obj.children?.[obj.children.length - 1];
+  if (last !== undefined) {
+    const end = last.offset + last.length;
+    const scanner = createScanner(text.slice(end), false);
+    let token = scanner.scan();
+    while (token === TRIVIA) token = scanner.scan();
+    if (token === COMMA) {
+      token = scanner.scan();
+      while (token === TRIVIA || token === LINE_COMMENT || token === BLOCK_COMMENT) {
+        token = scanner.scan();
+      }
+      if (token === LINE_BREAK) {
+        const member = `${JSON.stringify(path[path.length - 1])}: ${JSON.stringify(value)}`;
+        return { offset: end + scanner.getTokenOffset(), length: 0, content: `\n${member},` };
+      }
+    }
+  }
+  return modify(text, [...path], value, {})[0];
+}
+
+/**
+ * The edit that removes member `prop` (a property node): when it stands on
+ * lines of its own and a comma follows it, those whole lines (with a comment
+ * at their end); else jsonc-parser's own removal (with the comma before it).
+ */
+function removeEdit(text: string, prop: Node, path: JsonPath): Edit {
+  const lineStart = text.lastIndexOf("\n", prop.offset - 1) + 1;
+  if (/^[ \t]*$/.test(text.slice(lineStart, prop.offset)) && lineStart > 0) {
+    const end = prop.offset + prop.length;
+    const scanner = createScanner(text.slice(end), false);
+    let token = scanner.scan();
+    while (token === TRIVIA) token = scanner.scan();
+    if (token === COMMA) {
+      token = scanner.scan();
+      while (token === TRIVIA || token === LINE_COMMENT || token === BLOCK_COMMENT) {
+        token = scanner.scan();
+      }
+      if (token === LINE_BREAK) {
+        const stop = end + scanner.getTokenOffset() + scanner.getTokenLength();
+        return { offset: lineStart, length: stop - lineStart, content: "" };
+      }
+    }
+  }
+  return modify(text, [...path], undefined, {})[0];
+}
+
+function render(value: unknown, label: string, path: JsonPath): void {
+  if (JSON.stringify(value) === undefined) {
+    throw new ConfigPatchError(
+      `cannot write ${label}: the value of '${jsonPointer(path)}' is not JSON`,
+    );
+  }
+}
+
+/**
+ * `before` and `after` without the value at `path` and, along it, parent
+ * objects left empty: equal when an edit changed nothing else.
+ */
+function sameElsewhere(before: unknown, after: unknown, path: JsonPath): boolean {
+  const strip = (value: unknown, at: number): unknown => {
+    if (!isPlainObject(value)) return value;
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      if (k !== path[at]) {
+        out[k] = v;
+        continue;
+      }
+      if (at === path.length - 1) continue;
+      const inner = strip(v, at + 1);
+      if (isPlainObject(inner) && Object.keys(inner).length === 0 && isPlainObject(v)) continue;
+      out[k] = inner;
+    }
+    return out;
+  };
+  return sameValue(strip(before, 0), strip(after, 0));
+}
+
+/** Re-parses an edit's result: it must parse, hold `expect` at `path` (absent: undefined), nothing else changed. */
+function checked(
+  before: View,
+  text: string,
+  label: string,
+  path: JsonPath,
+  expect: { value: unknown } | undefined,
+): string {
   const after = view(text, label);
-  if (!onlyChangedAt(before.data, after.data, [key])) {
+  const got = locate(after, path, label).node;
+  const ok = expect === undefined
+    ? got === undefined
+    : got !== undefined && sameValue(getNodeValue(got), expect.value);
+  if (!ok || !sameElsewhere(before.data, after.data, path)) {
     throw new ConfigPatchError(`cannot patch ${label}: the edit would change other keys`);
   }
   return text;
 }
 
-/** The top-level JSON editor (see the module doc). */
+function nonEmpty(path: JsonPath, label: string): void {
+  if (path.length === 0) throw new ConfigPatchError(`cannot patch ${label}: an empty JSON path`);
+}
+
+/** Values addressed by path in a JSON(C) file (see the module doc). */
+export const jsonPaths = {
+  /** The top-level object as plain data. */
+  parse(text: string, label: string): Record<string, unknown> {
+    return view(text, label).data;
+  },
+  /** The value at `path` and its exact source text, or undefined when absent. */
+  get(text: string, label: string, path: JsonPath): Slot | undefined {
+    nonEmpty(path, label);
+    const v = view(text, label);
+    const { node } = locate(v, path, label);
+    if (node === undefined) return undefined;
+    return { value: getNodeValue(node), raw: v.text.slice(node.offset, node.offset + node.length) };
+  },
+  /** The parents of `path` that do not exist yet (shortest first): set() creates them. */
+  missingParents(text: string, label: string, path: JsonPath): string[][] {
+    nonEmpty(path, label);
+    const { found } = locate(view(text, label), path, label);
+    const out: string[][] = [];
+    for (let n = found + 1; n < path.length; n++) out.push(path.slice(0, n));
+    return out;
+  },
+  /** True when `path` holds an object with nothing in it, not even a comment. */
+  isEmptyObject(text: string, label: string, path: JsonPath): boolean {
+    nonEmpty(path, label);
+    const v = view(text, label);
+    const { node } = locate(v, path, label);
+    if (node === undefined || node.type !== "object") return false;
+    return /^\{\s*\}$/.test(v.text.slice(node.offset, node.offset + node.length));
+  },
+  /**
+   * Sets the value at `path`, creating missing parent objects; `raw` is
+   * source text to use for the value instead of rendering it (one line).
+   */
+  set(text: string, label: string, path: JsonPath, value: unknown, raw?: string): string {
+    nonEmpty(path, label);
+    render(value, label, path);
+    const v = view(text, label);
+    const { node, found } = locate(v, path, label);
+    let out: string;
+    if (node !== undefined && raw !== undefined) {
+      out = splice(v.text, node.offset, node.offset + node.length, raw);
+    } else {
+      let edit: Edit;
+      let intoEmpty = false;
+      if (node === undefined) {
+        // A new member of the deepest object that exists, holding the missing parents.
+        const parent = found === 0 ? v.root : locate(v, path.slice(0, found), label).node!;
+        let nested = value;
+        for (let i = path.length - 1; i > found; i--) nested = { [path[i]]: nested };
+        edit = insertEdit(v.text, parent, path.slice(0, found + 1), nested);
+        intoEmpty = (parent.children ?? []).length === 0;
+      } else {
+        const edits = modify(v.text, [...path], value, {});
+        if (edits.length !== 1) {
+          throw new ConfigPatchError(
+            `cannot patch ${label}: no single edit sets '${jsonPointer(path)}'`,
+          );
+        }
+        edit = edits[0];
+      }
+      out = applyFormatted(v.text, edit, formattingOf(v), intoEmpty);
+      if (raw !== undefined) {
+        const again = view(out, label);
+        const at = locate(again, path, label).node!;
+        out = splice(out, at.offset, at.offset + at.length, raw);
+      }
+    }
+    return checked(v, out, label, path, { value });
+  },
+  /** Removes the member at `path` (with its comma); an absent one leaves the text as it is. */
+  remove(text: string, label: string, path: JsonPath): string {
+    nonEmpty(path, label);
+    const v = view(text, label);
+    const { node } = locate(v, path, label);
+    if (node === undefined) return text;
+    const out = applyEdits(v.text, [removeEdit(v.text, node.parent!, path)]);
+    return checked(v, out, label, path, undefined);
+  },
+};
+
+/** The top-level JSON editor (top-level keys as one-segment paths). */
 export const jsonEditor: TopLevelEditor = {
   format: "JSON",
   emptyText: "{}\n",
-  parse: (text, label) => view(text, label).data,
-  get(text, label, key) {
-    const v = view(text, label);
-    const m = v.members.findLast((x) => x.key === key);
-    if (m === undefined) return undefined;
-    return { value: v.data[key], raw: v.text.slice(m.valueStart, m.valueEnd) };
-  },
-  set(text, label, key, value, raw) {
-    const v = view(text, label);
-    const t = v.text;
-    const valueText = raw ?? render(value, label, key);
-    const m = v.members.findLast((x) => x.key === key);
-    let out: string;
-    if (m !== undefined) {
-      out = splice(t, m.valueStart, m.valueEnd, valueText);
-    } else if (v.members.length === 0) {
-      const nl = newlineOf(t);
-      const lineStart = t.lastIndexOf("\n", v.open) + 1;
-      const outer = /^[ \t]*/.exec(t.slice(lineStart))![0];
-      out = splice(
-        t,
-        v.open + 1,
-        v.close,
-        `${nl}${outer}  ${render(key, label, key)}: ${valueText}${nl}${outer}`,
-      );
-    } else {
-      const first = v.members[0];
-      const lead = t.slice(v.open + 1, first.keyStart);
-      const sep = t.slice(first.keyEnd, first.valueStart);
-      const nlAt = lead.lastIndexOf("\n");
-      const gap = nlAt === -1 ? (lead === "" ? "" : " ") : newlineOf(t) + lead.slice(nlAt + 1);
-      const last = v.members[v.members.length - 1];
-      out = splice(
-        t,
-        last.valueEnd,
-        last.valueEnd,
-        `,${gap}${render(key, label, key)}${sep}${valueText}`,
-      );
-    }
-    return checked(v, out, label, key);
-  },
-  remove(text, label, key) {
-    const v = view(text, label);
-    const i = v.members.findLastIndex((x) => x.key === key);
-    if (i === -1) return text;
-    const ms = v.members;
-    let out: string;
-    if (ms.length === 1) out = splice(v.text, v.open + 1, v.close, "");
-    else if (i > 0) out = splice(v.text, ms[i - 1].valueEnd, ms[i].valueEnd, "");
-    else out = splice(v.text, ms[0].keyStart, ms[1].keyStart, "");
-    return checked(v, out, label, key);
-  },
+  parse: (text, label) => jsonPaths.parse(text, label),
+  get: (text, label, key) => jsonPaths.get(text, label, [key]),
+  set: (text, label, key, value, raw) => jsonPaths.set(text, label, [key], value, raw),
+  remove: (text, label, key) => jsonPaths.remove(text, label, [key]),
 };
