@@ -105,3 +105,43 @@ Deno.test("cli: cred set gemini, config env prints GEMINI_API_KEY and GOOGLE_GEM
     assert(!socket.stdout.includes(KEY) && !tcp.stdout.includes(KEY));
   });
 });
+
+Deno.test("cli: config apply writes security.auth.selectedType into Gemini CLI's settings.json (comments and other keys kept); --disable restores it", async () => {
+  await withSandboxVault(PASS, async ({ cli, base }) => {
+    const mounts = `${cli.home}/mounts`;
+    Deno.mkdirSync(`${mounts}/_gemini-config`, { recursive: true });
+    const file = `${mounts}/_gemini-config/settings.json`;
+    const user = '// mine\n{\n  "security": { "folderTrust": { "enabled": true } }, // keep\n' +
+      '  "ui": { "theme": "GitHub" }\n}\n';
+    Deno.writeTextFileSync(file, user);
+    const apply = await cli.run([
+      ...base,
+      "config",
+      "apply",
+      "--mounts",
+      mounts,
+      "--providers",
+      "gemini",
+    ]);
+    assertEquals(apply.code, 0, apply.stderr);
+    const patched = Deno.readTextFileSync(file);
+    assert(patched.startsWith("// mine\n") && patched.includes("// keep"), patched);
+    const value = JSON.parse(patched.replace(/\/\/.*$/gm, ""));
+    assertEquals(value.security.auth, { selectedType: "gemini-api-key" });
+    assertEquals(value.security.folderTrust, { enabled: true });
+    assertEquals(value.ui, { theme: "GitHub" });
+    const disable = await cli.run([
+      ...base,
+      "config",
+      "apply",
+      "--mounts",
+      mounts,
+      "--providers",
+      "gemini",
+      "--disable",
+      "gemini",
+    ]);
+    assertEquals(disable.code, 0, disable.stderr);
+    assertEquals(Deno.readTextFileSync(file), user);
+  });
+});

@@ -138,12 +138,16 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
   // GEMINI_API_KEY and appends /v1beta/models/… to GOOGLE_GEMINI_BASE_URL;
   // with that variable set and no auth type in settings.json it stops with
   // "Invalid auth method selected." (0.61): its settings.json must say
-  // security.auth.selectedType = "gemini-api-key" (a config patch).
+  // security.auth.selectedType = "gemini-api-key" (no variable does).
   gemini: {
     ...BUILTIN_ROUTES_SOURCE.gemini,
     credential_type: "api_key",
     phantom_env: ["GEMINI_API_KEY"],
     base_url_env: "GOOGLE_GEMINI_BASE_URL",
+    shared_config_patch: {
+      file: "settings.json",
+      json_set: { security: { auth: { selectedType: "gemini-api-key" } } },
+    },
     shared_dir: "_gemini-config",
     container_mount: "/home/dev/.gemini",
   },
