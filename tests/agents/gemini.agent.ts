@@ -190,6 +190,71 @@ agentCase(
   {
     agent: "gemini",
     mode: "api-key",
+    transport: "import (.env)",
+    world: WORLD,
+  },
+  async (world) => {
+    // The user's Gemini CLI keeps its key in ~/.gemini/.env (which it loads
+    // itself): `vault cred import --replace-with-phantom` stores the key and
+    // leaves a phantom token in the file. The sandbox gets that dir (patched
+    // by config apply) and what `vault config env` printed, less the key
+    // variable, so the phantom Gemini CLI sends is the file's.
+    const real = world.secret("gemini", "key");
+    const mounts = join(world.root, "mounts");
+    const shared = join(mounts, "_gemini-config");
+    await Deno.mkdir(shared, { recursive: true, mode: 0o700 });
+    const dotenv = join(shared, ".env");
+    await Deno.writeTextFile(dotenv, `# Gemini CLI\nGEMINI_API_KEY=${real}\n`, {
+      mode: 0o600,
+    });
+    const imported = await world.vault([
+      "cred",
+      "import",
+      "gemini",
+      dotenv,
+      "--replace-with-phantom",
+      "--scope",
+      "proj-a",
+      "--subject",
+      "task-1",
+    ]);
+    assertEquals(imported.code, 0, `vault cred import: ${imported.stderr}`);
+    const rewritten = await Deno.readTextFile(dotenv);
+    world.notePhantoms(rewritten);
+    assert(
+      /^GEMINI_API_KEY=terok-p-[0-9a-f]{32}$/m.test(rewritten),
+      "no phantom in .env",
+    );
+    const served = await world.serve();
+    assertEquals(await applyGemini(world), shared);
+    const printed = await world.configEnv({
+      scope: "proj-a",
+      subject: "task-1",
+      providers: ["gemini"],
+    });
+    const { GEMINI_API_KEY: _printed, ...env } = printed;
+    const run = await world.sandbox({
+      argv: ["gemini", ...PROMPT],
+      env,
+      net: "none",
+      brokerSocket: served.socket,
+      httpBridge: true,
+      binds: [{ host: shared, container: GEMINI_DIR }],
+    });
+    assertEquals(run.timedOut, false, "gemini did not finish");
+    assertEquals(run.code, 0, `gemini failed:\n${run.stdout}\n${run.stderr}`);
+    assert(
+      run.stdout.includes(ANSWERS.gemini),
+      `no answer in gemini's output:\n${run.stdout}`,
+    );
+    assertGeminiTurn(world, real);
+  },
+);
+
+agentCase(
+  {
+    agent: "gemini",
+    mode: "api-key",
     transport: "exec (API key chosen in ~/.gemini)",
     world: WORLD,
   },
