@@ -15,7 +15,10 @@ import { AGENTS_BIN, AGENTS_DIR } from "./harness.ts";
 
 const decoder = new TextDecoder();
 
-async function output(cmd: string, args: string[]): Promise<{ ok: boolean; text: string }> {
+async function output(
+  cmd: string,
+  args: string[],
+): Promise<{ ok: boolean; text: string }> {
   try {
     const out = await new Deno.Command(cmd, {
       args,
@@ -37,7 +40,9 @@ async function output(cmd: string, args: string[]): Promise<{ ok: boolean; text:
 async function versions(): Promise<string[] | null> {
   const lines: string[] = [];
   for (const agent of AGENTS) {
-    const { ok, text } = await output(join(AGENTS_BIN, agent.command), ["--version"]);
+    const { ok, text } = await output(join(AGENTS_BIN, agent.command), [
+      "--version",
+    ]);
     if (!ok || !text.includes(agent.version)) return null;
     lines.push(
       `[agents] ${agent.command} ${agent.version} (${agent.package}): ${text.split("\n")[0]}`,
@@ -48,7 +53,9 @@ async function versions(): Promise<string[] | null> {
 
 let lines = await versions();
 if (lines === null) {
-  console.error("[agents] installing the pinned agents: npm ci --prefix tests/agents");
+  console.error(
+    "[agents] installing the pinned agents: npm ci --prefix tests/agents",
+  );
   const status = await new Deno.Command("npm", {
     args: ["ci", "--prefix", AGENTS_DIR, "--no-audit", "--no-fund"],
     stdin: "null",
@@ -58,13 +65,17 @@ if (lines === null) {
   if (!status.success) Deno.exit(status.code || 1);
   lines = await versions();
   if (lines === null) {
-    console.error("[agents] an agent is missing or not at its pinned version after npm ci");
+    console.error(
+      "[agents] an agent is missing or not at its pinned version after npm ci",
+    );
     Deno.exit(1);
   }
 }
 const bwrap = await output("bwrap", ["--version"]);
 if (!bwrap.ok) {
-  console.error("[agents] bubblewrap (bwrap) is needed: apt-get install bubblewrap");
+  console.error(
+    "[agents] bubblewrap (bwrap) is needed: apt-get install bubblewrap",
+  );
   Deno.exit(1);
 }
 for (const line of lines) console.log(line);
@@ -72,11 +83,20 @@ console.log(`[agents] ${bwrap.text}`);
 
 const files = [];
 for await (const entry of Deno.readDir(AGENTS_DIR)) {
-  if (entry.isFile && entry.name.endsWith(".agent.ts")) files.push(join(AGENTS_DIR, entry.name));
+  if (entry.isFile && entry.name.endsWith(".agent.ts")) {
+    files.push(join(AGENTS_DIR, entry.name));
+  }
 }
 files.sort();
 const status = await new Deno.Command(Deno.execPath(), {
-  args: ["test", "-A", "--sanitize-resources", "--sanitize-ops", ...Deno.args, ...files],
+  args: [
+    "test",
+    "-A",
+    "--sanitize-resources",
+    "--sanitize-ops",
+    ...Deno.args,
+    ...files,
+  ],
   stdin: "null",
   stdout: "inherit",
   stderr: "inherit",
