@@ -271,6 +271,13 @@ Deno.test("refused, nothing written: a JSONC syntax error (file and line, never 
     await refused(() => run(dir, [claude(dir)]), /settings\.json/);
     assert.equal(Deno.readTextFileSync(path), deep);
 
+    // json_set objects merge: an empty one would replace the user's object, so it is refused
+    const mine = `{"env": {"A": "1"}}\n`;
+    Deno.writeTextFileSync(path, mine);
+    const empty = { ...claude(dir), patch: { file: "settings.json", json_set: { env: {} } } };
+    await refused(() => run(dir, [empty]), /json_set '\/env' is an empty object/);
+    assert.equal(Deno.readTextFileSync(path), mine);
+
     const list = `[1, 2]\n`;
     Deno.writeTextFileSync(path, list);
     await refused(() => run(dir, [claude(dir)]), /the top level is not a JSON object$/);

@@ -19,6 +19,7 @@ import {
 import {
   baseUrlValue,
   BUILTIN_ROSTER,
+  configPatchesOf,
   InvalidRoster,
   loadRoster,
   type ProviderSpec,
@@ -575,4 +576,78 @@ Deno.test("roster: vault serve without --routes sends requests where the user's 
   } finally {
     await http.close();
   }
+});
+
+Deno.test("roster: config_patches (built-in Claude Code and opencode patches; a user list with _inherit adds one; bad entries name file and key)", async () => {
+  const anthropic = spec(BUILTIN_ROSTER, "anthropic");
+  assertEquals(configPatchesOf(anthropic).map((p) => [p.agent, p.sharedDir, p.patch.file]), [
+    ["claude", "_claude-config", "settings.json"],
+    ["opencode", "_opencode-config", "opencode.json"],
+  ]);
+  assertEquals(anthropic.configPatches?.[0].patch.json_set, {
+    env: { ANTHROPIC_BASE_URL: "{vault_url}" },
+  });
+  assertEquals(anthropic.configPatches?.[1].containerMount, "/home/dev/.config/opencode");
+  // openai: terok's codex patch under agent codex, then opencode's
+  assertEquals(configPatchesOf(spec(BUILTIN_ROSTER, "openai")).map((p) => p.agent), [
+    "codex",
+    "opencode",
+  ]);
+  assertEquals(spec(BUILTIN_ROSTER, "openai").configPatches?.[0].patch.json_set, {
+    provider: { openai: { options: { baseURL: "{vault_url}/v1" } } },
+  });
+  assertEquals(configPatchesOf(spec(BUILTIN_ROSTER, "gitlab")), []);
+
+  await withTempDir(async (root) => {
+    const dir = await rosterDir(root, "r", {
+      "anthropic.yaml": `config_patches:
+  - _inherit
+  - {agent: crush, shared_dir: _crush-config, container_mount: /home/dev/.config/crush,
+     file: crush.json, json_set: {providers: {anthropic: {base_url: "{vault_url}"}}}}
+`,
+      "mistral.yaml": "config_patches: []\n",
+    });
+    const roster = await loadRoster([dir]);
+    assertEquals(configPatchesOf(spec(roster, "anthropic")).map((p) => p.agent), [
+      "claude",
+      "opencode",
+      "crush",
+    ]);
+    assertEquals(spec(roster, "mistral").configPatches, undefined);
+
+    const bad: [string, RegExp][] = [
+      ["config_patches: {a: 1}\n", /x\.yaml: config_patches: must be a list of patches$/],
+      [
+        "config_patches: [{agent: Claude, shared_dir: d, container_mount: /m, file: f.json, json_set: {}}]\n",
+        /config_patches\.0\.agent: must be an agent name/,
+      ],
+      [
+        "config_patches: [{agent: a, shared_dir: a/b, container_mount: /m, file: f, json_set: {}}]\n",
+        /config_patches\.0\.shared_dir: must be a single path segment$/,
+      ],
+      [
+        "config_patches: [{agent: a, shared_dir: d, container_mount: /m, file: f, nope: 1}]\n",
+        /config_patches\.0\.nope: unknown key$/,
+      ],
+      [
+        "upstream: https://x.example\nconfig_patches: [{agent: a, shared_dir: d, file: f, json_set: {k: v}}]\n",
+        /x\.config_patches\.0\.container_mount: is required$/,
+      ],
+      [
+        "upstream: https://x.example\nconfig_patches: [{agent: a, shared_dir: d, container_mount: /m, file: f, json_set: {k: v}, yaml_set: {k: v}}]\n",
+        /config_patches\.0: has yaml_set and json_set: give one of them$/,
+      ],
+      [
+        "upstream: https://x.example\nconfig_patches:\n" +
+        "  - {agent: a, shared_dir: d, container_mount: /m, file: f.json, json_set: {k: v}}\n" +
+        "  - {agent: a, shared_dir: d, container_mount: /m, file: f.json, json_set: {j: v}}\n",
+        /config_patches\.1: patches d\/f\.json for a a second time$/,
+      ],
+    ];
+    for (const [i, [text, re]] of bad.entries()) {
+      const d = await rosterDir(root, `bad${i}`, { "x.yaml": text });
+      const e = await assertRejects(() => loadRoster([d]), InvalidRoster);
+      assertMatch(e.message, re);
+    }
+  });
 });

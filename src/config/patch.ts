@@ -94,6 +94,8 @@ export interface FileChange {
   after: string | null;
   /** Whether `after` differs from `before`. */
   changed: boolean;
+  /** The providers whose patches (or disabling) touched the file; for a sidecar, its dir's. */
+  providers: string[];
 }
 
 /** What {@link applyConfigPatches} did (or, with dryRun, would do). */
@@ -106,6 +108,7 @@ interface FileState {
   path: string;
   before: string | null;
   text: string | null;
+  providers: Set<string>;
 }
 
 interface DirState {
@@ -147,15 +150,24 @@ function checkProvider(t: PatchTarget): void {
   }
 }
 
-/** `json_set` as leaves by JSON Pointer: objects with members are walked, anything else is a leaf. */
+/**
+ * `json_set` as leaves by JSON Pointer: objects are walked (merged), anything
+ * else is a leaf. An empty object is refused: merged it would change nothing,
+ * set it would replace the user's object.
+ */
 function jsonLeaves(value: Record<string, unknown>, where: string): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const walk = (v: Record<string, unknown>, path: string[]) => {
     for (const [k, inner] of Object.entries(v)) {
       if (k === "") throw new ConfigPatchError(`${where}: json_set has an empty key`);
       const at = [...path, k];
-      if (isPlainObject(inner) && Object.keys(inner).length > 0) walk(inner, at);
-      else out[jsonPointer(at)] = inner;
+      if (!isPlainObject(inner)) out[jsonPointer(at)] = inner;
+      else if (Object.keys(inner).length > 0) walk(inner, at);
+      else {
+        throw new ConfigPatchError(
+          `${where}: json_set '${jsonPointer(at)}' is an empty object (objects are merged)`,
+        );
+      }
     }
   };
   walk(value, []);
@@ -420,6 +432,36 @@ function applyOp(
   };
 }
 
+/**
+ * Objects that `removed` records created and that still hold something
+ * (another provider's values) pass to the records whose values lie in them,
+ * so that the last of those removes them once empty (two providers in
+ * opencode's `provider` object).
+ */
+function handOver(
+  own: Ownership,
+  file: string,
+  text: string,
+  label: string,
+  removed: OwnershipRecord[],
+): void {
+  const left = removed.flatMap((r) => r.kind === "json_path" ? r.created_objects ?? [] : [])
+    .filter((c) => {
+      const p = parseJsonPointer(c);
+      return p !== null && p.length > 0 && isPlainObject(jsonPaths.get(text, label, p)?.value);
+    });
+  if (left.length === 0) return;
+  for (const records of Object.values(own.files[file]?.providers ?? {})) {
+    for (const rec of records) {
+      if (rec.kind !== "json_path") continue;
+      const inside = left.filter((c) => Object.keys(rec.values).some((k) => k.startsWith(c + "/")));
+      if (inside.length > 0) {
+        rec.created_objects = [...new Set([...(rec.created_objects ?? []), ...inside])].sort();
+      }
+    }
+  }
+}
+
 /** Takes one key back: restore the previous value or delete it, if it is still ours. */
 function takeBack(text: string, access: KeyAccess, rec: OwnershipRecord, key: string): string {
   const cur = access.get(text, key);
@@ -566,7 +608,7 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
     if (fs === undefined) {
       const path = await resolvePatchTarget(ds.realShared, segments, create && !dry);
       const before = await readTextNoFollow(path);
-      fs = { path, before, text: before };
+      fs = { path, before, text: before, providers: new Set() };
       ds.files.set(key, fs);
     }
     return fs;
@@ -578,13 +620,14 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
     const own = ds.loaded.ownership;
     for (const file of filesOfTarget(own, t)) {
       const fs = await fileOf(ds, file, false);
+      fs.providers.add(t.provider);
+      const mine = mineOf(own, file, t);
       if (fs.text !== null) {
-        for (const rec of mineOf(own, file, t)) {
-          fs.text = removeRecord(fs.text, fs.path, rec);
-        }
+        for (const rec of mine) fs.text = removeRecord(fs.text, fs.path, rec);
       }
       const createdByVault = own.files[file]?.[CREATED_BY_VAULT] === true;
       putMine(own, file, t, []);
+      if (fs.text !== null) handOver(own, file, fs.text, fs.path, mine);
       // A file vault created goes again once nothing is left in it: no provider's values, nothing
       // the user added (a file the user wrote in stays, even if only a comment).
       if (
@@ -602,6 +645,7 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
     const ds = await dirOf(t.sharedDir, true);
     const own = ds.loaded.ownership;
     const fs = await fileOf(ds, t.patch.file, op !== null);
+    fs.providers.add(t.provider);
     const file = patchFileSegments(t.patch.file).join("/");
     const oldRecs = mineOf(own, file, t);
     if (op === null) {
@@ -635,6 +679,7 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
         before: fs.before,
         after: fs.text,
         changed: fs.before !== fs.text,
+        providers: [...fs.providers].sort(),
       });
     }
     const sidecar = ownershipText(ds.loaded.ownership, true);
@@ -643,6 +688,7 @@ async function applyLocked(options: ApplyOptions): Promise<PatchReport> {
       before: ds.loaded.sidecarText,
       after: sidecar,
       changed: sidecar !== ds.loaded.sidecarText,
+      providers: [...new Set([...ds.files.values()].flatMap((f) => [...f.providers]))].sort(),
     });
   }
   if (dry) return { changes };

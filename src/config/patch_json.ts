@@ -1,6 +1,7 @@
 /**
- * JSON (and JSON with comments: Claude Code's `settings.json`, opencode's
- * `opencode.json`) editing that keeps every untouched byte, on Microsoft's
+ * JSON (and JSON with comments, as in opencode's `opencode.json` and in
+ * users' Claude Code `settings.json`) editing that keeps every untouched
+ * byte, on Microsoft's
  * `jsonc-parser`: the file is parsed with comments and trailing commas
  * allowed (an error names the file and line, never the text), values are
  * addressed by a path of object keys, and each edit is one splice from
@@ -241,7 +242,7 @@ function render(value: unknown, label: string, path: JsonPath): void {
 function sameElsewhere(before: unknown, after: unknown, path: JsonPath): boolean {
   const strip = (value: unknown, at: number): unknown => {
     if (!isPlainObject(value)) return value;
-    const out: Record<string, unknown> = {};
+    const out: Record<string, unknown> = Object.create(null);
     for (const [k, v] of Object.entries(value)) {
       if (k !== path[at]) {
         out[k] = v;

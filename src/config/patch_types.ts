@@ -23,6 +23,22 @@ export interface SharedConfigPatch {
   json_set?: Record<string, unknown>;
 }
 
+/**
+ * One entry of a provider's `config_patches` (vault's roster extension; terok's
+ * `shared_config_patch` stays as it is): a patch of another tool's config
+ * file, in that tool's own shared dir, owned under that tool's agent name.
+ */
+export interface ConfigPatch {
+  /** The sidecar key (terok's agent name of the tool: `claude`, `opencode`, …). */
+  agent: string;
+  /** The tool's shared config dir: one path segment under the mounts dir. */
+  sharedDir: string;
+  /** Where that dir is mounted in the container. */
+  containerMount: string;
+  /** What to write (`file` relative to the shared dir, one `*_set`). */
+  patch: SharedConfigPatch;
+}
+
 /** The keys a {@link SharedConfigPatch} may have. */
 export const SHARED_CONFIG_PATCH_KEYS: ReadonlySet<string> = new Set([
   "file",

@@ -33,6 +33,10 @@
  * shared_dir: _codex-config         # one path segment under the mounts dir
  * container_mount: /home/dev/.codex
  * credential_file: auth.json        # relative to the shared dir
+ * # ours: patches of other tools' files, each in its own shared dir, owned under its agent name
+ * config_patches:
+ *   - {agent: opencode, shared_dir: _opencode-config, container_mount: /home/dev/.config/opencode,
+ *      file: opencode.json, json_set: {provider: {openai: {options: {baseURL: "{vault_url}/v1"}}}}}
  * ```
  *
  * `phantom_env` and `oauth_phantom_env` also take terok's `{VAR: true}`
@@ -55,14 +59,23 @@ import {
 import { isHeaderName, isHeaderValue } from "../http/headers.ts";
 import { escapeJsonText } from "../sanitize.ts";
 import { currentUid, MAX_CONFIG_BYTES, readSecretFile } from "../fs/mod.ts";
-import { SHARED_CONFIG_PATCH_KEYS, type SharedConfigPatch } from "./patch_types.ts";
+import {
+  type ConfigPatch,
+  SHARED_CONFIG_PATCH_KEYS,
+  type SharedConfigPatch,
+} from "./patch_types.ts";
 import { BUILTIN_ROSTER_SOURCE } from "./roster_builtin.ts";
 import { InvalidRoster } from "./roster_errors.ts";
 import { deepMerge, INHERIT, isMapping } from "./roster_merge.ts";
-import { isTerokAgentFile, providerOfAgent, terokAgentLayer } from "./roster_terok.ts";
+import {
+  agentOfProvider,
+  isTerokAgentFile,
+  providerOfAgent,
+  terokAgentLayer,
+} from "./roster_terok.ts";
 
 export { InvalidRoster } from "./roster_errors.ts";
-export type { SharedConfigPatch } from "./patch_types.ts";
+export type { ConfigPatch, SharedConfigPatch } from "./patch_types.ts";
 
 /** How the stored credential of a provider is typed (informational, as in terok). */
 export type CredentialType = "api_key" | "oauth" | "oauth_token" | "pat";
@@ -89,6 +102,8 @@ export interface ProviderSpec {
   extraEnv?: Record<string, string>;
   /** The provider's shared_config_patch. */
   sharedConfigPatch?: SharedConfigPatch;
+  /** Patches of other tools' config files (roster `config_patches`; see {@link configPatchesOf}). */
+  configPatches?: readonly ConfigPatch[];
   /** The provider's shared config dir (terok's `auth.host_dir`): one path segment. */
   sharedDir?: string;
   /** Where the shared dir is mounted in the container (terok's `auth.container_mount`). */
@@ -213,13 +228,73 @@ function upstreamUrl(value: unknown, fail: Fail): string {
   return value as string;
 }
 
+/** One key of a patch (`file`, `toml_table`, the `*_set` and `toml_match` mappings). */
+function patchValue(key: string, v: unknown, sub: Fail): unknown {
+  if (!SHARED_CONFIG_PATCH_KEYS.has(key)) sub("unknown key");
+  if (key === "file") return relativePath(v, sub);
+  if (key === "toml_table") return str(v, sub);
+  if (!isMapping(v)) sub("must be a mapping");
+  return v;
+}
+
 function patchLayer(value: unknown, fail: Fail): Record<string, unknown> {
-  return mappingOf(value, fail, (key, v, sub) => {
-    if (!SHARED_CONFIG_PATCH_KEYS.has(key)) sub("unknown key");
-    if (key === "file") return relativePath(v, sub);
-    if (key === "toml_table") return str(v, sub);
-    if (!isMapping(v)) sub("must be a mapping");
-    return v;
+  return mappingOf(value, fail, patchValue);
+}
+
+function sharedDirName(v: unknown, fail: Fail): string {
+  if (
+    typeof v !== "string" || v === "" || v === "." || v === ".." || v.includes("/") ||
+    v.includes("\0")
+  ) {
+    fail("must be a single path segment");
+  }
+  return v as string;
+}
+
+function containerPath(v: unknown, fail: Fail): string {
+  if (
+    typeof v !== "string" || !v.startsWith("/") || v.includes("\0") ||
+    v.split("/").includes("..")
+  ) {
+    fail("must be an absolute path without '..'");
+  }
+  return v as string;
+}
+
+/**
+ * `config_patches`: a list (replacing the base list unless it holds
+ * "_inherit") of complete entries: `agent`, `shared_dir`,
+ * `container_mount` and a patch's keys.
+ */
+function configPatchesLayer(value: unknown, fail: Fail): unknown[] {
+  if (!Array.isArray(value)) fail("must be a list of patches");
+  return (value as unknown[]).map((item, i) => {
+    if (item === INHERIT) return item;
+    const sub: Fail = (problem, subPath) =>
+      fail(problem, subPath === undefined ? String(i) : `${i}.${subPath}`);
+    if (!isMapping(item)) sub("must be a mapping");
+    const out: Record<string, unknown> = {};
+    for (const [key, v] of Object.entries(item as Record<string, unknown>)) {
+      const at: Fail = (problem, p) => sub(problem, p === undefined ? key : `${key}.${p}`);
+      let checked: unknown;
+      if (key === "agent") {
+        if (typeof v !== "string" || !PROVIDER_NAME.test(v)) {
+          at("must be an agent name: 1-64 lowercase letters, digits, '.', '_' or '-'");
+        }
+        checked = v;
+      } else if (key === "shared_dir") checked = sharedDirName(v, at);
+      else if (key === "container_mount") checked = containerPath(v, at);
+      else if (SHARED_CONFIG_PATCH_KEYS.has(key)) {
+        checked = patchValue(key, v, at);
+      } else at("unknown key");
+      Object.defineProperty(out, key, {
+        value: checked,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
+    return out;
   });
 }
 
@@ -285,24 +360,9 @@ const FIELDS: Readonly<Record<string, FieldCheck>> = {
       return value;
     }),
   shared_config_patch: patchLayer,
-  shared_dir: (v, fail) => {
-    if (
-      typeof v !== "string" || v === "" || v === "." || v === ".." || v.includes("/") ||
-      v.includes("\0")
-    ) {
-      fail("must be a single path segment");
-    }
-    return v;
-  },
-  container_mount: (v, fail) => {
-    if (
-      typeof v !== "string" || !v.startsWith("/") || v.includes("\0") ||
-      v.split("/").includes("..")
-    ) {
-      fail("must be an absolute path without '..'");
-    }
-    return v;
-  },
+  config_patches: configPatchesLayer,
+  shared_dir: sharedDirName,
+  container_mount: containerPath,
   credential_file: (v, fail) => v === "" ? "" : relativePath(v, fail),
 };
 
@@ -351,6 +411,58 @@ function finalPatch(raw: Record<string, unknown>, fail: Fail): SharedConfigPatch
     fail("'toml_match' needs toml_table");
   }
   return deepFreeze(structuredClone(raw)) as unknown as SharedConfigPatch;
+}
+
+/**
+ * The checked `config_patches` of a merged entry: `agent`, `shared_dir`,
+ * `container_mount` and `file` required, one operation each, no two
+ * patching one file of one shared dir under one agent (the main patch
+ * included, under the provider's terok agent name).
+ */
+function finalConfigPatches(
+  spec: ProviderSpec,
+  items: unknown[],
+  fail: Fail,
+): readonly ConfigPatch[] {
+  const seen = new Set<string>();
+  if (spec.sharedConfigPatch !== undefined && spec.sharedDir !== undefined) {
+    seen.add(`${agentOfProvider(spec.name)}\0${spec.sharedDir}\0${spec.sharedConfigPatch.file}`);
+  }
+  return Object.freeze(items.map((item, i) => {
+    const at: Fail = (problem, sub) => fail(problem, sub === undefined ? String(i) : `${i}.${sub}`);
+    const { agent, shared_dir, container_mount, ...rest } = item as Record<string, unknown>;
+    for (const [key, value] of Object.entries({ agent, shared_dir, container_mount })) {
+      if (typeof value !== "string") at("is required", key);
+    }
+    const patch = finalPatch(rest, at);
+    const key = `${agent}\0${shared_dir}\0${patch.file}`;
+    if (seen.has(key)) at(`patches ${shared_dir}/${patch.file} for ${agent} a second time`);
+    seen.add(key);
+    return Object.freeze({
+      agent: agent as string,
+      sharedDir: shared_dir as string,
+      containerMount: container_mount as string,
+      patch,
+    });
+  }));
+}
+
+/**
+ * Every config file patch of a provider: its `shared_config_patch` (in its
+ * shared dir, owned under its terok agent name: openai's under `codex`)
+ * when it has one and a shared dir, then its `config_patches`.
+ */
+export function configPatchesOf(spec: ProviderSpec): ConfigPatch[] {
+  const out: ConfigPatch[] = [];
+  if (spec.sharedConfigPatch !== undefined && spec.sharedDir !== undefined) {
+    out.push({
+      agent: agentOfProvider(spec.name),
+      sharedDir: spec.sharedDir,
+      containerMount: spec.containerMount ?? "",
+      patch: spec.sharedConfigPatch,
+    });
+  }
+  return [...out, ...(spec.configPatches ?? [])];
 }
 
 /** Builds a provider from its merged roster value; `file` is the last layer that touched it. */
@@ -412,6 +524,9 @@ function buildSpec(name: string, v: Record<string, unknown>, file: string): Prov
   const credentialFile = optionalString(v.credential_file);
   if (credentialFile !== undefined) spec.credentialFile = credentialFile;
   if (route.oauthRefresh !== undefined) spec.oauthRefresh = route.oauthRefresh;
+  if (Array.isArray(v.config_patches) && v.config_patches.length > 0) {
+    spec.configPatches = finalConfigPatches(spec, v.config_patches, fail("config_patches"));
+  }
   Object.freeze(spec.phantomEnv);
   Object.freeze(spec.oauthPhantomEnv);
   return Object.freeze(spec);

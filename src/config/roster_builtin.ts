@@ -9,6 +9,10 @@
  * - openrouter's upstream is `https://openrouter.ai/api` and its base URL
  *   `{vault_url}/v1`: requests arrive at `/api/v1/…` as OpenRouter expects.
  *
+ * `config_patches` (ours) point Claude Code's `settings.json` (its `env`
+ * block) and opencode's `opencode.json` (`provider.<id>.options.baseURL`,
+ * which must end in `/v1` for its Anthropic and OpenAI SDKs) at the broker.
+ *
  * The route fields are the broker's own built-in routes
  * (`BUILTIN_ROUTES_SOURCE` in src/providers/routes.ts, spread into each entry),
  * so `vault serve` without a routes file and `vault config routes` agree
@@ -18,6 +22,17 @@
  */
 
 import { BUILTIN_ROUTES_SOURCE } from "../providers/routes.ts";
+
+/** opencode's global config (terok mounts `_opencode-config` there): provider `id`'s base URL. */
+function opencodePatch(id: string): Record<string, unknown> {
+  return {
+    agent: "opencode",
+    shared_dir: "_opencode-config",
+    container_mount: "/home/dev/.config/opencode",
+    file: "opencode.json",
+    json_set: { provider: { [id]: { options: { baseURL: "{vault_url}/v1" } } } },
+  };
+}
 
 /** Built-in roster entries by provider name, in the roster file format (snake_case). */
 export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unknown>>> = {
@@ -31,6 +46,17 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
     shared_dir: "_claude-config",
     container_mount: "/home/dev/.claude",
     credential_file: ".credentials.json",
+    config_patches: [
+      {
+        // Claude Code reads `env` of ~/.claude/settings.json: `claude` from a plain shell finds the broker.
+        agent: "claude",
+        shared_dir: "_claude-config",
+        container_mount: "/home/dev/.claude",
+        file: "settings.json",
+        json_set: { env: { ANTHROPIC_BASE_URL: "{vault_url}" } },
+      },
+      opencodePatch("anthropic"),
+    ],
   },
   openai: {
     ...BUILTIN_ROUTES_SOURCE.openai,
@@ -51,6 +77,7 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
     shared_dir: "_codex-config",
     container_mount: "/home/dev/.codex",
     credential_file: "auth.json",
+    config_patches: [opencodePatch("openai")],
   },
   mistral: {
     ...BUILTIN_ROUTES_SOURCE.mistral,

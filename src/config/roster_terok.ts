@@ -104,6 +104,12 @@ export function isTerokAgentFile(doc: Record<string, unknown>): boolean {
   return Object.keys(doc).some((key) => TEROK_TOP_KEYS.has(key));
 }
 
+/** terok's agent name of a vault provider (`openai` → `codex`); other names as they are. */
+export function agentOfProvider(provider: string): string {
+  for (const [agent, p] of Object.entries(AGENT_PROVIDERS)) if (p === provider) return agent;
+  return provider;
+}
+
 /** The vault provider name of a terok agent name (or roster file stem). */
 export function providerOfAgent(stem: string): string {
   return Object.hasOwn(AGENT_PROVIDERS, stem) ? AGENT_PROVIDERS[stem] : stem;

@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import type { Context } from "../context.ts";
 import { UsageError } from "../../errors.ts";
 import { validateCredentialSet, validateScope, validateSubject } from "../../store/validate.ts";
-import { baseUrlValue, loadRoster, type Roster } from "../../config/roster.ts";
+import { baseUrlValue, configPatchesOf, loadRoster, type Roster } from "../../config/roster.ts";
 import {
   DEFAULT_TRANSPORT,
   ENV_FORMATS,
@@ -91,54 +91,81 @@ export function addConfigApplyEnv(config: Command, ctx: Context): void {
       .description("write the broker's address into agent tools' shared config files")
       .requiredOption("--mounts <dir>", "the directory holding the providers' shared dirs")
       .option("--roster <dir...>", "roster directories over the built-in roster")
-      .option("--providers <list>", "only these providers (default: every one with a patch)")
-      .option("--disable <list>", "take these providers' values out again (restoring the user's)")
+      .option(
+        "--providers <list>",
+        "only these providers (terok's agent names too; default: every one with a patch)",
+      )
+      .option(
+        "--disable <list>",
+        "only take these providers' values out again (restoring the user's); applies nothing",
+      )
       .option("--dry-run", "print a unified diff per file; write nothing")
       .option("--json", "print the result as JSON"),
   )
     .addHelpText(
       "after",
       `
-Each provider's shared_config_patch (TOML, YAML or JSON) is applied in
-<mounts>/<its shared dir>: only the patched lines change (comments, order
-and formatting stay), applying twice changes nothing, a file that does not
-parse is never written. Ownership is kept in the dir's
-.terok-managed-config.json (terok's format) and, authoritatively, in the
-vault's state dir; --disable removes a value only if it is still the one
-written, and gives back the value it replaced.
+Each provider's shared_config_patch and config_patches (TOML, YAML or
+JSON with comments) are applied in <mounts>/<their shared dir>: only the
+patched lines change (comments, order and formatting stay), applying twice
+changes nothing, a file that does not parse is never written. Ownership is
+kept in the dir's .terok-managed-config.json (terok's format, under terok's
+agent names: codex, gh, vibe, claude, opencode) and, authoritatively, in
+the vault's state dir; --disable removes a value only if it is still the
+one written, and gives back the value it replaced. A named provider with no
+file patch is skipped with a note.
 
 Examples:
   vault config apply --mounts ~/.local/share/terok/sandbox-live/mounts
-  vault config apply --mounts DIR --transport tcp:18731 --dry-run
-  vault config apply --mounts DIR --disable mistral`,
+  vault config apply --mounts DIR --providers anthropic,openai --transport tcp:18731 --dry-run
+  vault config apply --mounts DIR --disable vibe`,
     )
     .action(async (options) => {
       const roster = await rosterOf(ctx, options.roster);
       const { transport, defaults } = transportOf(options as AddressOptions);
       const mounts = resolve(options.mounts);
-      const pick = (list: string[] | undefined, flag: string): PatchTarget[] => {
-        const names = list ?? [...roster.keys()].filter((n) => roster.get(n)!.sharedConfigPatch);
-        return names.map((name) => {
-          const spec = roster.get(name);
-          if (spec === undefined) throw new UsageError(`${flag}: unknown provider "${name}"`);
-          if (!spec.sharedConfigPatch || !spec.sharedDir) {
-            throw new UsageError(`${flag}: provider "${name}" has no config patch`);
+      const skipped: { provider: string; why: string }[] = [];
+      const targetsOf = (name: string): PatchTarget[] =>
+        configPatchesOf(roster.get(name)!).map((p) => ({
+          provider: name,
+          agent: p.agent,
+          sharedDir: join(mounts, p.sharedDir),
+          patch: p.patch,
+        }));
+      // Named providers: unknown ones and ones without a file patch are skipped with a note,
+      // unless no name at all is known.
+      const pick = (names: string[], flag: string): PatchTarget[] => {
+        const unknown = names.filter((n) => !roster.has(n));
+        if (unknown.length === names.length) {
+          throw new UsageError(
+            `${flag}: unknown provider ${unknown.map((n) => `"${n}"`).join(", ")}`,
+          );
+        }
+        const out: PatchTarget[] = [];
+        for (const name of names) {
+          const targets = roster.has(name) ? targetsOf(name) : [];
+          if (targets.length > 0) out.push(...targets);
+          else {
+            const why = roster.has(name) ? "no config file patch" : "unknown provider";
+            if (!skipped.some((s) => s.provider === name)) skipped.push({ provider: name, why });
           }
-          return {
-            provider: name,
-            sharedDir: join(mounts, spec.sharedDir),
-            patch: spec.sharedConfigPatch,
-          };
-        });
+        }
+        return out;
       };
-      const disable = options.disable === undefined
+      const disabledNames = options.disable === undefined
         ? []
-        : pick(parseProviderList(options.disable, "--disable"), "--disable");
-      const disabled = new Set(disable.map((t) => t.provider));
-      const targets = pick(
-        options.providers === undefined ? undefined : parseProviderList(options.providers),
-        "--providers",
-      ).filter((t) => !disabled.has(t.provider));
+        : parseProviderList(options.disable, "--disable");
+      const disable = disabledNames.length === 0 ? [] : pick(disabledNames, "--disable");
+      // --disable alone only takes values out; without either flag every patch is applied.
+      const targets = options.providers !== undefined
+        ? pick(parseProviderList(options.providers), "--providers")
+          .filter((t) => !disabledNames.includes(t.provider))
+        : options.disable !== undefined
+        ? []
+        : [...roster.keys()].flatMap(targetsOf);
+      for (const { provider, why } of skipped) {
+        ctx.out.info(`vault config apply: ${provider}: skipped (${why})`);
+      }
       const report = await applyConfigPatches({
         targets,
         disable,
@@ -150,7 +177,13 @@ Examples:
       if (options.json) {
         ctx.out.json({
           dryRun: options.dryRun === true,
-          files: report.changes.map((c) => ({ path: c.path, changed: c.changed })),
+          files: report.changes.map((c) => ({
+            path: c.path,
+            changed: c.changed,
+            deleted: c.changed && c.after === null,
+            providers: c.providers,
+          })),
+          skipped,
         });
         return;
       }

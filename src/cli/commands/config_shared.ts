@@ -10,6 +10,7 @@ import type { Context } from "../context.ts";
 import { UsageError } from "../../errors.ts";
 import { defaultAuditPath } from "../../serve/plan.ts";
 import { validateProvider } from "../../store/validate.ts";
+import { PROVIDER_RENAMES } from "../../store/schema.ts";
 
 /**
  * The vault's state directory (`$XDG_STATE_HOME/vault`, or under
@@ -26,7 +27,9 @@ export function vaultStateDir(env: Record<string, string | undefined>): string {
 }
 
 /**
- * Parses `--providers a,b` (also `--disable`): provider names, comma-separated, none empty.
+ * Parses `--providers a,b` (also `--disable`): provider names, comma-separated, none empty;
+ * terok's agent names are taken for the providers they stand for (`codex` → openai, `gh` →
+ * github, `claude` → anthropic, `vibe` → mistral, `glab` → gitlab, `sonar` → sonarcloud).
  *
  * @throws {UsageError} for an empty item or an invalid name.
  */
@@ -42,7 +45,11 @@ export function parseProviderList(text: string, flag = "--providers"): string[] 
       throw new UsageError(`${flag}: ${(error as Error).message}`);
     }
   }
-  return [...new Set(items)];
+  return [
+    ...new Set(
+      items.map((item) => Object.hasOwn(PROVIDER_RENAMES, item) ? PROVIDER_RENAMES[item] : item),
+    ),
+  ];
 }
 
 /**
