@@ -10,24 +10,33 @@
  *   wants it to end in `/v1` (it calls `<base>/messages`), while Claude Code
  *   appends `/v1` itself, so the variable vault prints for Claude Code sends
  *   opencode to `/messages` (404, retried until killed). It needs
- *   `provider.anthropic.options.baseURL = {vault_url}/v1` in opencode.json:
- *   the opencode.json patch of the config patches (i16-config).
+ *   `provider.anthropic.options.baseURL = {vault_url}/v1` in opencode.json,
+ *   which `vault config apply --providers anthropic` writes (the roster's
+ *   opencode.json patch, in `~/.config/opencode`).
  *
  * @module
  */
 
+import { join } from "node:path";
 import { assert, assertEquals } from "../../testing/assert.ts";
-import { agentCase, ANSWERS, assertModelCall, type World } from "./harness.ts";
+import {
+  agentCase,
+  ANSWERS,
+  assertModelCall,
+  type Bind,
+  type World,
+} from "./harness.ts";
 
 /** Runs one opencode turn in bwrap with what `vault config env` printed (socket transport). */
 async function openCodeTurn(
   world: World,
   model: string,
   providers: string[],
+  binds: Bind[] = [],
 ): Promise<string> {
   const served = await world.serve();
   const env = await world.configEnv({
-    scope: "proj-a",
+    scope: "proj-o",
     subject: "task-1",
     providers,
   });
@@ -37,6 +46,8 @@ async function openCodeTurn(
     net: "none",
     brokerSocket: served.socket,
     httpBridge: true,
+    binds,
+    timeoutMs: 120_000,
   });
   assertEquals(run.timedOut, false, "opencode did not finish");
   assertEquals(run.code, 0, `opencode failed:\n${run.stdout}\n${run.stderr}`);
@@ -44,7 +55,7 @@ async function openCodeTurn(
 }
 
 agentCase(
-  { agent: "opencode", mode: "api-key (openai)", transport: "socket" },
+  { agent: "opencode", mode: "api-key-openai", transport: "socket" },
   async (world) => {
     const key = await world.storeCredential("openai", "api_key");
     const out = await openCodeTurn(world, "openai/gpt-5", ["openai"]);
@@ -63,32 +74,28 @@ agentCase(
   },
 );
 
-// TODO(config patches): enable once the roster carries opencode.json's
-// provider.anthropic.options.baseURL = "{vault_url}/v1" (H-config's
-// config_patches) and this case applies it with `vault config apply`.
-const ANTHROPIC_REASON =
-  "opencode's Anthropic provider needs provider.anthropic.options.baseURL " +
-  "= {vault_url}/v1 in opencode.json (ANTHROPIC_BASE_URL is Claude Code's, without /v1)";
-console.log(
-  `[agents] opencode | api-key (anthropic) | socket | ignored: ${ANTHROPIC_REASON}`,
-);
-
 agentCase(
-  {
-    agent: "opencode",
-    mode: "api-key (anthropic)",
-    transport: "socket",
-    ignore: true,
-  },
+  { agent: "opencode", mode: "api-key-anthropic", transport: "socket" },
   async (world) => {
     const key = await world.storeCredential("anthropic", "api_key");
+    const { binds } = await world.configApply(["--providers", "anthropic"]);
+    const config = JSON.parse(
+      await Deno.readTextFile(
+        join(world.mounts, "_opencode-config", "opencode.json"),
+      ),
+    );
+    assertEquals(
+      config.provider.anthropic.options.baseURL,
+      "http://localhost:9419/v1",
+    );
     const out = await openCodeTurn(world, "anthropic/claude-sonnet-4-5", [
       "anthropic",
-    ]);
+    ], binds);
     assert(
       out.includes(ANSWERS.anthropic),
       `no answer in opencode's output:\n${out}`,
     );
-    assertModelCall(world.fake, "anthropic", "x-api-key", key);
+    const call = assertModelCall(world.fake, "anthropic", "x-api-key", key);
+    assertEquals(call.path, "/v1/messages");
   },
 );
