@@ -46,8 +46,7 @@ const SUBJECT = "task-1";
 /** One non-interactive turn. */
 const GEMINI = ["gemini", "-p", "say hi", "--skip-trust"];
 /** What Gemini CLI needs in its settings.json to use an API key. */
-const API_KEY_SETTINGS =
-  '{\n  "security": { "auth": { "selectedType": "gemini-api-key" } }\n}\n';
+const API_KEY_SETTINGS = '{\n  "security": { "auth": { "selectedType": "gemini-api-key" } }\n}\n';
 
 /** The settings file config apply wrote chooses the API key. */
 async function assertSettingsApplied(world: World): Promise<void> {

@@ -19,13 +19,7 @@
 
 import { join } from "node:path";
 import { assert, assertEquals } from "../../testing/assert.ts";
-import {
-  agentCase,
-  ANSWERS,
-  assertModelCall,
-  type Bind,
-  type World,
-} from "./harness.ts";
+import { agentCase, ANSWERS, assertModelCall, type Bind, type World } from "./harness.ts";
 
 /** Runs one opencode turn in bwrap with what `vault config env` printed (socket transport). */
 async function openCodeTurn(
