@@ -240,6 +240,54 @@ agentCase(
   },
 );
 
+agentCase(
+  { agent: "gemini", mode: "oauth", transport: "import", note: "error", world: WORLD },
+  async (world) => {
+    // Gemini CLI's Google login (~/.gemini/oauth_creds.json) talks to Google's
+    // Code Assist API (cloudcode-pa.googleapis.com), not the Gemini API, with a
+    // token google-auth-library refreshes itself: vault does not broker it and
+    // says so, storing and rewriting nothing.
+    const login = JSON.stringify(
+      {
+        access_token: world.secret("gemini", "google-access"),
+        refresh_token: world.secret("gemini", "google-refresh"),
+        scope: "https://www.googleapis.com/auth/cloud-platform openid",
+        token_type: "Bearer",
+        expiry_date: Date.now() + 3_600_000,
+      },
+      null,
+      2,
+    );
+    const file = await world.mountFile("_gemini-config", "oauth_creds.json", login);
+    const r = await world.vault([
+      "cred",
+      "import",
+      "gemini",
+      file,
+      "--replace-with-phantom",
+      "--scope",
+      SCOPE,
+      "--subject",
+      SUBJECT,
+    ]);
+    assertEquals(r.code === 0, false, "the Google login was imported");
+    assert(/Gemini CLI's Google login \(oauth_creds\.json\)/.test(r.stderr), r.stderr);
+    assert(/vault cred set gemini/.test(r.stderr), r.stderr);
+    assertEquals(await Deno.readTextFile(file), login, "the login file was changed");
+    const list = await world.vault(["cred", "list"]);
+    assert(!/\bgemini\b/.test(list.stdout), `a gemini credential was stored:\n${list.stdout}`);
+    world.runs.push({
+      ...r,
+      ms: 0,
+      timedOut: false,
+      envDump: "",
+      agentEnvDump: "",
+      bridgeLog: "",
+      home: "",
+    });
+  },
+);
+
 // TODO(exec overlay): a fresh home under `vault exec` fails today with Gemini
 // CLI's "Invalid auth method selected.": the auth type lives only in
 // settings.json, and vault exec must not edit the user's ~/.gemini. It needs
