@@ -5,7 +5,7 @@
  *
  * | mode    | socket (bwrap, no net, http bridge) | tcp (bwrap, only the broker's port) | vault exec | cred import |
  * |---------|-------------------------------------|-------------------------------------|------------|-------------|
- * | API key | config env + config apply           | the same, tcp:PORT                  | the user's settings.json chooses the API key (a fresh home: not yet) | ~/.gemini/.env → phantom |
+ * | API key | config env + config apply           | the same, tcp:PORT                  | the user's settings.json chooses the API key; a fresh home through the exec overlay | ~/.gemini/.env → phantom |
  *
  * What Gemini CLI 0.61 needs, from its source and a recording server:
  * `GEMINI_API_KEY` (the phantom) and `GOOGLE_GEMINI_BASE_URL` (the broker's
@@ -28,6 +28,7 @@
 
 import { join } from "node:path";
 import { assert, assertEquals } from "../../testing/assert.ts";
+import { BUILTIN_ROSTER_SOURCE } from "../../src/config/roster_builtin.ts";
 import {
   agentCase,
   ANSWERS,
@@ -288,23 +289,25 @@ agentCase(
   },
 );
 
-// TODO(exec overlay): a fresh home under `vault exec` fails today with Gemini
-// CLI's "Invalid auth method selected.": the auth type lives only in
-// settings.json, and vault exec must not edit the user's ~/.gemini. It needs
-// the private overlay (src/serve/exec_overlay.ts, roster `exec_overlay`)
-// with one addition: GEMINI_CLI_HOME names a HOME whose `.gemini` is the
-// tool's dir (the overlay <session>/overlay-gemini/.gemini mirrors
-// ~/.gemini; GEMINI_CLI_HOME=<session>/overlay-gemini), and settings.json is
-// patched with json_set {security: {auth: {selectedType: gemini-api-key}}}.
+// A fresh home under `vault exec` needs the private overlay of vault exec
+// (roster `exec_overlay`): the auth type lives only in settings.json, and
+// vault exec must not edit the user's ~/.gemini. GEMINI_CLI_HOME names a
+// HOME whose `.gemini` is the tool's dir, so the overlay mirrors $HOME with
+// `.gemini/settings.json` copied and patched:
+//   exec_overlay: {env: GEMINI_CLI_HOME, user_dir: "~/", file: .gemini/settings.json,
+//                  json_set: {security: {auth: {selectedType: gemini-api-key}}}}
+// Without it Gemini CLI stops with "Invalid auth method selected.". The case
+// runs once the built-in roster's gemini entry has it.
+const GEMINI_EXEC_OVERLAY = Object.hasOwn(BUILTIN_ROSTER_SOURCE.gemini, "exec_overlay");
 
 agentCase(
   {
     agent: "gemini",
     mode: "api-key",
     transport: "exec-fresh-home",
-    note: "needs a vault exec overlay for GEMINI_CLI_HOME",
+    ...(GEMINI_EXEC_OVERLAY ? {} : { note: "needs a vault exec overlay for GEMINI_CLI_HOME" }),
     world: WORLD,
-    ignore: true,
+    ignore: !GEMINI_EXEC_OVERLAY,
   },
   async (world) => {
     const key = await world.storeCredential("gemini", "api_key");
