@@ -21,6 +21,7 @@
 
 import { join } from "node:path";
 import { assert, assertEquals } from "../../testing/assert.ts";
+import { BUILTIN_ROSTER_SOURCE } from "../../src/config/roster_builtin.ts";
 import {
   agentCase,
   ANSWERS,
@@ -142,16 +143,23 @@ agentCase(
 );
 
 // Under vault exec opencode's Anthropic provider has only ANTHROPIC_BASE_URL
-// (Claude Code's, without /v1): it needs opencode.json's baseURL from a private
-// overlay (or OPENCODE_CONFIG_CONTENT, which opencode also reads), which vault
-// exec does not give it yet.
+// (Claude Code's, without /v1): it needs opencode.json's baseURL from vault
+// exec's private overlay. opencode reads OPENCODE_CONFIG_DIR as one more
+// config dir, so the anthropic entry's
+//   exec_overlay: {env: OPENCODE_CONFIG_DIR, user_dir: "~/.config/opencode", file: opencode.json,
+//                  json_set: {provider: {anthropic: {options: {baseURL: "{vault_url}/v1"}}}}}
+// does it (checked on a copy of i16-codex). The case runs once the roster has it.
+const OPENCODE_EXEC_OVERLAY =
+  (BUILTIN_ROSTER_SOURCE.anthropic.exec_overlay as { env?: unknown } | undefined)?.env ===
+    "OPENCODE_CONFIG_DIR";
+
 agentCase(
   {
     agent: "opencode",
     mode: "api-key-anthropic",
     transport: "exec",
-    note: "needs opencode.json's baseURL under vault exec",
-    ignore: true,
+    ...(OPENCODE_EXEC_OVERLAY ? {} : { note: "needs opencode.json's baseURL under vault exec" }),
+    ignore: !OPENCODE_EXEC_OVERLAY,
   },
   async (world) => {
     const key = await world.storeCredential("anthropic", "api_key");
