@@ -222,6 +222,7 @@ Deno.test("routes: built-ins (openrouter under /api, anthropic, openai)", () => 
     "blablador",
     "coderabbit",
     "gemini",
+    "gemini-code-assist",
     "github",
     "gitlab",
     "kisski",

@@ -12,7 +12,11 @@ import { withSandboxVault } from "../testing/cli.ts";
 import { utf8 } from "../testing/fixtures.ts";
 import { baseUrlValue, BUILTIN_ROSTER } from "../src/config/roster.ts";
 
-import { CredentialImportError, parseCredentialFile } from "../src/config/cred_import.ts";
+import {
+  CredentialImportError,
+  parseCredentialFile,
+  phantomForm,
+} from "../src/config/cred_import.ts";
 import { processorFor } from "../src/broker/credential.ts";
 import { BUILTIN_ROUTES, upstreamBase, upstreamUrl } from "../src/providers/routes.ts";
 import type { HeaderList } from "../src/http/headers.ts";
@@ -144,4 +148,58 @@ Deno.test("cli: config apply writes security.auth.selectedType into Gemini CLI's
     assertEquals(disable.code, 0, disable.stderr);
     assertEquals(Deno.readTextFileSync(file), user);
   });
+});
+
+Deno.test("gemini-code-assist: Gemini CLI's Google login becomes an OAuth credential sent as Bearer to Code Assist; the roster sets the variables Gemini CLI reads", () => {
+  const g = BUILTIN_ROSTER.get("gemini-code-assist")!;
+  assertEquals(g.route.upstream, "https://cloudcode-pa.googleapis.com");
+  assertEquals(g.phantomEnv, ["GOOGLE_CLOUD_ACCESS_TOKEN"]);
+  assertEquals(g.baseUrlEnv, "CODE_ASSIST_ENDPOINT");
+  assertEquals(g.extraEnv, { GOOGLE_GENAI_USE_GCA: "true" });
+  // Gemini CLI calls <CODE_ASSIST_ENDPOINT>/v1internal:<method>.
+  const client = new URL(`${baseUrlValue(g, "http://localhost:9419")}/v1internal:loadCodeAssist`);
+  assertEquals(
+    upstreamUrl(upstreamBase(g.route, client.pathname), client.pathname, ""),
+    "https://cloudcode-pa.googleapis.com/v1internal:loadCodeAssist",
+  );
+  const access = "ya29.a0GoogleAccess0123456789abcdef";
+  const refresh = "1//0gGoogleRefresh0123456789abcdef";
+  const idToken = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.idsig0123456789";
+  const text = JSON.stringify(
+    {
+      access_token: access,
+      scope: "https://www.googleapis.com/auth/cloud-platform openid",
+      token_type: "Bearer",
+      id_token: idToken,
+      expiry_date: 1765000000000,
+      refresh_token: refresh,
+    },
+    null,
+    2,
+  );
+  const imported = parseCredentialFile("gemini-code-assist", utf8(text));
+  assertEquals(imported.format, "gemini-oauth");
+  assertEquals(imported.data, {
+    type: "oauth",
+    access_token: access,
+    refresh_token: refresh,
+    expires_at: 1765000000,
+    scope: "https://www.googleapis.com/auth/cloud-platform openid",
+    token_type: "Bearer",
+  });
+  const headers: HeaderList = [];
+  processorFor(g.route, imported.data).apply(headers);
+  assertEquals(headers, [["Authorization", `Bearer ${access}`]]);
+  // The phantom form: the phantom for both tokens, no id_token, nothing real left.
+  const phantom = "terok-p-0123456789abcdef0123456789abcdef";
+  const rewritten = new TextDecoder().decode(phantomForm(imported, utf8(text), phantom));
+  const value = JSON.parse(rewritten);
+  assertEquals([value.access_token, value.refresh_token, value.id_token], [
+    phantom,
+    phantom,
+    undefined,
+  ]);
+  assertEquals(value.expiry_date, 1765000000000);
+  for (const s of [access, refresh, idToken]) assert(!rewritten.includes(s));
+  assert(rewritten.startsWith('{\n  "access_token"'), rewritten);
 });

@@ -178,4 +178,22 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
     shared_dir: "_gemini-config",
     container_mount: "/home/dev/.gemini",
   },
+  // Gemini CLI with a Google login ("Login with Google"): its calls go to
+  // Google's Code Assist API with an OAuth token. Gemini CLI takes all of it
+  // from the environment — GOOGLE_GENAI_USE_GCA=true picks the login,
+  // GOOGLE_CLOUD_ACCESS_TOKEN is the token (the phantom: Gemini CLI then
+  // neither reads nor refreshes oauth_creds.json), CODE_ASSIST_ENDPOINT the
+  // base URL — so no settings file is needed (a settings.json choosing
+  // another auth type wins over the variables). The stored login is
+  // `vault cred import gemini-code-assist ~/.gemini/oauth_creds.json`.
+  "gemini-code-assist": {
+    ...BUILTIN_ROUTES_SOURCE["gemini-code-assist"],
+    credential_type: "oauth",
+    phantom_env: ["GOOGLE_CLOUD_ACCESS_TOKEN"],
+    base_url_env: "CODE_ASSIST_ENDPOINT",
+    extra_env: { GOOGLE_GENAI_USE_GCA: "true" },
+    shared_dir: "_gemini-config",
+    container_mount: "/home/dev/.gemini",
+    credential_file: "oauth_creds.json",
+  },
 };
