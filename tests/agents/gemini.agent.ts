@@ -241,29 +241,149 @@ agentCase(
   },
 );
 
+// ---------------------------------------------------------------- Google login
+
+/**
+ * Gemini CLI's Google login through vault: the gemini-code-assist provider.
+ * Gemini CLI takes it all from the environment — GOOGLE_GENAI_USE_GCA=true,
+ * GOOGLE_CLOUD_ACCESS_TOKEN (the phantom; it then never reads or refreshes
+ * oauth_creds.json), CODE_ASSIST_ENDPOINT (the broker) — and calls Google's
+ * Code Assist API: `/v1internal:loadCodeAssist`, `:retrieveUserQuota`,
+ * `:listExperiments`, `:generateContent` (routing), `:streamGenerateContent`
+ * (the turn), each with `Authorization: Bearer`. It also asks
+ * www.googleapis.com/oauth2/v2/userinfo for the account's e-mail directly
+ * (with the phantom; failing is harmless, and the sandbox has no network).
+ */
+const LOGIN_WORLD = {
+  redirects: { ...DEFAULT_REDIRECTS, "gemini-code-assist": { api: "gemini" } },
+};
+
+/** The fake's Code Assist endpoints (on its gemini API): answers wrapped as Code Assist wraps them. */
+function fakeCodeAssist(world: World): void {
+  const candidate = (text: string) => ({
+    candidates: [{ content: { role: "model", parts: [{ text }] }, finishReason: "STOP", index: 0 }],
+    usageMetadata: { promptTokenCount: 1, candidatesTokenCount: 1, totalTokenCount: 2 },
+  });
+  const fake = world.fake;
+  fake.on("gemini", "POST", "/v1internal:loadCodeAssist", () =>
+    Response.json({
+      currentTier: { id: "standard-tier", name: "Gemini Code Assist" },
+      allowedTiers: [{ id: "standard-tier", isDefault: true }],
+      cloudaicompanionProject: "fake-project",
+    }));
+  fake.on("gemini", "POST", "/v1internal:generateContent", () =>
+    Response.json({
+      response: candidate(JSON.stringify({
+        reasoning: "simple",
+        model_choice: "flash",
+        complexity_reasoning: "simple",
+        complexity_score: 10,
+      })),
+    }));
+  fake.on("gemini", "POST", "/v1internal:streamGenerateContent", () =>
+    new Response(
+      `data: ${JSON.stringify({ response: candidate(ANSWERS.gemini) })}\r\n\r\n`,
+      { headers: { "content-type": "text/event-stream" } },
+    ));
+}
+
+/** The run printed the answer; every Code Assist call carried the real access token, as Bearer. */
+function assertLoginTurn(
+  world: World,
+  run: { code: number; stdout: string; stderr: string; timedOut: boolean },
+  access: string,
+): void {
+  assertEquals(run.timedOut, false, "gemini did not finish");
+  assertEquals(run.code, 0, `gemini failed:\n${run.stdout}\n${run.stderr}`);
+  assert(run.stdout.includes(ANSWERS.gemini), `no answer in gemini's output:\n${run.stdout}`);
+  const calls = world.fake.of("gemini");
+  assert(calls.some((c) => c.path === "/v1internal:loadCodeAssist"), "no loadCodeAssist call");
+  const stream = calls.find((c) => c.path === "/v1internal:streamGenerateContent");
+  assert(stream !== undefined, "no streamGenerateContent call");
+  for (const c of calls) {
+    assertEquals(c.headers.authorization, `Bearer ${access}`, `${c.path}: not the real token`);
+    assert(c.headers["x-goog-api-key"] === undefined, `${c.path}: an x-goog-api-key header`);
+  }
+}
+
+/** Gemini CLI's oauth_creds.json (google-auth-library's cache) with this world's real tokens. */
+function googleLogin(world: World): { text: string; access: string } {
+  const access = world.secret("gemini", "google-access");
+  const text = JSON.stringify(
+    {
+      access_token: access,
+      scope: "https://www.googleapis.com/auth/cloud-platform openid",
+      token_type: "Bearer",
+      id_token: `eyJhbGciOiJSUzI1NiJ9.${world.secret("gemini", "google-id")}`,
+      expiry_date: Date.now() + 3_600_000,
+      refresh_token: world.secret("gemini", "google-refresh"),
+    },
+    null,
+    2,
+  );
+  world.realSecrets.push(JSON.parse(text).id_token);
+  return { text, access };
+}
+
+for (const transport of ["socket", "tcp"] as const) {
+  agentCase(
+    { agent: "gemini", mode: "oauth", transport, world: LOGIN_WORLD },
+    async (world) => {
+      fakeCodeAssist(world);
+      const access = await world.storeCredential("gemini-code-assist", "oauth");
+      const served = await world.serve();
+      const tcp = transport === "tcp" ? `tcp:${served.port}` : undefined;
+      const env = await world.configEnv({
+        scope: SCOPE,
+        subject: SUBJECT,
+        providers: ["gemini-code-assist"],
+        transport: tcp,
+      });
+      assertEquals(env.GOOGLE_GENAI_USE_GCA, "true");
+      const run = await world.sandbox({
+        argv: GEMINI,
+        env,
+        net: "none",
+        ...(tcp === undefined ? { brokerSocket: served.socket, httpBridge: true } : {
+          hostPorts: [served.port],
+          hosts: [...CONTAINER_HOSTS],
+          httpBridge: env.VAULT_HTTP_BRIDGE_LISTEN !== undefined,
+        }),
+      });
+      assertLoginTurn(world, run, access);
+    },
+  );
+}
+
 agentCase(
-  { agent: "gemini", mode: "oauth", transport: "import", note: "error", world: WORLD },
+  { agent: "gemini", mode: "oauth", transport: "exec", world: LOGIN_WORLD },
   async (world) => {
-    // Gemini CLI's Google login (~/.gemini/oauth_creds.json) talks to Google's
-    // Code Assist API (cloudcode-pa.googleapis.com), not the Gemini API, with a
-    // token google-auth-library refreshes itself: vault does not broker it and
-    // says so, storing and rewriting nothing.
-    const login = JSON.stringify(
-      {
-        access_token: world.secret("gemini", "google-access"),
-        refresh_token: world.secret("gemini", "google-refresh"),
-        scope: "https://www.googleapis.com/auth/cloud-platform openid",
-        token_type: "Bearer",
-        expiry_date: Date.now() + 3_600_000,
-      },
-      null,
-      2,
-    );
-    const file = await world.mountFile("_gemini-config", "oauth_creds.json", login);
-    const r = await world.vault([
+    fakeCodeAssist(world);
+    const access = await world.storeCredential("gemini-code-assist", "oauth");
+    const run = await world.exec({
+      scope: SCOPE,
+      subject: "local",
+      extra: ["--providers", "gemini-code-assist"],
+      argv: GEMINI,
+    });
+    assertLoginTurn(world, run, access);
+  },
+);
+
+agentCase(
+  { agent: "gemini", mode: "oauth", transport: "import", world: LOGIN_WORLD },
+  async (world) => {
+    // The user logged in with Google on the host (~/.gemini/oauth_creds.json in
+    // the shared dir): `vault cred import --replace-with-phantom` stores the
+    // login and leaves phantoms in the file (no id_token); the sandbox gets
+    // that dir and what `vault config env` printed.
+    fakeCodeAssist(world);
+    const login = googleLogin(world);
+    const file = await world.mountFile("_gemini-config", "oauth_creds.json", login.text);
+    const imported = await world.vault([
       "cred",
       "import",
-      "gemini",
+      "gemini-code-assist",
       file,
       "--replace-with-phantom",
       "--scope",
@@ -271,21 +391,26 @@ agentCase(
       "--subject",
       SUBJECT,
     ]);
-    assertEquals(r.code === 0, false, "the Google login was imported");
-    assert(/Gemini CLI's Google login \(oauth_creds\.json\)/.test(r.stderr), r.stderr);
-    assert(/vault cred set gemini/.test(r.stderr), r.stderr);
-    assertEquals(await Deno.readTextFile(file), login, "the login file was changed");
-    const list = await world.vault(["cred", "list"]);
-    assert(!/\bgemini\b/.test(list.stdout), `a gemini credential was stored:\n${list.stdout}`);
-    world.runs.push({
-      ...r,
-      ms: 0,
-      timedOut: false,
-      envDump: "",
-      agentEnvDump: "",
-      bridgeLog: "",
-      home: "",
+    assertEquals(imported.code, 0, `vault cred import: ${imported.stderr}`);
+    const rewritten = JSON.parse(await Deno.readTextFile(file));
+    world.notePhantoms(JSON.stringify(rewritten));
+    assert(/^terok-p-[0-9a-f]{32}$/.test(rewritten.access_token), "no phantom in oauth_creds.json");
+    assertEquals(rewritten.id_token, undefined);
+    const served = await world.serve();
+    const env = await world.configEnv({
+      scope: SCOPE,
+      subject: SUBJECT,
+      providers: ["gemini-code-assist"],
     });
+    const run = await world.sandbox({
+      argv: GEMINI,
+      env,
+      net: "none",
+      brokerSocket: served.socket,
+      httpBridge: true,
+      binds: await world.mountBinds(),
+    });
+    assertLoginTurn(world, run, login.access);
   },
 );
 
