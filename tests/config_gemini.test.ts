@@ -1,15 +1,17 @@
 /**
  * Gemini in the roster and the CLI: the built-in `gemini` entry's wiring
  * (GEMINI_API_KEY, GOOGLE_GEMINI_BASE_URL at the broker's root, where
- * Gemini CLI appends /v1beta/models/…), `config env` printing it, `cred set`
- * and `cred import` of a JSON key or Gemini CLI's `.env` storing what the
- * broker sends as `x-goog-api-key`, and Gemini CLI's Google login
- * (`oauth_creds.json`) refused with a clear one-line reason.
+ * Gemini CLI appends /v1beta/models/…; the settings.json patch), `config
+ * env` printing it, `cred set` and `cred import` of a JSON key or Gemini
+ * CLI's `.env` storing what the broker sends as `x-goog-api-key`; Gemini
+ * CLI's Google login (`oauth_creds.json`) imported for `gemini-code-assist`
+ * (sent as Bearer to Code Assist, its phantom form, its refresh through a
+ * routes file) and refused for `gemini` with the reason.
  */
 
 import { assert, assertEquals, assertMatch, assertThrows } from "../testing/assert.ts";
 import { withSandboxVault } from "../testing/cli.ts";
-import { utf8 } from "../testing/fixtures.ts";
+import { utf8, withTempStore } from "../testing/fixtures.ts";
 import { baseUrlValue, BUILTIN_ROSTER } from "../src/config/roster.ts";
 
 import {
@@ -18,7 +20,17 @@ import {
   phantomForm,
 } from "../src/config/cred_import.ts";
 import { processorFor } from "../src/broker/credential.ts";
-import { BUILTIN_ROUTES, upstreamBase, upstreamUrl } from "../src/providers/routes.ts";
+import {
+  BUILTIN_ROUTES,
+  BUILTIN_ROUTES_SOURCE,
+  mergeRoutes,
+  routesFromValue,
+  upstreamBase,
+  upstreamUrl,
+} from "../src/providers/routes.ts";
+import { join } from "node:path";
+import { OAuthRefresher } from "../src/broker/oauth.ts";
+import { UpstreamClient } from "../src/http/client.ts";
 import type { HeaderList } from "../src/http/headers.ts";
 
 const PASS = "gemini-config-test-passphrase";
@@ -63,7 +75,7 @@ Deno.test("cred import gemini: a JSON {api_key} and Gemini CLI's .env (GEMINI_AP
   }
 });
 
-Deno.test("cred import gemini: Gemini CLI's Google login (oauth_creds.json) is refused with its reason, no secret in the message", () => {
+Deno.test("cred import gemini: Gemini CLI's Google login (oauth_creds.json) is refused for gemini, naming gemini-code-assist; no secret in the message", () => {
   const access = "ya29.a0AfH6SMBgoogleAccessTokenValue0123456789";
   const refresh = "1//0gRefreshTokenValue0123456789abcdef";
   const text = JSON.stringify({
@@ -77,6 +89,7 @@ Deno.test("cred import gemini: Gemini CLI's Google login (oauth_creds.json) is r
   const e = assertThrows(() => parseCredentialFile("gemini", utf8(text)), CredentialImportError);
   assertMatch(e.message, /Gemini CLI's Google login \(oauth_creds\.json\)/);
   assertMatch(e.message, /vault cred set gemini/);
+  assertMatch(e.message, /vault cred import gemini-code-assist FILE/);
   assert(!e.message.includes(access) && !e.message.includes(refresh) && !e.message.includes("\n"));
 });
 
@@ -202,4 +215,63 @@ Deno.test("gemini-code-assist: Gemini CLI's Google login becomes an OAuth creden
   assertEquals(value.expiry_date, 1765000000000);
   for (const s of [access, refresh, idToken]) assert(!rewritten.includes(s));
   assert(rewritten.startsWith('{\n  "access_token"'), rewritten);
+});
+
+Deno.test("gemini-code-assist: an imported Google login is refreshed on the host by a routes file's oauth_refresh (form, client secret)", async () => {
+  await withTempStore("gemini refresh passphrase", async (store, dir) => {
+    const calls: string[] = [];
+    const endpoint = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+      calls.push(await req.text());
+      return Response.json({ access_token: "ya29.fresh-access", expires_in: 3599 });
+    });
+    const upstream = new UpstreamClient();
+    try {
+      // oauth_creds.json of a login whose access token has run out.
+      const login = JSON.stringify({
+        access_token: "ya29.old-access",
+        refresh_token: "1//google-refresh",
+        token_type: "Bearer",
+        expiry_date: Date.now() - 60_000,
+      });
+      const imported = parseCredentialFile("gemini-code-assist", utf8(login));
+      store.storeCredential("default", "gemini-code-assist", imported.data);
+      // The user's routes file: the built-in route plus Gemini CLI's OAuth client.
+      const routes = mergeRoutes(
+        BUILTIN_ROUTES,
+        routesFromValue({
+          "gemini-code-assist": {
+            ...BUILTIN_ROUTES_SOURCE["gemini-code-assist"],
+            oauth_refresh: {
+              token_url: `http://127.0.0.1:${endpoint.addr.port}/token`,
+              client_id: "gemini-cli-client.apps.googleusercontent.com",
+              client_secret: "gemini-cli-client-secret",
+              encoding: "form",
+            },
+          },
+        }, "routes.json"),
+      );
+      const refresher = new OAuthRefresher({
+        store,
+        routes,
+        lockDir: join(dir, "locks"),
+        upstream,
+      });
+      assertEquals(await refresher.tick(), 1);
+      assertEquals(Object.fromEntries(new URLSearchParams(calls[0])), {
+        grant_type: "refresh_token",
+        refresh_token: "1//google-refresh",
+        client_id: "gemini-cli-client.apps.googleusercontent.com",
+        client_secret: "gemini-cli-client-secret",
+      });
+      const fresh = store.loadCredential("default", "gemini-code-assist")!;
+      // Google sends no new refresh token: the old one is kept.
+      assertEquals([fresh.access_token, fresh.refresh_token], [
+        "ya29.fresh-access",
+        "1//google-refresh",
+      ]);
+    } finally {
+      upstream.close();
+      await endpoint.shutdown();
+    }
+  });
 });
