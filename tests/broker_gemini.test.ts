@@ -48,25 +48,32 @@ interface Ctx {
   port: number;
   seen: Seen[];
   token: string;
+  /** A token of another provider (openai, Bearer route) whose upstream is the same fake. */
+  openaiToken: string;
 }
 
 async function withGeminiBroker(fn: (ctx: Ctx) => Promise<void>): Promise<void> {
   await withTempStore("gemini passphrase", async (store, dir) => {
     const upstream = fakeGemini();
     store.storeCredential("default", "gemini", { type: "api_key", key: REAL });
+    store.storeCredential("default", "openai", { type: "api_key", key: "sk-REAL-openai" });
     const token = store.createToken("proj", "t1", "default", "gemini");
+    const openaiToken = store.createToken("proj", "t1", "default", "openai");
     // The built-in route's fields, only its upstream pointed at the fake.
     const route = { ...BUILTIN_ROUTES_SOURCE.gemini, upstream: upstream.origin };
     const broker = await startBroker({
       store,
-      routes: routesFromValue({ gemini: route }, "routes.json"),
+      routes: routesFromValue(
+        { gemini: route, openai: { upstream: upstream.origin } },
+        "routes.json",
+      ),
       listeners: [{ tcpPort: 0 }],
       auditPath: join(dir, "audit.jsonl"),
     });
     try {
       const hostPort = broker.bindings[0].label.slice("tcp:".length);
       const port = Number(hostPort.slice(hostPort.lastIndexOf(":") + 1));
-      await fn({ base: `http://${hostPort}`, port, seen: upstream.seen, token });
+      await fn({ base: `http://${hostPort}`, port, seen: upstream.seen, token, openaiToken });
     } finally {
       await broker.close();
       await upstream.server.shutdown();
@@ -206,6 +213,22 @@ Deno.test("gemini: two x-goog-api-key headers, or Authorization beside it — on
     }
     const text = upstreamText(seen);
     assert(!text.includes(token) && !text.includes("sandbox-chosen-key"));
+  });
+});
+
+Deno.test("a token in ?key= counts only for a Google-keyed route: an openai token there → 401, nothing upstream; in a header it goes", async () => {
+  await withGeminiBroker(async ({ base, seen, openaiToken }) => {
+    const inQuery = await fetch(`${base}/v1/models?key=${openaiToken}`);
+    assertEquals([inQuery.status, await inQuery.text()], [401, "Missing authentication"]);
+    assertEquals(seen.length, 0);
+    // The same token as Bearer goes, and a `key` parameter holding it never does.
+    const inHeader = await fetch(`${base}/v1/models?key=${openaiToken}&limit=1`, {
+      headers: { authorization: `Bearer ${openaiToken}` },
+    });
+    assertEquals(inHeader.status, 200);
+    await inHeader.body?.cancel();
+    assertEquals(seen.map((s) => s.target), ["/v1/models?limit=1"]);
+    assert(!upstreamText(seen).includes(openaiToken));
   });
 });
 

@@ -11,8 +11,8 @@
  *    `GET /-/metrics` Prometheus text (`metrics.ts`), both without a token;
  *    otherwise the phantom token is taken from `Authorization` (any
  *    scheme), `X-Api-Key`, `X-Goog-Api-Key` or `Private-Token`, else from
- *    a `key` query parameter (Google's). Missing → 401 `Missing
- *    authentication`.
+ *    a `key` query parameter (Google's; it counts only for a route keyed by
+ *    `x-goog-api-key`). Missing → 401 `Missing authentication`.
  * 2. {@link authorize}: the token is looked up on every request — a
  *    revoked token stops at the next request — through the token gate's
  *    `authorize` (shared with the envelope service); unknown, revoked, or
@@ -55,7 +55,7 @@
 import type { TokenRecord } from "../tokens/resolver.ts";
 import type { TokenBinding } from "../tokens/gate.ts";
 import { MARKER_SUBJECT, markerProvider } from "../tokens/markers.ts";
-import { extractToken, queryWithoutToken } from "../http/extract.ts";
+import { extractToken, queryKeyToken, queryWithoutToken } from "../http/extract.ts";
 import { forwardRequestHeaders, type HeaderList, relayResponseHeaders } from "../http/headers.ts";
 import {
   InvalidRequestTarget,
@@ -193,6 +193,8 @@ export class BrokerExchange {
   audited = false;
   /** The phantom token presented ({@link extract}). */
   presented = "";
+  /** Whether it came in the query's `key` parameter (no token header): Google-keyed routes only. */
+  presentedInQuery = false;
   /** What the token stands for ({@link authorize}). */
   grant: TokenRecord | null = null;
   /** The provider's route ({@link route}). */
@@ -275,7 +277,11 @@ export function extract(x: BrokerExchange): ServerResponse | Promise<ServerRespo
     audit(x, 200, "health");
     return textResponse(200, "application/json", '{"status":"ok"}');
   }
-  const presented = extractToken(request.headers, x.query);
+  let presented = extractToken(request.headers);
+  if (presented === null) {
+    presented = queryKeyToken(x.query);
+    x.presentedInQuery = presented !== null;
+  }
   if (presented === null) return x.refuse(401, "Missing authentication", "missing_token");
   x.presented = presented;
   return null;
@@ -317,6 +323,10 @@ export function route(x: BrokerExchange): ServerResponse | null {
   const grant = x.grant!;
   const found = services.routes.get(grant.provider);
   if (!found) return x.refuse(404, `No route for provider: ${grant.provider}`, "no_route");
+  // A token in `?key=` is Google's way only: any other route wants it in a header.
+  if (x.presentedInQuery && !isGoogleKeyRoute(found)) {
+    return x.refuse(401, "Missing authentication", "missing_token");
+  }
   const credential = services.grants.credential(grant.credentialSet, found);
   if (!credential) {
     return x.refuse(502, "Credential not configured for this provider", "credential_missing");

@@ -48,7 +48,7 @@ export function extractToken(headers: HeaderList, query = ""): string | null {
     const ws = WS_RUN.exec(value);
     return ws === null ? value : value.slice(ws.index + ws[0].length);
   }
-  return query === "" ? null : queryKey(query);
+  return queryKeyToken(query);
 }
 
 /** Percent-decoding that never throws: a malformed escape leaves the text as it is. */
@@ -72,8 +72,13 @@ function decodedParam(part: string): { name: string; value: string } {
   };
 }
 
-/** The first non-empty `key` parameter of a raw query (decoded, trimmed); null when none. */
-function queryKey(query: string): string | null {
+/**
+ * The first non-empty `key` parameter of a raw query (without `?`;
+ * percent-decoded, trimmed): where Google's APIs also take their key. Null
+ * when none.
+ */
+export function queryKeyToken(query: string): string | null {
+  if (query === "") return null;
   for (const part of query.split("&")) {
     const { name, value } = decodedParam(part);
     if (name !== QUERY_KEY_PARAM) continue;
