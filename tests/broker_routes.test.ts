@@ -221,6 +221,8 @@ Deno.test("routes: built-ins (openrouter under /api, anthropic, openai)", () => 
     "anthropic",
     "blablador",
     "coderabbit",
+    "gemini",
+    "gemini-code-assist",
     "github",
     "gitlab",
     "kisski",

@@ -10,8 +10,9 @@
  * 1. {@link extract}: `GET|HEAD /-/health` answers `{"status":"ok"}` and
  *    `GET /-/metrics` Prometheus text (`metrics.ts`), both without a token;
  *    otherwise the phantom token is taken from `Authorization` (any
- *    scheme), `X-Api-Key` or `Private-Token`. Missing → 401 `Missing
- *    authentication`.
+ *    scheme), `X-Api-Key`, `X-Goog-Api-Key` or `Private-Token`, else from
+ *    a `key` query parameter (Google's; it counts only for a route keyed by
+ *    `x-goog-api-key`). Missing → 401 `Missing authentication`.
  * 2. {@link authorize}: the token is looked up on every request — a
  *    revoked token stops at the next request — through the token gate's
  *    `authorize` (shared with the envelope service); unknown, revoked, or
@@ -25,7 +26,9 @@
  *    segment, or one that cannot be forwarded unchanged → 400 `Bad request
  *    target`.
  * 4. {@link forward}: the request goes upstream with the raw path and raw
- *    query verbatim, the client's headers minus auth, hop-by-hop and
+ *    query verbatim (minus any parameter holding the presented token, and
+ *    on a route keyed by `x-goog-api-key` minus every `key` parameter),
+ *    the client's headers minus auth, hop-by-hop and
  *    `Host`, the real credential injected by its processor, the body
  *    streamed (never buffered). A disconnect before the response headers
  *    is retried once for a bodiless idempotent request → 502 `Upstream
@@ -52,7 +55,7 @@
 import type { TokenRecord } from "../tokens/resolver.ts";
 import type { TokenBinding } from "../tokens/gate.ts";
 import { MARKER_SUBJECT, markerProvider } from "../tokens/markers.ts";
-import { extractToken } from "../http/extract.ts";
+import { extractToken, queryKeyToken, queryWithoutToken } from "../http/extract.ts";
 import { forwardRequestHeaders, type HeaderList, relayResponseHeaders } from "../http/headers.ts";
 import {
   InvalidRequestTarget,
@@ -190,6 +193,8 @@ export class BrokerExchange {
   audited = false;
   /** The phantom token presented ({@link extract}). */
   presented = "";
+  /** Whether it came in the query's `key` parameter (no token header): Google-keyed routes only. */
+  presentedInQuery = false;
   /** What the token stands for ({@link authorize}). */
   grant: TokenRecord | null = null;
   /** The provider's route ({@link route}). */
@@ -252,8 +257,9 @@ export function brokerHandler(
 /**
  * Pass 1, extract: the broker's own endpoints (`/-/health`, `/-/metrics`,
  * no token) are answered here; otherwise the phantom token is taken from
- * the request (`Authorization` any scheme, `X-Api-Key`, `Private-Token`) →
- * 401 `Missing authentication` without one.
+ * the request (`Authorization` any scheme, `X-Api-Key`, `X-Goog-Api-Key`,
+ * `Private-Token`, else a `key` query parameter) → 401 `Missing
+ * authentication` without one.
  */
 export function extract(x: BrokerExchange): ServerResponse | Promise<ServerResponse> | null {
   const { path, request } = x;
@@ -271,7 +277,11 @@ export function extract(x: BrokerExchange): ServerResponse | Promise<ServerRespo
     audit(x, 200, "health");
     return textResponse(200, "application/json", '{"status":"ok"}');
   }
-  const presented = extractToken(request.headers);
+  let presented = extractToken(request.headers);
+  if (presented === null) {
+    presented = queryKeyToken(x.query);
+    x.presentedInQuery = presented !== null;
+  }
   if (presented === null) return x.refuse(401, "Missing authentication", "missing_token");
   x.presented = presented;
   return null;
@@ -313,6 +323,10 @@ export function route(x: BrokerExchange): ServerResponse | null {
   const grant = x.grant!;
   const found = services.routes.get(grant.provider);
   if (!found) return x.refuse(404, `No route for provider: ${grant.provider}`, "no_route");
+  // A token in `?key=` is Google's way only: any other route wants it in a header.
+  if (x.presentedInQuery && !isGoogleKeyRoute(found)) {
+    return x.refuse(401, "Missing authentication", "missing_token");
+  }
   const credential = services.grants.credential(grant.credentialSet, found);
   if (!credential) {
     return x.refuse(502, "Credential not configured for this provider", "credential_missing");
@@ -325,7 +339,10 @@ export function route(x: BrokerExchange): ServerResponse | null {
   if (hasDotSegment(path)) return x.refuse(400, "Bad request target", "bad_request");
   try {
     const target = upstreamTarget(found, path, processor.isOAuth);
-    x.url = upstreamUrl(target.base, target.path, x.query);
+    // The presented phantom never leaves in the query, and a Google-style
+    // route (key header x-goog-api-key) never forwards a `key` parameter.
+    const query = queryWithoutToken(x.query, x.presented, isGoogleKeyRoute(found));
+    x.url = upstreamUrl(target.base, target.path, query);
   } catch (error) {
     if (error instanceof InvalidRequestTarget) {
       return x.refuse(400, "Bad request target", "bad_request");
@@ -341,6 +358,11 @@ export function route(x: BrokerExchange): ServerResponse | null {
   x.headers = headers;
   x.rules = scrubRulesFor(processor, x.presented);
   return null;
+}
+
+/** A route whose static credential is Google's API key (`x-goog-api-key`), read by Google also from `?key=`. */
+function isGoogleKeyRoute(route: Route): boolean {
+  return route.authHeader.toLowerCase() === "x-goog-api-key";
 }
 
 /**

@@ -11,6 +11,7 @@
  * | `glab-config`        | glab `config.yml`             | `{type: "pat", token, host}` (gitlab.com first) |
  * | `vibe-env`           | Vibe `.env`                   | `{type: "api_key", key}` from `MISTRAL_API_KEY` (or `<PROVIDER>_API_KEY`) |
  * | `json-api-key`       | JSON `{api_key}` / `{key}`    | `{type: "api_key", key}`                   |
+ * | `gemini-oauth`       | Gemini CLI `oauth_creds.json` (Google login) | `{type: "oauth", access_token, refresh_token, expires_at (s), scope, token_type}` |
  *
  * The phantom form replaces every copy of the real secret with a marker or
  * a phantom token and keeps the rest of the file: JSON files are
@@ -371,6 +372,7 @@ function recognise(text: string, provider: string): ImportFormat | undefined {
       return "codex-auth";
     }
     if (jsonKeyField(value) !== undefined) return "json-api-key";
+    if (isGoogleLogin(value)) return "gemini-oauth";
     return undefined;
   }
   const env = envAssignments(text);
@@ -389,6 +391,43 @@ function recognise(text: string, provider: string): ImportFormat | undefined {
   return undefined;
 }
 
+/**
+ * Whether `value` is a Google OAuth login as google-auth-library caches it
+ * (Gemini CLI's `~/.gemini/oauth_creds.json`): an access or refresh token
+ * and a numeric `expiry_date` (milliseconds).
+ */
+function isGoogleLogin(value: Json): boolean {
+  return typeof value.expiry_date === "number" &&
+    (typeof value.access_token === "string" || typeof value.refresh_token === "string");
+}
+
+/** Gemini CLI's `oauth_creds.json` (a Google login) in the broker's OAuth shape. */
+function parseGeminiOAuth(value: Json): Json {
+  const out: Json = {
+    type: "oauth",
+    access_token: secret(value.access_token, "access_token"),
+    expires_at: expirySeconds(value.expiry_date),
+  };
+  if (typeof value.refresh_token === "string" && value.refresh_token !== "") {
+    out.refresh_token = secret(value.refresh_token, "refresh_token");
+  }
+  if (typeof value.scope === "string") out.scope = value.scope;
+  if (typeof value.token_type === "string") out.token_type = value.token_type;
+  return out;
+}
+
+/**
+ * `oauth_creds.json` with the phantom as its access and refresh token and
+ * without its id_token (an identity token the broker never needs).
+ */
+function geminiOAuthPhantom(text: string, phantom: string): string {
+  const value = parseJson(text) as Json;
+  const out: Json = { ...value, access_token: phantom };
+  if (Object.hasOwn(value, "refresh_token")) out.refresh_token = phantom;
+  delete out.id_token;
+  return jsonLike(text, out);
+}
+
 /** Parses `text` as `format` into the broker's shape. */
 function parseAs(format: ImportFormat, text: string, provider: string): Json {
   if (format === "vibe-env") return parseVibeEnv(text, provider);
@@ -401,6 +440,7 @@ function parseAs(format: ImportFormat, text: string, provider: string): Json {
   if (!isObject(value)) throw new CredentialImportError("the JSON is not an object");
   if (format === "claude-credentials") return parseClaude(value);
   if (format === "codex-auth") return parseCodex(value);
+  if (format === "gemini-oauth") return parseGeminiOAuth(value);
   return parseJsonApiKey(value);
 }
 
@@ -437,6 +477,14 @@ function isStandIn(value: string): boolean {
 function parseAny(provider: string, bytes: Uint8Array, format?: ImportFormat): ImportedCredential {
   const { text } = decode(bytes);
   const chosen = format ?? recognise(text, provider);
+  if (chosen === "gemini-oauth" && provider === "gemini") {
+    throw new CredentialImportError(
+      "this is Gemini CLI's Google login (oauth_creds.json): it goes to Google's Code Assist " +
+        "API, not the Gemini API; import it for gemini-code-assist " +
+        "(vault cred import gemini-code-assist FILE), or store a Gemini API key for gemini " +
+        "(vault cred set gemini)",
+    );
+  }
   if (chosen === undefined) {
     throw new CredentialImportError(
       "unknown credential file shape: expected Claude Code .credentials.json, Codex auth.json, " +
@@ -632,6 +680,10 @@ function secretsOf(imported: ImportedCredential, text: string): string[] {
       out.push(t.access_token, t.refresh_token, t.id_token);
     }
   }
+  if (imported.format === "gemini-oauth") {
+    const value = parseJson(text);
+    if (isObject(value)) out.push(value.id_token);
+  }
   const real = (s: unknown): s is string =>
     typeof s === "string" && s !== "" && !isStandIn(s) && s !== syntheticIdToken(s);
   return [...new Set(out.filter(real))];
@@ -700,6 +752,9 @@ export function phantomForm(
       break;
     case "json-api-key":
       out = jsonApiKeyPhantom(text, phantom);
+      break;
+    case "gemini-oauth":
+      out = geminiOAuthPhantom(text, phantom);
       break;
     case "gh-hosts":
     case "glab-config":

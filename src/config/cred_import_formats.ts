@@ -12,7 +12,8 @@ export type ImportFormat =
   | "gh-hosts"
   | "glab-config"
   | "vibe-env"
-  | "json-api-key";
+  | "json-api-key"
+  | "gemini-oauth";
 
 /** Every {@link ImportFormat}, in the order shapes are recognised. */
 export const IMPORT_FORMATS: readonly ImportFormat[] = [
@@ -22,4 +23,5 @@ export const IMPORT_FORMATS: readonly ImportFormat[] = [
   "gh-hosts",
   "glab-config",
   "vibe-env",
+  "gemini-oauth",
 ];

@@ -735,7 +735,7 @@ function builtinBuilder(): RosterBuilder {
   return builder;
 }
 
-/** The built-in roster (anthropic, openai, mistral, github, gitlab, openrouter, sonarcloud, blablador, kisski, coderabbit). */
+/** The built-in roster (anthropic, openai, mistral, github, gitlab, openrouter, sonarcloud, blablador, kisski, coderabbit, gemini). */
 export const BUILTIN_ROSTER: Roster = builtinBuilder().build();
 
 /** Parses a roster file's text; the message names the position, never the text. */

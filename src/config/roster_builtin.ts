@@ -200,4 +200,48 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
     shared_dir: "_coderabbit-config",
     container_mount: "/home/dev/.coderabbit",
   },
+  // Google's Gemini API for Gemini CLI (not one of terok's). Gemini CLI reads
+  // GEMINI_API_KEY and appends /v1beta/models/… to GOOGLE_GEMINI_BASE_URL;
+  // with that variable set and no auth type in settings.json it stops with
+  // "Invalid auth method selected." (0.61): its settings.json must say
+  // security.auth.selectedType = "gemini-api-key" (no variable does).
+  gemini: {
+    ...BUILTIN_ROUTES_SOURCE.gemini,
+    credential_type: "api_key",
+    phantom_env: ["GEMINI_API_KEY"],
+    base_url_env: "GOOGLE_GEMINI_BASE_URL",
+    shared_config_patch: {
+      file: "settings.json",
+      json_set: { security: { auth: { selectedType: "gemini-api-key" } } },
+    },
+    // vault exec: Gemini CLI finds .gemini under GEMINI_CLI_HOME (its home);
+    // the overlay links the user's home entries and patches a private copy of
+    // .gemini/settings.json.
+    exec_overlay: {
+      env: "GEMINI_CLI_HOME",
+      user_dir: "~/",
+      file: ".gemini/settings.json",
+      json_set: { security: { auth: { selectedType: "gemini-api-key" } } },
+    },
+    shared_dir: "_gemini-config",
+    container_mount: "/home/dev/.gemini",
+  },
+  // Gemini CLI with a Google login ("Login with Google"): its calls go to
+  // Google's Code Assist API with an OAuth token. Gemini CLI takes all of it
+  // from the environment — GOOGLE_GENAI_USE_GCA=true picks the login,
+  // GOOGLE_CLOUD_ACCESS_TOKEN is the token (the phantom: Gemini CLI then
+  // neither reads nor refreshes oauth_creds.json), CODE_ASSIST_ENDPOINT the
+  // base URL — so no settings file is needed (a settings.json choosing
+  // another auth type wins over the variables). The stored login is
+  // `vault cred import gemini-code-assist ~/.gemini/oauth_creds.json`.
+  "gemini-code-assist": {
+    ...BUILTIN_ROUTES_SOURCE["gemini-code-assist"],
+    credential_type: "oauth",
+    phantom_env: ["GOOGLE_CLOUD_ACCESS_TOKEN"],
+    base_url_env: "CODE_ASSIST_ENDPOINT",
+    extra_env: { GOOGLE_GENAI_USE_GCA: "true" },
+    shared_dir: "_gemini-config",
+    container_mount: "/home/dev/.gemini",
+    credential_file: "oauth_creds.json",
+  },
 };

@@ -31,8 +31,16 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   "upgrade",
 ]);
 
-/** Headers a client may carry its phantom token in, lowercase, in lookup order. */
-export const AUTH_HEADERS: readonly string[] = ["authorization", "x-api-key", "private-token"];
+/**
+ * Headers a client may carry its phantom token in, lowercase, in lookup
+ * order. `x-goog-api-key` is Google's (the Gemini API's) key header.
+ */
+export const AUTH_HEADERS: readonly string[] = [
+  "authorization",
+  "x-api-key",
+  "x-goog-api-key",
+  "private-token",
+];
 
 /** Characters never allowed in a header value (NUL, CR, LF). */
 const BAD_VALUE = /[\0\r\n]/;
@@ -76,7 +84,8 @@ function connectionListed(values: readonly string[]): Set<string> {
  * (connection, keep-alive, proxy-authenticate, proxy-authorization, te,
  * trailer, transfer-encoding, upgrade), names listed in the client's
  * Connection header, every incoming auth header (authorization, x-api-key,
- * private-token), and host. Order, repeats and name casing are kept.
+ * x-goog-api-key, private-token), and host. Order, repeats and name
+ * casing are kept.
  */
 export function forwardRequestHeaders(incoming: HeaderList): HeaderList {
   const conn = headerValue(incoming, "connection");

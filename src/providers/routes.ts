@@ -345,13 +345,29 @@ export const BUILTIN_ROUTES_SOURCE = {
     auth_header: "Authorization",
     auth_prefix: "Bearer ",
   },
+  // Google's Gemini API (not one of terok's): the key in x-goog-api-key, as
+  // Google's SDKs send it; clients append /v1beta/models/… to the base URL.
+  gemini: {
+    upstream: "https://generativelanguage.googleapis.com",
+    auth_header: "x-goog-api-key",
+    auth_prefix: "",
+  },
+  // Gemini CLI's Google login: Google's Code Assist API, an OAuth bearer token
+  // (clients call <base>/v1internal:<method>).
+  "gemini-code-assist": {
+    upstream: "https://cloudcode-pa.googleapis.com",
+    auth_header: "Authorization",
+    auth_prefix: "Bearer ",
+  },
 };
 
 /**
  * Built-in routes for the providers of the reference's table (HEAD keys:
  * anthropic, openai, mistral, github, gitlab, openrouter, blablador,
- * kisski, sonarcloud, coderabbit). OpenRouter's upstream is
- * https://openrouter.ai/api (terok's lacks /api: a bug not copied).
+ * kisski, sonarcloud, coderabbit), Google's Gemini API (gemini) and its
+ * Code Assist API for a Google login (gemini-code-assist).
+ * OpenRouter's upstream is https://openrouter.ai/api (terok's lacks /api:
+ * a bug not copied).
  */
 export const BUILTIN_ROUTES: Routes = routesFromValue(BUILTIN_ROUTES_SOURCE, "<built-in routes>");
 

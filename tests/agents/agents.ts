@@ -71,6 +71,12 @@ export const AGENTS: readonly Agent[] = [
   ]),
   agent("gemini", "Gemini CLI", "@google/gemini-cli", "/home/dev/.gemini", [
     { mode: "api-key", provider: "gemini", credential: "api_key", label: "API key" },
+    {
+      mode: "oauth",
+      provider: "gemini-code-assist",
+      credential: "oauth",
+      label: "Google login (OAuth)",
+    },
   ]),
   agent("opencode", "opencode", "opencode-ai", "/home/dev/.config/opencode", [
     { mode: "api-key-openai", provider: "openai", credential: "api_key", label: "OpenAI API key" },

@@ -170,8 +170,9 @@ function addCredImport(cred: Command, ctx: Context): void {
 Formats: Claude Code .credentials.json (claude-credentials), Codex auth.json
 (codex-auth), gh hosts.yml (gh-hosts), glab config.yml (glab-config), a Vibe
 .env with MISTRAL_API_KEY (vibe-env), JSON {"api_key": …} or {"key": …}
-(json-api-key). The credential is stored in the broker's shape; what was
-stored is printed masked.
+(json-api-key), Gemini CLI's Google login oauth_creds.json (gemini-oauth,
+for gemini-code-assist). The credential is stored in the broker's shape;
+what was stored is printed masked.
 
 --replace-with-phantom then replaces the file (temporary file in the same
 directory, fsync, rename; mode kept; a symbolic link is refused) so that the
