@@ -184,21 +184,33 @@ function insertEdit(text: string, obj: Node, path: JsonPath, value: unknown): Ed
   const last = obj.children?.[obj.children.length - 1];
   if (last !== undefined) {
     const end = last.offset + last.length;
-    const scanner = createScanner(text.slice(end), false);
-    let token = scanner.scan();
-    while (token === TRIVIA) token = scanner.scan();
-    if (token === COMMA) {
-      token = scanner.scan();
-      while (token === TRIVIA || token === LINE_COMMENT || token === BLOCK_COMMENT) {
-        token = scanner.scan();
-      }
-      if (token === LINE_BREAK) {
-        const member = `${JSON.stringify(path[path.length - 1])}: ${JSON.stringify(value)}`;
-        return { offset: end + scanner.getTokenOffset(), length: 0, content: `\n${member},` };
-      }
+    const lineBreak = commaThenLineBreak(text, end);
+    if (lineBreak !== null) {
+      const member = `${JSON.stringify(path[path.length - 1])}: ${JSON.stringify(value)}`;
+      return { offset: lineBreak.offset, length: 0, content: `\n${member},` };
     }
   }
   return modify(text, [...path], value, {})[0];
+}
+
+/**
+ * Where the line break is when `text` from `end` holds a comma, then only
+ * spaces and comments up to the end of the line; null otherwise.
+ */
+function commaThenLineBreak(
+  text: string,
+  end: number,
+): { offset: number; length: number } | null {
+  const scanner = createScanner(text.slice(end), false);
+  let token = scanner.scan();
+  while (token === TRIVIA) token = scanner.scan();
+  if (token !== COMMA) return null;
+  token = scanner.scan();
+  while (token === TRIVIA || token === LINE_COMMENT || token === BLOCK_COMMENT) {
+    token = scanner.scan();
+  }
+  if (token !== LINE_BREAK) return null;
+  return { offset: end + scanner.getTokenOffset(), length: scanner.getTokenLength() };
 }
 
 /**
@@ -209,19 +221,10 @@ function insertEdit(text: string, obj: Node, path: JsonPath, value: unknown): Ed
 function removeEdit(text: string, prop: Node, path: JsonPath): Edit {
   const lineStart = text.lastIndexOf("\n", prop.offset - 1) + 1;
   if (/^[ \t]*$/.test(text.slice(lineStart, prop.offset)) && lineStart > 0) {
-    const end = prop.offset + prop.length;
-    const scanner = createScanner(text.slice(end), false);
-    let token = scanner.scan();
-    while (token === TRIVIA) token = scanner.scan();
-    if (token === COMMA) {
-      token = scanner.scan();
-      while (token === TRIVIA || token === LINE_COMMENT || token === BLOCK_COMMENT) {
-        token = scanner.scan();
-      }
-      if (token === LINE_BREAK) {
-        const stop = end + scanner.getTokenOffset() + scanner.getTokenLength();
-        return { offset: lineStart, length: stop - lineStart, content: "" };
-      }
+    const lineBreak = commaThenLineBreak(text, prop.offset + prop.length);
+    if (lineBreak !== null) {
+      const stop = lineBreak.offset + lineBreak.length;
+      return { offset: lineStart, length: stop - lineStart, content: "" };
     }
   }
   return modify(text, [...path], undefined, {})[0];
