@@ -15,6 +15,14 @@
  *
  * All four defaults can be changed ({@link TransportDefaults}).
  *
+ * In TCP mode nothing creates the bridge socket unless the container runs
+ * `vault http-bridge --listen unix:<socket> --broker tcp:<host>:<port>`
+ * ({@link bridgeCommand}). So a provider's socket variable is left out
+ * there when the tool also has a base-URL variable (it then reaches the
+ * broker over TCP; Claude Code, given `ANTHROPIC_UNIX_SOCKET`, would use
+ * only that socket and retry `Connection error.` forever), and kept with a
+ * note naming the bridge command when the socket is its only way.
+ *
  * @module
  */
 
@@ -85,6 +93,16 @@ export function vaultLocation(
 export function substitute(value: string, location: VaultLocation): string {
   return value.replaceAll("{vault_url}", location.vaultUrl)
     .replaceAll("{vault_socket}", location.vaultSocket);
+}
+
+/** True when `value` (a patch, any JSON-like value) holds `{vault_socket}` anywhere. */
+export function usesVaultSocket(value: unknown): boolean {
+  if (typeof value === "string") return value.includes("{vault_socket}");
+  if (Array.isArray(value)) return value.some(usesVaultSocket);
+  if (value !== null && typeof value === "object") {
+    return Object.entries(value).some(([k, v]) => usesVaultSocket(k) || usesVaultSocket(v));
+  }
+  return false;
 }
 
 /** One environment variable. */
@@ -181,6 +199,14 @@ export interface MintOptions {
   signer?: SignerAddress;
   /** The base URL a provider's tools want from `{vault_url}` (default: `{vault_url}` itself). */
   baseUrlFor?: (provider: string, vaultUrl: string) => string;
+  /**
+   * Whether `location.vaultSocket` exists where the variables are used
+   * (default: only with the socket transport; `vault exec` passes true for
+   * its private broker socket). Without it, socket variables are left out
+   * for tools that have a base-URL variable, and kept with a bridge note
+   * for the others.
+   */
+  socketExists?: boolean;
 }
 
 /** What {@link mintContainerEnv} made. */
@@ -195,6 +221,17 @@ export interface MintedEnv {
   minted: number;
   /** The tokens minted (to revoke exactly these later). */
   tokens: string[];
+  /** One-line notes for the user (stderr): socket variables left out, a bridge to start. */
+  notes: string[];
+}
+
+/**
+ * The command that creates the in-container bridge socket of the TCP
+ * transport (run inside the container, before the tools that use it).
+ */
+export function bridgeCommand(location: VaultLocation): string {
+  const hostPort = location.vaultUrl.replace(/^https?:\/\//, "").replace(/\/.*$/, "");
+  return `vault http-bridge --listen unix:${location.vaultSocket} --broker tcp:${hostPort}`;
 }
 
 /** The store calls {@link mintContainerEnv} makes (a `CredentialStore` has them). */
@@ -216,7 +253,8 @@ export interface EnvStore {
  * container's variables (reference terok-config §10):
  * - per provider: the token in its phantom variables (the OAuth ones for an
  *   OAuth credential, when it has them), `{vault_url}` in its base-URL
- *   variable, `{vault_socket}` in its socket variable, its fixed variables;
+ *   variable, `{vault_socket}` in its socket variable (where the socket
+ *   exists, see {@link MintOptions.socketExists}), its fixed variables;
  * - the bridge settings: `TEROK_VAULT_LOOPBACK_PORT` and
  *   `VAULT_HTTP_BRIDGE_LISTEN`/`VAULT_HTTP_BRIDGE_BROKER` (socket transport),
  *   `TEROK_TOKEN_BROKER_PORT` (TCP);
@@ -240,7 +278,16 @@ export function mintContainerEnv(
   const host = vaultUrl.replace(/^https?:\/\//, "").replace(/\/.*$/, "");
   const sub = (value: string) =>
     substitute(value, options.location).replaceAll("{vault_host}", host);
-  const out: MintedEnv = { vars: [], providers: [], skipped: [], minted: 0, tokens: [] };
+  const out: MintedEnv = {
+    vars: [],
+    providers: [],
+    skipped: [],
+    minted: 0,
+    tokens: [],
+    notes: [],
+  };
+  const socketExists = options.socketExists ?? options.transport.kind === "socket";
+  let bridgeNeeded = false;
   const set1 = (name: string, value: string) => {
     const at = out.vars.findIndex(([n]) => n === name);
     if (at >= 0) out.vars[at] = [name, value];
@@ -272,7 +319,16 @@ export function mintContainerEnv(
       if (spec.baseUrlEnv) {
         set1(spec.baseUrlEnv, options.baseUrlFor?.(name, vaultUrl) ?? vaultUrl);
       }
-      if (spec.socketEnv) set1(spec.socketEnv, vaultSocket);
+      if (spec.socketEnv && socketExists) set1(spec.socketEnv, vaultSocket);
+      else if (spec.socketEnv && spec.baseUrlEnv) {
+        out.notes.push(
+          `${name}: ${spec.socketEnv} left out (no socket in this transport; ` +
+            `the tool reaches the broker through ${spec.baseUrlEnv})`,
+        );
+      } else if (spec.socketEnv) {
+        set1(spec.socketEnv, vaultSocket);
+        bridgeNeeded = true;
+      }
       for (const [k, v] of Object.entries(spec.extraEnv ?? {})) set1(k, sub(v));
     }
     if (out.providers.length > 0) {
@@ -295,5 +351,10 @@ export function mintContainerEnv(
       set1("SSH_AUTH_SOCK", options.signer.agentSocket);
     }
   });
+  if (bridgeNeeded) {
+    out.notes.push(
+      `${vaultSocket} exists only while the container runs: ${bridgeCommand(options.location)}`,
+    );
+  }
   return out;
 }

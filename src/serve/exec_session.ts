@@ -92,6 +92,7 @@ export async function openExecSession(options: ExecSessionOptions): Promise<Exec
       providers: options.providers,
       transport: { kind: "tcp", port },
       location: { vaultUrl: `http://127.0.0.1:${port}`, vaultSocket: brokerSocket },
+      socketExists: true,
       baseUrlFor: options.baseUrlFor,
     });
     undo.push(() => {

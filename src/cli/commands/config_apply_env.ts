@@ -13,6 +13,7 @@ import { UsageError } from "../../errors.ts";
 import { validateCredentialSet, validateScope, validateSubject } from "../../store/validate.ts";
 import { baseUrlValue, loadRoster, type Roster } from "../../config/roster.ts";
 import {
+  bridgeCommand,
   DEFAULT_TRANSPORT,
   ENV_FORMATS,
   type EnvFormat,
@@ -21,6 +22,7 @@ import {
   parseTransport,
   type Transport,
   type TransportDefaults,
+  usesVaultSocket,
   vaultLocation,
 } from "../../config/env.ts";
 import { applyConfigPatches, type PatchTarget, unifiedDiff } from "../../config/patch.ts";
@@ -139,14 +141,23 @@ Examples:
         options.providers === undefined ? undefined : parseProviderList(options.providers),
         "--providers",
       ).filter((t) => !disabled.has(t.provider));
+      const location = vaultLocation(transport, defaults);
       const report = await applyConfigPatches({
         targets,
         disable,
-        location: vaultLocation(transport, defaults),
+        location,
         stateDir: vaultStateDir(ctx.env),
         dryRun: options.dryRun === true,
         mounts,
       });
+      // TCP mode: a patch that points a tool at {vault_socket} needs the bridge that creates it.
+      const socketUsers = targets.filter((t) => usesVaultSocket(t.patch)).map((t) => t.provider);
+      if (transport.kind === "tcp" && socketUsers.length > 0) {
+        ctx.out.info(
+          `vault config apply: ${socketUsers.join(", ")} use ${location.vaultSocket}; ` +
+            `run in the container: ${bridgeCommand(location)}`,
+        );
+      }
       if (options.json) {
         ctx.out.json({
           dryRun: options.dryRun === true,
@@ -234,6 +245,7 @@ Examples:
       for (const { provider, why } of minted.skipped) {
         if (providers?.includes(provider)) ctx.out.warn(`vault config env: ${provider}: ${why}`);
       }
+      for (const note of minted.notes) ctx.out.info(`vault config env: ${note}`);
       ctx.out.data(formatEnv(minted.vars, format));
       ctx.out.info(
         `vault config env: ${minted.minted} token(s) for ${options.scope}/${options.subject}` +
