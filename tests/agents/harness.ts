@@ -1,0 +1,972 @@
+/**
+ * The acceptance suite's harness: real agent CLIs (pinned in
+ * `tests/agents/package.json`) in bubblewrap, configured only by what the
+ * real `vault` CLI prints or writes, against a local fake provider
+ * (`fake/`) that plays the internet and records every request.
+ *
+ * ## The pieces (exported API; add to it, do not rename)
+ *
+ * - {@link openWorld} → a {@link World}: a 0700 temp root holding
+ *   - a host side for the vault CLI ({@link World.hostEnv}: its own HOME,
+ *     XDG_DATA_HOME / XDG_CONFIG_HOME / XDG_STATE_HOME / XDG_RUNTIME_DIR, the
+ *     file session backend, `VAULT_PASSPHRASE_FILE`), with a vault made by
+ *     `vault init`;
+ *   - a {@link FakeProvider} on 127.0.0.1 (`world.fake`);
+ *   - a host roster dir (`$XDG_CONFIG_HOME/vault/roster/<provider>.yaml`,
+ *     see src/config/roster.ts) that redirects each provider's upstream (and
+ *     openai's `/backend-api/` path upstream, and the OAuth refresh
+ *     endpoints) to the fake: `vault serve`, `vault exec` and `vault config
+ *     env` then need no extra flag. The broker's destination policy
+ *     (src/http/destination.ts) does not apply to a route's own configured
+ *     upstream, so an `http://127.0.0.1` upstream is allowed as it is for
+ *     a local gateway (the broker tests use a routes file the same way).
+ * - {@link World.vault}: the vault CLI exactly as a user types it (the
+ *   `vault` launcher, see {@link World.bin}, in a subprocess with the host
+ *   env) → `{code, stdout, stderr}`.
+ * - {@link World.storeCredential} (`vault cred set`, value on stdin) and
+ *   {@link World.secret}: unique real secrets (`REAL-<provider>-<kind>-<hex>`),
+ *   remembered in {@link World.realSecrets} for the leak checks.
+ * - {@link World.serve}: `vault serve` with the broker on a Unix socket and a
+ *   127.0.0.1 port; stopped by {@link World.close}.
+ * - {@link World.configEnv}: `vault config env … --format json` parsed; the
+ *   phantom tokens in it are remembered in {@link World.phantoms}.
+ * - {@link World.sandbox}: one run of an agent in bubblewrap (see
+ *   {@link SandboxOptions}) → {@link SandboxResult}. Socket transport:
+ *   `net: "none"`, `brokerSocket`, `httpBridge: true`; tcp transport:
+ *   `net: "host"`, `hosts: CONTAINER_HOSTS` (so `host.containers.internal`,
+ *   which vault prints, is the host) and `httpBridge` if vault printed a
+ *   bridge to start.
+ * - {@link World.exec}: `vault exec … -- <agent>` as a user runs it on the
+ *   host, in bubblewrap with a private home and the host's network.
+ * - {@link World.configApply}: `vault config apply --mounts <root>/mounts`,
+ *   and the binds that mount each shared dir written at its roster
+ *   `container_mount` (pass them as {@link SandboxOptions.binds}).
+ * - {@link assertNoLeak} / {@link World.assertNoLeak}: no real secret in any
+ *   sandbox-visible file, the agent's output or the env dump; no phantom
+ *   token or static marker in any request the fake recorded.
+ * - {@link assertModelCall}: the fake got a model call on an API and its
+ *   credential header is the real secret.
+ * - {@link agentCase}: registers one case (`Deno.test`), opens and closes its
+ *   world, checks {@link World.assertNoLeak} after it, and prints one line:
+ *   agent, mode, transport, ms and the upstream requests (method, path, API).
+ *
+ * ## What Claude Code needs in a fresh home
+ *
+ * Nothing besides what vault prints: `claude -p "…"` with `ANTHROPIC_API_KEY`
+ * (a phantom) and `ANTHROPIC_BASE_URL` / `ANTHROPIC_UNIX_SOCKET` runs
+ * non-interactively in an empty HOME (print mode skips onboarding and the
+ * trust dialog). It writes `~/.claude.json` and `~/.claude/` (sessions,
+ * telemetry it could not send), which the leak check walks.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { assert, assertEquals } from "../../testing/assert.ts";
+import { mainArgs } from "../../testing/cli.ts";
+import { Background, killAfter } from "../../testing/process.ts";
+import { freePort } from "../../testing/ports.ts";
+import { FakeProvider, type FakeRequest } from "./fake/server.ts";
+import { loadRoster } from "../../src/config/mod.ts";
+
+export { ANSWERS, FakeProvider } from "./fake/server.ts";
+export type { FakeRequest } from "./fake/server.ts";
+
+const REPO = fileURLToPath(new URL("../../", import.meta.url));
+/** The agents' install dir (`npm ci --prefix tests/agents`). */
+export const AGENTS_DIR: string = fileURLToPath(new URL("./", import.meta.url));
+/** Where the agents' commands are after the install. */
+export const AGENTS_BIN: string = join(AGENTS_DIR, "node_modules", ".bin");
+
+/** The agent commands the suite runs (each a file in {@link AGENTS_BIN}). */
+export const AGENT_COMMANDS = [
+  "claude",
+  "codex",
+  "gemini",
+  "opencode",
+] as const;
+
+/** Static markers vault writes into login files (src/tokens/markers.ts); they must never leave. */
+export const MARKERS: readonly string[] = [
+  "terok-proxy-phantom-token:vault-handles-real-auth",
+  "terok-proxy-codex-oauth-marker:vault-handles-real-auth",
+];
+
+/** Where the broker socket is mounted in the sandbox (vault's socket-transport default). */
+export const SANDBOX_SOCKET = "/run/terok/vault.sock";
+/** The sandbox's home. */
+export const SANDBOX_HOME = "/home/dev";
+/** The sandbox's PATH: the harness's commands (vault, the agents), then the system's. */
+export const SANDBOX_PATH = "/run/harness/bin:/usr/local/bin:/usr/bin:/bin";
+
+/**
+ * /etc/hosts for a tcp-transport sandbox (`net: "host"`): the name vault
+ * prints for the host (`host.containers.internal`, as podman resolves it)
+ * is the host's loopback here.
+ */
+export const CONTAINER_HOSTS: readonly string[] = [
+  "127.0.0.1 localhost",
+  "::1 localhost",
+  "127.0.0.1 host.containers.internal",
+];
+
+/** How a provider's upstreams are pointed at the fake (one roster file). */
+export interface Redirect {
+  /** The fake API the upstream goes to (`/_/<api>`). */
+  api: string;
+  /** `path_upstreams`: raw path prefix → fake API. */
+  pathUpstreams?: Record<string, string>;
+  /** The OAuth refresh endpoint on the fake: `[api, path]`. */
+  oauthTokenUrl?: [api: string, path: string];
+}
+
+/** The default redirects: anthropic and openai (chatgpt.com's `/backend-api/` too). */
+export const DEFAULT_REDIRECTS: Readonly<Record<string, Redirect>> = {
+  anthropic: {
+    api: "anthropic",
+    oauthTokenUrl: ["anthropic", "/v1/oauth/token"],
+  },
+  openai: {
+    api: "openai",
+    pathUpstreams: { "/backend-api/": "chatgpt" },
+    oauthTokenUrl: ["chatgpt", "/oauth/token"],
+  },
+};
+
+/** Options of {@link openWorld}. */
+export interface WorldOptions {
+  /** Providers redirected to the fake (default {@link DEFAULT_REDIRECTS}); add e.g. gemini. */
+  redirects?: Record<string, Redirect>;
+}
+
+/** What a CLI run gave. */
+export interface VaultResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A host directory bound into the sandbox. */
+export interface Bind {
+  /** The host path. */
+  host: string;
+  /** Where it appears in the sandbox. */
+  container: string;
+  /** Read-only (default false: a config dir the agent may write). */
+  ro?: boolean;
+}
+
+/** One agent run in bubblewrap. */
+export interface SandboxOptions {
+  /** The command and its arguments (the command is looked up on {@link SANDBOX_PATH}). */
+  argv: string[];
+  /** The agent's environment besides PATH/HOME/TERM/LANG: exactly what vault printed. */
+  env: Record<string, string>;
+  /** The host dir bound at /home/dev (default: a fresh one, see {@link World.newHome}). */
+  home?: string;
+  /** "none": `--unshare-net` (only the mounted socket leads out); "host": the host's network. */
+  net: "none" | "host";
+  /** The host broker socket bound at {@link SANDBOX_SOCKET} (default: none). */
+  brokerSocket?: string;
+  /**
+   * Start `vault http-bridge --listen $VAULT_HTTP_BRIDGE_LISTEN --broker
+   * $VAULT_HTTP_BRIDGE_BROKER` (values from `env`, i.e. from what vault
+   * printed) first, wait until it listens, then run the agent.
+   */
+  httpBridge?: boolean;
+  /** More binds (config dirs `vault config apply` wrote, at their container_mount). */
+  binds?: Bind[];
+  /** Lines of /etc/hosts in the sandbox (e.g. `127.0.0.1 host.containers.internal`); default: the host's. */
+  hosts?: string[];
+  /** The working directory in the sandbox (default /home/dev). */
+  cwd?: string;
+  /**
+   * The host user's vault inside the sandbox, for `vault exec` (which runs
+   * where the user is): the world's root is bound read-write at its own path
+   * and the vault CLI's host variables (XDG dirs, passphrase file, session
+   * backend) are added to `env`. HOME stays the sandbox's.
+   */
+  hostVault?: boolean;
+  /** Kill the whole sandbox after this long (default 90 s): a hang guard. */
+  timeoutMs?: number;
+}
+
+/** What a sandbox run gave. */
+export interface SandboxResult extends VaultResult {
+  /** Milliseconds from start to exit. */
+  ms: number;
+  /** Whether the run was killed at its timeout. */
+  timedOut: boolean;
+  /** `env` as the agent's launcher saw it inside the sandbox (what the agent got). */
+  envDump: string;
+  /** The in-sandbox http-bridge's stderr ("" without one). */
+  bridgeLog: string;
+  /** The host dir that was the sandbox's home. */
+  home: string;
+}
+
+/** A running `vault serve` (see {@link World.serve}). */
+export interface Served {
+  /** The broker's Unix socket on the host. */
+  socket: string;
+  /** The broker's 127.0.0.1 port. */
+  port: number;
+  /** The process. */
+  process: Background;
+}
+
+/** Options of {@link World.configEnv}. */
+export interface ConfigEnvOptions {
+  scope: string;
+  subject: string;
+  /** `--transport` (default socket). */
+  transport?: string;
+  /** `--providers`. */
+  providers?: string[];
+  /** More arguments (e.g. `--tcp-host 127.0.0.1`). */
+  extra?: string[];
+}
+
+const encoder = new TextEncoder();
+
+function hex(bytes: number): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(bytes)))
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+/** The DENO_DIR the host uses (the launcher sets it so deno finds its cache in any HOME). */
+function denoDir(): string {
+  const explicit = Deno.env.get("DENO_DIR");
+  if (explicit) return explicit;
+  const home = Deno.env.get("HOME") ?? "/root";
+  return join(Deno.env.get("XDG_CACHE_HOME") ?? join(home, ".cache"), "deno");
+}
+
+/**
+ * The in-sandbox launcher: writes the env dump, starts the http bridge when
+ * asked (`bridge` as $1) and waits for its "listening" line (at most 30 s),
+ * then execs the agent (`-- argv…`).
+ */
+const RUN_SCRIPT = `#!/bin/sh
+out=/run/harness/out
+env > "$out/env"
+mode=$1
+shift 2
+if [ "$mode" = bridge ]; then
+  vault http-bridge --listen "$VAULT_HTTP_BRIDGE_LISTEN" --broker "$VAULT_HTTP_BRIDGE_BROKER" \\
+    </dev/null >"$out/bridge.log" 2>&1 &
+  i=0
+  until grep -q "^vault http-bridge: .* -> " "$out/bridge.log" 2>/dev/null; do
+    i=$((i + 1))
+    if [ "$i" -gt 300 ]; then
+      echo "harness: vault http-bridge did not start" >&2
+      exit 97
+    fi
+    sleep 0.1
+  done
+fi
+exec "$@"
+`;
+
+/** One test world: host vault, fake provider, roster, sandboxes (see the module doc). */
+export class World {
+  /** The temp root (0700). */
+  readonly root: string;
+  /** The vault CLI's environment on the host. */
+  readonly hostEnv: Record<string, string>;
+  /** The fake provider. */
+  readonly fake: FakeProvider;
+  /** The dir holding the `vault` launcher and the agents' commands (bound at /run/harness/bin). */
+  readonly bin: string;
+  /** Every real secret made by {@link secret}: none may reach a sandbox. */
+  readonly realSecrets: string[] = [];
+  /** Every phantom token vault printed to this world: none may reach an upstream. */
+  readonly phantoms: string[] = [];
+  /** Every sandbox run, for the leak checks. */
+  readonly runs: SandboxResult[] = [];
+  /** Every sandbox home made by {@link newHome}. */
+  readonly homes: string[] = [];
+  /** Other sandbox-visible host dirs (config dirs bound in), for the leak checks. */
+  readonly visibleDirs: string[] = [];
+  readonly #served: Served[] = [];
+  #runs = 0;
+
+  /** Use {@link openWorld}. */
+  constructor(root: string, fake: FakeProvider) {
+    this.root = root;
+    this.fake = fake;
+    const host = join(root, "host");
+    this.hostEnv = {
+      PATH: Deno.env.get("PATH") ?? "/usr/local/bin:/usr/bin:/bin",
+      HOME: host,
+      XDG_DATA_HOME: join(host, "data"),
+      XDG_CONFIG_HOME: join(host, "config"),
+      XDG_STATE_HOME: join(host, "state"),
+      XDG_RUNTIME_DIR: join(host, "run"),
+      VAULT_SESSION_BACKEND: "file",
+      VAULT_PASSPHRASE_FILE: join(host, "passphrase"),
+      NO_COLOR: "1",
+      LANG: "C.UTF-8",
+    };
+    this.bin = join(root, "bin");
+  }
+
+  /** Makes the dirs, the passphrase, the launcher, the roster; runs `vault init`. */
+  async init(redirects: Record<string, Redirect>): Promise<void> {
+    for (
+      const key of [
+        "HOME",
+        "XDG_DATA_HOME",
+        "XDG_CONFIG_HOME",
+        "XDG_STATE_HOME",
+      ]
+    ) {
+      await Deno.mkdir(this.hostEnv[key], { recursive: true, mode: 0o700 });
+    }
+    await Deno.mkdir(this.hostEnv.XDG_RUNTIME_DIR, {
+      recursive: true,
+      mode: 0o700,
+    });
+    await Deno.writeTextFile(
+      this.hostEnv.VAULT_PASSPHRASE_FILE,
+      `pass-${hex(8)}\n`,
+      {
+        mode: 0o600,
+      },
+    );
+    await Deno.mkdir(this.bin, { recursive: true, mode: 0o755 });
+    // `vault`: deno running this checkout's main.ts with the `vault` task's flags.
+    const runArgs = mainArgs([]);
+    const launcher = `#!/bin/sh\nDENO_DIR=${shellQuote(denoDir())} exec ${
+      shellQuote(Deno.execPath())
+    } ${runArgs.map(shellQuote).join(" ")} "$@"\n`;
+    await Deno.writeTextFile(join(this.bin, "vault"), launcher, {
+      mode: 0o755,
+    });
+    await Deno.writeTextFile(join(this.bin, "harness-run"), RUN_SCRIPT, {
+      mode: 0o755,
+    });
+    for (const agent of AGENT_COMMANDS) {
+      await Deno.symlink(join(AGENTS_BIN, agent), join(this.bin, agent));
+    }
+    const roster = join(this.hostEnv.XDG_CONFIG_HOME, "vault", "roster");
+    await Deno.mkdir(roster, { recursive: true, mode: 0o700 });
+    for (const [provider, redirect] of Object.entries(redirects)) {
+      await Deno.writeTextFile(
+        join(roster, `${provider}.yaml`),
+        this.rosterYaml(redirect),
+      );
+    }
+    const init = await this.vault(["init"]);
+    assertEquals(init.code, 0, `vault init: ${init.stderr}`);
+  }
+
+  /** The roster file of one redirect (JSON is YAML). */
+  rosterYaml(redirect: Redirect): string {
+    const value: Record<string, unknown> = {
+      upstream: this.fake.upstream(redirect.api),
+    };
+    if (redirect.pathUpstreams) {
+      value.path_upstreams = Object.fromEntries(
+        Object.entries(redirect.pathUpstreams).map((
+          [p, api],
+        ) => [p, this.fake.upstream(api)]),
+      );
+    }
+    if (redirect.oauthTokenUrl) {
+      const [api, path] = redirect.oauthTokenUrl;
+      value.oauth_refresh = { token_url: this.fake.upstream(api) + path };
+    }
+    return `# test plumbing: this provider's internet is the fake at ${this.fake.origin}\n` +
+      JSON.stringify(value, null, 2) + "\n";
+  }
+
+  /** The roster dir (`$XDG_CONFIG_HOME/vault/roster`). */
+  get rosterDir(): string {
+    return join(this.hostEnv.XDG_CONFIG_HOME, "vault", "roster");
+  }
+
+  /** Runs `vault <args>` as a user types it (the launcher, host env + `env`); 60 s hang guard. */
+  async vault(
+    args: string[],
+    options: {
+      stdin?: string;
+      env?: Record<string, string>;
+      timeoutMs?: number;
+    } = {},
+  ): Promise<VaultResult> {
+    const child = new Deno.Command(join(this.bin, "vault"), {
+      args,
+      env: { ...this.hostEnv, ...options.env },
+      clearEnv: true,
+      cwd: this.hostEnv.HOME,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const guard = killAfter(child, options.timeoutMs ?? 60_000);
+    try {
+      const writer = child.stdin.getWriter();
+      await writer.write(encoder.encode(options.stdin ?? "")).catch(() => {});
+      await writer.close().catch(() => {});
+      const out = await child.output();
+      const decoder = new TextDecoder();
+      const result = {
+        code: out.code,
+        stdout: decoder.decode(out.stdout),
+        stderr: decoder.decode(out.stderr),
+      };
+      if (guard.killed) {
+        throw new Error(`hang guard: vault ${args[0]} did not finish`);
+      }
+      return result;
+    } finally {
+      guard.clear();
+    }
+  }
+
+  /** A unique real secret, remembered for the leak checks. */
+  secret(provider: string, kind = "key"): string {
+    const value = `REAL-${provider}-${kind}-${hex(12)}`;
+    this.realSecrets.push(value);
+    return value;
+  }
+
+  /**
+   * Stores a credential with `vault cred set <provider>` (value on stdin):
+   * `api_key` → a bare secret; `oauth` → `{type: "oauth", access_token,
+   * refresh_token, expires_at: in a day}` (no refresh during a case).
+   * Returns the secret the upstream must see (the key or the access token).
+   */
+  async storeCredential(
+    provider: string,
+    kind: "api_key" | "oauth",
+    options: { set?: string } = {},
+  ): Promise<string> {
+    const set = options.set ? ["--set", options.set] : [];
+    let stdin: string;
+    let secret: string;
+    if (kind === "api_key") {
+      secret = this.secret(provider, "key");
+      stdin = secret;
+    } else {
+      secret = this.secret(provider, "access");
+      stdin = JSON.stringify({
+        type: "oauth",
+        access_token: secret,
+        refresh_token: this.secret(provider, "refresh"),
+        expires_at: Math.floor(Date.now() / 1000) + 86_400,
+      });
+    }
+    const r = await this.vault(["cred", "set", provider, ...set], { stdin });
+    assertEquals(r.code, 0, `vault cred set ${provider}: ${r.stderr}`);
+    return secret;
+  }
+
+  /**
+   * Starts `vault serve` with the broker on `<root>/host/run/broker.sock` and
+   * a free 127.0.0.1 port (retried on a lost port race); waits until both
+   * listen. Stopped by {@link close}.
+   */
+  async serve(extra: string[] = []): Promise<Served> {
+    const socket = join(
+      this.hostEnv.XDG_RUNTIME_DIR,
+      `broker-${this.#served.length}.sock`,
+    );
+    for (let attempt = 1;; attempt++) {
+      const port = freePort();
+      const args = [
+        "serve",
+        "--broker-socket",
+        socket,
+        "--broker-port",
+        String(port),
+        ...extra,
+      ];
+      const process = new Background(
+        "vault serve",
+        join(this.bin, "vault"),
+        args,
+        this.hostEnv,
+      );
+      try {
+        await process.waitFor(
+          new RegExp(`token broker on tcp:127\\.0\\.0\\.1:${port}\\b`),
+        );
+        await process.waitForSocket(socket);
+      } catch (error) {
+        await process.dispose();
+        if (attempt < 3 && /in use/.test(process.stderr)) continue;
+        throw error;
+      }
+      const served = { socket, port, process };
+      this.#served.push(served);
+      return served;
+    }
+  }
+
+  /** `vault config env --format json …` parsed (asserts exit 0); remembers its phantom tokens. */
+  async configEnv(options: ConfigEnvOptions): Promise<Record<string, string>> {
+    const args = [
+      "config",
+      "env",
+      "--scope",
+      options.scope,
+      "--subject",
+      options.subject,
+      "--format",
+      "json",
+      ...(options.transport ? ["--transport", options.transport] : []),
+      ...(options.providers ? ["--providers", options.providers.join(",")] : []),
+      ...(options.extra ?? []),
+    ];
+    const r = await this.vault(args);
+    assertEquals(r.code, 0, `vault config env: ${r.stderr}`);
+    const env = JSON.parse(r.stdout) as Record<string, string>;
+    this.notePhantoms(r.stdout);
+    return env;
+  }
+
+  /** Remembers every phantom token (`terok-p-…`) in `text`: none may reach an upstream. */
+  notePhantoms(text: string): void {
+    for (const m of text.matchAll(/terok-p-[0-9a-f]{32}/g)) {
+      if (!this.phantoms.includes(m[0])) this.phantoms.push(m[0]);
+    }
+  }
+
+  /** A fresh empty host dir (0700) to be a sandbox home; walked by the leak checks. */
+  async newHome(name = `home-${this.homes.length}`): Promise<string> {
+    const dir = join(this.root, name);
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    this.homes.push(dir);
+    return dir;
+  }
+
+  /** Runs one agent in bubblewrap (see {@link SandboxOptions}); never hangs. */
+  async sandbox(options: SandboxOptions): Promise<SandboxResult> {
+    const home = options.home ?? await this.newHome();
+    if (!this.homes.includes(home)) this.homes.push(home);
+    const out = join(this.root, `run-${this.#runs++}`);
+    await Deno.mkdir(out, { mode: 0o700 });
+    const args = [
+      ...(options.net === "none" ? ["--unshare-net"] : []),
+      "--unshare-pid",
+      "--die-with-parent",
+      "--ro-bind",
+      "/",
+      "/",
+      "--tmpfs",
+      "/tmp",
+      "--dev",
+      "/dev",
+      "--proc",
+      "/proc",
+      "--tmpfs",
+      "/home",
+      "--bind",
+      home,
+      SANDBOX_HOME,
+      "--tmpfs",
+      "/run",
+      "--ro-bind",
+      this.bin,
+      "/run/harness/bin",
+      "--bind",
+      out,
+      "/run/harness/out",
+    ];
+    if (options.brokerSocket) {
+      args.push("--bind", options.brokerSocket, SANDBOX_SOCKET);
+    }
+    for (const bind of options.binds ?? []) {
+      args.push(bind.ro ? "--ro-bind" : "--bind", bind.host, bind.container);
+      if (!this.visibleDirs.includes(bind.host)) {
+        this.visibleDirs.push(bind.host);
+      }
+    }
+    if (options.hosts) {
+      const hostsFile = join(out, "hosts");
+      await Deno.writeTextFile(hostsFile, options.hosts.join("\n") + "\n");
+      args.push("--ro-bind", hostsFile, "/etc/hosts");
+    }
+    args.push(
+      "--chdir",
+      options.cwd ?? SANDBOX_HOME,
+      "--clearenv",
+      "--setenv",
+      "PATH",
+      SANDBOX_PATH,
+      "--setenv",
+      "HOME",
+      SANDBOX_HOME,
+      "--setenv",
+      "TERM",
+      "dumb",
+      "--setenv",
+      "LANG",
+      "C.UTF-8",
+    );
+    for (const [name, value] of Object.entries(options.env)) {
+      args.push("--setenv", name, value);
+    }
+    args.push(
+      "/run/harness/bin/harness-run",
+      options.httpBridge ? "bridge" : "direct",
+      "--",
+      ...options.argv,
+    );
+    const started = performance.now();
+    const child = new Deno.Command("bwrap", {
+      args,
+      clearEnv: true,
+      env: {},
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const guard = killAfter(child, options.timeoutMs ?? 90_000);
+    let output: Deno.CommandOutput;
+    try {
+      output = await child.output();
+    } finally {
+      guard.clear();
+    }
+    const ms = Math.round(performance.now() - started);
+    const read = async (name: string) => {
+      try {
+        return await Deno.readTextFile(join(out, name));
+      } catch {
+        return "";
+      }
+    };
+    const decoder = new TextDecoder();
+    const result: SandboxResult = {
+      code: output.code,
+      stdout: decoder.decode(output.stdout),
+      stderr: decoder.decode(output.stderr),
+      ms,
+      timedOut: guard.killed,
+      envDump: await read("env"),
+      bridgeLog: await read("bridge.log"),
+      home,
+    };
+    this.runs.push(result);
+    return result;
+  }
+
+  /**
+   * `vault exec --scope … --subject … [extra] -- argv` as a user runs it on
+   * their machine, in a bubblewrap sandbox with the host's network (the
+   * private broker dials the fake) and a private home: {@link
+   * SandboxOptions.hostVault}. The env dump is the caller's shell (vault exec
+   * adds the agent's variables itself).
+   */
+  exec(options: {
+    scope: string;
+    subject: string;
+    argv: string[];
+    /** More `vault exec` options (e.g. `--providers openai`), before `--`. */
+    extra?: string[];
+    /** The caller's own variables besides the host vault's. */
+    env?: Record<string, string>;
+    home?: string;
+    binds?: Bind[];
+    timeoutMs?: number;
+  }): Promise<SandboxResult> {
+    return this.sandbox({
+      argv: [
+        "vault",
+        "exec",
+        "--scope",
+        options.scope,
+        "--subject",
+        options.subject,
+        ...(options.extra ?? []),
+        "--",
+        ...options.argv,
+      ],
+      env: options.env ?? {},
+      net: "host",
+      hostVault: true,
+      home: options.home,
+      binds: options.binds,
+      timeoutMs: options.timeoutMs,
+    });
+  }
+
+  /** The shared config dirs' parent for `vault config apply --mounts` (`<root>/mounts`). */
+  get mounts(): string {
+    return join(this.root, "mounts");
+  }
+
+  /**
+   * `vault config apply --mounts <root>/mounts --json [args]` (asserts exit
+   * 0), and the binds that mount every shared dir it wrote at its
+   * `container_mount` (from the world's roster, as terok mounts them).
+   */
+  async configApply(
+    args: string[] = [],
+  ): Promise<{ result: VaultResult; binds: Bind[] }> {
+    await Deno.mkdir(this.mounts, { recursive: true, mode: 0o700 });
+    const result = await this.vault([
+      "config",
+      "apply",
+      "--mounts",
+      this.mounts,
+      "--json",
+      ...args,
+    ]);
+    assertEquals(result.code, 0, `vault config apply: ${result.stderr}`);
+    return { result, binds: await this.mountBinds() };
+  }
+
+  /** Binds of every shared dir that exists under {@link mounts}, at its roster `container_mount`. */
+  async mountBinds(): Promise<Bind[]> {
+    const where = await sharedDirMounts([this.rosterDir]);
+    const binds: Bind[] = [];
+    for (const [dir, container] of where) {
+      const host = join(this.mounts, dir);
+      try {
+        if (!(await Deno.stat(host)).isDirectory) continue;
+      } catch {
+        continue;
+      }
+      binds.push({ host, container });
+    }
+    return binds;
+  }
+
+  /** {@link assertNoLeak} over everything this world saw (homes, visible dirs, runs, fake). */
+  async assertNoLeak(extraTexts: Record<string, string> = {}): Promise<void> {
+    const texts: Record<string, string> = { ...extraTexts };
+    this.runs.forEach((run, i) => {
+      texts[`run ${i} stdout`] = run.stdout;
+      texts[`run ${i} stderr`] = run.stderr;
+      texts[`run ${i} env dump`] = run.envDump;
+      texts[`run ${i} http-bridge log`] = run.bridgeLog;
+    });
+    await assertNoLeak({
+      realSecrets: this.realSecrets,
+      upstreamForbidden: [...this.phantoms, ...MARKERS],
+      sandboxDirs: [...this.homes, ...this.visibleDirs],
+      texts,
+      requests: this.fake.requests,
+    });
+  }
+
+  /** Stops every `vault serve`, the fake, and removes the root. */
+  async close(): Promise<void> {
+    for (const served of this.#served.splice(0)) {
+      try {
+        await served.process.stop();
+      } catch {
+        await served.process.dispose();
+      }
+    }
+    await this.fake.close();
+    await Deno.remove(this.root, { recursive: true }).catch(() => {});
+  }
+}
+
+/**
+ * shared dir → container mount, for every pair the roster holds (a
+ * provider's `sharedDir`/`containerMount`, and any nested patch entry with
+ * both, e.g. per-agent config patches), read from the roster as vault loads
+ * it with these roster dirs.
+ */
+export async function sharedDirMounts(
+  rosterDirs: string[],
+): Promise<Map<string, string>> {
+  const roster = await loadRoster(rosterDirs);
+  const out = new Map<string, string>();
+  const visit = (value: unknown, depth: number) => {
+    if (depth > 4 || value === null || typeof value !== "object") return;
+    if (Array.isArray(value)) return value.forEach((v) => visit(v, depth + 1));
+    const o = value as Record<string, unknown>;
+    if (
+      typeof o.sharedDir === "string" && typeof o.containerMount === "string"
+    ) {
+      out.set(o.sharedDir, o.containerMount);
+    }
+    for (const v of Object.values(o)) visit(v, depth + 1);
+  };
+  for (const spec of roster.values()) visit(spec, 0);
+  return out;
+}
+
+/** Opens a {@link World} (call {@link World.close} in a `finally`, or use {@link agentCase}). */
+export async function openWorld(
+  _t?: Deno.TestContext,
+  options: WorldOptions = {},
+): Promise<World> {
+  const root = await Deno.makeTempDir({ prefix: "vault-agents-" });
+  await Deno.chmod(root, 0o700);
+  const fake = new FakeProvider();
+  const world = new World(root, fake);
+  try {
+    await world.init(options.redirects ?? { ...DEFAULT_REDIRECTS });
+  } catch (error) {
+    await world.close();
+    throw error;
+  }
+  return world;
+}
+
+/** Inputs of {@link assertNoLeak}. */
+export interface LeakCheck {
+  /** Secrets that must not be anywhere the sandbox sees. */
+  realSecrets: string[];
+  /** Strings that must not reach an upstream (phantom tokens, markers). */
+  upstreamForbidden: string[];
+  /** Host dirs the sandbox saw (its home, bound config dirs): every file is read. */
+  sandboxDirs: string[];
+  /** Texts the sandbox produced or saw (outputs, env dumps), by name. */
+  texts: Record<string, string>;
+  /** What the fake recorded. */
+  requests: FakeRequest[];
+}
+
+/** Every regular file under `dir` (symbolic links not followed). */
+async function* walk(dir: string): AsyncGenerator<string> {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) yield* walk(path);
+    else if (entry.isFile) yield path;
+  }
+}
+
+/** A request as one text (headers, path, query, body, WebSocket frames). */
+function requestText(r: FakeRequest): string {
+  return [
+    `${r.method} ${r.path}?${r.query}`,
+    ...Object.entries(r.headers).map(([k, v]) => `${k}: ${v}`),
+    r.body,
+    ...(r.ws ? [...r.ws.received, ...r.ws.sent] : []),
+  ].join("\n");
+}
+
+/**
+ * The leak checks: no real secret in any file under the sandbox dirs, in any
+ * text (outputs, env dumps); no forbidden string (phantom, marker) in any
+ * request the fake recorded. Failures name where, never the secret.
+ */
+export async function assertNoLeak(check: LeakCheck): Promise<void> {
+  const found: string[] = [];
+  const secrets = check.realSecrets.filter((s) => s !== "");
+  for (const dir of check.sandboxDirs) {
+    for await (const path of walk(dir)) {
+      const text = new TextDecoder().decode(await Deno.readFile(path));
+      secrets.forEach((s, i) => {
+        if (text.includes(s)) {
+          found.push(`real secret #${i} in sandbox file ${path}`);
+        }
+      });
+    }
+  }
+  for (const [name, text] of Object.entries(check.texts)) {
+    secrets.forEach((s, i) => {
+      if (text.includes(s)) found.push(`real secret #${i} in ${name}`);
+    });
+  }
+  check.requests.forEach((r, n) => {
+    const text = requestText(r);
+    check.upstreamForbidden.forEach((s, i) => {
+      if (s !== "" && text.includes(s)) {
+        found.push(
+          `phantom/marker #${i} reached the upstream in request ${n} (${r.method} ${r.path})`,
+        );
+      }
+    });
+  });
+  assert(found.length === 0, `leaks:\n${found.join("\n")}`);
+}
+
+/**
+ * Asserts the fake got at least one model call on `api`, and that the last
+ * one carried `expected` in `header` (after `prefix`, e.g. "Bearer ").
+ * Returns that request.
+ */
+export function assertModelCall(
+  fake: FakeProvider,
+  api: string,
+  header: string,
+  expected: string,
+  prefix = "",
+): FakeRequest {
+  const calls = fake.modelCalls(api);
+  assert(
+    calls.length > 0,
+    `no model call reached the fake's ${api} API; it saw:\n${fake.summary().join("\n")}`,
+  );
+  const call = calls[calls.length - 1];
+  const got = call.headers[header.toLowerCase()];
+  assert(
+    got === prefix + expected,
+    `the ${api} model call's ${header} is not the real credential (${
+      got === undefined ? "absent" : "another value"
+    })`,
+  );
+  return call;
+}
+
+/** One case of the matrix. */
+export interface AgentCase {
+  /** claude, codex, gemini, opencode. */
+  agent: string;
+  /** api-key, oauth, … */
+  mode: string;
+  /** socket, tcp, exec, import, … */
+  transport: string;
+  /** Options of the world. */
+  world?: WorldOptions;
+  /** `Deno.test`'s ignore. */
+  ignore?: boolean;
+}
+
+/**
+ * Registers one case as a `Deno.test` named `<agent> <mode> <transport>`:
+ * opens a world, runs `fn`, then {@link World.assertNoLeak}, and prints one
+ * line: `[agents] <agent> | <mode> | <transport> | <ms> ms | <requests>`.
+ * The world is closed whatever happens.
+ */
+export function agentCase(
+  spec: AgentCase,
+  fn: (world: World) => Promise<void>,
+): void {
+  Deno.test({
+    name: `${spec.agent} ${spec.mode} ${spec.transport}`,
+    ignore: spec.ignore,
+    fn: async (t) => {
+      const world = await openWorld(t, spec.world);
+      const started = performance.now();
+      let ok = false;
+      try {
+        await fn(world);
+        await world.assertNoLeak();
+        ok = true;
+      } finally {
+        const ms = Math.round(performance.now() - started);
+        const agentMs = world.runs.map((r) => r.ms).join("+") || "-";
+        console.log(
+          `[agents] ${spec.agent} | ${spec.mode} | ${spec.transport} | ${ms} ms (agent ${agentMs} ms)` +
+            ` | ${ok ? "ok" : "FAILED"} | upstream: ${world.fake.summary().join(", ") || "none"}`,
+        );
+        await world.close();
+      }
+    },
+  });
+}
+
+/** `REPO`: the checkout's root (for cases that need repo files). */
+export const REPO_ROOT: string = REPO;
