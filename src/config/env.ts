@@ -319,7 +319,12 @@ export function mintContainerEnv(
       if (spec.baseUrlEnv) {
         set1(spec.baseUrlEnv, options.baseUrlFor?.(name, vaultUrl) ?? vaultUrl);
       }
-      if (spec.socketEnv && socketExists) set1(spec.socketEnv, vaultSocket);
+      if (spec.socketEnv && vars.length === 0) {
+        // No token variable: the tool takes its login from its own file, and a socket
+        // variable can make it ignore that file (Claude Code with ANTHROPIC_UNIX_SOCKET
+        // takes CLAUDE_CODE_OAUTH_TOKEN alone).
+        out.notes.push(`${name}: ${spec.socketEnv} left out (no token variable beside it)`);
+      } else if (spec.socketEnv && socketExists) set1(spec.socketEnv, vaultSocket);
       else if (spec.socketEnv && spec.baseUrlEnv) {
         out.notes.push(
           `${name}: ${spec.socketEnv} left out (no socket in this transport; ` +

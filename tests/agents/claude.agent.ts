@@ -1,34 +1,190 @@
 /**
- * Claude Code (pinned in package.json) through vault, as a sandbox runs it.
+ * Claude Code (pinned in package.json) through vault, as a sandbox runs it:
+ * {API key, OAuth login (`.credentials.json` stored with `vault cred
+ * import`)} × {socket transport in bwrap with the http bridge, tcp
+ * transport, `vault exec`, after `cred import --replace-with-phantom`}. Each
+ * case runs one `claude -p` turn with only what vault printed or wrote, and
+ * checks the fake's answer in the output, the real credential in the header
+ * the real API expects (`x-api-key`; `Authorization: Bearer` with the
+ * `oauth-2025-04-20` beta for OAuth), and no leak (the harness's check).
+ *
+ * What Claude Code 2.1.332 does that these cases pin down (read from its
+ * bundled code and checked against a recording server):
+ * - with `ANTHROPIC_UNIX_SOCKET` set it sends every API request over that
+ *   socket and logs in only with `ANTHROPIC_API_KEY` or
+ *   `CLAUDE_CODE_OAUTH_TOKEN` (its `claude ssh` mode): `.credentials.json` is
+ *   then ignored (`Not logged in`), and a socket nothing creates makes it
+ *   retry `Connection error.` for minutes — so vault prints the variable
+ *   only where the socket exists and beside a token variable;
+ * - with a login file (no token variable), it fetches
+ *   `api.anthropic.com/api/oauth/profile` itself, whatever
+ *   `ANTHROPIC_BASE_URL` says; a failure is not fatal (see docs/agents.md).
  *
  * @module
  */
 
-import { assert, assertEquals } from "../../testing/assert.ts";
-import { agentCase, ANSWERS, assertModelCall } from "./harness.ts";
+import { assert, assertEquals, assertMatch } from "../../testing/assert.ts";
+import { join } from "node:path";
+import {
+  agentCase,
+  ANSWERS,
+  assertModelCall,
+  type Bind,
+  CONTAINER_HOSTS,
+  type SandboxResult,
+  type World,
+} from "./harness.ts";
+import { BUILTIN_ROSTER_SOURCE } from "../../src/config/roster_builtin.ts";
+
+const PROMPT = ["claude", "-p", "say hi"];
+/** The beta Anthropic's API wants beside an OAuth bearer token. */
+const OAUTH_BETA = "oauth-2025-04-20";
+
+/** Claude's own login file after `/login` (claude.ai subscription), with unique real tokens. */
+function claudeLogin(world: World): { text: string; access: string } {
+  const access = world.secret("anthropic", "access");
+  const text = JSON.stringify({
+    claudeAiOauth: {
+      accessToken: access,
+      refreshToken: world.secret("anthropic", "refresh"),
+      expiresAt: Date.now() + 86_400_000,
+      scopes: ["user:inference", "user:profile", "user:sessions:claude_code"],
+      subscriptionType: "max",
+      rateLimitTier: "default_claude_max_20x",
+    },
+  });
+  return { text, access };
+}
+
+/**
+ * A host dir (not seen by any sandbox) with `.claude/.credentials.json`,
+ * imported with `vault cred import anthropic FILE [args]`. Returns the file and
+ * the access token the upstream must get.
+ */
+async function importLogin(
+  world: World,
+  dir: string,
+  args: string[] = [],
+): Promise<{ file: string; access: string; stderr: string; stdout: string }> {
+  const { text, access } = claudeLogin(world);
+  await Deno.mkdir(join(dir, ".claude"), { recursive: true, mode: 0o700 });
+  const file = join(dir, ".claude", ".credentials.json");
+  await Deno.writeTextFile(file, text, { mode: 0o600 });
+  const r = await world.vault(["cred", "import", "anthropic", file, ...args]);
+  assertEquals(r.code, 0, `vault cred import: ${r.stderr}`);
+  assertMatch(r.stdout, /stored default\/anthropic \(claude-credentials\)/);
+  return { file, access, stderr: r.stderr, stdout: r.stdout };
+}
+
+function assertAnswered(run: SandboxResult): void {
+  assertEquals(run.timedOut, false, `claude did not finish:\n${run.stdout}\n${run.stderr}`);
+  assertEquals(run.code, 0, `claude failed:\n${run.stdout}\n${run.stderr}`);
+  assert(run.stdout.includes(ANSWERS.anthropic), `no answer in claude's output:\n${run.stdout}`);
+}
+
+function assertOAuthCall(world: World, access: string): void {
+  const call = assertModelCall(world.fake, "anthropic", "authorization", access, "Bearer ");
+  assert(
+    (call.headers["anthropic-beta"] ?? "").split(",").includes(OAUTH_BETA),
+    `the OAuth model call lacks the ${OAUTH_BETA} beta`,
+  );
+  assertEquals(call.headers["x-api-key"], undefined, "no x-api-key beside the bearer token");
+}
+
+/** Socket transport: `vault config env` (socket) in bwrap without network, the broker socket mounted, the http bridge. */
+async function socketRun(world: World): Promise<SandboxResult> {
+  const served = await world.serve();
+  const env = await world.configEnv({ scope: "proj-a", subject: "task-1" });
+  assertEquals(env.ANTHROPIC_UNIX_SOCKET, "/run/terok/vault.sock");
+  return await world.sandbox({
+    argv: PROMPT,
+    env,
+    net: "none",
+    brokerSocket: served.socket,
+    httpBridge: true,
+  });
+}
+
+/** TCP transport: `vault config env --transport tcp:PORT`, host network, host.containers.internal = the host. */
+async function tcpRun(world: World): Promise<SandboxResult> {
+  const served = await world.serve();
+  const env = await world.configEnv({
+    scope: "proj-a",
+    subject: "task-1",
+    transport: `tcp:${served.port}`,
+  });
+  // Finding 3: no socket variable nothing creates (Claude would use only it and retry forever).
+  assert(!("ANTHROPIC_UNIX_SOCKET" in env), JSON.stringify(Object.keys(env)));
+  assertEquals(env.ANTHROPIC_BASE_URL, `http://host.containers.internal:${served.port}`);
+  return await world.sandbox({
+    argv: PROMPT,
+    env,
+    net: "host",
+    hosts: [...CONTAINER_HOSTS],
+    timeoutMs: 60_000,
+  });
+}
+
+/** `vault exec -- claude -p …` as a user runs it, with a private home. */
+async function execRun(world: World): Promise<SandboxResult> {
+  return await world.exec({ scope: "proj-a", subject: "task-1", argv: PROMPT });
+}
+
+// ------------------------------------------------------------------ API key
 
 agentCase(
   { agent: "claude", mode: "api-key", transport: "socket" },
   async (world) => {
-    // The host: an API key in the vault, vault serve running.
     const key = await world.storeCredential("anthropic", "api_key");
-    const served = await world.serve();
-    // What the sandbox gets: exactly `vault config env` (socket transport), the
-    // broker socket, and `vault http-bridge` started from the printed variables.
-    const env = await world.configEnv({ scope: "proj-a", subject: "task-1" });
-    const run = await world.sandbox({
-      argv: ["claude", "-p", "say hi"],
-      env,
-      net: "none",
-      brokerSocket: served.socket,
-      httpBridge: true,
-    });
-    assertEquals(run.timedOut, false, "claude did not finish");
-    assertEquals(run.code, 0, `claude failed:\n${run.stdout}\n${run.stderr}`);
-    assert(
-      run.stdout.includes(ANSWERS.anthropic),
-      `no answer in claude's output:\n${run.stdout}`,
-    );
+    assertAnswered(await socketRun(world));
     assertModelCall(world.fake, "anthropic", "x-api-key", key);
+  },
+);
+
+agentCase(
+  { agent: "claude", mode: "api-key", transport: "tcp" },
+  async (world) => {
+    const key = await world.storeCredential("anthropic", "api_key");
+    assertAnswered(await tcpRun(world));
+    assertModelCall(world.fake, "anthropic", "x-api-key", key);
+  },
+);
+
+agentCase(
+  { agent: "claude", mode: "api-key", transport: "exec" },
+  async (world) => {
+    const key = await world.storeCredential("anthropic", "api_key");
+    assertAnswered(await execRun(world));
+    assertModelCall(world.fake, "anthropic", "x-api-key", key);
+  },
+);
+
+// -------------------------------------------------------------------- OAuth
+
+agentCase(
+  { agent: "claude", mode: "oauth", transport: "socket" },
+  async (world) => {
+    const { access } = await importLogin(world, join(world.root, "user"));
+    const run = await socketRun(world);
+    assertAnswered(run);
+    assertOAuthCall(world, access);
+  },
+);
+
+agentCase(
+  { agent: "claude", mode: "oauth", transport: "tcp" },
+  async (world) => {
+    const { access } = await importLogin(world, join(world.root, "user"));
+    assertAnswered(await tcpRun(world));
+    assertOAuthCall(world, access);
+  },
+);
+
+agentCase(
+  { agent: "claude", mode: "oauth", transport: "exec" },
+  async (world) => {
+    const { access } = await importLogin(world, join(world.root, "user"));
+    assertAnswered(await execRun(world));
+    assertOAuthCall(world, access);
   },
 );

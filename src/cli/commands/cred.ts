@@ -278,6 +278,18 @@ Examples:
               ? `replaced the secret in ${file} with phantom token ${maskToken(minted)}`
               : `replaced the secret in ${file} with the static marker`,
           );
+          if (imported.format === "claude-credentials") {
+            // Claude Code 2.1 ignores this file under ANTHROPIC_UNIX_SOCKET (issue 16 finding 4).
+            ctx.out.info(
+              "vault cred import: Claude Code reads this file only when ANTHROPIC_UNIX_SOCKET is " +
+                "unset (with it set, it logs in with CLAUDE_CODE_OAUTH_TOKEN alone): give the " +
+                "sandbox ANTHROPIC_BASE_URL (vault config apply writes it into settings.json)" +
+                (minted === undefined
+                  ? "; the static marker counts only on a broker listener bound to a scope " +
+                    "(vault serve --broker-scope S, or --broker-all)"
+                  : ""),
+            );
+          }
         }
       } finally {
         original.fill(0);
