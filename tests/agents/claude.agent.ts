@@ -24,7 +24,7 @@
  */
 
 import { assert, assertEquals, assertMatch } from "../../testing/assert.ts";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import {
   agentCase,
   ANSWERS,
@@ -57,38 +57,59 @@ function claudeLogin(world: World): { text: string; access: string } {
 }
 
 /**
- * A host dir (not seen by any sandbox) with `.claude/.credentials.json`,
- * imported with `vault cred import anthropic FILE [args]`. Returns the file and
- * the access token the upstream must get.
+ * Writes Claude's login file at `file` (a host path) and imports it with
+ * `vault cred import anthropic FILE [args]`. Returns the access token the
+ * upstream must get and what vault printed.
  */
 async function importLogin(
   world: World,
-  dir: string,
+  file: string,
   args: string[] = [],
-): Promise<{ file: string; access: string; stderr: string; stdout: string }> {
+): Promise<{ access: string; stderr: string; stdout: string }> {
   const { text, access } = claudeLogin(world);
-  await Deno.mkdir(join(dir, ".claude"), { recursive: true, mode: 0o700 });
-  const file = join(dir, ".claude", ".credentials.json");
+  await Deno.mkdir(dirname(file), { recursive: true, mode: 0o700 });
   await Deno.writeTextFile(file, text, { mode: 0o600 });
   const r = await world.vault(["cred", "import", "anthropic", file, ...args]);
   assertEquals(r.code, 0, `vault cred import: ${r.stderr}`);
   assertMatch(r.stdout, /stored default\/anthropic \(claude-credentials\)/);
-  return { file, access, stderr: r.stderr, stdout: r.stdout };
+  return { access, stderr: r.stderr, stdout: r.stdout };
+}
+
+/** A login file on the host that no sandbox sees (the user's own, imported without rewriting). */
+function hostLoginFile(world: World): string {
+  return join(world.root, "user", ".claude", ".credentials.json");
 }
 
 function assertAnswered(run: SandboxResult): void {
-  assertEquals(run.timedOut, false, `claude did not finish:\n${run.stdout}\n${run.stderr}`);
+  assertEquals(
+    run.timedOut,
+    false,
+    `claude did not finish:\n${run.stdout}\n${run.stderr}`,
+  );
   assertEquals(run.code, 0, `claude failed:\n${run.stdout}\n${run.stderr}`);
-  assert(run.stdout.includes(ANSWERS.anthropic), `no answer in claude's output:\n${run.stdout}`);
+  assert(
+    run.stdout.includes(ANSWERS.anthropic),
+    `no answer in claude's output:\n${run.stdout}`,
+  );
 }
 
 function assertOAuthCall(world: World, access: string): void {
-  const call = assertModelCall(world.fake, "anthropic", "authorization", access, "Bearer ");
+  const call = assertModelCall(
+    world.fake,
+    "anthropic",
+    "authorization",
+    access,
+    "Bearer ",
+  );
   assert(
     (call.headers["anthropic-beta"] ?? "").split(",").includes(OAUTH_BETA),
     `the OAuth model call lacks the ${OAUTH_BETA} beta`,
   );
-  assertEquals(call.headers["x-api-key"], undefined, "no x-api-key beside the bearer token");
+  assertEquals(
+    call.headers["x-api-key"],
+    undefined,
+    "no x-api-key beside the bearer token",
+  );
 }
 
 /** Socket transport: `vault config env` (socket) in bwrap without network, the broker socket mounted, the http bridge. */
@@ -115,7 +136,10 @@ async function tcpRun(world: World): Promise<SandboxResult> {
   });
   // Finding 3: no socket variable nothing creates (Claude would use only it and retry forever).
   assert(!("ANTHROPIC_UNIX_SOCKET" in env), JSON.stringify(Object.keys(env)));
-  assertEquals(env.ANTHROPIC_BASE_URL, `http://host.containers.internal:${served.port}`);
+  assertEquals(
+    env.ANTHROPIC_BASE_URL,
+    `http://host.containers.internal:${served.port}`,
+  );
   return await world.sandbox({
     argv: PROMPT,
     env,
@@ -164,7 +188,7 @@ agentCase(
 agentCase(
   { agent: "claude", mode: "oauth", transport: "socket" },
   async (world) => {
-    const { access } = await importLogin(world, join(world.root, "user"));
+    const { access } = await importLogin(world, hostLoginFile(world));
     const run = await socketRun(world);
     assertAnswered(run);
     assertOAuthCall(world, access);
@@ -174,7 +198,7 @@ agentCase(
 agentCase(
   { agent: "claude", mode: "oauth", transport: "tcp" },
   async (world) => {
-    const { access } = await importLogin(world, join(world.root, "user"));
+    const { access } = await importLogin(world, hostLoginFile(world));
     assertAnswered(await tcpRun(world));
     assertOAuthCall(world, access);
   },
@@ -183,8 +207,150 @@ agentCase(
 agentCase(
   { agent: "claude", mode: "oauth", transport: "exec" },
   async (world) => {
-    const { access } = await importLogin(world, join(world.root, "user"));
+    const { access } = await importLogin(world, hostLoginFile(world));
     assertAnswered(await execRun(world));
+    assertOAuthCall(world, access);
+  },
+);
+
+// ---------------------------------------- after cred import --replace-with-phantom
+
+/**
+ * Whether the built-in roster patches Claude Code's `settings.json` (the
+ * `config_patches` entry of agent `claude`; issue 16 finding 5).
+ */
+function hasSettingsPatch(): boolean {
+  const patches = BUILTIN_ROSTER_SOURCE.anthropic.config_patches;
+  return Array.isArray(patches) &&
+    patches.some((p) =>
+      (p as Record<string, unknown>).file === "settings.json"
+    );
+}
+
+/**
+ * terok's layout: Claude's login was made in a container, so its
+ * `.credentials.json` is in the shared dir `_claude-config` (mounted at
+ * ~/.claude). `vault cred import … --replace-with-phantom` takes the login
+ * and leaves terok's marker; `vault config apply` writes `settings.json`
+ * there. Returns the access token and the binds of the shared dirs.
+ */
+async function importInSharedDir(
+  world: World,
+  transport: string[],
+): Promise<{ access: string; binds: Bind[]; importStderr: string }> {
+  const shared = join(world.mounts, "_claude-config");
+  const { access, stderr } = await importLogin(
+    world,
+    join(shared, ".credentials.json"),
+    [
+      "--replace-with-phantom",
+    ],
+  );
+  const rewritten = await Deno.readTextFile(join(shared, ".credentials.json"));
+  assert(!rewritten.includes(access), "the real token is gone from the file");
+  assertMatch(rewritten, /terok-proxy-phantom-token:vault-handles-real-auth/);
+  const { binds } = await world.configApply([
+    "--providers",
+    "anthropic",
+    ...transport,
+  ]);
+  const settings = JSON.parse(
+    await Deno.readTextFile(join(shared, "settings.json")),
+  );
+  assert(
+    !("ANTHROPIC_UNIX_SOCKET" in (settings.env ?? {})),
+    "settings.json must not set ANTHROPIC_UNIX_SOCKET (Claude would ignore the login file)",
+  );
+  return { access, binds, importStderr: stderr };
+}
+
+agentCase(
+  {
+    agent: "claude",
+    mode: "oauth",
+    transport: "import+socket",
+    ignore: !hasSettingsPatch(),
+  },
+  async (world) => {
+    // The marker counts only on a broker listener bound to the scope.
+    const served = await world.serve(["--broker-scope", "proj-a"]);
+    const { access, binds, importStderr } = await importInSharedDir(world, []);
+    assertMatch(importStderr, /ANTHROPIC_UNIX_SOCKET/);
+    // A plain shell in the container: no token variable, only the container's
+    // http bridge (terok runs it; its two variables as vault config env prints them).
+    const printed = await world.configEnv({
+      scope: "proj-a",
+      subject: "task-1",
+    });
+    const env = {
+      VAULT_HTTP_BRIDGE_LISTEN: printed.VAULT_HTTP_BRIDGE_LISTEN,
+      VAULT_HTTP_BRIDGE_BROKER: printed.VAULT_HTTP_BRIDGE_BROKER,
+    };
+    const run = await world.sandbox({
+      argv: PROMPT,
+      env,
+      net: "none",
+      brokerSocket: served.socket,
+      httpBridge: true,
+      binds,
+    });
+    assertAnswered(run);
+    assertOAuthCall(world, access);
+  },
+);
+
+agentCase(
+  {
+    agent: "claude",
+    mode: "oauth",
+    transport: "import+tcp",
+    ignore: !hasSettingsPatch(),
+  },
+  async (world) => {
+    const served = await world.serve(["--broker-scope", "proj-a"]);
+    const { access, binds } = await importInSharedDir(world, [
+      "--transport",
+      `tcp:${served.port}`,
+    ]);
+    // A plain shell: nothing in the environment at all; settings.json has the broker's URL.
+    const run = await world.sandbox({
+      argv: PROMPT,
+      env: {},
+      net: "host",
+      hosts: [...CONTAINER_HOSTS],
+      binds,
+      timeoutMs: 60_000,
+    });
+    assertAnswered(run);
+    assertOAuthCall(world, access);
+  },
+);
+
+agentCase(
+  { agent: "claude", mode: "oauth", transport: "import+env" },
+  async (world) => {
+    // The rewritten login file in the mounted ~/.claude and vault config env (socket):
+    // Claude takes CLAUDE_CODE_OAUTH_TOKEN (the phantom) over the file.
+    const served = await world.serve();
+    const shared = join(world.mounts, "_claude-config");
+    const { access } = await importLogin(
+      world,
+      join(shared, ".credentials.json"),
+      [
+        "--replace-with-phantom",
+      ],
+    );
+    const env = await world.configEnv({ scope: "proj-a", subject: "task-1" });
+    assertMatch(env.CLAUDE_CODE_OAUTH_TOKEN, /^terok-p-[0-9a-f]{32}$/);
+    const run = await world.sandbox({
+      argv: PROMPT,
+      env,
+      net: "none",
+      brokerSocket: served.socket,
+      httpBridge: true,
+      binds: await world.mountBinds(),
+    });
+    assertAnswered(run);
     assertOAuthCall(world, access);
   },
 );
