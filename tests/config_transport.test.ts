@@ -97,6 +97,34 @@ Deno.test("config env, tcp transport: no socket variable beside a base URL; a so
   });
 });
 
+Deno.test("config env: a socket variable only beside a token variable (finding 4: Claude ignores its login file under ANTHROPIC_UNIX_SOCKET)", async () => {
+  await withTempStore("transport passphrase", (store) => {
+    store.storeCredential("default", "filelogin", { type: "oauth", access_token: "at-0123456789" });
+    const roster = new Map<string, EnvProvider>([
+      ["filelogin", {
+        name: "filelogin",
+        phantomEnv: [],
+        oauthPhantomEnv: [],
+        baseUrlEnv: "FILELOGIN_BASE_URL",
+        socketEnv: "FILELOGIN_UNIX_SOCKET",
+      }],
+    ]);
+    const socket = parseTransport("socket");
+    const minted = mintContainerEnv(store, roster, {
+      scope: "proj",
+      subject: "t-4",
+      transport: socket,
+      location: vaultLocation(socket),
+    });
+    const env = Object.fromEntries(minted.vars);
+    assertEquals(env.FILELOGIN_BASE_URL, "http://localhost:9419");
+    assert(!("FILELOGIN_UNIX_SOCKET" in env), JSON.stringify(env));
+    assertEquals(minted.notes, [
+      "filelogin: FILELOGIN_UNIX_SOCKET left out (no token variable beside it)",
+    ]);
+  });
+});
+
 Deno.test("usesVaultSocket finds {vault_socket} anywhere in a patch", () => {
   assert(usesVaultSocket({ file: "config.yml", yaml_set: { http_unix_socket: "{vault_socket}" } }));
   assert(usesVaultSocket([{ json_set: { env: { A: ["x", "{vault_socket}/y"] } } }]));
@@ -227,4 +255,33 @@ Deno.test("config apply --transport tcp:PORT: gh's socket comes from the bridge 
   } finally {
     await api.close();
   }
+});
+
+Deno.test("cred import of Claude's login file: vault says where Claude reads it (not under ANTHROPIC_UNIX_SOCKET) and where the marker counts", async () => {
+  await withSandboxVault(PASS, async (vault) => {
+    const file = join(vault.home, "claude", ".credentials.json");
+    await Deno.mkdir(join(vault.home, "claude"), { recursive: true, mode: 0o700 });
+    const login = {
+      claudeAiOauth: {
+        accessToken: "sk-ant-oat01-REALtransport0123456789",
+        refreshToken: "sk-ant-ort01-REALtransport0123456789",
+        expiresAt: Date.now() + 86_400_000,
+        scopes: ["user:inference", "user:profile"],
+      },
+    };
+    Deno.writeTextFileSync(file, JSON.stringify(login), { mode: 0o600 });
+    const r = await vault.cli.run([
+      ...vault.base,
+      "cred",
+      "import",
+      "anthropic",
+      file,
+      "--replace-with-phantom",
+    ]);
+    assertEquals(r.code, 0, r.stderr);
+    assertMatch(r.stderr, /reads this file only when ANTHROPIC_UNIX_SOCKET is unset/);
+    assertMatch(r.stderr, /ANTHROPIC_BASE_URL/);
+    assertMatch(r.stderr, /marker counts only on a broker listener bound to a scope/);
+    assert(!r.stderr.includes("REALtransport"), "no secret in the note");
+  });
 });
