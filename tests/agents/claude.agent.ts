@@ -354,3 +354,130 @@ agentCase(
     assertOAuthCall(world, access);
   },
 );
+
+/**
+ * Claude's API-key login (`/login` with a Console account) is in
+ * `~/.claude.json` (`primaryApiKey`, and its last 20 characters in
+ * `customApiKeyResponses.approved`). The user's home gets it, `vault cred
+ * import anthropic ~/.claude.json --replace-with-phantom --scope --subject`
+ * leaves a minted phantom in both places. Returns the real key and the home.
+ */
+async function importApiKeyLogin(
+  world: World,
+): Promise<{ key: string; home: string }> {
+  const key = world.secret("anthropic", "key");
+  const home = await world.newHome();
+  const file = join(home, ".claude.json");
+  const config = {
+    numStartups: 1,
+    hasCompletedOnboarding: true,
+    primaryApiKey: key,
+    customApiKeyResponses: { approved: [key.slice(-20)], rejected: [] },
+  };
+  await Deno.writeTextFile(file, JSON.stringify(config, null, 2) + "\n", {
+    mode: 0o600,
+  });
+  const r = await world.vault([
+    "cred",
+    "import",
+    "anthropic",
+    file,
+    "--replace-with-phantom",
+    "--scope",
+    "proj-a",
+    "--subject",
+    "task-1",
+  ]);
+  assertEquals(r.code, 0, `vault cred import: ${r.stderr}`);
+  assertMatch(r.stdout, /stored default\/anthropic \(claude-config\)/);
+  const rewritten = await Deno.readTextFile(file);
+  world.notePhantoms(rewritten);
+  assert(
+    !rewritten.includes(key.slice(-20)),
+    "no part of the key is left in ~/.claude.json",
+  );
+  return { key, home };
+}
+
+agentCase(
+  {
+    agent: "claude",
+    mode: "api-key",
+    transport: "import+socket",
+    ignore: !hasSettingsPatch(),
+  },
+  async (world) => {
+    const served = await world.serve();
+    const { key, home } = await importApiKeyLogin(world);
+    const { binds } = await world.configApply(["--providers", "anthropic"]);
+    // A plain shell: no key variable; the container's http bridge only.
+    const printed = await world.configEnv({
+      scope: "proj-a",
+      subject: "task-2",
+    });
+    const run = await world.sandbox({
+      argv: PROMPT,
+      env: {
+        VAULT_HTTP_BRIDGE_LISTEN: printed.VAULT_HTTP_BRIDGE_LISTEN,
+        VAULT_HTTP_BRIDGE_BROKER: printed.VAULT_HTTP_BRIDGE_BROKER,
+      },
+      home,
+      net: "none",
+      brokerSocket: served.socket,
+      httpBridge: true,
+      binds,
+    });
+    assertAnswered(run);
+    assertModelCall(world.fake, "anthropic", "x-api-key", key);
+  },
+);
+
+agentCase(
+  {
+    agent: "claude",
+    mode: "api-key",
+    transport: "import+tcp",
+    ignore: !hasSettingsPatch(),
+  },
+  async (world) => {
+    const served = await world.serve();
+    const { key, home } = await importApiKeyLogin(world);
+    const { binds } = await world.configApply([
+      "--providers",
+      "anthropic",
+      "--transport",
+      `tcp:${served.port}`,
+    ]);
+    const run = await world.sandbox({
+      argv: PROMPT,
+      env: {},
+      home,
+      net: "host",
+      hosts: [...CONTAINER_HOSTS],
+      binds,
+      timeoutMs: 60_000,
+    });
+    assertAnswered(run);
+    assertModelCall(world.fake, "anthropic", "x-api-key", key);
+  },
+);
+
+agentCase(
+  { agent: "claude", mode: "api-key", transport: "import+env" },
+  async (world) => {
+    // The rewritten ~/.claude.json and vault config env (socket): the env's phantom wins.
+    const served = await world.serve();
+    const { key, home } = await importApiKeyLogin(world);
+    const env = await world.configEnv({ scope: "proj-a", subject: "task-2" });
+    const run = await world.sandbox({
+      argv: PROMPT,
+      env,
+      home,
+      net: "none",
+      brokerSocket: served.socket,
+      httpBridge: true,
+    });
+    assertAnswered(run);
+    assertModelCall(world.fake, "anthropic", "x-api-key", key);
+  },
+);
