@@ -10,7 +10,14 @@
 import { assert, assertEquals, assertMatch, assertRejects } from "../../testing/assert.ts";
 import { within } from "../../testing/broker.ts";
 import { join } from "node:path";
-import { ANSWERS, FakeProvider, openWorld, SANDBOX_HOME, SANDBOX_PATH } from "./harness.ts";
+import {
+  ANSWERS,
+  CONTAINER_HOSTS,
+  FakeProvider,
+  openWorld,
+  SANDBOX_HOME,
+  SANDBOX_PATH,
+} from "./harness.ts";
 
 Deno.test("harness: the sandbox gets only PATH/HOME/TERM/LANG and the given env, no network, a read-only root", async () => {
   const world = await openWorld();
@@ -81,6 +88,41 @@ Deno.test("harness: `vault` in the sandbox is this checkout's CLI, and the http 
     });
     assertEquals(run.code, 0, `${run.stdout}\n${run.stderr}\n${run.bridgeLog}`);
     assertMatch(run.bridgeLog, /^vault http-bridge: .* -> unix:\/run\/terok\/vault\.sock/m);
+    assertMatch(run.stdout, new RegExp(ANSWERS.anthropic));
+    assertEquals(world.fake.modelCalls("anthropic").length, 1);
+    await world.assertNoLeak();
+  } finally {
+    await world.close();
+  }
+});
+
+Deno.test("harness: tcp transport — a net-less sandbox reaches the broker's port at host.containers.internal, nothing else", async () => {
+  const world = await openWorld();
+  try {
+    await world.storeCredential("anthropic", "api_key");
+    const served = await world.serve();
+    const env = await world.configEnv({
+      scope: "proj-h",
+      subject: "tcp",
+      transport: `tcp:${served.port}`,
+    });
+    const fakePort = new URL(world.fake.origin).port;
+    const run = await world.sandbox({
+      argv: [
+        "sh",
+        "-c",
+        `curl -s -m 5 -o /dev/null http://127.0.0.1:${fakePort}/ && echo FAKE-OPEN || echo FAKE-CLOSED; ` +
+        `curl -s -m 10 -H "x-api-key: $ANTHROPIC_API_KEY" -H "content-type: application/json" ` +
+        `-d '{"model":"m","max_tokens":1}' "$ANTHROPIC_BASE_URL/v1/messages"`,
+      ],
+      env,
+      net: "none",
+      hostPorts: [served.port],
+      hosts: [...CONTAINER_HOSTS],
+    });
+    assertEquals(run.code, 0, `${run.stdout}\n${run.stderr}\n${run.bridgeLog}`);
+    assertMatch(env.ANTHROPIC_BASE_URL, /^http:\/\/host\.containers\.internal:/);
+    assertMatch(run.stdout, /FAKE-CLOSED/);
     assertMatch(run.stdout, new RegExp(ANSWERS.anthropic));
     assertEquals(world.fake.modelCalls("anthropic").length, 1);
     await world.assertNoLeak();

@@ -33,14 +33,17 @@
  * - {@link World.sandbox}: one run of an agent in bubblewrap (see
  *   {@link SandboxOptions}) → {@link SandboxResult}. Socket transport:
  *   `net: "none"`, `brokerSocket`, `httpBridge: true`; tcp transport:
- *   `net: "host"`, `hosts: CONTAINER_HOSTS` (so `host.containers.internal`,
- *   which vault prints, is the host) and `httpBridge` if vault printed a
- *   bridge to start.
+ *   `net: "none"`, `hostPorts: [served.port]`, `hosts: CONTAINER_HOSTS`
+ *   (the container network reaches only the broker's port, at
+ *   `host.containers.internal` as vault prints it) and `httpBridge` if
+ *   vault printed a bridge to start.
  * - {@link World.exec}: `vault exec … -- <agent>` as a user runs it on the
  *   host, in bubblewrap with a private home and the host's network.
  * - {@link World.configApply}: `vault config apply --mounts <root>/mounts`,
  *   and the binds that mount each shared dir written at its roster
- *   `container_mount` (pass them as {@link SandboxOptions.binds}).
+ *   `container_mount` (pass them as {@link SandboxOptions.binds});
+ *   {@link World.mountFile} puts a login file there (for `vault cred import
+ *   --replace-with-phantom`), {@link World.mountBinds} gives the binds.
  * - {@link assertNoLeak} / {@link World.assertNoLeak}: no real secret in any
  *   sandbox-visible file, the agent's output or the env dump; no phantom
  *   token or static marker in any request the fake recorded.
@@ -68,12 +71,15 @@ import { mainArgs } from "../../testing/cli.ts";
 import { Background, killAfter } from "../../testing/process.ts";
 import { freePort } from "../../testing/ports.ts";
 import { FakeProvider, type FakeRequest } from "./fake/server.ts";
+import { type HostRelay, relayHostPort } from "./relay.ts";
 import { loadRoster } from "../../src/config/mod.ts";
 
 export { ANSWERS, FakeProvider } from "./fake/server.ts";
 export type { FakeRequest } from "./fake/server.ts";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
+/** Where relay.ts is (read in the sandbox through the read-only root). */
+const RELAY = fileURLToPath(new URL("./relay.ts", import.meta.url));
 /** The agents' install dir (`npm ci --prefix tests/agents`). */
 export const AGENTS_DIR: string = fileURLToPath(new URL("./", import.meta.url));
 /** Where the agents' commands are after the install. */
@@ -165,7 +171,11 @@ export interface SandboxOptions {
   env: Record<string, string>;
   /** The host dir bound at /home/dev (default: a fresh one, see {@link World.newHome}). */
   home?: string;
-  /** "none": `--unshare-net` (only the mounted socket leads out); "host": the host's network. */
+  /**
+   * "none": `--unshare-net` (only the mounted socket and {@link hostPorts}
+   * lead out); "host": the host's network (`vault exec`, which runs where the
+   * user is).
+   */
   net: "none" | "host";
   /** The host broker socket bound at {@link SANDBOX_SOCKET} (default: none). */
   brokerSocket?: string;
@@ -177,6 +187,14 @@ export interface SandboxOptions {
   httpBridge?: boolean;
   /** More binds (config dirs `vault config apply` wrote, at their container_mount). */
   binds?: Bind[];
+  /**
+   * Host 127.0.0.1 ports the sandbox reaches at 127.0.0.1:<port> although
+   * `net` is "none" (the tcp transport: a container network that leads only
+   * to the broker's TCP port): relay.ts listens in the sandbox and relays
+   * each connection through a bound Unix socket to the host port. Use with
+   * `hosts: CONTAINER_HOSTS`, so `host.containers.internal` is 127.0.0.1.
+   */
+  hostPorts?: number[];
   /** Lines of /etc/hosts in the sandbox (e.g. `127.0.0.1 host.containers.internal`); default: the host's. */
   hosts?: string[];
   /** The working directory in the sandbox (default /home/dev). */
@@ -200,7 +218,12 @@ export interface SandboxResult extends VaultResult {
   timedOut: boolean;
   /** `env` as the agent's launcher saw it inside the sandbox (what the agent got). */
   envDump: string;
-  /** The in-sandbox http-bridge's stderr ("" without one). */
+  /**
+   * `env` as the agent got it from `vault exec` ({@link World.exec} runs the
+   * agent through `harness-env-exec`, which dumps it); "" for other runs.
+   */
+  agentEnvDump: string;
+  /** The in-sandbox http-bridge's output, then the port relay's ("" without either). */
   bridgeLog: string;
   /** The host dir that was the sandbox's home. */
   home: string;
@@ -247,28 +270,46 @@ function denoDir(): string {
   return join(Deno.env.get("XDG_CACHE_HOME") ?? join(home, ".cache"), "deno");
 }
 
+/** Dumps the env it got (the agent's, under `vault exec`) and execs its arguments. */
+const ENV_EXEC_SCRIPT = `#!/bin/sh
+env > /run/harness/out/agent-env
+exec "$@"
+`;
+
 /**
- * The in-sandbox launcher: writes the env dump, starts the http bridge when
- * asked (`bridge` as $1) and waits for its "listening" line (at most 30 s),
- * then execs the agent (`-- argv…`).
+ * The in-sandbox launcher: `harness-run <bridge|direct> -- argv…`. Writes
+ * the env dump; when the harness wrote `/run/harness/out/relays` (host ports,
+ * {@link SandboxOptions.hostPorts}) starts relay.ts with them and waits until
+ * they listen; starts the http bridge when asked and waits for its
+ * "listening" line (each wait at most 30 s); then execs the agent. The
+ * relay's deno gets its own DENO_DIR in /tmp; the agent's env is untouched.
  */
 const RUN_SCRIPT = `#!/bin/sh
 out=/run/harness/out
 env > "$out/env"
 mode=$1
 shift 2
-if [ "$mode" = bridge ]; then
-  vault http-bridge --listen "$VAULT_HTTP_BRIDGE_LISTEN" --broker "$VAULT_HTTP_BRIDGE_BROKER" \\
-    </dev/null >"$out/bridge.log" 2>&1 &
+wait_line() {
   i=0
-  until grep -q "^vault http-bridge: .* -> " "$out/bridge.log" 2>/dev/null; do
+  until grep -q "$2" "$1" 2>/dev/null; do
     i=$((i + 1))
     if [ "$i" -gt 300 ]; then
-      echo "harness: vault http-bridge did not start" >&2
+      echo "harness: $3 did not start" >&2
+      cat "$1" >&2
       exit 97
     fi
     sleep 0.1
   done
+}
+if [ -f "$out/relays" ]; then
+  DENO_DIR=/tmp/.harness-relay-deno ${shellQuote(Deno.execPath())} run --no-config --no-lock -A \\
+    ${shellQuote(RELAY)} $(cat "$out/relays") </dev/null >"$out/relay.log" 2>&1 &
+  wait_line "$out/relay.log" "^relay: listening" "the port relay"
+fi
+if [ "$mode" = bridge ]; then
+  vault http-bridge --listen "$VAULT_HTTP_BRIDGE_LISTEN" --broker "$VAULT_HTTP_BRIDGE_BROKER" \\
+    </dev/null >"$out/bridge.log" 2>&1 &
+  wait_line "$out/bridge.log" "^vault http-bridge: .* -> " "vault http-bridge"
 fi
 exec "$@"
 `;
@@ -346,6 +387,9 @@ export class World {
       shellQuote(Deno.execPath())
     } ${runArgs.map(shellQuote).join(" ")} "$@"\n`;
     await Deno.writeTextFile(join(this.bin, "vault"), launcher, {
+      mode: 0o755,
+    });
+    await Deno.writeTextFile(join(this.bin, "harness-env-exec"), ENV_EXEC_SCRIPT, {
       mode: 0o755,
     });
     await Deno.writeTextFile(join(this.bin, "harness-run"), RUN_SCRIPT, {
@@ -583,6 +627,25 @@ export class World {
     if (options.brokerSocket) {
       args.push("--bind", options.brokerSocket, SANDBOX_SOCKET);
     }
+    const relays: HostRelay[] = [];
+    if (options.hostPorts?.length) {
+      const ports = join(out, "ports");
+      await Deno.mkdir(ports, { mode: 0o700 });
+      for (const port of options.hostPorts) {
+        relays.push(relayHostPort(join(ports, `${port}.sock`), port));
+      }
+      args.push("--bind", ports, "/run/harness/ports");
+      await Deno.writeTextFile(
+        join(out, "relays"),
+        options.hostPorts.map((p) => `${p}:/run/harness/ports/${p}.sock`).join(" ") + "\n",
+      );
+    }
+    let env = options.env;
+    if (options.hostVault) {
+      args.push("--bind", this.root, this.root);
+      const { HOME: _home, PATH: _path, LANG: _lang, ...vaultEnv } = this.hostEnv;
+      env = { ...vaultEnv, ...env };
+    }
     for (const bind of options.binds ?? []) {
       args.push(bind.ro ? "--ro-bind" : "--bind", bind.host, bind.container);
       if (!this.visibleDirs.includes(bind.host)) {
@@ -611,7 +674,7 @@ export class World {
       "LANG",
       "C.UTF-8",
     );
-    for (const [name, value] of Object.entries(options.env)) {
+    for (const [name, value] of Object.entries(env)) {
       args.push("--setenv", name, value);
     }
     args.push(
@@ -635,6 +698,7 @@ export class World {
       output = await child.output();
     } finally {
       guard.clear();
+      await Promise.all(relays.map((r) => r.close()));
     }
     const ms = Math.round(performance.now() - started);
     const read = async (name: string) => {
@@ -652,10 +716,13 @@ export class World {
       ms,
       timedOut: guard.killed,
       envDump: await read("env"),
-      bridgeLog: await read("bridge.log"),
+      agentEnvDump: await read("agent-env"),
+      bridgeLog: await read("bridge.log") + await read("relay.log"),
       home,
     };
     this.runs.push(result);
+    // Phantoms the sandbox held (vault exec mints its own): none may reach an upstream.
+    this.notePhantoms(result.envDump + "\n" + result.agentEnvDump);
     return result;
   }
 
@@ -663,8 +730,9 @@ export class World {
    * `vault exec --scope … --subject … [extra] -- argv` as a user runs it on
    * their machine, in a bubblewrap sandbox with the host's network (the
    * private broker dials the fake) and a private home: {@link
-   * SandboxOptions.hostVault}. The env dump is the caller's shell (vault exec
-   * adds the agent's variables itself).
+   * SandboxOptions.hostVault}. {@link SandboxResult.envDump} is the caller's
+   * shell; {@link SandboxResult.agentEnvDump} what vault exec gave the agent
+   * (the agent runs through `harness-env-exec`, which dumps it).
    */
   exec(options: {
     scope: string;
@@ -688,6 +756,7 @@ export class World {
         options.subject,
         ...(options.extra ?? []),
         "--",
+        "harness-env-exec",
         ...options.argv,
       ],
       env: options.env ?? {},
@@ -725,6 +794,18 @@ export class World {
     return { result, binds: await this.mountBinds() };
   }
 
+  /**
+   * Writes `<mounts>/<sharedDir>/<name>` (0600, dirs 0700) — e.g. a login
+   * file for `vault cred import … --replace-with-phantom` — and returns its
+   * path. Secrets in `content` must come from {@link secret} (leak-checked).
+   */
+  async mountFile(sharedDir: string, name: string, content: string): Promise<string> {
+    const path = join(this.mounts, sharedDir, name);
+    await Deno.mkdir(join(path, ".."), { recursive: true, mode: 0o700 });
+    await Deno.writeTextFile(path, content, { mode: 0o600 });
+    return path;
+  }
+
   /** Binds of every shared dir that exists under {@link mounts}, at its roster `container_mount`. */
   async mountBinds(): Promise<Bind[]> {
     const where = await sharedDirMounts([this.rosterDir]);
@@ -748,6 +829,7 @@ export class World {
       texts[`run ${i} stdout`] = run.stdout;
       texts[`run ${i} stderr`] = run.stderr;
       texts[`run ${i} env dump`] = run.envDump;
+      texts[`run ${i} agent env dump`] = run.agentEnvDump;
       texts[`run ${i} http-bridge log`] = run.bridgeLog;
     });
     await assertNoLeak({
@@ -932,7 +1014,15 @@ export interface AgentCase {
   world?: WorldOptions;
   /** `Deno.test`'s ignore. */
   ignore?: boolean;
+  /**
+   * A word for the table next to the transport, e.g. "error" for a case that
+   * asserts vault's clear error where the combination is impossible.
+   */
+  note?: string;
 }
+
+/** Every case registered by {@link agentCase} (in registration order): the table lists them. */
+export const CASES: AgentCase[] = [];
 
 /**
  * Registers one case as a `Deno.test` named `<agent> <mode> <transport>`:
@@ -944,6 +1034,7 @@ export function agentCase(
   spec: AgentCase,
   fn: (world: World) => Promise<void>,
 ): void {
+  CASES.push(spec);
   Deno.test({
     name: `${spec.agent} ${spec.mode} ${spec.transport}`,
     ignore: spec.ignore,
