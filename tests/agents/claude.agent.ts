@@ -126,7 +126,10 @@ async function socketRun(world: World): Promise<SandboxResult> {
   });
 }
 
-/** TCP transport: `vault config env --transport tcp:PORT`, host network, host.containers.internal = the host. */
+/**
+ * TCP transport: `vault config env --transport tcp:PORT`; the sandbox's
+ * network reaches only the broker's port, at host.containers.internal.
+ */
 async function tcpRun(world: World): Promise<SandboxResult> {
   const served = await world.serve();
   const env = await world.configEnv({
@@ -143,7 +146,8 @@ async function tcpRun(world: World): Promise<SandboxResult> {
   return await world.sandbox({
     argv: PROMPT,
     env,
-    net: "host",
+    net: "none",
+    hostPorts: [served.port],
     hosts: [...CONTAINER_HOSTS],
     timeoutMs: 60_000,
   });
@@ -316,7 +320,8 @@ agentCase(
     const run = await world.sandbox({
       argv: PROMPT,
       env: {},
-      net: "host",
+      net: "none",
+      hostPorts: [served.port],
       hosts: [...CONTAINER_HOSTS],
       binds,
       timeoutMs: 60_000,
@@ -452,7 +457,8 @@ agentCase(
       argv: PROMPT,
       env: {},
       home,
-      net: "host",
+      net: "none",
+      hostPorts: [served.port],
       hosts: [...CONTAINER_HOSTS],
       binds,
       timeoutMs: 60_000,
