@@ -204,6 +204,11 @@ and socket variables, the bridge settings, and when the scope has SSH keys
 the signer token and SSH_AUTH_SOCK. The shell format is safe to eval.
 Undo with: vault token revoke --scope S --subject T
 
+A socket variable (ANTHROPIC_UNIX_SOCKET) is printed only beside a token
+variable and where the socket exists: with --transport tcp:PORT it is left
+out for tools that have a base URL, and kept for socket-only tools with a
+note (stderr) naming the vault http-bridge command that creates it.
+
 Examples:
   eval "$(vault config env --scope proj-a --subject task-1)"
   vault config env --scope proj-a --subject task-1 --format env-file > task-1.env`,
