@@ -226,9 +226,7 @@ agentCase(
 function hasSettingsPatch(): boolean {
   const patches = BUILTIN_ROSTER_SOURCE.anthropic.config_patches;
   return Array.isArray(patches) &&
-    patches.some((p) =>
-      (p as Record<string, unknown>).file === "settings.json"
-    );
+    patches.some((p) => (p as Record<string, unknown>).file === "settings.json");
 }
 
 /**
