@@ -187,6 +187,42 @@ agentCase(
   },
 );
 
+agentCase(
+  {
+    agent: "claude",
+    mode: "api-key",
+    transport: "exec",
+    note: "the user's own claude.ai login in ~/.claude stays unused",
+  },
+  async (world) => {
+    // On the user's machine ~/.claude/.credentials.json holds their own login; vault exec
+    // gives Claude the phantom key and the socket, so Claude ignores that file: its token
+    // reaches neither the broker nor an upstream.
+    const key = await world.storeCredential("anthropic", "api_key");
+    const home = await world.newHome();
+    const own = `user-own-oauth-${crypto.randomUUID()}`;
+    await Deno.mkdir(join(home, ".claude"), { mode: 0o700 });
+    await Deno.writeTextFile(
+      join(home, ".claude", ".credentials.json"),
+      JSON.stringify({
+        claudeAiOauth: {
+          accessToken: own,
+          refreshToken: `${own}-refresh`,
+          expiresAt: Date.now() + 86_400_000,
+          scopes: ["user:inference", "user:profile"],
+        },
+      }),
+      { mode: 0o600 },
+    );
+    const run = await world.exec({ scope: "proj-a", subject: "task-1", argv: PROMPT, home });
+    assertAnswered(run);
+    assertModelCall(world.fake, "anthropic", "x-api-key", key);
+    for (const r of world.fake.requests) {
+      assert(!JSON.stringify(r).includes(own), "the user's own token reached an upstream");
+    }
+  },
+);
+
 // -------------------------------------------------------------------- OAuth
 
 agentCase(
