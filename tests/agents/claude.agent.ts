@@ -521,3 +521,40 @@ agentCase(
     assertModelCall(world.fake, "anthropic", "x-api-key", key);
   },
 );
+
+agentCase(
+  {
+    agent: "claude",
+    mode: "oauth",
+    transport: "import+socket-variable",
+    note: "impossible by Claude's design: vault says so at import",
+  },
+  async (world) => {
+    // terok's container env for a marker login: ANTHROPIC_UNIX_SOCKET and the base URL, no
+    // token variable. Claude 2.1 then ignores .credentials.json; vault never prints this
+    // combination, and `vault cred import` says why on stderr.
+    const served = await world.serve(["--broker-scope", "proj-a"]);
+    const shared = join(world.mounts, "_claude-config");
+    const { stderr } = await importLogin(world, join(shared, ".credentials.json"), [
+      "--replace-with-phantom",
+    ]);
+    assertMatch(stderr, /reads this file only when ANTHROPIC_UNIX_SOCKET is unset/);
+    const printed = await world.configEnv({ scope: "proj-a", subject: "task-1" });
+    const env = {
+      ANTHROPIC_BASE_URL: printed.ANTHROPIC_BASE_URL,
+      ANTHROPIC_UNIX_SOCKET: printed.ANTHROPIC_UNIX_SOCKET,
+    };
+    const run = await world.sandbox({
+      argv: PROMPT,
+      env,
+      net: "none",
+      brokerSocket: served.socket,
+      binds: await world.mountBinds(),
+      timeoutMs: 60_000,
+    });
+    assertEquals(run.timedOut, false);
+    assert(run.code !== 0, "Claude answered under ANTHROPIC_UNIX_SOCKET from its login file");
+    assertMatch(run.stdout + run.stderr, /Not logged in/);
+    assertEquals(world.fake.requests.length, 0, "nothing reached the upstream");
+  },
+);
