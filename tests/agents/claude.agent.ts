@@ -32,6 +32,7 @@ import {
   type Bind,
   CONTAINER_HOSTS,
   type SandboxResult,
+  transportSandbox,
   type World,
 } from "./harness.ts";
 import { BUILTIN_ROSTER_SOURCE } from "../../src/config/roster_builtin.ts";
@@ -117,13 +118,7 @@ async function socketRun(world: World): Promise<SandboxResult> {
   const served = await world.serve();
   const env = await world.configEnv({ scope: "proj-a", subject: "task-1" });
   assertEquals(env.ANTHROPIC_UNIX_SOCKET, "/run/terok/vault.sock");
-  return await world.sandbox({
-    argv: PROMPT,
-    env,
-    net: "none",
-    brokerSocket: served.socket,
-    httpBridge: true,
-  });
+  return await world.sandbox({ argv: PROMPT, env, ...transportSandbox("socket", served, env) });
 }
 
 /**
@@ -146,9 +141,7 @@ async function tcpRun(world: World): Promise<SandboxResult> {
   return await world.sandbox({
     argv: PROMPT,
     env,
-    net: "none",
-    hostPorts: [served.port],
-    hosts: [...CONTAINER_HOSTS],
+    ...transportSandbox("tcp", served, env),
     timeoutMs: 60_000,
   });
 }

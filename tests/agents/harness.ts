@@ -37,6 +37,8 @@
  *   (the container network reaches only the broker's port, at
  *   `host.containers.internal` as vault prints it) and `httpBridge` if
  *   vault printed a bridge to start.
+ * - {@link transportSandbox} / {@link transportFlag}: those options and the
+ *   `--transport` flag for a transport kind, so cases loop over both.
  * - {@link World.exec}: `vault exec … -- <agent>` as a user runs it on the
  *   host, in bubblewrap with a private home and the host's network.
  * - {@link World.configApply}: `vault config apply --mounts <root>/mounts`,
@@ -64,7 +66,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { assert, assertEquals } from "../../testing/assert.ts";
 import { mainArgs } from "../../testing/cli.ts";
@@ -262,6 +264,20 @@ function shellQuote(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
 }
 
+/** The dirs the sandbox mounts a fresh tmpfs (or the home) over. */
+const SHADOWED = ["/tmp/", "/home/", "/run/"];
+
+/**
+ * What the sandbox must see at its host path although it lies under a dir
+ * the sandbox shadows (a checkout in /tmp or /home, as CI makes): this
+ * checkout (main.ts, relay.ts, the agents), DENO_DIR and the deno binary.
+ * Bound read-only at the same path.
+ */
+function hiddenHostPaths(): string[] {
+  const paths = [REPO, denoDir(), dirname(Deno.execPath())].map((p) => p.replace(/\/+$/, ""));
+  return [...new Set(paths)].filter((p) => SHADOWED.some((dir) => (p + "/").startsWith(dir)));
+}
+
 /** The DENO_DIR the host uses (the launcher sets it so deno finds its cache in any HOME). */
 function denoDir(): string {
   const explicit = Deno.env.get("DENO_DIR");
@@ -289,11 +305,12 @@ out=/run/harness/out
 env > "$out/env"
 mode=$1
 shift 2
+# wait_line LOG PATTERN WHAT PID: until LOG has PATTERN; fails when PID exits first or after 30 s.
 wait_line() {
   i=0
   until grep -q "$2" "$1" 2>/dev/null; do
     i=$((i + 1))
-    if [ "$i" -gt 300 ]; then
+    if [ "$i" -gt 300 ] || ! kill -0 "$4" 2>/dev/null; then
       echo "harness: $3 did not start" >&2
       cat "$1" >&2
       exit 97
@@ -304,12 +321,12 @@ wait_line() {
 if [ -f "$out/relays" ]; then
   DENO_DIR=/tmp/.harness-relay-deno ${shellQuote(Deno.execPath())} run --no-config --no-lock -A \\
     ${shellQuote(RELAY)} $(cat "$out/relays") </dev/null >"$out/relay.log" 2>&1 &
-  wait_line "$out/relay.log" "^relay: listening" "the port relay"
+  wait_line "$out/relay.log" "^relay: listening" "the port relay" $!
 fi
 if [ "$mode" = bridge ]; then
   vault http-bridge --listen "$VAULT_HTTP_BRIDGE_LISTEN" --broker "$VAULT_HTTP_BRIDGE_BROKER" \\
     </dev/null >"$out/bridge.log" 2>&1 &
-  wait_line "$out/bridge.log" "^vault http-bridge: .* -> " "vault http-bridge"
+  wait_line "$out/bridge.log" "^vault http-bridge: .* -> " "vault http-bridge" $!
 fi
 exec "$@"
 `;
@@ -515,7 +532,10 @@ export class World {
   /**
    * Starts `vault serve` with the broker on `<root>/host/run/broker.sock` and
    * a free 127.0.0.1 port (retried on a lost port race); waits until both
-   * listen. Stopped by {@link close}.
+   * listen. Stopped by {@link close}. `extra` are more `vault serve` options,
+   * e.g. `["--broker-scope", scope]`: a static marker (what `cred import
+   * --replace-with-phantom` writes into Claude's and Codex's login files) is
+   * accepted only on a listener bound to one scope.
    */
   async serve(extra: string[] = []): Promise<Served> {
     const socket = join(
@@ -623,6 +643,7 @@ export class World {
       "--bind",
       out,
       "/run/harness/out",
+      ...hiddenHostPaths().flatMap((path) => ["--ro-bind", path, path]),
     ];
     if (options.brokerSocket) {
       args.push("--bind", options.brokerSocket, SANDBOX_SOCKET);
@@ -879,6 +900,42 @@ export async function sharedDirMounts(
   };
   for (const spec of roster.values()) visit(spec, 0);
   return out;
+}
+
+/** The two transports of `vault config env` / `config apply`. */
+export type TransportKind = "socket" | "tcp";
+
+/**
+ * The sandbox options of a transport, as a container of that kind is wired
+ * (pass `{...transportSandbox(…), argv, env}` to {@link World.sandbox}):
+ *
+ * - `socket`: no network; the broker's Unix socket mounted at
+ *   {@link SANDBOX_SOCKET}; `vault http-bridge` started from the printed
+ *   `VAULT_HTTP_BRIDGE_*` variables.
+ * - `tcp`: no network but the broker's TCP port, at
+ *   `host.containers.internal:<port>` ({@link SandboxOptions.hostPorts},
+ *   {@link CONTAINER_HOSTS}); a bridge only when vault printed one to start
+ *   (`VAULT_HTTP_BRIDGE_LISTEN` in `env`).
+ *
+ * `env` is what `vault config env --transport <kind>` printed.
+ */
+export function transportSandbox(
+  kind: TransportKind,
+  served: Served,
+  env: Record<string, string>,
+): Pick<SandboxOptions, "net" | "brokerSocket" | "httpBridge" | "hostPorts" | "hosts"> {
+  if (kind === "socket") return { net: "none", brokerSocket: served.socket, httpBridge: true };
+  return {
+    net: "none",
+    hostPorts: [served.port],
+    hosts: [...CONTAINER_HOSTS],
+    httpBridge: "VAULT_HTTP_BRIDGE_LISTEN" in env,
+  };
+}
+
+/** `--transport` of `vault config env` for a kind: `socket` or `tcp:<the broker's port>`. */
+export function transportFlag(kind: TransportKind, served: Served): string {
+  return kind === "socket" ? "socket" : `tcp:${served.port}`;
 }
 
 /** Opens a {@link World} (call {@link World.close} in a `finally`, or use {@link agentCase}). */

@@ -3,8 +3,8 @@
  * or not at their pinned version (`npm ci --prefix tests/agents`), checks
  * that bubblewrap is there, prints each agent's `--version` once, then runs
  * `deno test` on every `tests/agents/*.agent.ts` file (arguments given to
- * the task, e.g. `--filter claude`, are passed on). Exits with deno test's
- * status.
+ * the task, e.g. `--filter claude` or `--parallel`, are passed on). Exits
+ * with deno test's status.
  *
  * @module
  */
