@@ -154,6 +154,8 @@ Deno.test("vault config env --transport tcp:PORT prints no ANTHROPIC_UNIX_SOCKET
     assertEquals(vars.ANTHROPIC_BASE_URL, "http://host.containers.internal:18731");
     assert(!("ANTHROPIC_UNIX_SOCKET" in vars), env.stdout);
     assertMatch(env.stderr, /ANTHROPIC_UNIX_SOCKET left out/);
+    // Claude's own calls to api.anthropic.com would bypass the broker (docs/agents.md).
+    assertEquals(vars.CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC, "1");
   }, { credentials: { anthropic: REAL_ANTHROPIC } });
 });
 

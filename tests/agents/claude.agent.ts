@@ -37,7 +37,9 @@ import {
 } from "./harness.ts";
 import { BUILTIN_ROSTER_SOURCE } from "../../src/config/roster_builtin.ts";
 
-const PROMPT = ["claude", "-p", "say hi"];
+/** Claude's debug log, in the sandbox's home (its own `--debug-file` flag: a diagnostic only). */
+const DEBUG_LOG = "claude-debug.log";
+const PROMPT = ["claude", "-p", "--debug-file", `/home/dev/${DEBUG_LOG}`, "say hi"];
 /** The beta Anthropic's API wants beside an OAuth bearer token. */
 const OAUTH_BETA = "oauth-2025-04-20";
 
@@ -81,17 +83,35 @@ function hostLoginFile(world: World): string {
   return join(world.root, "user", ".claude", ".credentials.json");
 }
 
-function assertAnswered(run: SandboxResult): void {
-  assertEquals(
-    run.timedOut,
-    false,
-    `claude did not finish:\n${run.stdout}\n${run.stderr}`,
-  );
+/**
+ * The lines of Claude's debug log about its own calls to api.anthropic.com,
+ * which ignore ANTHROPIC_BASE_URL and would leave past the broker (they fail
+ * in the sandbox: no network).
+ */
+async function directCalls(run: SandboxResult): Promise<string[]> {
+  const log = await Deno.readTextFile(join(run.home, DEBUG_LOG));
+  return log.split("\n").filter((l) => l.includes("api.anthropic.com"));
+}
+
+/**
+ * The turn printed the fake's answer. `direct` is what Claude may have tried
+ * past the broker: "none" (vault's env: `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`
+ * beside a token variable), "profile" (a login file: its OAuth profile fetch
+ * only, see docs/agents.md), "unchecked".
+ */
+async function assertAnswered(
+  run: SandboxResult,
+  direct: "none" | "profile" | "unchecked" = "none",
+): Promise<void> {
+  assertEquals(run.timedOut, false, `claude did not finish:\n${run.stdout}\n${run.stderr}`);
   assertEquals(run.code, 0, `claude failed:\n${run.stdout}\n${run.stderr}`);
-  assert(
-    run.stdout.includes(ANSWERS.anthropic),
-    `no answer in claude's output:\n${run.stdout}`,
-  );
+  assert(run.stdout.includes(ANSWERS.anthropic), `no answer in claude's output:\n${run.stdout}`);
+  if (direct !== "unchecked") {
+    const calls = (await directCalls(run)).filter((l) =>
+      direct === "none" || !/oauth profile/i.test(l)
+    );
+    assertEquals(calls, [], "Claude tried calls past the broker");
+  }
 }
 
 function assertOAuthCall(world: World, access: string): void {
@@ -157,7 +177,7 @@ agentCase(
   { agent: "claude", mode: "api-key", transport: "socket" },
   async (world) => {
     const key = await world.storeCredential("anthropic", "api_key");
-    assertAnswered(await socketRun(world));
+    await assertAnswered(await socketRun(world));
     assertModelCall(world.fake, "anthropic", "x-api-key", key);
   },
 );
@@ -166,7 +186,7 @@ agentCase(
   { agent: "claude", mode: "api-key", transport: "tcp" },
   async (world) => {
     const key = await world.storeCredential("anthropic", "api_key");
-    assertAnswered(await tcpRun(world));
+    await assertAnswered(await tcpRun(world));
     assertModelCall(world.fake, "anthropic", "x-api-key", key);
   },
 );
@@ -175,7 +195,7 @@ agentCase(
   { agent: "claude", mode: "api-key", transport: "exec" },
   async (world) => {
     const key = await world.storeCredential("anthropic", "api_key");
-    assertAnswered(await execRun(world));
+    await assertAnswered(await execRun(world));
     assertModelCall(world.fake, "anthropic", "x-api-key", key);
   },
 );
@@ -208,7 +228,7 @@ agentCase(
       { mode: 0o600 },
     );
     const run = await world.exec({ scope: "proj-a", subject: "task-1", argv: PROMPT, home });
-    assertAnswered(run);
+    await assertAnswered(run);
     assertModelCall(world.fake, "anthropic", "x-api-key", key);
     for (const r of world.fake.requests) {
       assert(!JSON.stringify(r).includes(own), "the user's own token reached an upstream");
@@ -223,7 +243,7 @@ agentCase(
   async (world) => {
     const { access } = await importLogin(world, hostLoginFile(world));
     const run = await socketRun(world);
-    assertAnswered(run);
+    await assertAnswered(run);
     assertOAuthCall(world, access);
   },
 );
@@ -232,7 +252,7 @@ agentCase(
   { agent: "claude", mode: "oauth", transport: "tcp" },
   async (world) => {
     const { access } = await importLogin(world, hostLoginFile(world));
-    assertAnswered(await tcpRun(world));
+    await assertAnswered(await tcpRun(world));
     assertOAuthCall(world, access);
   },
 );
@@ -241,7 +261,7 @@ agentCase(
   { agent: "claude", mode: "oauth", transport: "exec" },
   async (world) => {
     const { access } = await importLogin(world, hostLoginFile(world));
-    assertAnswered(await execRun(world));
+    await assertAnswered(await execRun(world));
     assertOAuthCall(world, access);
   },
 );
@@ -253,9 +273,28 @@ agentCase(
  * `config_patches` entry of agent `claude`; issue 16 finding 5).
  */
 function hasSettingsPatch(): boolean {
+  return settingsPatch() !== undefined;
+}
+
+/** The built-in roster's Claude Code `settings.json` patch, if it has one. */
+function settingsPatch(): Record<string, unknown> | undefined {
   const patches = BUILTIN_ROSTER_SOURCE.anthropic.config_patches;
-  return Array.isArray(patches) &&
-    patches.some((p) => (p as Record<string, unknown>).file === "settings.json");
+  if (!Array.isArray(patches)) return undefined;
+  return patches.find((p) => (p as Record<string, unknown>).file === "settings.json") as
+    | Record<string, unknown>
+    | undefined;
+}
+
+/**
+ * What a plain shell's Claude may try past the broker: with
+ * `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC` in the settings patch nothing
+ * but a login file's profile fetch; without it, anything (not checked).
+ */
+function plainShellDirect(login: "file" | "key"): "none" | "profile" | "unchecked" {
+  const env = (settingsPatch()?.json_set as Record<string, Record<string, unknown>> | undefined)
+    ?.env;
+  if (env?.CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC === undefined) return "unchecked";
+  return login === "file" ? "profile" : "none";
 }
 
 /**
@@ -325,7 +364,7 @@ agentCase(
       httpBridge: true,
       binds,
     });
-    assertAnswered(run);
+    await assertAnswered(run, plainShellDirect("file"));
     assertOAuthCall(world, access);
   },
 );
@@ -353,7 +392,7 @@ agentCase(
       binds,
       timeoutMs: 60_000,
     });
-    assertAnswered(run);
+    await assertAnswered(run, plainShellDirect("file"));
     assertOAuthCall(world, access);
   },
 );
@@ -382,7 +421,7 @@ agentCase(
       httpBridge: true,
       binds: await world.mountBinds(),
     });
-    assertAnswered(run);
+    await assertAnswered(run);
     assertOAuthCall(world, access);
   },
 );
@@ -459,7 +498,7 @@ agentCase(
       httpBridge: true,
       binds,
     });
-    assertAnswered(run);
+    await assertAnswered(run, plainShellDirect("key"));
     assertModelCall(world.fake, "anthropic", "x-api-key", key);
   },
 );
@@ -490,7 +529,7 @@ agentCase(
       binds,
       timeoutMs: 60_000,
     });
-    assertAnswered(run);
+    await assertAnswered(run, plainShellDirect("key"));
     assertModelCall(world.fake, "anthropic", "x-api-key", key);
   },
 );
@@ -510,7 +549,7 @@ agentCase(
       brokerSocket: served.socket,
       httpBridge: true,
     });
-    assertAnswered(run);
+    await assertAnswered(run);
     assertModelCall(world.fake, "anthropic", "x-api-key", key);
   },
 );
