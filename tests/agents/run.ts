@@ -1,6 +1,6 @@
 /**
  * `deno task test:agents`: installs the pinned agents when they are missing
- * or not at their pinned version (`npm ci --prefix tests/agents`), checks
+ * or not at their pinned version (`npm ci --prefix tests/agents/npm`), checks
  * that bubblewrap is there, prints each agent's `--version` once, then runs
  * `deno test` on every `tests/agents/*.agent.ts` file (arguments given to
  * the task, e.g. `--filter claude` or `--parallel`, are passed on). Exits
@@ -11,7 +11,7 @@
 
 import { join } from "node:path";
 import { AGENTS } from "./agents.ts";
-import { AGENTS_BIN, AGENTS_DIR } from "./harness.ts";
+import { AGENTS_BIN, AGENTS_DIR, CASES_DIR } from "./harness.ts";
 
 const decoder = new TextDecoder();
 
@@ -54,7 +54,7 @@ async function versions(): Promise<string[] | null> {
 let lines = await versions();
 if (lines === null) {
   console.error(
-    "[agents] installing the pinned agents: npm ci --prefix tests/agents",
+    "[agents] installing the pinned agents: npm ci --prefix tests/agents/npm",
   );
   const status = await new Deno.Command("npm", {
     args: ["ci", "--prefix", AGENTS_DIR, "--no-audit", "--no-fund"],
@@ -82,9 +82,9 @@ for (const line of lines) console.log(line);
 console.log(`[agents] ${bwrap.text}`);
 
 const files = [];
-for await (const entry of Deno.readDir(AGENTS_DIR)) {
+for await (const entry of Deno.readDir(CASES_DIR)) {
   if (entry.isFile && entry.name.endsWith(".agent.ts")) {
-    files.push(join(AGENTS_DIR, entry.name));
+    files.push(join(CASES_DIR, entry.name));
   }
 }
 files.sort();
