@@ -73,6 +73,7 @@ const GLAB_TOKEN = "glpat-xxxxyyyyzzzz0123456789";
 const MISTRAL_KEY = "mistralKey0123456789abcdefABCDEF";
 const OPENAI_KEY = "sk-proj-openaiApiKey0123456789abcdef";
 const OPENROUTER_KEY = "sk-or-v1-0123456789abcdef0123456789abcdef";
+const CLAUDE_API_KEY = "sk-ant-api03-ConsoleKeyConsoleKeyConsoleKey-0123456789AA";
 
 const SHAPES: Shape[] = [
   {
@@ -199,6 +200,26 @@ hosts:
     stored: { type: "api_key", key: OPENROUTER_KEY },
     header: ["Authorization", `Bearer ${OPENROUTER_KEY}`],
   },
+  {
+    // Claude Code after a Console login: the key in ~/.claude.json, and its last 20
+    // characters in customApiKeyResponses.approved (also part of the secret).
+    name: "Claude Code .claude.json (Console API key)",
+    format: "claude-config",
+    provider: "anthropic",
+    text: JSON.stringify(
+      {
+        numStartups: 3,
+        primaryApiKey: CLAUDE_API_KEY,
+        customApiKeyResponses: { approved: [CLAUDE_API_KEY.slice(-20)], rejected: [] },
+        projects: { "/home/dev": { allowedTools: [] } },
+      },
+      null,
+      2,
+    ) + "\n",
+    secrets: [CLAUDE_API_KEY, CLAUDE_API_KEY.slice(-20)],
+    stored: { type: "api_key", key: CLAUDE_API_KEY },
+    header: ["x-api-key", CLAUDE_API_KEY],
+  },
 ];
 
 /** Whether `hay` holds the bytes of `needle`. */
@@ -216,6 +237,8 @@ function carriedValue(format: ImportFormat, text: string): unknown {
   switch (format) {
     case "claude-credentials":
       return JSON.parse(text).claudeAiOauth.accessToken;
+    case "claude-config":
+      return JSON.parse(text).primaryApiKey;
     case "codex-auth": {
       const v = JSON.parse(text);
       return v.OPENAI_API_KEY ?? v.tokens.access_token;
@@ -287,9 +310,29 @@ for (const shape of SHAPES) {
       assertEquals(text.endsWith("\n"), shape.text.endsWith("\n"));
       assertEquals(text.split("\n").length > 1, shape.text.split("\n").length > 1);
       if (shape.format === "json-api-key") assertEquals(b, { ...a, api_key: phantom });
+      if (shape.format === "claude-config") {
+        // the phantom stays approved as the key was; nothing else changes
+        assertEquals(b, {
+          ...a,
+          primaryApiKey: phantom,
+          customApiKeyResponses: { approved: [phantom.slice(-20)], rejected: [] },
+        });
+      }
     }
   });
 }
+
+Deno.test("parse: Claude's .claude.json without an API key says where a claude.ai login is", () => {
+  const e = assertThrows(
+    () => parseCredentialFile("anthropic", utf8(`{"numStartups": 2, "oauthAccount": {}}`)),
+    CredentialImportError,
+  );
+  assertEquals(
+    e.message,
+    "claude-config: no primaryApiKey (Claude Code keeps a claude.ai login in " +
+      "~/.claude/.credentials.json: import that file)",
+  );
+});
 
 Deno.test("phantom form: Claude and Codex follow terok's marker files (reference §11)", () => {
   const claude = SHAPES[0];

@@ -6,6 +6,7 @@
  * | format               | file                          | stored as                                  |
  * |----------------------|-------------------------------|--------------------------------------------|
  * | `claude-credentials` | Claude Code `.credentials.json` | `{type: "oauth", access_token, refresh_token, expires_at (s), scopes, subscription_type, rate_limit_tier}` |
+ * | `claude-config`      | Claude Code `~/.claude.json` (a Console API-key login) | `{type: "api_key", key}` from `primaryApiKey` |
  * | `codex-auth`         | Codex `auth.json`             | `OPENAI_API_KEY` → `{type: "api_key", key}`; else `tokens.*` → `{type: "oauth", access_token, refresh_token, expires_at: null, id_token, account_id}` |
  * | `gh-hosts`           | gh `hosts.yml`                | `{type: "oauth_token", token, host, user}` (github.com first) |
  * | `glab-config`        | glab `config.yml`             | `{type: "pat", token, host}` (gitlab.com first) |
@@ -54,6 +55,17 @@ export class CredentialImportError extends VaultError {}
 
 /** Claude's `.credentials.json` key holding the OAuth login. */
 const CLAUDE_KEY = "claudeAiOauth";
+/** Claude's `~/.claude.json` key holding the API key of a Console login (`/login`). */
+const CLAUDE_API_KEY = "primaryApiKey";
+/** Keys only Claude's `~/.claude.json` has (to recognise one without an API key). */
+const CLAUDE_CONFIG_KEYS = [
+  CLAUDE_API_KEY,
+  "oauthAccount",
+  "hasCompletedOnboarding",
+  "numStartups",
+];
+/** How much of a key Claude keeps in `customApiKeyResponses` (its last 20 characters). */
+const CLAUDE_KEY_SUFFIX = 20;
 /** `last_refresh` of terok's Codex phantom file: far enough that Codex never refreshes. */
 const CODEX_LAST_REFRESH = "9999-01-01T00:00:00Z";
 /** `exp` of terok's synthetic Codex id_token (9999-12-31T23:59:59Z). */
@@ -368,6 +380,7 @@ function recognise(text: string, provider: string): ImportFormat | undefined {
     }
     if (!isObject(value)) return undefined;
     if (Object.hasOwn(value, CLAUDE_KEY)) return "claude-credentials";
+    if (CLAUDE_CONFIG_KEYS.some((k) => Object.hasOwn(value, k))) return "claude-config";
     if (Object.hasOwn(value, "OPENAI_API_KEY") || Object.hasOwn(value, "tokens")) {
       return "codex-auth";
     }
@@ -439,6 +452,7 @@ function parseAs(format: ImportFormat, text: string, provider: string): Json {
   const value = parseJson(text);
   if (!isObject(value)) throw new CredentialImportError("the JSON is not an object");
   if (format === "claude-credentials") return parseClaude(value);
+  if (format === "claude-config") return parseClaudeConfig(value);
   if (format === "codex-auth") return parseCodex(value);
   if (format === "gemini-oauth") return parseGeminiOAuth(value);
   return parseJsonApiKey(value);
@@ -487,7 +501,8 @@ function parseAny(provider: string, bytes: Uint8Array, format?: ImportFormat): I
   }
   if (chosen === undefined) {
     throw new CredentialImportError(
-      "unknown credential file shape: expected Claude Code .credentials.json, Codex auth.json, " +
+      "unknown credential file shape: expected Claude Code .credentials.json or .claude.json, " +
+        "Codex auth.json, " +
         "gh hosts.yml, glab config.yml, a Vibe .env or JSON {api_key} (or name one with --format)",
     );
   }
@@ -601,6 +616,36 @@ function claudePhantom(text: string, phantom: string): string {
   return jsonLike(text, { ...value, [CLAUDE_KEY]: replaced });
 }
 
+/** The suffix Claude records for a key in `customApiKeyResponses` (approved or rejected). */
+function claudeKeySuffix(key: string): string {
+  return key.trim().slice(-CLAUDE_KEY_SUFFIX);
+}
+
+/**
+ * `~/.claude.json`: `primaryApiKey` ← phantom; the real key's suffix in
+ * `customApiKeyResponses.approved` / `.rejected` ← the phantom's (Claude
+ * keeps the last 20 characters of each key it was asked about: they are
+ * part of the secret, and the phantom stays approved as the key was).
+ */
+function claudeConfigPhantom(text: string, key: string, phantom: string): string {
+  const value = parseJson(text) as Json;
+  const out: Json = { ...value, [CLAUDE_API_KEY]: phantom };
+  const responses = value.customApiKeyResponses;
+  if (isObject(responses)) {
+    const real = claudeKeySuffix(key);
+    const swap = (list: unknown) =>
+      Array.isArray(list)
+        ? [...new Set(list.map((s) => s === real ? claudeKeySuffix(phantom) : s))]
+        : list;
+    out.customApiKeyResponses = {
+      ...responses,
+      ...(responses.approved !== undefined ? { approved: swap(responses.approved) } : {}),
+      ...(responses.rejected !== undefined ? { rejected: swap(responses.rejected) } : {}),
+    };
+  }
+  return jsonLike(text, out);
+}
+
 function codexPhantom(text: string, phantom: string): string {
   const value = parseJson(text) as Json;
   if (codexApiKeyMode(value)) {
@@ -684,6 +729,10 @@ function secretsOf(imported: ImportedCredential, text: string): string[] {
     const value = parseJson(text);
     if (isObject(value)) out.push(value.id_token);
   }
+  if (imported.format === "claude-config" && typeof d.key === "string") {
+    // The part of the key Claude keeps in customApiKeyResponses.
+    out.push(claudeKeySuffix(d.key));
+  }
   const real = (s: unknown): s is string =>
     typeof s === "string" && s !== "" && !isStandIn(s) && s !== syntheticIdToken(s);
   return [...new Set(out.filter(real))];
@@ -705,6 +754,21 @@ function containsBytes(hay: Uint8Array, needle: Uint8Array): boolean {
   return false;
 }
 
+/**
+ * Claude's `~/.claude.json`: the key a Console login (`/login` with an API
+ * key) left in `primaryApiKey`. A claude.ai login is not there but in
+ * `~/.claude/.credentials.json`.
+ */
+function parseClaudeConfig(value: Json): Json {
+  if (value[CLAUDE_API_KEY] === undefined || value[CLAUDE_API_KEY] === null) {
+    throw new CredentialImportError(
+      `no ${CLAUDE_API_KEY} (Claude Code keeps a claude.ai login in ~/.claude/.credentials.json: ` +
+        "import that file)",
+    );
+  }
+  return { type: "api_key", key: secret(value[CLAUDE_API_KEY], CLAUDE_API_KEY) };
+}
+
 /** The value a re-parsed phantom file carries where the secret was. */
 function carried(data: Json): unknown {
   return data.type === "oauth" ? data.access_token : data.key ?? data.token;
@@ -715,7 +779,9 @@ function carried(data: Json): unknown {
  * byte of the real secret.
  *
  * - Claude: `accessToken` ← `phantom`, `refreshToken` ← `""`, `expiresAt`
- *   ← null; the other fields and top-level keys stay.
+ *   ← null; the other fields and top-level keys stay. Claude's
+ *   `~/.claude.json`: `primaryApiKey` ← `phantom`, and the key's last 20
+ *   characters in `customApiKeyResponses` ← the phantom's.
  * - Codex OAuth: `OPENAI_API_KEY` ← null, `tokens` ← `{id_token: <synthetic
  *   JWT>, access_token: phantom, refresh_token: phantom, account_id?}`,
  *   `last_refresh` ← `9999-01-01T00:00:00Z`. Codex API-key mode:
@@ -746,6 +812,9 @@ export function phantomForm(
   switch (imported.format) {
     case "claude-credentials":
       out = claudePhantom(text, phantom);
+      break;
+    case "claude-config":
+      out = claudeConfigPhantom(text, String(imported.data.key), phantom);
       break;
     case "codex-auth":
       out = codexPhantom(text, phantom);

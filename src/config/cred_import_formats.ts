@@ -8,6 +8,7 @@
 /** The credential file shapes `parseCredentialFile` knows. */
 export type ImportFormat =
   | "claude-credentials"
+  | "claude-config"
   | "codex-auth"
   | "gh-hosts"
   | "glab-config"
@@ -18,6 +19,7 @@ export type ImportFormat =
 /** Every {@link ImportFormat}, in the order shapes are recognised. */
 export const IMPORT_FORMATS: readonly ImportFormat[] = [
   "claude-credentials",
+  "claude-config",
   "codex-auth",
   "json-api-key",
   "gh-hosts",

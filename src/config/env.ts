@@ -15,6 +15,14 @@
  *
  * All four defaults can be changed ({@link TransportDefaults}).
  *
+ * In TCP mode nothing creates the bridge socket unless the container runs
+ * `vault http-bridge --listen unix:<socket> --broker tcp:<host>:<port>`
+ * ({@link bridgeCommand}). So a provider's socket variable is left out
+ * there when the tool also has a base-URL variable (it then reaches the
+ * broker over TCP; Claude Code, given `ANTHROPIC_UNIX_SOCKET`, would use
+ * only that socket and retry `Connection error.` forever), and kept with a
+ * note naming the bridge command when the socket is its only way.
+ *
  * @module
  */
 
@@ -87,6 +95,16 @@ export function substitute(value: string, location: VaultLocation): string {
     .replaceAll("{vault_socket}", location.vaultSocket);
 }
 
+/** True when `value` (a patch, any JSON-like value) holds `{vault_socket}` anywhere. */
+export function usesVaultSocket(value: unknown): boolean {
+  if (typeof value === "string") return value.includes("{vault_socket}");
+  if (Array.isArray(value)) return value.some(usesVaultSocket);
+  if (value !== null && typeof value === "object") {
+    return Object.entries(value).some(([k, v]) => usesVaultSocket(k) || usesVaultSocket(v));
+  }
+  return false;
+}
+
 /** One environment variable. */
 export type EnvVar = readonly [name: string, value: string];
 
@@ -151,6 +169,8 @@ export interface EnvProvider {
   baseUrlEnv?: string;
   /** Receives `{vault_socket}`. */
   socketEnv?: string;
+  /** A note `vault config env` prints when the provider gets its variables (roster `env_note`). */
+  envNote?: string;
   /** Fixed variables; `{vault_url}`, `{vault_socket}` and `{vault_host}` substituted. */
   extraEnv?: Readonly<Record<string, string>>;
   /** JSON-object variables, deep-merged over the providers given (see {@link mergeJsonEnv}). */
@@ -183,6 +203,14 @@ export interface MintOptions {
   signer?: SignerAddress;
   /** The base URL a provider's tools want from `{vault_url}` (default: `{vault_url}` itself). */
   baseUrlFor?: (provider: string, vaultUrl: string) => string;
+  /**
+   * Whether `location.vaultSocket` exists where the variables are used
+   * (default: only with the socket transport; `vault exec` passes true for
+   * its private broker socket). Without it, socket variables are left out
+   * for tools that have a base-URL variable, and kept with a bridge note
+   * for the others.
+   */
+  socketExists?: boolean;
 }
 
 /** What {@link mintContainerEnv} made. */
@@ -197,6 +225,17 @@ export interface MintedEnv {
   minted: number;
   /** The tokens minted (to revoke exactly these later). */
   tokens: string[];
+  /** One-line notes for the user (stderr): socket variables left out, a bridge to start. */
+  notes: string[];
+}
+
+/**
+ * The command that creates the in-container bridge socket of the TCP
+ * transport (run inside the container, before the tools that use it).
+ */
+export function bridgeCommand(location: VaultLocation): string {
+  const hostPort = location.vaultUrl.replace(/^https?:\/\//, "").replace(/\/.*$/, "");
+  return `vault http-bridge --listen unix:${location.vaultSocket} --broker tcp:${hostPort}`;
 }
 
 /** The store calls {@link mintContainerEnv} makes (a `CredentialStore` has them). */
@@ -218,7 +257,8 @@ export interface EnvStore {
  * container's variables (reference terok-config §10):
  * - per provider: the token in its phantom variables (the OAuth ones for an
  *   OAuth credential, when it has them), `{vault_url}` in its base-URL
- *   variable, `{vault_socket}` in its socket variable, its fixed variables;
+ *   variable, `{vault_socket}` in its socket variable (where the socket
+ *   exists, see {@link MintOptions.socketExists}), its fixed variables;
  * - the bridge settings: `TEROK_VAULT_LOOPBACK_PORT` and
  *   `VAULT_HTTP_BRIDGE_LISTEN`/`VAULT_HTTP_BRIDGE_BROKER` (socket transport),
  *   `TEROK_TOKEN_BROKER_PORT` (TCP);
@@ -242,7 +282,16 @@ export function mintContainerEnv(
   const host = vaultUrl.replace(/^https?:\/\//, "").replace(/\/.*$/, "");
   const sub = (value: string) =>
     substitute(value, options.location).replaceAll("{vault_host}", host);
-  const out: MintedEnv = { vars: [], providers: [], skipped: [], minted: 0, tokens: [] };
+  const out: MintedEnv = {
+    vars: [],
+    providers: [],
+    skipped: [],
+    minted: 0,
+    tokens: [],
+    notes: [],
+  };
+  const socketExists = options.socketExists ?? options.transport.kind === "socket";
+  let bridgeNeeded = false;
   const set1 = (name: string, value: string) => {
     const at = out.vars.findIndex(([n]) => n === name);
     if (at >= 0) out.vars[at] = [name, value];
@@ -275,7 +324,22 @@ export function mintContainerEnv(
       if (spec.baseUrlEnv) {
         set1(spec.baseUrlEnv, options.baseUrlFor?.(name, vaultUrl) ?? vaultUrl);
       }
-      if (spec.socketEnv) set1(spec.socketEnv, vaultSocket);
+      if (spec.socketEnv && vars.length === 0) {
+        // No token variable: the tool takes its login from its own file, and a socket
+        // variable can make it ignore that file (Claude Code with ANTHROPIC_UNIX_SOCKET
+        // takes CLAUDE_CODE_OAUTH_TOKEN alone).
+        out.notes.push(`${name}: ${spec.socketEnv} left out (no token variable beside it)`);
+      } else if (spec.socketEnv && socketExists) set1(spec.socketEnv, vaultSocket);
+      else if (spec.socketEnv && spec.baseUrlEnv) {
+        out.notes.push(
+          `${name}: ${spec.socketEnv} left out (no socket in this transport; ` +
+            `the tool reaches the broker through ${spec.baseUrlEnv})`,
+        );
+      } else if (spec.socketEnv) {
+        set1(spec.socketEnv, vaultSocket);
+        bridgeNeeded = true;
+      }
+      if (spec.envNote !== undefined) out.notes.push(`note: ${name}: ${spec.envNote}`);
       for (const [k, v] of Object.entries(spec.extraEnv ?? {})) set1(k, sub(v));
       for (const [k, v] of Object.entries(spec.jsonEnv ?? {})) {
         json.set(k, mergeJsonEnv(json.get(k) ?? {}, v, sub));
@@ -302,6 +366,11 @@ export function mintContainerEnv(
       set1("SSH_AUTH_SOCK", options.signer.agentSocket);
     }
   });
+  if (bridgeNeeded) {
+    out.notes.push(
+      `${vaultSocket} exists only while the container runs: ${bridgeCommand(options.location)}`,
+    );
+  }
   return out;
 }
 

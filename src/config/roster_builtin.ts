@@ -56,6 +56,9 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
     oauth_phantom_env: ["CLAUDE_CODE_OAUTH_TOKEN"],
     base_url_env: "ANTHROPIC_BASE_URL",
     socket_env: "ANTHROPIC_UNIX_SOCKET",
+    // Claude Code's own calls to api.anthropic.com (feature flags, bootstrap, telemetry) ignore
+    // ANTHROPIC_BASE_URL: they would leave past the broker with the phantom and cannot succeed.
+    extra_env: { CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1" },
     // opencode's Anthropic SDK wants the base URL with /v1, which
     // ANTHROPIC_BASE_URL cannot carry (Claude Code appends /v1 itself).
     json_env: OPENCODE_BASE_URL("anthropic"),

@@ -100,6 +100,7 @@ export async function openExecSession(options: ExecSessionOptions): Promise<Exec
       providers: options.providers,
       transport: { kind: "tcp", port },
       location,
+      socketExists: true,
       baseUrlFor: options.baseUrlFor,
     });
     undo.push(() => {

@@ -1,6 +1,6 @@
 /**
  * The acceptance suite's harness: real agent CLIs (pinned in
- * `tests/agents/package.json`) in bubblewrap, configured only by what the
+ * `tests/agents/npm/package.json`) in bubblewrap, configured only by what the
  * real `vault` CLI prints or writes, against a local fake provider
  * (`fake/`) that plays the internet and records every request.
  *
@@ -82,8 +82,15 @@ export type { FakeRequest } from "./fake/server.ts";
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 /** Where relay.ts is (read in the sandbox through the read-only root). */
 const RELAY = fileURLToPath(new URL("./relay.ts", import.meta.url));
-/** The agents' install dir (`npm ci --prefix tests/agents`). */
-export const AGENTS_DIR: string = fileURLToPath(new URL("./", import.meta.url));
+/**
+ * The agents' install dir (`npm ci --prefix tests/agents/npm`): a folder of
+ * its own, holding no TypeScript, so deno's config discovery never takes its
+ * package.json for a workspace member around the suite's files (which gave
+ * `deno fmt <file>` other settings than `deno fmt`).
+ */
+export const AGENTS_DIR: string = fileURLToPath(new URL("./npm/", import.meta.url));
+/** The suite's dir: harness.ts and the `*.agent.ts` cases. */
+export const CASES_DIR: string = fileURLToPath(new URL("./", import.meta.url));
 /** Where the agents' commands are after the install. */
 export const AGENTS_BIN: string = join(AGENTS_DIR, "node_modules", ".bin");
 

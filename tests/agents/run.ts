@@ -1,17 +1,18 @@
 /**
  * `deno task test:agents`: installs the pinned agents when they are missing
- * or not at their pinned version (`npm ci --prefix tests/agents`), checks
+ * or not at their pinned version (`npm ci --prefix tests/agents/npm`), checks
  * that bubblewrap is there, prints each agent's `--version` once, then runs
- * `deno test` on every `tests/agents/*.agent.ts` file (arguments given to
- * the task, e.g. `--filter claude` or `--parallel`, are passed on). Exits
- * with deno test's status.
+ * `deno test --parallel` on every `tests/agents/*.agent.ts` file
+ * (`VAULT_AGENTS_SEQUENTIAL=1`: one file at a time; arguments given to the
+ * task, e.g. `--filter claude`, are passed on). Exits with deno test's
+ * status.
  *
  * @module
  */
 
 import { join } from "node:path";
 import { AGENTS } from "./agents.ts";
-import { AGENTS_BIN, AGENTS_DIR } from "./harness.ts";
+import { AGENTS_BIN, AGENTS_DIR, CASES_DIR } from "./harness.ts";
 
 const decoder = new TextDecoder();
 
@@ -54,7 +55,7 @@ async function versions(): Promise<string[] | null> {
 let lines = await versions();
 if (lines === null) {
   console.error(
-    "[agents] installing the pinned agents: npm ci --prefix tests/agents",
+    "[agents] installing the pinned agents: npm ci --prefix tests/agents/npm",
   );
   const status = await new Deno.Command("npm", {
     args: ["ci", "--prefix", AGENTS_DIR, "--no-audit", "--no-fund"],
@@ -82,19 +83,25 @@ for (const line of lines) console.log(line);
 console.log(`[agents] ${bwrap.text}`);
 
 const files = [];
-for await (const entry of Deno.readDir(AGENTS_DIR)) {
+for await (const entry of Deno.readDir(CASES_DIR)) {
   if (entry.isFile && entry.name.endsWith(".agent.ts")) {
-    files.push(join(AGENTS_DIR, entry.name));
+    files.push(join(CASES_DIR, entry.name));
   }
 }
 files.sort();
+// The files run side by side (deno test --parallel: as many at once as DENO_JOBS or the CPUs
+// say); each case is a world of its own (temp dirs, fake, ports, sandbox). Measured here with the
+// Gemini and opencode cases merged in: 18 cases took 4 min 9 s one file at a time, 1 min 32 s three
+// at a time. VAULT_AGENTS_SEQUENTIAL=1 runs them one file at a time.
+const parallel = Deno.env.get("VAULT_AGENTS_SEQUENTIAL") === "1" ? [] : ["--parallel"];
 const status = await new Deno.Command(Deno.execPath(), {
   args: [
     "test",
     "-A",
     "--sanitize-resources",
     "--sanitize-ops",
-    ...Deno.args,
+    ...parallel,
+    ...Deno.args.filter((arg) => arg !== "--parallel"),
     ...files,
   ],
   stdin: "null",

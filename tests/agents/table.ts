@@ -187,7 +187,7 @@ export async function renderAgentsTable(): Promise<string> {
       "",
       "# Agents that work with vault",
       "",
-      "Each agent at the version the acceptance suite pins (tests/agents/package.json), the",
+      "Each agent at the version the acceptance suite pins (tests/agents/npm/package.json), the",
       "environment `vault config env --scope S --subject T` prints for it (socket transport; the",
       "phantom token shown as `<phantom>`), the settings `vault config apply` writes for it (added",
       "lines, by their path in the container), and the transports the suite runs it through",

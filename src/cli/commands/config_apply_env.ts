@@ -13,6 +13,7 @@ import { UsageError } from "../../errors.ts";
 import { validateCredentialSet, validateScope, validateSubject } from "../../store/validate.ts";
 import { baseUrlValue, configPatchesOf, loadRoster, type Roster } from "../../config/roster.ts";
 import {
+  bridgeCommand,
   DEFAULT_TRANSPORT,
   ENV_FORMATS,
   type EnvFormat,
@@ -21,6 +22,7 @@ import {
   parseTransport,
   type Transport,
   type TransportDefaults,
+  usesVaultSocket,
   vaultLocation,
 } from "../../config/env.ts";
 import { applyConfigPatches, type PatchTarget, unifiedDiff } from "../../config/patch.ts";
@@ -169,11 +171,19 @@ Examples:
       const report = await applyConfigPatches({
         targets,
         disable,
-        location: vaultLocation(transport, defaults),
+        location,
         stateDir: vaultStateDir(ctx.env),
         dryRun: options.dryRun === true,
         mounts,
       });
+      // TCP mode: a patch that points a tool at {vault_socket} needs the bridge that creates it.
+      const socketUsers = targets.filter((t) => usesVaultSocket(t.patch)).map((t) => t.provider);
+      if (transport.kind === "tcp" && socketUsers.length > 0) {
+        ctx.out.info(
+          `vault config apply: ${socketUsers.join(", ")} use ${location.vaultSocket}; ` +
+            `run in the container: ${bridgeCommand(location)}`,
+        );
+      }
       if (options.json) {
         ctx.out.json({
           dryRun: options.dryRun === true,
@@ -229,6 +239,11 @@ base URLs only from config.toml, so it also needs \`vault config apply\`
 (or run it under \`vault exec\`); vault says so on stderr.
 Undo with: vault token revoke --scope S --subject T
 
+A socket variable (ANTHROPIC_UNIX_SOCKET) is printed only beside a token
+variable and where the socket exists: with --transport tcp:PORT it is left
+out for tools that have a base URL, and kept for socket-only tools with a
+note (stderr) naming the vault http-bridge command that creates it.
+
 Examples:
   eval "$(vault config env --scope proj-a --subject task-1)"
   vault config env --scope proj-a --subject task-1 --format env-file > task-1.env`,
@@ -270,11 +285,7 @@ Examples:
       for (const { provider, why } of minted.skipped) {
         if (providers?.includes(provider)) ctx.out.warn(`vault config env: ${provider}: ${why}`);
       }
-      // Tools that take the broker's address only from a file (Codex): say how.
-      for (const provider of minted.providers) {
-        const note = roster.get(provider)?.envNote;
-        if (note !== undefined) ctx.out.info(`vault config env: note: ${provider}: ${note}`);
-      }
+      for (const note of minted.notes) ctx.out.info(`vault config env: ${note}`);
       ctx.out.data(formatEnv(minted.vars, format));
       ctx.out.info(
         `vault config env: ${minted.minted} token(s) for ${options.scope}/${options.subject}` +

@@ -167,7 +167,8 @@ function addCredImport(cred: Command, ctx: Context): void {
     .addHelpText(
       "after",
       `
-Formats: Claude Code .credentials.json (claude-credentials), Codex auth.json
+Formats: Claude Code .credentials.json (claude-credentials), Claude Code
+~/.claude.json with a Console API key (claude-config), Codex auth.json
 (codex-auth), gh hosts.yml (gh-hosts), glab config.yml (glab-config), a Vibe
 .env with MISTRAL_API_KEY (vibe-env), JSON {"api_key": …} or {"key": …}
 (json-api-key), Gemini CLI's Google login oauth_creds.json (gemini-oauth,
@@ -179,7 +180,9 @@ directory, fsync, rename; mode kept; a symbolic link is refused) so that the
 real secret no longer exists in it: Claude's file for anthropic and Codex's
 OAuth auth.json for openai get terok's static marker; every other file gets
 a phantom token minted for --scope and --subject (given, those two make the
-Claude and Codex files get a minted token too).
+Claude and Codex files get a minted token too). Claude Code reads its login
+file only when ANTHROPIC_UNIX_SOCKET is unset: give it ANTHROPIC_BASE_URL
+(vault config apply writes it into ~/.claude/settings.json).
 
 Examples:
   vault cred import anthropic ~/.claude/.credentials.json --replace-with-phantom
@@ -279,6 +282,18 @@ Examples:
               ? `replaced the secret in ${file} with phantom token ${maskToken(minted)}`
               : `replaced the secret in ${file} with the static marker`,
           );
+          if (imported.format === "claude-credentials") {
+            // Claude Code 2.1 ignores this file under ANTHROPIC_UNIX_SOCKET (issue 16 finding 4).
+            ctx.out.info(
+              "vault cred import: Claude Code reads this file only when ANTHROPIC_UNIX_SOCKET is " +
+                "unset (with it set, it logs in with CLAUDE_CODE_OAUTH_TOKEN alone): give the " +
+                "sandbox ANTHROPIC_BASE_URL (vault config apply writes it into settings.json)" +
+                (minted === undefined
+                  ? "; the static marker counts only on a broker listener bound to a scope " +
+                    "(vault serve --broker-scope S, or --broker-all)"
+                  : ""),
+            );
+          }
         }
       } finally {
         original.fill(0);
