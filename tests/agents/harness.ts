@@ -280,9 +280,11 @@ const SHADOWED = ["/tmp/", "/home/", "/run/"];
  * checkout (main.ts, relay.ts, the agents), DENO_DIR and the deno binary.
  * Bound read-only at the same path.
  */
-function hiddenHostPaths(): string[] {
-  const paths = [REPO, denoDir(), dirname(Deno.execPath())].map((p) => p.replace(/\/+$/, ""));
-  return [...new Set(paths)].filter((p) => SHADOWED.some((dir) => (p + "/").startsWith(dir)));
+export function hiddenHostPaths(
+  paths: string[] = [REPO, denoDir(), dirname(Deno.execPath())],
+): string[] {
+  const trimmed = paths.map((p) => p.replace(/\/+$/, ""));
+  return [...new Set(trimmed)].filter((p) => SHADOWED.some((dir) => (p + "/").startsWith(dir)));
 }
 
 /** The DENO_DIR the host uses (the launcher sets it so deno finds its cache in any HOME). */
