@@ -9,9 +9,11 @@
 
 import { assert, assertEquals, assertMatch, assertRejects } from "../../testing/assert.ts";
 import { within } from "../../testing/broker.ts";
+import { outputWithin } from "../../testing/process.ts";
 import { join } from "node:path";
 import {
   ANSWERS,
+  CASES_DIR,
   CONTAINER_HOSTS,
   FakeProvider,
   hiddenHostPaths,
@@ -166,6 +168,19 @@ Deno.test("harness: a checkout, DENO_DIR or deno under /tmp, /home or /run is bo
     ]),
     ["/tmp/ci/clone", "/home/runner/.cache/deno", "/run/x"],
   );
+});
+
+Deno.test("harness: `deno fmt <a suite file>` uses the repo's settings (no package.json beside the suite)", async () => {
+  // A package.json in tests/agents made deno take the dir for a workspace member: `deno fmt
+  // tests/agents/harness.ts` then formatted at 80 columns while `deno fmt` wanted 100.
+  const out = await outputWithin(Deno.execPath(), {
+    args: ["fmt", "--check", join(CASES_DIR, "harness.ts"), join(CASES_DIR, "run.ts")],
+    cwd: join(CASES_DIR, "..", ".."),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
 });
 
 Deno.test("harness: assertNoLeak finds a real secret in a sandbox file and a phantom upstream", async () => {
