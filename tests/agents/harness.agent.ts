@@ -9,11 +9,14 @@
 
 import { assert, assertEquals, assertMatch, assertRejects } from "../../testing/assert.ts";
 import { within } from "../../testing/broker.ts";
+import { outputWithin } from "../../testing/process.ts";
 import { join } from "node:path";
 import {
   ANSWERS,
+  CASES_DIR,
   CONTAINER_HOSTS,
   FakeProvider,
+  hiddenHostPaths,
   openWorld,
   SANDBOX_HOME,
   SANDBOX_PATH,
@@ -146,6 +149,55 @@ Deno.test("harness: tcp transport — a net-less sandbox reaches the broker's po
   } finally {
     await world.close();
   }
+});
+
+Deno.test("harness: a bridge that cannot start ends the run at once, with its message", async () => {
+  const world = await openWorld();
+  try {
+    // A liveness deadline, not a timing assertion: the wait for the bridge's line gives up
+    // when the bridge has exited (it used to sit out its 30 s).
+    const run = await within(
+      world.sandbox({
+        argv: ["true"],
+        env: { VAULT_HTTP_BRIDGE_LISTEN: "0.0.0.0:1", VAULT_HTTP_BRIDGE_BROKER: "unix:/nowhere" },
+        net: "none",
+        httpBridge: true,
+      }),
+      "the failed bridge's run",
+      20_000,
+    );
+    assertEquals(run.code, 97);
+    assertMatch(run.stderr, /harness: vault http-bridge did not start/);
+    assertMatch(run.stderr, /--listen must be 127\.0\.0\.1:PORT/);
+  } finally {
+    await world.close();
+  }
+});
+
+Deno.test("harness: a checkout, DENO_DIR or deno under /tmp, /home or /run is bound into the sandbox", () => {
+  assertEquals(
+    hiddenHostPaths([
+      "/tmp/ci/clone/",
+      "/home/runner/.cache/deno",
+      "/usr/bin",
+      "/run/x",
+      "/tmpfoo",
+    ]),
+    ["/tmp/ci/clone", "/home/runner/.cache/deno", "/run/x"],
+  );
+});
+
+Deno.test("harness: `deno fmt <a suite file>` uses the repo's settings (no package.json beside the suite)", async () => {
+  // A package.json in tests/agents made deno take the dir for a workspace member: `deno fmt
+  // tests/agents/harness.ts` then formatted at 80 columns while `deno fmt` wanted 100.
+  const out = await outputWithin(Deno.execPath(), {
+    args: ["fmt", "--check", join(CASES_DIR, "harness.ts"), join(CASES_DIR, "run.ts")],
+    cwd: join(CASES_DIR, "..", ".."),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
 });
 
 Deno.test("harness: assertNoLeak finds a real secret in a sandbox file and a phantom upstream", async () => {

@@ -280,9 +280,11 @@ const SHADOWED = ["/tmp/", "/home/", "/run/"];
  * checkout (main.ts, relay.ts, the agents), DENO_DIR and the deno binary.
  * Bound read-only at the same path.
  */
-function hiddenHostPaths(): string[] {
-  const paths = [REPO, denoDir(), dirname(Deno.execPath())].map((p) => p.replace(/\/+$/, ""));
-  return [...new Set(paths)].filter((p) => SHADOWED.some((dir) => (p + "/").startsWith(dir)));
+export function hiddenHostPaths(
+  paths: string[] = [REPO, denoDir(), dirname(Deno.execPath())],
+): string[] {
+  const trimmed = paths.map((p) => p.replace(/\/+$/, ""));
+  return [...new Set(trimmed)].filter((p) => SHADOWED.some((dir) => (p + "/").startsWith(dir)));
 }
 
 /** The DENO_DIR the host uses (the launcher sets it so deno finds its cache in any HOME). */
@@ -513,21 +515,25 @@ export class World {
    * Stores a credential with `vault cred set <provider>` (value on stdin):
    * `api_key` → a bare secret; `oauth` → `{type: "oauth", access_token,
    * refresh_token, expires_at: in a day}` (no refresh during a case).
-   * Returns the secret the upstream must see (the key or the access token).
+   * Returns the secret the upstream must see (the key or the access token):
+   * `options.secret`, or a fresh {@link secret}; either is leak-checked.
    */
   async storeCredential(
     provider: string,
     kind: "api_key" | "oauth",
-    options: { set?: string } = {},
+    options: { set?: string; secret?: string } = {},
   ): Promise<string> {
     const set = options.set ? ["--set", options.set] : [];
+    if (options.secret !== undefined && !this.realSecrets.includes(options.secret)) {
+      this.realSecrets.push(options.secret);
+    }
     let stdin: string;
     let secret: string;
     if (kind === "api_key") {
-      secret = this.secret(provider, "key");
+      secret = options.secret ?? this.secret(provider, "key");
       stdin = secret;
     } else {
-      secret = this.secret(provider, "access");
+      secret = options.secret ?? this.secret(provider, "access");
       stdin = JSON.stringify({
         type: "oauth",
         access_token: secret,
