@@ -125,6 +125,7 @@ Examples:
     .action(async (options) => {
       const roster = await rosterOf(ctx, options.roster);
       const { transport, defaults } = transportOf(options as AddressOptions);
+      const location = vaultLocation(transport, defaults);
       const mounts = resolve(options.mounts);
       const skipped: { provider: string; why: string }[] = [];
       const targetsOf = (name: string): PatchTarget[] =>
