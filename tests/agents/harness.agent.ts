@@ -325,3 +325,29 @@ Deno.test("fake: each API module answers a model call with its answer and record
     await fake.close();
   }
 });
+
+Deno.test("harness: the sandbox is its own user namespace — the host's vault, unlocked in the kernel keyring, is locked inside", async () => {
+  const world = await openWorld();
+  const keyring = { VAULT_SESSION_BACKEND: "keyring" };
+  try {
+    const unlock = await world.vault(["unlock"], { env: keyring });
+    if (unlock.code !== 0) {
+      console.log(`skipped: no kernel keyring here (vault unlock: ${unlock.stderr.trim()})`);
+      return;
+    }
+    const status = ["status"];
+    const host = await world.vault(status, { env: keyring });
+    assertMatch(host.stdout, /session-keyring\s+answers/, host.stdout);
+    // The same vault, the same uid, the same files: only the namespace differs.
+    const inside = await world.sandbox({
+      argv: ["vault", ...status],
+      env: keyring,
+      net: "none",
+      hostVault: true,
+    });
+    assertMatch(inside.stdout, /session-keyring\s+absent/, `${inside.stdout}\n${inside.stderr}`);
+  } finally {
+    await world.vault(["lock"], { env: keyring });
+    await world.close();
+  }
+});

@@ -636,6 +636,9 @@ export class World {
     await Deno.mkdir(out, { mode: 0o700 });
     const args = [
       ...(options.net === "none" ? ["--unshare-net"] : []),
+      // Its own user namespace: the host user's kernel keyring (where `vault
+      // unlock` caches the key) is out of reach (docs/security.md).
+      "--unshare-user",
       "--unshare-pid",
       "--die-with-parent",
       "--ro-bind",
