@@ -80,7 +80,9 @@ for (const provider of ["anthropic", "openai"] as const) {
     const run = await world.sandbox({
       argv: argv(provider),
       env,
-      net: "host",
+      // No network: only the broker's port, relayed in (host.containers.internal).
+      net: "none",
+      hostPorts: [served.port],
       hosts: [...CONTAINER_HOSTS],
     });
     assertAnswered(run, provider);
