@@ -9,7 +9,7 @@
 import { assertEquals } from "../../testing/assert.ts";
 import { outputWithin } from "../../testing/process.ts";
 import { fileURLToPath } from "node:url";
-import { TABLE_FILE } from "./agents.ts";
+import { README_BEGIN, README_END, TABLE_FILE } from "./agents.ts";
 
 Deno.test("table: docs/agents-table.md is the generated one (deno task agents:table)", async () => {
   // A subprocess: the generator imports every *.agent.ts to list the cases, which
@@ -33,5 +33,29 @@ Deno.test("table: docs/agents-table.md is the generated one (deno task agents:ta
     committed,
     generated,
     "docs/agents-table.md is stale: run `deno task agents:table`",
+  );
+});
+
+Deno.test("table: the README's works-with table is the generated one (deno task agents:table)", async () => {
+  const out = await outputWithin(Deno.execPath(), {
+    args: ["run", "-A", fileURLToPath(new URL("./table.ts", import.meta.url)), "--works-with"],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }, 120_000);
+  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+  const generated = new TextDecoder().decode(out.stdout).trimEnd();
+  const readme = await Deno.readTextFile(
+    fileURLToPath(new URL("../../README.md", import.meta.url)),
+  );
+  const begin = readme.indexOf(README_BEGIN);
+  const end = readme.indexOf(README_END);
+  const committed = begin < 0 || end < begin
+    ? "(no works-with markers in README.md)"
+    : readme.slice(begin + README_BEGIN.length, end).trim();
+  assertEquals(
+    committed,
+    generated,
+    "README.md's works-with table is stale: run `deno task agents:table`",
   );
 });

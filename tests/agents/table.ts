@@ -14,7 +14,7 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { type AgentMode, AGENTS, TABLE_FILE } from "./agents.ts";
+import { type AgentMode, AGENTS, README_BEGIN, README_END, TABLE_FILE } from "./agents.ts";
 import { type AgentCase, CASES, openWorld, sharedDirMounts, type World } from "./harness.ts";
 
 const PHANTOM = /terok-p-[0-9a-f]{32}/g;
@@ -211,6 +211,41 @@ export async function renderAgentsTable(): Promise<string> {
   }
 }
 
+/**
+ * The README's short "works with" table: agent, pinned version, login mode
+ * and the suite's cases for it (the detail is in docs/agents-table.md).
+ */
+export async function renderWorksWith(): Promise<string> {
+  const cases = await loadCases();
+  const rows: string[] = [];
+  for (const agent of AGENTS) {
+    for (const mode of agent.modes) {
+      const ran = cases.filter((c) => c.agent === agent.command && c.mode === mode.mode)
+        .map(caseText);
+      rows.push(
+        `| ${agent.title} | \`${agent.version}\` | ${prose(mode.label)} (${mode.provider}) | ${
+          ran.length === 0 ? "—" : ran.join(", ")
+        } |`,
+      );
+    }
+  }
+  return [
+    "| Agent | Version | Login (provider) | Runs through vault in the suite |",
+    "| --- | --- | --- | --- |",
+    ...rows,
+    "",
+  ].join("\n");
+}
+
+/** `readme` with its "works with" block replaced by `block`; throws when the markers are missing. */
+export function spliceReadme(readme: string, block: string): string {
+  const begin = readme.indexOf(README_BEGIN);
+  const end = readme.indexOf(README_END);
+  if (begin < 0 || end < begin) throw new Error("README.md has no works-with markers");
+  return readme.slice(0, begin + README_BEGIN.length) + "\n\n" + block.trimEnd() + "\n\n" +
+    readme.slice(end);
+}
+
 /** `text` as `deno fmt` leaves a markdown file in this repo (its config: line width 100). */
 async function formatMarkdown(text: string): Promise<string> {
   const child = new Deno.Command(Deno.execPath(), {
@@ -230,11 +265,19 @@ async function formatMarkdown(text: string): Promise<string> {
 }
 
 if (import.meta.main) {
-  const text = await formatMarkdown(await renderAgentsTable());
-  if (Deno.args.includes("--write")) {
-    await Deno.writeTextFile(TABLE_FILE, text);
+  const readmeFile = fileURLToPath(new URL("../../README.md", import.meta.url));
+  if (Deno.args.includes("--works-with")) {
+    const block = await formatMarkdown(await renderWorksWith());
+    await Deno.stdout.write(new TextEncoder().encode(block));
+  } else if (Deno.args.includes("--write")) {
+    await Deno.writeTextFile(TABLE_FILE, await formatMarkdown(await renderAgentsTable()));
     console.log(`wrote ${TABLE_FILE}`);
+    const block = await formatMarkdown(await renderWorksWith());
+    await Deno.writeTextFile(readmeFile, spliceReadme(await Deno.readTextFile(readmeFile), block));
+    console.log(`wrote the works-with table in ${readmeFile}`);
   } else {
-    await Deno.stdout.write(new TextEncoder().encode(text));
+    await Deno.stdout.write(
+      new TextEncoder().encode(await formatMarkdown(await renderAgentsTable())),
+    );
   }
 }
