@@ -681,3 +681,36 @@ Deno.test("dotenv and YAML variants: only the secret's bytes change", () => {
     assert(out.includes("unrelated-other-key") === text.includes("unrelated-other-key"));
   }
 });
+
+Deno.test("opencode's auth.json: the provider's API-key entry is taken in; the phantom form rewrites that entry only", () => {
+  const text = JSON.stringify(
+    {
+      anthropic: { type: "api", key: "sk-ant-REAL-opencode-0123456789" },
+      openai: { type: "api", key: "sk-REAL-opencode-openai-0123456789" },
+      github: { type: "oauth", refresh: "r", access: "a", expires: 1 },
+    },
+    null,
+    2,
+  ) + "\n";
+  const imported = parseCredentialFile("anthropic", utf8(text));
+  assertEquals(imported.format, "opencode-auth");
+  assertEquals(imported.data, { type: "api_key", key: "sk-ant-REAL-opencode-0123456789" });
+  const phantom = "terok-p-0123456789abcdef0123456789abcdef";
+  const out = JSON.parse(new TextDecoder().decode(phantomForm(imported, utf8(text), phantom)));
+  assertEquals(out.anthropic, { type: "api", key: phantom });
+  // The other entries as they were: each provider is imported on its own.
+  assertEquals(out.openai.key, "sk-REAL-opencode-openai-0123456789");
+  assertEquals(out.github.type, "oauth");
+  // A provider without an entry, or with an OAuth entry: a clear error, no secret in it.
+  const none = assertThrows(
+    () => parseCredentialFile("mistral", utf8(text)),
+    CredentialImportError,
+  );
+  assertMatch(none.message, /no "mistral" login/);
+  const oauth = assertThrows(
+    () => parseCredentialFile("github", utf8(text)),
+    CredentialImportError,
+  );
+  assertMatch(oauth.message, /only API keys/);
+  assert(!oauth.message.includes("REAL"));
+});

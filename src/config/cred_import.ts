@@ -13,6 +13,7 @@
  * | `vibe-env`           | Vibe `.env`                   | `{type: "api_key", key}` from `MISTRAL_API_KEY` (or `<PROVIDER>_API_KEY`) |
  * | `json-api-key`       | JSON `{api_key}` / `{key}`    | `{type: "api_key", key}`                   |
  * | `gemini-oauth`       | Gemini CLI `oauth_creds.json` (Google login) | `{type: "oauth", access_token, refresh_token, expires_at (s), scope, token_type}` |
+ * | `opencode-auth`      | opencode `~/.local/share/opencode/auth.json` (`opencode auth login`) | `{type: "api_key", key}` from the provider's `{type: "api", key}` entry |
  *
  * The phantom form replaces every copy of the real secret with a marker or
  * a phantom token and keeps the rest of the file: JSON files are
@@ -386,6 +387,7 @@ function recognise(text: string, provider: string): ImportFormat | undefined {
     }
     if (jsonKeyField(value) !== undefined) return "json-api-key";
     if (isGoogleLogin(value)) return "gemini-oauth";
+    if (isOpencodeAuth(value)) return "opencode-auth";
     return undefined;
   }
   const env = envAssignments(text);
@@ -441,6 +443,61 @@ function geminiOAuthPhantom(text: string, phantom: string): string {
   return jsonLike(text, out);
 }
 
+/** opencode's login types (`opencode auth login` writes one entry per provider id). */
+const OPENCODE_TYPES: ReadonlySet<unknown> = new Set(["api", "oauth", "wellknown"]);
+
+/** Whether `value` is opencode's auth.json: provider ids → `{type: api|oauth|wellknown, …}`. */
+function isOpencodeAuth(value: Json): boolean {
+  const entries = Object.values(value);
+  return entries.length > 0 && entries.every((e) => isObject(e) && OPENCODE_TYPES.has(e.type));
+}
+
+/** opencode's id of a vault provider (its models.dev id). */
+function opencodeId(provider: string): string {
+  return provider === "gemini" ? "google" : provider;
+}
+
+/** The provider's entry of opencode's auth.json: an API key (`{type: "api", key}`). */
+function parseOpencodeAuth(value: Json, provider: string): Json {
+  const id = opencodeId(provider);
+  const entry = Object.hasOwn(value, id) ? value[id] : undefined;
+  if (!isObject(entry)) {
+    throw new CredentialImportError(`opencode's auth.json has no "${id}" login`);
+  }
+  if (entry.type !== "api") {
+    throw new CredentialImportError(
+      `the "${id}" login is opencode's ${String(entry.type)} login; only API keys ` +
+        `({type: "api"}) can be taken in (store the provider's own login instead, e.g. ` +
+        `vault cred import anthropic ~/.claude/.credentials.json)`,
+    );
+  }
+  return { type: "api_key", key: secret(entry.key, "key") };
+}
+
+/** opencode's auth.json with the entry holding `key` carrying the phantom instead. */
+function opencodeAuthPhantom(text: string, key: string, phantom: string): string {
+  const value = parseJson(text) as Json;
+  const out: Json = {};
+  for (const [id, entry] of Object.entries(value)) {
+    out[id] = isObject(entry) && entry.type === "api" && entry.key === key
+      ? { ...entry, key: phantom }
+      : entry;
+  }
+  return jsonLike(text, out);
+}
+
+/** The opencode id whose API-key entry holds `key` (the provider the phantom form re-parses for). */
+function opencodeEntryOf(text: string, key: unknown): string {
+  const value = parseJson(text);
+  if (!isObject(value)) return "";
+  for (const [id, entry] of Object.entries(value)) {
+    if (isObject(entry) && entry.type === "api" && entry.key === key) {
+      return id === "google" ? "gemini" : id;
+    }
+  }
+  return "";
+}
+
 /** Parses `text` as `format` into the broker's shape. */
 function parseAs(format: ImportFormat, text: string, provider: string): Json {
   if (format === "vibe-env") return parseVibeEnv(text, provider);
@@ -455,6 +512,7 @@ function parseAs(format: ImportFormat, text: string, provider: string): Json {
   if (format === "claude-config") return parseClaudeConfig(value);
   if (format === "codex-auth") return parseCodex(value);
   if (format === "gemini-oauth") return parseGeminiOAuth(value);
+  if (format === "opencode-auth") return parseOpencodeAuth(value, provider);
   return parseJsonApiKey(value);
 }
 
@@ -503,7 +561,8 @@ function parseAny(provider: string, bytes: Uint8Array, format?: ImportFormat): I
     throw new CredentialImportError(
       "unknown credential file shape: expected Claude Code .credentials.json or .claude.json, " +
         "Codex auth.json, " +
-        "gh hosts.yml, glab config.yml, a Vibe .env or JSON {api_key} (or name one with --format)",
+        "gh hosts.yml, glab config.yml, a Vibe .env, opencode's auth.json or JSON {api_key} " +
+        "(or name one with --format)",
     );
   }
   if (!IMPORT_FORMATS.includes(chosen)) {
@@ -807,7 +866,11 @@ export function phantomForm(
   }
   const { text, bom } = decode(original);
   // The provider only picks a .env variable: take it back from the file itself.
-  const envProvider = imported.format === "vibe-env" ? envProviderOf(imported, text) : "";
+  const envProvider = imported.format === "vibe-env"
+    ? envProviderOf(imported, text)
+    : imported.format === "opencode-auth"
+    ? opencodeEntryOf(text, imported.data.key)
+    : "";
   let out: string;
   switch (imported.format) {
     case "claude-credentials":
@@ -824,6 +887,9 @@ export function phantomForm(
       break;
     case "gemini-oauth":
       out = geminiOAuthPhantom(text, phantom);
+      break;
+    case "opencode-auth":
+      out = opencodeAuthPhantom(text, String(imported.data.key), phantom);
       break;
     case "gh-hosts":
     case "glab-config":

@@ -14,7 +14,8 @@ export type ImportFormat =
   | "glab-config"
   | "vibe-env"
   | "json-api-key"
-  | "gemini-oauth";
+  | "gemini-oauth"
+  | "opencode-auth";
 
 /** Every {@link ImportFormat}, in the order shapes are recognised. */
 export const IMPORT_FORMATS: readonly ImportFormat[] = [
@@ -26,4 +27,5 @@ export const IMPORT_FORMATS: readonly ImportFormat[] = [
   "glab-config",
   "vibe-env",
   "gemini-oauth",
+  "opencode-auth",
 ];

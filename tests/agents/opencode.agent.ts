@@ -10,6 +10,7 @@
  * @module
  */
 
+import { join } from "node:path";
 import { assert, assertEquals } from "../../testing/assert.ts";
 import { agentCase, ANSWERS, assertModelCall, CONTAINER_HOSTS, type World } from "./harness.ts";
 
@@ -104,3 +105,44 @@ for (const provider of ["anthropic", "openai"] as const) {
     assertReal(world, provider, key);
   });
 }
+
+// After `opencode auth login`: its auth.json holds the real key; vault takes it in and leaves a
+// phantom in its place, and opencode logs in from that file alone (no key variable).
+agentCase({ agent: "opencode", mode: "api-key-anthropic", transport: "import" }, async (world) => {
+  const key = world.secret("anthropic", "key");
+  const home = await world.newHome();
+  const dir = join(home, ".local", "share", "opencode");
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, "auth.json");
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify({ anthropic: { type: "api", key } }, null, 2) + "\n",
+    { mode: 0o600 },
+  );
+  const r = await world.vault([
+    "cred",
+    "import",
+    "anthropic",
+    file,
+    "--replace-with-phantom",
+    "--scope",
+    "proj-a",
+    "--subject",
+    "task-1",
+  ]);
+  assertEquals(r.code, 0, `vault cred import: ${r.stderr}`);
+  world.notePhantoms(await Deno.readTextFile(file));
+  const served = await world.serve();
+  const printed = await world.configEnv({ scope: "proj-a", subject: "task-1" });
+  const env = Object.fromEntries(Object.entries(printed).filter(([k]) => !k.endsWith("_API_KEY")));
+  const run = await world.sandbox({
+    argv: argv("anthropic"),
+    env,
+    home,
+    net: "none",
+    brokerSocket: served.socket,
+    httpBridge: true,
+  });
+  assertAnswered(run, "anthropic");
+  assertReal(world, "anthropic", key);
+});

@@ -172,8 +172,10 @@ Formats: Claude Code .credentials.json (claude-credentials), Claude Code
 (codex-auth), gh hosts.yml (gh-hosts), glab config.yml (glab-config), a Vibe
 .env with MISTRAL_API_KEY (vibe-env), JSON {"api_key": …} or {"key": …}
 (json-api-key), Gemini CLI's Google login oauth_creds.json (gemini-oauth,
-for gemini-code-assist). The credential is stored in the broker's shape;
-what was stored is printed masked.
+for gemini-code-assist), opencode's ~/.local/share/opencode/auth.json
+(opencode-auth: the provider's API-key entry; import each provider it holds
+before the file goes into a sandbox). The credential is stored in the
+broker's shape; what was stored is printed masked.
 
 --replace-with-phantom then replaces the file (temporary file in the same
 directory, fsync, rename; mode kept; a symbolic link is refused) so that the
