@@ -96,6 +96,7 @@ export const GROUPS: readonly CommandGroup[] = [
       "http-bridge",
       "relay a local HTTP port or socket to vault's token broker (run inside a container)",
       true,
+      "[command...]",
     ],
   ]),
   group(async () => (await import("./envelope.ts")).addEnvelopeCommands, [
