@@ -340,6 +340,24 @@ fi
 exec "$@"
 `;
 
+/**
+ * `command.spawn()`, retried while the kernel says ETXTBSY ("Text file
+ * busy"): a script the harness has just written (the `vault` launcher) can
+ * still be open for writing in a child that another spawn of this process
+ * forked before its exec closed the descriptor. Seen once on a clean-clone
+ * CI run; retried for at most ~2 s.
+ */
+export async function spawnRetrying(command: Deno.Command): Promise<Deno.ChildProcess> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return command.spawn();
+    } catch (error) {
+      if (attempt >= 40 || !/Text file busy/.test(String(error))) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
 /** One test world: host vault, fake provider, roster, sandboxes (see the module doc). */
 export class World {
   /** The temp root (0700). */
@@ -474,15 +492,17 @@ export class World {
       timeoutMs?: number;
     } = {},
   ): Promise<VaultResult> {
-    const child = new Deno.Command(join(this.bin, "vault"), {
-      args,
-      env: { ...this.hostEnv, ...options.env },
-      clearEnv: true,
-      cwd: this.hostEnv.HOME,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const child = await spawnRetrying(
+      new Deno.Command(join(this.bin, "vault"), {
+        args,
+        env: { ...this.hostEnv, ...options.env },
+        clearEnv: true,
+        cwd: this.hostEnv.HOME,
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }),
+    );
     const guard = killAfter(child, options.timeoutMs ?? 60_000);
     try {
       const writer = child.stdin.getWriter();
