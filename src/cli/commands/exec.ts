@@ -102,7 +102,11 @@ Examples:
           }
           code = await runChild(
             command,
-            commandEnv(ctx.env, session.env),
+            commandEnv(
+              ctx.env,
+              session.env,
+              new Set([...roster.values()].flatMap((p) => Object.keys(p.jsonEnv ?? {}))),
+            ),
             (pid) => watcher?.watch(pid),
           );
         } finally {
