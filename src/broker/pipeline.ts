@@ -362,7 +362,8 @@ export function route(x: BrokerExchange): ServerResponse | null {
 
 /** A route whose static credential is Google's API key (`x-goog-api-key`), read by Google also from `?key=`. */
 function isGoogleKeyRoute(route: Route): boolean {
-  return route.authHeader.toLowerCase() === "x-goog-api-key";
+  // The length first: no lowercased copy per request for the other routes.
+  return route.authHeader.length === 14 && route.authHeader.toLowerCase() === "x-goog-api-key";
 }
 
 /**

@@ -97,6 +97,12 @@ export function queryKeyToken(query: string): string | null {
  */
 export function queryWithoutToken(query: string, token: string, dropKeyParam: boolean): string {
   if (query === "") return query;
+  // Fast path (most requests): nothing escaped, no `key` to drop, the token not there.
+  if (
+    !dropKeyParam && !query.includes("%") && !query.includes("+") && !query.includes(token)
+  ) {
+    return query;
+  }
   const parts = query.split("&");
   const kept = parts.filter((part) => {
     const { name, value } = decodedParam(part);
