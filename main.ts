@@ -3,8 +3,9 @@
  *
  * Start-up is kept short: `vault --version`, and `vault --help` printed to a
  * pipe, answer before commander is loaded (src/cli/root_help.ts is generated
- * from commander's own output), and the program loads only the command group
- * it runs (src/cli/commands/groups.ts). deno.json's `lazy-dynamic-imports` keeps
+ * from commander's own output); `vault cred list` and `vault cred sets` in
+ * their plain forms are answered without commander (src/cli/fast.ts); the
+ * program loads only the command group it runs (src/cli/commands/groups.ts). deno.json's `lazy-dynamic-imports` keeps
  * `deno run` from reading every module an `import("…")` names before main.ts
  * starts: only what a command imports is loaded. `VAULT_TIMINGS=1` prints the
  * run's phase times to stderr (src/timing.ts).
@@ -13,6 +14,7 @@
  */
 
 import { mark, startTimings, timingsLine } from "./src/timing.ts";
+import { runVault } from "./src/cli/fast.ts";
 
 /** Writes `text` to stdout; a reader that closed the pipe ends the run quietly with 141. */
 function print(text: string): void {
@@ -52,11 +54,6 @@ if (import.meta.main) {
   if (only === "__exec-watch") {
     Deno.exit(await (await import("./src/serve/exec_watch.ts")).runWatcher());
   }
-  // Commander first, on its own: the timings tell its cost from the program's modules.
-  await import("@commander-js/extra-typings");
-  mark("load commander");
-  const { run } = await import("./src/cli/program.ts");
-  mark("load program");
-  const code = await run(args, { env: Deno.env.toObject() });
+  const code = await runVault(args, { env: Deno.env.toObject() });
   exit(code);
 }

@@ -16,7 +16,7 @@
 
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { run } from "../src/cli/program.ts";
+import { runVault } from "../src/cli/fast.ts";
 import { assertEquals } from "./assert.ts";
 import { withTempDir } from "./fixtures.ts";
 import { Background, killAfter } from "./process.ts";
@@ -108,7 +108,7 @@ export async function runCli(args: string[], options: RunCliOptions = {}): Promi
   const bytes = typeof input === "string" ? new TextEncoder().encode(input) : input;
   let stdout = "";
   let stderr = "";
-  const code = await run(args, {
+  const code = await runVault(args, {
     env: { ...options.env },
     streams: { stdout: (text) => stdout += text, stderr: (text) => stderr += text },
     // A copy each time: the CLI wipes what it reads.

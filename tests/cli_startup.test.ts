@@ -155,14 +155,19 @@ Deno.test({
       // lazy-dynamic-imports flag of deno.json is set: then only what runs is loaded.
       const version = await filesOpened(cli, home, ["--version"]);
       assertEquals(version.filter((f) => /^(src|node_modules)\//.test(f)), [
+        "src/cli/fast.ts",
         "src/cli/version.ts",
         "src/timing.ts",
       ]);
       const list = await filesOpened(cli, home, ["cred", "list"]);
-      assert(list.includes("src/cli/commands/cred.ts"), list.join("\n"));
+      // The fast path (src/cli/fast.ts): the action's module, not the group's, nor commander.
+      assert(list.includes("src/cli/commands/cred_read.ts"), list.join("\n"));
+      const get = await filesOpened(cli, home, ["cred", "get", "openai"]);
+      assert(get.includes("src/cli/commands/cred.ts"), get.join("\n"));
       const needless = list.filter((f) =>
         /^src\/(agent|broker|envelope|serve|ssh|http|net|providers|audit)\//.test(f) ||
-        /^src\/cli\/commands\/(?!cred\.ts|groups\.ts)/.test(f) ||
+        /^src\/cli\/commands\/(?!cred_read\.ts)/.test(f) || f === "src/cli/program.ts" ||
+        /\/node_modules\/commander\//.test(f) ||
         ["src/unlock/process.ts", "src/unlock/prompt.ts", "src/settings/serve.ts"].includes(f) ||
         f === "src/config/cred_import.ts" || /\/node_modules\/yaml\/.*\.js$/.test(f) ||
         // the OpenSSH code (node:crypto, bcrypt-pbkdf) is for SSH keys only (src/store/ssh_lazy.ts)
@@ -183,22 +188,20 @@ Deno.test("VAULT_TIMINGS=1 prints the phases of the run as one stderr line; unse
     assert(match, timed.stderr);
     const phases = (JSON.parse(match[1]) as { phases: [string, number][] }).phases;
     const names = phases.map(([name]) => name);
-    for (
-      const name of [
-        "main",
-        "load commander",
-        "load program",
-        "parse",
-        "load driver",
-        "config",
-        "session key",
-        "lock",
-        "open",
-        "key check",
-        "query",
-      ]
-    ) {
-      assert(names.includes(name), `${name} in ${names.join(", ")}`);
+    // `cred list` is the fast path's (src/cli/fast.ts): no commander phases.
+    const want = ["main", "load modules", "parse", "load driver", "load store", "config"];
+    want.push("session key", "lock", "open", "key check", "query");
+    assertEquals(names.filter((name) => want.includes(name)), want);
+    assert(!names.includes("load commander"), names.join(", "));
+    const full = await cli.spawn([...base, "cred", "get", "openai"], {
+      env: { VAULT_TIMINGS: "1" },
+    });
+    assertEquals(full.code, 0, full.stderr);
+    const fullNames = (JSON.parse(/^vault-timings (\{.*\})$/m.exec(full.stderr)![1]) as {
+      phases: [string, number][];
+    }).phases.map(([name]) => name);
+    for (const name of ["load commander", "load program", "load command", "parse", "query"]) {
+      assert(fullNames.includes(name), `${name} in ${fullNames.join(", ")}`);
     }
     assertEquals(names.at(-1), "finish");
     assert(phases.every(([, ms]) => typeof ms === "number" && ms >= 0));

@@ -9,9 +9,9 @@
 import { Command, CommanderError, Option } from "@commander-js/extra-typings";
 import { type CliIo, Context } from "./context.ts";
 import { type AddCommands, type CommandGroup, GROUPS, groupsFor } from "./commands/groups.ts";
-import { EXIT_ERROR, EXIT_USAGE, ExitWith, VaultError } from "../errors.ts";
-import { EXIT_STDOUT_CLOSED, StdoutClosed } from "./output.ts";
-import { sanitizeForTerminal, sanitizeOneLine } from "../sanitize.ts";
+import { EXIT_USAGE } from "../errors.ts";
+import { exitCodeFor } from "./failure.ts";
+import { sanitizeForTerminal } from "../sanitize.ts";
 import { VERSION } from "./version.ts";
 import { mark } from "../timing.ts";
 
@@ -135,17 +135,6 @@ export async function run(args: string[], io: CliIo): Promise<number> {
       // A command group run without a subcommand prints its help and fails as usage.
       return EXIT_USAGE;
     }
-    if (error instanceof StdoutClosed) return EXIT_STDOUT_CLOSED; // `vault … | head`: quietly
-    if (error instanceof ExitWith) return error.code;
-    if (error instanceof VaultError) {
-      ctx.out.error(error.message);
-      return error.exitCode;
-    }
-    const message = error instanceof Error ? error.message : String(error);
-    ctx.out.error(`unexpected failure: ${sanitizeOneLine(message)}`);
-    if (io.env.VAULT_DEBUG && error instanceof Error && error.stack) {
-      ctx.out.info(error.stack);
-    }
-    return EXIT_ERROR;
+    return exitCodeFor(error, ctx, io);
   }
 }

@@ -240,8 +240,8 @@ const sessionKeyringTier: Tier = {
     if (sessionBackend(ctx.env, ctx.session) === "file") {
       return { state: "absent", detail: "disabled" };
     }
-    const key = await loadFromKeyring(ctx.dbPath, ctx.session);
     const detail = await sessionKeyDescription(ctx.dbPath);
+    const key = await loadFromKeyring(ctx.dbPath, ctx.session, detail);
     if (key === null) return { state: "absent", detail };
     return { state: "answers", material: { kind: "raw", key }, detail };
   },
@@ -256,7 +256,7 @@ const sessionFileTier: Tier = {
     }
     const path = await sessionFilePath(ctx.dbPath, ctx.env);
     if (path === null) return { state: "absent", detail: "XDG_RUNTIME_DIR is not set" };
-    const key = await loadFromFile(ctx.dbPath, ctx.env, ctx.session);
+    const key = await loadFromFile(ctx.dbPath, ctx.env, ctx.session, path);
     if (key === null) return { state: "absent", detail: path };
     return { state: "answers", material: { kind: "raw", key }, detail: path };
   },

@@ -362,13 +362,17 @@ export async function loadSessionKey(
   return null;
 }
 
-/** Keyring half of {@link loadSessionKey}. */
+/**
+ * Keyring half of {@link loadSessionKey}. `description`, when the caller
+ * has it, is {@link sessionKeyDescription} of `dbPath`.
+ */
 export async function loadFromKeyring(
   dbPath: string,
   opts?: SessionOptions,
+  description?: string,
 ): Promise<Uint8Array | null> {
   const soname = opts?.keyutils ?? KEYUTILS_SONAME;
-  const description = await sessionKeyDescription(dbPath);
+  description ??= await sessionKeyDescription(dbPath);
   const raw = keyringLoad(description, RECORD_LENGTH, soname);
   if (raw === null) return null;
   const rec = decodeSessionRecord(raw);
@@ -380,16 +384,30 @@ export async function loadFromKeyring(
   return rec.key;
 }
 
-/** File half of {@link loadSessionKey}. */
+/**
+ * File half of {@link loadSessionKey}. `path`, when the caller has it, is
+ * {@link sessionFilePath} of `dbPath` (it is not worked out again).
+ */
 export async function loadFromFile(
   dbPath: string,
   env: Record<string, string | undefined>,
   opts?: SessionOptions,
+  path?: string | null,
 ): Promise<Uint8Array | null> {
-  const path = await sessionFilePath(dbPath, env);
+  if (path === undefined) path = await sessionFilePath(dbPath, env);
   if (path === null) return null;
-  await sweepTemps(path, STALE_TEMP_MS);
-  const raw = await readSessionFile(path);
+  // The sweep and the read touch different files, so they run side by side; a failed sweep
+  // still fails the tier (and wipes what was read).
+  const [swept, read] = await Promise.allSettled([
+    sweepTemps(path, STALE_TEMP_MS),
+    readSessionFile(path),
+  ]);
+  if (swept.status === "rejected") {
+    if (read.status === "fulfilled") read.value?.fill(0);
+    throw swept.reason;
+  }
+  if (read.status === "rejected") throw read.reason;
+  const raw = read.value;
   if (raw === null) return null;
   const rec = decodeSessionRecord(raw);
   if (rec === null || rec.expiresAt <= (opts?.now ?? Date.now)()) {

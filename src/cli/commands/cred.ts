@@ -27,6 +27,7 @@ type Importers = typeof import("../../config/cred_import.ts");
 import { maskToken } from "../../tokens/format.ts";
 import { validateScope, validateSubject } from "../../store/validate.ts";
 import { sanitizeOneLine } from "../../sanitize.ts";
+import { credList, credSets } from "./cred_read.ts";
 
 const DEFAULT_SET = "default";
 
@@ -101,33 +102,12 @@ Examples:
     .description("list stored credentials (no secret values)")
     .option("--set <name>", "only this credential set")
     .option("--json", "print the result as JSON")
-    .action(async (options) => {
-      if (options.set !== undefined) validateCredentialSet(options.set);
-      const rows = await ctx.withStore((store) => store.listCredentials(options.set));
-      const listed = rows.map((row) => ({
-        credentialSet: row.credentialSet,
-        provider: row.provider,
-        type: typeof row.data.type === "string" ? row.data.type : null,
-      }));
-      if (options.json) ctx.out.json(listed);
-      else {
-        ctx.out.table(
-          ["SET", "PROVIDER", "TYPE"],
-          listed.map((r) => [r.credentialSet, r.provider, r.type ?? "-"]),
-          "no credentials stored",
-        );
-      }
-    });
+    .action((options) => credList(ctx, options));
 
   cred.command("sets")
     .description("list credential sets")
     .option("--json", "print the result as JSON")
-    .action(async (options) => {
-      const sets = await ctx.withStore((store) => store.listCredentialSets());
-      if (options.json) ctx.out.json(sets);
-      else if (sets.length === 0) ctx.out.info("no credential sets");
-      else for (const set of sets) ctx.out.line(set);
-    });
+    .action((options) => credSets(ctx, options));
 
   cred.command("rm")
     .description("delete a credential")

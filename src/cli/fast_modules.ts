@@ -1,0 +1,12 @@
+/**
+ * The modules of the fast path's commands (src/cli/fast.ts), as static imports: loaded as one
+ * module graph, files read side by side, instead of one `await import()` after another. The
+ * SQLite driver is left out: it loads when the vault opens, timed as its own phase.
+ *
+ * @module
+ */
+export { Context } from "./context.ts";
+export { exitCodeFor } from "./failure.ts";
+export { credList, credSets } from "./commands/cred_read.ts";
+export { openVault } from "../unlock/open_vault.ts";
+export { loadSettings } from "../settings/config.ts";
