@@ -1,7 +1,7 @@
 /**
  * The modules of the fast path's commands (src/cli/fast.ts), as static imports: loaded as one
- * module graph, files read side by side, instead of one `await import()` after another. The
- * SQLite driver is left out: it loads when the vault opens, timed as its own phase.
+ * module graph, files read side by side, instead of one `await import()` after another (the
+ * SQLite driver comes with the store's modules).
  *
  * @module
  */
