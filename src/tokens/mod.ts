@@ -37,6 +37,7 @@ export {
   type AllowRule,
   type CompiledPolicy,
   compilePolicy,
+  type DecodedPath,
   decodeRequestPath,
   describePolicy,
   formatDuration,

@@ -688,8 +688,8 @@ function segmentsMatch(pattern: readonly Segment[], path: readonly string[]): bo
   return p === pattern.length;
 }
 
-/** The request path decoded once, or the reason it is refused. */
-type Decoded = { path: string } | { refused: string };
+/** The request path decoded once, or the reason it is refused (one line, without the path). */
+export type DecodedPath = { readonly path: string } | { readonly refused: string };
 
 const HEX = /^[0-9A-Fa-f]{2}$/;
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
@@ -698,7 +698,7 @@ const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
  * Decodes `rawPath` (its query dropped) once and refuses what could mean
  * something else upstream (SPEC §10).
  */
-export function decodeRequestPath(rawPath: string): Decoded {
+export function decodeRequestPath(rawPath: string): DecodedPath {
   const q = rawPath.indexOf("?");
   const raw = q < 0 ? rawPath : rawPath.slice(0, q);
   if (raw.charCodeAt(0) !== 0x2f) return { refused: "the request path must start with /" };
