@@ -31,22 +31,63 @@ const policyTables = (db: Db) =>
     "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'vault_%' ORDER BY name",
   ).all() as { name: string }[]).map((row) => row.name);
 
-/** Runs testing/policy_worker.ts with `args`, the raw key on stdin; returns its stdout. */
-async function runWorker(args: string[], keyHex: string): Promise<string> {
+/**
+ * Starts testing/policy_worker.ts with `args`, the raw key as the first line
+ * of its stdin. `go()` closes stdin (a leasing worker waits for that);
+ * `done` is its stdout once it exited 0. A hang guard kills it after 120 s.
+ */
+function startWorker(args: string[], keyHex: string) {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--no-check", worker, ...args],
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const guard = killAfter(child, 120_000); // a hang guard
+  const guard = killAfter(child, 120_000);
   const stdin = child.stdin.getWriter();
-  await stdin.write(utf8(keyHex));
-  await stdin.close();
-  const output = await child.output().finally(() => guard.clear());
-  const stderr = new TextDecoder().decode(output.stderr);
-  assertEquals(output.code, 0, `worker ${args[0]} failed: ${stderr}`);
-  return new TextDecoder().decode(output.stdout).trim();
+  const keySent = stdin.write(utf8(`${keyHex}\n`));
+  let stdout = "";
+  let wake = () => {};
+  const stdoutDone = (async () => {
+    for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
+      stdout += text;
+      wake();
+    }
+    wake();
+  })();
+  const stderrDone = new Response(child.stderr).text();
+  const done = (async () => {
+    const status = await child.status.finally(() => guard.clear());
+    await stdoutDone;
+    const stderr = await stderrDone;
+    assertEquals(status.code, 0, `worker ${args[0]} failed: ${stderr}`);
+    return stdout.trim();
+  })();
+  return {
+    /** Resolves once the worker printed `ready` (rejects when its output ended first). */
+    async ready(): Promise<void> {
+      while (!stdout.startsWith("ready\n")) {
+        const ended = await Promise.race([
+          new Promise<boolean>((resolve) => wake = () => resolve(false)),
+          stdoutDone.then(() => true),
+        ]);
+        if (ended && !stdout.startsWith("ready\n")) throw new Error(`no ready: ${stdout}`);
+      }
+    },
+    /** Closes its stdin: the go signal. */
+    async go(): Promise<void> {
+      await keySent;
+      await stdin.close();
+    },
+    done,
+  };
+}
+
+/** Runs a worker to its end; returns its stdout. */
+async function runWorker(args: string[], keyHex: string): Promise<string> {
+  const w = startWorker(args, keyHex);
+  await w.go();
+  return await w.done;
 }
 
 async function withVault(
@@ -305,14 +346,20 @@ Deno.test("store policy: leases stay within max_requests; releases give back uns
   });
 });
 
-Deno.test("store policy: processes leasing one use at a time (and some 3 at a time) are granted exactly max_requests in total", async () => {
+Deno.test("store policy: processes leasing one use at a time (and some 3 at a time), all starting at once, are granted exactly max_requests in total", async () => {
   await withVault(async (store, path) => {
-    const max = 60;
+    const max = 200;
     const token = store.createToken("proj-a", "t", "default", "openai", { maxRequests: max });
     const hex = toHex(await deriveRawKey(utf8(PASS), readSalt(path)));
     const wants = [1, 1, 1, 1, 3, 3];
-    const granted = await Promise.all(
-      wants.map((want) => runWorker(["lease", path, token, String(want)], hex).then(Number)),
+    const workers = wants.map((want) => startWorker(["lease", path, token, String(want)], hex));
+    try {
+      await Promise.all(workers.map((w) => w.ready()));
+    } finally {
+      await Promise.all(workers.map((w) => w.go()));
+    }
+    const granted = (await Promise.all(workers.map((w) => w.done))).map((out) =>
+      Number(out.split("\n").at(-1))
     );
     assertEquals(granted.reduce((a, b) => a + b, 0), max, `granted ${granted.join(" + ")}`);
     assertEquals(store.tokenPolicy(token)!.used, max);
