@@ -3,7 +3,7 @@
  * code that writes and reads each cross-process format: phantom tokens, the
  * bridge handshake, the session record, the audit lines, the routes file,
  * roster files, the ownership sidecar and its host copy, the envelope
- * service's HTTP API and the `vault exec` session record. Each format is
+ * service's HTTP API, the `vault exec` session record and token policies. Each format is
  * parsed with vault's own parser, and where vault writes it, vault's output
  * is compared with the vector byte for byte.
  */
@@ -51,6 +51,19 @@ import {
   SESSION_FILE,
   writeSessionRecord,
 } from "../src/serve/exec_sweep.ts";
+import {
+  compilePolicy,
+  InvalidPolicy,
+  parseAllowRule,
+  parseDuration,
+  parseExpires,
+  parseModels,
+  parseRate,
+  parseSize,
+  policyFromJson,
+  policyToJson,
+  type TokenPolicy,
+} from "../src/tokens/policy.ts";
 import { utf8, withTempDir, withTempStore } from "../testing/fixtures.ts";
 import { within } from "../testing/broker.ts";
 
@@ -131,6 +144,24 @@ interface Vectors {
     records: { record: ExecSessionRecord; text: string }[];
     parse: { text: string; record: ExecSessionRecord }[];
     invalid: string[];
+  };
+  token_policy: {
+    requests: { allow: string[]; cases: [string, string, "allowed" | "allow" | "path"][] }[];
+    rules: { canonical: [string, string][]; invalid: string[] };
+    json: {
+      round_trips: { policy: TokenPolicy; text: string }[];
+      parse: { text: string; policy: TokenPolicy; canonical: string }[];
+      invalid: string[];
+    };
+    durations: { valid: [string, number][]; invalid: string[] };
+    expires: { now: string; valid: [string, string][]; invalid: string[] };
+    sizes: { valid: [string, number][]; invalid: string[] };
+    rates: { valid: [string, { count: number; periodMs: number }][]; invalid: string[] };
+    models: {
+      parse: [string, string[]][];
+      parse_invalid: string[];
+      match: { models: string[]; allowed: string[]; refused: string[] }[];
+    };
   };
 }
 
@@ -520,4 +551,71 @@ Deno.test("spec §9 vault exec session record: byte-exact encoding, parsing, ref
     const expected = { version: 1 as const, pid: Deno.pid, start: processStart(Deno.pid), tokens };
     assertEquals(written, encodeExecRecord(expected));
   });
+});
+
+/** Asserts that `fn` throws {@link InvalidPolicy}, naming `input` when it does not. */
+function refusedPolicy(fn: () => unknown, input: string): void {
+  let accepted = true;
+  try {
+    fn();
+  } catch (error) {
+    accepted = false;
+    assert(error instanceof InvalidPolicy, `${JSON.stringify(input)}: ${error}`);
+  }
+  assert(!accepted, `accepted: ${JSON.stringify(input)}`);
+}
+
+Deno.test("spec §10 token policy: requests allowed or refused (allow, path) as the vectors say; rules, JSON, durations, expiries, sizes, rates, models", () => {
+  const v = vectors.token_policy;
+  for (const { allow, cases } of v.requests) {
+    const compiled = compilePolicy({ allow });
+    for (const [method, path, expected] of cases) {
+      const refusal = compiled.checkRequest(method, path);
+      assertEquals(refusal?.rule ?? "allowed", expected, `${allow.join(", ")}: ${method} ${path}`);
+      if (refusal?.rule === "allow") assertEquals(refusal.allow, allow);
+    }
+  }
+  for (const [text, canonical] of v.rules.canonical) {
+    assertEquals(parseAllowRule(text).text, canonical);
+  }
+  for (const text of v.rules.invalid) {
+    refusedPolicy(() => parseAllowRule(text), text);
+  }
+  for (const { policy, text } of v.json.round_trips) {
+    assertEquals(policyToJson(policy), text);
+    assertEquals(policyFromJson(text), policy);
+  }
+  for (const { text, policy, canonical } of v.json.parse) {
+    assertEquals(policyFromJson(text), policy);
+    assertEquals(policyToJson(policyFromJson(text)), canonical);
+  }
+  for (const text of v.json.invalid) {
+    refusedPolicy(() => policyFromJson(text), text);
+  }
+  for (const [text, ms] of v.durations.valid) assertEquals(parseDuration(text), ms);
+  for (const text of v.durations.invalid) {
+    refusedPolicy(() => parseDuration(text), text);
+  }
+  const now = Date.parse(v.expires.now);
+  for (const [text, iso] of v.expires.valid) assertEquals(parseExpires(text, now), iso);
+  for (const text of v.expires.invalid) {
+    refusedPolicy(() => parseExpires(text, now), text);
+  }
+  for (const [text, bytes] of v.sizes.valid) assertEquals(parseSize(text), bytes);
+  for (const text of v.sizes.invalid) {
+    refusedPolicy(() => parseSize(text), text);
+  }
+  for (const [text, rate] of v.rates.valid) assertEquals(parseRate(text), rate);
+  for (const text of v.rates.invalid) {
+    refusedPolicy(() => parseRate(text), text);
+  }
+  for (const [text, models] of v.models.parse) assertEquals(parseModels(text), models);
+  for (const text of v.models.parse_invalid) {
+    refusedPolicy(() => parseModels(text), text);
+  }
+  for (const { models, allowed, refused } of v.models.match) {
+    const compiled = compilePolicy({ models });
+    for (const model of allowed) assert(compiled.modelAllowed(model), `${models}: ${model}`);
+    for (const model of refused) assert(!compiled.modelAllowed(model), `${models}: ${model}`);
+  }
 });

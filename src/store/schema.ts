@@ -40,3 +40,16 @@ export const PROVIDER_RENAMES: Readonly<Record<string, string>> = {
   glab: "gitlab",
   sonar: "sonarcloud",
 };
+
+/**
+ * vault's side tables for token policies (SPEC §10), beside terok's schema:
+ * created (IF NOT EXISTS) in the write transaction of the first policy
+ * written, never on open, so a vault without policies keeps exactly terok's
+ * tables. `used` counts the uses leased so far.
+ */
+export const POLICY_TABLES: readonly string[] = [
+  "CREATE TABLE IF NOT EXISTS vault_policies (name TEXT PRIMARY KEY, policy TEXT NOT NULL, " +
+  "updated_at TEXT NOT NULL)",
+  "CREATE TABLE IF NOT EXISTS vault_token_policies (token TEXT PRIMARY KEY, policy TEXT NOT NULL, " +
+  "policy_name TEXT, used INTEGER NOT NULL DEFAULT 0)",
+];

@@ -16,6 +16,7 @@ import { checkDatabase, type CheckReport } from "./check.ts";
 import type { VaultLock } from "./lock.ts";
 import type { MigrationReport } from "./migrate.ts";
 import { InvalidCredentialData, NotFound } from "./errors.ts";
+import { InvalidInput } from "../errors.ts";
 import {
   type ScopeOptions,
   validateComment,
@@ -25,7 +26,17 @@ import {
   validateScope,
   validateSubject,
 } from "./validate.ts";
-import { mintToken } from "../tokens/format.ts";
+import { maskToken, mintToken } from "../tokens/format.ts";
+import {
+  InvalidPolicy,
+  isEmptyPolicy,
+  policyFromJson,
+  policyToJson,
+  resolveForToken,
+  type TokenPolicy,
+  validatePolicyName,
+} from "../tokens/policy.ts";
+import { POLICY_TABLES } from "./schema.ts";
 import type { KeyType } from "../openssh/keys.ts";
 import { sshForStore } from "./ssh_lazy.ts";
 
@@ -103,6 +114,32 @@ export interface ProxyToken {
   credentialSet: string;
   /** The provider it is for. */
   provider: string;
+  /** Its policy (SPEC §10); absent when it has none. */
+  policy?: TokenPolicy;
+  /** With a policy: the named policy it was created from, or null. Only from `listTokens`. */
+  policyName?: string | null;
+  /** With a policy: the uses leased so far (see `leaseUses`). Only from `listTokens`. */
+  used?: number;
+}
+
+/** A token's policy row (see {@link CredentialStore.tokenPolicy}). */
+export interface StoredTokenPolicy {
+  /** The policy, absolute expiry resolved. */
+  policy: TokenPolicy;
+  /** The named policy it was created from, or null. */
+  policyName: string | null;
+  /** Uses leased so far (counted against `maxRequests`). */
+  used: number;
+}
+
+/** A named policy (see {@link CredentialStore.listPolicies}). */
+export interface NamedPolicy {
+  /** Its name. */
+  name: string;
+  /** The policy (may hold a relative `expiresIn`). */
+  policy: TokenPolicy;
+  /** When it was last set, ISO-8601 UTC. */
+  updatedAt: string;
 }
 
 interface KeyRow {
@@ -123,7 +160,14 @@ interface TokenRow {
   subject: string;
   credential_set: string;
   provider: string;
+  policy?: string | null;
+  policy_name?: string | null;
+  used?: number | null;
 }
+
+const TOKEN_COLUMNS = "t.token, t.scope, t.subject, t.credential_set, t.provider";
+const POLICY_COLUMNS = "p.policy, p.policy_name, p.used";
+const POLICY_JOIN = "LEFT JOIN vault_token_policies p ON p.token = t.token";
 
 const KEY_COLUMNS = "k.id, k.key_type, k.public_blob, k.comment, k.fingerprint, k.created_at";
 
@@ -210,6 +254,9 @@ export class CredentialStore {
       return result;
     } catch (error) {
       if (this.#db.inTransaction) this.#db.exec("ROLLBACK");
+      // Policy tables this transaction created are gone again: look anew.
+      this.#policyTables = false;
+      this.#schemaCookie = -1;
       throw error;
     }
   }
@@ -461,52 +508,342 @@ export class CredentialStore {
 
   // ---------------------------------------------------------------- tokens
 
-  /** Creates a phantom token (see `src/tokens/format.ts`: `terok-p-` + 32 hex from a CSPRNG). */
-  createToken(scope: string, subject: string, credentialSet: string, provider: string): string {
+  /**
+   * Creates a phantom token (see `src/tokens/format.ts`: `terok-p-` + 32 hex
+   * from a CSPRNG). With a non-empty `policy` (or a `policyName`), its policy
+   * row is written in the same transaction, a relative expiry made absolute
+   * now; the policy tables are created by the first such write. The token's
+   * own row is what terok writes either way.
+   *
+   * @throws {InvalidPolicy} when the policy or the policy name is not valid
+   */
+  createToken(
+    scope: string,
+    subject: string,
+    credentialSet: string,
+    provider: string,
+    policy?: TokenPolicy,
+    policyName?: string,
+  ): string {
     validateScope(scope);
     validateSubject(subject);
     validateCredentialSet(credentialSet);
     validateProvider(provider);
+    if (policyName !== undefined) validatePolicyName(policyName);
+    const resolved = policy === undefined ? {} : resolveForToken(policy, Date.now());
+    const withPolicy = !isEmptyPolicy(resolved) || policyName !== undefined;
+    const text = withPolicy ? policyToJson(resolved) : null;
     const token = mintToken();
     this.transaction(() => {
       this.sql(
         "INSERT INTO proxy_tokens (token, scope, subject, credential_set, provider) VALUES (?, ?, ?, ?, ?)",
       ).run(token, scope, subject, credentialSet, provider);
+      if (text !== null) {
+        this.#createPolicyTables();
+        this.#deleteOrphanPolicies();
+        this.sql(
+          "INSERT INTO vault_token_policies (token, policy, policy_name, used) VALUES (?, ?, ?, 0)",
+        ).run(token, text, policyName ?? null);
+      }
     });
     return token;
   }
 
-  /** Looks a token up; null when unknown (or revoked). */
+  /**
+   * Looks a token up; null when unknown (or revoked). The record carries the
+   * token's policy when it has one. Sees policy tables another process
+   * created after this connection opened: while they are absent, each lookup
+   * reads the schema cookie in the same statement as the token's row.
+   *
+   * @throws {InvalidPolicy} when the token's stored policy is damaged (fail closed)
+   */
   lookupToken(token: string): ProxyToken | null {
-    const row = this.sql(
-      "SELECT token, scope, subject, credential_set, provider FROM proxy_tokens WHERE token = ?",
-    ).get(token) as TokenRow | undefined;
-    return row ? toToken(row) : null;
-  }
-
-  /** Lists tokens, optionally of one scope, ordered by scope, subject, provider. */
-  listTokens(scope?: string): ProxyToken[] {
-    const sql = "SELECT token, scope, subject, credential_set, provider FROM proxy_tokens" +
-      (scope === undefined ? "" : " WHERE scope = ?") + " ORDER BY scope, subject, provider, token";
-    const statement = this.sql(sql);
-    const rows = (scope === undefined ? statement.all() : statement.all(scope)) as TokenRow[];
-    return rows.map(toToken);
-  }
-
-  /** Revokes every token of (scope, subject); returns how many. */
-  revokeTokens(scope: string, subject: string): number {
-    return this.transaction(() =>
-      this.sql("DELETE FROM proxy_tokens WHERE scope = ? AND subject = ?").run(
-        scope,
-        subject,
-      ).changes
+    return this.#withPolicyTables(
+      () => {
+        const row = this.sql(
+          `SELECT ${TOKEN_COLUMNS}, p.policy FROM proxy_tokens t ${POLICY_JOIN} WHERE t.token = ?`,
+        ).get(token) as TokenRow | undefined;
+        return row ? toToken(row, false) : null;
+      },
+      () => {
+        const row = this.sql(
+          `SELECT s.schema_version AS cookie, ${TOKEN_COLUMNS} FROM pragma_schema_version s ` +
+            "LEFT JOIN proxy_tokens t ON t.token = ?",
+        ).get(token) as TokenRow & { cookie: number };
+        return { cookie: row.cookie, value: row.token === null ? null : toToken(row, false) };
+      },
     );
   }
 
-  /** Revokes one token; returns whether it existed. */
+  /**
+   * Lists tokens, optionally of one scope, ordered by scope, subject,
+   * provider; a token with a policy also carries its policy name and uses.
+   */
+  listTokens(scope?: string): ProxyToken[] {
+    const where = scope === undefined ? "" : " WHERE t.scope = ?";
+    const order = " ORDER BY t.scope, t.subject, t.provider, t.token";
+    const args = scope === undefined ? [] : [scope];
+    return this.#withPolicyTables(
+      () =>
+        (this.sql(
+          `SELECT ${TOKEN_COLUMNS}, ${POLICY_COLUMNS} FROM proxy_tokens t ${POLICY_JOIN}${where}${order}`,
+        ).all(...args) as TokenRow[]).map((row) => toToken(row, true)),
+      () => {
+        const rows = this.sql(
+          `SELECT s.schema_version AS cookie, ${TOKEN_COLUMNS} FROM pragma_schema_version s ` +
+            `LEFT JOIN proxy_tokens t ON ${scope === undefined ? "1" : "t.scope = ?"}${order}`,
+        ).all(...args) as (TokenRow & { cookie: number })[];
+        return {
+          cookie: rows[0].cookie,
+          value: rows.filter((row) => row.token !== null).map((row) => toToken(row, true)),
+        };
+      },
+    );
+  }
+
+  /**
+   * A token's policy row, or null when the token has no policy (or the
+   * token is unknown).
+   *
+   * @throws {InvalidPolicy} when the stored policy is damaged
+   */
+  tokenPolicy(token: string): StoredTokenPolicy | null {
+    if (!this.#policyTablesExist()) return null;
+    const row = this.#policyRow(token);
+    if (row === undefined || row.policy === null || row.policy === undefined) return null;
+    return {
+      policy: tokenPolicyFrom(row.policy, token),
+      policyName: row.policy_name ?? null,
+      used: row.used ?? 0,
+    };
+  }
+
+  /**
+   * Reserves up to `want` uses of a token within its `maxRequests`, in one
+   * `BEGIN IMMEDIATE` transaction (safe against other processes doing the
+   * same); returns how many were granted: 0 when exhausted, or when the
+   * token is unknown or revoked. A token without `maxRequests`: `want`,
+   * nothing written. Leased uses stay counted (a crash loses them, never
+   * exceeds the budget); give back unspent ones with {@link releaseUses}.
+   *
+   * @throws {InvalidInput} when `want` is not a positive whole number
+   */
+  leaseUses(token: string, want: number): number {
+    checkCount(want, "want");
+    const read = () => {
+      if (!this.#policyTablesExist()) {
+        return this.sql("SELECT 1 FROM proxy_tokens WHERE token = ?").get(token) === undefined
+          ? undefined
+          : { policy: null, used: 0 } as TokenRow;
+      }
+      return this.#policyRow(token);
+    };
+    const maxOf = (row: TokenRow) =>
+      row.policy === null || row.policy === undefined
+        ? undefined
+        : tokenPolicyFrom(row.policy, token).maxRequests;
+    const first = read();
+    if (first === undefined) return 0;
+    if (maxOf(first) === undefined) return want;
+    return this.transaction(() => {
+      const row = read();
+      if (row === undefined) return 0;
+      const max = maxOf(row);
+      if (max === undefined) return want;
+      const granted = Math.max(0, Math.min(want, max - (row.used ?? 0)));
+      if (granted > 0) {
+        this.sql("UPDATE vault_token_policies SET used = used + ? WHERE token = ?").run(
+          granted,
+          token,
+        );
+      }
+      return granted;
+    });
+  }
+
+  /**
+   * Gives back `unused` leased uses (a clean shutdown with some of its lease
+   * unspent); the count never goes below 0. Nothing for a token without a
+   * policy row.
+   *
+   * @throws {InvalidInput} when `unused` is not a whole number ≥ 0
+   */
+  releaseUses(token: string, unused: number): void {
+    if (!Number.isSafeInteger(unused) || unused < 0) {
+      throw new InvalidInput("unused must be a whole number, 0 or more");
+    }
+    if (unused === 0 || !this.#policyTablesExist()) return;
+    this.transaction(() => {
+      this.sql("UPDATE vault_token_policies SET used = max(0, used - ?) WHERE token = ?").run(
+        unused,
+        token,
+      );
+    });
+  }
+
+  /** Revokes every token of (scope, subject), their policy rows too; returns how many. */
+  revokeTokens(scope: string, subject: string): number {
+    return this.transaction(() => {
+      const n = this.sql("DELETE FROM proxy_tokens WHERE scope = ? AND subject = ?").run(
+        scope,
+        subject,
+      ).changes;
+      if (n > 0 && this.#policyTablesExist()) this.#deleteOrphanPolicies();
+      return n;
+    });
+  }
+
+  /** Revokes one token (its policy row too); returns whether it existed. */
   revokeToken(token: string): boolean {
+    return this.transaction(() => {
+      const existed = this.sql("DELETE FROM proxy_tokens WHERE token = ?").run(token).changes > 0;
+      if (this.#policyTablesExist()) {
+        this.sql("DELETE FROM vault_token_policies WHERE token = ?").run(token);
+      }
+      return existed;
+    });
+  }
+
+  // ---------------------------------------------------------------- named policies
+
+  /**
+   * Stores (inserts or replaces) a named policy; creates the policy tables
+   * on the first write. Tokens created from an earlier version keep theirs.
+   *
+   * @throws {InvalidPolicy} when the name or the policy is not valid
+   */
+  setPolicy(name: string, policy: TokenPolicy): void {
+    validatePolicyName(name);
+    const text = policyToJson(policy);
+    this.transaction(() => {
+      this.#createPolicyTables();
+      this.#deleteOrphanPolicies();
+      this.sql(
+        "INSERT INTO vault_policies (name, policy, updated_at) " +
+          "VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) " +
+          "ON CONFLICT (name) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
+      ).run(name, text);
+    });
+  }
+
+  /** A named policy, or null. @throws {InvalidPolicy} when the stored one is damaged */
+  getPolicy(name: string): TokenPolicy | null {
+    if (!this.#policyTablesExist()) return null;
+    const row = this.sql("SELECT policy FROM vault_policies WHERE name = ?").get(name) as
+      | { policy: string }
+      | undefined;
+    return row ? namedPolicyFrom(row.policy, name) : null;
+  }
+
+  /** Every named policy, by name. @throws {InvalidPolicy} when a stored one is damaged */
+  listPolicies(): NamedPolicy[] {
+    if (!this.#policyTablesExist()) return [];
+    return (this.sql("SELECT name, policy, updated_at FROM vault_policies ORDER BY name").all() as {
+      name: string;
+      policy: string;
+      updated_at: string;
+    }[]).map((row) => ({
+      name: row.name,
+      policy: namedPolicyFrom(row.policy, row.name),
+      updatedAt: row.updated_at,
+    }));
+  }
+
+  /** Removes a named policy (tokens made from it keep their copy); returns whether it existed. */
+  removePolicy(name: string): boolean {
+    if (!this.#policyTablesExist()) return false;
     return this.transaction(() =>
-      this.sql("DELETE FROM proxy_tokens WHERE token = ?").run(token).changes > 0
+      this.sql("DELETE FROM vault_policies WHERE name = ?").run(name).changes > 0
+    );
+  }
+
+  // ---------------------------------------------------------------- policy tables
+
+  /** Whether the policy tables are known to exist (they are never dropped once made). */
+  #policyTables = false;
+  /** The schema cookie (`PRAGMA schema_version`) they were last looked for at. */
+  #schemaCookie = -1;
+
+  /** Whether the policy tables exist now; asks `sqlite_master` only when the schema moved. */
+  #policyTablesExist(): boolean {
+    if (this.#policyTables) return true;
+    return this.#tablesAt(this.sql("PRAGMA schema_version").pluck().get() as number);
+  }
+
+  /** Whether the policy tables exist, the schema cookie being `cookie`. */
+  #tablesAt(cookie: number): boolean {
+    if (cookie !== this.#schemaCookie) {
+      this.#schemaCookie = cookie;
+      this.#policyTables = this.sql(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND " +
+          "name IN ('vault_policies', 'vault_token_policies')",
+      ).pluck().get() === 2;
+    }
+    return this.#policyTables;
+  }
+
+  /**
+   * Runs `joined` when the policy tables exist, else `plain`, which reads
+   * the schema cookie in the same statement (one snapshot) as its rows:
+   * when the cookie moved and the tables now exist, `joined` runs instead.
+   */
+  #withPolicyTables<T>(joined: () => T, plain: () => { cookie: number; value: T }): T {
+    if (this.#policyTables) return joined();
+    const { cookie, value } = plain();
+    return this.#tablesAt(cookie) ? joined() : value;
+  }
+
+  /** The token's row joined with its policy row; undefined when the token is unknown. */
+  #policyRow(token: string): TokenRow | undefined {
+    return this.sql(
+      `SELECT ${TOKEN_COLUMNS}, ${POLICY_COLUMNS} FROM proxy_tokens t ${POLICY_JOIN} WHERE t.token = ?`,
+    ).get(token) as TokenRow | undefined;
+  }
+
+  /** Creates the policy tables (inside the caller's write transaction). */
+  #createPolicyTables(): void {
+    if (this.#policyTablesExist()) return;
+    for (const statement of POLICY_TABLES) this.#db.exec(statement);
+  }
+
+  /** Removes policy rows of tokens that are gone (terok deletes tokens without knowing them). */
+  #deleteOrphanPolicies(): void {
+    this.sql(
+      "DELETE FROM vault_token_policies WHERE token NOT IN (SELECT token FROM proxy_tokens)",
+    ).run();
+  }
+}
+
+function checkCount(value: number, what: string): void {
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new InvalidInput(`${what} must be a positive whole number`);
+  }
+}
+
+/** A token's stored policy; a relative expiry there is damage (tokens hold absolute ones). */
+function tokenPolicyFrom(text: string, token: string): TokenPolicy {
+  let policy: TokenPolicy;
+  try {
+    policy = policyFromJson(text);
+  } catch (error) {
+    throw new InvalidPolicy(
+      `the stored policy of token ${maskToken(token)} is damaged: ${(error as Error).message}`,
+    );
+  }
+  if (policy.expiresIn !== undefined) {
+    throw new InvalidPolicy(
+      `the stored policy of token ${maskToken(token)} is damaged: it holds a relative expiry`,
+    );
+  }
+  return policy;
+}
+
+function namedPolicyFrom(text: string, name: string): TokenPolicy {
+  try {
+    return policyFromJson(text);
+  } catch (error) {
+    throw new InvalidPolicy(
+      `the stored policy "${name}" is damaged: ${(error as Error).message}`,
     );
   }
 }
@@ -547,12 +884,21 @@ function toScoped(row: KeyRow): ScopedSshKey {
   return { ...toInfo(row), scope: row.scope ?? "", assignedAt: row.assigned_at ?? "" };
 }
 
-function toToken(row: TokenRow): ProxyToken {
-  return {
+/** A token row as a record; the policy fields only when it has a policy row. */
+function toToken(row: TokenRow, withUse: boolean): ProxyToken {
+  const token: ProxyToken = {
     token: row.token,
     scope: row.scope,
     subject: row.subject,
     credentialSet: row.credential_set,
     provider: row.provider,
   };
+  if (row.policy !== null && row.policy !== undefined) {
+    token.policy = tokenPolicyFrom(row.policy, row.token);
+    if (withUse) {
+      token.policyName = row.policy_name ?? null;
+      token.used = row.used ?? 0;
+    }
+  }
+  return token;
 }

@@ -1,7 +1,8 @@
 /**
  * Phantom tokens: the format, minting, parsing and masking
  * (`format.ts`), finding one by prefix (`resolver.ts`), and the token gate
- * every token-accepting service checks presented tokens with (`gate.ts`).
+ * every token-accepting service checks presented tokens with (`gate.ts`), and
+ * token policies: their language, canonical JSON and compiled form (`policy.ts`).
  *
  * @example Mint, check and mask a phantom token (SPEC §1)
  * ```ts
@@ -32,6 +33,38 @@ export {
   type TokenBinding,
   TokenGate,
 } from "./gate.ts";
+export {
+  type AllowRule,
+  type CompiledPolicy,
+  compilePolicy,
+  type DecodedPath,
+  decodeRequestPath,
+  describePolicy,
+  formatDuration,
+  formatSize,
+  InvalidPolicy,
+  isEmptyPolicy,
+  MAX_ALLOW_RULES,
+  MAX_DURATION_MS,
+  MAX_MODEL_LENGTH,
+  MAX_MODEL_PATTERNS,
+  MAX_POLICY_JSON,
+  MAX_RULE_LENGTH,
+  mergePolicies,
+  normalizePolicy,
+  parseAllowRule,
+  parseDuration,
+  parseExpires,
+  parseModels,
+  parseRate,
+  parseSize,
+  policyFromJson,
+  type PolicyRefusal,
+  policyToJson,
+  resolveForToken,
+  type TokenPolicy,
+  validatePolicyName,
+} from "./policy.ts";
 export { AmbiguousTokenPrefix, InvalidTokenPrefix, TokenNotFound } from "./errors.ts";
 export { MARKER_SUBJECT, markerProvider, STATIC_MARKERS } from "./markers.ts";
 export { InvalidInput, VaultError } from "../errors.ts";

@@ -9,6 +9,7 @@
 
 import { parseTokenPrefix } from "./format.ts";
 import { AmbiguousTokenPrefix, TokenNotFound } from "./errors.ts";
+import type { TokenPolicy } from "./policy.ts";
 
 /** A stored token and what it stands for. */
 export interface TokenRecord {
@@ -22,6 +23,11 @@ export interface TokenRecord {
   credentialSet: string;
   /** Provider of the credential it stands for (`ssh` for the agent). */
   provider: string;
+  /**
+   * The token's policy (`policy.ts`), absolute expiry resolved; absent when
+   * the token has none (it then works exactly as terok's tokens do).
+   */
+  policy?: TokenPolicy;
 }
 
 /** Where tokens live (a `CredentialStore` is one). */
