@@ -1,7 +1,10 @@
 /**
  * Phantom tokens: the format, minting, parsing and masking
- * (`format.ts`), finding one by prefix (`resolver.ts`), and the token gate
- * every token-accepting service checks presented tokens with (`gate.ts`).
+ * (`format.ts`), finding one by prefix (`resolver.ts`), the token gate
+ * every token-accepting service checks presented tokens with (`gate.ts`),
+ * and the in-memory enforcement of token policies: per-token rate limits
+ * shared by isolates (`rate.ts`) and spending `max_requests` from leases
+ * (`uses.ts`).
  *
  * @example Mint, check and mask a phantom token (SPEC §1)
  * ```ts
@@ -32,6 +35,8 @@ export {
   type TokenBinding,
   TokenGate,
 } from "./gate.ts";
+export { DEFAULT_SLOTS, SharedRateLimiter } from "./rate.ts";
+export { UseCounter, type UseCounterOptions, type UseLeaser } from "./uses.ts";
 export { AmbiguousTokenPrefix, InvalidTokenPrefix, TokenNotFound } from "./errors.ts";
 export { MARKER_SUBJECT, markerProvider, STATIC_MARKERS } from "./markers.ts";
 export { InvalidInput, VaultError } from "../errors.ts";
