@@ -107,6 +107,9 @@ Deno.test("model: only the top-level model counts; absent, null or not a string 
   assertEquals(model('{"model\\\\":"a","model":"b"}'), "b"); // the key `model\` is another key
   assertEquals(model('{"x":"\\\\","model":"b","y":"\\"model\\":"}'), "b");
   assertEquals(model('{"models":"a","mode":"b","Model":"c"}'), null);
+  // A real U+FFFD (valid UTF-8) is no invalid byte.
+  assertEquals(model('{"content":"\ufffd","model":"m\ufffd"}'), "m\ufffd");
+  assertEquals(model('{"content":"�","model":"m"}'), "m");
 });
 
 Deno.test("model: a top-level model named twice, however spelled, is invalid; nested repeats are not", () => {

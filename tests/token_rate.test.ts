@@ -120,16 +120,33 @@ Deno.test("rate: a limiter over the same buffer shares the limits; sizes are che
   assertThrows(() => a.take(key, 0, 1000, 0), RangeError);
   assertThrows(() => a.take(key, 1.5, 1000, 0), RangeError);
   assertThrows(() => a.take(key, 1, 0, 0), RangeError);
+  assertThrows(() => a.take(key, 1, 1000, NaN), RangeError);
+  assertThrows(() => new SharedRateLimiter(undefined, 12), RangeError);
 });
 
-Deno.test("rate: a lock left held by an isolate that died is taken over", () => {
+Deno.test("rate: a lock left held by an isolate that died is taken over", async () => {
   const limiter = new SharedRateLimiter(undefined, 16);
   // What a worker terminated inside take() leaves: the lock word holding its owner id.
-  new Int32Array(limiter.buffer, 0, 1)[0] = 12345;
+  const lock = new Int32Array(limiter.buffer, 0, 1);
+  lock[0] = 12345;
   const key = mintToken();
-  assertEquals(limiter.take(key, 1, 1000, 0), 0);
+  // In a worker: a lock never taken over would spin there, and the hang guard fails the test.
+  const job = { kind: "rate" as const, buffer: limiter.buffer, key, count: 1, periodMs: 1000 };
+  assertEquals(await runWorkers([{ ...job, now: 0, attempts: 3 }]), [1]);
+  assertEquals(lock[0], 0);
   assertEquals(limiter.take(key, 1, 1000, 0), 1000);
-  assertEquals(new Int32Array(limiter.buffer, 0, 1)[0], 0);
+});
+
+Deno.test("rate: a key's slot beyond another key's idle slot is still found (no second slot, no fresh burst)", () => {
+  // In a table of 2, half of all key pairs share a first slot: over 64 pairs, some surely do.
+  for (let pair = 0; pair < 64; pair++) {
+    const limiter = new SharedRateLimiter(undefined, 2);
+    const [brief, long] = [mintToken(), mintToken()];
+    assertEquals(limiter.take(brief, 1, 100, 0), 0);
+    assertEquals(limiter.take(long, 1, 1000, 0), 0);
+    // At 100 the brief key's slot is idle (recyclable); the long key is limited until 1000.
+    assertEquals(limiter.take(long, 1, 1000, 100), 900, `pair ${pair}`);
+  }
 });
 
 Deno.test("rate: two worker isolates on one table are allowed N between them, and refill together", async () => {

@@ -75,7 +75,8 @@ export async function readBodyCapped(
   return { bytes: parts.length === 0 ? EMPTY : parts.length === 1 ? parts[0] : concatBytes(parts) };
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * The top-level `"model"` string of a JSON object body; null when absent
@@ -88,6 +89,8 @@ export function modelOf(bytes: Uint8Array): string | null {
   let value: unknown;
   try {
     text = utf8.decode(bytes);
+    // Invalid UTF-8 decodes to U+FFFD: only then (or for a real U+FFFD) the slower strict decode.
+    if (text.includes("\uFFFD")) strictUtf8.decode(bytes);
     value = JSON.parse(text);
   } catch (error) {
     throw new InvalidJsonBody("the request body is not valid JSON", { cause: error });

@@ -138,6 +138,7 @@ export class SharedRateLimiter {
     if (!(periodMs > 0 && Number.isFinite(periodMs))) {
       throw new RangeError(`periodMs must be a positive number, got ${periodMs}`);
     }
+    if (!Number.isFinite(now)) throw new RangeError(`now must be a finite number, got ${now}`);
     // Two 32-bit hashes of the key in one pass: h1 picks the slot, (h1, h2) is the fingerprint.
     let h1 = 0x811c9dc5;
     let h2 = 0x2545f491;

@@ -31,7 +31,9 @@
  * cache refill per request; a busy token's leases grow so it commits once
  * per up to 64 requests.
  *
- * Synchronous, like the store.
+ * Synchronous, like the store. A token keeps an entry (its unspent uses,
+ * its next lease size) once it was granted a lease, until it is refused or
+ * {@link UseCounter.releaseAll}; a refused token keeps none.
  *
  * @example
  * ```ts
