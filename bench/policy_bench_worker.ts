@@ -8,7 +8,12 @@
 import { SharedRateLimiter } from "../src/tokens/rate.ts";
 import { mintToken } from "../src/tokens/format.ts";
 
-self.onmessage = (event: MessageEvent<{ buffer: SharedArrayBuffer; n: number }>) => {
+const self_ = self as unknown as {
+  onmessage: ((event: MessageEvent<{ buffer: SharedArrayBuffer; n: number }>) => void) | null;
+  postMessage(message: number): void;
+};
+
+self_.onmessage = (event) => {
   const limiter = new SharedRateLimiter(event.data.buffer);
   const keys = Array.from({ length: 1024 }, () => mintToken());
   const n = event.data.n;
@@ -18,5 +23,5 @@ self.onmessage = (event: MessageEvent<{ buffer: SharedArrayBuffer; n: number }>)
   for (let i = 0; i < n; i++) sink += limiter.take(keys[i & 1023], 1e9, 1000);
   const ns = ((performance.now() - start) * 1e6) / n;
   if (sink < 0) console.log(sink);
-  self.postMessage(ns);
+  self_.postMessage(ns);
 };
