@@ -1,8 +1,11 @@
 /**
  * Phantom tokens: the format, minting, parsing and masking
- * (`format.ts`), finding one by prefix (`resolver.ts`), and the token gate
- * every token-accepting service checks presented tokens with (`gate.ts`), and
- * token policies: their language, canonical JSON and compiled form (`policy.ts`).
+ * (`format.ts`), finding one by prefix (`resolver.ts`), the token gate
+ * every token-accepting service checks presented tokens with (`gate.ts`),
+ * token policies: their language, canonical JSON and compiled form
+ * (`policy.ts`), and their in-memory enforcement: per-token rate limits
+ * shared by isolates (`rate.ts`) and spending `max_requests` from leases
+ * (`uses.ts`).
  *
  * @example Mint, check and mask a phantom token (SPEC §1)
  * ```ts
@@ -65,6 +68,8 @@ export {
   type TokenPolicy,
   validatePolicyName,
 } from "./policy.ts";
+export { DEFAULT_SLOTS, SharedRateLimiter } from "./rate.ts";
+export { UseCounter, type UseCounterOptions, type UseLeaser } from "./uses.ts";
 export { AmbiguousTokenPrefix, InvalidTokenPrefix, TokenNotFound } from "./errors.ts";
 export { MARKER_SUBJECT, markerProvider, STATIC_MARKERS } from "./markers.ts";
 export { InvalidInput, VaultError } from "../errors.ts";
