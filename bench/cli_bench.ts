@@ -22,6 +22,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CliSandbox } from "../testing/cli.ts";
 import { withTempDir } from "../testing/fixtures.ts";
+import { V8_FLAGS } from "../src/v8_flags.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const MAIN = join(ROOT, "main.ts");
@@ -83,7 +84,8 @@ async function timeRun(
   expect?: RegExp,
 ): Promise<{ ms: number; stderr: string }> {
   const command = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, ...args],
+    // vault runs with its V8 flags, as `deno task vault` and the installed launcher pass them.
+    args: ["run", "-A", ...(script === MAIN ? [`--v8-flags=${V8_FLAGS}`] : []), script, ...args],
     cwd: ROOT,
     env,
     clearEnv: true,
