@@ -434,3 +434,40 @@ Deno.test("store policy: a passphrase change keeps the policy tables, their rows
     }
   });
 });
+
+Deno.test("store policy: extendTokenExpiry moves expiries forward in one transaction, never past the cap, never back; tokens without a policy are left alone", async () => {
+  await withVault((store) => {
+    const t0 = Date.parse("2030-01-01T00:00:00.000Z");
+    const iso = (ms: number) => new Date(t0 + ms).toISOString();
+    const a = store.createToken("proj-a", "s", "default", "openai", {
+      ...LIMITED,
+      expires: iso(300_000),
+    });
+    const b = store.createToken("proj-a", "s", "default", "github", { expires: iso(300_000) });
+    const plain = store.createToken("proj-a", "s", "default", "anthropic");
+    const expiryOf = (token: string) => store.tokenPolicy(token)?.policy.expires;
+    // Forward to +6 min, capped at +10 min: both rows change, the plain token stays plain.
+    assertEquals(store.extendTokenExpiry([a, b, plain], iso(360_000), iso(600_000)), 2);
+    assertEquals([expiryOf(a), expiryOf(b), expiryOf(plain)], [
+      iso(360_000),
+      iso(360_000),
+      undefined,
+    ]);
+    // The rest of the policy is kept.
+    assertEquals(store.tokenPolicy(a)!.policy, { ...LIMITED, expires: iso(360_000) });
+    // Past the cap: the cap.
+    assertEquals(store.extendTokenExpiry([a, b], iso(900_000), iso(600_000)), 2);
+    assertEquals([expiryOf(a), expiryOf(b)], [iso(600_000), iso(600_000)]);
+    // Never back (an earlier time changes nothing); without a cap, as asked.
+    assertEquals(store.extendTokenExpiry([a], iso(100_000), null), 0);
+    assertEquals(expiryOf(a), iso(600_000));
+    assertEquals(store.extendTokenExpiry([a], iso(700_000), null), 1);
+    assertEquals(expiryOf(a), iso(700_000));
+    // Revoked and unknown tokens: nothing.
+    store.revokeToken(b);
+    assertEquals(store.extendTokenExpiry([b, "terok-p-" + "0".repeat(32)], iso(800_000), null), 0);
+    assertThrows(() => store.extendTokenExpiry([a], "tomorrow", null), InvalidPolicy);
+    assertThrows(() => store.extendTokenExpiry([a], iso(800_000), "2030-01-01"), InvalidPolicy);
+    assertEquals(expiryOf(a), iso(700_000));
+  });
+});

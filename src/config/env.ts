@@ -27,6 +27,12 @@
  */
 
 import { InvalidInput, UsageError } from "../errors.ts";
+import {
+  mergePolicies,
+  resolveForToken,
+  type TokenPolicy,
+  validatePolicyName,
+} from "../tokens/policy.ts";
 
 /** How a container reaches the broker. */
 export type Transport = { kind: "socket" } | { kind: "tcp"; port: number };
@@ -175,6 +181,25 @@ export interface EnvProvider {
   extraEnv?: Readonly<Record<string, string>>;
   /** JSON-object variables, deep-merged over the providers given (see {@link mergeJsonEnv}). */
   jsonEnv?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+  /** The policy its tokens get unless the command line gives one (roster `policy`). */
+  policy?: DefaultPolicy;
+}
+
+/**
+ * A provider's default token policy (roster `policy`): a named policy
+ * (looked up when a token is minted), or a policy written out (`inline`,
+ * which may hold a relative `expiresIn`).
+ */
+export type DefaultPolicy =
+  | { readonly name: string; readonly inline?: undefined }
+  | { readonly inline: TokenPolicy; readonly name?: undefined };
+
+/** The policy every token of one run gets (the command line's `--policy` / `--expires`). */
+export interface RunPolicy {
+  /** The named policy it starts from, if any (recorded on the tokens). */
+  name?: string;
+  /** The named policy's fields with the command line's over them (may hold `expiresIn`). */
+  policy: TokenPolicy;
 }
 
 /** Where the SSH signer is for the container (when the scope has keys). */
@@ -211,6 +236,19 @@ export interface MintOptions {
    * for the others.
    */
   socketExists?: boolean;
+  /**
+   * The policy of every token minted (ssh included), from the command line;
+   * providers' roster default policies apply only without it.
+   */
+  policy?: RunPolicy;
+  /**
+   * Every token expires at this instant at the latest (ISO-8601 UTC with
+   * ms): `vault exec`'s short, renewed expiry. A policy's own expiry stays
+   * the cap ({@link MintedEnv.caps}).
+   */
+  expiresBy?: string;
+  /** The time policies are resolved at (epoch ms; default now). */
+  now?: number;
 }
 
 /** What {@link mintContainerEnv} made. */
@@ -225,6 +263,11 @@ export interface MintedEnv {
   minted: number;
   /** The tokens minted (to revoke exactly these later). */
   tokens: string[];
+  /**
+   * Per token (same order as {@link tokens}): the expiry its policy gave it
+   * before {@link MintOptions.expiresBy} shortened it, or null (none).
+   */
+  caps: (string | null)[];
   /** One-line notes for the user (stderr): socket variables left out, a bridge to start. */
   notes: string[];
 }
@@ -242,8 +285,17 @@ export function bridgeCommand(location: VaultLocation): string {
 export interface EnvStore {
   /** The stored credential of (set, provider), or null. */
   loadCredential(credentialSet: string, provider: string): Record<string, unknown> | null;
-  /** Mints a phantom token and returns it. */
-  createToken(scope: string, subject: string, credentialSet: string, provider: string): string;
+  /** Mints a phantom token (with a policy, and the named policy it came from) and returns it. */
+  createToken(
+    scope: string,
+    subject: string,
+    credentialSet: string,
+    provider: string,
+    policy?: TokenPolicy,
+    policyName?: string,
+  ): string;
+  /** A named policy, or null. */
+  getPolicy(name: string): TokenPolicy | null;
   /** SSH keys assigned to `scope` (all keys without it). */
   countKeys(scope?: string): number;
   /** Runs `fn` in one transaction. */
@@ -288,7 +340,20 @@ export function mintContainerEnv(
     skipped: [],
     minted: 0,
     tokens: [],
+    caps: [],
     notes: [],
+  };
+  const now = options.now ?? Date.now();
+  /** Mints one token with the policy it gets (see {@link tokenPolicyOf}). */
+  const mint = (provider: string, set: string, spec: EnvProvider | undefined) => {
+    const { policy, name, cap } = tokenPolicyOf(store, options, spec, now);
+    const token = policy === undefined && name === undefined
+      ? store.createToken(options.scope, options.subject, set, provider)
+      : store.createToken(options.scope, options.subject, set, provider, policy, name);
+    out.minted++;
+    out.tokens.push(token);
+    out.caps.push(cap);
+    return token;
   };
   const socketExists = options.socketExists ?? options.transport.kind === "socket";
   let bridgeNeeded = false;
@@ -311,9 +376,7 @@ export function mintContainerEnv(
         out.skipped.push({ provider: name, why: "the roster gives it no variables" });
         continue;
       }
-      const token = store.createToken(options.scope, options.subject, set, name);
-      out.minted++;
-      out.tokens.push(token);
+      const token = mint(name, set, spec);
       out.providers.push(name);
       const oauth = data.type === "oauth" ||
         (data.type === undefined && Object.hasOwn(data, "access_token"));
@@ -356,9 +419,7 @@ export function mintContainerEnv(
       }
     }
     if (options.signer !== undefined && store.countKeys(options.scope) > 0) {
-      const token = store.createToken(options.scope, options.subject, options.scope, "ssh");
-      out.minted++;
-      out.tokens.push(token);
+      const token = mint("ssh", options.scope, undefined);
       set1("TEROK_SSH_SIGNER_TOKEN", token);
       set1("VAULT_SSH_TOKEN", token);
       set1("VAULT_SSH_BRIDGE_SIGNER", options.signer.signer);
@@ -372,6 +433,52 @@ export function mintContainerEnv(
     );
   }
   return out;
+}
+
+/**
+ * The policy a token for `spec` (undefined: the ssh token) gets: the run's
+ * (command line), else the provider's roster default (a named one looked
+ * up now), else none; made absolute at `now`, and with
+ * {@link MintOptions.expiresBy} the earlier of its expiry and that.
+ *
+ * @throws {InvalidInput} when a roster default names a policy that does not exist
+ */
+function tokenPolicyOf(
+  store: EnvStore,
+  options: MintOptions,
+  spec: EnvProvider | undefined,
+  now: number,
+): { policy?: TokenPolicy; name?: string; cap: string | null } {
+  let policy: TokenPolicy | undefined;
+  let name: string | undefined;
+  if (options.policy !== undefined) {
+    policy = options.policy.policy;
+    name = options.policy.name;
+  } else if (spec?.policy?.name !== undefined) {
+    name = validatePolicyName(spec.policy.name);
+    const named = store.getPolicy(name);
+    if (named === null) {
+      throw new InvalidInput(
+        `the roster gives provider "${spec.name}" the policy "${name}", which does not exist ` +
+          `(create it with 'vault policy set ${name} …')`,
+      );
+    }
+    policy = named;
+  } else if (spec?.policy?.inline !== undefined) policy = spec.policy.inline;
+  if (options.expiresBy !== undefined) {
+    const resolved = resolveForToken(policy ?? {}, now);
+    const by = resolved.expires !== undefined &&
+        Date.parse(resolved.expires) < Date.parse(options.expiresBy)
+      ? resolved.expires
+      : options.expiresBy;
+    return {
+      policy: mergePolicies(resolved, { expires: by }),
+      name,
+      cap: resolved.expires ?? null,
+    };
+  }
+  const resolved = policy === undefined ? undefined : resolveForToken(policy, now);
+  return { policy: resolved, name, cap: resolved?.expires ?? null };
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -42,6 +42,8 @@
  * # vault extensions
  * oauth_path_rewrites: {/v1/: https://chatgpt.com/backend-api/codex}  # OAuth only: prefix replaced
  * env_note: "…"                     # printed on stderr by `vault config env` (one line)
+ * policy: github-read               # default token policy: a named policy, or the policy
+ *                                   # written out with the policy JSON's keys (SPEC §10.1)
  * exec_overlay:                     # `vault exec`: a private copy of the tool's config dir
  *   env: CODEX_HOME                 # names the dir (the caller's value is the user's dir)
  *   user_dir: ~/.codex              # the user's dir when `env` is unset ("~/" = $HOME)
@@ -80,6 +82,8 @@ import { IMPORT_FORMATS, type ImportFormat } from "./cred_import_formats.ts";
 import { BUILTIN_ROSTER_SOURCE } from "./roster_builtin.ts";
 import { InvalidRoster } from "./roster_errors.ts";
 import { deepMerge, INHERIT, isMapping } from "./roster_merge.ts";
+import type { DefaultPolicy } from "./env.ts";
+import { isEmptyPolicy, policyFromJson, validatePolicyName } from "../tokens/policy.ts";
 import {
   agentOfProvider,
   isTerokAgentFile,
@@ -136,6 +140,11 @@ export interface ProviderSpec {
   envNote?: string;
   /** How `vault exec` gives the tool its settings without touching the user's files. */
   execOverlay?: ExecOverlaySpec;
+  /**
+   * The token policy its tokens get from `vault config env` and `vault exec`
+   * unless the command line gives `--policy`/`--expires` (roster `policy`).
+   */
+  policy?: DefaultPolicy;
 }
 
 /**
@@ -357,6 +366,17 @@ function configPatchesLayer(value: unknown, fail: Fail): unknown[] {
   });
 }
 
+/** The keys of an inline `policy` (the policy JSON's, SPEC §10.1). */
+const POLICY_KEYS: ReadonlySet<string> = new Set([
+  "allow",
+  "expires",
+  "expires_in",
+  "max_requests",
+  "rate",
+  "max_body",
+  "models",
+]);
+
 /** The keys of `exec_overlay` besides a patch's `*_set` keys. */
 const OVERLAY_KEYS: ReadonlySet<string> = new Set([
   "env",
@@ -451,6 +471,20 @@ const FIELDS: Readonly<Record<string, FieldCheck>> = {
     return v;
   },
   exec_overlay: overlayLayer,
+  policy: (v, fail) => {
+    if (typeof v === "string") {
+      try {
+        return validatePolicyName(v);
+      } catch (e) {
+        return fail((e as Error).message);
+      }
+    }
+    if (!isMapping(v)) fail("must be a policy name or a policy mapping (SPEC §10.1 keys)");
+    return mappingOf(v, fail, (key, value, sub) => {
+      if (!POLICY_KEYS.has(key)) sub("unknown key");
+      return value;
+    });
+  },
   credential_type: (v, fail) => {
     if (typeof v !== "string" || !CREDENTIAL_TYPES.has(v)) {
       fail("must be one of api_key, oauth, oauth_token, pat");
@@ -695,6 +729,16 @@ function buildSpec(name: string, v: Record<string, unknown>, file: string): Prov
   const note = optionalString(v.env_note);
   if (note !== undefined) spec.envNote = note;
   if (isMapping(v.exec_overlay)) spec.execOverlay = finalOverlay(v.exec_overlay, fail);
+  if (typeof v.policy === "string") spec.policy = Object.freeze({ name: v.policy });
+  else if (isMapping(v.policy)) {
+    let inline;
+    try {
+      inline = policyFromJson(JSON.stringify(v.policy));
+    } catch (e) {
+      return fail("policy")((e as Error).message);
+    }
+    if (!isEmptyPolicy(inline)) spec.policy = deepFreeze({ inline });
+  }
   Object.freeze(spec.phantomEnv);
   Object.freeze(spec.oauthPhantomEnv);
   return Object.freeze(spec);

@@ -6,7 +6,8 @@
  * {@link ExecSession.close} revokes exactly the tokens it minted, stops the
  * broker and the agent and removes the private directory: nothing is left
  * behind. A session whose process is killed before it can close is cleaned
- * up by the next `vault exec` (`sweep.ts`).
+ * up by the next `vault exec` (`sweep.ts`); its tokens are minted expiring
+ * soon (`exec_expiry.ts`), so they stop working even before that.
  *
  * Tools run on the host here, so they reach the broker directly (no bridge):
  * `{vault_url}` is `http://127.0.0.1:<port>` and `{vault_socket}` the private
@@ -21,11 +22,18 @@ import type { Routes } from "../providers/routes.ts";
 import type { UpstreamOptions } from "../http/client.ts";
 import { startAgent } from "../agent/agent.ts";
 import type { CredentialStore } from "../store/store.ts";
-import { type EnvProvider, type EnvVar, mintContainerEnv, type MintedEnv } from "../config/env.ts";
+import {
+  type EnvProvider,
+  type EnvVar,
+  mintContainerEnv,
+  type MintedEnv,
+  type RunPolicy,
+} from "../config/env.ts";
 import type { ExecOverlaySpec } from "../config/roster.ts";
 import { SESSION_PREFIX, writeSessionRecord } from "./exec_sweep.ts";
 import { makeExecOverlay } from "./exec_overlay.ts";
 import { Undo } from "./undo.ts";
+import { EXEC_GRACE_MS, type SessionExpiry } from "./exec_expiry.ts";
 
 /** Inputs of {@link openExecSession}. */
 export interface ExecSessionOptions {
@@ -52,6 +60,12 @@ export interface ExecSessionOptions {
    */
   callerEnv?: Readonly<Record<string, string | undefined>>;
   onWarning?: (message: string) => void;
+  /** The policy of every token (the command line's `--policy`/`--expires`). */
+  policy?: RunPolicy;
+  /** How long the tokens outlive the session's last renewal (default {@link EXEC_GRACE_MS}). */
+  graceMs?: number;
+  /** The clock (epoch ms; default `Date.now`). */
+  now?: () => number;
 }
 
 /** A running session. */
@@ -62,6 +76,8 @@ export interface ExecSession {
   minted: MintedEnv;
   /** The private directory (sockets). */
   dir: string;
+  /** The tokens with their caps, for renewing their short expiry (`exec_expiry.ts`). */
+  expiry: SessionExpiry;
   /** Revokes the minted tokens, stops the broker and agent, removes the directory. Idempotent. */
   close(): Promise<void>;
 }
@@ -93,7 +109,12 @@ export async function openExecSession(options: ExecSessionOptions): Promise<Exec
     );
     const port = broker.bindings.find((b) => b.port !== undefined)!.port!;
     const location = { vaultUrl: `http://127.0.0.1:${port}`, vaultSocket: brokerSocket };
+    const now = (options.now ?? Date.now)();
+    const graceMs = options.graceMs ?? EXEC_GRACE_MS;
     const minted = mintContainerEnv(store, options.roster, {
+      policy: options.policy,
+      now,
+      expiresBy: new Date(now + graceMs).toISOString(),
       scope,
       subject,
       credentialSet: options.credentialSet,
@@ -144,6 +165,10 @@ export async function openExecSession(options: ExecSessionOptions): Promise<Exec
       env,
       minted,
       dir,
+      expiry: {
+        tokens: minted.tokens.map((token, i) => ({ token, cap: minted.caps[i] })),
+        graceMs,
+      },
       close: () => closed ??= undo.unwind(),
     };
   } catch (error) {

@@ -8,9 +8,12 @@
  * process group reaches it) with a pipe on its stdin, and writes to it one
  * JSON line per message:
  *
- * 1. `{"db", "key", "dir"}`: the database, the key that opened it (hex;
- *    only ever sent through this pipe, never in argv or a file) and the
- *    session directory (its `session.json` names the session's tokens);
+ * 1. `{"db", "key", "dir", "renew"}`: the database, the key that opened it
+ *    (hex; only ever sent through this pipe, never in argv or a file), the
+ *    session directory (its `session.json` names the session's tokens) and
+ *    what to renew (`{"grace_ms", "interval_ms", "tokens": [[token, cap]]}`:
+ *    while the pipe is open, the watcher too pushes the tokens' short
+ *    expiry forward every `interval_ms`, `exec_expiry.ts`);
  * 2. `{"child", "start"}`: the command's pid and start time, once it runs;
  * 3. `{"done": true}`: the session was closed normally; the watcher exits.
  *
@@ -33,6 +36,7 @@
 import { fileURLToPath } from "node:url";
 import type { DbKey } from "../store/key.ts";
 import { processStart, processState, sweepSession } from "./exec_sweep.ts";
+import { EXEC_RENEW_MS, renewExpiry, type SessionExpiry, startRenewal } from "./exec_expiry.ts";
 
 /** The hidden argument that makes `main.ts` run {@link runWatcher}. */
 export const WATCH_ARG = "__exec-watch";
@@ -51,6 +55,10 @@ export interface WatcherOptions {
   sessionDir: string;
   /** The watcher's environment (vault's own: DENO_DIR, HOME …). */
   env: Readonly<Record<string, string | undefined>>;
+  /** The session's tokens to renew while it runs (none: no renewal). */
+  expiry?: SessionExpiry;
+  /** How often to renew (default {@link EXEC_RENEW_MS}). */
+  renewMs?: number;
 }
 
 /** A started watcher. */
@@ -128,6 +136,13 @@ export async function startWatcher(
     db: options.dbPath,
     key: { kind: options.key.kind, hex: hex(key) },
     dir: options.sessionDir,
+    ...(options.expiry === undefined ? {} : {
+      renew: {
+        grace_ms: options.expiry.graceMs,
+        interval_ms: options.renewMs ?? EXEC_RENEW_MS,
+        tokens: options.expiry.tokens.map(({ token, cap }) => [token, cap]),
+      },
+    }),
   });
   let released: Promise<void> | null = null;
   return {
@@ -153,6 +168,29 @@ interface Header {
   db: string;
   key: DbKey;
   dir: string;
+  renew: { expiry: SessionExpiry; intervalMs: number } | null;
+}
+
+function parseRenew(value: unknown): Header["renew"] {
+  const r = value as { grace_ms?: unknown; interval_ms?: unknown; tokens?: unknown } | undefined;
+  if (
+    r === undefined || r === null || typeof r !== "object" ||
+    !Number.isSafeInteger(r.grace_ms) || (r.grace_ms as number) <= 0 ||
+    !Number.isSafeInteger(r.interval_ms) || (r.interval_ms as number) <= 0 ||
+    !Array.isArray(r.tokens) ||
+    !r.tokens.every((t) =>
+      Array.isArray(t) && typeof t[0] === "string" && (t[1] === null || typeof t[1] === "string")
+    )
+  ) {
+    return null;
+  }
+  return {
+    intervalMs: r.interval_ms as number,
+    expiry: {
+      graceMs: r.grace_ms as number,
+      tokens: (r.tokens as [string, string | null][]).map(([token, cap]) => ({ token, cap })),
+    },
+  };
 }
 
 function parseHeader(value: Record<string, unknown>): Header | null {
@@ -167,10 +205,30 @@ function parseHeader(value: Record<string, unknown>): Header | null {
   return {
     db: value.db,
     dir: value.dir,
+    renew: parseRenew(value.renew),
     key: key.kind === "raw"
       ? { kind: "raw", key: bytes }
       : { kind: "passphrase", passphrase: bytes },
   };
+}
+
+/** One renewal: opens the store with the header's key, renews, closes. */
+async function renewWith(header: Header, expiry: SessionExpiry): Promise<void> {
+  const { CredentialStore } = await import("../store/store.ts");
+  const key: DbKey = header.key.kind === "raw"
+    ? { kind: "raw", key: header.key.key.slice() }
+    : { kind: "passphrase", passphrase: header.key.passphrase.slice() };
+  try {
+    const store = CredentialStore.open(header.db, key);
+    try {
+      renewExpiry(store, expiry, Date.now());
+    } finally {
+      store.close();
+    }
+  } finally {
+    if (key.kind === "raw") key.key.fill(0);
+    else key.passphrase.fill(0);
+  }
 }
 
 /** The parent pid of every process (Linux `/proc`). */
@@ -254,6 +312,7 @@ export async function runWatcher(): Promise<number> {
   let total = 0;
   let header: Header | null = null;
   let command: { pid: number; start: string | null } | null = null;
+  let renewal: { stop(): void } | null = null;
   try {
     for (;;) {
       const { done, value } = await reader.read();
@@ -272,7 +331,19 @@ export async function runWatcher(): Promise<number> {
           continue;
         }
         if (message.done === true) return 0;
-        if (header === null && typeof message.db === "string") header = parseHeader(message);
+        if (header === null && typeof message.db === "string") {
+          header = parseHeader(message);
+          const renew = header?.renew;
+          if (header !== null && renew) {
+            const at = header;
+            // Failures are quiet (the watcher has no terminal): vault exec renews too.
+            renewal = startRenewal(
+              () => void renewWith(at, renew.expiry).catch(() => {}),
+              renew.intervalMs,
+              () => {},
+            );
+          }
+        }
         if (Number.isSafeInteger(message.child) && (message.child as number) > 0) {
           command = {
             pid: message.child as number,
@@ -284,6 +355,7 @@ export async function runWatcher(): Promise<number> {
   } catch {
     // the pipe broke: vault is gone just the same
   } finally {
+    renewal?.stop();
     reader.releaseLock();
   }
   // vault exec is gone without closing its session.

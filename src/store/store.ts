@@ -30,6 +30,7 @@ import { maskToken, mintToken } from "../tokens/format.ts";
 import {
   InvalidPolicy,
   isEmptyPolicy,
+  normalizePolicy,
   policyFromJson,
   policyToJson,
   resolveForToken,
@@ -678,6 +679,41 @@ export class CredentialStore {
         unused,
         token,
       );
+    });
+  }
+
+  /**
+   * Moves the expiry of `tokens` that have a policy row to `expires`, but
+   * never past `cap` (when given) and never earlier than the expiry they
+   * hold: one `BEGIN IMMEDIATE` transaction for all of them (`vault exec`
+   * renews its session's short expiry this way while its command runs).
+   * Tokens without a policy row, unknown or revoked, are left alone.
+   * Returns how many rows were changed.
+   *
+   * @throws {InvalidPolicy} when `expires` or `cap` is not an ISO-8601 UTC
+   *   time with milliseconds, or a stored policy is damaged
+   */
+  extendTokenExpiry(tokens: readonly string[], expires: string, cap: string | null): number {
+    normalizePolicy({ expires });
+    if (cap !== null) normalizePolicy({ expires: cap });
+    const target = cap !== null && Date.parse(cap) < Date.parse(expires) ? cap : expires;
+    if (tokens.length === 0 || !this.#policyTablesExist()) return 0;
+    return this.transaction(() => {
+      let changed = 0;
+      for (const token of tokens) {
+        const row = this.#policyRow(token);
+        if (row === undefined || row.policy === null || row.policy === undefined) continue;
+        const policy = tokenPolicyFrom(row.policy, token);
+        if (policy.expires !== undefined && Date.parse(policy.expires) >= Date.parse(target)) {
+          continue;
+        }
+        this.sql("UPDATE vault_token_policies SET policy = ? WHERE token = ?").run(
+          policyToJson({ ...policy, expires: target }),
+          token,
+        );
+        changed++;
+      }
+      return changed;
     });
   }
 

@@ -27,6 +27,7 @@ import {
 } from "../../config/env.ts";
 import { applyConfigPatches, type PatchTarget, unifiedDiff } from "../../config/patch.ts";
 import { parseProviderList, rosterDirsOf, vaultStateDir } from "./config_shared.ts";
+import { policyOfFlags, runPolicyOf } from "./policy_shared.ts";
 
 /** Options every `config` subcommand that needs the broker's address takes. */
 interface AddressOptions {
@@ -226,6 +227,11 @@ Examples:
         "--agent-socket <path>",
         "the agent socket vault ssh-bridge makes in the container",
         "/tmp/ssh-agent.sock",
+      )
+      .option("--policy <name>", "every token gets this named policy (over roster defaults)")
+      .option(
+        "--expires <when>",
+        "every token expires after a duration (8h) or at a time (2026-12-31T18:00Z)",
       ),
   )
     .addHelpText(
@@ -240,6 +246,11 @@ base URLs only from config.toml, so it also needs \`vault config apply\`
 (or run it under \`vault exec\`); vault says so on stderr.
 Undo with: vault token revoke --scope S --subject T
 
+Token policies: a roster entry's policy (roster key policy: a named
+policy or one written out) is given to that provider's token. --policy
+NAME and --expires give every token minted (ssh included) that policy
+instead, --expires over the named policy's expiry.
+
 A socket variable (ANTHROPIC_UNIX_SOCKET) is printed only beside a token
 variable and where the socket exists: with --transport tcp:PORT it is left
 out for tools that have a base URL, and kept for socket-only tools with a
@@ -247,7 +258,8 @@ note (stderr) naming the vault http-bridge command that creates it.
 
 Examples:
   eval "$(vault config env --scope proj-a --subject task-1)"
-  vault config env --scope proj-a --subject task-1 --format env-file > task-1.env`,
+  vault config env --scope proj-a --subject task-1 --format env-file > task-1.env
+  vault config env --scope proj-a --subject task-1 --expires 8h --policy ci > task-1.env`,
     )
     .action(async (options) => {
       validateScope(options.scope);
@@ -271,8 +283,13 @@ Examples:
         ? undefined
         : parseProviderList(options.providers);
       const location = vaultLocation(transport, defaults);
+      const now = Date.now();
+      // A malformed --expires fails before the vault is opened.
+      if (options.expires !== undefined) policyOfFlags({ expires: options.expires }, now);
       const minted = await ctx.withStore((store) =>
         mintContainerEnv(store, roster, {
+          policy: runPolicyOf(store, options, now),
+          now,
           scope: options.scope,
           subject: options.subject,
           credentialSet: options.set,

@@ -19,6 +19,13 @@ import type { DbKey } from "../../store/key.ts";
 import { wipeMaterial } from "../../unlock/types.ts";
 import { runChild } from "../child.ts";
 import { parseProviderList, rosterDirsOf, vaultStateDir } from "./config_shared.ts";
+import { policyOfFlags, runPolicyOf } from "./policy_shared.ts";
+import {
+  EXEC_GRACE_MS,
+  EXEC_RENEW_MS,
+  renewExpiry,
+  startRenewal,
+} from "../../serve/exec_expiry.ts";
 
 /** Adds `vault exec` to `program`. */
 export function addExecCommands(program: Command, ctx: Context): void {
@@ -32,6 +39,11 @@ export function addExecCommands(program: Command, ctx: Context): void {
     )
     .option("--set <name>", "credential set (default: 'default')")
     .option("--roster <dir...>", "roster directories over the built-in roster")
+    .option("--policy <name>", "every token gets this named policy (over roster defaults)")
+    .option(
+      "--expires <when>",
+      "no token works after a duration (2h) or a time (2026-12-31T18:00Z), even while running",
+    )
     .argument("<command...>", "the command and its arguments (after --)")
     .addHelpText(
       "after",
@@ -53,9 +65,17 @@ caller's VAULT_* variables are not passed on. If vault itself is killed
 and revokes the session's tokens within seconds (failing that, the next
 vault exec does).
 
+The tokens also expire on their own: ${EXEC_GRACE_MS / 60_000} minutes after they are made,
+pushed forward every ${EXEC_RENEW_MS / 1000} s while the command runs (by vault and by
+its watcher), so tokens of a session whose vault and watcher were both
+killed stop working within ${EXEC_GRACE_MS / 60_000} minutes. --expires is a hard end that
+renewal never passes; --policy NAME gives every token that named policy
+(a roster entry's policy applies to its provider's token otherwise).
+
 Examples:
   vault exec --scope proj-a --subject ci-1234 -- npm test
-  vault exec --scope proj-a --subject local --providers openai -- deno run -A client.ts`,
+  vault exec --scope proj-a --subject local --providers openai -- deno run -A client.ts
+  vault exec --scope proj-a --subject ci-7 --policy github-read --expires 1h -- make test`,
     )
     .action(async (command, options) => {
       validateScope(options.scope);
@@ -66,6 +86,8 @@ Examples:
       const providers = options.providers === undefined
         ? undefined
         : parseProviderList(options.providers);
+      // A malformed --expires fails before the vault is opened.
+      if (options.expires !== undefined) policyOfFlags({ expires: options.expires }, Date.now());
       const state = vaultStateDir(ctx.env);
       const runtimeBase = ctx.env.XDG_RUNTIME_DIR ?? "/tmp";
       const { store, resolved } = await ctx.unlock();
@@ -76,7 +98,10 @@ Examples:
       try {
         // Sessions of `vault exec` processes that were killed: their tokens go now.
         await sweepDeadSessions(store, runtimeBase, (message) => ctx.out.warn(message));
+        const now = Date.now();
         const session = await openExecSession({
+          policy: runPolicyOf(store, options, now),
+          now: () => now,
           store,
           roster,
           routes: rosterRoutes(roster),
@@ -92,9 +117,20 @@ Examples:
           onWarning: (message) => ctx.out.warn(message),
         });
         let watcher: Watcher | null = null;
+        const renewal = startRenewal(
+          () => renewExpiry(store, session.expiry, Date.now()),
+          EXEC_RENEW_MS,
+          (message) => ctx.out.warn(`vault exec: ${message}`),
+        );
         try {
           watcher = await startWatcher(
-            { dbPath: store.path, key, sessionDir: session.dir, env: ctx.env },
+            {
+              dbPath: store.path,
+              key,
+              sessionDir: session.dir,
+              env: ctx.env,
+              expiry: session.expiry,
+            },
             (message) => ctx.out.warn(message),
           );
           for (const { provider, why } of session.minted.skipped) {
@@ -110,6 +146,7 @@ Examples:
             (pid) => watcher?.watch(pid),
           );
         } finally {
+          renewal.stop();
           await session.close();
           await watcher?.release();
         }

@@ -75,6 +75,9 @@ export const GROUPS: readonly CommandGroup[] = [
   group(async () => (await import("./token.ts")).addTokenCommands, [
     ["token", "phantom tokens for sandboxes", false],
   ]),
+  group(async () => (await import("./policy.ts")).addPolicyCommands, [
+    ["policy", "named token policies", false],
+  ]),
   group(async () => (await import("./ssh.ts")).addSshCommands, [
     ["ssh", "SSH keys held by the vault (ed25519, rsa)", false],
   ]),
