@@ -35,8 +35,10 @@
  * tokens all inside their limits at once; size it above the live tokens
  * ({@link DEFAULT_SLOTS} is for 8,192 at half load).
  *
- * Every isolate updates the table under one spin lock in the buffer (a
- * `take` holds it for a handful of array reads and writes, no allocation).
+ * Every isolate updates the table under one lock in the buffer (a `take`
+ * holds it for a handful of array reads and writes, no allocation; a waiter
+ * spins briefly, then sleeps on it with `Atomics.wait` until the release
+ * wakes it, so a descheduled holder is not starved by spinning waiters).
  * An isolate terminated while holding it (a broker thread stopped at the
  * 5 s deadline) would leave it held; a waiter takes it over after
  * {@link LOCK_STEAL_MS}, and the previous holder's release then does
@@ -63,8 +65,15 @@ export const DEFAULT_SLOTS = 16_384;
 /** The most slots one key's lookup inspects (its probe window). */
 export const MAX_PROBE = 64;
 
-/** How long a waiter spins on the table's lock before it takes it over from its holder. */
-export const LOCK_STEAL_MS = 100;
+/**
+ * How long a waiter waits on the table's lock before it takes it over from its holder: far
+ * beyond any take (microseconds) and any scheduling delay of a busy machine, so only a holder
+ * that was terminated loses it.
+ */
+export const LOCK_STEAL_MS = 2_000;
+
+/** Spins on a held lock before a waiter sleeps on it (`Atomics.wait`, 1 ms at a time). */
+const SPINS_BEFORE_WAIT = 256;
 
 /** Bytes before the slots: the lock (Int32 0), the epoch-set flag (Int32 1), the epoch (Float64 1). */
 const HEADER_BYTES = 16;
@@ -215,20 +224,27 @@ export class SharedRateLimiter {
       const holder = Atomics.load(lock, 0);
       if (holder === 0) {
         if (Atomics.compareExchange(lock, 0, 0, this.#owner) === 0) return;
-      } else if ((spins & 0x3ff) === 0) {
-        const clock = Date.now();
-        if (since === 0) since = clock;
-        else if (clock - since > LOCK_STEAL_MS) {
-          // The holder has not let go for far longer than any take lasts: it is gone.
-          if (Atomics.compareExchange(lock, 0, holder, this.#owner) === holder) return;
-          since = clock;
-        }
+        continue;
+      }
+      if (spins < SPINS_BEFORE_WAIT) continue;
+      // The holder is slow (descheduled on a busy machine): sleep on the lock word instead of
+      // burning the core it needs, woken by its release.
+      Atomics.wait(lock, 0, holder, 1);
+      const clock = Date.now();
+      if (since === 0) since = clock;
+      else if (clock - since > LOCK_STEAL_MS) {
+        // The holder has not let go for far longer than any take lasts, or any scheduling
+        // delay: it was terminated while holding the lock.
+        if (Atomics.compareExchange(lock, 0, holder, this.#owner) === holder) return;
+        since = clock;
       }
     }
   }
 
   #release(): void {
-    Atomics.compareExchange(this.#lock, 0, this.#owner, 0);
+    if (Atomics.compareExchange(this.#lock, 0, this.#owner, 0) === this.#owner) {
+      Atomics.notify(this.#lock, 0, 1);
+    }
   }
 }
 
