@@ -21,6 +21,7 @@ import {
   withTempStore,
 } from "../testing/fixtures.ts";
 import { FakeUpstream, readAll, until, within } from "../testing/broker.ts";
+import { outputWithin } from "../testing/process.ts";
 import { type BrokerHandle, startBroker } from "../src/broker/broker.ts";
 import { routesFromValue } from "../src/providers/routes.ts";
 import { deriveRawKey, readSalt } from "../src/store/key.ts";
@@ -29,6 +30,7 @@ import type { TokenPolicy } from "../src/tokens/policy.ts";
 
 const SECRET = "sk-REAL-policy-0123456789abcdef";
 const GOOGLE_SECRET = "AIzaREAL-policy-0123456789";
+const GITHUB_SECRET = "gho_REALpolicy0123456789abcdef";
 const PASS = "policy passphrase";
 const decoder = new TextDecoder();
 
@@ -669,5 +671,76 @@ Deno.test("broker policy: terok's fixture — its policy-less tokens work throug
     });
   } finally {
     await upstream.close();
+  }
+});
+
+Deno.test("broker policy: gh (Debian's) with a read-only GitHub policy — gh api /repos/o/r works, gh api -X DELETE gets a clear 403", async () => {
+  const found = await outputWithin("sh", { args: ["-c", "command -v gh"] });
+  if (found.code !== 0) throw new Error("gh is not installed (Debian: apt-get install gh)");
+  const api = new FakeUpstream();
+  api.on("/repos/o/r", () => Response.json({ full_name: "o/r", private: false }));
+  try {
+    await withTempStore(PASS, async (store, dir) => {
+      store.storeCredential("default", "github", { type: "api_key", key: GITHUB_SECRET });
+      const token = store.createToken("proj", "gh-1", "default", "github", {
+        allow: ["GET /repos/o/r", "GET /repos/o/r/**"],
+      });
+      const socket = join(dir, "broker.sock");
+      const broker = await startBroker({
+        store,
+        routes: routesFromValue(
+          { github: { upstream: api.origin, auth_prefix: "token " } },
+          "routes.json",
+        ),
+        listeners: [{ unixPath: socket }],
+        auditPath: null,
+      });
+      try {
+        // gh's own setting for a Unix socket, as `vault config apply` writes it.
+        const ghDir = join(dir, "gh");
+        Deno.mkdirSync(ghDir, { mode: 0o700 });
+        Deno.writeTextFileSync(join(ghDir, "config.yml"), `http_unix_socket: ${socket}\n`);
+        const gh = async (args: string[]) => {
+          const out = await outputWithin("gh", {
+            args,
+            env: {
+              PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+              HOME: dir,
+              GH_CONFIG_DIR: ghDir,
+              GH_TOKEN: token,
+              GH_NO_UPDATE_NOTIFIER: "1",
+              GH_PROMPT_DISABLED: "1",
+              NO_COLOR: "1",
+            },
+            clearEnv: true,
+            stdin: "null",
+            stdout: "piped",
+            stderr: "piped",
+          });
+          return {
+            code: out.code,
+            stdout: decoder.decode(out.stdout),
+            stderr: decoder.decode(out.stderr),
+          };
+        };
+        const read = await gh(["api", "/repos/o/r"]);
+        assertEquals(read.code, 0, read.stderr);
+        assertEquals(JSON.parse(read.stdout), { full_name: "o/r", private: false });
+        const remove = await gh(["api", "-X", "DELETE", "/repos/o/r"]);
+        assert(remove.code !== 0);
+        assertMatch(remove.stderr, /HTTP 403/);
+        assertMatch(remove.stderr, /policy does not allow DELETE/);
+        assertNoSecrets(remove.stdout + remove.stderr + read.stderr, token, GITHUB_SECRET);
+        assertEquals(api.requests.map((r) => r.method), ["GET"]);
+        assertEquals(
+          api.requests[0].headers.find(([n]) => n === "authorization")?.[1],
+          `token ${GITHUB_SECRET}`,
+        );
+      } finally {
+        await broker.close();
+      }
+    });
+  } finally {
+    await api.close();
   }
 });

@@ -19,9 +19,12 @@
  * | `rate`         | 429    | over `rate` (with `Retry-After`)                                   |
  * | `max_requests` | 403    | every use is spent (for good: clients should not retry)            |
  *
- * The body: `{"error":{"type":"policy_denied","rule":…,"message":…}}`, plus
- * `allowed` (the allow rules, or the model patterns) where it helps the
- * sandbox, never the token or the credential.
+ * The body: `{"error":{"type":"policy_denied","rule":…,"message":…},"message":…}`,
+ * `error` with `allowed` (the allow rules, or the model patterns) or
+ * `retry_after_s` where they help the sandbox; never the token or the
+ * credential. `error` is what OpenAI's and Anthropic's clients show, the
+ * top-level `message` (the same text) what GitHub's and GitLab's show
+ * (`gh: … (HTTP 403)`).
  *
  * @module
  */
@@ -89,7 +92,7 @@ export function policyResponse(
   if (extra?.retryAfterS !== undefined) error.retry_after_s = extra.retryAfterS;
   const headers: [string, string][] = [["content-type", "application/json"]];
   if (extra?.retryAfterS !== undefined) headers.push(["retry-after", String(extra.retryAfterS)]);
-  return { status, headers, body: encoder.encode(JSON.stringify({ error })) };
+  return { status, headers, body: encoder.encode(JSON.stringify({ error, message })) };
 }
 
 /** Counts a request body's bytes as they pass; errors with {@link BodyTooLarge} past `limit`. */
