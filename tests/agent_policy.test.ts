@@ -22,6 +22,7 @@ const encoder = new TextEncoder();
 
 Deno.test("gate: an expired token is invalid at the injected clock; a held one stops at its expiry without a database change, and stays stopped", async () => {
   await withAgentBox(async ({ store }) => {
+    await Promise.resolve(); // withAgentBox takes an async function
     const expiring = store.createToken("proj", "t", "default", SSH_PROVIDER, { expiresIn: 60_000 });
     // The clock starts 60 s before the expiry the store resolved.
     let now = Date.parse(store.tokenPolicy(expiring)!.policy.expires!) - 60_000;
