@@ -23,7 +23,13 @@
  * 5. a 16 KB JSON body at 32 connections, identity and gzip (`Accept-Encoding: gzip`, nginx's
  *    `gzip_static`): vault decodes a gzip body to scan it for echoed keys (and answers
  *    identity), nginx relays it compressed; vault vs nginx ×1 interleaved, the median of the
- *    paired ratios per body.
+ *    paired ratios per body;
+ * 6. a token policy of 10 allow rules (the request matching the last, a segment rule): in
+ *    process, the broker's `authorize` + `policy` passes per request with and without it
+ *    (`bench/broker/policy_pass.ts`, also with `rate` and `max_requests` added), and through
+ *    `vault serve` — the policy token's runs interleaved with the others in 1 and 2: its
+ *    throughput against nginx and its 1-connection p50 against the same broker's without a
+ *    policy (paired).
  *
  * Targets (issue 9) are printed with pass/fail, never asserted. The machine is shared: read the
  * ratios, which are taken from neighbouring runs, rather than the absolute figures.
@@ -41,6 +47,9 @@ import { CliSandbox, tokenCreateArgs } from "../testing/cli.ts";
 import { withTempDir } from "../testing/fixtures.ts";
 import { Background } from "../testing/process.ts";
 import { V8_FLAGS } from "../src/v8_flags.ts";
+import { CredentialStore } from "../src/store/store.ts";
+import type { TokenPolicy } from "../src/tokens/policy.ts";
+import { policyPassCost } from "./broker/policy_pass.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const LUA = join(ROOT, "bench/broker/wrk_report.lua");
@@ -61,6 +70,24 @@ const TARGETS = {
   addedP50Ms: 0.25,
   sseP99Ms: 1,
   rssMb: 300,
+  /** What a 10-rule policy may add per request at p50 (issue 18). */
+  policyAddedUs: 5,
+};
+
+/** Ten allow rules; the bench's `GET /v1/chat/completions` matches only the last (a segment walk). */
+const TEN_RULES: TokenPolicy = {
+  allow: [
+    "GET /v1/models",
+    "GET /v1/models/*",
+    "POST /v1/embeddings",
+    "POST /v1/files",
+    "GET /v1/files/**",
+    "POST /v1/audio/*",
+    "POST /v1/images/generations",
+    "POST /v1/moderations",
+    "POST /v1/responses",
+    "GET /v1/*/completions",
+  ],
 };
 
 interface Settings {
@@ -489,6 +516,34 @@ if (import.meta.main) {
       const token = await vault(tokenCreateArgs("bench", "wrk", "openai"));
       const sseToken = await vault(tokenCreateArgs("bench", "sse", "anthropic"));
       const tokenFile = cli.file("token", token + "\n");
+      // Tokens with a policy are made through the store (as `vault token create --allow …` does).
+      const store = CredentialStore.open(join(home, "data", "vault", "credentials.db"), {
+        kind: "passphrase",
+        passphrase: new TextEncoder().encode("bench passphrase, not a secret"),
+      });
+      let policyToken: string;
+      let passCost: Record<string, number>;
+      try {
+        policyToken = store.createToken("bench", "wrk-policy", "default", "openai", TEN_RULES);
+        progress("policy pass, in process");
+        passCost = policyPassCost(
+          store,
+          {
+            none: token,
+            rules: policyToken,
+            full: store.createToken("bench", "pass-full", "default", "openai", {
+              ...TEN_RULES,
+              rate: { count: 1_000_000_000, periodMs: 1000 },
+              maxRequests: 1_000_000_000_000,
+            }),
+          },
+          "GET",
+          "/v1/chat/completions",
+        );
+      } finally {
+        store.close();
+      }
+      const policyTokenFile = cli.file("policy-token", policyToken + "\n");
 
       const upPort = freePort();
       const upstream = await staticUpstream(join(home, "nginx-up"), upPort);
@@ -550,12 +605,29 @@ if (import.meta.main) {
 
       const path = "/v1/chat/completions";
       const cases = [
-        { name: "upstream directly", url: `http://127.0.0.1:${upPort}${path}` },
-        { name: "vault serve broker", url: `http://127.0.0.1:${vaultPort}${path}` },
-        { name: "nginx proxy, 1 worker", url: `http://127.0.0.1:${nginx1Port}${path}` },
-        { name: "nginx proxy, auto workers", url: `http://127.0.0.1:${nginxAutoPort}${path}` },
+        { name: "upstream directly", url: `http://127.0.0.1:${upPort}${path}`, token: tokenFile },
+        {
+          name: "vault serve broker",
+          url: `http://127.0.0.1:${vaultPort}${path}`,
+          token: tokenFile,
+        },
+        {
+          name: "nginx proxy, 1 worker",
+          url: `http://127.0.0.1:${nginx1Port}${path}`,
+          token: tokenFile,
+        },
+        {
+          name: "nginx proxy, auto workers",
+          url: `http://127.0.0.1:${nginxAutoPort}${path}`,
+          token: tokenFile,
+        },
+        {
+          name: "vault serve broker, 10-rule policy",
+          url: `http://127.0.0.1:${vaultPort}${path}`,
+          token: policyTokenFile,
+        },
       ];
-      const [direct, broker, ngx1] = cases;
+      const [direct, broker, ngx1, , withPolicy] = cases;
 
       if (only === "gzip") {
         console.log(
@@ -571,23 +643,24 @@ if (import.meta.main) {
 
       // Warm-up: JIT, pools, page cache.
       progress("warm-up");
-      for (const c of cases) await wrk(c.url, tokenFile, 32, 2, 1);
+      for (const c of cases) await wrk(c.url, c.token, 32, 2, 1);
       const rssIdle = vmRssMb(serve.pid);
 
       // 1. 32 connections.
       progress("32 connections");
       const load = new Map(cases.map((c) => [c.name, [] as WrkResult[]]));
       for (let round = 0; round < rounds; round++) {
-        for (const c of cases) load.get(c.name)!.push(await wrk(c.url, tokenFile, 32, 2, seconds));
+        for (const c of cases) load.get(c.name)!.push(await wrk(c.url, c.token, 32, 2, seconds));
       }
       const rssAfterLoad = vmRssMb(serve.pid);
 
       // 2. 1 connection.
       progress("1 connection");
-      const single = new Map([direct, broker, ngx1].map((c) => [c.name, [] as WrkResult[]]));
+      const singleCases = [direct, broker, ngx1, withPolicy];
+      const single = new Map(singleCases.map((c) => [c.name, [] as WrkResult[]]));
       for (let round = 0; round < rounds; round++) {
-        for (const c of [direct, broker, ngx1]) {
-          single.get(c.name)!.push(await wrk(c.url, tokenFile, 1, 1, seconds));
+        for (const c of singleCases) {
+          single.get(c.name)!.push(await wrk(c.url, c.token, 1, 1, seconds));
         }
       }
 
@@ -681,7 +754,7 @@ if (import.meta.main) {
       const single1 = single.get(direct.name)!;
       out.push(table(
         ["case", "requests/s", "p50", "p99", "added p50 vs upstream"],
-        [direct, broker, ngx1].map((c) => {
+        singleCases.map((c) => {
           const rs = single.get(c.name)!;
           return [
             c.name,
@@ -754,6 +827,54 @@ if (import.meta.main) {
       out.push(...await gzipSection(vaultPort, nginx1Port, tokenFile, rounds, seconds));
       out.push("");
 
+      out.push("### Token policy: 10 allow rules (the request matches the last, a segment rule)");
+      out.push("");
+      const us = (ns: number) => `${(ns / 1000).toFixed(2)} µs`;
+      const policyAddedNs = passCost.rules - passCost.none;
+      const policyRps = median(load.get(withPolicy.name)!.map((r, i) => r.rps / nginx1Rps[i]));
+      const policyVsBroker = median(
+        load.get(withPolicy.name)!.map((r, i) => r.rps / load.get(broker.name)![i].rps),
+      );
+      const policyAddedP50 = median(
+        single.get(withPolicy.name)!.map((x, i) => x.p50 - single.get(broker.name)![i].p50),
+      );
+      out.push(table(
+        ["measure", "no policy", "10 rules", "added"],
+        [
+          [
+            "in process: authorize + policy passes, per request (median of 9 runs of 50,000)",
+            us(passCost.none),
+            us(passCost.rules),
+            us(policyAddedNs),
+          ],
+          [
+            "in process, 10 rules + rate + max_requests (leases of 64, each a commit)",
+            us(passCost.none),
+            us(passCost.full),
+            us(passCost.full - passCost.none),
+          ],
+          [
+            "vault serve, p50 at 1 connection (paired with the same broker, no policy)",
+            ms(median(single.get(broker.name)!.map((x) => x.p50))),
+            ms(median(single.get(withPolicy.name)!.map((x) => x.p50))),
+            signedMs(policyAddedP50),
+          ],
+          [
+            "vault serve, requests/s at 32 connections",
+            rps(median(load.get(broker.name)!.map((r) => r.rps))),
+            rps(median(load.get(withPolicy.name)!.map((r) => r.rps))),
+            `${policyVsBroker.toFixed(2)}×`,
+          ],
+        ],
+        [false, true, true, true],
+      ));
+      out.push("");
+      out.push(
+        "wrk reports latency in whole microseconds and the machine is shared: the in-process " +
+          "row is the measure of the pass; the 1-connection row only bounds it from outside.",
+      );
+      out.push("");
+
       out.push("### Targets (issue 9)");
       out.push("");
       out.push(table(
@@ -773,6 +894,16 @@ if (import.meta.main) {
             `added p99 per SSE event ≤ ${TARGETS.sseP99Ms} ms`,
             signedMs(worstSseP99),
             verdict(worstSseP99 <= TARGETS.sseP99Ms),
+          ],
+          [
+            `10-rule policy adds ≤ ${TARGETS.policyAddedUs} µs per request (in process, p50)`,
+            us(policyAddedNs),
+            verdict(policyAddedNs / 1000 <= TARGETS.policyAddedUs),
+          ],
+          [
+            `rps with a 10-rule policy ≥ ${TARGETS.rpsRatio}× nginx (1 worker) at 32 connections`,
+            `${policyRps.toFixed(2)}×`,
+            verdict(policyRps >= TARGETS.rpsRatio),
           ],
           [
             `RSS ≤ ${TARGETS.rssMb} MB with ${STREAMS.toLocaleString("en-US")} open streams`,

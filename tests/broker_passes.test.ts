@@ -21,6 +21,7 @@ import {
   route,
 } from "../src/broker/pipeline.ts";
 import { GrantCache } from "../src/broker/grants.ts";
+import { PolicyLimits } from "../src/broker/policy.ts";
 import { BrokerMetrics } from "../src/broker/metrics.ts";
 import { routesFromValue } from "../src/providers/routes.ts";
 import { UpstreamClient, type UpstreamResponse } from "../src/http/client.ts";
@@ -84,6 +85,7 @@ async function withPasses(
       audit: (record) => audited.push({ ...record }),
       warn: () => {},
       metrics: new BrokerMetrics(),
+      limits: new PolicyLimits(store),
     };
     try {
       await fn({

@@ -281,6 +281,36 @@ Deno.test("envelope service: round-trips, the vectors, tokens, scope limits, bad
       });
 
       await t.step(
+        "a token with an expiry works until it, then gets 401 like a revoked one",
+        async () => {
+          const expiring = writer.createToken("proj", "app-4", "default", "envelope", {
+            expiresIn: 1500,
+          });
+          const body = { user_id: "user:7", value: "before-expiry" };
+          const statuses: number[] = [];
+          // One call after another until the first refusal (the hang guard ends one that never comes).
+          await within(
+            (async () => {
+              while (!statuses.includes(401)) {
+                const reply = await call(client, "encrypt", body, expiring);
+                calls++;
+                if (reply.status === 200) values.push(reply.json.value);
+                statuses.push(reply.status);
+              }
+            })(),
+            "the token's expiry",
+          );
+          assert(
+            statuses.length > 1 && statuses.slice(0, -1).every((s) => s === 200),
+            `${statuses}`,
+          );
+          const again = await call(client, "encrypt", body, expiring);
+          calls++;
+          assertEquals(again.status, 401);
+        },
+      );
+
+      await t.step(
         "a scope limited to user:1* and alice: user:2 gets 403, user:12 and alice pass",
         async () => {
           const enc = (user: string) =>

@@ -2,7 +2,8 @@
  * The broker's audit file: one line per request, except refusals past their
  * budget (`audit/log.ts` {@link RefusalPolicy}). A refusal is a request the
  * broker answered itself without going upstream: no token, an invalid one,
- * a bad request target, no route or no usable credential. Those cost the
+ * a bad request target, no route or no usable credential, a token policy's
+ * refusal (`policy_denied`, whatever its rule). Those cost the
  * client nothing, and the listeners answer anyone who can connect; every
  * request that went upstream (`ok`, `upstream_*`, `client_gone`,
  * `websocket_failed`) keeps its own line.
@@ -26,6 +27,7 @@ export const BROKER_REFUSALS: ReadonlySet<BrokerOutcome> = new Set<BrokerOutcome
   "no_route",
   "credential_missing",
   "credential_misconfigured",
+  "policy_denied",
 ]);
 
 /** The refusal policy of the broker's audit file. */

@@ -27,6 +27,7 @@ import type { Routes } from "../providers/routes.ts";
 import { UpstreamClient, type UpstreamOptions } from "../http/client.ts";
 import { BrokerMetrics } from "./metrics.ts";
 import { OAuthRefresher } from "./oauth.ts";
+import { DAMAGED_POLICY, PolicyLimits } from "./policy.ts";
 import {
   BROKER_CONNECTION_WEIGHT,
   type ConnectionBudget,
@@ -180,14 +181,23 @@ async function start(options: BrokerOptions): Promise<BrokerHandle> {
     info: options.onInfo,
     warn,
   });
+  const limits = new PolicyLimits(options.store);
+  const releaseUses = () => {
+    try {
+      limits.close();
+    } catch (error) {
+      warn(`cannot give back a token's unspent uses: ${(error as Error).message}`);
+    }
+  };
   const services: PipelineServices = {
-    grants: new GrantCache(options.store),
+    grants: new GrantCache(options.store, { onInvalidPolicy: () => warn(DAMAGED_POLICY) }),
     routes: options.routes,
     upstream,
     audit: audit?.record ?? null,
     warn,
     metrics: new BrokerMetrics(),
     refresher,
+    limits,
   };
   const servers: Http1Server[] = [];
   const sockets: BoundUnixSocket<Http1Server>[] = [];
@@ -265,6 +275,7 @@ async function start(options: BrokerOptions): Promise<BrokerHandle> {
           oauthLockDir: options.oauthRefresh?.lockDir,
           idleTimeoutMs: options.idleTimeoutMs,
           progressTimeoutMs: options.progressTimeoutMs,
+          rateBuffer: limits.buffer,
         },
         services.metrics,
         {
@@ -300,6 +311,7 @@ async function start(options: BrokerOptions): Promise<BrokerHandle> {
     // Ports bound but not served yet.
     for (const port of ports.slice(nextPort)) port.listener.close();
     await stopAll(sockets, servers, upstream, audit);
+    releaseUses();
     for (const port of ports) port.release();
     refusals.flush();
     throw error;
@@ -313,6 +325,8 @@ async function start(options: BrokerOptions): Promise<BrokerHandle> {
         await poller?.stop();
         await threads?.stop();
         await stopAll(sockets, servers, upstream, audit);
+        // Every request is over: the uses leased but not spent go back to the store.
+        releaseUses();
         for (const port of ports) port.release();
         refusals.flush();
       })();

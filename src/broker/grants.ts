@@ -7,8 +7,9 @@
  */
 
 import type { CredentialStore } from "../store/store.ts";
-import { type TokenBinding, TokenGate } from "../tokens/gate.ts";
+import { type TokenBinding, TokenGate, type TokenGateOptions } from "../tokens/gate.ts";
 import type { TokenRecord } from "../tokens/resolver.ts";
+import type { CompiledPolicy } from "../tokens/policy.ts";
 import { CredentialMisconfigured, type CredentialProcessor, processorFor } from "./credential.ts";
 import type { Route } from "../providers/routes.ts";
 
@@ -30,10 +31,14 @@ export class GrantCache {
   readonly #credentials = new Map<string, CachedCredential>();
   #generation = -1;
 
-  /** A cache over `store` (read only; the store's writer is whoever else holds it). */
-  constructor(store: CredentialStore) {
+  /**
+   * A cache over `store` (read only; the store's writer is whoever else
+   * holds it); `options` are the token gate's (its clock, the warning for
+   * a damaged stored policy).
+   */
+  constructor(store: CredentialStore, options?: TokenGateOptions) {
     this.#store = store;
-    this.#gate = new TokenGate(store);
+    this.#gate = new TokenGate(store, options);
   }
 
   /** Drops everything when the database changed since the last check (see {@link TokenGate.sync}). */
@@ -52,6 +57,14 @@ export class GrantCache {
   /** The token's row when valid and matching `binding` (see {@link TokenGate.authorize}). */
   authorize(presented: string, binding: TokenBinding): TokenRecord | null {
     return this.#gate.authorize(presented, binding);
+  }
+
+  /**
+   * The compiled policy of a record {@link authorize} returned (compiled
+   * once per cached record, dropped with it); null when it has none.
+   */
+  policyOf(record: TokenRecord): CompiledPolicy | null {
+    return this.#gate.policyOf(record);
   }
 
   /**

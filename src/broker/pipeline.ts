@@ -25,21 +25,36 @@
  *    for this provider` / `Credential misconfigured`; a path with a dot
  *    segment, or one that cannot be forwarded unchanged → 400 `Bad request
  *    target`.
- * 4. {@link forward}: the request goes upstream with the raw path and raw
+ * 4. {@link policy}: a token without a policy passes untouched (one field
+ *    read). With one (`tokens/policy.ts`, SPEC §10), in this order: allow
+ *    rules (a path that could mean something else upstream → 400, rule
+ *    `path`; no rule matches → 403, rule `allow`, the body listing the
+ *    rules); a `Content-Length` over `max_body` → 413 (nothing sent); with
+ *    `models`, the body is read whole (up to `max_body`, else 16 MiB → 413)
+ *    and its JSON `model` (or a Google path's) must match a pattern → else
+ *    403, rule `models`; invalid JSON or a doubled `model` → 400; the body is
+ *    then forwarded with its `Content-Length`); `rate` → 429 with
+ *    `Retry-After`; `max_requests` spent → 403, rule `max_requests`. A use is
+ *    spent only when everything passed, just before forwarding. Refusals
+ *    are JSON (`policy.ts`) and audited `policy_denied` with their `rule`.
+ *    Expiry is the gate's (pass 2): an expired token is an invalid one.
+ * 5. {@link forward}: the request goes upstream with the raw path and raw
  *    query verbatim (minus any parameter holding the presented token, and
  *    on a route keyed by `x-goog-api-key` minus every `key` parameter),
  *    the client's headers minus auth, hop-by-hop and
  *    `Host`, the real credential injected by its processor, the body
- *    streamed (never buffered). A disconnect before the response headers
+ *    streamed (never buffered, but for a `models` check); a streamed body
+ *    that grows past `max_body` aborts the upstream request (it never gets
+ *    a whole one) → 413. A disconnect before the response headers
  *    is retried once for a bodiless idempotent request → 502 `Upstream
  *    disconnected`; any other failure → 502 `Upstream request failed`.
  *    Redirects of GET, HEAD and OPTIONS are followed without the
  *    credential, and only to public addresses (see {@link
  *    followRedirects}); other redirects are relayed, `Location` included.
  *    The credential never travels to another origin.
- * 5. {@link relay}: the response streams back as it arrives (repeated
+ * 6. {@link relay}: the response streams back as it arrives (repeated
  *    headers kept; the standard reason phrase, never the upstream's).
- * 6. {@link audit}: the one place the audit line is finished, once.
+ * 7. {@link audit}: the one place the audit line is finished, once.
  *
  * A secret the upstream echoes back (in a header name or value, a body,
  * even split across chunks, or a WebSocket frame) reaches the client as the
@@ -47,7 +62,9 @@
  * codings the broker reads; an encoded body is decoded, scrubbed and relayed
  * identity (`echo.ts`); one it cannot read answers 502 `encoding_refused`.
  * Every request ends in one audit line (never a body, a secret or a query).
- * Reads only on the hot path: the store is never written here.
+ * Reads only on the hot path: the store is written only to lease uses of a
+ * token with `max_requests` (`tokens/uses.ts`: a commit per lease, leases
+ * growing to 64 uses for a busy token).
  *
  * @module
  */
@@ -74,6 +91,17 @@ import { concatBytes } from "../bytes.ts";
 import { lowerName, MalformedRequestBody } from "../http/http1.ts";
 import { DestinationRefused, publicAddress, redirectAllowed } from "../http/destination.ts";
 import { hasDotSegment, splitTarget } from "../http/target.ts";
+import type { CompiledPolicy } from "../tokens/policy.ts";
+import { InvalidJsonBody, modelFromPath, modelOf, readBodyCapped } from "./model.ts";
+import {
+  BodyTooLarge,
+  limitBody,
+  MODEL_BODY_LIMIT,
+  oneChunk,
+  type PolicyLimits,
+  policyResponse,
+  type PolicyRule,
+} from "./policy.ts";
 import { bridgeWebSocket, isWebSocketUpgrade } from "./websocket.ts";
 import type { ServerHandler, ServerRequest, ServerResponse } from "../http/server.ts";
 import {
@@ -112,7 +140,8 @@ export type BrokerOutcome =
   | "upstream_error"
   | "client_gone"
   | "encoding_refused"
-  | "echo_blocked";
+  | "echo_blocked"
+  | "policy_denied";
 
 /** One audit line of the broker (terok's fields, then ours). */
 export interface BrokerAuditRecord {
@@ -130,6 +159,8 @@ export interface BrokerAuditRecord {
   listener: string;
   bytes_up: number;
   bytes_down: number;
+  /** Only with `policy_denied`: the policy rule that refused the request (SPEC §4.2). */
+  rule?: PolicyRule;
 }
 
 /**
@@ -170,6 +201,8 @@ export interface PipelineServices {
   metricsText?: () => Promise<string>;
   /** Refreshes OAuth credentials (for "401 to a due token: refresh once and retry"). */
   refresher?: OAuthRefresher;
+  /** Rates and uses of token policies (this isolate's; the rate table shared by all). */
+  limits: PolicyLimits;
 }
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS"]);
@@ -213,6 +246,10 @@ export class BrokerExchange {
   replayable = false;
   /** The upstream's answer ({@link forward}). */
   response: UpstreamResponse | null = null;
+  /** The body to forward instead of the request's (read whole by {@link policy}). */
+  body: ReadableStream<Uint8Array> | null | undefined = undefined;
+  /** The policy's `max_body` for a body forwarded as it streams (null: none). */
+  bodyLimit: number | null = null;
 
   constructor(
     readonly services: PipelineServices,
@@ -230,6 +267,18 @@ export class BrokerExchange {
     audit(this, status, outcome);
     return textResponse(status, "text/plain; charset=utf-8", body);
   }
+
+  /** Ends the request with a policy refusal (JSON, audited `policy_denied` with its rule). */
+  deny(
+    status: number,
+    rule: PolicyRule,
+    message: string,
+    extra?: { allowed?: readonly string[]; retryAfterS?: number },
+  ): ServerResponse {
+    this.record.rule = rule;
+    audit(this, status, "policy_denied");
+    return policyResponse(status, rule, message, extra);
+  }
 }
 
 const EMPTY_DATA: Readonly<Record<string, unknown>> = Object.freeze({});
@@ -238,8 +287,8 @@ const EMPTY_DATA: Readonly<Record<string, unknown>> = Object.freeze({});
  * The request handler for one listener: the passes in order, each either
  * answering (and the request ends there) or handing on.
  *
- * extract → authorize → route → forward (retry, refresh, redirect) →
- * relay (headers, scrub, record) → audit.
+ * extract → authorize → route → policy → forward (retry, refresh,
+ * redirect) → relay (headers, scrub, record) → audit.
  */
 export function brokerHandler(
   services: PipelineServices,
@@ -248,8 +297,12 @@ export function brokerHandler(
   return async (request) => {
     const x = new BrokerExchange(services, binding, request);
     // Passes that need not wait are called without an await (no promise, no tick of their own).
-    const early = extract(x) ?? authorize(x) ?? route(x);
-    if (early !== null) return await early;
+    const early = extract(x) ?? authorize(x) ?? route(x) ?? policy(x);
+    if (early !== null) {
+      // An answer, or (a body read for its model) the policy's verdict: null passes.
+      const answer = await early;
+      if (answer !== null) return answer;
+    }
     return (await forward(x)) ?? await relay(x);
   };
 }
@@ -367,7 +420,136 @@ function isGoogleKeyRoute(route: Route): boolean {
 }
 
 /**
- * Pass 4, forward: a WebSocket upgrade is bridged (and answered here);
+ * Pass 4, policy: nothing for a token without a policy; otherwise the
+ * checks of the module doc in their order (allow, `max_body` by length,
+ * `models` with the body read whole, rate, `max_requests`), a use spent
+ * last. Synchronous but for a body read for its model.
+ */
+export function policy(x: BrokerExchange): ServerResponse | Promise<ServerResponse | null> | null {
+  const grant = x.grant!;
+  if (grant.policy === undefined) return null;
+  const compiled = x.services.grants.policyOf(grant)!;
+  const { request } = x;
+  const refused = compiled.checkRequest(request.method, x.path);
+  if (refused !== null) {
+    return refused.rule === "path"
+      ? x.deny(400, "path", refused.message)
+      : x.deny(403, "allow", refused.message, { allowed: refused.allow });
+  }
+  const maxBody = compiled.maxBody;
+  if (maxBody !== null && request.body !== null) {
+    const length = request.header("content-length");
+    if (length !== null && Number(length) > maxBody) return tooLarge(x, maxBody);
+    x.bodyLimit = maxBody;
+  }
+  if (compiled.hasModels && !isWebSocketUpgrade(request)) return checkModels(x, compiled);
+  return admit(x, compiled);
+}
+
+function tooLarge(x: BrokerExchange, maxBody: number): ServerResponse {
+  return x.deny(
+    413,
+    "max_body",
+    `this token's policy allows request bodies of at most ${maxBody} bytes`,
+  );
+}
+
+/** The models check: the body read whole (capped), its model (or the path's) matched. */
+async function checkModels(
+  x: BrokerExchange,
+  compiled: CompiledPolicy,
+): Promise<ServerResponse | null> {
+  const { request } = x;
+  const limit = compiled.maxBody ?? MODEL_BODY_LIMIT;
+  let read: Awaited<ReturnType<typeof readBodyCapped>>;
+  try {
+    read = await readBodyCapped(request.body, limit);
+  } catch (error) {
+    if (request.signal.aborted) {
+      audit(x, 499, "client_gone");
+      return { status: 400, headers: [], body: null }; // nobody is listening
+    }
+    if (error instanceof MalformedRequestBody) return x.refuse(400, "Bad request", "bad_request");
+    throw error;
+  }
+  if ("tooLarge" in read) {
+    if (compiled.maxBody !== null) return tooLarge(x, compiled.maxBody);
+    return x.deny(
+      413,
+      "models",
+      `a request body over ${MODEL_BODY_LIMIT} bytes cannot be checked for its model`,
+    );
+  }
+  const bytes = read.bytes;
+  const models: string[] = [];
+  const fromPath = modelFromPath(x.path);
+  if (fromPath !== null) models.push(fromPath);
+  if (bytes.length > 0) {
+    try {
+      const fromBody = modelOf(bytes);
+      if (fromBody !== null) models.push(fromBody);
+      else if (fromPath === null) {
+        return x.deny(403, "models", "this token's policy limits models; the request names none", {
+          allowed: compiled.policy.models,
+        });
+      }
+    } catch (error) {
+      if (!(error instanceof InvalidJsonBody)) throw error;
+      return x.deny(400, "models", `${error.message}; this token's policy limits models`);
+    }
+  }
+  for (const model of models) {
+    if (!compiled.modelAllowed(model)) {
+      return x.deny(403, "models", "this token's policy does not allow this model", {
+        allowed: compiled.policy.models,
+      });
+    }
+  }
+  if (request.body !== null) {
+    // Forwarded as read, with its length (the client's framing is gone).
+    x.body = oneChunk(bytes);
+    x.bodyLimit = null;
+    const headers = x.headers.filter(([name]) => lowerName(name) !== "content-length");
+    headers.push(["Content-Length", String(bytes.length)]);
+    x.headers = headers;
+  }
+  return admit(x, compiled);
+}
+
+/** The last checks, rate then uses; a use is spent only when the request goes out. */
+function admit(x: BrokerExchange, compiled: CompiledPolicy): ServerResponse | null {
+  const { rate, maxRequests } = compiled.policy;
+  const { limits } = x.services;
+  if (rate !== undefined) {
+    const wait = limits.limiter.take(x.presented, rate.count, rate.periodMs);
+    if (wait > 0) {
+      const retryAfterS = Math.max(1, Math.ceil(wait / 1000));
+      return x.deny(429, "rate", "this token's policy limits its request rate; retry later", {
+        retryAfterS,
+      });
+    }
+  }
+  if (maxRequests !== undefined) {
+    let spent: boolean;
+    try {
+      spent = limits.uses.spend(x.presented, maxRequests);
+    } catch (error) {
+      x.services.warn(`cannot count a token's requests: ${(error as Error).name}`);
+      return x.deny(503, "max_requests", "this token's request count could not be checked");
+    }
+    if (!spent) {
+      return x.deny(
+        403,
+        "max_requests",
+        `this token's policy allows ${maxRequests} requests, and all of them were made`,
+      );
+    }
+  }
+  return null;
+}
+
+/**
+ * Pass 5, forward: a WebSocket upgrade is bridged (and answered here);
  * otherwise the request goes upstream, its body streamed and counted. A
  * disconnect before the response head is retried once for a replayable
  * request → 502 `Upstream disconnected`; any other failure → 502 `Upstream
@@ -400,7 +582,13 @@ export async function forward(x: BrokerExchange): Promise<ServerResponse | null>
     });
   }
   const provider = x.grant!.provider;
-  const body = request.body === null ? null : request.body.pipeThrough(counted(x.record));
+  const source = x.body !== undefined ? x.body : request.body;
+  const record = x.record;
+  const body = source === null
+    ? null
+    : x.bodyLimit === null
+    ? source.pipeThrough(counted(record))
+    : limitBody(source, x.bodyLimit, (n) => record.bytes_up += n);
   x.replayable = body === null &&
     (IDEMPOTENT.has(request.method) || request.header("idempotency-key") !== null);
   let response: UpstreamResponse;
@@ -416,6 +604,10 @@ export async function forward(x: BrokerExchange): Promise<ServerResponse | null>
     if (request.signal.aborted) {
       audit(x, 499, "client_gone");
       return { status: 502, headers: [], body: null }; // nobody is listening
+    }
+    if (error instanceof Error && error.cause instanceof BodyTooLarge) {
+      // The body grew past max_body: the upstream got its head and part of it, never its end.
+      return tooLarge(x, x.bodyLimit!);
     }
     if (error instanceof Error && error.cause instanceof MalformedRequestBody) {
       // The client's chunked body broke its framing mid-way: the upstream got no whole request.
@@ -452,7 +644,7 @@ export async function forward(x: BrokerExchange): Promise<ServerResponse | null>
 }
 
 /**
- * Pass 5, relay: the upstream's answer goes back as it arrives — hop-by-hop
+ * Pass 6, relay: the upstream's answer goes back as it arrives — hop-by-hop
  * headers dropped, repeated headers kept, the status line with the standard
  * reason phrase (never the upstream's). A secret the upstream echoes reaches
  * the client as the phantom token: in a header name or value, an identity
@@ -520,7 +712,7 @@ export function relay(x: BrokerExchange): ServerResponse | Promise<ServerRespons
 }
 
 /**
- * Pass 6, audit — the one place a request's audit line is finished, once:
+ * Pass 7, audit — the one place a request's audit line is finished, once:
  * its status, outcome, time and duration, counted in the metrics and
  * written (the broker's own endpoints are neither).
  */

@@ -26,6 +26,7 @@ import { type MetricsSnapshot, renderMetrics } from "./metrics.ts";
 import { BrokerMetrics } from "./metrics.ts";
 import { OAuthRefresher } from "./oauth.ts";
 import { brokerHandler, type ListenerBinding } from "./pipeline.ts";
+import { DAMAGED_POLICY, PolicyLimits } from "./policy.ts";
 import type { Route } from "../providers/routes.ts";
 import { Http1Server } from "../http/server.ts";
 import { UpstreamClient, type UpstreamOptions } from "../http/client.ts";
@@ -50,6 +51,8 @@ export interface ThreadInit {
   idleTimeoutMs?: number;
   /** As the broker's (see `BrokerOptions`). */
   progressTimeoutMs?: number;
+  /** The token policies' rate table, shared by every isolate (see `policy.ts`). */
+  rateBuffer: SharedArrayBuffer;
 }
 
 type ToThread =
@@ -256,6 +259,15 @@ async function serveThread(
     for (const closer of closers.splice(0).reverse()) await closer();
   };
   try {
+    // This isolate's leases of max_requests uses, given back once its servers are done.
+    const limits = new PolicyLimits(store, init.rateBuffer);
+    closers.push(() => {
+      try {
+        limits.close();
+      } catch (error) {
+        hooks.warn(`cannot give back a token's unspent uses: ${(error as Error).message}`);
+      }
+    });
     // Held-back refusals go to the main isolate, which writes the summary lines.
     const audit = await openBrokerAudit(init.auditPath, hooks.warn, hooks.refusals);
     if (audit !== null) closers.push(() => audit.log.close());
@@ -270,7 +282,7 @@ async function serveThread(
       warn: hooks.warn,
     });
     const services = {
-      grants: new GrantCache(store),
+      grants: new GrantCache(store, { onInvalidPolicy: () => hooks.warn(DAMAGED_POLICY) }),
       routes,
       upstream,
       audit: audit?.record ?? null,
@@ -278,6 +290,7 @@ async function serveThread(
       metrics,
       metricsText: hooks.metricsText,
       refresher,
+      limits,
     };
     const servers: Http1Server[] = [];
     closers.push(async () => {

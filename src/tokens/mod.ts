@@ -35,6 +35,7 @@ export {
   HeldToken,
   type TokenBinding,
   TokenGate,
+  type TokenGateOptions,
 } from "./gate.ts";
 export {
   type AllowRule,
