@@ -246,6 +246,99 @@ Deno.test("config apply: gh, given http_unix_socket and the phantom GH_TOKEN, re
   }
 });
 
+Deno.test("config apply + a read-only policy: gh api /repos/o/r works, gh api -X DELETE gets a clear 403 and never reaches GitHub", async () => {
+  const found = await outputWithin("sh", { args: ["-c", "command -v gh"] });
+  if (found.code !== 0) throw new Error("gh is not installed (Debian: apt-get install gh)");
+  const api = new FakeUpstream();
+  api.on("/repos/o/r", () => Response.json({ full_name: "o/r", private: true }));
+  try {
+    await withSandboxVault(PASS, async (vault) => {
+      const run = async (args: string[]) => {
+        const result = await vault.cli.run([...vault.base, ...args]);
+        assertEquals(result.code, 0, `${args.join(" ")}: ${result.stderr}`);
+        return result.stdout;
+      };
+      await run(["policy", "set", "gh-read", "--allow", "GET /**", "--allow", "HEAD /**"]);
+      const broker = await startBrokerServe(vault, {
+        routes: { github: { upstream: api.origin, auth_prefix: "token " } },
+      });
+      try {
+        const mounts = join(vault.home, "mounts");
+        const ghDir = join(mounts, "_gh-config");
+        await Deno.mkdir(ghDir, { recursive: true, mode: 0o700 });
+        await run([
+          "config",
+          "apply",
+          "--mounts",
+          mounts,
+          "--providers",
+          "github",
+          "--socket-path",
+          broker.socket,
+        ]);
+        const vars = JSON.parse(
+          await run([
+            "config",
+            "env",
+            "--scope",
+            "proj",
+            "--subject",
+            "gh-ro",
+            "--providers",
+            "github",
+            "--policy",
+            "gh-read",
+            "--format",
+            "json",
+          ]),
+        );
+        assertMatch(vars.GH_TOKEN, /^terok-p-[0-9a-f]{32}$/);
+        const gh = async (args: string[]) => {
+          const out = await outputWithin("gh", {
+            args,
+            env: {
+              PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+              HOME: vault.home,
+              GH_CONFIG_DIR: ghDir,
+              GH_TOKEN: vars.GH_TOKEN,
+              GH_NO_UPDATE_NOTIFIER: "1",
+              GH_PROMPT_DISABLED: "1",
+              NO_COLOR: "1",
+            },
+            clearEnv: true,
+            stdin: "null",
+            stdout: "piped",
+            stderr: "piped",
+          });
+          const text = new TextDecoder();
+          return {
+            code: out.code,
+            stdout: text.decode(out.stdout),
+            stderr: text.decode(out.stderr),
+          };
+        };
+        const read = await gh(["api", "/repos/o/r"]);
+        assertEquals(read.code, 0, read.stderr);
+        assertEquals(JSON.parse(read.stdout), { full_name: "o/r", private: true });
+        const remove = await gh(["api", "-X", "DELETE", "/repos/o/r"]);
+        assertEquals(remove.code, 1, remove.stdout);
+        assertMatch(remove.stderr, /does not allow DELETE/);
+        assertMatch(remove.stderr, /HTTP 403/);
+        assert(!remove.stderr.includes(REAL_GITHUB) && !remove.stdout.includes(REAL_GITHUB));
+        // The upstream saw the read (with the real token) and nothing else.
+        assertEquals(api.requests.map((r) => `${r.method} ${r.target}`), ["GET /repos/o/r"]);
+        assertEquals(authorizations(api), [`token ${REAL_GITHUB}`]);
+        const shown = JSON.parse(await run(["token", "list", "--scope", "proj", "--json"]));
+        assertEquals(shown[0].policy.allow, ["GET /**", "HEAD /**"]);
+      } finally {
+        await broker.serve.stop();
+      }
+    }, { credentials: { github: REAL_GITHUB } });
+  } finally {
+    await api.close();
+  }
+});
+
 Deno.test("vault exec: SIGTERM to vault reaches the command; vault exits with its status and revokes the tokens", async () => {
   await withSandboxVault(PASS, async (vault) => {
     const runtime = join(vault.home, "runtime");
