@@ -60,6 +60,6 @@ export const POLICY_TABLES: readonly string[] = [
  * of the first CA saved, never on open. `key_pkcs8` is the CA's private key
  * (PKCS#8 DER): it exists only inside the encrypted database.
  */
-export const PROXY_CA_TABLE =
+export const PROXY_CA_TABLE: string =
   "CREATE TABLE IF NOT EXISTS vault_proxy_cas (scope TEXT PRIMARY KEY, cert_pem TEXT NOT NULL, " +
   "key_pkcs8 BLOB NOT NULL, created_at TEXT NOT NULL)";
