@@ -232,3 +232,14 @@ Deno.test("pki: the leaf cache issues a host's leaf once for concurrent asks, ke
   await assertRejects(() => cache.get("*.example"), InvalidCertificate);
   assertEquals(cache.issued, 5);
 });
+
+Deno.test("pki: a leaf that ends with its CA is kept, not issued on every ask", async () => {
+  const now = Date.now();
+  // A CA with twelve hours left: every leaf ends with it, within the renewal day.
+  const ca = await createCa("proj-a", now - CA_VALIDITY_MS + 13 * 3600 * 1000);
+  const cache = new LeafCache(ca, { now: () => now });
+  const first = await cache.get("example.com");
+  assertEquals(first.notAfter, (await CaSigner.prepare(ca)).notAfter);
+  assertEquals(await cache.get("example.com"), first);
+  assertEquals(cache.issued, 1);
+});

@@ -78,13 +78,18 @@ function sourceDuplex(source: TlsSource): Duplex {
     read() {
       if (reading) return;
       reading = true;
-      source.read(READ_BYTES).then((chunk) => {
-        reading = false;
-        this.push(chunk);
-      }, (error) => {
+      const next = (): void => {
+        source.read(READ_BYTES).then((chunk) => {
+          if (chunk !== null && chunk.length === 0) return next(); // never push "": it stalls
+          reading = false;
+          this.push(chunk);
+        }, fail);
+      };
+      const fail = (error: unknown) => {
         reading = false;
         this.destroy(error instanceof Error ? error : new Error(String(error)));
-      });
+      };
+      next();
     },
     write(chunk: Uint8Array, _encoding, callback) {
       writeAll(source.conn, chunk).then(() => callback(), (error) => callback(error));

@@ -22,8 +22,8 @@ export interface LeafCacheOptions {
 /**
  * The leaves of one CA, by host: a bounded LRU. A host asked for while its
  * leaf is being issued waits for that one (concurrent requests issue it
- * once); a leaf with less than a day of validity left is issued anew; a
- * failed issuance is not cached.
+ * once); a leaf with less than a day of validity left is issued anew
+ * (unless it already ends with the CA); a failed issuance is not cached.
  */
 export class LeafCache {
   readonly #signer: Promise<CaSigner>;
@@ -73,7 +73,9 @@ export class LeafCache {
       this.#leaves.delete(key);
       this.#leaves.set(key, held);
       const leaf = await held;
+      // Kept while more than a day is left, or when a new one could not last longer (the CA's end).
       if (leaf.notAfter - this.#now() > LEAF_RENEW_BEFORE_MS) return leaf;
+      if (leaf.notAfter >= (await this.#signer).notAfter) return leaf;
       // Renew: unless another caller already did.
       if (this.#leaves.get(key) === held) this.#leaves.delete(key);
       return await this.get(key);
