@@ -103,6 +103,7 @@ interface Vectors {
   };
   routes: {
     parse: { file: string; text: string; routes: Record<string, unknown> }[];
+    hosts: { file: string; text: string; hosts: Record<string, string[]> }[];
     invalid: { file: string; text: string; error: string }[];
   };
   roster: {
@@ -328,6 +329,13 @@ Deno.test("spec §5 routes file: JSON and YAML parse to the vectors' routes; ref
   for (const { file, text, error } of vectors.routes.invalid) {
     const message = await parseRoutes(text, file).then(() => "accepted", (e) => e.message);
     assertEquals(message, error, `${file}: ${text}`);
+  }
+});
+
+Deno.test("spec §5 routes file: each route's hosts, given or from its bases, are the vectors'", async () => {
+  for (const { file, text, hosts } of vectors.routes.hosts) {
+    const parsed = await parseRoutes(text, file);
+    assertEquals(Object.fromEntries([...parsed].map(([name, r]) => [name, [...r.hosts]])), hosts);
   }
 });
 

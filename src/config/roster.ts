@@ -41,6 +41,7 @@
  *      file: opencode.json, json_set: {provider: {openai: {options: {baseURL: "{vault_url}/v1"}}}}}
  * # vault extensions
  * oauth_path_rewrites: {/v1/: https://chatgpt.com/backend-api/codex}  # OAuth only: prefix replaced
+ * hosts: [api.github.com, github.com]  # what a forward proxy intercepts (default: the bases' hosts)
  * env_note: "…"                     # printed on stderr by `vault config env` (one line)
  * policy: github-read               # default token policy: a named policy, or the policy
  *                                   # written out with the policy JSON's keys (SPEC §10.1)
@@ -64,6 +65,7 @@
 
 import { join } from "node:path";
 import {
+  defaultHosts,
   normalizeBase,
   type OAuthRefresh,
   type Route,
@@ -464,6 +466,12 @@ const FIELDS: Readonly<Record<string, FieldCheck>> = {
       return upstreamUrl(target, sub);
     }),
   oauth_refresh: refreshLayer,
+  hosts: (v, fail) => {
+    if (!Array.isArray(v) || !v.every((h) => typeof h === "string")) {
+      fail("must be a list of host names");
+    }
+    return v;
+  },
   env_note: (v, fail) => {
     if (typeof v !== "string" || v === "" || findUnsafeChar(v) !== undefined) {
       fail("must be one line of text");
@@ -667,6 +675,7 @@ function buildSpec(name: string, v: Record<string, unknown>, file: string): Prov
       "path_upstreams",
       "oauth_extra_headers",
       "oauth_path_rewrites",
+      "hosts",
     ]
   ) {
     if (Object.hasOwn(v, key)) routeValue[key] = v[key];
@@ -984,6 +993,8 @@ function routeJsonValue(route: Route): Record<string, unknown> {
     if (refresh.encoding !== "json") r.encoding = refresh.encoding;
     out.oauth_refresh = r;
   }
+  const derived = defaultHosts(route);
+  if (derived.join(" ") !== route.hosts.join(" ")) out.hosts = [...route.hosts];
   return out;
 }
 

@@ -23,3 +23,4 @@ export * from "./headers.ts";
 export * from "./http1.ts";
 export * from "./server.ts";
 export * from "./target.ts";
+export * from "./connect.ts";

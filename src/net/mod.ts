@@ -1,8 +1,9 @@
 /**
  * Sockets and listeners shared by every serving process: Unix socket paths
  * and binding, 127.0.0.1 TCP listeners, systemd socket activation, byte
- * streams, and the connection budget that keeps a flood on one listener from
- * stalling the others.
+ * streams, the connection budget that keeps a flood on one listener from
+ * stalling the others, and TLS termination for the forward proxy (a tunnel's
+ * client side served as a TLS server, handed to the HTTP/1.1 server).
  *
  * @example Bind a private Unix socket and accept one connection
  * ```ts ignore
@@ -21,4 +22,5 @@ export * from "./listener.ts";
 export * from "./port.ts";
 export * from "./socket.ts";
 export * from "./stream.ts";
+export * from "./tls_terminate.ts";
 export { VaultError } from "../errors.ts";

@@ -15,6 +15,7 @@
 import { VaultError } from "../errors.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
 import { isHeaderName, isHeaderValue } from "../http/headers.ts";
+import { parseHost } from "../pki/host.ts";
 
 /** How a route renews its OAuth access token (reference §10). */
 export interface OAuthRefresh {
@@ -57,6 +58,15 @@ export interface Route {
   oauthPathRewrites: readonly { prefix: string; upstream: string }[];
   /** Background refresh settings, when the route has them. */
   oauthRefresh?: OAuthRefresh;
+  /**
+   * The public host names a forward proxy intercepts for this route (TLS
+   * terminated with a leaf of the scope's CA; requests sent to `upstream`
+   * as the broker sends them). Canonical (lower case; IPv6 without
+   * brackets), unique. The routes-file key `hosts` (ours: terok ignores
+   * it); without it, the hosts of `upstream`, `path_upstreams` and
+   * `oauth_path_rewrites`, in that order ({@link defaultHosts}).
+   */
+  hosts: readonly string[];
 }
 
 /** Routes by provider name. */
@@ -161,6 +171,10 @@ function parseRoute(file: string, name: string, cfg: unknown): Route {
     extra[header] = value;
   }
 
+  const bases = [upstream, ...pathUpstreams.map((p) => p.upstream)];
+  bases.push(...oauthPathRewrites.map((r) => r.upstream));
+  const hosts = Object.hasOwn(cfg, "hosts") ? parseHosts(cfg.hosts, fail) : hostsOf(bases);
+
   const route: Route = {
     provider: name,
     upstream,
@@ -169,11 +183,66 @@ function parseRoute(file: string, name: string, cfg: unknown): Route {
     pathUpstreams: Object.freeze(pathUpstreams),
     oauthExtraHeaders: Object.freeze(extra),
     oauthPathRewrites: Object.freeze(oauthPathRewrites),
+    hosts: Object.freeze(hosts),
   };
   if (Object.hasOwn(cfg, "oauth_refresh")) {
     route.oauthRefresh = Object.freeze(parseRefresh(cfg.oauth_refresh, fail));
   }
   return Object.freeze(route);
+}
+
+/** Most host names one route may claim. */
+export const MAX_ROUTE_HOSTS = 32;
+
+/** A routes file's `hosts`: 1–32 distinct DNS names or IP literals, canonical. */
+function parseHosts(raw: unknown, fail: (reason: string) => InvalidRoutes): string[] {
+  const bad = (why: string) => fail(`has invalid 'hosts' field: ${why}`);
+  if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_ROUTE_HOSTS) {
+    throw bad(`not a list of 1 to ${MAX_ROUTE_HOSTS} host names`);
+  }
+  const out: string[] = [];
+  for (const item of raw) {
+    const host = typeof item === "string" ? parseHost(item) : null;
+    if (host === null) throw bad("each must be a DNS name or an IP address, without port");
+    if (out.includes(host.name)) throw bad("a host is listed twice");
+    out.push(host.name);
+  }
+  return out;
+}
+
+/** The distinct hosts (canonical) of normalized http(s) bases, in order. */
+function hostsOf(bases: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const base of bases) {
+    const host = parseHost(new URL(base).hostname);
+    if (host !== null && !out.includes(host.name)) out.push(host.name);
+  }
+  return out;
+}
+
+/**
+ * The hosts a route claims when its definition names none: those of its
+ * `upstream`, `path_upstreams` and `oauth_path_rewrites` bases, in order,
+ * each once.
+ */
+export function defaultHosts(route: Route): string[] {
+  return hostsOf([
+    route.upstream,
+    ...route.pathUpstreams.map((p) => p.upstream),
+    ...route.oauthPathRewrites.map((r) => r.upstream),
+  ]);
+}
+
+/**
+ * The routes that claim `host` (any case; IPv6 with or without brackets),
+ * by provider name; empty when none does or `host` is not a host. Several
+ * routes may claim one host (a second credential's route at the same API):
+ * the proxy picks among them by the presented token's provider.
+ */
+export function routesForHost(routes: Routes, host: string): Route[] {
+  const parsed = parseHost(host);
+  if (parsed === null) return [];
+  return [...routes.values()].filter((route) => route.hosts.includes(parsed.name));
 }
 
 function parseRefresh(raw: unknown, fail: (reason: string) => InvalidRoutes): OAuthRefresh {
@@ -315,6 +384,8 @@ export const BUILTIN_ROUTES_SOURCE = {
     upstream: "https://api.github.com",
     auth_header: "Authorization",
     auth_prefix: "token ",
+    // git over https talks to github.com itself (the API is api.github.com).
+    hosts: ["api.github.com", "github.com"],
   },
   gitlab: { upstream: "https://gitlab.com", auth_header: "PRIVATE-TOKEN", auth_prefix: "" },
   // terok's route says https://openrouter.ai, but clients are pointed at

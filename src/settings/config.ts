@@ -12,6 +12,9 @@
  *
  * [serve]                                           # see ./serve.ts
  * local_scopes = ["proj-a"]
+ *
+ * [egress]                                          # see ./egress.ts
+ * proj-a = ["packages.example.org", "*.files.example.net:443"]
  * ```
  *
  * Its `passphrase_command` is executed, so the file must be trusted: it is
@@ -31,6 +34,7 @@ import { InvalidSettings } from "./errors.ts";
 import { configDir, configPath, expandPath } from "./paths.ts";
 // The [serve] table's parser loads only for a file that has one.
 import type { ServeSettings } from "./serve.ts";
+import type { EgressRules } from "./egress.ts";
 import { DEFAULT_SESSION_TTL, MAX_SESSION_TTL } from "./ttl.ts";
 
 /** Settings that steer the passphrase resolution chain, and `vault serve`'s table. */
@@ -55,6 +59,8 @@ export interface Settings {
   config_file: string | null;
   /** The validated `[serve]` table, when the file has one. */
   serve?: ServeSettings;
+  /** The validated `[egress]` table (the forward proxy's tunnels), when the file has one. */
+  egress?: EgressRules;
 }
 
 export { DEFAULT_SESSION_TTL, MAX_SESSION_TTL } from "./ttl.ts";
@@ -163,6 +169,9 @@ export async function loadSettings(env: Record<string, string | undefined>): Pro
       }
       case "serve":
         settings.serve = (await import("./serve.ts")).parseServeTable(file, value, env);
+        break;
+      case "egress":
+        settings.egress = (await import("./egress.ts")).parseEgressTable(file, value);
         break;
       default:
         throw new InvalidSettings(file, key, "is not a known setting");

@@ -22,6 +22,15 @@ export {
   type Settings,
 } from "./config.ts";
 export { InvalidSettings } from "./errors.ts";
+export {
+  egressAllows,
+  type EgressMatch,
+  type EgressRule,
+  type EgressRules,
+  NO_EGRESS,
+  parseEgressRule,
+  parseEgressTable,
+} from "./egress.ts";
 export { configDir, configPath, expandPath } from "./paths.ts";
 export { parseServeTable, SERVE_RSA_ENGINES, type ServeSettings } from "./serve.ts";
 export { VaultError } from "../errors.ts";

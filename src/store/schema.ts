@@ -53,3 +53,13 @@ export const POLICY_TABLES: readonly string[] = [
   "CREATE TABLE IF NOT EXISTS vault_token_policies (token TEXT PRIMARY KEY, policy TEXT NOT NULL, " +
   "policy_name TEXT, used INTEGER NOT NULL DEFAULT 0)",
 ];
+
+/**
+ * vault's side table for the forward proxy's per-scope certificate
+ * authorities (SPEC §11): created (IF NOT EXISTS) in the write transaction
+ * of the first CA saved, never on open. `key_pkcs8` is the CA's private key
+ * (PKCS#8 DER): it exists only inside the encrypted database.
+ */
+export const PROXY_CA_TABLE: string =
+  "CREATE TABLE IF NOT EXISTS vault_proxy_cas (scope TEXT PRIMARY KEY, cert_pem TEXT NOT NULL, " +
+  "key_pkcs8 BLOB NOT NULL, created_at TEXT NOT NULL)";

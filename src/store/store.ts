@@ -37,7 +37,7 @@ import {
   type TokenPolicy,
   validatePolicyName,
 } from "../tokens/policy.ts";
-import { POLICY_TABLES } from "./schema.ts";
+import { POLICY_TABLES, PROXY_CA_TABLE } from "./schema.ts";
 import type { KeyType } from "../openssh/keys.ts";
 import { sshForStore } from "./ssh_lazy.ts";
 
@@ -132,6 +132,23 @@ export interface StoredTokenPolicy {
   /** Uses leased so far (counted against `maxRequests`). */
   used: number;
 }
+
+/** A scope's forward-proxy CA (see {@link CredentialStore.proxyCa}). */
+export interface ProxyCa {
+  /** The scope. */
+  scope: string;
+  /** The CA certificate (PEM). */
+  certPem: string;
+  /** The CA's private key (PKCS#8 DER); a copy the caller may wipe. */
+  keyPkcs8: Uint8Array;
+  /** When it was saved (ISO-8601 UTC, milliseconds). */
+  createdAt: string;
+}
+
+/** Longest CA certificate PEM the store takes. */
+export const MAX_CA_CERT_PEM = 16 * 1024;
+/** Longest CA private key (PKCS#8 DER) the store takes. */
+export const MAX_CA_KEY_BYTES = 8 * 1024;
 
 /** A named policy (see {@link CredentialStore.listPolicies}). */
 export interface NamedPolicy {
@@ -258,6 +275,7 @@ export class CredentialStore {
       // Policy tables this transaction created are gone again: look anew.
       this.#policyTables = false;
       this.#schemaCookie = -1;
+      this.#proxyCaTable = false;
       throw error;
     }
   }
@@ -847,6 +865,95 @@ export class CredentialStore {
     this.sql(
       "DELETE FROM vault_token_policies WHERE token NOT IN (SELECT token FROM proxy_tokens)",
     ).run();
+  }
+  // ---------------------------------------------------------------- proxy CAs
+
+  /** Whether `vault_proxy_cas` is known to exist (never dropped once committed). */
+  #proxyCaTable = false;
+
+  /** Whether `vault_proxy_cas` exists now (another connection may have made it). */
+  #proxyCaTableExists(): boolean {
+    if (this.#proxyCaTable) return true;
+    return this.#proxyCaTable = this.sql(
+      "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'vault_proxy_cas'",
+    ).pluck().get() === 1;
+  }
+
+  /**
+   * The forward proxy's CA of `scope` (certificate and private key), or
+   * null when it has none. Sees a CA another process saved.
+   *
+   * @throws {InvalidScopeName} when `scope` is not a scope name
+   */
+  proxyCa(scope: string): ProxyCa | null {
+    validateScope(scope);
+    if (!this.#proxyCaTableExists()) return null;
+    const row = this.sql(
+      "SELECT scope, cert_pem, key_pkcs8, created_at FROM vault_proxy_cas WHERE scope = ?",
+    ).get(scope) as
+      | { scope: string; cert_pem: string; key_pkcs8: Uint8Array; created_at: string }
+      | undefined;
+    if (row === undefined) return null;
+    return {
+      scope: row.scope,
+      certPem: row.cert_pem,
+      keyPkcs8: bytes(row.key_pkcs8),
+      createdAt: row.created_at,
+    };
+  }
+
+  /** The scopes that have a forward-proxy CA, sorted. */
+  proxyCaScopes(): string[] {
+    if (!this.#proxyCaTableExists()) return [];
+    return this.sql("SELECT scope FROM vault_proxy_cas ORDER BY scope").pluck().all() as string[];
+  }
+
+  /**
+   * Saves `scope`'s forward-proxy CA, replacing the one it had (a
+   * rotation); creates the side table on the first write. The store keeps
+   * the bytes as given and does not parse them (src/pki does).
+   *
+   * @throws {InvalidScopeName} when `scope` is not a scope name;
+   *   {InvalidInput} when `certPem` is not one PEM certificate block of at
+   *   most 16 KiB or `keyPkcs8` is empty or over 8 KiB
+   */
+  saveProxyCa(scope: string, certPem: string, keyPkcs8: Uint8Array): void {
+    validateScope(scope);
+    if (
+      typeof certPem !== "string" || certPem.length > MAX_CA_CERT_PEM ||
+      !/^-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\r?\n?$/.test(
+        certPem,
+      )
+    ) {
+      throw new InvalidInput("the CA certificate must be one PEM certificate of at most 16 KiB");
+    }
+    if (
+      !(keyPkcs8 instanceof Uint8Array) || keyPkcs8.length === 0 ||
+      keyPkcs8.length > MAX_CA_KEY_BYTES
+    ) {
+      throw new InvalidInput("the CA key must be 1 to 8192 bytes of PKCS#8");
+    }
+    this.transaction(() => {
+      if (!this.#proxyCaTableExists()) {
+        this.#db.exec(PROXY_CA_TABLE);
+        this.#proxyCaTable = true;
+      }
+      this.sql(
+        "INSERT INTO vault_proxy_cas (scope, cert_pem, key_pkcs8, created_at) " +
+          "VALUES (?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) " +
+          "ON CONFLICT (scope) DO UPDATE SET cert_pem = excluded.cert_pem, " +
+          "key_pkcs8 = excluded.key_pkcs8, created_at = excluded.created_at",
+      ).run(scope, certPem, keyPkcs8);
+    });
+  }
+
+  /** Removes `scope`'s forward-proxy CA; returns whether it had one. */
+  removeProxyCa(scope: string): boolean {
+    validateScope(scope);
+    if (!this.#proxyCaTableExists()) return false;
+    return this.transaction(() =>
+      this.sql("DELETE FROM vault_proxy_cas WHERE scope = ?").run(scope).changes > 0
+    );
   }
 }
 
