@@ -27,16 +27,8 @@ import {
   validateSubject,
 } from "./validate.ts";
 import { maskToken, mintToken } from "../tokens/format.ts";
-import {
-  InvalidPolicy,
-  isEmptyPolicy,
-  normalizePolicy,
-  policyFromJson,
-  policyToJson,
-  resolveForToken,
-  type TokenPolicy,
-  validatePolicyName,
-} from "../tokens/policy.ts";
+import type { TokenPolicy } from "../tokens/policy.ts";
+import { policyForStore } from "./policy_lazy.ts";
 import { POLICY_TABLES, PROXY_CA_TABLE } from "./schema.ts";
 import type { KeyType } from "../openssh/keys.ts";
 import { sshForStore } from "./ssh_lazy.ts";
@@ -548,10 +540,12 @@ export class CredentialStore {
     validateSubject(subject);
     validateCredentialSet(credentialSet);
     validateProvider(provider);
-    if (policyName !== undefined) validatePolicyName(policyName);
-    const resolved = policy === undefined ? {} : resolveForToken(policy, Date.now());
-    const withPolicy = !isEmptyPolicy(resolved) || policyName !== undefined;
-    const text = withPolicy ? policyToJson(resolved) : null;
+    if (policyName !== undefined) policyForStore().validatePolicyName(policyName);
+    const resolved = policy === undefined
+      ? {}
+      : policyForStore().resolveForToken(policy, Date.now());
+    const withPolicy = !policyForStore().isEmptyPolicy(resolved) || policyName !== undefined;
+    const text = withPolicy ? policyForStore().policyToJson(resolved) : null;
     const token = mintToken();
     this.transaction(() => {
       this.sql(
@@ -712,8 +706,8 @@ export class CredentialStore {
    *   time with milliseconds, or a stored policy is damaged
    */
   extendTokenExpiry(tokens: readonly string[], expires: string, cap: string | null): number {
-    normalizePolicy({ expires });
-    if (cap !== null) normalizePolicy({ expires: cap });
+    policyForStore().normalizePolicy({ expires });
+    if (cap !== null) policyForStore().normalizePolicy({ expires: cap });
     const target = cap !== null && Date.parse(cap) < Date.parse(expires) ? cap : expires;
     if (tokens.length === 0 || !this.#policyTablesExist()) return 0;
     return this.transaction(() => {
@@ -726,7 +720,7 @@ export class CredentialStore {
           continue;
         }
         this.sql("UPDATE vault_token_policies SET policy = ? WHERE token = ?").run(
-          policyToJson({ ...policy, expires: target }),
+          policyForStore().policyToJson({ ...policy, expires: target }),
           token,
         );
         changed++;
@@ -767,8 +761,8 @@ export class CredentialStore {
    * @throws {InvalidPolicy} when the name or the policy is not valid
    */
   setPolicy(name: string, policy: TokenPolicy): void {
-    validatePolicyName(name);
-    const text = policyToJson(policy);
+    policyForStore().validatePolicyName(name);
+    const text = policyForStore().policyToJson(policy);
     this.transaction(() => {
       this.#createPolicyTables();
       this.#deleteOrphanPolicies();
@@ -967,14 +961,14 @@ function checkCount(value: number, what: string): void {
 function tokenPolicyFrom(text: string, token: string): TokenPolicy {
   let policy: TokenPolicy;
   try {
-    policy = policyFromJson(text);
+    policy = policyForStore().policyFromJson(text);
   } catch (error) {
-    throw new InvalidPolicy(
+    throw new (policyForStore().InvalidPolicy)(
       `the stored policy of token ${maskToken(token)} is damaged: ${(error as Error).message}`,
     );
   }
   if (policy.expiresIn !== undefined) {
-    throw new InvalidPolicy(
+    throw new (policyForStore().InvalidPolicy)(
       `the stored policy of token ${maskToken(token)} is damaged: it holds a relative expiry`,
     );
   }
@@ -983,9 +977,9 @@ function tokenPolicyFrom(text: string, token: string): TokenPolicy {
 
 function namedPolicyFrom(text: string, name: string): TokenPolicy {
   try {
-    return policyFromJson(text);
+    return policyForStore().policyFromJson(text);
   } catch (error) {
-    throw new InvalidPolicy(
+    throw new (policyForStore().InvalidPolicy)(
       `the stored policy "${name}" is damaged: ${(error as Error).message}`,
     );
   }
