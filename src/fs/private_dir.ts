@@ -6,7 +6,7 @@
  */
 
 import { describeFsError, UnsafeWrite } from "./errors.ts";
-import { currentUid, lstatOrNull } from "./nofollow.ts";
+import { currentUid, lstatOrNull, lstatOrNullSync } from "./nofollow.ts";
 
 /**
  * Checks an existing private directory: not a symlink, a directory, owned
@@ -22,6 +22,21 @@ export async function checkPrivateDir(dir: string): Promise<Deno.FileInfo | null
   } catch (e) {
     throw new UnsafeWrite(dir, `cannot inspect it: ${describeFsError(e)}`, { cause: e });
   }
+  return checkedPrivateDir(dir, st);
+}
+
+/** {@link checkPrivateDir} without the wait (one lstat), for a read on the start-up path. */
+export function checkPrivateDirSync(dir: string): Deno.FileInfo | null {
+  let st: Deno.FileInfo | null;
+  try {
+    st = lstatOrNullSync(dir);
+  } catch (e) {
+    throw new UnsafeWrite(dir, `cannot inspect it: ${describeFsError(e)}`, { cause: e });
+  }
+  return checkedPrivateDir(dir, st);
+}
+
+function checkedPrivateDir(dir: string, st: Deno.FileInfo | null): Deno.FileInfo | null {
   if (st === null) return null;
   if (st.isSymlink) throw new UnsafeWrite(dir, "it is a symlink; refusing it");
   if (!st.isDirectory) throw new UnsafeWrite(dir, "it is not a directory");

@@ -17,8 +17,8 @@ import { describeFsError } from "../fs/errors.ts";
 import { currentUid } from "../fs/nofollow.ts";
 import { tempPattern, writeFileAtomic } from "../fs/atomic.ts";
 import { UnsafeWrite } from "../fs/errors.ts";
-import { lstatOrNull as fsLstatOrNull } from "../fs/nofollow.ts";
-import { checkPrivateDir, ensurePrivateDir } from "../fs/private_dir.ts";
+import { lstatOrNullSync } from "../fs/nofollow.ts";
+import { checkPrivateDirSync, ensurePrivateDir } from "../fs/private_dir.ts";
 import { keyringLoad, keyringRemove, keyringStore, KEYUTILS_SONAME } from "./keyring.ts";
 import { RAW_KEY_LENGTH } from "./types.ts";
 
@@ -72,12 +72,16 @@ export function sessionBackend(
  * Canonical form of a database path: its realpath; for a database that does
  * not exist yet, the realpath of its directory joined with its name.
  */
-export async function canonicalDbPath(dbPath: string): Promise<string> {
+export function canonicalDbPath(dbPath: string): Promise<string> {
+  return Promise.resolve(canonicalDbPathSync(dbPath));
+}
+
+function canonicalDbPathSync(dbPath: string): string {
   try {
-    return await Deno.realPath(dbPath);
+    return Deno.realPathSync(dbPath);
   } catch {
     try {
-      return join(await Deno.realPath(dirname(resolve(dbPath))), basename(dbPath));
+      return join(Deno.realPathSync(dirname(resolve(dbPath))), basename(dbPath));
     } catch {
       return resolve(dbPath);
     }
@@ -86,7 +90,7 @@ export async function canonicalDbPath(dbPath: string): Promise<string> {
 
 /** First 32 hex digits of sha256 of the canonical database path. */
 export async function sessionId(dbPath: string): Promise<string> {
-  const canonical = new TextEncoder().encode(await canonicalDbPath(dbPath));
+  const canonical = new TextEncoder().encode(canonicalDbPathSync(dbPath));
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", canonical));
   return Array.from(digest.subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
 }
@@ -155,15 +159,24 @@ async function asTier<T>(op: () => Promise<T>): Promise<T> {
 /**
  * Checks an existing session directory: a real directory (not a symlink)
  * owned by the current user. Returns its lstat, or null when missing.
+ *
+ * The reads of the session tier (this check, the sweep, the record) use
+ * the synchronous calls: they run on every command's start-up, where each
+ * awaited one costs a round trip through Deno's thread pool (bench:cli).
  */
-function checkSessionDir(dir: string): Promise<Deno.FileInfo | null> {
-  return asTier(() => checkPrivateDir(dir));
+function checkSessionDir(dir: string): Deno.FileInfo | null {
+  try {
+    return checkPrivateDirSync(dir);
+  } catch (e) {
+    if (e instanceof UnsafeWrite) throw new TierFailed("session-file", e.message, { cause: e });
+    throw e;
+  }
 }
 
 /** lstat that returns null for a missing path. */
-async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
+function lstatOrNull(path: string): Deno.FileInfo | null {
   try {
-    return await fsLstatOrNull(path);
+    return lstatOrNullSync(path);
   } catch (e) {
     throw new TierFailed("session-file", `cannot inspect ${path}: ${describeFsError(e)}`, {
       cause: e,
@@ -180,7 +193,7 @@ async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
 async function writeSessionFile(path: string, record: Uint8Array): Promise<void> {
   const dir = dirname(path);
   await asTier(() => ensurePrivateDir(dir));
-  await sweepTemps(path, 0);
+  sweepTemps(path, 0);
   await asTier(() => writeFileAtomic(path, record, { mode: 0o600, keepMode: false }));
 }
 
@@ -192,23 +205,23 @@ async function writeSessionFile(path: string, record: Uint8Array): Promise<void>
  *
  * @returns how many were removed.
  */
-async function sweepTemps(path: string, minAgeMs: number): Promise<number> {
+function sweepTemps(path: string, minAgeMs: number): number {
   const dir = dirname(path);
-  if (await checkSessionDir(dir) === null) return 0;
+  if (checkSessionDir(dir) === null) return 0;
   const pattern = tempPattern(basename(path));
   const now = Date.now();
   let removed = 0;
   try {
-    for await (const entry of Deno.readDir(dir)) {
+    for (const entry of Deno.readDirSync(dir)) {
       if (!pattern.test(entry.name)) continue;
       const file = join(dir, entry.name);
       if (minAgeMs > 0) {
-        const st = await fsLstatOrNull(file);
+        const st = lstatOrNullSync(file);
         if (st === null || (st.mtime !== null && now - st.mtime.getTime() < minAgeMs)) continue;
       }
       try {
         // remove() unlinks the entry; a symlink is removed, never followed.
-        await Deno.remove(file);
+        Deno.removeSync(file);
         removed++;
       } catch (e) {
         if (!isNotFound(e)) throw e;
@@ -237,7 +250,7 @@ export async function sweepSessionTemps(
   minAgeMs = 0,
 ): Promise<number> {
   const path = await sessionFilePath(dbPath, env);
-  return path === null ? 0 : await sweepTemps(path, minAgeMs);
+  return path === null ? 0 : sweepTemps(path, minAgeMs);
 }
 
 /**
@@ -245,15 +258,15 @@ export async function sweepSessionTemps(
  * Throws TierFailed for a symlink, a non-regular file, a foreign owner or
  * group/other permission bits.
  */
-async function readSessionFile(path: string): Promise<Uint8Array | null> {
-  if (await checkSessionDir(dirname(path)) === null) return null;
-  const st = await lstatOrNull(path);
+function readSessionFile(path: string): Uint8Array | null {
+  if (checkSessionDir(dirname(path)) === null) return null;
+  const st = lstatOrNull(path);
   if (st === null) return null;
   if (st.isSymlink) throw new TierFailed("session-file", `${path} is a symlink; refusing it`);
   if (!st.isFile) throw new TierFailed("session-file", `${path} is not a regular file`);
   let f: Deno.FsFile;
   try {
-    f = await Deno.open(path, { read: true });
+    f = Deno.openSync(path, { read: true });
   } catch (e) {
     if (isNotFound(e)) return null;
     throw new TierFailed("session-file", `cannot read ${path}: ${describeFsError(e)}`, {
@@ -261,7 +274,7 @@ async function readSessionFile(path: string): Promise<Uint8Array | null> {
     });
   }
   try {
-    const fst = await f.stat();
+    const fst = f.statSync();
     if (fst.ino !== st.ino || fst.dev !== st.dev) {
       throw new TierFailed("session-file", `${path} changed while being opened`);
     }
@@ -278,7 +291,7 @@ async function readSessionFile(path: string): Promise<Uint8Array | null> {
     const buf = new Uint8Array(RECORD_LENGTH + 1);
     let n = 0;
     while (n < buf.length) {
-      const r = await f.read(buf.subarray(n));
+      const r = f.readSync(buf.subarray(n));
       if (r === null) break;
       n += r;
     }
@@ -396,18 +409,8 @@ export async function loadFromFile(
 ): Promise<Uint8Array | null> {
   if (path === undefined) path = await sessionFilePath(dbPath, env);
   if (path === null) return null;
-  // The sweep and the read touch different files, so they run side by side; a failed sweep
-  // still fails the tier (and wipes what was read).
-  const [swept, read] = await Promise.allSettled([
-    sweepTemps(path, STALE_TEMP_MS),
-    readSessionFile(path),
-  ]);
-  if (swept.status === "rejected") {
-    if (read.status === "fulfilled") read.value?.fill(0);
-    throw swept.reason;
-  }
-  if (read.status === "rejected") throw read.reason;
-  const raw = read.value;
+  sweepTemps(path, STALE_TEMP_MS);
+  const raw = readSessionFile(path);
   if (raw === null) return null;
   const rec = decodeSessionRecord(raw);
   if (rec === null || rec.expiresAt <= (opts?.now ?? Date.now)()) {
@@ -448,7 +451,7 @@ export async function clearSessionKey(
     opts?.keyutils ?? KEYUTILS_SONAME,
   );
   const path = await sessionFilePath(dbPath, env);
-  const swept = path !== null && await sweepTemps(path, 0) > 0;
+  const swept = path !== null && sweepTemps(path, 0) > 0;
   const fromFile = path !== null && await removeSessionFile(path);
   return fromKeyring || fromFile || swept;
 }
