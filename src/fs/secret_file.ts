@@ -143,7 +143,8 @@ export async function readSecretFile(path: string, opts: SecretReadOptions): Pro
   // before opening it (opening a device can have side effects).
   let pre: Deno.FileInfo;
   try {
-    pre = opts.noFollow ? await Deno.lstat(path) : await Deno.stat(path);
+    // Synchronous, as the open and the reads below: one of these runs on every start-up.
+    pre = opts.noFollow ? Deno.lstatSync(path) : Deno.statSync(path);
   } catch (e) {
     throw FileRefused.unreadable(path, what, e);
   }

@@ -202,9 +202,9 @@ function openLocked(
     if (options.readonly) {
       db.pragma("query_only = ON");
     } else {
-      db.pragma("journal_mode = WAL");
       // Every commit fsyncs the WAL: a revoked token stays revoked across a power loss.
-      db.pragma(options.synchronous === "normal" ? "synchronous = NORMAL" : "synchronous = FULL");
+      const sync = options.synchronous === "normal" ? "NORMAL" : "FULL";
+      db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${sync}`);
       migration = migrate(db);
     }
     mark("pragmas, migrate");
@@ -287,12 +287,12 @@ export function assertOpenable(path: string, kind: FileKind = inspectFile(path))
 
 /** Sets the SQLCipher 4 mode and the key; must be the first statements on a connection. */
 export function applyKey(db: Db, key: DbKey): void {
-  db.pragma("cipher = 'sqlcipher'");
-  db.pragma("legacy = 4");
   if (key.kind === "raw") {
     if (key.key.length !== 32) throw new InvalidInput("a raw database key must be 32 bytes");
-    db.pragma(`key = "x'${toHex(key.key)}'"`);
+    // One exec for the three (no statement object per pragma): this runs on every start-up.
+    db.exec(`PRAGMA cipher = 'sqlcipher'; PRAGMA legacy = 4; PRAGMA key = "x'${toHex(key.key)}'"`);
   } else {
+    db.exec("PRAGMA cipher = 'sqlcipher'; PRAGMA legacy = 4");
     if (key.passphrase.length === 0) throw new InvalidInput("the passphrase is empty");
     db.key(Buffer.from(key.passphrase));
   }

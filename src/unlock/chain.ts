@@ -189,7 +189,7 @@ const systemdCredsTier: Tier = {
     const file = ctx.settings.systemd_creds_file;
     if (file === null) return { state: "absent" };
     try {
-      await Deno.stat(file);
+      Deno.statSync(file); // on every unlock's path: no thread-pool round trip
     } catch (e) {
       if (isNotFound(e)) return { state: "absent", detail: `no ${file}` };
       throw new TierFailed("systemd-creds", `cannot use ${file}: ${describeFsError(e)}`, {
