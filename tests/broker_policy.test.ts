@@ -21,12 +21,12 @@ import {
   withTempStore,
 } from "../testing/fixtures.ts";
 import { FakeUpstream, readAll, until, within } from "../testing/broker.ts";
-import { outputWithin } from "../testing/process.ts";
 import { type BrokerHandle, startBroker } from "../src/broker/broker.ts";
 import { routesFromValue } from "../src/providers/routes.ts";
 import { deriveRawKey, readSalt } from "../src/store/key.ts";
 import { CredentialStore } from "../src/store/store.ts";
 import type { TokenPolicy } from "../src/tokens/policy.ts";
+import { requireGh, runGh } from "../testing/gh.ts";
 
 const SECRET = "sk-REAL-policy-0123456789abcdef";
 const GOOGLE_SECRET = "AIzaREAL-policy-0123456789";
@@ -675,8 +675,7 @@ Deno.test("broker policy: terok's fixture — its policy-less tokens work throug
 });
 
 Deno.test("broker policy: gh (Debian's) with a read-only GitHub policy — gh api /repos/o/r works, gh api -X DELETE gets a clear 403", async () => {
-  const found = await outputWithin("sh", { args: ["-c", "command -v gh"] });
-  if (found.code !== 0) throw new Error("gh is not installed (Debian: apt-get install gh)");
+  await requireGh();
   const api = new FakeUpstream();
   api.on("/repos/o/r", () => Response.json({ full_name: "o/r", private: false }));
   try {
@@ -700,29 +699,7 @@ Deno.test("broker policy: gh (Debian's) with a read-only GitHub policy — gh ap
         const ghDir = join(dir, "gh");
         Deno.mkdirSync(ghDir, { mode: 0o700 });
         Deno.writeTextFileSync(join(ghDir, "config.yml"), `http_unix_socket: ${socket}\n`);
-        const gh = async (args: string[]) => {
-          const out = await outputWithin("gh", {
-            args,
-            env: {
-              PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-              HOME: dir,
-              GH_CONFIG_DIR: ghDir,
-              GH_TOKEN: token,
-              GH_NO_UPDATE_NOTIFIER: "1",
-              GH_PROMPT_DISABLED: "1",
-              NO_COLOR: "1",
-            },
-            clearEnv: true,
-            stdin: "null",
-            stdout: "piped",
-            stderr: "piped",
-          });
-          return {
-            code: out.code,
-            stdout: decoder.decode(out.stdout),
-            stderr: decoder.decode(out.stderr),
-          };
-        };
+        const gh = (args: string[]) => runGh(args, { configDir: ghDir, token, home: dir });
         const read = await gh(["api", "/repos/o/r"]);
         assertEquals(read.code, 0, read.stderr);
         assertEquals(JSON.parse(read.stdout), { full_name: "o/r", private: false });

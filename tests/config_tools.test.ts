@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import { withSandboxVault } from "../testing/cli.ts";
 import { FakeUpstream, startBrokerServe } from "../testing/broker.ts";
 import { outputWithin } from "../testing/process.ts";
+import { requireGh, runGh } from "../testing/gh.ts";
 
 const PASS = "config tools passphrase";
 const REAL_OPENAI = "sk-REAL-config-tools-0123456789abcdef";
@@ -155,8 +156,7 @@ Deno.test("vault exec: curl and the openai SDK through a private broker; exit st
 });
 
 Deno.test("config apply: gh, given http_unix_socket and the phantom GH_TOKEN, reaches a fake GitHub API through the broker", async () => {
-  const found = await outputWithin("sh", { args: ["-c", "command -v gh"] });
-  if (found.code !== 0) throw new Error("gh is not installed (Debian: apt-get install gh)");
+  await requireGh();
   const api = new FakeUpstream();
   api.on("/user", () => Response.json({ login: "octo", id: 1 }));
   try {
@@ -202,25 +202,13 @@ Deno.test("config apply: gh, given http_unix_socket and the phantom GH_TOKEN, re
         assertEquals(env.code, 0, env.stderr);
         const vars = JSON.parse(env.stdout);
         assertMatch(vars.GH_TOKEN, /^terok-p-[0-9a-f]{32}$/);
-        const gh = await outputWithin("gh", {
-          args: ["api", "/user"],
-          env: {
-            PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-            HOME: vault.home,
-            GH_CONFIG_DIR: ghDir,
-            GH_TOKEN: vars.GH_TOKEN,
-            GH_NO_UPDATE_NOTIFIER: "1",
-            GH_PROMPT_DISABLED: "1",
-            NO_COLOR: "1",
-          },
-          clearEnv: true,
-          stdin: "null",
-          stdout: "piped",
-          stderr: "piped",
+        const gh = await runGh(["api", "/user"], {
+          configDir: ghDir,
+          token: vars.GH_TOKEN,
+          home: vault.home,
         });
-        const text = new TextDecoder();
-        assertEquals(gh.code, 0, text.decode(gh.stderr));
-        assertEquals(JSON.parse(text.decode(gh.stdout)), { login: "octo", id: 1 });
+        assertEquals(gh.code, 0, gh.stderr);
+        assertEquals(JSON.parse(gh.stdout), { login: "octo", id: 1 });
         assertEquals(authorizations(api), [`token ${REAL_GITHUB}`]);
 
         // Disabling github gives the user's file back byte for byte.
@@ -247,8 +235,7 @@ Deno.test("config apply: gh, given http_unix_socket and the phantom GH_TOKEN, re
 });
 
 Deno.test("config apply + a read-only policy: gh api /repos/o/r works, gh api -X DELETE gets a clear 403 and never reaches GitHub", async () => {
-  const found = await outputWithin("sh", { args: ["-c", "command -v gh"] });
-  if (found.code !== 0) throw new Error("gh is not installed (Debian: apt-get install gh)");
+  await requireGh();
   const api = new FakeUpstream();
   api.on("/repos/o/r", () => Response.json({ full_name: "o/r", private: true }));
   try {
@@ -293,30 +280,8 @@ Deno.test("config apply + a read-only policy: gh api /repos/o/r works, gh api -X
           ]),
         );
         assertMatch(vars.GH_TOKEN, /^terok-p-[0-9a-f]{32}$/);
-        const gh = async (args: string[]) => {
-          const out = await outputWithin("gh", {
-            args,
-            env: {
-              PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-              HOME: vault.home,
-              GH_CONFIG_DIR: ghDir,
-              GH_TOKEN: vars.GH_TOKEN,
-              GH_NO_UPDATE_NOTIFIER: "1",
-              GH_PROMPT_DISABLED: "1",
-              NO_COLOR: "1",
-            },
-            clearEnv: true,
-            stdin: "null",
-            stdout: "piped",
-            stderr: "piped",
-          });
-          const text = new TextDecoder();
-          return {
-            code: out.code,
-            stdout: text.decode(out.stdout),
-            stderr: text.decode(out.stderr),
-          };
-        };
+        const gh = (args: string[]) =>
+          runGh(args, { configDir: ghDir, token: vars.GH_TOKEN, home: vault.home });
         const read = await gh(["api", "/repos/o/r"]);
         assertEquals(read.code, 0, read.stderr);
         assertEquals(JSON.parse(read.stdout), { full_name: "o/r", private: true });

@@ -38,6 +38,9 @@ export interface TokenPolicy {
 /** A policy was not acceptable (a rule, a duration, a size, its JSON); the message says why. */
 export class InvalidPolicy extends InvalidInput {}
 
+/** A {@link TokenPolicy} being built field by field (what the parsers fill in). */
+export type PolicyDraft = { -readonly [K in keyof TokenPolicy]: TokenPolicy[K] };
+
 /** A parsed allow rule. */
 export interface AllowRule {
   /** An upper-case method token, or `*` for any method. */
@@ -368,15 +371,7 @@ export function normalizePolicy(p: TokenPolicy): TokenPolicy {
   if (p === null || typeof p !== "object" || Array.isArray(p)) {
     throw new InvalidPolicy("a policy must be an object");
   }
-  const out: {
-    allow?: string[];
-    expires?: string;
-    expiresIn?: number;
-    maxRequests?: number;
-    rate?: { count: number; periodMs: number };
-    maxBody?: number;
-    models?: string[];
-  } = {};
+  const out: PolicyDraft = {};
   if (p.allow !== undefined) {
     if (!Array.isArray(p.allow) || p.allow.length === 0) {
       throw new InvalidPolicy("allow must be a non-empty list of rules (omit it for no limit)");

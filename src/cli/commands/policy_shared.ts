@@ -20,6 +20,7 @@ import {
   parseModels,
   parseRate,
   parseSize,
+  type PolicyDraft,
   policyToJson,
   type TokenPolicy,
   validatePolicyName,
@@ -82,15 +83,7 @@ export function policyOfFlags(
   now: number,
   relative = false,
 ): TokenPolicy {
-  const out: {
-    allow?: string[];
-    expires?: string;
-    expiresIn?: number;
-    maxRequests?: number;
-    rate?: { count: number; periodMs: number };
-    maxBody?: number;
-    models?: string[];
-  } = {};
+  const out: PolicyDraft = {};
   const flag = <T>(name: string, parse: () => T): T => {
     try {
       return parse();
