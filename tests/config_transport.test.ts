@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { withTempStore } from "../testing/fixtures.ts";
 import { withSandboxVault } from "../testing/cli.ts";
 import { FakeUpstream, startBrokerServe } from "../testing/broker.ts";
-import { outputWithin } from "../testing/process.ts";
+import { requireGh, runGh } from "../testing/gh.ts";
 import {
   bridgeCommand,
   type EnvProvider,
@@ -160,8 +160,7 @@ Deno.test("vault config env --transport tcp:PORT prints no ANTHROPIC_UNIX_SOCKET
 });
 
 Deno.test("config apply --transport tcp:PORT: gh's socket comes from the bridge command vault prints, and gh works through it", async () => {
-  const found = await outputWithin("sh", { args: ["-c", "command -v gh"] });
-  if (found.code !== 0) throw new Error("gh is not installed (Debian: apt-get install gh)");
+  await requireGh();
   const api = new FakeUpstream();
   api.on("/user", () => Response.json({ login: "octo", id: 2 }));
   try {
@@ -224,25 +223,13 @@ Deno.test("config apply --transport tcp:PORT: gh's socket comes from the bridge 
         ]);
         assertEquals(env.code, 0, env.stderr);
         const vars = JSON.parse(env.stdout);
-        const gh = await outputWithin("gh", {
-          args: ["api", "/user"],
-          env: {
-            PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-            HOME: vault.home,
-            GH_CONFIG_DIR: ghDir,
-            GH_TOKEN: vars.GH_TOKEN,
-            GH_NO_UPDATE_NOTIFIER: "1",
-            GH_PROMPT_DISABLED: "1",
-            NO_COLOR: "1",
-          },
-          clearEnv: true,
-          stdin: "null",
-          stdout: "piped",
-          stderr: "piped",
+        const gh = await runGh(["api", "/user"], {
+          configDir: ghDir,
+          token: vars.GH_TOKEN,
+          home: vault.home,
         });
-        const text = new TextDecoder();
-        assertEquals(gh.code, 0, text.decode(gh.stderr));
-        assertEquals(JSON.parse(text.decode(gh.stdout)), { login: "octo", id: 2 });
+        assertEquals(gh.code, 0, gh.stderr);
+        assertEquals(JSON.parse(gh.stdout), { login: "octo", id: 2 });
         assertEquals(
           api.requests.map((r) =>
             r.headers.find(([n]) => n.toLowerCase() === "authorization")?.[1]
