@@ -379,3 +379,42 @@ Deno.test("broker websocket: an upstream negotiating permessage-deflate uninvite
     ]]);
   });
 });
+
+Deno.test("broker websocket: a token limited to models opens a realtime session only for an allowed ?model=", async () => {
+  await withTempStore("websocket passphrase", async (store, dir) => {
+    const upstream = wsUpstream();
+    store.storeCredential("default", "openai", { type: "api_key", key: SECRET });
+    const token = store.createToken("proj", "t1", "default", "openai", {
+      models: ["gpt-4o-realtime-*"],
+    });
+    const broker = await startBroker({
+      store,
+      routes: routesFromValue({ openai: { upstream: upstream.origin } }, "routes.json"),
+      listeners: [{ tcpPort: 0 }],
+      auditPath: join(dir, "audit.jsonl"),
+    });
+    const base = `ws://${broker.bindings[0].label.slice("tcp:".length)}`;
+    const open = async (query: string) => {
+      const ws = new WebSocket(`${base}/v1/realtime${query}`, {
+        protocols: ["p2"],
+        headers: { authorization: `Bearer ${token}` },
+      });
+      const done = closed(ws);
+      const ok = await within(opened(ws).then(() => true, () => false), "the handshake");
+      if (ok) ws.close();
+      await within(done, "the close");
+      return ok;
+    };
+    try {
+      assert(await open("?model=gpt-4o-realtime-preview"), "an allowed model opens");
+      for (const query of ["?model=gpt-5", "", "?model=gpt-4o-realtime-preview&model=gpt-5"]) {
+        assert(!(await open(query)), `refused: ${query || "no model"}`);
+      }
+      // Only the allowed session reached the upstream.
+      assertEquals(upstream.handshakes.length, 1);
+    } finally {
+      await broker.close();
+      await upstream.server.shutdown();
+    }
+  });
+});

@@ -442,7 +442,16 @@ export function policy(x: BrokerExchange): ServerResponse | Promise<ServerRespon
     if (length !== null && Number(length) > maxBody) return tooLarge(x, maxBody);
     x.bodyLimit = maxBody;
   }
-  if (compiled.hasModels && !isWebSocketUpgrade(request)) return checkModels(x, compiled);
+  if (compiled.hasModels) {
+    if (!isWebSocketUpgrade(request)) return checkModels(x, compiled);
+    // A WebSocket session (OpenAI's realtime API) names its model in the query, once.
+    const named = new URLSearchParams(x.query).getAll("model");
+    if (named.length !== 1 || !compiled.modelAllowed(named[0])) {
+      return x.deny(403, "models", "this token's policy does not allow this model", {
+        allowed: compiled.policy.models,
+      });
+    }
+  }
   return admit(x, compiled);
 }
 
