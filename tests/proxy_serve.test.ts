@@ -238,6 +238,85 @@ Deno.test("proxy serve: curl via HTTPS_PROXY — route host intercepted with the
             );
           },
         );
+
+        await t.step(
+          "config env --transport proxy:PORT and config apply: curl with only the printed variables",
+          async () => {
+            const mounts = join(vault.home, "mounts");
+            const caDir = join(mounts, "_vault-proxy");
+            const transport = ["--transport", `proxy:${proxy.port}`, "--proxy-ca-dir", caDir];
+            const apply = await vault.cli.run([
+              ...vault.base,
+              "config",
+              "apply",
+              "--mounts",
+              mounts,
+              "--scope",
+              "proj",
+              ...transport,
+            ]);
+            assertEquals(apply.code, 0, apply.stderr);
+            const caPem = await Deno.readTextFile(proxy.caFile);
+            assertEquals(await Deno.readTextFile(join(caDir, "ca.pem")), caPem);
+            const bundle = await Deno.readTextFile(join(caDir, "ca-bundle.pem"));
+            assert(bundle.endsWith(caPem) && bundle.length > caPem.length * 2, "no system CAs");
+            const env = await vault.cli.run([
+              ...vault.base,
+              "config",
+              "env",
+              "--scope",
+              "proj",
+              "--subject",
+              "t3",
+              "--providers",
+              "github",
+              "--tcp-host",
+              "127.0.0.1",
+              "--format",
+              "json",
+              ...transport,
+            ]);
+            assertEquals(env.code, 0, env.stderr);
+            const vars = JSON.parse(env.stdout) as Record<string, string>;
+            const phantom = vars.GH_TOKEN;
+            assertMatch(phantom, /^terok-p-[0-9a-f]{32}$/);
+            assertEquals(vars.HTTPS_PROXY, `http://x:${phantom}@127.0.0.1:${proxy.port}`);
+            assertEquals(vars.HTTP_PROXY, vars.HTTPS_PROXY);
+            assertEquals(vars.NO_PROXY, "localhost,127.0.0.1,::1");
+            for (
+              const name of [
+                "SSL_CERT_FILE",
+                "REQUESTS_CA_BUNDLE",
+                "CURL_CA_BUNDLE",
+                "GIT_SSL_CAINFO",
+              ]
+            ) {
+              assertEquals(vars[name], join(caDir, "ca-bundle.pem"), name);
+            }
+            assertEquals(vars.NODE_EXTRA_CA_CERTS, join(caDir, "ca.pem"));
+            assertEquals(vars.DENO_CERT, join(caDir, "ca.pem"));
+            assert(!Object.keys(vars).some((k) => k.startsWith("TEROK_TOKEN_BROKER")));
+            const before = api.requests.length;
+            const out = await outputWithin("curl", {
+              args: [
+                "-sS",
+                "--max-time",
+                "20",
+                "-H",
+                `Authorization: token ${phantom}`,
+                "https://api.github.com/user",
+              ],
+              env: vars,
+              clearEnv: true,
+              stdin: "null",
+            });
+            assert(out.success, decoder.decode(out.stderr));
+            assertEquals(api.requests.length, before + 1);
+            assertEquals(headerOf(api.requests[before].headers, "authorization"), [
+              `token ${REAL_GH}`,
+            ]);
+          },
+        );
       } finally {
         await proxy.serve.stop();
       }
