@@ -240,6 +240,52 @@ Deno.test("proxy serve: curl via HTTPS_PROXY — route host intercepted with the
         );
 
         await t.step(
+          "a token policy applies inside the tunnel: 403 policy_denied, never forwarded",
+          async () => {
+            const made = await vault.cli.run([
+              ...vault.base,
+              "token",
+              "create",
+              "--scope",
+              "proj",
+              "--subject",
+              "t4",
+              "--provider",
+              "github",
+              "--allow",
+              "GET /user",
+            ]);
+            assertEquals(made.code, 0, made.stderr);
+            const limited = made.stdout.trim();
+            const before = api.requests.length;
+            const ok = await curl(proxy, limited, [
+              "--cacert",
+              proxy.caFile,
+              "-H",
+              `Authorization: token ${limited}`,
+              "https://api.github.com/user",
+            ]);
+            assertEquals(ok.status, 200, ok.stderr);
+            const denied = await curl(proxy, limited, [
+              "--cacert",
+              proxy.caFile,
+              "-H",
+              `Authorization: token ${limited}`,
+              "-X",
+              "DELETE",
+              "https://api.github.com/repos/o/r",
+            ]);
+            assertEquals(denied.status, 403, denied.stderr);
+            assertEquals(JSON.parse(denied.body).error.rule, "allow");
+            assertEquals(api.requests.length, before + 1);
+            await until(
+              () => auditRecords(proxy.audit).some((l) => l.outcome === "policy_denied"),
+              "the policy_denied line",
+            );
+          },
+        );
+
+        await t.step(
           "config env --transport proxy:PORT and config apply: curl with only the printed variables",
           async () => {
             const mounts = join(vault.home, "mounts");
@@ -330,14 +376,19 @@ Deno.test("proxy serve: curl via HTTPS_PROXY — route host intercepted with the
   }
 });
 
-Deno.test("proxy serve: the openai SDK with its default base URL, only HTTPS_PROXY and NODE_EXTRA_CA_CERTS", async () => {
+Deno.test("proxy serve: the openai SDK with its default base URL, only HTTPS_PROXY (a --proxy-scope listener) and NODE_EXTRA_CA_CERTS", async () => {
   const api = new FakeUpstream();
   try {
     await withSandboxVault(PASS, async (vault) => {
       const token = await mintToken(vault, "proj", "t1", "openai");
-      const proxy = await startProxy(vault, {
-        openai: { upstream: api.origin, hosts: ["api.openai.com"] },
-      }, []);
+      const proxy = await startProxy(
+        vault,
+        {
+          openai: { upstream: api.origin, hosts: ["api.openai.com"] },
+        },
+        [],
+        ["--proxy-scope", "proj"],
+      );
       try {
         api.on("/v1/models", () => Response.json({ object: "list", data: [] }));
         const script = vault.cli.file(
@@ -347,7 +398,8 @@ Deno.test("proxy serve: the openai SDK with its default base URL, only HTTPS_PRO
             `const page = await client.models.list();\n` +
             `console.log(JSON.stringify(page.data));\n`,
         );
-        const proxyUrl = `http://x:${token}@127.0.0.1:${proxy.port}`;
+        // A scope-bound listener (--proxy-scope): no proxy credentials needed.
+        const proxyUrl = `http://127.0.0.1:${proxy.port}`;
         const out = await outputWithin(Deno.execPath(), {
           args: ["run", "-A", "--config", join(Deno.cwd(), "deno.json"), script],
           env: {

@@ -234,11 +234,11 @@ async function handleProxy(
   }
   let upstream: Deno.TcpConn;
   try {
-    upstream = await Deno.connect({
-      hostname: address,
-      port: dest.port,
-      signal: AbortSignal.timeout(proxy.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS),
-    } as Deno.ConnectOptions);
+    upstream = await connectWithin(
+      address,
+      dest.port,
+      proxy.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    );
   } catch {
     log.end(502, "upstream_error");
     return text(502, `Cannot connect to ${dest.authority}\n`);
@@ -255,6 +255,23 @@ async function handleProxy(
       log.end(200, "tunnel");
     },
   };
+}
+
+/** A TCP connection to `hostname`:`port`, or a failure once `ms` passed (a late one is closed). */
+async function connectWithin(hostname: string, port: number, ms: number): Promise<Deno.TcpConn> {
+  const connecting = Deno.connect({ hostname, port });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("connect timed out")), ms);
+  });
+  try {
+    return await Promise.race([connecting, late]);
+  } catch (error) {
+    connecting.then((conn) => closeQuietly(conn), () => {});
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Serves the decrypted requests of an intercepted tunnel with the broker's passes. */

@@ -197,15 +197,15 @@ Under systemd socket activation (LISTEN_FDS), inherited sockets named
 'local-<scope>' (FileDescriptorName=) serve that scope's SSH keys,
 'broker-<scope>' is a token broker socket bound to that scope, 'broker' one
 for every scope (or --broker-scope's); any other name ('signer') is a
-token-gated signer.
+token-gated signer. They stay open for systemd when vault stops. Example
+units: scripts/systemd/.
 
 The forward proxy (--proxy-port, --proxy-socket) takes CONNECT and http://
 requests with a phantom token as proxy password
 (HTTPS_PROXY=http://x:<token>@127.0.0.1:<port>). A host a route names
 ('hosts') is intercepted: TLS with a leaf of the scope's CA ('vault proxy
 ca'), each request then served as the broker serves it. Other hosts get a
-blind tunnel only when an [egress] rule of config.toml allows it, else 403. They stay open for systemd when vault stops. Example
-units: scripts/systemd/.
+blind tunnel only when an [egress] rule of config.toml allows it, else 403.
 
 Examples:
   vault serve --local-scope proj-a
