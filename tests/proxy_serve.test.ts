@@ -78,7 +78,8 @@ async function curl(proxy: RunningProxy, token: string, args: string[], env = {}
   const url = `http://x:${token}@127.0.0.1:${proxy.port}`;
   const out = await outputWithin("curl", {
     args: ["-sS", "--max-time", "20", "-w", "\n%{http_code}", ...args],
-    env: { HTTPS_PROXY: url, HTTP_PROXY: url, NO_PROXY: "", no_proxy: "", ...env },
+    // (curl reads http_proxy in lower case only)
+    env: { HTTPS_PROXY: url, http_proxy: url, NO_PROXY: "", no_proxy: "", ...env },
     stdin: "null",
   });
   const stdout = decoder.decode(out.stdout);
@@ -104,6 +105,7 @@ Deno.test("proxy serve: curl via HTTPS_PROXY — route host intercepted with the
       const token = await mintToken(vault, "proj", "t1", "github");
       const stranger = await mintToken(vault, "proj", "t2", "github");
       const foreign = await mintToken(vault, "other", "t1", "github");
+      const openai = await mintToken(vault, "proj", "t1", "openai");
       const otherPort = Number(new URL(other.origin).port);
       const proxy = await startProxy(vault, {
         github: {
@@ -112,6 +114,7 @@ Deno.test("proxy serve: curl via HTTPS_PROXY — route host intercepted with the
           auth_prefix: "token ",
           hosts: ["api.github.com"],
         },
+        openai: { upstream: `${api.origin}/openai`, hosts: ["api.openai.com"] },
       }, [`127.0.0.1:${otherPort}`]);
       try {
         await t.step(
@@ -186,6 +189,39 @@ Deno.test("proxy serve: curl via HTTPS_PROXY — route host intercepted with the
             assert(!foreignScope.ok);
             assertMatch(foreignScope.stderr, /SSL certificate problem/);
             assertEquals(api.requests.length, 1);
+          },
+        );
+
+        await t.step(
+          "another provider's token inside a tunnel to this host → 403, nothing sent",
+          async () => {
+            const r = await curl(proxy, token, [
+              "--cacert",
+              proxy.caFile,
+              "-H",
+              `Authorization: Bearer ${openai}`,
+              "https://api.github.com/user",
+            ]);
+            assertEquals(r.status, 403, r.stderr);
+            assertEquals(r.body, "This token's provider does not serve api.github.com");
+            assertEquals(api.requests.length, 1);
+          },
+        );
+
+        await t.step(
+          "an absolute-form http:// request to a route's host: the real token",
+          async () => {
+            const r = await curl(proxy, token, [
+              "-H",
+              `Authorization: token ${token}`,
+              "http://api.github.com/user?plain=1",
+            ]);
+            assertEquals(r.status, 200, r.stderr);
+            const seen = api.requests[api.requests.length - 1];
+            assertEquals(seen.target, "/user?plain=1");
+            assertEquals(headerOf(seen.headers, "authorization"), [`token ${REAL_GH}`]);
+            assertEquals(headerOf(seen.headers, "proxy-authorization"), []);
+            api.requests.pop(); // the counts below are the https ones
           },
         );
 
@@ -369,7 +405,7 @@ Deno.test("proxy serve: curl via HTTPS_PROXY — route host intercepted with the
       const all = await Deno.readTextFile(proxy.audit);
       assert(!all.includes(REAL_GH), "the real token is in the audit file");
       assert(!proxy.serve.stderr.includes(REAL_GH), "the real token is in serve's output");
-    }, { credentials: { github: REAL_GH } });
+    }, { credentials: { github: REAL_GH, openai: REAL_OPENAI } });
   } finally {
     await api.close();
     await other.close();
