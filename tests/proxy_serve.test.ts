@@ -604,3 +604,51 @@ Deno.test("proxy serve: git clone https://x:<phantom>@github.com/o/private.git g
     }
   }, { credentials: { github: REAL_GH } });
 });
+
+Deno.test("proxy serve: vault exec --transport proxy — curl with only the session's variables gets the real token; nothing left behind", async () => {
+  const api = new FakeUpstream();
+  try {
+    await withSandboxVault(PASS, async (vault) => {
+      const rosterDir = join(vault.home, "roster");
+      await Deno.mkdir(rosterDir, { recursive: true });
+      // A user roster entry points github at the fake API, for the host api.github.com.
+      vault.cli.file(
+        "roster/github.yaml",
+        `upstream: ${api.origin}\nauth_prefix: "token "\nhosts: [api.github.com]\n`,
+      );
+      const runtime = join(vault.home, "runtime");
+      await Deno.mkdir(runtime, { recursive: true, mode: 0o700 });
+      const r = await vault.cli.spawn([
+        ...vault.base,
+        "exec",
+        "--scope",
+        "proj",
+        "--subject",
+        "ci-1",
+        "--providers",
+        "github",
+        "--roster",
+        rosterDir,
+        "--transport",
+        "proxy",
+        "--",
+        "sh",
+        "-c",
+        // No --cacert, no proxy flag: curl reads https_proxy and CURL_CA_BUNDLE.
+        `test -z "$GITHUB_API_URL" && curl -sS -H "Authorization: token $GH_TOKEN" ` +
+        `https://api.github.com/user && echo && echo "$NODE_EXTRA_CA_CERTS" && exit 7`,
+      ], { env: { XDG_RUNTIME_DIR: runtime }, deadlineMs: 60_000 });
+      assertEquals(r.code, 7, r.stderr);
+      const [body, caPath] = r.stdout.trim().split("\n");
+      assertEquals(JSON.parse(body), { ok: true });
+      assertMatch(caPath, new RegExp(`^${runtime}/.+/ca\\.pem$`));
+      assertEquals(api.requests.length, 1);
+      assertEquals(headerOf(api.requests[0].headers, "authorization"), [`token ${REAL_GH}`]);
+      const tokens = await vault.cli.run([...vault.base, "token", "list", "--json"]);
+      assertEquals(JSON.parse(tokens.stdout), [], "every minted token revoked");
+      assertEquals([...Deno.readDirSync(runtime)], [], "no socket, CA file or directory left");
+    }, { credentials: { github: REAL_GH } });
+  } finally {
+    await api.close();
+  }
+});

@@ -35,6 +35,33 @@ export async function scopeCa(
   });
 }
 
+/** Where the system's CA bundle may be (Debian, Fedora, Alpine/BSD). */
+export const SYSTEM_CA_BUNDLES: readonly string[] = [
+  "/etc/ssl/certs/ca-certificates.crt",
+  "/etc/pki/tls/certs/ca-bundle.crt",
+  "/etc/ssl/cert.pem",
+];
+
+/**
+ * The system's CA bundle followed by `caPem`: what variables that replace
+ * the default trust store (`SSL_CERT_FILE` …) need. `system` is false when
+ * no system bundle was found (the result is then `caPem` alone).
+ */
+export async function caBundle(caPem: string): Promise<{ pem: string; system: boolean }> {
+  const ca = caPem.endsWith("\n") ? caPem : `${caPem}\n`;
+  for (const path of SYSTEM_CA_BUNDLES) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(path);
+    } catch {
+      continue;
+    }
+    if (text.trim() === "") continue;
+    return { pem: (text.endsWith("\n") ? text : `${text}\n`) + ca, system: true };
+  }
+  return { pem: ca, system: false };
+}
+
 /**
  * The leaf caches of the scopes' CAs: one per scope, made anew when the
  * stored CA changed (`vault proxy ca rotate`); the store is read once per

@@ -71,8 +71,9 @@ export interface Route {
    * Where the forward proxy sends requests for one of {@link hosts} instead
    * of `upstream` (routes-file key `host_upstreams`, ours: `{"github.com":
    * "https://github.com"}` — git over https talks to github.com, the API to
-   * api.github.com). Canonical host → normalized base; each host must be in
-   * `hosts`.
+   * api.github.com). Canonical host → normalized base; entries for hosts
+   * not in `hosts` are dropped (a roster layer that narrows `hosts` keeps
+   * the built-in entries).
    */
   hostUpstreams: ReadonlyMap<string, string>;
 }
@@ -189,12 +190,13 @@ function parseRoute(file: string, name: string, cfg: unknown): Route {
     if (!isPlainObject(hu)) throw fail("has invalid 'host_upstreams' field");
     for (const [hostText, target] of Object.entries(hu)) {
       const host = parseHost(hostText);
-      if (host === null || !hosts.includes(host.name)) {
-        throw fail(`host_upstreams key ${pyRepr(hostText)} is not one of the route's hosts`);
+      if (host === null) {
+        throw fail(`host_upstreams key ${pyRepr(hostText)} is not a host name or IP address`);
       }
       const base = normalizeBase(target);
       if (base === null) throw fail(`host_upstreams entry for ${pyRepr(hostText)} is invalid`);
-      hostUpstreams.set(host.name, base);
+      // A host the route does not claim (a roster layer narrowed `hosts`) is never asked for.
+      if (hosts.includes(host.name)) hostUpstreams.set(host.name, base);
     }
   }
 

@@ -100,13 +100,6 @@ function transportOf(
   return { transport, defaults };
 }
 
-/** Where the system's CA bundle may be (Debian, Fedora, Alpine/BSD). */
-const SYSTEM_BUNDLES = [
-  "/etc/ssl/certs/ca-certificates.crt",
-  "/etc/pki/tls/certs/ca-bundle.crt",
-  "/etc/ssl/cert.pem",
-];
-
 /** `config apply --transport proxy:PORT`: the scope's CA and the bundle into the mounts. */
 async function writeProxyCa(
   ctx: Context,
@@ -124,30 +117,22 @@ async function writeProxyCa(
     ctx.out.line(`would write ${bundlePath}`);
     return;
   }
-  const { scopeCa } = await import("../../broker/proxy_ca.ts");
+  const { caBundle, scopeCa } = await import("../../broker/proxy_ca.ts");
   const caPem = await ctx.withStore(async (store) => {
     const ca = await scopeCa(store, scope);
     ca.keyPkcs8.fill(0);
     return ca.certPem.endsWith("\n") ? ca.certPem : `${ca.certPem}\n`;
   });
-  let system = "";
-  for (const path of SYSTEM_BUNDLES) {
-    try {
-      system = await Deno.readTextFile(path);
-      break;
-    } catch {
-      // not this one
-    }
-  }
-  if (system === "") {
+  const bundle = await caBundle(caPem);
+  if (!bundle.system) {
     ctx.out.warn(
       `vault config apply: no system CA bundle found; ${bundlePath} holds the proxy CA only`,
     );
-  } else if (!system.endsWith("\n")) system += "\n";
+  }
   // Certificates, no secret: readable by the container's user.
   await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
   await Deno.writeTextFile(caPath, caPem, { mode: 0o644 });
-  await Deno.writeTextFile(bundlePath, system + caPem, { mode: 0o644 });
+  await Deno.writeTextFile(bundlePath, bundle.pem, { mode: 0o644 });
   ctx.out.line(`wrote ${caPath}`);
   ctx.out.line(`wrote ${bundlePath}`);
 }
