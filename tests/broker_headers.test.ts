@@ -32,8 +32,14 @@ Deno.test("extractToken: Authorization, then X-Api-Key, then Private-Token; firs
     [{ Authorization: `Bearer \t  ${T}` }, T],
     [{ Authorization: `Bearer ${T} trailing` }, `${T} trailing`],
     [{ Authorization: T }, T],
-    // Basic is not decoded: the base64 text is the "token" (a 401 later).
-    [{ Authorization: `Basic ${btoa(`${T}:`)}` }, btoa(`${T}:`)],
+    // Basic holding a phantom token as user or password (git's way) yields it; any other
+    // Basic value is not decoded: the base64 text is the "token" (a 401 later).
+    [{ Authorization: `Basic ${btoa(`x:${T}`)}` }, T],
+    [{ Authorization: `basic  ${btoa(`${T}:x-oauth-basic`)}` }, T],
+    [{ Authorization: `Basic ${btoa(`${T}:`)}` }, T],
+    [{ Authorization: `Basic ${btoa("x:terok-p-short")}` }, btoa("x:terok-p-short")],
+    [{ "X-Api-Key": `Basic ${btoa(`x:${T}`)}` }, btoa(`x:${T}`)],
+    [{ Authorization: "Basic not-base64" }, "not-base64"],
     [{ "X-Api-Key": `Bearer ${T}` }, T],
   ];
   for (const [init, want] of cases) {

@@ -36,6 +36,10 @@ import {
 } from "../net/limits.ts";
 import { bindOwnPort, type OwnPort } from "../net/port.ts";
 import type { StreamListener } from "../net/listener.ts";
+import { proxyHandler, type ProxyServices } from "./proxy.ts";
+import { ScopeLeaves } from "./proxy_ca.ts";
+import type { EgressRules } from "../settings/egress.ts";
+import type { Resolver } from "../http/destination.ts";
 
 /**
  * One listener: a Unix socket path, a TCP port on 127.0.0.1, or a listening
@@ -56,6 +60,12 @@ export interface BrokerListenerSpec {
   scope?: string;
   /** Accept only tokens of this subject (needs `scope`). */
   subject?: string;
+  /**
+   * A forward proxy (`proxy.ts`) rather than the broker's own API: served
+   * by the main isolate only; `scope` lets requests in without
+   * `Proxy-Authorization`.
+   */
+  proxy?: boolean;
 }
 
 /** Inputs of {@link startBroker}. */
@@ -100,6 +110,8 @@ export interface BrokerOptions {
    * this process's budget.
    */
   budget?: ConnectionBudget;
+  /** The forward proxy's settings (its listeners: {@link BrokerListenerSpec.proxy}). */
+  proxy?: { egress?: EgressRules; resolve?: Resolver; connectTimeoutMs?: number };
   /** Close a connection that sends no byte of its next request for this long; default 5 min, 0: never. */
   idleTimeoutMs?: number;
   /** Close a connection whose head or body stops arriving for this long; default 60 s. */
@@ -117,6 +129,8 @@ export interface BrokerAddress extends ListenerBinding {
   path?: string;
   /** The port (on 127.0.0.1) of a TCP listener: the real one when 0 was asked for. */
   port?: number;
+  /** Whether it is a forward proxy listener. */
+  proxy?: boolean;
 }
 
 /** A running broker. */
@@ -161,7 +175,9 @@ async function start(options: BrokerOptions): Promise<BrokerHandle> {
     const lockDir = options.portLockDir ?? options.oauthRefresh?.lockDir ?? null;
     for (const spec of options.listeners) {
       if (spec.tcpPort === undefined) continue;
-      ports.push(await bindOwnPort(spec.tcpPort, { reusePort: threaded, lockDir }));
+      ports.push(
+        await bindOwnPort(spec.tcpPort, { reusePort: threaded && !spec.proxy, lockDir }),
+      );
     }
   } catch (error) {
     closePorts();
@@ -210,12 +226,25 @@ async function start(options: BrokerOptions): Promise<BrokerHandle> {
       weight: BROKER_CONNECTION_WEIGHT,
       refusals,
     });
+  let proxyServices: ProxyServices | null = null;
+  const handlerFor = (binding: BrokerAddress) => {
+    if (!binding.proxy) return brokerHandler(services, binding);
+    proxyServices ??= {
+      leaves: new ScopeLeaves(options.store),
+      egress: options.proxy?.egress,
+      resolve: options.proxy?.resolve,
+      connectTimeoutMs: options.proxy?.connectTimeoutMs,
+      idleTimeoutMs: options.idleTimeoutMs,
+      progressTimeoutMs: options.progressTimeoutMs,
+    };
+    return proxyHandler(services, binding, proxyServices);
+  };
   const serve = (
     listener: ServerListener,
-    binding: ListenerBinding,
+    binding: BrokerAddress,
     gate = gateOf(binding),
   ) =>
-    new Http1Server(listener, brokerHandler(services, binding), {
+    new Http1Server(listener, handlerFor(binding), {
       gate,
       idleTimeoutMs: options.idleTimeoutMs,
       progressTimeoutMs: options.progressTimeoutMs,
@@ -240,7 +269,11 @@ async function start(options: BrokerOptions): Promise<BrokerHandle> {
   try {
     const tcp: ThreadInit["listeners"] = [];
     for (const spec of options.listeners) {
-      const scoped = { scope: spec.scope, subject: spec.subject };
+      const scoped = {
+        scope: spec.scope,
+        subject: spec.subject,
+        ...(spec.proxy ? { proxy: true } : {}),
+      };
       if (spec.listener !== undefined) {
         const binding: BrokerAddress = { label: spec.listener.label, ...scoped };
         servers.push(serve(spec.listener, binding));
@@ -259,7 +292,7 @@ async function start(options: BrokerOptions): Promise<BrokerHandle> {
         const server = serve(listener, binding, gate);
         servers.push(server);
         bindings.push(binding);
-        tcp.push({ port, binding, gate: gate.share() });
+        if (!spec.proxy) tcp.push({ port, binding, gate: gate.share() });
       }
     }
     if (threaded && tcp.length > 0) {

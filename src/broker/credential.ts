@@ -176,3 +176,52 @@ export function processorFor(route: Route, data: Record<string, unknown>): Crede
   if (route.authHeader === "dynamic") return new StaticHeaderProcessor("x-api-key", "", value);
   return new StaticHeaderProcessor(route.authHeader, route.authPrefix, value);
 }
+
+/**
+ * The credential as HTTP Basic auth: `Authorization: Basic
+ * base64(<user>:<secret>)` (or `<secret>:<password>`), for a client that
+ * presented its phantom token that way — git over https sends a PAT as
+ * Basic (`https://x:<token>@github.com/…`), which GitHub's git endpoints
+ * require; `token <PAT>` works on its API only. The other part of the
+ * client's pair is kept as it was.
+ */
+class BasicAuthProcessor extends BaseProcessor {
+  readonly kind = "basic";
+  readonly isOAuth: boolean;
+  readonly #secret: string;
+  readonly #encoded: string;
+
+  constructor(secret: string, other: string, secretIs: "user" | "password", isOAuth: boolean) {
+    super();
+    this.#secret = secret;
+    this.isOAuth = isOAuth;
+    const pair = secretIs === "password" ? `${other}:${secret}` : `${secret}:${other}`;
+    const bytes = new TextEncoder().encode(pair);
+    this.#encoded = btoa(String.fromCharCode(...bytes));
+  }
+
+  apply(headers: HeaderList): void {
+    setHeader(headers, "Authorization", `Basic ${this.#encoded}`);
+  }
+
+  redacted(): Record<string, unknown> {
+    return { kind: this.kind, header: "Authorization", value: `Basic ${MASK}` };
+  }
+
+  secrets(): readonly string[] {
+    return [this.#secret, this.#encoded];
+  }
+}
+
+/**
+ * `processor`'s credential applied as Basic auth instead (see
+ * {@link BasicAuthProcessor}): `other` is the part of the client's
+ * `user:password` that was not its token, `secretIs` where the token was.
+ */
+export function basicProcessor(
+  processor: CredentialProcessor,
+  other: string,
+  secretIs: "user" | "password",
+): CredentialProcessor {
+  return new BasicAuthProcessor(processor.secrets()[0], other, secretIs, processor.isOAuth);
+}

@@ -72,20 +72,26 @@
 import type { TokenRecord } from "../tokens/resolver.ts";
 import type { TokenBinding } from "../tokens/gate.ts";
 import { MARKER_SUBJECT, markerProvider } from "../tokens/markers.ts";
-import { extractToken, queryKeyToken, queryWithoutToken } from "../http/extract.ts";
+import {
+  basicPresentation,
+  extractToken,
+  queryKeyToken,
+  queryWithoutToken,
+} from "../http/extract.ts";
 import { forwardRequestHeaders, type HeaderList, relayResponseHeaders } from "../http/headers.ts";
 import {
   InvalidRequestTarget,
   type Route,
   type Routes,
   upstreamTarget,
+  upstreamTargetForHost,
   upstreamUrl,
 } from "../providers/routes.ts";
 import { isDue, type OAuthRefresher } from "./oauth.ts";
 import type { GrantCache } from "./grants.ts";
 import { Scrubber, scrubHeaders, ScrubRules } from "./scrub.ts";
 import { bodyPlan, decodedBody, decodedHeaders, limitAcceptEncoding } from "./echo.ts";
-import type { CredentialProcessor } from "./credential.ts";
+import { basicProcessor, type CredentialProcessor } from "./credential.ts";
 import type { BrokerMetrics } from "./metrics.ts";
 import { concatBytes } from "../bytes.ts";
 import { lowerName, MalformedRequestBody } from "../http/http1.ts";
@@ -141,7 +147,9 @@ export type BrokerOutcome =
   | "client_gone"
   | "encoding_refused"
   | "echo_blocked"
-  | "policy_denied";
+  | "policy_denied"
+  | "egress_denied"
+  | "tunnel";
 
 /** One audit line of the broker (terok's fields, then ours). */
 export interface BrokerAuditRecord {
@@ -250,6 +258,11 @@ export class BrokerExchange {
   body: ReadableStream<Uint8Array> | null | undefined = undefined;
   /** The policy's `max_body` for a body forwarded as it streams (null: none). */
   bodyLimit: number | null = null;
+  /**
+   * The host a forward proxy intercepted this request for (canonical), or
+   * null on a broker listener: the token's route must claim it.
+   */
+  host: string | null = null;
 
   constructor(
     readonly services: PipelineServices,
@@ -294,17 +307,37 @@ export function brokerHandler(
   services: PipelineServices,
   binding: ListenerBinding,
 ): ServerHandler {
-  return async (request) => {
+  return (request) => handle(new BrokerExchange(services, binding, request));
+}
+
+/**
+ * The handler for the requests a forward proxy decrypted from a tunnel to
+ * `host` (canonical): the broker's passes, the token bound to `binding`
+ * (the proxy's token's scope and subject), and its route must claim `host`
+ * (→ 403 `This token's provider does not serve <host>`, `no_route`); the
+ * route's `host_upstreams` base for the host, if any, replaces its upstream.
+ */
+export function proxiedHandler(
+  services: PipelineServices,
+  binding: ListenerBinding,
+  host: string,
+): ServerHandler {
+  return (request) => {
     const x = new BrokerExchange(services, binding, request);
-    // Passes that need not wait are called without an await (no promise, no tick of their own).
-    const early = extract(x) ?? authorize(x) ?? route(x) ?? policy(x);
-    if (early !== null) {
-      // An answer, or (a body read for its model) the policy's verdict: null passes.
-      const answer = await early;
-      if (answer !== null) return answer;
-    }
-    return (await forward(x)) ?? await relay(x);
+    x.host = host;
+    return handle(x);
   };
+}
+
+async function handle(x: BrokerExchange): Promise<ServerResponse> {
+  // Passes that need not wait are called without an await (no promise, no tick of their own).
+  const early = extract(x) ?? authorize(x) ?? route(x) ?? policy(x);
+  if (early !== null) {
+    // An answer, or (a body read for its model) the policy's verdict: null passes.
+    const answer = await early;
+    if (answer !== null) return answer;
+  }
+  return (await forward(x)) ?? await relay(x);
 }
 
 /**
@@ -316,7 +349,8 @@ export function brokerHandler(
  */
 export function extract(x: BrokerExchange): ServerResponse | Promise<ServerResponse> | null {
   const { path, request } = x;
-  if (path === "/-/metrics" && request.method === "GET") {
+  // (An intercepted host's paths are the host's: no endpoints of vault's there.)
+  if (x.host === null && path === "/-/metrics" && request.method === "GET") {
     audit(x, 200, "health");
     const { metricsText, metrics } = x.services;
     if (metricsText === undefined) {
@@ -326,7 +360,10 @@ export function extract(x: BrokerExchange): ServerResponse | Promise<ServerRespo
       textResponse(200, "text/plain; version=0.0.4; charset=utf-8", text)
     );
   }
-  if (path === "/-/health" && (request.method === "GET" || request.method === "HEAD")) {
+  if (
+    x.host === null && path === "/-/health" &&
+    (request.method === "GET" || request.method === "HEAD")
+  ) {
     audit(x, 200, "health");
     return textResponse(200, "application/json", '{"status":"ok"}');
   }
@@ -335,7 +372,12 @@ export function extract(x: BrokerExchange): ServerResponse | Promise<ServerRespo
     presented = queryKeyToken(x.query);
     x.presentedInQuery = presented !== null;
   }
-  if (presented === null) return x.refuse(401, "Missing authentication", "missing_token");
+  if (presented === null) {
+    const refusal = x.refuse(401, "Missing authentication", "missing_token");
+    // Through the proxy: a challenge, so that git (curl) sends the user:token of its URL.
+    if (x.host !== null) refusal.headers.push(["www-authenticate", 'Basic realm="vault"']);
+    return refusal;
+  }
   x.presented = presented;
   return null;
 }
@@ -376,6 +418,10 @@ export function route(x: BrokerExchange): ServerResponse | null {
   const grant = x.grant!;
   const found = services.routes.get(grant.provider);
   if (!found) return x.refuse(404, `No route for provider: ${grant.provider}`, "no_route");
+  if (x.host !== null && !found.hosts.includes(x.host)) {
+    // A tunnel to one host never carries another provider's credential.
+    return x.refuse(403, `This token's provider does not serve ${x.host}`, "no_route");
+  }
   // A token in `?key=` is Google's way only: any other route wants it in a header.
   if (x.presentedInQuery && !isGoogleKeyRoute(found)) {
     return x.refuse(401, "Missing authentication", "missing_token");
@@ -384,14 +430,19 @@ export function route(x: BrokerExchange): ServerResponse | null {
   if (!credential) {
     return x.refuse(502, "Credential not configured for this provider", "credential_missing");
   }
-  const processor = credential.processor;
+  let processor = credential.processor;
   if (processor === null) {
     return x.refuse(502, "Credential misconfigured", "credential_misconfigured");
   }
+  // Presented as Basic (git's user:password): the real one goes the same way.
+  const basic = basicPresentation(x.request.headers, x.presented);
+  if (basic !== null) processor = basicProcessor(processor, basic.other, basic.tokenIs);
   // A dot segment would leave the route's base (or the path_upstreams prefix it picked).
   if (hasDotSegment(path)) return x.refuse(400, "Bad request target", "bad_request");
   try {
-    const target = upstreamTarget(found, path, processor.isOAuth);
+    const target = x.host === null
+      ? upstreamTarget(found, path, processor.isOAuth)
+      : upstreamTargetForHost(found, x.host, path, processor.isOAuth);
     // The presented phantom never leaves in the query, and a Google-style
     // route (key header x-goog-api-key) never forwards a `key` parameter.
     const query = queryWithoutToken(x.query, x.presented, isGoogleKeyRoute(found));

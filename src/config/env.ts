@@ -34,8 +34,15 @@ import {
   validatePolicyName,
 } from "../tokens/policy.ts";
 
-/** How a container reaches the broker. */
-export type Transport = { kind: "socket" } | { kind: "tcp"; port: number };
+/**
+ * How a container reaches the broker: the socket, the broker's TCP port, or
+ * the forward proxy's port (`vault serve --proxy-port`: tools keep their own
+ * base URLs and go through `HTTPS_PROXY`).
+ */
+export type Transport =
+  | { kind: "socket" }
+  | { kind: "tcp"; port: number }
+  | { kind: "proxy"; port: number };
 
 /** The addresses behind each transport (terok's values by default). */
 export interface TransportDefaults {
@@ -47,7 +54,33 @@ export interface TransportDefaults {
   tcpHost: string;
   /** TCP transport: the in-container bridge socket (for tools that want a socket). */
   tcpBridgeSocket: string;
+  /**
+   * Proxy transport: the directory where the container sees the CA files
+   * `vault config apply` writes into `<mounts>/{@link PROXY_MOUNT_DIR}`
+   * (default {@link DEFAULT_PROXY_CA_DIR}).
+   */
+  proxyCaDir?: string;
 }
+
+/** Where `vault config apply --transport proxy:PORT` writes the CA files, under `--mounts`. */
+export const PROXY_MOUNT_DIR = "_vault-proxy";
+/** The scope's proxy CA alone (for variables that add to the default trust store). */
+export const PROXY_CA_FILE = "ca.pem";
+/** The system's CAs plus the scope's proxy CA (for variables that replace the default store). */
+export const PROXY_BUNDLE_FILE = "ca-bundle.pem";
+/** Default {@link TransportDefaults.proxyCaDir}: bind `<mounts>/_vault-proxy` there. */
+export const DEFAULT_PROXY_CA_DIR = "/run/vault-proxy";
+/** What the proxy transport's `NO_PROXY` names: the container's own loopback. */
+export const PROXY_NO_PROXY = "localhost,127.0.0.1,::1";
+/** Variables that replace the default trust store: given the bundle. */
+export const BUNDLE_CA_VARS = [
+  "SSL_CERT_FILE",
+  "REQUESTS_CA_BUNDLE",
+  "CURL_CA_BUNDLE",
+  "GIT_SSL_CAINFO",
+] as const;
+/** Variables that add to the default trust store: given the scope's CA alone. */
+export const EXTRA_CA_VARS = ["NODE_EXTRA_CA_CERTS", "DENO_CERT"] as const;
 
 /** terok's values (reference terok-config §6). */
 export const DEFAULT_TRANSPORT: Readonly<TransportDefaults> = Object.freeze({
@@ -69,17 +102,19 @@ export interface VaultLocation {
 }
 
 /**
- * Parses `--transport`: `socket` or `tcp:PORT`.
+ * Parses `--transport`: `socket`, `tcp:PORT` or `proxy:PORT`.
  *
  * @throws {UsageError} for anything else.
  */
 export function parseTransport(text: string): Transport {
   if (text === "socket") return { kind: "socket" };
-  const m = /^tcp:([0-9]{1,5})$/.exec(text);
-  if (m !== null && Number(m[1]) >= 1 && Number(m[1]) <= 65535) {
-    return { kind: "tcp", port: Number(m[1]) };
+  const m = /^(tcp|proxy):([0-9]{1,5})$/.exec(text);
+  if (m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535) {
+    return { kind: m[1] as "tcp" | "proxy", port: Number(m[2]) };
   }
-  throw new UsageError(`--transport must be "socket" or "tcp:PORT" (PORT 1-65535)`);
+  throw new UsageError(
+    `--transport must be "socket", "tcp:PORT" or "proxy:PORT" (PORT 1-65535)`,
+  );
 }
 
 /** `{vault_url}` and `{vault_socket}` for a transport. */
@@ -249,6 +284,36 @@ export interface MintOptions {
   expiresBy?: string;
   /** The time policies are resolved at (epoch ms; default now). */
   now?: number;
+  /** Proxy transport: where the container sees the CA files (default {@link DEFAULT_PROXY_CA_DIR}). */
+  proxyCaDir?: string;
+}
+
+/**
+ * The proxy transport's variables: `HTTPS_PROXY` and `HTTP_PROXY` (and
+ * their lower-case forms, which curl and git read) naming the proxy with
+ * `token` as its password, `NO_PROXY` the container's loopback, and the CA
+ * variables of the common runtimes: {@link BUNDLE_CA_VARS} the bundle (they
+ * replace the default store), {@link EXTRA_CA_VARS} the scope's CA alone
+ * (they add to it).
+ */
+export function proxyVars(
+  location: VaultLocation,
+  token: string,
+  caDir: string = DEFAULT_PROXY_CA_DIR,
+): EnvVar[] {
+  const authority = location.vaultUrl.replace(/^https?:\/\//, "").replace(/\/.*$/, "");
+  const url = `http://x:${token}@${authority}`;
+  const dir = caDir.replace(/\/+$/, "");
+  return [
+    ["HTTPS_PROXY", url],
+    ["HTTP_PROXY", url],
+    ["https_proxy", url],
+    ["http_proxy", url],
+    ["NO_PROXY", PROXY_NO_PROXY],
+    ["no_proxy", PROXY_NO_PROXY],
+    ...BUNDLE_CA_VARS.map((name): EnvVar => [name, `${dir}/${PROXY_BUNDLE_FILE}`]),
+    ...EXTRA_CA_VARS.map((name): EnvVar => [name, `${dir}/${PROXY_CA_FILE}`]),
+  ];
 }
 
 /** What {@link mintContainerEnv} made. */
@@ -356,6 +421,8 @@ export function mintContainerEnv(
     return token;
   };
   const socketExists = options.socketExists ?? options.transport.kind === "socket";
+  const proxied = options.transport.kind === "proxy";
+  let proxyToken: string | undefined;
   let bridgeNeeded = false;
   const set1 = (name: string, value: string) => {
     const at = out.vars.findIndex(([n]) => n === name);
@@ -378,12 +445,23 @@ export function mintContainerEnv(
       }
       const token = mint(name, set, spec);
       out.providers.push(name);
+      proxyToken ??= token;
       const oauth = data.type === "oauth" ||
         (data.type === undefined && Object.hasOwn(data, "access_token"));
       const vars = oauth && spec.oauthPhantomEnv.length > 0
         ? spec.oauthPhantomEnv
         : spec.phantomEnv;
       for (const v of vars) set1(v, token);
+      if (proxied) {
+        // Through the proxy the tools keep their own base URLs: nothing points them at vault.
+        const own = (value: unknown) => !JSON.stringify(value).includes("{vault_");
+        for (const [k, v] of Object.entries(spec.extraEnv ?? {})) if (own(v)) set1(k, v);
+        for (const [k, v] of Object.entries(spec.jsonEnv ?? {})) {
+          if (own(v)) json.set(k, mergeJsonEnv(json.get(k) ?? {}, v, sub));
+        }
+        if (spec.envNote !== undefined) out.notes.push(`note: ${name}: ${spec.envNote}`);
+        continue;
+      }
       if (spec.baseUrlEnv) {
         set1(spec.baseUrlEnv, options.baseUrlFor?.(name, vaultUrl) ?? vaultUrl);
       }
@@ -414,6 +492,10 @@ export function mintContainerEnv(
         set1("TEROK_VAULT_LOOPBACK_PORT", String(LOOPBACK_PORT));
         set1("VAULT_HTTP_BRIDGE_LISTEN", `127.0.0.1:${LOOPBACK_PORT}`);
         set1("VAULT_HTTP_BRIDGE_BROKER", `unix:${vaultSocket}`);
+      } else if (proxied) {
+        for (const [k, v] of proxyVars(options.location, proxyToken!, options.proxyCaDir)) {
+          set1(k, v);
+        }
       } else {
         set1("TEROK_TOKEN_BROKER_PORT", String(options.transport.port));
       }

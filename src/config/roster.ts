@@ -42,6 +42,7 @@
  * # vault extensions
  * oauth_path_rewrites: {/v1/: https://chatgpt.com/backend-api/codex}  # OAuth only: prefix replaced
  * hosts: [api.github.com, github.com]  # what a forward proxy intercepts (default: the bases' hosts)
+ * host_upstreams: {github.com: "https://github.com"}  # a host's requests go there, not to upstream
  * env_note: "…"                     # printed on stderr by `vault config env` (one line)
  * policy: github-read               # default token policy: a named policy, or the policy
  *                                   # written out with the policy JSON's keys (SPEC §10.1)
@@ -472,6 +473,7 @@ const FIELDS: Readonly<Record<string, FieldCheck>> = {
     }
     return v;
   },
+  host_upstreams: (v, fail) => mappingOf(v, fail, (_key, target, sub) => upstreamUrl(target, sub)),
   env_note: (v, fail) => {
     if (typeof v !== "string" || v === "" || findUnsafeChar(v) !== undefined) {
       fail("must be one line of text");
@@ -676,6 +678,7 @@ function buildSpec(name: string, v: Record<string, unknown>, file: string): Prov
       "oauth_extra_headers",
       "oauth_path_rewrites",
       "hosts",
+      "host_upstreams",
     ]
   ) {
     if (Object.hasOwn(v, key)) routeValue[key] = v[key];
@@ -995,6 +998,7 @@ function routeJsonValue(route: Route): Record<string, unknown> {
   }
   const derived = defaultHosts(route);
   if (derived.join(" ") !== route.hosts.join(" ")) out.hosts = [...route.hosts];
+  if (route.hostUpstreams.size > 0) out.host_upstreams = Object.fromEntries(route.hostUpstreams);
   return out;
 }
 

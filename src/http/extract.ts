@@ -7,6 +7,7 @@
 
 import { AUTH_HEADERS, type HeaderList, headerValue } from "./headers.ts";
 import { lowerName } from "./http1.ts";
+import { isToken } from "../tokens/format.ts";
 
 /** HTTP whitespace (SP, HTAB): the separator between a scheme and its credential. */
 const WS_RUN = /[ \t]+/;
@@ -28,9 +29,11 @@ const AUTH_NAME_LENGTHS = new Set(AUTH_HEADERS.map((h) => h.length));
  * without `?`; percent-decoded), as Google's APIs take a key; null when
  * none.
  *
- * The scheme is not interpreted: `Basic <base64>` yields the base64 text,
- * not decoded (as terok). The same rule applies to every header, so
- * `X-Api-Key: Bearer t` yields `t`, as in terok.
+ * The scheme is not interpreted (as terok), with one exception:
+ * `Authorization: Basic <base64>` whose `user:password` holds a phantom
+ * token (git's way: `https://x:<token>@host`) yields that token; any other
+ * Basic value yields the base64 text, not decoded. The same rule applies
+ * to every header, so `X-Api-Key: Bearer t` yields `t`, as in terok.
  */
 export function extractToken(headers: HeaderList, query = ""): string | null {
   // One pass: which of the auth headers are there at all (usually one).
@@ -46,9 +49,73 @@ export function extractToken(headers: HeaderList, query = ""): string | null {
     const value = raw.trim();
     if (value === "") continue;
     const ws = WS_RUN.exec(value);
-    return ws === null ? value : value.slice(ws.index + ws[0].length);
+    if (ws === null) return value;
+    const credential = value.slice(ws.index + ws[0].length);
+    if (i === 0 && ws.index === 5 && value.slice(0, 5).toLowerCase() === "basic") {
+      const basic = basicPair(credential);
+      if (basic !== null && basic.token !== null) return basic[basic.token];
+    }
+    return credential;
   }
   return queryKeyToken(query);
+}
+
+/** A Basic credential decoded: user, password, and the phantom token it holds (if any). */
+export interface BasicPair {
+  /** The user part (before the first `:`). */
+  user: string;
+  /** The password part. */
+  password: string;
+  /** Which part is a well-formed phantom token (the password when both are), or null. */
+  token: "user" | "password" | null;
+}
+
+/**
+ * The `user:password` of a Basic credential (the base64 text after
+ * `Basic `), or null when it is not base64 of UTF-8 text with a `:`.
+ * `token` says which part is a phantom token (`terok-p-…`): git sends a
+ * PAT as the password (`https://x:<token>@host`) or as the user.
+ */
+export function basicPair(base64: string): BasicPair | null {
+  if (base64.length === 0 || base64.length % 4 !== 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(base64)) {
+    return null;
+  }
+  let text: string;
+  try {
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return null;
+  }
+  const colon = text.indexOf(":");
+  if (colon < 0) return null;
+  const user = text.slice(0, colon);
+  const password = text.slice(colon + 1);
+  const token = isToken(password) ? "password" : isToken(user) ? "user" : null;
+  return { user, password, token };
+}
+
+/**
+ * How the request presented `token` in Basic auth (`Authorization: Basic`
+ * of `user:password`, one of them the token): the other part, and which
+ * one the token was; null when it was not presented that way.
+ */
+export function basicPresentation(
+  headers: HeaderList,
+  token: string,
+): { other: string; tokenIs: "user" | "password" } | null {
+  const raw = headerValue(headers, "authorization");
+  if (raw === null) return null;
+  const value = raw.trim();
+  if (value.length < 7 || value.slice(0, 5).toLowerCase() !== "basic") return null;
+  const ws = WS_RUN.exec(value);
+  if (ws === null || ws.index !== 5) return null;
+  const pair = basicPair(value.slice(ws.index + ws[0].length));
+  if (pair === null || pair.token === null) return null;
+  if (pair.token === "password") {
+    return pair.password === token ? { other: pair.user, tokenIs: "password" } : null;
+  }
+  return pair.user === token ? { other: pair.password, tokenIs: "user" } : null;
 }
 
 /** Percent-decoding that never throws: a malformed escape leaves the text as it is. */

@@ -32,7 +32,8 @@
  *   pause this listener only, briefly;
  * - the request's `signal` aborts when the client goes away while its
  *   request is being answered (a read stays parked on the connection);
- * - `101` hands the raw connection to the handler's `upgrade` (a tunnel).
+ * - `101`, and `200` to a `CONNECT`, hand the raw connection to the
+ *   handler's `upgrade` (a tunnel).
  *
  * @module
  */
@@ -123,7 +124,11 @@ export interface ServerResponse {
    * and whether it was cut short (the source failed, the client left).
    */
   onEnd?: (bytes: number, cut: boolean) => void;
-  /** With status 101: receives the connection once the head is written; resolves when done with it. */
+  /**
+   * With status 101 (or 200 to a `CONNECT`: a forward proxy's tunnel):
+   * receives the connection once the head is written; resolves when done
+   * with it.
+   */
   upgrade?: (tunnel: Tunnel) => Promise<void> | void;
 }
 
@@ -474,16 +479,20 @@ export class Http1Server {
       await cancelBody(response);
       return false;
     }
-    if (response.status === 101 && response.upgrade) {
+    const tunnel = response.upgrade !== undefined &&
+      (response.status === 101 || (request.method === "CONNECT" && response.status === 200));
+    if (tunnel) {
       await connection.writeAll(
-        connection.out.start(headText(101, response.statusText, response.headers, null)).view(),
+        connection.out.start(
+          headText(response.status, response.statusText, response.headers, null),
+        ).view(),
       );
       connection.tunnelled = true;
       const conn = connection.conn;
       this.#tunnels.add(conn);
       const reader = connection.reader;
       try {
-        await response.upgrade({ conn, read: (max) => reader.readSome(max) });
+        await response.upgrade!({ conn, read: (max) => reader.readSome(max) });
       } finally {
         this.#tunnels.delete(conn);
       }

@@ -67,6 +67,15 @@ export interface Route {
    * `oauth_path_rewrites`, in that order ({@link defaultHosts}).
    */
   hosts: readonly string[];
+  /**
+   * Where the forward proxy sends requests for one of {@link hosts} instead
+   * of `upstream` (routes-file key `host_upstreams`, ours: `{"github.com":
+   * "https://github.com"}` — git over https talks to github.com, the API to
+   * api.github.com). Canonical host → normalized base; entries for hosts
+   * not in `hosts` are dropped (a roster layer that narrows `hosts` keeps
+   * the built-in entries).
+   */
+  hostUpstreams: ReadonlyMap<string, string>;
 }
 
 /** Routes by provider name. */
@@ -175,6 +184,22 @@ function parseRoute(file: string, name: string, cfg: unknown): Route {
   bases.push(...oauthPathRewrites.map((r) => r.upstream));
   const hosts = Object.hasOwn(cfg, "hosts") ? parseHosts(cfg.hosts, fail) : hostsOf(bases);
 
+  const hostUpstreams = new Map<string, string>();
+  if (Object.hasOwn(cfg, "host_upstreams")) {
+    const hu = cfg.host_upstreams;
+    if (!isPlainObject(hu)) throw fail("has invalid 'host_upstreams' field");
+    for (const [hostText, target] of Object.entries(hu)) {
+      const host = parseHost(hostText);
+      if (host === null) {
+        throw fail(`host_upstreams key ${pyRepr(hostText)} is not a host name or IP address`);
+      }
+      const base = normalizeBase(target);
+      if (base === null) throw fail(`host_upstreams entry for ${pyRepr(hostText)} is invalid`);
+      // A host the route does not claim (a roster layer narrowed `hosts`) is never asked for.
+      if (hosts.includes(host.name)) hostUpstreams.set(host.name, base);
+    }
+  }
+
   const route: Route = {
     provider: name,
     upstream,
@@ -184,6 +209,7 @@ function parseRoute(file: string, name: string, cfg: unknown): Route {
     oauthExtraHeaders: Object.freeze(extra),
     oauthPathRewrites: Object.freeze(oauthPathRewrites),
     hosts: Object.freeze(hosts),
+    hostUpstreams,
   };
   if (Object.hasOwn(cfg, "oauth_refresh")) {
     route.oauthRefresh = Object.freeze(parseRefresh(cfg.oauth_refresh, fail));
@@ -386,6 +412,7 @@ export const BUILTIN_ROUTES_SOURCE = {
     auth_prefix: "token ",
     // git over https talks to github.com itself (the API is api.github.com).
     hosts: ["api.github.com", "github.com"],
+    host_upstreams: { "github.com": "https://github.com" },
   },
   gitlab: { upstream: "https://gitlab.com", auth_header: "PRIVATE-TOKEN", auth_prefix: "" },
   // terok's route says https://openrouter.ai, but clients are pointed at
@@ -472,6 +499,21 @@ export function upstreamBase(route: Route, rawPath: string): string {
     }
   }
   return best;
+}
+
+/**
+ * The upstream base and path of a request the forward proxy intercepted for
+ * `host` (canonical): the route's `host_upstreams` base for it, with the
+ * path unchanged, else {@link upstreamTarget}.
+ */
+export function upstreamTargetForHost(
+  route: Route,
+  host: string,
+  rawPath: string,
+  oauth: boolean,
+): { base: string; path: string } {
+  const base = route.hostUpstreams.get(host);
+  return base !== undefined ? { base, path: rawPath } : upstreamTarget(route, rawPath, oauth);
 }
 
 /**

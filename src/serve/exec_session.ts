@@ -27,6 +27,8 @@ import {
   type EnvVar,
   mintContainerEnv,
   type MintedEnv,
+  PROXY_BUNDLE_FILE,
+  PROXY_CA_FILE,
   type RunPolicy,
 } from "../config/env.ts";
 import type { ExecOverlaySpec } from "../config/roster.ts";
@@ -34,6 +36,8 @@ import { SESSION_PREFIX, writeSessionRecord } from "./exec_sweep.ts";
 import { makeExecOverlay } from "./exec_overlay.ts";
 import { Undo } from "./undo.ts";
 import { EXEC_GRACE_MS, type SessionExpiry } from "./exec_expiry.ts";
+import { caBundle, scopeCa } from "../broker/proxy_ca.ts";
+import type { EgressRules } from "../settings/egress.ts";
 
 /** Inputs of {@link openExecSession}. */
 export interface ExecSessionOptions {
@@ -66,6 +70,14 @@ export interface ExecSessionOptions {
   graceMs?: number;
   /** The clock (epoch ms; default `Date.now`). */
   now?: () => number;
+  /**
+   * Through a private forward proxy instead (`vault exec --transport
+   * proxy`): tools keep their own base URLs and get `HTTPS_PROXY` and the
+   * CA variables (the scope's CA and the bundle in the private directory).
+   */
+  proxy?: boolean;
+  /** config.toml's `[egress]` rules for the proxy's blind tunnels (default none). */
+  egress?: EgressRules;
 }
 
 /** A running session. */
@@ -101,14 +113,28 @@ export async function openExecSession(options: ExecSessionOptions): Promise<Exec
         listeners: [
           { unixPath: brokerSocket, scope, subject },
           { tcpPort: 0, scope, subject },
+          ...(options.proxy ? [{ tcpPort: 0, scope, subject, proxy: true }] : []),
         ],
         auditPath: options.brokerAudit,
         upstream: options.upstream,
         onWarning: options.onWarning,
+        proxy: { egress: options.egress },
       })
     );
-    const port = broker.bindings.find((b) => b.port !== undefined)!.port!;
-    const location = { vaultUrl: `http://127.0.0.1:${port}`, vaultSocket: brokerSocket };
+    const port = broker.bindings.find((b) => b.port !== undefined && !b.proxy)!.port!;
+    const proxyPort = broker.bindings.find((b) => b.proxy)?.port;
+    const location = {
+      vaultUrl: `http://127.0.0.1:${proxyPort ?? port}`,
+      vaultSocket: brokerSocket,
+    };
+    if (proxyPort !== undefined) {
+      // The scope's CA alone, and with the system's CAs (certificates: no secret).
+      const material = await scopeCa(store, scope);
+      material.keyPkcs8.fill(0);
+      await Deno.writeTextFile(join(dir, PROXY_CA_FILE), material.certPem, { mode: 0o644 });
+      const bundle = await caBundle(material.certPem);
+      await Deno.writeTextFile(join(dir, PROXY_BUNDLE_FILE), bundle.pem, { mode: 0o644 });
+    }
     const now = (options.now ?? Date.now)();
     const graceMs = options.graceMs ?? EXEC_GRACE_MS;
     const minted = mintContainerEnv(store, options.roster, {
@@ -119,8 +145,11 @@ export async function openExecSession(options: ExecSessionOptions): Promise<Exec
       subject,
       credentialSet: options.credentialSet,
       providers: options.providers,
-      transport: { kind: "tcp", port },
+      transport: proxyPort === undefined
+        ? { kind: "tcp", port }
+        : { kind: "proxy", port: proxyPort },
       location,
+      proxyCaDir: dir,
       socketExists: true,
       baseUrlFor: options.baseUrlFor,
     });
@@ -130,7 +159,7 @@ export async function openExecSession(options: ExecSessionOptions): Promise<Exec
     // Should this process be killed, a later `vault exec` revokes these tokens (sweep.ts).
     await writeSessionRecord(dir, minted.tokens);
     const env = [...minted.vars];
-    if (options.callerEnv !== undefined) {
+    if (options.callerEnv !== undefined && proxyPort === undefined) {
       // Providers' tokens come first in `minted.tokens`, in `minted.providers` order.
       for (const [i, provider] of minted.providers.entries()) {
         const spec = options.roster.get(provider)?.execOverlay;

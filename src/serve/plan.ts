@@ -44,6 +44,9 @@ export interface ServeFlags {
   brokerPort?: number;
   brokerScope?: string;
   brokerAll?: boolean;
+  proxyPort?: number;
+  proxySocket?: string;
+  proxyScope?: string;
   routes?: string;
   upstreamCa?: string;
   brokerThreads?: number;
@@ -270,6 +273,17 @@ export function resolveServePlan(
   const bound = { scope: brokerScope };
   if (brokerSocket !== undefined) listeners.push({ unixPath: brokerSocket, ...bound });
   if (brokerPort !== undefined) listeners.push({ tcpPort: brokerPort, ...bound });
+  const proxySocket = flags.proxySocket !== undefined
+    ? resolve(flags.proxySocket)
+    : table.proxySocket;
+  const proxyPort = flags.proxyPort ?? table.proxyPort;
+  const proxyScope = flags.proxyScope ?? table.proxyScope;
+  const proxied = { scope: proxyScope, proxy: true };
+  if (proxySocket !== undefined) listeners.push({ unixPath: proxySocket, ...proxied });
+  if (proxyPort !== undefined) listeners.push({ tcpPort: proxyPort, ...proxied });
+  if (proxyScope !== undefined && proxySocket === undefined && proxyPort === undefined) {
+    throw new UsageError("--proxy-scope needs --proxy-port or --proxy-socket");
+  }
   const inheritedBroker = context.inherited.filter((s) => isBrokerSocketName(s.name)).map(
     (socket): InheritedBrokerSocket => {
       if (socket.name === "broker") return { socket, scope: brokerScope };
@@ -295,12 +309,13 @@ export function resolveServePlan(
   if (!agentWanted && !brokerWanted && envelope === null) {
     throw new UsageError(
       "nothing to serve: give --signer-socket, --signer-port, --local-scope, --local-all, " +
-        "--broker-socket, --broker-port, --broker-all or --envelope-socket " +
+        "--broker-socket, --broker-port, --broker-all, --proxy-port, --proxy-socket or " +
+        "--envelope-socket " +
         "(or a [serve] table in config.toml)",
     );
   }
   if (
-    brokerScope !== undefined && listeners.length === 0 &&
+    brokerScope !== undefined && !listeners.some((l) => !l.proxy) &&
     !inheritedBroker.some((s) => s.socket.name === "broker")
   ) {
     throw new UsageError(

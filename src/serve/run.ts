@@ -28,6 +28,7 @@ import { readSecretFile } from "../fs/secret_file.ts";
 import { MAX_CONFIG_BYTES } from "../fs/limits.ts";
 import type { BrokerAddress, BrokerHandle, BrokerListenerSpec } from "../broker/broker.ts";
 import type { EnvelopeServiceHandle } from "../envelope/service.ts";
+import type { EgressRules } from "../settings/egress.ts";
 import type { AgentPlan, BrokerPlan, EnvelopePlan, ServePlan } from "./plan.ts";
 import { Undo } from "./undo.ts";
 
@@ -55,6 +56,8 @@ export interface ServeDeps {
   /** The envelope service's master key (called only when the service is asked for; wiped after). */
   kek: () => Promise<Uint8Array>;
   hooks: ServeHooks;
+  /** config.toml's `[egress]` rules (the forward proxy's blind tunnels; default none). */
+  egress?: EgressRules;
 }
 
 /** The services of one `vault serve`, as started. */
@@ -241,6 +244,7 @@ async function startBrokerWith(
       : { runtimeDir: plan.scopeSocketsIn },
     onClosed: hooks.brokerClosed,
     onListening: hooks.brokerListening,
+    proxy: { egress: deps.egress },
     onWarning: hooks.warn,
     threads: deps.rawKey === null ? undefined : { count: plan.threads, rawKey: deps.rawKey },
     ...timeouts,

@@ -18,6 +18,9 @@
  * broker_port = 9420                         # token broker (TCP 127.0.0.1)
  * broker_scope = "proj-a"                    # broker listeners take only this scope's tokens
  * broker_all = false                         # or: a broker socket per scope with tokens
+ * proxy_port = 9421                          # forward proxy (HTTPS_PROXY) on TCP 127.0.0.1
+ * proxy_socket = "/run/vault/proxy.sock"     # forward proxy on a Unix socket
+ * proxy_scope = "proj-a"                     # proxy listeners take only this scope (no auth needed)
  * broker_threads = 2                         # isolates per TCP broker listener (default: CPUs, ≤ 4)
  * routes = "~/.config/vault/routes.json"     # over the built-in routes
  * upstream_ca = "/etc/ssl/private-gw.pem"    # extra CA for upstream TLS
@@ -74,6 +77,12 @@ export interface ServeSettings {
   brokerScope?: string;
   /** One broker socket per scope that has tokens. */
   brokerAll?: boolean;
+  /** Forward proxy on TCP 127.0.0.1. */
+  proxyPort?: number;
+  /** Forward proxy on a Unix socket (absolute). */
+  proxySocket?: string;
+  /** The proxy listeners are bound to this scope. */
+  proxyScope?: string;
   /** Routes file over the built-in routes (absolute). */
   routes?: string;
   /** Extra CA for upstream TLS (absolute). */
@@ -113,6 +122,7 @@ export function parseServeTable(
       case "audit":
       case "runtime_dir":
       case "broker_socket":
+      case "proxy_socket":
       case "routes":
       case "upstream_ca":
       case "broker_audit":
@@ -127,6 +137,7 @@ export function parseServeTable(
         else if (key === "audit") out.audit = path;
         else if (key === "runtime_dir") out.runtimeDir = path;
         else if (key === "broker_socket") out.brokerSocket = path;
+        else if (key === "proxy_socket") out.proxySocket = path;
         else if (key === "routes") out.routes = path;
         else if (key === "upstream_ca") out.upstreamCa = path;
         else if (key === "envelope_socket") out.envelopeSocket = path;
@@ -137,20 +148,24 @@ export function parseServeTable(
       }
       case "signer_port":
       case "broker_port":
+      case "proxy_port":
         if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > 65535) {
           throw fail("must be a port number from 1 to 65535");
         }
         if (key === "signer_port") out.signerPort = v;
+        else if (key === "proxy_port") out.proxyPort = v;
         else out.brokerPort = v;
         break;
       case "broker_scope":
+      case "proxy_scope":
         if (typeof v !== "string") throw fail("must be a scope name");
         try {
           validateScope(v);
         } catch (e) {
           throw fail(`is not a valid scope: ${(e as Error).message}`);
         }
-        out.brokerScope = v;
+        if (key === "proxy_scope") out.proxyScope = v;
+        else out.brokerScope = v;
         break;
       case "broker_all":
         if (typeof v !== "boolean") throw fail("must be true or false");

@@ -14,12 +14,16 @@ import { validateCredentialSet, validateScope, validateSubject } from "../../sto
 import { baseUrlValue, configPatchesOf, loadRoster, type Roster } from "../../config/roster.ts";
 import {
   bridgeCommand,
+  DEFAULT_PROXY_CA_DIR,
   DEFAULT_TRANSPORT,
   ENV_FORMATS,
   type EnvFormat,
   formatEnv,
   mintContainerEnv,
   parseTransport,
+  PROXY_BUNDLE_FILE,
+  PROXY_CA_FILE,
+  PROXY_MOUNT_DIR,
   type Transport,
   type TransportDefaults,
   usesVaultSocket,
@@ -36,13 +40,18 @@ interface AddressOptions {
   socketPath?: string;
   tcpHost?: string;
   bridgeSocket?: string;
+  proxyCaDir?: string;
 }
 
 // The options' types are read back through AddressOptions (extra-typings cannot thread them here).
 // deno-lint-ignore no-explicit-any
 function addressOptions<C extends Command<any, any, any>>(command: C): C {
   return command
-    .option("--transport <t>", "socket (vault http-bridge in the container) or tcp:PORT", "socket")
+    .option(
+      "--transport <t>",
+      "socket (vault http-bridge in the container), tcp:PORT, or proxy:PORT (vault serve --proxy-port)",
+      "socket",
+    )
     .option(
       "--socket-url <url>",
       `socket transport: tools' base URL (default ${DEFAULT_TRANSPORT.socketUrl})`,
@@ -58,6 +67,10 @@ function addressOptions<C extends Command<any, any, any>>(command: C): C {
     .option(
       "--bridge-socket <path>",
       `tcp transport: in-container bridge socket (default ${DEFAULT_TRANSPORT.tcpBridgeSocket})`,
+    )
+    .option(
+      "--proxy-ca-dir <dir>",
+      `proxy transport: where the container sees <mounts>/${PROXY_MOUNT_DIR} (default ${DEFAULT_PROXY_CA_DIR})`,
     ) as C;
 }
 
@@ -70,7 +83,11 @@ function transportOf(
     socketPath: options.socketPath ?? DEFAULT_TRANSPORT.socketPath,
     tcpHost: options.tcpHost ?? DEFAULT_TRANSPORT.tcpHost,
     tcpBridgeSocket: options.bridgeSocket ?? DEFAULT_TRANSPORT.tcpBridgeSocket,
+    proxyCaDir: options.proxyCaDir ?? DEFAULT_PROXY_CA_DIR,
   };
+  if (!defaults.proxyCaDir!.startsWith("/") || /[\s"'$`\\]/.test(defaults.proxyCaDir!)) {
+    throw new UsageError("--proxy-ca-dir must be an absolute path without spaces or quotes");
+  }
   if (!/^https?:\/\/[^/\s]+$/.test(defaults.socketUrl)) {
     throw new UsageError("--socket-url must be http(s)://HOST[:PORT] without a path");
   }
@@ -81,6 +98,43 @@ function transportOf(
     throw new UsageError("--tcp-host must be a host name");
   }
   return { transport, defaults };
+}
+
+/** `config apply --transport proxy:PORT`: the scope's CA and the bundle into the mounts. */
+async function writeProxyCa(
+  ctx: Context,
+  mounts: string,
+  scope: string | undefined,
+  dryRun: boolean,
+): Promise<void> {
+  if (scope === undefined) throw new UsageError("--transport proxy:PORT needs --scope");
+  validateScope(scope);
+  const dir = join(mounts, PROXY_MOUNT_DIR);
+  const caPath = join(dir, PROXY_CA_FILE);
+  const bundlePath = join(dir, PROXY_BUNDLE_FILE);
+  if (dryRun) {
+    ctx.out.line(`would write ${caPath}`);
+    ctx.out.line(`would write ${bundlePath}`);
+    return;
+  }
+  const { caBundle, scopeCa } = await import("../../broker/proxy_ca.ts");
+  const caPem = await ctx.withStore(async (store) => {
+    const ca = await scopeCa(store, scope);
+    ca.keyPkcs8.fill(0);
+    return ca.certPem.endsWith("\n") ? ca.certPem : `${ca.certPem}\n`;
+  });
+  const bundle = await caBundle(caPem);
+  if (!bundle.system) {
+    ctx.out.warn(
+      `vault config apply: no system CA bundle found; ${bundlePath} holds the proxy CA only`,
+    );
+  }
+  // Certificates, no secret: readable by the container's user.
+  await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
+  await Deno.writeTextFile(caPath, caPem, { mode: 0o644 });
+  await Deno.writeTextFile(bundlePath, bundle.pem, { mode: 0o644 });
+  ctx.out.line(`wrote ${caPath}`);
+  ctx.out.line(`wrote ${bundlePath}`);
 }
 
 async function rosterOf(ctx: Context, dirs: string[] | undefined): Promise<Roster> {
@@ -103,6 +157,7 @@ export function addConfigApplyEnv(config: Command, ctx: Context): void {
         "only take these providers' values out again (restoring the user's); applies nothing",
       )
       .option("--dry-run", "print a unified diff per file; write nothing")
+      .option("--scope <scope>", "proxy transport: the scope whose proxy CA the sandbox trusts")
       .option("--json", "print the result as JSON"),
   )
     .addHelpText(
@@ -121,11 +176,23 @@ file patch is skipped with a note.
 Examples:
   vault config apply --mounts ~/.local/share/terok/sandbox-live/mounts
   vault config apply --mounts DIR --providers anthropic,openai --transport tcp:18731 --dry-run
-  vault config apply --mounts DIR --disable vibe`,
+  vault config apply --mounts DIR --disable vibe
+  vault config apply --mounts DIR --transport proxy:9421 --scope proj-a
+
+With --transport proxy:PORT (vault serve --proxy-port) the tools keep their
+own base URLs, so no file is patched: <mounts>/${PROXY_MOUNT_DIR}/ gets
+${PROXY_CA_FILE} (the scope's proxy CA, created if missing) and
+${PROXY_BUNDLE_FILE} (the system's CAs and that CA), which the variables
+of 'vault config env --transport proxy:PORT' name; bind the directory at
+--proxy-ca-dir (default ${DEFAULT_PROXY_CA_DIR}) in the container.`,
     )
     .action(async (options) => {
       const roster = await rosterOf(ctx, options.roster);
       const { transport, defaults } = transportOf(options as AddressOptions);
+      if (transport.kind === "proxy") {
+        await writeProxyCa(ctx, resolve(options.mounts), options.scope, options.dryRun === true);
+        return;
+      }
       const location = vaultLocation(transport, defaults);
       const mounts = resolve(options.mounts);
       const skipped: { provider: string; why: string }[] = [];
@@ -256,6 +323,13 @@ variable and where the socket exists: with --transport tcp:PORT it is left
 out for tools that have a base URL, and kept for socket-only tools with a
 note (stderr) naming the vault http-bridge command that creates it.
 
+With --transport proxy:PORT (vault serve --proxy-port) the tools keep their
+own base URLs: the tokens go in their key variables, and HTTPS_PROXY,
+HTTP_PROXY (a token as the proxy password), NO_PROXY and the CA variables
+SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, GIT_SSL_CAINFO (the
+bundle) and NODE_EXTRA_CA_CERTS, DENO_CERT (the scope's CA) name the files
+'vault config apply --transport proxy:PORT --scope S' writes.
+
 Examples:
   eval "$(vault config env --scope proj-a --subject task-1)"
   vault config env --scope proj-a --subject task-1 --format env-file > task-1.env
@@ -297,6 +371,7 @@ Examples:
           transport,
           location,
           signer: signer === undefined ? undefined : { signer, agentSocket: options.agentSocket },
+          proxyCaDir: defaults.proxyCaDir,
           baseUrlFor: (provider, url) => baseUrlValue(roster.get(provider)!, url),
         })
       );

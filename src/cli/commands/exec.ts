@@ -44,6 +44,11 @@ export function addExecCommands(program: Command, ctx: Context): void {
       "--expires <when>",
       "no token works after a duration (2h) or a time (2026-12-31T18:00Z), even while running",
     )
+    .option(
+      "--transport <t>",
+      "tcp (base URLs point at the private broker) or proxy (HTTPS_PROXY: tools keep their base URLs)",
+      "tcp",
+    )
     .argument("<command...>", "the command and its arguments (after --)")
     .addHelpText(
       "after",
@@ -72,8 +77,18 @@ killed stop working within ${EXEC_GRACE_MS / 60_000} minutes. --expires is a har
 renewal never passes; --policy NAME gives every token that named policy
 (a roster entry's policy applies to its provider's token otherwise).
 
+With --transport proxy the private broker is also a forward proxy: the
+command gets the phantom tokens in the key variables, no base URLs,
+HTTPS_PROXY and HTTP_PROXY (a token as the proxy password), NO_PROXY, and
+the CA variables (SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE,
+GIT_SSL_CAINFO: the system's CAs and the scope's proxy CA;
+NODE_EXTRA_CA_CERTS, DENO_CERT: the scope's CA) for files in the session's
+private directory. Hosts no route names are reachable only as config.toml's
+[egress] allows.
+
 Examples:
   vault exec --scope proj-a --subject ci-1234 -- npm test
+  vault exec --scope proj-a --subject ci-9 --transport proxy -- git clone https://github.com/o/r.git
   vault exec --scope proj-a --subject local --providers openai -- deno run -A client.ts
   vault exec --scope proj-a --subject ci-7 --policy github-read --expires 1h -- make test`,
     )
@@ -82,6 +97,9 @@ Examples:
       validateSubject(options.subject);
       if (options.set !== undefined) validateCredentialSet(options.set);
       if (command.length === 0) throw new UsageError("exec needs a command after --");
+      if (options.transport !== "tcp" && options.transport !== "proxy") {
+        throw new UsageError(`--transport must be "tcp" or "proxy"`);
+      }
       const roster = await loadRoster(await rosterDirsOf(ctx, options.roster));
       const providers = options.providers === undefined
         ? undefined
@@ -115,6 +133,8 @@ Examples:
           baseUrlFor: (provider, url) => baseUrlValue(roster.get(provider)!, url),
           callerEnv: ctx.env,
           onWarning: (message) => ctx.out.warn(message),
+          proxy: options.transport === "proxy",
+          egress: options.transport === "proxy" ? (await ctx.settings()).egress : undefined,
         });
         let watcher: Watcher | null = null;
         const renewal = startRenewal(

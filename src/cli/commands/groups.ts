@@ -113,6 +113,9 @@ export const GROUPS: readonly CommandGroup[] = [
       "<command...>",
     ],
   ]),
+  group(async () => (await import("./proxy.ts")).addProxyCommands, [
+    ["proxy", "the forward proxy's per-scope CAs", false],
+  ]),
   group(async () => (await import("./systemd.ts")).addSystemdCommands, [
     ["systemd", "systemd user units for vault serve", false],
   ]),

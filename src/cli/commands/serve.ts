@@ -103,6 +103,17 @@ export function addServeCommands(program: Command, ctx: Context): void {
       "a broker socket per scope that has tokens, bound to it: <runtime dir>/broker-<scope>.sock",
     )
     .option(
+      "--proxy-port <port>",
+      "forward proxy (HTTPS_PROXY: CONNECT and http://) on TCP 127.0.0.1:<port>",
+      asUsage(parsePort),
+    )
+    .option("--proxy-socket <path>", "forward proxy on this Unix socket (mode 0600)")
+    .option(
+      "--proxy-scope <scope>",
+      "the proxy listeners are bound to this scope (requests need no Proxy-Authorization)",
+      asUsage((value: string) => validateScope(value)),
+    )
+    .option(
       "--routes <file>",
       "routes file (terok's routes.json, or YAML) over the built-in routes",
     )
@@ -167,7 +178,8 @@ than 107 bytes is skipped with a warning.
 
 Settings may also come from a [serve] table in config.toml (signer_socket,
 signer_port, local_scopes, local_all, audit, runtime_dir, rsa_engine,
-idle_timeout, progress_timeout, broker_socket, broker_port, broker_scope, broker_all, routes,
+idle_timeout, progress_timeout, broker_socket, broker_port, broker_scope, broker_all,
+proxy_port, proxy_socket, proxy_scope, routes,
 upstream_ca, broker_audit, broker_threads, envelope_socket, envelope_store,
 envelope_audit, envelope_users); flags win.
 
@@ -187,6 +199,13 @@ Under systemd socket activation (LISTEN_FDS), inherited sockets named
 for every scope (or --broker-scope's); any other name ('signer') is a
 token-gated signer. They stay open for systemd when vault stops. Example
 units: scripts/systemd/.
+
+The forward proxy (--proxy-port, --proxy-socket) takes CONNECT and http://
+requests with a phantom token as proxy password
+(HTTPS_PROXY=http://x:<token>@127.0.0.1:<port>). A host a route names
+('hosts') is intercepted: TLS with a leaf of the scope's CA ('vault proxy
+ca'), each request then served as the broker serves it. Other hosts get a
+blind tunnel only when an [egress] rule of config.toml allows it, else 403.
 
 Examples:
   vault serve --local-scope proj-a
@@ -225,6 +244,7 @@ Examples:
           rawKey,
           kek: () => serveKek(ctx, plan.envelope?.kekFile, store),
           hooks: serveHooks(ctx),
+          egress: settings.egress,
         });
         if (running.broker) {
           ctx.out.info(`vault serve: broker audit trail in ${plan.broker!.auditPath}`);
@@ -508,7 +528,7 @@ function serveHooks(ctx: Context): ServeHooks {
     agentListening: (address) => ctx.out.info(describeListener(address)),
     brokerListening: (binding) =>
       ctx.out.info(
-        `vault serve: token broker on ${binding.label}` +
+        `vault serve: ${binding.proxy ? "forward proxy" : "token broker"} on ${binding.label}` +
           (binding.scope === undefined ? "" : ` (scope ${binding.scope})`),
       ),
     brokerClosed: (binding) =>
