@@ -134,6 +134,8 @@ export interface Redirect {
   pathUpstreams?: Record<string, string>;
   /** The OAuth refresh endpoint on the fake: `[api, path]`. */
   oauthTokenUrl?: [api: string, path: string];
+  /** `hosts`: the hosts a forward proxy intercepts for the provider (e.g. `api.anthropic.com`). */
+  hosts?: string[];
 }
 
 /** The default redirects: anthropic and openai (chatgpt.com's `/backend-api/` too). */
@@ -474,6 +476,7 @@ export class World {
       const [api, path] = redirect.oauthTokenUrl;
       value.oauth_refresh = { token_url: this.fake.upstream(api) + path };
     }
+    if (redirect.hosts) value.hosts = redirect.hosts;
     return `# test plumbing: this provider's internet is the fake at ${this.fake.origin}\n` +
       JSON.stringify(value, null, 2) + "\n";
   }

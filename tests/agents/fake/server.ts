@@ -2,7 +2,7 @@
  * The fake provider: one HTTP/1.1 server on 127.0.0.1 (a port the kernel
  * chose) that plays the internet for the acceptance suite. Requests are
  * demultiplexed by a prefix naming the API — `/_/anthropic/…`,
- * `/_/openai/…`, `/_/chatgpt/…`, `/_/gemini/…` — and answered by that API's
+ * `/_/openai/…`, `/_/chatgpt/…`, `/_/gemini/…`, `/_/github/…` — and answered by that API's
  * module (one file each, independent of one another); the host roster
  * (harness.ts) points each provider's upstream at its prefix. Every request
  * is recorded (method, path, query, headers, body, WebSocket frames) in
@@ -16,6 +16,7 @@
 import { anthropic } from "./anthropic.ts";
 import { chatgpt } from "./chatgpt.ts";
 import { gemini } from "./gemini.ts";
+import { github } from "./github.ts";
 import { openai } from "./openai.ts";
 import { ANSWERS, type ApiModule, type FakeRequest } from "./types.ts";
 
@@ -24,7 +25,7 @@ export type { ApiModule, FakeRequest, RecordedSocket } from "./types.ts";
 
 /** The built-in API modules by prefix. */
 export const MODULES: ReadonlyMap<string, ApiModule> = new Map(
-  [anthropic, openai, chatgpt, gemini].map((m) => [m.name, m]),
+  [anthropic, openai, chatgpt, gemini, github].map((m) => [m.name, m]),
 );
 
 /** A case's own answer for one endpoint (see {@link FakeProvider.on}). */

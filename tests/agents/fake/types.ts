@@ -16,7 +16,7 @@ export interface RecordedSocket {
 
 /** One request the fake received. */
 export interface FakeRequest {
-  /** The API module it went to (`anthropic`, `openai`, `chatgpt`, `gemini`, or `unknown`). */
+  /** The API module it went to (`anthropic`, `openai`, `chatgpt`, `gemini`, `github`, or `unknown`). */
   api: string;
   method: string;
   /** The path behind the API prefix (`/v1/messages` for `/_/anthropic/v1/messages`), raw. */
@@ -66,6 +66,7 @@ export const ANSWERS: Readonly<Record<string, string>> = {
   openai: "FAKE-ANSWER-0c1d",
   chatgpt: "FAKE-ANSWER-9b2e",
   gemini: "FAKE-ANSWER-5e8c",
+  github: "FAKE-ANSWER-3d6f",
 };
 
 /** An SSE event block: `event:` line (when named) and one `data:` line of JSON. */
