@@ -779,13 +779,27 @@ export function relay(x: BrokerExchange): ServerResponse | Promise<ServerRespons
 export function audit(x: BrokerExchange, status: number, outcome: BrokerOutcome): void {
   if (x.audited) return;
   x.audited = true;
-  const record = x.record;
+  finishRecord(x.services, x.record, x.started, status, outcome);
+}
+
+/**
+ * Completes an audit line that started at `started` and hands it to the
+ * metrics and the audit writer (health checks only get their fields): the
+ * one place a broker line ends, for the passes and for the proxy's own
+ * lines (tunnels, refusals).
+ */
+export function finishRecord(
+  services: PipelineServices,
+  record: BrokerAuditRecord,
+  started: number,
+  status: number,
+  outcome: BrokerOutcome,
+): void {
   record.status = status;
   record.outcome = outcome;
   record.ts = isoNow();
-  record.duration_ms = Date.now() - x.started;
+  record.duration_ms = Date.now() - started;
   if (outcome === "health") return;
-  const services = x.services;
   services.metrics.record(record.provider || "-", outcome, record.duration_ms / 1000);
   try {
     services.audit?.(record);

@@ -55,6 +55,7 @@ import { routesForHost } from "../providers/routes.ts";
 import { egressAllows, type EgressRules, NO_EGRESS } from "../settings/egress.ts";
 import {
   type BrokerOutcome,
+  finishRecord,
   type ListenerBinding,
   newBrokerRecord,
   type PipelineServices,
@@ -113,17 +114,7 @@ class ProxyRecord {
   end(status: number, outcome: BrokerOutcome): void {
     if (this.#done) return;
     this.#done = true;
-    const record = this.record;
-    record.status = status;
-    record.outcome = outcome;
-    record.ts = new Date().toISOString();
-    record.duration_ms = Date.now() - this.#started;
-    this.services.metrics.record(record.provider || "-", outcome, record.duration_ms / 1000);
-    try {
-      this.services.audit?.(record);
-    } catch (error) {
-      this.services.warn(`cannot write the broker audit line: ${(error as Error).message}`);
-    }
+    finishRecord(this.services, this.record, this.#started, status, outcome);
   }
 }
 
