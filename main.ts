@@ -7,7 +7,9 @@
  * their plain forms are answered without commander (src/cli/fast.ts); the
  * program loads only the command group it runs (src/cli/commands/groups.ts). deno.json's `lazy-dynamic-imports` keeps
  * `deno run` from reading every module an `import("…")` names before main.ts
- * starts: only what a command imports is loaded. `VAULT_TIMINGS=1` prints the
+ * starts: only what a command imports is loaded; the fast path loads from one
+ * prebuilt file when `deno task build` made it and it is still fresh
+ * (src/cli/fast_bundle.ts). `VAULT_TIMINGS=1` prints the
  * run's phase times to stderr (src/timing.ts).
  *
  * @module
@@ -54,6 +56,8 @@ if (import.meta.main) {
   if (only === "__exec-watch") {
     Deno.exit(await (await import("./src/serve/exec_watch.ts")).runWatcher());
   }
-  const code = await runVault(args, { env: Deno.env.toObject() });
+  const env = Deno.env.toObject();
+  // The fast path's prebuilt bundle, when `deno task build` made one that is still fresh.
+  const code = await runVault(args, { env }, { bundle: env.VAULT_FAST_BUNDLE !== "0" });
   exit(code);
 }

@@ -11,7 +11,10 @@
  * runs offline once the Deno cache is warm. (`deno install -g` was measured
  * and not used: its shim runs `deno` from PATH and a copy of deno.json
  * beside the shim, with a node_modules directory of its own.) Moving or
- * deleting the checkout breaks the launcher: install again.
+ * deleting the checkout breaks the launcher: install again. It also runs
+ * `deno task build` (the fast path's bundle, src/cli/fast_bundle.ts), which
+ * vault uses only while no source in it has changed since: after a `git
+ * pull`, `deno task build` (or install again) restores the head start.
  *
  * Where: `--dir DIR`, else `$VAULT_INSTALL_DIR`, else `~/.local/bin` (on
  * PATH in Debian's and most distributions' login shells once it exists:
@@ -25,6 +28,7 @@
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { V8_FLAGS } from "../src/v8_flags.ts";
+import { build } from "./build.ts";
 
 /** The checkout this script belongs to. */
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -95,6 +99,13 @@ async function install(dir: string, env: Record<string, string | undefined>): Pr
   await Deno.chmod(staged, 0o755);
   await Deno.rename(staged, target);
   console.log(`installed ${target} -> ${join(ROOT, "main.ts")}`);
+  // The fast path's bundle (src/cli/fast_bundle.ts): a head start only, so a failure is a note.
+  try {
+    const manifest = await build();
+    console.log(`built the fast path's bundle (${manifest.sources.length} source files)`);
+  } catch (error) {
+    console.log(`note: the fast path's bundle was not built (${(error as Error).message})`);
+  }
   if (!onPath(dir, env.PATH)) {
     console.log(
       `note: ${dir} is not on your PATH. Log in again (~/.profile adds ~/.local/bin once it ` +

@@ -8,19 +8,30 @@
  * phase names and times are printed, never a value the run handled. Off (the default), a mark
  * costs one comparison.
  *
+ * The marks live on `globalThis`, not in this module: the fast path's prebuilt bundle
+ * (src/cli/fast_bundle.ts) carries its own copy of this module, and its marks belong to the
+ * same run.
+ *
  * @module
  */
 
-let marks: [string, number][] | null = null;
+/** Where the marks are kept (see the module doc). */
+const KEY = Symbol.for("vault.timings");
+
+type Marks = [string, number][];
+
+function marks(): Marks | null {
+  return (globalThis as { [KEY]?: Marks })[KEY] ?? null;
+}
 
 /** Starts recording (main.ts, when `VAULT_TIMINGS=1`). */
 export function startTimings(): void {
-  marks = [];
+  (globalThis as { [KEY]?: Marks })[KEY] = [];
 }
 
 /** Records that the phase `phase` ended now; does nothing unless timings are on. */
 export function mark(phase: string): void {
-  if (marks !== null) marks.push([phase, performance.now()]);
+  marks()?.push([phase, performance.now()]);
 }
 
 /**
@@ -28,9 +39,10 @@ export function mark(phase: string): void {
  * phase marked twice appearing twice; null when timings are off.
  */
 export function phases(): [string, number][] | null {
-  if (marks === null) return null;
+  const list = marks();
+  if (list === null) return null;
   let last = 0;
-  return marks.map(([name, at]) => {
+  return list.map(([name, at]) => {
     const took = at - last;
     last = at;
     return [name, Math.round(took * 10) / 10];

@@ -134,6 +134,9 @@ export class CliSandbox {
       XDG_CONFIG_HOME: join(home, "config"),
       XDG_RUNTIME_DIR: join(home, "run"),
       VAULT_SESSION_BACKEND: "file",
+      // The sources, whatever `deno task build` left in src/.cache (tests/cli_fast_bundle.test.ts
+      // runs the bundle on purpose).
+      VAULT_FAST_BUNDLE: "0",
       NO_COLOR: "1",
       ...denoDir(),
       ...extra,

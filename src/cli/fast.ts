@@ -23,6 +23,7 @@
  */
 
 import type { CliIo, GlobalFlags } from "./context.ts";
+import type { FastModules } from "./fast_bundle.ts";
 import { mark } from "../timing.ts";
 
 /** A command the fast path answers: its words, its options, its action. */
@@ -31,8 +32,15 @@ export interface FastCommand {
   readonly words: readonly string[];
   /** Its options by long name: `value` takes one value, `flag` none. */
   readonly options: Readonly<Record<string, "value" | "flag">>;
-  /** Runs the action with the parsed options (camel-cased names, as commander gives them). */
-  run(ctx: import("./context.ts").Context, options: Record<string, string | true>): Promise<void>;
+  /**
+   * Runs the action with the parsed options (camel-cased names, as commander gives them), from
+   * `modules` (the fast path's modules, bundled or not: see src/cli/fast_bundle.ts).
+   */
+  run(
+    modules: FastModules,
+    ctx: import("./context.ts").Context,
+    options: Record<string, string | true>,
+  ): Promise<void>;
 }
 
 /** The commands of the fast path. */
@@ -40,12 +48,12 @@ export const FAST_COMMANDS: readonly FastCommand[] = [
   {
     words: ["cred", "list"],
     options: { set: "value", json: "flag" },
-    run: async (ctx, options) => (await import("./commands/cred_read.ts")).credList(ctx, options),
+    run: (modules, ctx, options) => modules.credList(ctx, options),
   },
   {
     words: ["cred", "sets"],
     options: { json: "flag" },
-    run: async (ctx, options) => (await import("./commands/cred_read.ts")).credSets(ctx, options),
+    run: (modules, ctx, options) => modules.credSets(ctx, options),
   },
 ];
 
@@ -123,15 +131,30 @@ export function matchFast(args: readonly string[]): FastMatch | null {
   return { command, flags, options };
 }
 
+/** How {@link runVault} runs. */
+export interface RunVaultOptions {
+  /**
+   * Load the fast path from its prebuilt bundle when it is fresh (src/cli/fast_bundle.ts):
+   * main.ts, unless `VAULT_FAST_BUNDLE=0`. In-process runs (tests) load the sources.
+   */
+  bundle?: boolean;
+}
+
 /** Runs a matched command line (see {@link matchFast}); returns the exit code. */
-export async function runFast(match: FastMatch, io: CliIo): Promise<number> {
-  const { Context, exitCodeFor } = await import("./fast_modules.ts");
-  mark("load modules");
+export async function runFast(
+  match: FastMatch,
+  io: CliIo,
+  options: RunVaultOptions = {},
+): Promise<number> {
+  const { loadFastModules } = await import("./fast_bundle.ts");
+  const { modules, bundled } = await loadFastModules(options.bundle === true);
+  mark(bundled ? "load bundle" : "load modules");
+  const { Context, exitCodeFor } = modules;
   const ctx = new Context(io);
   mark("parse");
   ctx.setFlags(match.flags);
   try {
-    await match.command.run(ctx, match.options);
+    await match.command.run(modules, ctx, match.options);
     return 0;
   } catch (error) {
     return exitCodeFor(error, ctx, io);
@@ -142,9 +165,13 @@ export async function runFast(match: FastMatch, io: CliIo): Promise<number> {
  * Runs `vault <args>`: the fast path when it takes the command line, else
  * the full program. main.ts and the tests' in-process runs both come here.
  */
-export async function runVault(args: string[], io: CliIo): Promise<number> {
+export async function runVault(
+  args: string[],
+  io: CliIo,
+  options: RunVaultOptions = {},
+): Promise<number> {
   const match = matchFast(args);
-  if (match !== null) return await runFast(match, io);
+  if (match !== null) return await runFast(match, io, options);
   // Commander first, on its own: the timings tell its cost from the program's modules.
   await import("@commander-js/extra-typings");
   mark("load commander");
