@@ -79,7 +79,7 @@ Deno.test("fast bundle: built from the sources cred list reaches; main.ts answer
 
 Deno.test("fast bundle: stale once any file in it changes size or time, or the manifest is not this one's", async () => {
   const manifest = await build();
-  await withTempDir(async (dir) => {
+  await withTempDir((dir) => {
     const root = dir + "/";
     copyTree(dir, manifest);
     assert(bundleIsFresh(root), "a faithful copy is fresh");
