@@ -11,7 +11,8 @@
  * - nginx as the peer: TLS for the same host name (`api.bench.test`, a certificate from another
  *   test CA), `proxy_pass https://` to the same upstream verifying it with the same CA,
  *   `proxy_set_header Authorization "Bearer <real>"`, a keep-alive upstream pool, 1 worker;
- * - load: `bench/proxy/load.ts` (wrk cannot speak CONNECT), one Deno subprocess per run, the same
+ * - load: `bench/proxy/load.ts` (wrk cannot speak CONNECT): Deno subprocesses (2 at 32
+ *   connections, started together once all are connected; 1 at 1 connection), the same
  *   request bytes to both: to vault each connection first sends `CONNECT api.bench.test:443`
  *   with `Proxy-Authorization: Basic x:<phantom>` then TLS through the tunnel; to nginx TLS
  *   straight away. Every request carries `Authorization: Bearer <phantom>` and every answer
@@ -31,6 +32,7 @@
  *   deno task bench:proxy                     5 rounds of 3 s runs, 30 handshakes of each kind
  *   deno task bench:proxy --rounds 7 --seconds 5
  *   deno task bench:proxy --quick             a smoke run: 5 rounds of 1 s, 20 handshakes
+ *   deno task bench:proxy --clients 1         one load process at 32 connections (default 2)
  *
  * @module
  */
@@ -84,6 +86,8 @@ interface Settings {
   seconds: number;
   connections: number;
   handshakes: number;
+  /** Load processes at `connections` (1 connection: one process). */
+  clients: number;
   quick: boolean;
 }
 
@@ -103,6 +107,7 @@ function parseSettings(args: string[]): Settings {
     seconds: value("--seconds", quick ? 1 : 3, 1),
     connections: value("--connections", 32, 2, 256),
     handshakes: value("--handshakes", quick ? 20 : 30, 20, FRESH_HOSTS.length),
+    clients: value("--clients", 2, 1, 4),
     quick,
   };
 }
@@ -112,32 +117,106 @@ function progress(message: string): void {
   console.error(`bench:proxy: ${message}`);
 }
 
-/** One run of the load generator; throws (loudly) when it failed. */
-async function run(job: LoadJob): Promise<LoadResult> {
+/** A started load process: `ready` once connected, `go` to start it, then its `result`. */
+interface LoadProcess {
+  ready: Promise<void>;
+  go(): Promise<void>;
+  result: Promise<LoadResult>;
+  /** Kills it (its result then rejects). */
+  stop(): void;
+}
+
+/** Starts the load generator on `job`; its failure rejects both promises (loudly). */
+function startLoad(job: LoadJob): LoadProcess {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", `--v8-flags=${V8_FLAGS}`, LOAD],
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(JSON.stringify(job) + "\n"));
-  await writer.close();
   const deadline = setTimeout(
     () => child.kill("SIGKILL"),
-    (job.warmSeconds + job.seconds + 60) * 1000,
+    (job.warmSeconds + job.seconds + 120) * 1000,
   );
-  const output = await child.output();
-  clearTimeout(deadline);
-  const stderr = new TextDecoder().decode(output.stderr).trim();
-  if (output.code !== 0) {
-    throw new Error(`the ${job.via} ${job.kind} run failed (exit ${output.code}):\n${stderr}`);
+  const writer = child.stdin.getWriter();
+  const encoder = new TextEncoder();
+  const written = writer.write(encoder.encode(JSON.stringify(job) + "\n"));
+  let markReady = () => {};
+  const readyLine = new Promise<void>((resolve) => markReady = resolve);
+  const stderr = new Response(child.stderr).text();
+  const result = (async () => {
+    const lines: string[] = [];
+    let text = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      text += chunk;
+      let end;
+      while ((end = text.indexOf("\n")) >= 0) {
+        const line = text.slice(0, end);
+        text = text.slice(end + 1);
+        if (line === "ready") markReady();
+        else lines.push(line);
+      }
+    }
+    const status = await child.status;
+    clearTimeout(deadline);
+    if (!status.success) {
+      throw new Error(
+        `the ${job.via} ${job.kind} run failed (exit ${status.code}):\n${(await stderr).trim()}`,
+      );
+    }
+    const out = JSON.parse(lines.at(-1) ?? "null") as LoadResult | null;
+    if (out === null || (job.kind === "load" && out.requests === 0)) {
+      throw new Error(`the ${job.via} ${job.kind} run completed no request`);
+    }
+    return out;
+  })();
+  result.catch(() => {}); // reported by whoever awaits it
+  return {
+    ready: Promise.race([readyLine, result.then(() => {})]),
+    async go() {
+      await written;
+      await writer.write(encoder.encode("go\n"));
+      await writer.close();
+    },
+    result,
+    stop() {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already exited
+      }
+    },
+  };
+}
+
+/**
+ * A run over `clients` load processes (1 for 1 connection), the connections split between
+ * them, started together once all are connected; their counts added, their latencies pooled.
+ */
+async function run(job: LoadJob, clients = 1): Promise<LoadResult> {
+  const n = Math.min(clients, job.connections);
+  const processes = Array.from({ length: n }, (_, i) =>
+    startLoad({
+      ...job,
+      connections: Math.floor(job.connections / n) + (i < job.connections % n ? 1 : 0),
+    }));
+  try {
+    if (job.kind === "load") {
+      await Promise.all(processes.map((p) => p.ready));
+      await Promise.all(processes.map((p) => p.go()));
+    }
+    const results = await Promise.all(processes.map((p) => p.result));
+    return {
+      requests: results.reduce((sum, r) => sum + r.requests, 0),
+      seconds: job.seconds,
+      micros: results.flatMap((r) => r.micros),
+    };
+  } catch (error) {
+    // One failed: the others are stopped (the first failure is the one reported).
+    for (const p of processes) p.stop();
+    await Promise.allSettled(processes.map((p) => p.result));
+    throw error;
   }
-  const result = JSON.parse(new TextDecoder().decode(output.stdout)) as LoadResult;
-  if (job.kind === "load" && result.requests === 0) {
-    throw new Error(`the ${job.via} load run completed no request`);
-  }
-  return result;
 }
 
 interface Measure {
@@ -338,7 +417,7 @@ if (import.meta.main) {
 
       // Warm-up (JIT, pools, the cached leaf), and the correctness check of both paths.
       progress("warm-up");
-      for (const c of cases) await run(c.job(connections, 1));
+      for (const c of cases) await run(c.job(connections, 1), settings.clients);
 
       /** Rounds of both cases, the order swapped every round; [vault, nginx] per round. */
       const paired = async (conns: number): Promise<Measure[][]> => {
@@ -346,7 +425,9 @@ if (import.meta.main) {
         for (let round = 0; round < rounds; round++) {
           const pair: Measure[] = [];
           const order = round % 2 === 0 ? [0, 1] : [1, 0];
-          for (const i of order) pair[i] = measure(await run(cases[i].job(conns, seconds)));
+          for (const i of order) {
+            pair[i] = measure(await run(cases[i].job(conns, seconds), settings.clients));
+          }
           out.push(pair);
         }
         return out;
@@ -395,7 +476,8 @@ if (import.meta.main) {
           `vault: \`deno run -A --v8-flags=${V8_FLAGS} main.ts serve --proxy-port --upstream-ca\`, ` +
           "audit on; nginx: TLS termination for the same host (P-256), proxy_set_header " +
           "Authorization, https upstream pool keepalive 64, 1 worker; load: bench/proxy/load.ts " +
-          "(Deno, one process per run; to vault CONNECT + TLS in the tunnel, to nginx TLS), " +
+          `(Deno, ${settings.clients} processes per run at ${connections} connections, 1 at 1; ` +
+          "to vault CONNECT + TLS in the tunnel, to nginx TLS), " +
           "the same request bytes, every answer checked",
       );
       out.push("");

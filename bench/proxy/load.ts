@@ -2,7 +2,9 @@
  * The load generator of `bench:proxy` (wrk cannot speak CONNECT), one
  * subprocess per run, used alike for both targets. Its job comes as one JSON
  * line on stdin (it holds the phantom token: never in argv); its result is one
- * JSON line on stdout.
+ * JSON line on stdout. A load run prints `ready` once its connections are up
+ * and waits for the line `go` on stdin before it starts (so that the processes
+ * of one run measure the same window).
  *
  * - `via: "proxy"`: each connection sends `CONNECT host:443` with
  *   `Proxy-Authorization: Basic x:<phantom>`, expects `200`, then TLS over the
@@ -203,12 +205,13 @@ async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
   for (let at = 0; at < data.length;) at += await conn.write(data.subarray(at));
 }
 
-async function load(job: LoadJob): Promise<LoadResult> {
+async function load(job: LoadJob, ready: () => Promise<void>): Promise<LoadResult> {
   const request = encoder.encode(
     `GET ${job.path} HTTP/1.1\r\nHost: ${job.host}\r\nAuthorization: Bearer ${job.phantom}\r\n` +
       `Accept: application/json\r\nUser-Agent: vault-bench\r\n\r\n`,
   );
   const conns = await Promise.all(Array.from({ length: job.connections }, () => open(job, job)));
+  await ready();
   const start = performance.now() + job.warmSeconds * 1000;
   const end = start + job.seconds * 1000;
   const micros: number[] = [];
@@ -257,12 +260,37 @@ async function handshakes(job: LoadJob): Promise<LoadResult> {
   return { requests: micros.length, seconds: 0, micros };
 }
 
+/** The lines of stdin, one per call; null at its end. */
+function stdinLines(): () => Promise<string | null> {
+  const reader = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  return async () => {
+    for (;;) {
+      const end = text.indexOf("\n");
+      if (end >= 0) {
+        const line = text.slice(0, end);
+        text = text.slice(end + 1);
+        return line;
+      }
+      const { done, value } = await reader.read();
+      if (done) return null;
+      text += value;
+    }
+  };
+}
+
 if (import.meta.main) {
-  const line = await new Response(Deno.stdin.readable).text();
-  const job = JSON.parse(line) as LoadJob;
+  const nextLine = stdinLines();
+  const job = JSON.parse((await nextLine()) ?? "") as LoadJob;
+  // Connected: say so, and wait for the word to start (the processes of a run start together).
+  const ready = async () => {
+    console.log("ready");
+    if ((await nextLine()) !== "go") throw new Failure("stdin ended before the start");
+  };
   try {
-    const result = job.kind === "load" ? await load(job) : await handshakes(job);
+    const result = job.kind === "load" ? await load(job, ready) : await handshakes(job);
     console.log(JSON.stringify(result));
+    Deno.exit(0); // stdin is still being read
   } catch (error) {
     const message = (error as Error).message.replaceAll(job.phantom, "<phantom>");
     console.error(`bench:proxy load (${job.via}): FAILED: ${message}`);
