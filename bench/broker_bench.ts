@@ -50,6 +50,15 @@ import { V8_FLAGS } from "../src/v8_flags.ts";
 import { CredentialStore } from "../src/store/store.ts";
 import type { TokenPolicy } from "../src/tokens/policy.ts";
 import { policyPassCost } from "./broker/policy_pass.ts";
+import { median, ms, percentile, rps, signedMs, table, verdict } from "./shared/report.ts";
+import {
+  freePort,
+  nginxConf,
+  requireTools,
+  startNginx,
+  waitForPort,
+  withChildren,
+} from "./shared/nginx.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const LUA = join(ROOT, "bench/broker/wrk_report.lua");
@@ -114,113 +123,7 @@ function parseSettings(args: string[]): Settings {
 }
 
 // ---------------------------------------------------------------------------------------------
-// statistics and formatting
-
-function median(values: number[]): number {
-  return percentile(values, 50);
-}
-
-/** The nearest-rank percentile (`p` in 0–100). */
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  if (sorted.length === 0) return NaN;
-  if (p === 50) {
-    const mid = sorted.length >> 1;
-    return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-  }
-  const rank = Math.ceil((p / 100) * sorted.length);
-  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
-}
-
-function ms(value: number, digits = 3): string {
-  return `${value.toFixed(digits)} ms`;
-}
-
-function signedMs(value: number, digits = 3): string {
-  return `${value >= 0 ? "+" : "−"}${Math.abs(value).toFixed(digits)} ms`;
-}
-
-function rps(value: number): string {
-  return Math.round(value).toLocaleString("en-US");
-}
-
-function verdict(pass: boolean): string {
-  return pass ? "pass" : "**FAIL**";
-}
-
-function table(header: string[], rows: string[][], right: boolean[]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    "| " +
-    cells.map((c, i) => right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i])).join(" | ") +
-    " |";
-  const rule = "| " +
-    widths.map((w, i) => right[i] ? "-".repeat(w - 1) + ":" : "-".repeat(w)).join(" | ") + " |";
-  return [line(header), rule, ...rows.map(line)].join("\n");
-}
-
-// ---------------------------------------------------------------------------------------------
 // processes
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-async function waitForPort(port: number, owner: Background): Promise<void> {
-  const deadline = performance.now() + 30_000;
-  for (;;) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch {
-      if (owner.exited) throw new Error(`exited before listening on ${port}:\n${owner.stderr}`);
-      if (performance.now() > deadline) throw new Error(`nothing listens on ${port}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
-}
-
-/** The `nginx.conf` of a prefix directory: temp paths, pid and logs inside it. */
-function nginxConf(dir: string, workers: string, server: string, http = ""): string {
-  return `worker_processes ${workers};
-${Deno.uid() === 0 ? "user root;" : ""}
-pid ${dir}/nginx.pid;
-error_log stderr warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  keepalive_requests 1000000;
-  ${http}
-  server {
-${server}
-  }
-}
-`;
-}
-
-function startNginx(dir: string, conf: string, label: string): Background {
-  Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const path = join(dir, "nginx.conf");
-  Deno.writeTextFileSync(path, conf, { mode: 0o600 });
-  return new Background(label, "nginx", [
-    "-e",
-    "stderr",
-    "-p",
-    dir,
-    "-c",
-    path,
-    "-g",
-    "daemon off;",
-  ], { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin:/usr/sbin" });
-}
 
 /** The body of the gzip case: 16 KB of chat-completion-like JSON. */
 function largeBody(): string {
@@ -478,30 +381,9 @@ async function gzipSection(
 
 if (import.meta.main) {
   const { rounds, seconds, only } = parseSettings(Deno.args);
-  for (const tool of ["wrk", "nginx"]) {
-    const found = await new Deno.Command("sh", { args: ["-c", `command -v ${tool}`] }).output();
-    if (found.code !== 0) {
-      console.error(`bench:broker needs ${tool} (Debian: apt-get install -y wrk nginx-light)`);
-      Deno.exit(2);
-    }
-  }
-  await withTempDir(async (home) => {
-    const running: Background[] = [];
-    // Ctrl-C still stops every child (nginx, the upstreams, vault serve).
-    // nginx gets SIGTERM: its master stops the workers (SIGKILL would orphan them, and they
-    // hold the stderr pipe open); the rest are killed.
-    const stopAll = async () => {
-      for (const process of running.reverse()) {
-        await process.stop("SIGTERM").catch(() => process.dispose());
-      }
-    };
-    const interrupted = async () => {
-      await stopAll();
-      Deno.exit(130);
-    };
-    Deno.addSignalListener("SIGINT", interrupted);
-    Deno.addSignalListener("SIGTERM", interrupted);
-    try {
+  await requireTools("bench:broker", ["wrk", "nginx"], "apt-get install -y wrk nginx-light");
+  await withTempDir((home) =>
+    withChildren(async (running) => {
       const cli = new CliSandbox(home, { XDG_STATE_HOME: join(home, "state") });
       const passFile = cli.file("pass", "bench passphrase, not a secret\n");
       const vault = async (args: string[], stdin?: string) => {
@@ -914,10 +796,6 @@ if (import.meta.main) {
         [false, true, false],
       ));
       console.log(out.join("\n"));
-    } finally {
-      Deno.removeSignalListener("SIGINT", interrupted);
-      Deno.removeSignalListener("SIGTERM", interrupted);
-      await stopAll();
-    }
-  });
+    })
+  );
 }

@@ -31,8 +31,19 @@ async function openssl(dir: string, args: string[]): Promise<void> {
   }
 }
 
+/** Options of {@link makeTestTls}. */
+export interface TestTlsOptions {
+  /**
+   * The server certificate's subjectAltName entries, openssl's form
+   * (`DNS:api.example.test`, `IP:127.0.0.1`); default `localhost`,
+   * `127.0.0.1` and `::1`.
+   */
+  names?: string[];
+}
+
 /** Makes a fresh test CA and a server certificate (P-256, valid for two days). */
-export async function makeTestTls(): Promise<TestTls> {
+export async function makeTestTls(options: TestTlsOptions = {}): Promise<TestTls> {
+  const names = options.names ?? ["DNS:localhost", "IP:127.0.0.1", "IP:::1"];
   const dir = await Deno.makeTempDir({ prefix: "vault-tls-" });
   try {
     const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
@@ -61,7 +72,7 @@ export async function makeTestTls(): Promise<TestTls> {
       "basicConstraints=critical,CA:FALSE\n" +
         "keyUsage=critical,digitalSignature\n" +
         "extendedKeyUsage=serverAuth\n" +
-        "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n",
+        `subjectAltName=${names.join(",")}\n`,
     );
     await openssl(dir, [
       "x509",

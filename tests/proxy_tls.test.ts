@@ -219,3 +219,18 @@ Deno.test("proxy TLS: a client that asks (SNI) for another host than its CONNECT
     assertEquals(seen.requests, []);
   });
 });
+
+Deno.test("proxy TLS: one SecureContext per leaf, whichever tunnel's contextsFrom asks (the proxy makes one per tunnel)", async () => {
+  const cache = new LeafCache(await createCa("proj-a", Date.now()));
+  const firstTunnel = contextsFrom((host) => cache.get(host));
+  const secondTunnel = contextsFrom((host) => cache.get(host));
+  const context = await firstTunnel("api.github.com");
+  assert(context !== null);
+  assert(await secondTunnel("api.github.com") === context, "the leaf's context was made again");
+  assert(await secondTunnel("API.github.com") === context);
+  // Another leaf (another host, or another CA's for the same host): its own context.
+  assert(await secondTunnel("example.org") !== context);
+  const rotated = new LeafCache(await createCa("proj-a", Date.now()));
+  assert(await contextsFrom((host) => rotated.get(host))("api.github.com") !== context);
+  assertEquals(cache.issued, 2);
+});

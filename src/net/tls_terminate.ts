@@ -180,14 +180,21 @@ export async function terminateTls(
 }
 
 /**
+ * The `SecureContext` of each leaf (a leaf object stands for one certificate
+ * and key), kept while the leaf is: shared by every {@link contextsFrom}, since
+ * the proxy makes one per tunnel, and a context made anew per tunnel would
+ * parse the leaf's key again on every handshake.
+ */
+const contexts = new WeakMap<object, SecureContext>();
+
+/**
  * A {@link ContextFor} over a source of leaves (a `LeafCache`'s `get`):
- * one `SecureContext` per leaf, made on first use and kept while the leaf
- * is.
+ * one `SecureContext` per leaf object, made on its first use by any
+ * `contextsFrom` and kept while the leaf is.
  */
 export function contextsFrom(
   leafFor: (host: string) => Promise<{ certPem: string; keyPem: string }>,
 ): ContextFor {
-  const contexts = new WeakMap<object, SecureContext>();
   return async (host) => {
     const leaf = await leafFor(host);
     let context = contexts.get(leaf);
