@@ -166,7 +166,11 @@ export async function startVaultAgent(
 export async function spawnVaultAgent(
   keys: readonly TestKey[],
   scope: string,
-  options: { rsaEngine?: RsaEngine } = {},
+  options: {
+    rsaEngine?: RsaEngine;
+    /** Extra `deno run` options before main.ts (e.g. `--cpu-prof`). */
+    runtimeArgs?: readonly string[];
+  } = {},
 ): Promise<VaultAgentProcess> {
   const { dir, runtimeDir, dbPath, passphrase } = await makeVaultDir(keys, scope);
   const passphraseFile = join(dir, "passphrase");
@@ -195,6 +199,7 @@ export async function spawnVaultAgent(
     const args = [
       "run",
       "-A",
+      ...(options.runtimeArgs ?? []),
       MAIN,
       "--db",
       dbPath,

@@ -19,13 +19,12 @@ import {
   FAILURE_FRAME,
   type FrameReader,
   MSG,
-  nextFrameWithin,
   parseSignRequest,
   signResponseFrame,
 } from "./protocol.ts";
 import type { SignRateLimiter } from "./rate_limit.ts";
 import type { Signer } from "./sign.ts";
-import { type ByteStream, writeAll } from "../net/stream.ts";
+import { type ByteStream, closeQuietly, writeAll } from "../net/stream.ts";
 
 /** Who is served on a connection: a scope, and whom to name in the audit trail. */
 export interface Principal {
@@ -61,7 +60,9 @@ export interface ConnectionServices {
  * Serves agent requests until the peer closes, breaks the framing, stays
  * idle (no complete request) for `services.idleTimeoutMs`, or
  * `stillAllowed` (asked before each request) returns false. Never throws;
- * the caller closes the stream.
+ * the caller closes the stream. `reader` should be made with
+ * `registry.stamp` as its stamp (see {@link KeyRegistry.refreshAfter});
+ * without it every request checks the database itself.
  */
 export async function serveConnection(
   stream: ByteStream,
@@ -71,15 +72,19 @@ export async function serveConnection(
   services: ConnectionServices,
   stillAllowed: (version: number) => boolean = () => true,
 ): Promise<void> {
+  const idle = idleWatch(stream, services.idleTimeoutMs);
   try {
     while (true) {
-      const body = await nextFrameWithin(reader, stream, services.idleTimeoutMs);
-      if (body === null) return;
+      idle.waiting();
+      const body = await reader.next();
+      if (body === null || idle.expired) return;
+      idle.busy();
       let reply: Uint8Array;
       try {
-        // One data_version check per request: it drops stale key views, and
-        // tells the signer whether to look its token up again.
-        if (!stillAllowed(services.registry.refresh())) return;
+        // A data_version check made after this request arrived: it drops
+        // stale key views, and tells the signer whether to look its token
+        // up again (requests read together share one check).
+        if (!stillAllowed(services.registry.refreshAfter(reader.readStamp))) return;
         if (body[0] === MSG.REQUEST_IDENTITIES && body.length === 1) {
           reply = services.registry.view(principal.scope).identities;
         } else if (body[0] === MSG.SIGN_REQUEST) {
@@ -95,7 +100,57 @@ export async function serveConnection(
     }
   } catch {
     // Framing error, reset or close: the connection ends here.
+  } finally {
+    idle.stop();
   }
+}
+
+/** The idle timeout of one connection, without a timer per request. */
+interface IdleWatch {
+  /** Whether the timeout closed the stream. */
+  readonly expired: boolean;
+  /** The connection starts waiting for a request (the idle time counts from now). */
+  waiting(): void;
+  /** A request is being answered (not idle). */
+  busy(): void;
+  /** Stops the timer. */
+  stop(): void;
+}
+
+/**
+ * Closes `stream` once it has been waiting for a complete request for
+ * `ms` (0: never). One timer per connection, re-armed only when it fires
+ * early; each request costs a clock read.
+ */
+function idleWatch(stream: ByteStream, ms: number): IdleWatch {
+  let expired = false;
+  let waitingSince = performance.now();
+  let isWaiting = true;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const check = () => {
+    const idleFor = isWaiting ? performance.now() - waitingSince : 0;
+    if (idleFor >= ms) {
+      expired = true;
+      timer = undefined;
+      closeQuietly(stream);
+    } else timer = setTimeout(check, ms - idleFor);
+  };
+  if (ms > 0) timer = setTimeout(check, ms);
+  return {
+    get expired() {
+      return expired;
+    },
+    waiting() {
+      isWaiting = true;
+      waitingSince = performance.now();
+    },
+    busy() {
+      isWaiting = false;
+    },
+    stop() {
+      clearTimeout(timer);
+    },
+  };
 }
 
 async function sign(
