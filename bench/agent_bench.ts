@@ -108,6 +108,8 @@ interface Phase {
   clientCpu: number;
   /** CPU of the agent process during the measured window, % of one core. */
   agentCpu: number;
+  /** The part of `agentCpu` spent in the kernel (system time). */
+  agentSys: number;
 }
 
 /** A row: one agent, key and client count, over its phases. */
@@ -122,6 +124,7 @@ interface Row {
   p99: number;
   clientCpu: number;
   agentCpu: number;
+  agentSys: number;
 }
 
 function flagsFor(key: TestKey): number {
@@ -131,13 +134,19 @@ function flagsFor(key: TestKey): number {
 
 /** utime + stime of `pid` in seconds (Linux /proc), or NaN. */
 function processCpuSeconds(pid: number): number {
+  const { user, system } = processCpu(pid);
+  return user + system;
+}
+
+/** utime and stime of `pid` in seconds (Linux /proc), or NaN. */
+function processCpu(pid: number): { user: number; system: number } {
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     // After "(comm) ": state is field 3, so utime (14) and stime (15) are at 11 and 12.
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
   } catch {
-    return NaN;
+    return { user: NaN, system: NaN };
   }
 }
 
@@ -180,6 +189,8 @@ async function measure(agent: RunningAgent, key: TestKey, clients: number): Prom
         "run",
         "--allow-ffi",
         "--allow-read",
+        `--allow-write=${agent.socket}`,
+        "--allow-net",
         CLIENT,
         `--socket=${agent.socket}`,
         `--blob=${blob}`,
@@ -204,6 +215,7 @@ async function measure(agent: RunningAgent, key: TestKey, clients: number): Prom
     await sleep(WARM_MS);
     const cpu = () => ({
       agent: processCpuSeconds(agent.pid),
+      agentSys: processCpu(agent.pid).system,
       clients: children.reduce((sum, c) => sum + processCpuSeconds(c.pid), 0),
       at: performance.now(),
     });
@@ -230,6 +242,7 @@ async function measure(agent: RunningAgent, key: TestKey, clients: number): Prom
       latencies: Float32Array.from(all),
       clientCpu: (100 * (after.clients - before.clients)) / seconds,
       agentCpu: (100 * (after.agent - before.agent)) / seconds,
+      agentSys: (100 * (after.agentSys - before.agentSys)) / seconds,
     };
   } finally {
     for (const w of writers) await w.close().catch(() => {});
@@ -268,6 +281,7 @@ function summarize(row: Row): void {
   row.p99 = percentile(all, 0.99);
   row.clientCpu = median(row.phases.map((p) => p.clientCpu));
   row.agentCpu = median(row.phases.map((p) => p.agentCpu));
+  row.agentSys = median(row.phases.map((p) => p.agentSys));
 }
 
 // ------------------------------------------------------------------ output
@@ -279,14 +293,16 @@ const fmtX = (n: number) => Number.isFinite(n) ? `${n.toFixed(2)}×` : "–";
 
 function table(rows: Row[]): string {
   const out = [
-    "| agent | key | sig alg | clients | phases | ops/s | p50 µs | p99 µs | clients' CPU | agent CPU |",
-    "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| agent | key | sig alg | clients | phases | ops/s | p50 µs | p99 µs | clients' CPU | agent CPU | of it kernel |",
+    "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const r of rows) {
     out.push(
       `| ${r.agent} | ${r.key} | ${r.algorithm} | ${r.clients} | ${r.phases.length} | ${
         fmtInt(r.opsPerSec)
-      } | ${fmtUs(r.p50)} | ${fmtUs(r.p99)} | ${fmtPct(r.clientCpu)} | ${fmtPct(r.agentCpu)} |`,
+      } | ${fmtUs(r.p50)} | ${fmtUs(r.p99)} | ${fmtPct(r.clientCpu)} | ${fmtPct(r.agentCpu)} | ${
+        fmtPct(r.agentSys)
+      } |`,
     );
   }
   return out.join("\n");
@@ -363,6 +379,7 @@ for (const key of keys) {
           p99: NaN,
           clientCpu: NaN,
           agentCpu: NaN,
+          agentSys: NaN,
         };
         byAgent.set(spec, row);
         rows.push(row);
