@@ -12,7 +12,7 @@
  */
 
 import { fingerprint } from "../openssh/keys.ts";
-import type { AuditLog, AuditOutcome } from "../audit/log.ts";
+import type { AuditLog, AuditOutcome, AuditRecord } from "../audit/log.ts";
 import { sha256Hex } from "../audit/log.ts";
 import type { KeyRegistry } from "./keys.ts";
 import {
@@ -23,7 +23,7 @@ import {
   signResponseFrame,
 } from "./protocol.ts";
 import type { SignRateLimiter } from "./rate_limit.ts";
-import type { Signer } from "./sign.ts";
+import type { Signature, Signer } from "./sign.ts";
 import { type ByteStream, closeQuietly, writeAll } from "../net/stream.ts";
 
 /** Who is served on a connection: a scope, and whom to name in the audit trail. */
@@ -88,7 +88,9 @@ export async function serveConnection(
         if (body[0] === MSG.REQUEST_IDENTITIES && body.length === 1) {
           reply = services.registry.view(principal.scope).identities;
         } else if (body[0] === MSG.SIGN_REQUEST) {
-          reply = await sign(body, principal, peer, services);
+          // Ed25519 answers synchronously (no promise); RSA waits for its worker.
+          const signed = sign(body, principal, peer, services);
+          reply = signed instanceof Uint8Array ? signed : await signed;
         } else {
           reply = FAILURE_FRAME;
         }
@@ -153,79 +155,114 @@ function idleWatch(stream: ByteStream, ms: number): IdleWatch {
   };
 }
 
-async function sign(
+/** One request's audit context. */
+interface SignContext {
+  principal: Principal;
+  peer: string;
+  services: ConnectionServices;
+}
+
+/** Writes one audit line (when an audit trail is kept); throws when the write fails. */
+function record(
+  c: SignContext,
+  outcome: AuditOutcome,
+  key: string | null,
+  data: string | null,
+  refused?: number,
+): void {
+  const audit = c.services.audit;
+  if (!audit) return;
+  const line: AuditRecord = {
+    time: new Date().toISOString(),
+    scope: c.principal.scope,
+    subject: c.principal.subject,
+    key,
+    data_sha256: data,
+    peer: c.peer,
+    outcome,
+  };
+  if (refused !== undefined) line.refused = refused;
+  audit.write(line);
+}
+
+/** Records a refused request (a failed audit write is only warned about) and returns FAILURE. */
+function noteFailure(
+  c: SignContext,
+  outcome: AuditOutcome,
+  key: string | null,
+  data: string | null,
+  refused?: number,
+): Uint8Array {
+  try {
+    record(c, outcome, key, data, refused);
+  } catch {
+    c.services.warn("cannot write the audit file");
+  }
+  return FAILURE_FRAME;
+}
+
+/** The reply to a signature (or to none): its audit line first, then the frame. */
+function answer(
+  c: SignContext,
+  signature: Signature | null,
+  key: string,
+  dataHash: string,
+): Uint8Array {
+  if (!signature) return noteFailure(c, "error", key, dataHash);
+  try {
+    record(c, "signed", key, dataHash);
+  } catch {
+    c.services.warn("cannot write the audit file; the signature was withheld");
+    return FAILURE_FRAME;
+  }
+  return signResponseFrame(signature.algorithm, signature.signature);
+}
+
+/**
+ * Answers a SIGN_REQUEST: synchronously for Ed25519 (and every refusal),
+ * through a promise for RSA (signed in a worker).
+ */
+function sign(
   body: Uint8Array,
   principal: Principal,
   peer: string,
   services: ConnectionServices,
-): Promise<Uint8Array> {
-  const record = (
-    outcome: AuditOutcome,
-    key: string | null,
-    data: string | null,
-    refused?: number,
-  ) =>
-    services.audit?.write({
-      time: new Date().toISOString(),
-      scope: principal.scope,
-      subject: principal.subject,
-      key,
-      data_sha256: data,
-      peer,
-      outcome,
-      ...(refused === undefined ? {} : { refused }),
-    });
-  const noteFailure = (
-    outcome: AuditOutcome,
-    key: string | null,
-    data: string | null,
-    refused?: number,
-  ) => {
-    try {
-      record(outcome, key, data, refused);
-    } catch {
-      services.warn("cannot write the audit file");
-    }
-    return FAILURE_FRAME;
-  };
-
+): Uint8Array | Promise<Uint8Array> {
+  const c: SignContext = { principal, peer, services };
   // Before anything else: every sign request, whatever its outcome, would write a line.
-  const admission = principal.rateLimited
-    ? services.signRate.admit(`${principal.scope}\0${principal.subject}`)
-    : { allowed: true as const };
-  if (!admission.allowed) {
-    if (admission.summary === null) return FAILURE_FRAME;
-    services.warn(
-      `sign requests of ${principal.subject} (scope ${principal.scope}) are over the rate ` +
-        `limit: refused ${admission.summary} since the last such line`,
-    );
-    return noteFailure("rate-limited", null, null, admission.summary);
+  if (principal.rateLimited) {
+    const admission = services.signRate.admit(`${principal.scope}\0${principal.subject}`);
+    if (!admission.allowed) {
+      if (admission.summary === null) return FAILURE_FRAME;
+      services.warn(
+        `sign requests of ${principal.subject} (scope ${principal.scope}) are over the rate ` +
+          `limit: refused ${admission.summary} since the last such line`,
+      );
+      return noteFailure(c, "rate-limited", null, null, admission.summary);
+    }
   }
 
   let request;
   try {
     request = parseSignRequest(body);
   } catch {
-    return noteFailure("error", null, null);
+    return noteFailure(c, "error", null, null);
   }
   const dataHash = sha256Hex(request.data);
   const key = services.registry.view(principal.scope).find(request.keyBlob);
-  if (!key) return noteFailure("unknown-key", fingerprint(request.keyBlob), dataHash);
+  if (!key) return noteFailure(c, "unknown-key", fingerprint(request.keyBlob), dataHash);
 
-  let signature;
-  try {
-    signature = key.keyType === "ed25519"
-      ? services.signer.signEd25519(key.fingerprint, request.data)
-      : await services.signer.signRsa(key.fingerprint, request.data, request.flags);
-  } catch {
-    signature = null;
+  if (key.keyType === "ed25519") {
+    let signature: Signature | null;
+    try {
+      signature = services.signer.signEd25519(key.fingerprint, request.data);
+    } catch {
+      signature = null;
+    }
+    return answer(c, signature, key.fingerprint, dataHash);
   }
-  if (!signature) return noteFailure("error", key.fingerprint, dataHash);
-  try {
-    record("signed", key.fingerprint, dataHash);
-  } catch {
-    services.warn("cannot write the audit file; the signature was withheld");
-    return FAILURE_FRAME;
-  }
-  return signResponseFrame(signature.algorithm, signature.signature);
+  return services.signer.signRsa(key.fingerprint, request.data, request.flags).then(
+    (signature) => answer(c, signature, key.fingerprint, dataHash),
+    () => answer(c, null, key.fingerprint, dataHash),
+  );
 }
