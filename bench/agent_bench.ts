@@ -28,7 +28,9 @@
  * Options: --quick (0.3 s + 0.7 s phases, 3 pairs), --agents=ssh-agent,vault
  * (vault selects both vault rows), --keys=ed25519,rsa-3072, --client-io=libc|deno
  * (how the clients talk to the socket), --cpu-prof=<dir> (vault serve runs with
- * `--cpu-prof` and writes its profile there on exit).
+ * `--cpu-prof` and writes its profile there on exit), --baseline=<dir> (also
+ * measure the Ed25519 rows of the `vault serve` of another checkout, e.g. an
+ * export of main, interleaved with the others).
  *
  * @module
  */
@@ -54,6 +56,7 @@ const SELECTED = new Set((option("agents") ?? "ssh-agent,vault").split(","));
 const KEYS = new Set((option("keys") ?? "ed25519,rsa-3072").split(","));
 const CLIENT_IO = option("client-io") ?? "libc";
 const CPU_PROF = option("cpu-prof");
+const BASELINE = option("baseline");
 const CLIENT = fileURLToPath(new URL("./agent_bench_client.ts", import.meta.url));
 
 /** Issue 20: Ed25519 with 8 client processes. */
@@ -90,6 +93,15 @@ const AGENTS: AgentSpec[] = [
         runtimeArgs: CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF}`] : [],
       }),
   },
+  // Another checkout's `vault serve` (--baseline=<dir>), Ed25519 rows only: before/after in one run.
+  ...(BASELINE
+    ? [{
+      name: "vault (baseline)",
+      keyTypes: ["ed25519"],
+      start: (keys: readonly TestKey[]) =>
+        spawnVaultAgent(keys, SCOPE, { main: `${BASELINE}/main.ts` }),
+    }]
+    : []),
   // The fallback without libcrypto (Deno's node:crypto, RustCrypto `rsa`): RSA rows only.
   {
     name: "vault (node:crypto RSA)",
@@ -417,18 +429,34 @@ console.log("| key | clients | ssh-agent ops/s | vault ops/s | ops/s ratio | p50
 console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
 for (const key of keys) {
   for (const clients of CLIENT_COUNTS) {
-    for (const agent of ["vault", "vault (node:crypto RSA)"]) {
+    for (const agent of ["vault", "vault (baseline)", "vault (node:crypto RSA)"]) {
       const base = find("ssh-agent", key.label, clients);
       const ours = find(agent, key.label, clients);
       if (!base || !ours) continue;
       console.log(
-        `| ${key.label}${agent === "vault" ? "" : " (node:crypto RSA)"} | ${clients} | ${
+        `| ${key.label}${agent === "vault" ? "" : agent.slice("vault".length)} | ${clients} | ${
           fmtInt(base.opsPerSec)
         } | ${fmtInt(ours.opsPerSec)} | ${fmtX(pairedRatio(base, ours, "ops"))} | ${
           fmtX(pairedRatio(base, ours, "p50"))
         } |`,
       );
     }
+  }
+}
+
+if (BASELINE) {
+  console.log(`\n## vault / vault (baseline: ${BASELINE}) (median of paired phases)\n`);
+  console.log("| key | clients | baseline ops/s | vault ops/s | ops/s ratio | p50 ratio |");
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
+  for (const clients of CLIENT_COUNTS) {
+    const base = find("vault (baseline)", "ed25519", clients);
+    const ours = find("vault", "ed25519", clients);
+    if (!base || !ours) continue;
+    console.log(
+      `| ed25519 | ${clients} | ${fmtInt(base.opsPerSec)} | ${fmtInt(ours.opsPerSec)} | ${
+        fmtX(pairedRatio(base, ours, "ops"))
+      } | ${fmtX(pairedRatio(base, ours, "p50"))} |`,
+    );
   }
 }
 

@@ -170,6 +170,8 @@ export async function spawnVaultAgent(
     rsaEngine?: RsaEngine;
     /** Extra `deno run` options before main.ts (e.g. `--cpu-prof`). */
     runtimeArgs?: readonly string[];
+    /** The main.ts to run (another checkout, to compare against); default this one's. */
+    main?: string;
   } = {},
 ): Promise<VaultAgentProcess> {
   const { dir, runtimeDir, dbPath, passphrase } = await makeVaultDir(keys, scope);
@@ -200,7 +202,7 @@ export async function spawnVaultAgent(
       "run",
       "-A",
       ...(options.runtimeArgs ?? []),
-      MAIN,
+      options.main ?? MAIN,
       "--db",
       dbPath,
       "--passphrase-file",
