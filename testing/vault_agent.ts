@@ -166,7 +166,13 @@ export async function startVaultAgent(
 export async function spawnVaultAgent(
   keys: readonly TestKey[],
   scope: string,
-  options: { rsaEngine?: RsaEngine } = {},
+  options: {
+    rsaEngine?: RsaEngine;
+    /** Extra `deno run` options before main.ts (e.g. `--cpu-prof`). */
+    runtimeArgs?: readonly string[];
+    /** The main.ts to run (another checkout, to compare against); default this one's. */
+    main?: string;
+  } = {},
 ): Promise<VaultAgentProcess> {
   const { dir, runtimeDir, dbPath, passphrase } = await makeVaultDir(keys, scope);
   const passphraseFile = join(dir, "passphrase");
@@ -195,7 +201,8 @@ export async function spawnVaultAgent(
     const args = [
       "run",
       "-A",
-      MAIN,
+      ...(options.runtimeArgs ?? []),
+      options.main ?? MAIN,
       "--db",
       dbPath,
       "--passphrase-file",

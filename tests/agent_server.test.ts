@@ -364,12 +364,19 @@ Deno.test("agent: an existing 0755 runtime dir is tightened to 0700; the default
 
 // ------------------------------------------------------------------ 2. signatures
 
-for (const rsaEngine of ["auto", "node"] as const) {
-  Deno.test(`agent: signatures (rsa engine ${rsaEngine}): Ed25519 → ssh-ed25519; RSA flag 0x04 → rsa-sha2-512, 0x02 and 0 → rsa-sha2-256, never ssh-rsa; all verify`, async () => {
+for (
+  const [rsaEngine, ed25519Engine] of [["auto", "node"], ["node", "openssl"]] as const
+) {
+  Deno.test(`agent: signatures (rsa engine ${rsaEngine}, ed25519 engine ${ed25519Engine}): Ed25519 → ssh-ed25519; RSA flag 0x04 → rsa-sha2-512, 0x02 and 0 → rsa-sha2-256, never ssh-rsa; all verify`, async () => {
     await withAgentBox(async (box) => {
       addKey(box.store, "alpha", KEYS.ed1, "tk-main:alpha");
       addKey(box.store, "alpha", KEYS.rsa, "rsa");
-      const options = { localScopes: ["alpha"], runtimeDir: box.runtimeDir, rsaEngine };
+      const options = {
+        localScopes: ["alpha"],
+        runtimeDir: box.runtimeDir,
+        rsaEngine,
+        ed25519Engine,
+      };
       await withAgent(box, options, async (agent, open) => {
         const probe = await open({ path: agent.localSocket("alpha")! });
         assertEquals(await signAndVerify(probe, KEYS.ed1, 0), "ssh-ed25519");

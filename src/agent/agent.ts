@@ -51,7 +51,7 @@ import { type StreamListener, tcpListener, unixListener } from "../net/listener.
 import { type ConnectionBudget, defaultBudget, type ListenerGate } from "../net/limits.ts";
 import { FrameReader } from "./protocol.ts";
 import { resolveSignRate, type SignRate, SignRateLimiter } from "./rate_limit.ts";
-import { Signer } from "./sign.ts";
+import { type Ed25519Engine, Signer } from "./sign.ts";
 import type { RsaEngine } from "./rsa_pool.ts";
 import {
   bindUnixSocket,
@@ -107,6 +107,11 @@ export interface AgentOptions {
   rsaWorkers?: number;
   /** RSA implementation: `auto` (default: OpenSSL libcrypto via FFI if it loads, else node:crypto), `openssl`, `node`. */
   rsaEngine?: RsaEngine;
+  /**
+   * Ed25519 implementation: `node` (default, node:crypto) or `openssl`
+   * (libcrypto over FFI, node:crypto when it does not load).
+   */
+  ed25519Engine?: Ed25519Engine;
   /** Listeners created by the caller (systemd socket activation). */
   listeners?: readonly ExternalListener[];
   /** How often `localAll` looks for new scopes. Default 2000 ms. */
@@ -209,6 +214,8 @@ class Agent implements AgentHandle {
   #pollVersion = -1;
   #runtimeDir: string | null = null;
   #closing: Promise<void> | null = null;
+  /** The key registry's check stamp, for the frame readers (see `KeyRegistry.refreshAfter`). */
+  readonly #stamp = () => this.#services.registry.stamp();
 
   constructor(options: AgentOptions) {
     this.#options = options;
@@ -225,7 +232,11 @@ class Agent implements AgentHandle {
     this.#localPool = new Slots(this.#limits.localTotal);
     this.#refusals = new RefusalLog(this.#warn);
     const throttled = new WarningThrottle(this.#warn);
-    const signer = new Signer({ rsaWorkers: options.rsaWorkers, rsaEngine: options.rsaEngine });
+    const signer = new Signer({
+      rsaWorkers: options.rsaWorkers,
+      rsaEngine: options.rsaEngine,
+      ed25519Engine: options.ed25519Engine,
+    });
     this.#services = {
       registry: new KeyRegistry(options.store, signer, this.#warn),
       signer,
@@ -445,7 +456,8 @@ class Agent implements AgentHandle {
 
   async #serveLocalConnection(stream: ByteStream, peer: string, scope: string): Promise<void> {
     const principal: Principal = { scope, subject: "local", rateLimited: false };
-    await serveConnection(stream, new FrameReader(stream), principal, peer, this.#services);
+    const reader = new FrameReader(stream, this.#stamp);
+    await serveConnection(stream, reader, principal, peer, this.#services);
   }
 
   async #serveSignerConnection(
@@ -453,7 +465,7 @@ class Agent implements AgentHandle {
     peer: string,
     handshakeDone: () => void,
   ): Promise<void> {
-    const reader = new FrameReader(stream);
+    const reader = new FrameReader(stream, this.#stamp);
     const timeout = this.#options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
     const token = await readHandshake(reader, stream, timeout);
     handshakeDone();

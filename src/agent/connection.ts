@@ -12,20 +12,19 @@
  */
 
 import { fingerprint } from "../openssh/keys.ts";
-import type { AuditLog, AuditOutcome } from "../audit/log.ts";
+import type { AuditLog, AuditOutcome, AuditRecord } from "../audit/log.ts";
 import { sha256Hex } from "../audit/log.ts";
 import type { KeyRegistry } from "./keys.ts";
 import {
   FAILURE_FRAME,
   type FrameReader,
   MSG,
-  nextFrameWithin,
   parseSignRequest,
   signResponseFrame,
 } from "./protocol.ts";
 import type { SignRateLimiter } from "./rate_limit.ts";
-import type { Signer } from "./sign.ts";
-import { type ByteStream, writeAll } from "../net/stream.ts";
+import type { Signature, Signer } from "./sign.ts";
+import { type ByteStream, closeQuietly, writeAll } from "../net/stream.ts";
 
 /** Who is served on a connection: a scope, and whom to name in the audit trail. */
 export interface Principal {
@@ -61,7 +60,9 @@ export interface ConnectionServices {
  * Serves agent requests until the peer closes, breaks the framing, stays
  * idle (no complete request) for `services.idleTimeoutMs`, or
  * `stillAllowed` (asked before each request) returns false. Never throws;
- * the caller closes the stream.
+ * the caller closes the stream. `reader` should be made with
+ * `registry.stamp` as its stamp (see {@link KeyRegistry.refreshAfter});
+ * without it every request checks the database itself.
  */
 export async function serveConnection(
   stream: ByteStream,
@@ -71,19 +72,25 @@ export async function serveConnection(
   services: ConnectionServices,
   stillAllowed: (version: number) => boolean = () => true,
 ): Promise<void> {
+  const idle = idleWatch(stream, services.idleTimeoutMs);
   try {
     while (true) {
-      const body = await nextFrameWithin(reader, stream, services.idleTimeoutMs);
-      if (body === null) return;
+      idle.waiting();
+      const body = await reader.next();
+      if (body === null || idle.expired) return;
+      idle.busy();
       let reply: Uint8Array;
       try {
-        // One data_version check per request: it drops stale key views, and
-        // tells the signer whether to look its token up again.
-        if (!stillAllowed(services.registry.refresh())) return;
+        // A data_version check made after this request arrived: it drops
+        // stale key views, and tells the signer whether to look its token
+        // up again (requests read together share one check).
+        if (!stillAllowed(services.registry.refreshAfter(reader.readStamp))) return;
         if (body[0] === MSG.REQUEST_IDENTITIES && body.length === 1) {
           reply = services.registry.view(principal.scope).identities;
         } else if (body[0] === MSG.SIGN_REQUEST) {
-          reply = await sign(body, principal, peer, services);
+          // Ed25519 answers synchronously (no promise); RSA waits for its worker.
+          const signed = sign(body, principal, peer, services);
+          reply = signed instanceof Uint8Array ? signed : await signed;
         } else {
           reply = FAILURE_FRAME;
         }
@@ -95,82 +102,167 @@ export async function serveConnection(
     }
   } catch {
     // Framing error, reset or close: the connection ends here.
+  } finally {
+    idle.stop();
   }
 }
 
-async function sign(
+/** The idle timeout of one connection, without a timer per request. */
+interface IdleWatch {
+  /** Whether the timeout closed the stream. */
+  readonly expired: boolean;
+  /** The connection starts waiting for a request (the idle time counts from now). */
+  waiting(): void;
+  /** A request is being answered (not idle). */
+  busy(): void;
+  /** Stops the timer. */
+  stop(): void;
+}
+
+/**
+ * Closes `stream` once it has been waiting for a complete request for
+ * `ms` (0: never). One timer per connection, re-armed only when it fires
+ * early; each request costs a clock read.
+ */
+function idleWatch(stream: ByteStream, ms: number): IdleWatch {
+  let expired = false;
+  let waitingSince = performance.now();
+  let isWaiting = true;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const check = () => {
+    const idleFor = isWaiting ? performance.now() - waitingSince : 0;
+    if (idleFor >= ms) {
+      expired = true;
+      timer = undefined;
+      closeQuietly(stream);
+    } else timer = setTimeout(check, ms - idleFor);
+  };
+  if (ms > 0) timer = setTimeout(check, ms);
+  return {
+    get expired() {
+      return expired;
+    },
+    waiting() {
+      isWaiting = true;
+      waitingSince = performance.now();
+    },
+    busy() {
+      isWaiting = false;
+    },
+    stop() {
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** One request's audit context. */
+interface SignContext {
+  principal: Principal;
+  peer: string;
+  services: ConnectionServices;
+}
+
+/** Writes one audit line (when an audit trail is kept); throws when the write fails. */
+function record(
+  c: SignContext,
+  outcome: AuditOutcome,
+  key: string | null,
+  data: string | null,
+  refused?: number,
+): void {
+  const audit = c.services.audit;
+  if (!audit) return;
+  const line: AuditRecord = {
+    time: new Date().toISOString(),
+    scope: c.principal.scope,
+    subject: c.principal.subject,
+    key,
+    data_sha256: data,
+    peer: c.peer,
+    outcome,
+  };
+  if (refused !== undefined) line.refused = refused;
+  audit.write(line);
+}
+
+/** Records a refused request (a failed audit write is only warned about) and returns FAILURE. */
+function noteFailure(
+  c: SignContext,
+  outcome: AuditOutcome,
+  key: string | null,
+  data: string | null,
+  refused?: number,
+): Uint8Array {
+  try {
+    record(c, outcome, key, data, refused);
+  } catch {
+    c.services.warn("cannot write the audit file");
+  }
+  return FAILURE_FRAME;
+}
+
+/** The reply to a signature (or to none): its audit line first, then the frame. */
+function answer(
+  c: SignContext,
+  signature: Signature | null,
+  key: string,
+  dataHash: string,
+): Uint8Array {
+  if (!signature) return noteFailure(c, "error", key, dataHash);
+  try {
+    record(c, "signed", key, dataHash);
+  } catch {
+    c.services.warn("cannot write the audit file; the signature was withheld");
+    return FAILURE_FRAME;
+  }
+  return signResponseFrame(signature.algorithm, signature.signature);
+}
+
+/**
+ * Answers a SIGN_REQUEST: synchronously for Ed25519 (and every refusal),
+ * through a promise for RSA (signed in a worker).
+ */
+function sign(
   body: Uint8Array,
   principal: Principal,
   peer: string,
   services: ConnectionServices,
-): Promise<Uint8Array> {
-  const record = (
-    outcome: AuditOutcome,
-    key: string | null,
-    data: string | null,
-    refused?: number,
-  ) =>
-    services.audit?.write({
-      time: new Date().toISOString(),
-      scope: principal.scope,
-      subject: principal.subject,
-      key,
-      data_sha256: data,
-      peer,
-      outcome,
-      ...(refused === undefined ? {} : { refused }),
-    });
-  const noteFailure = (
-    outcome: AuditOutcome,
-    key: string | null,
-    data: string | null,
-    refused?: number,
-  ) => {
-    try {
-      record(outcome, key, data, refused);
-    } catch {
-      services.warn("cannot write the audit file");
-    }
-    return FAILURE_FRAME;
-  };
-
+): Uint8Array | Promise<Uint8Array> {
+  const c: SignContext = { principal, peer, services };
   // Before anything else: every sign request, whatever its outcome, would write a line.
-  const admission = principal.rateLimited
-    ? services.signRate.admit(`${principal.scope}\0${principal.subject}`)
-    : { allowed: true as const };
-  if (!admission.allowed) {
-    if (admission.summary === null) return FAILURE_FRAME;
-    services.warn(
-      `sign requests of ${principal.subject} (scope ${principal.scope}) are over the rate ` +
-        `limit: refused ${admission.summary} since the last such line`,
-    );
-    return noteFailure("rate-limited", null, null, admission.summary);
+  if (principal.rateLimited) {
+    const admission = services.signRate.admit(`${principal.scope}\0${principal.subject}`);
+    if (!admission.allowed) {
+      if (admission.summary === null) return FAILURE_FRAME;
+      services.warn(
+        `sign requests of ${principal.subject} (scope ${principal.scope}) are over the rate ` +
+          `limit: refused ${admission.summary} since the last such line`,
+      );
+      return noteFailure(c, "rate-limited", null, null, admission.summary);
+    }
   }
 
   let request;
   try {
     request = parseSignRequest(body);
   } catch {
-    return noteFailure("error", null, null);
+    return noteFailure(c, "error", null, null);
   }
   const dataHash = sha256Hex(request.data);
   const key = services.registry.view(principal.scope).find(request.keyBlob);
-  if (!key) return noteFailure("unknown-key", fingerprint(request.keyBlob), dataHash);
+  if (!key) return noteFailure(c, "unknown-key", fingerprint(request.keyBlob), dataHash);
 
-  let signature;
-  try {
-    signature = key.keyType === "ed25519"
-      ? services.signer.signEd25519(key.fingerprint, request.data)
-      : await services.signer.signRsa(key.fingerprint, request.data, request.flags);
-  } catch {
-    signature = null;
+  if (key.keyType === "ed25519") {
+    let signature: Signature | null;
+    try {
+      signature = services.signer.signEd25519(key.fingerprint, request.data);
+    } catch {
+      signature = null;
+    }
+    return answer(c, signature, key.fingerprint, dataHash);
   }
-  if (!signature) return noteFailure("error", key.fingerprint, dataHash);
-  try {
-    record("signed", key.fingerprint, dataHash);
-  } catch {
-    services.warn("cannot write the audit file; the signature was withheld");
-    return FAILURE_FRAME;
-  }
-  return signResponseFrame(signature.algorithm, signature.signature);
+  return services.signer.signRsa(key.fingerprint, request.data, request.flags).then(
+    (signature) => answer(c, signature, key.fingerprint, dataHash),
+    () => answer(c, null, key.fingerprint, dataHash),
+  );
 }

@@ -80,6 +80,8 @@ export class KeyRegistry {
   readonly #views = new Map<string, ScopeView>();
   readonly #warned = new Set<string>();
   #version: number;
+  /** How many `data_version` checks {@link KeyRegistry.refresh} made. */
+  #checks = 0;
 
   /**
    * `signer` receives each key's private half once; `warn` hears about keys
@@ -104,6 +106,7 @@ export class KeyRegistry {
    */
   refresh(): number {
     const version = this.#store.dataVersion();
+    this.#checks++;
     if (version !== this.#version) {
       this.#version = version;
       this.#views.clear();
@@ -111,6 +114,26 @@ export class KeyRegistry {
       this.#signer.retain(live);
     }
     return version;
+  }
+
+  /**
+   * A stamp to take when request bytes arrive (see
+   * {@link KeyRegistry.refreshAfter}): the number of checks made so far.
+   */
+  stamp(): number {
+    return this.#checks;
+  }
+
+  /**
+   * {@link KeyRegistry.refresh}, unless a check was already made after
+   * `stamp` was taken: then that check's version. A request whose bytes
+   * arrived (stamp taken) before a check was made is served by that check
+   * exactly as if it had made it itself, so requests read together (one
+   * turn of the event loop under load) cost one `PRAGMA data_version`, and
+   * a change committed before a request arrived is still always seen.
+   */
+  refreshAfter(stamp: number): number {
+    return this.#checks > stamp ? this.#version : this.refresh();
   }
 
   /**

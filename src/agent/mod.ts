@@ -50,5 +50,6 @@ export { HANDSHAKE_TIMEOUT_MS, handshakeFrame, MAX_TOKEN_BYTES } from "./handsha
 export { type AuditOutcome, type AuditRecord } from "../audit/log.ts";
 export { defaultRuntimeDir, localSocketPath } from "../net/socket.ts";
 export { type RsaEngine } from "./rsa_pool.ts";
+export { type Ed25519Engine } from "./sign.ts";
 export * from "./errors.ts";
 export { VaultError } from "../errors.ts";

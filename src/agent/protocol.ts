@@ -55,13 +55,22 @@ const SHRINK_ABOVE = 64 * 1024;
  */
 export class FrameReader {
   readonly #stream: ByteStream;
+  readonly #stamp: (() => number) | null;
   #buf = new Uint8Array(INITIAL_BUFFER);
   #start = 0;
   #end = 0;
+  /** `stamp()` as it was when the last read returned data (0 before, or without `stamp`). */
+  readStamp = 0;
 
-  /** Reads from `stream`, which the caller keeps owning. */
-  constructor(stream: ByteStream) {
+  /**
+   * Reads from `stream`, which the caller keeps owning. `stamp`, when
+   * given, is called each time a read returns data; its value is kept in
+   * {@link FrameReader.readStamp} (the agent uses it to tell whether a
+   * database check was made after a request arrived).
+   */
+  constructor(stream: ByteStream, stamp?: () => number) {
     this.#stream = stream;
+    this.#stamp = stamp ?? null;
   }
 
   /**
@@ -109,6 +118,7 @@ export class FrameReader {
       }
       const n = await this.#stream.read(this.#buf.subarray(this.#end));
       if (n === null) return false;
+      if (this.#stamp) this.readStamp = this.#stamp();
       this.#end += n;
     }
     return true;
@@ -178,9 +188,16 @@ export function identitiesFrame(identities: readonly Identity[]): Uint8Array {
   return out;
 }
 
+/** Encoded signature algorithm names (a handful), made once each. */
+const algorithmNames = new Map<string, Uint8Array>();
+
 /** A complete SIGN_RESPONSE frame carrying the signature `algorithm` + `signature`. */
 export function signResponseFrame(algorithm: string, signature: Uint8Array): Uint8Array {
-  const name = encoder.encode(algorithm);
+  let name = algorithmNames.get(algorithm);
+  if (!name) {
+    name = encoder.encode(algorithm);
+    if (algorithmNames.size < 16) algorithmNames.set(algorithm, name);
+  }
   const blobLength = 8 + name.length + signature.length;
   const length = 1 + 4 + blobLength;
   const out = new Uint8Array(4 + length);

@@ -1,8 +1,13 @@
 /**
  * Producing SSH signatures with vault's keys.
  *
- * Ed25519 signs on the calling thread with a cached node:crypto key object
- * (tens of microseconds). RSA signs in an {@link RsaSignerPool} worker
+ * Ed25519 signs on the calling thread (tens of microseconds) with a cached
+ * node:crypto key object, or, with `ed25519Engine: "openssl"`, with an
+ * OpenSSL `EVP_PKEY` over FFI (`openssl_ed25519.ts`; node:crypto when
+ * libcrypto does not load). Both give identical signatures; node:crypto is
+ * the default because it measured faster here (about 28 µs against 45–70 µs
+ * per signature for OpenSSL 3.0's EVP_DigestSign, on the 2-core development
+ * machine). RSA signs in an {@link RsaSignerPool} worker
  * (OpenSSL's libcrypto when it loads, else node:crypto):
  * `rsa-sha2-512` when the request sets flag 0x04, otherwise `rsa-sha2-256`;
  * never SHA-1 (`ssh-rsa`).
@@ -14,6 +19,7 @@ import { Buffer } from "node:buffer";
 import { createPrivateKey, type KeyObject, sign } from "node:crypto";
 import type { KeyType } from "../openssh/keys.ts";
 import { SIGN_FLAG_RSA_SHA2_512 } from "./protocol.ts";
+import { ED25519_SEED_LENGTH, OpenSslEd25519, type OpenSslEd25519Key } from "./openssl_ed25519.ts";
 import { type RsaEngine, type RsaHash, RsaSignerPool } from "./rsa_pool.ts";
 
 /** A signature as it goes into SIGN_RESPONSE: algorithm name and raw signature. */
@@ -37,7 +43,22 @@ export interface SignerOptions {
   rsaWorkers?: number;
   /** RSA implementation in the workers (default `auto`: OpenSSL if it loads, else node:crypto). */
   rsaEngine?: RsaEngine;
+  /**
+   * Ed25519 implementation: `node` (default, node:crypto) or `openssl`
+   * (libcrypto over FFI when it loads, else node:crypto; see
+   * {@link Signer.ed25519Engine}).
+   */
+  ed25519Engine?: Ed25519Engine;
 }
+
+/** Which implementation signs Ed25519. */
+export type Ed25519Engine = "node" | "openssl";
+
+/** A prepared Ed25519 key: the node:crypto key object, or OpenSSL's. */
+type Ed25519Key = { node: KeyObject; openssl: null } | {
+  node: null;
+  openssl: OpenSslEd25519Key;
+};
 
 /**
  * Holds prepared private keys by fingerprint and signs with them. Keys are
@@ -45,12 +66,20 @@ export interface SignerOptions {
  * {@link Signer.retain} when they leave the database.
  */
 export class Signer {
-  readonly #ed25519 = new Map<string, KeyObject>();
+  readonly #ed25519 = new Map<string, Ed25519Key>();
   readonly #rsa: RsaSignerPool;
+  /** libcrypto for Ed25519 when asked for and loaded; null: node:crypto. */
+  readonly #openssl: OpenSslEd25519 | null;
 
   /** A signer; see {@link SignerOptions}. Workers start on the first RSA signature. */
   constructor(options: SignerOptions = {}) {
     this.#rsa = new RsaSignerPool({ size: options.rsaWorkers, engine: options.rsaEngine });
+    this.#openssl = options.ed25519Engine === "openssl" ? OpenSslEd25519.load() : null;
+  }
+
+  /** The Ed25519 implementation in use. */
+  get ed25519Engine(): Ed25519Engine {
+    return this.#openssl ? "openssl" : "node";
   }
 
   /** Whether a key is prepared. */
@@ -72,14 +101,37 @@ export class Signer {
       return false;
     }
     if (key.asymmetricKeyType !== keyType) return false;
-    if (keyType === "ed25519") this.#ed25519.set(fingerprint, key);
-    else this.#rsa.register(fingerprint, der);
+    if (keyType === "ed25519") {
+      const openssl = this.#openssl ? this.#opensslKey(key) : null;
+      if (this.#openssl && !openssl) return false;
+      this.#ed25519.set(fingerprint, openssl ? { node: null, openssl } : { node: key, openssl });
+    } else this.#rsa.register(fingerprint, der);
     return true;
+  }
+
+  /** OpenSSL's key for a node:crypto Ed25519 key, made from its seed (cleared after). */
+  #opensslKey(key: KeyObject): OpenSslEd25519Key | null {
+    let seed: Uint8Array;
+    try {
+      const { d } = key.export({ format: "jwk" });
+      seed = Uint8Array.fromBase64(d ?? "", { alphabet: "base64url" });
+    } catch {
+      return null;
+    }
+    try {
+      return seed.length === ED25519_SEED_LENGTH ? this.#openssl!.importSeed(seed) : null;
+    } finally {
+      seed.fill(0);
+    }
   }
 
   /** Drops every prepared key whose fingerprint is not in `live`. */
   retain(live: ReadonlySet<string>): void {
-    for (const fp of [...this.#ed25519.keys()]) if (!live.has(fp)) this.#ed25519.delete(fp);
+    for (const [fp, key] of [...this.#ed25519]) {
+      if (live.has(fp)) continue;
+      this.#ed25519.delete(fp);
+      if (key.openssl) this.#openssl!.free(key.openssl);
+    }
     for (const fp of this.#rsa.fingerprints()) if (!live.has(fp)) this.#rsa.forget(fp);
   }
 
@@ -90,7 +142,10 @@ export class Signer {
   signEd25519(fingerprint: string, data: Uint8Array): Signature | null {
     const key = this.#ed25519.get(fingerprint);
     if (!key) return null;
-    return { algorithm: "ssh-ed25519", signature: new Uint8Array(sign(null, data, key)) };
+    const signature = key.openssl
+      ? this.#openssl!.sign(key.openssl, data)
+      : new Uint8Array(sign(null, data, key.node!));
+    return { algorithm: "ssh-ed25519", signature };
   }
 
   /** Signs with a prepared RSA key in a worker, choosing the hash from `flags`. */
@@ -106,7 +161,9 @@ export class Signer {
 
   /** Releases the keys and stops the RSA workers. */
   async close(): Promise<void> {
+    for (const key of this.#ed25519.values()) if (key.openssl) this.#openssl!.free(key.openssl);
     this.#ed25519.clear();
+    this.#openssl?.close();
     await this.#rsa.close();
   }
 }
