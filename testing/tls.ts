@@ -31,8 +31,12 @@ async function openssl(dir: string, args: string[]): Promise<void> {
   }
 }
 
-/** Makes a fresh test CA and a server certificate (P-256, valid for two days). */
-export async function makeTestTls(): Promise<TestTls> {
+/**
+ * Makes a fresh test CA and a server certificate (P-256, valid for two
+ * days) for localhost, 127.0.0.1, ::1 and `extraNames` (subjectAltName
+ * entries such as `IP:127.0.0.2`).
+ */
+export async function makeTestTls(extraNames: string[] = []): Promise<TestTls> {
   const dir = await Deno.makeTempDir({ prefix: "vault-tls-" });
   try {
     const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
@@ -61,7 +65,7 @@ export async function makeTestTls(): Promise<TestTls> {
       "basicConstraints=critical,CA:FALSE\n" +
         "keyUsage=critical,digitalSignature\n" +
         "extendedKeyUsage=serverAuth\n" +
-        "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n",
+        `subjectAltName=${["DNS:localhost", "IP:127.0.0.1", "IP:::1", ...extraNames].join(",")}\n`,
     );
     await openssl(dir, [
       "x509",

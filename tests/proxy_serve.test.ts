@@ -12,7 +12,15 @@
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { type SandboxVault, withSandboxVault } from "../testing/cli.ts";
-import { auditRecords, FakeUpstream, mintToken, until, within } from "../testing/broker.ts";
+import {
+  auditRecords,
+  FakeUpstream,
+  mintToken,
+  readAll,
+  until,
+  within,
+} from "../testing/broker.ts";
+import { withRawSql } from "../testing/fixtures.ts";
 import { freePort } from "../testing/ports.ts";
 import { outputWithin } from "../testing/process.ts";
 import { makeTestTls } from "../testing/tls.ts";
@@ -409,6 +417,98 @@ Deno.test("proxy serve: curl via HTTPS_PROXY — route host intercepted with the
   } finally {
     await api.close();
     await other.close();
+  }
+});
+
+Deno.test("proxy serve: a CONNECT's own audit line — intercepted, tls_handshake, no_proxy_ca (with a clear answer)", async () => {
+  const api = new FakeUpstream();
+  try {
+    await withSandboxVault(PASS, async (vault) => {
+      const token = await mintToken(vault, "proj", "t1", "github");
+      const routes = {
+        github: {
+          upstream: api.origin,
+          auth_header: "Authorization",
+          auth_prefix: "token ",
+          hosts: ["api.github.com"],
+        },
+      };
+      const connects = (audit: string, outcome: string) =>
+        auditRecords(audit).filter((l) => l.method === "CONNECT" && l.outcome === outcome);
+      let proxy = await startProxy(vault, routes, []);
+      try {
+        const ok = await curl(proxy, token, [
+          "--cacert",
+          proxy.caFile,
+          "-H",
+          `Authorization: token ${token}`,
+          "https://api.github.com/user",
+        ]);
+        assertEquals(ok.status, 200, ok.stderr);
+        await until(
+          () => connects(proxy.audit, "intercepted").length === 1,
+          "the intercepted line",
+        );
+        const [line] = connects(proxy.audit, "intercepted");
+        assertEquals(
+          [line.path, line.scope, line.subject, line.provider, line.status],
+          ["api.github.com:443", "proj", "t1", "github", 200],
+        );
+        assert((line.bytes_up as number) > 0 && (line.bytes_down as number) > 0, "bytes counted");
+        assertEquals(auditRecords(proxy.audit).filter((l) => l.outcome === "ok").length, 1);
+
+        // The client does not trust the scope's CA: its handshake fails, and so says the line.
+        const untrusting = await curl(proxy, token, ["https://api.github.com/user"]);
+        assert(!untrusting.ok);
+        assertMatch(untrusting.stderr, /SSL certificate problem|certificate/i);
+        await until(() => connects(proxy.audit, "tls_handshake").length === 1, "the tls line");
+        const [tls] = connects(proxy.audit, "tls_handshake");
+        assertEquals([tls.path, tls.scope, tls.status], ["api.github.com:443", "proj", 200]);
+        assertEquals(api.requests.length, 1);
+      } finally {
+        await proxy.serve.stop();
+      }
+
+      // A stored CA whose key is damaged: no leaf can be issued; the CONNECT is answered 502.
+      withRawSql(
+        vault.db,
+        { kind: "passphrase", passphrase: new TextEncoder().encode(PASS) },
+        (db) =>
+          db.prepare("UPDATE vault_proxy_cas SET key_pkcs8 = X'3000' WHERE scope = 'proj'").run(),
+      );
+      proxy = await startProxy(vault, routes, []);
+      try {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
+        try {
+          await conn.write(new TextEncoder().encode(
+            "CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\n" +
+              `Proxy-Authorization: Basic ${btoa(`x:${token}`)}\r\n\r\n`,
+          ));
+          const answer = await within(readAll(conn, /makes a new one\)\n/), "the CONNECT answer");
+          assertMatch(answer, /^HTTP\/1\.1 502 /);
+          assertMatch(
+            answer,
+            /cannot intercept api\.github\.com:443: it has no usable certificate authority for scope proj .*'vault proxy ca rotate --scope proj'/,
+          );
+        } finally {
+          conn.close();
+        }
+        await until(
+          () => connects(proxy.audit, "no_proxy_ca").length === 1,
+          "the no_proxy_ca line",
+        );
+        const [line] = connects(proxy.audit, "no_proxy_ca");
+        assertEquals([line.path, line.scope, line.status], ["api.github.com:443", "proj", 502]);
+        assertEquals(connects(proxy.audit, "bad_request"), []);
+        assertMatch(proxy.serve.stderr, /no usable CA for scope proj/);
+      } finally {
+        await proxy.serve.stop();
+      }
+      const all = await Deno.readTextFile(proxy.audit);
+      assert(!all.includes(REAL_GH) && !all.includes(token), "a secret in the audit file");
+    }, { credentials: { github: REAL_GH } });
+  } finally {
+    await api.close();
   }
 });
 
