@@ -660,12 +660,16 @@ Deno.test("roster: config_patches (built-in Claude Code and opencode patches; a 
   });
 });
 
-Deno.test("roster: git_hosts — github's is github.com; a host the route does not claim is refused; only the proxy transport gets git's helper", async () => {
+Deno.test("roster: git_hosts — github's is github.com; a host the route does not claim is dropped; only the proxy transport gets git's helper", async () => {
   assertEquals(spec(BUILTIN_ROSTER, "github").gitHosts, ["github.com"]);
   await withTempDir(async (root) => {
-    const bad = await rosterDir(root, "bad", { "github.yaml": "git_hosts: [gitlab.com]\n" });
-    const refused = await assertRejects(() => loadRoster([bad]), InvalidRoster);
-    assertMatch(refused.message, /github\.git_hosts.*gitlab\.com, which the route does not claim/);
+    // A layer that narrows the route's hosts drops the git host with them.
+    const narrow = await rosterDir(root, "narrow", {
+      "github.yaml": "hosts: [api.github.com]\ngit_hosts: [github.com, api.github.com]\n",
+    });
+    assertEquals(spec(await loadRoster([narrow]), "github").gitHosts, ["api.github.com"]);
+    const gone = await rosterDir(root, "gone", { "github.yaml": "hosts: [api.github.com]\n" });
+    assertEquals(spec(await loadRoster([gone]), "github").gitHosts, undefined);
     const notHost = await rosterDir(root, "nothost", { "github.yaml": "git_hosts: [1.2.3.4]\n" });
     const ip = await assertRejects(() => loadRoster([notHost]), InvalidRoster);
     assertMatch(ip.message, /github\.yaml: git_hosts\.0: must be a DNS host name/);

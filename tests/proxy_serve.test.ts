@@ -21,6 +21,7 @@ import {
   within,
 } from "../testing/broker.ts";
 import { withRawSql } from "../testing/fixtures.ts";
+import { gitBackend } from "../testing/git_backend.ts";
 import { freePort } from "../testing/ports.ts";
 import { outputWithin } from "../testing/process.ts";
 import { makeTestTls } from "../testing/tls.ts";
@@ -559,63 +560,6 @@ Deno.test("proxy serve: the openai SDK with its default base URL, only HTTPS_PRO
     await api.close();
   }
 });
-
-/** A tiny CGI front for `git http-backend` (smart HTTP) that records the requests' heads. */
-function gitBackend(root: string) {
-  const seen: { path: string; authorization: string | null }[] = [];
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
-    const url = new URL(req.url);
-    const authorization = req.headers.get("authorization");
-    seen.push({ path: url.pathname, authorization });
-    if (authorization === null) {
-      return new Response("auth", {
-        status: 401,
-        headers: { "www-authenticate": 'Basic realm="git"' },
-      });
-    }
-    const body = new Uint8Array(await req.arrayBuffer());
-    const child = new Deno.Command("git", {
-      args: ["http-backend"],
-      env: {
-        GIT_PROJECT_ROOT: root,
-        GIT_HTTP_EXPORT_ALL: "1",
-        PATH_INFO: url.pathname,
-        QUERY_STRING: url.search.slice(1),
-        REQUEST_METHOD: req.method,
-        CONTENT_TYPE: req.headers.get("content-type") ?? "",
-        CONTENT_LENGTH: String(body.length),
-        REMOTE_USER: "git",
-      },
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "null",
-    }).spawn();
-    const writer = child.stdin.getWriter();
-    await writer.write(body);
-    await writer.close();
-    const out = await child.output();
-    const bytes = out.stdout;
-    let split = -1;
-    for (let i = 0; i + 3 < bytes.length; i++) {
-      if (bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) {
-        split = i;
-        break;
-      }
-    }
-    const head = decoder.decode(bytes.subarray(0, split));
-    const headers = new Headers();
-    let status = 200;
-    for (const line of head.split("\r\n")) {
-      const colon = line.indexOf(":");
-      const name = line.slice(0, colon).trim();
-      const value = line.slice(colon + 1).trim();
-      if (name.toLowerCase() === "status") status = Number(value.split(" ")[0]);
-      else headers.append(name, value);
-    }
-    return new Response(bytes.subarray(split + 4), { status, headers });
-  });
-  return { server, seen, origin: `http://127.0.0.1:${server.addr.port}` };
-}
 
 Deno.test("proxy serve: git clone https://x:<phantom>@github.com/o/private.git gets the real PAT as Basic", async () => {
   await withSandboxVault(PASS, async (vault) => {

@@ -44,7 +44,7 @@
  * hosts: [api.github.com, github.com]  # what a forward proxy intercepts (default: the bases' hosts)
  * host_upstreams: {github.com: "https://github.com"}  # a host's requests go there, not to upstream
  * git_hosts: [github.com]           # proxy transport: git's credential for https://<host> is the
- *                                   # phantom (a helper in GIT_CONFIG_*; hosts the route claims only)
+ *                                   # phantom (a helper in GIT_CONFIG_*); hosts not in `hosts` dropped
  * env_note: "…"                     # printed on stderr by `vault config env` (one line)
  * policy: github-read               # default token policy: a named policy, or the policy
  *                                   # written out with the policy JSON's keys (SPEC §10.1)
@@ -153,7 +153,7 @@ export interface ProviderSpec {
   policy?: DefaultPolicy;
   /**
    * Hosts git reaches over https with this provider's credential (roster
-   * `git_hosts`, canonical, each one the route claims): with the proxy
+   * `git_hosts`, canonical, those the route claims): with the proxy
    * transport the sandbox's git gets a credential helper answering the
    * phantom for them (see `gitCredentialVars` in env.ts).
    */
@@ -759,12 +759,11 @@ function buildSpec(name: string, v: Record<string, unknown>, file: string): Prov
   const note = optionalString(v.env_note);
   if (note !== undefined) spec.envNote = note;
   if (Array.isArray(v.git_hosts)) {
-    const unclaimed = (v.git_hosts as string[]).find((h) => !route.hosts.includes(h));
-    if (unclaimed !== undefined) {
-      // The proxy would tunnel it blind: git's phantom would leave instead of the credential.
-      fail("git_hosts")(`names ${unclaimed}, which the route does not claim (hosts)`);
-    }
-    if (v.git_hosts.length > 0) spec.gitHosts = Object.freeze([...new Set(v.git_hosts)]);
+    // Only hosts the route claims: the proxy would tunnel another blind, and git's phantom
+    // would leave instead of the credential (a layer that narrows `hosts` drops them, as it
+    // drops their `host_upstreams`).
+    const claimed = (v.git_hosts as string[]).filter((h) => route.hosts.includes(h));
+    if (claimed.length > 0) spec.gitHosts = Object.freeze([...new Set(claimed)]);
   }
   if (isMapping(v.exec_overlay)) spec.execOverlay = finalOverlay(v.exec_overlay, fail);
   if (typeof v.policy === "string") spec.policy = Object.freeze({ name: v.policy });
