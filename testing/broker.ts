@@ -118,10 +118,15 @@ export class FakeUpstream {
   readonly #hangs: (() => void)[] = [];
   readonly tls: boolean;
 
-  constructor(tls?: { cert: string; key: string }) {
+  /** The loopback address it listens on. */
+  readonly hostname: string;
+
+  /** Listens on `hostname` (another loopback address than the default, e.g. 127.0.0.2). */
+  constructor(tls?: { cert: string; key: string }, hostname = "127.0.0.1") {
     this.tls = tls !== undefined;
+    this.hostname = hostname;
     this.#server = Deno.serve({
-      hostname: "127.0.0.1",
+      hostname,
       port: 0,
       onListen() {},
       ...(tls ?? {}),
@@ -144,9 +149,14 @@ export class FakeUpstream {
     });
   }
 
-  /** `http(s)://127.0.0.1:<port>`. */
+  /** `http(s)://<hostname>:<port>`. */
   get origin(): string {
-    return `${this.tls ? "https" : "http"}://127.0.0.1:${this.#server.addr.port}`;
+    return `${this.tls ? "https" : "http"}://${this.hostname}:${this.#server.addr.port}`;
+  }
+
+  /** The port it listens on. */
+  get port(): number {
+    return this.#server.addr.port;
   }
 
   /** Answers requests for the raw path `path` with `handler`. */

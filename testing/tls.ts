@@ -39,11 +39,16 @@ export interface TestTlsOptions {
    * `127.0.0.1` and `::1`.
    */
   names?: string[];
+  /** More subjectAltName entries beside `names` (`IP:127.0.0.2`). */
+  extraNames?: string[];
 }
 
 /** Makes a fresh test CA and a server certificate (P-256, valid for two days). */
 export async function makeTestTls(options: TestTlsOptions = {}): Promise<TestTls> {
-  const names = options.names ?? ["DNS:localhost", "IP:127.0.0.1", "IP:::1"];
+  const names = [
+    ...(options.names ?? ["DNS:localhost", "IP:127.0.0.1", "IP:::1"]),
+    ...(options.extraNames ?? []),
+  ];
   const dir = await Deno.makeTempDir({ prefix: "vault-tls-" });
   try {
     const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];

@@ -27,6 +27,13 @@ import {
   routesJson,
 } from "../src/config/roster.ts";
 import { deepMerge } from "../src/config/roster_merge.ts";
+import {
+  type EnvStore,
+  mintContainerEnv,
+  type Transport,
+  vaultLocation,
+} from "../src/config/env.ts";
+import { outputWithin } from "../testing/process.ts";
 
 const NINE = [
   "anthropic",
@@ -651,4 +658,61 @@ Deno.test("roster: config_patches (built-in Claude Code and opencode patches; a 
       assertMatch(e.message, re);
     }
   });
+});
+
+Deno.test("roster: git_hosts — github's is github.com; a host the route does not claim is dropped; only the proxy transport gets git's helper", async () => {
+  assertEquals(spec(BUILTIN_ROSTER, "github").gitHosts, ["github.com"]);
+  await withTempDir(async (root) => {
+    // A layer that narrows the route's hosts drops the git host with them.
+    const narrow = await rosterDir(root, "narrow", {
+      "github.yaml": "hosts: [api.github.com]\ngit_hosts: [github.com, api.github.com]\n",
+    });
+    assertEquals(spec(await loadRoster([narrow]), "github").gitHosts, ["api.github.com"]);
+    const gone = await rosterDir(root, "gone", { "github.yaml": "hosts: [api.github.com]\n" });
+    assertEquals(spec(await loadRoster([gone]), "github").gitHosts, undefined);
+    const notHost = await rosterDir(root, "nothost", { "github.yaml": "git_hosts: [1.2.3.4]\n" });
+    const ip = await assertRejects(() => loadRoster([notHost]), InvalidRoster);
+    assertMatch(ip.message, /github\.yaml: git_hosts\.0: must be a DNS host name/);
+  });
+  const store: EnvStore = {
+    loadCredential: (_set, provider) => provider === "github" ? { type: "api_key" } : null,
+    createToken: () => "terok-p-00112233445566778899aabbccddeeff",
+    getPolicy: () => null,
+    countKeys: () => 0,
+    transaction: (fn) => fn(),
+  };
+  const env = (transport: Transport) =>
+    Object.fromEntries(
+      mintContainerEnv(store, BUILTIN_ROSTER, {
+        scope: "proj",
+        subject: "t",
+        providers: ["github"],
+        transport,
+        location: vaultLocation(transport),
+      }).vars,
+    );
+  const proxied = env({ kind: "proxy", port: 9421 });
+  assertEquals(proxied.GIT_CONFIG_COUNT, "2");
+  assertEquals(proxied.GIT_CONFIG_KEY_0, "credential.https://github.com.helper");
+  assertEquals(proxied.GIT_CONFIG_VALUE_0, "");
+  assertEquals(proxied.GIT_CONFIG_KEY_1, "credential.https://github.com.helper");
+  assert(!proxied.GIT_CONFIG_VALUE_1.includes("terok-p-"), "the helper reads GH_TOKEN, holds none");
+  // The helper as git runs it: `get` answers the phantom of GH_TOKEN, anything else nothing.
+  for (
+    const [op, expected] of [["get", "username=x-access-token\npassword=terok-p-x\n"], [
+      "store",
+      "",
+    ]]
+  ) {
+    const out = await outputWithin("sh", {
+      args: ["-c", `${proxied.GIT_CONFIG_VALUE_1.slice(1)} ${op}`],
+      env: { GH_TOKEN: "terok-p-x" },
+      stdin: "null",
+    });
+    assert(out.success);
+    assertEquals(new TextDecoder().decode(out.stdout), expected);
+  }
+  for (const transport of [{ kind: "tcp", port: 9420 }, { kind: "socket" }] as Transport[]) {
+    assertEquals(Object.keys(env(transport)).filter((k) => k.startsWith("GIT_CONFIG")), []);
+  }
 });

@@ -12,7 +12,16 @@
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { type SandboxVault, withSandboxVault } from "../testing/cli.ts";
-import { auditRecords, FakeUpstream, mintToken, until, within } from "../testing/broker.ts";
+import {
+  auditRecords,
+  FakeUpstream,
+  mintToken,
+  readAll,
+  until,
+  within,
+} from "../testing/broker.ts";
+import { withRawSql } from "../testing/fixtures.ts";
+import { gitBackend } from "../testing/git_backend.ts";
 import { freePort } from "../testing/ports.ts";
 import { outputWithin } from "../testing/process.ts";
 import { makeTestTls } from "../testing/tls.ts";
@@ -412,6 +421,98 @@ Deno.test("proxy serve: curl via HTTPS_PROXY — route host intercepted with the
   }
 });
 
+Deno.test("proxy serve: a CONNECT's own audit line — intercepted, tls_handshake, no_proxy_ca (with a clear answer)", async () => {
+  const api = new FakeUpstream();
+  try {
+    await withSandboxVault(PASS, async (vault) => {
+      const token = await mintToken(vault, "proj", "t1", "github");
+      const routes = {
+        github: {
+          upstream: api.origin,
+          auth_header: "Authorization",
+          auth_prefix: "token ",
+          hosts: ["api.github.com"],
+        },
+      };
+      const connects = (audit: string, outcome: string) =>
+        auditRecords(audit).filter((l) => l.method === "CONNECT" && l.outcome === outcome);
+      let proxy = await startProxy(vault, routes, []);
+      try {
+        const ok = await curl(proxy, token, [
+          "--cacert",
+          proxy.caFile,
+          "-H",
+          `Authorization: token ${token}`,
+          "https://api.github.com/user",
+        ]);
+        assertEquals(ok.status, 200, ok.stderr);
+        await until(
+          () => connects(proxy.audit, "intercepted").length === 1,
+          "the intercepted line",
+        );
+        const [line] = connects(proxy.audit, "intercepted");
+        assertEquals(
+          [line.path, line.scope, line.subject, line.provider, line.status],
+          ["api.github.com:443", "proj", "t1", "github", 200],
+        );
+        assert((line.bytes_up as number) > 0 && (line.bytes_down as number) > 0, "bytes counted");
+        assertEquals(auditRecords(proxy.audit).filter((l) => l.outcome === "ok").length, 1);
+
+        // The client does not trust the scope's CA: its handshake fails, and so says the line.
+        const untrusting = await curl(proxy, token, ["https://api.github.com/user"]);
+        assert(!untrusting.ok);
+        assertMatch(untrusting.stderr, /SSL certificate problem|certificate/i);
+        await until(() => connects(proxy.audit, "tls_handshake").length === 1, "the tls line");
+        const [tls] = connects(proxy.audit, "tls_handshake");
+        assertEquals([tls.path, tls.scope, tls.status], ["api.github.com:443", "proj", 200]);
+        assertEquals(api.requests.length, 1);
+      } finally {
+        await proxy.serve.stop();
+      }
+
+      // A stored CA whose key is damaged: no leaf can be issued; the CONNECT is answered 502.
+      withRawSql(
+        vault.db,
+        { kind: "passphrase", passphrase: new TextEncoder().encode(PASS) },
+        (db) =>
+          db.prepare("UPDATE vault_proxy_cas SET key_pkcs8 = X'3000' WHERE scope = 'proj'").run(),
+      );
+      proxy = await startProxy(vault, routes, []);
+      try {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
+        try {
+          await conn.write(new TextEncoder().encode(
+            "CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\n" +
+              `Proxy-Authorization: Basic ${btoa(`x:${token}`)}\r\n\r\n`,
+          ));
+          const answer = await within(readAll(conn, /makes a new one\)\n/), "the CONNECT answer");
+          assertMatch(answer, /^HTTP\/1\.1 502 /);
+          assertMatch(
+            answer,
+            /cannot intercept api\.github\.com:443: it has no usable certificate authority for scope proj .*'vault proxy ca rotate --scope proj'/,
+          );
+        } finally {
+          conn.close();
+        }
+        await until(
+          () => connects(proxy.audit, "no_proxy_ca").length === 1,
+          "the no_proxy_ca line",
+        );
+        const [line] = connects(proxy.audit, "no_proxy_ca");
+        assertEquals([line.path, line.scope, line.status], ["api.github.com:443", "proj", 502]);
+        assertEquals(connects(proxy.audit, "bad_request"), []);
+        assertMatch(proxy.serve.stderr, /no usable CA for scope proj/);
+      } finally {
+        await proxy.serve.stop();
+      }
+      const all = await Deno.readTextFile(proxy.audit);
+      assert(!all.includes(REAL_GH) && !all.includes(token), "a secret in the audit file");
+    }, { credentials: { github: REAL_GH } });
+  } finally {
+    await api.close();
+  }
+});
+
 Deno.test("proxy serve: the openai SDK with its default base URL, only HTTPS_PROXY (a --proxy-scope listener) and NODE_EXTRA_CA_CERTS", async () => {
   const api = new FakeUpstream();
   try {
@@ -459,63 +560,6 @@ Deno.test("proxy serve: the openai SDK with its default base URL, only HTTPS_PRO
     await api.close();
   }
 });
-
-/** A tiny CGI front for `git http-backend` (smart HTTP) that records the requests' heads. */
-function gitBackend(root: string) {
-  const seen: { path: string; authorization: string | null }[] = [];
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
-    const url = new URL(req.url);
-    const authorization = req.headers.get("authorization");
-    seen.push({ path: url.pathname, authorization });
-    if (authorization === null) {
-      return new Response("auth", {
-        status: 401,
-        headers: { "www-authenticate": 'Basic realm="git"' },
-      });
-    }
-    const body = new Uint8Array(await req.arrayBuffer());
-    const child = new Deno.Command("git", {
-      args: ["http-backend"],
-      env: {
-        GIT_PROJECT_ROOT: root,
-        GIT_HTTP_EXPORT_ALL: "1",
-        PATH_INFO: url.pathname,
-        QUERY_STRING: url.search.slice(1),
-        REQUEST_METHOD: req.method,
-        CONTENT_TYPE: req.headers.get("content-type") ?? "",
-        CONTENT_LENGTH: String(body.length),
-        REMOTE_USER: "git",
-      },
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "null",
-    }).spawn();
-    const writer = child.stdin.getWriter();
-    await writer.write(body);
-    await writer.close();
-    const out = await child.output();
-    const bytes = out.stdout;
-    let split = -1;
-    for (let i = 0; i + 3 < bytes.length; i++) {
-      if (bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) {
-        split = i;
-        break;
-      }
-    }
-    const head = decoder.decode(bytes.subarray(0, split));
-    const headers = new Headers();
-    let status = 200;
-    for (const line of head.split("\r\n")) {
-      const colon = line.indexOf(":");
-      const name = line.slice(0, colon).trim();
-      const value = line.slice(colon + 1).trim();
-      if (name.toLowerCase() === "status") status = Number(value.split(" ")[0]);
-      else headers.append(name, value);
-    }
-    return new Response(bytes.subarray(split + 4), { status, headers });
-  });
-  return { server, seen, origin: `http://127.0.0.1:${server.addr.port}` };
-}
 
 Deno.test("proxy serve: git clone https://x:<phantom>@github.com/o/private.git gets the real PAT as Basic", async () => {
   await withSandboxVault(PASS, async (vault) => {

@@ -3,7 +3,8 @@
  * budget (`audit/log.ts` {@link RefusalPolicy}). A refusal is a request the
  * broker answered itself without going upstream: no token, an invalid one,
  * a bad request target, no route or no usable credential, a token policy's
- * refusal (`policy_denied`, whatever its rule). Those cost the
+ * refusal (`policy_denied`, whatever its rule), and the forward proxy's
+ * `tls_handshake` (TLS with the client failed) and `no_proxy_ca`. Those cost the
  * client nothing, and the listeners answer anyone who can connect; every
  * request that went upstream (`ok`, `upstream_*`, `client_gone`,
  * `websocket_failed`) keeps its own line.
@@ -28,6 +29,8 @@ export const BROKER_REFUSALS: ReadonlySet<BrokerOutcome> = new Set<BrokerOutcome
   "credential_missing",
   "credential_misconfigured",
   "policy_denied",
+  "tls_handshake",
+  "no_proxy_ca",
 ]);
 
 /** The refusal policy of the broker's audit file. */

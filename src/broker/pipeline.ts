@@ -149,7 +149,10 @@ export type BrokerOutcome =
   | "echo_blocked"
   | "policy_denied"
   | "egress_denied"
-  | "tunnel";
+  | "tunnel"
+  | "intercepted"
+  | "tls_handshake"
+  | "no_proxy_ca";
 
 /** One audit line of the broker (terok's fields, then ours). */
 export interface BrokerAuditRecord {

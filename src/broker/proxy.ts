@@ -14,7 +14,11 @@
  *   the broker's own passes ({@link proxiedHandler}): the inner request's
  *   phantom token is swapped for the real credential exactly as the broker
  *   does, bound to the proxy token's scope and subject (another's → 401),
- *   and only when its provider's route claims the host (→ 403).
+ *   and only when its provider's route claims the host (→ 403). The
+ *   leaf is issued before the 200: a scope whose CA cannot be loaded, made
+ *   or used gets 502 saying so and an audit line `no_proxy_ca`. The
+ *   CONNECT's own line ends with the tunnel: `intercepted` (the decrypted
+ *   bytes each way), or `tls_handshake` when TLS with the client failed.
  * - Any other host: the scope's `[egress]` rules decide. Allowed: a blind
  *   TCP tunnel to the host's address — a public one, checked as a
  *   redirect's (`http/destination.ts`), unless the rule named the host or
@@ -186,18 +190,26 @@ async function handleProxy(
     }
     let leaves;
     try {
+      // The leaf is issued before the 200, so a CA that cannot be loaded, made or used is
+      // an answer the client reads, not a handshake that fails for no reason it can see.
       leaves = await proxy.leaves.leaves(scope);
+      await leaves.get(dest.host);
     } catch (error) {
-      services.warn(`forward proxy: no CA for scope ${scope}: ${(error as Error).message}`);
-      log.end(500, "bad_request");
-      return text(500, "The proxy has no certificate authority for this scope\n");
+      services.warn(`forward proxy: no usable CA for scope ${scope}: ${(error as Error).message}`);
+      log.end(502, "no_proxy_ca");
+      return text(
+        502,
+        `The proxy cannot intercept ${dest.authority}: it has no usable certificate authority ` +
+          `for scope ${scope} (see vault serve's log; 'vault proxy ca rotate --scope ${scope}' ` +
+          `makes a new one)\n`,
+      );
     }
     return {
       status: 200,
       statusText: "Connection Established",
       headers: [],
       body: null,
-      upgrade: (tunnel) => intercept(services, proxy, bound, dest, leaves, tunnel),
+      upgrade: (tunnel) => intercept(services, proxy, bound, dest, leaves, tunnel, log),
     };
   }
 
@@ -265,7 +277,12 @@ async function connectWithin(hostname: string, port: number, ms: number): Promis
   }
 }
 
-/** Serves the decrypted requests of an intercepted tunnel with the broker's passes. */
+/**
+ * Serves the decrypted requests of an intercepted tunnel with the broker's
+ * passes; `log` (the CONNECT's line) ends `tls_handshake` when TLS with the
+ * client fails, else `intercepted` when the tunnel closes (its decrypted
+ * bytes counted).
+ */
 async function intercept(
   services: PipelineServices,
   proxy: ProxyServices,
@@ -273,6 +290,7 @@ async function intercept(
   dest: ProxyDestination,
   leaves: { get(host: string): Promise<{ certPem: string; keyPem: string }> },
   tunnel: Tunnel,
+  log: ProxyRecord,
 ): Promise<void> {
   let terminated;
   try {
@@ -281,7 +299,8 @@ async function intercept(
       contextFor: contextsFrom((host) => leaves.get(host)),
     });
   } catch {
-    return; // closed; the client hears its handshake fail
+    log.end(200, "tls_handshake"); // closed; the client hears its handshake fail
+    return;
   }
   const listener = handoffListener(`${bound.label}>${dest.authority}`);
   const server = new Http1Server(listener, proxiedHandler(services, bound, dest.host), {
@@ -293,10 +312,14 @@ async function intercept(
   });
   // The one connection's end is the server's: it stops once the stream is closed.
   listener.push({
-    stream: onClose(terminated.stream, () => listener.close()),
+    stream: counted(onClose(terminated.stream, () => listener.close()), log.record),
     peer: dest.authority,
   });
-  await server.finished;
+  try {
+    await server.finished;
+  } finally {
+    log.end(200, "intercepted");
+  }
 }
 
 /** `stream`, calling `closed` once when it is closed. */
@@ -315,6 +338,26 @@ function onClose(stream: ByteStream, closed: () => void): ByteStream {
         }
       }
     },
+  };
+}
+
+/** `stream`, adding the bytes read to `counts.bytes_up` and those written to `bytes_down`. */
+function counted(
+  stream: ByteStream,
+  counts: { bytes_up: number; bytes_down: number },
+): ByteStream {
+  return {
+    read: async (buf) => {
+      const n = await stream.read(buf);
+      if (n !== null) counts.bytes_up += n;
+      return n;
+    },
+    write: async (data) => {
+      const n = await stream.write(data);
+      counts.bytes_down += n;
+      return n;
+    },
+    close: () => stream.close(),
   };
 }
 

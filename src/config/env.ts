@@ -218,6 +218,8 @@ export interface EnvProvider {
   jsonEnv?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** The policy its tokens get unless the command line gives one (roster `policy`). */
   policy?: DefaultPolicy;
+  /** Proxy transport: hosts git's credential helper answers the phantom for (roster `git_hosts`). */
+  gitHosts?: readonly string[];
 }
 
 /**
@@ -313,6 +315,38 @@ export function proxyVars(
     ["no_proxy", PROXY_NO_PROXY],
     ...BUNDLE_CA_VARS.map((name): EnvVar => [name, `${dir}/${PROXY_BUNDLE_FILE}`]),
     ...EXTRA_CA_VARS.map((name): EnvVar => [name, `${dir}/${PROXY_CA_FILE}`]),
+  ];
+}
+
+/**
+ * git's settings in the environment (`GIT_CONFIG_COUNT`, `GIT_CONFIG_KEY_n`,
+ * `GIT_CONFIG_VALUE_n`, git 2.31+) for the proxy transport: per `[host,
+ * variable]`, `credential.https://<host>.helper` reset (so no helper of the
+ * user's answers first) and then a shell helper that answers `get` with
+ * `username=x-access-token` and the variable's value as the password — read
+ * when git asks, so the value is the phantom token the variable holds and
+ * none is written here. git then sends it as Basic through the proxy, which
+ * swaps it for the real credential (the host must be one the provider's
+ * route claims, so the tunnel is intercepted).
+ */
+export function gitCredentialVars(entries: readonly (readonly [string, string])[]): EnvVar[] {
+  const pairs: [string, string][] = [];
+  for (const [host, variable] of entries) {
+    if (!ENV_NAME.test(variable)) throw new InvalidEnvVar(`invalid variable name ${variable}`);
+    const key = `credential.https://${host}.helper`;
+    pairs.push([key, ""]);
+    pairs.push([
+      key,
+      `!f() { if [ "$1" = get ]; then printf 'username=x-access-token\\npassword=%s\\n' "$${variable}"; fi; }; f`,
+    ]);
+  }
+  if (pairs.length === 0) return [];
+  return [
+    ["GIT_CONFIG_COUNT", String(pairs.length)],
+    ...pairs.flatMap(([key, value], i): EnvVar[] => [
+      [`GIT_CONFIG_KEY_${i}`, key],
+      [`GIT_CONFIG_VALUE_${i}`, value],
+    ]),
   ];
 }
 
@@ -423,6 +457,7 @@ export function mintContainerEnv(
   const socketExists = options.socketExists ?? options.transport.kind === "socket";
   const proxied = options.transport.kind === "proxy";
   let proxyToken: string | undefined;
+  const gitHosts: [host: string, variable: string][] = [];
   let bridgeNeeded = false;
   const set1 = (name: string, value: string) => {
     const at = out.vars.findIndex(([n]) => n === name);
@@ -460,6 +495,11 @@ export function mintContainerEnv(
           if (own(v)) json.set(k, mergeJsonEnv(json.get(k) ?? {}, v, sub));
         }
         if (spec.envNote !== undefined) out.notes.push(`note: ${name}: ${spec.envNote}`);
+        if (vars.length > 0) {
+          for (const host of spec.gitHosts ?? []) {
+            if (!gitHosts.some(([h]) => h === host)) gitHosts.push([host, vars[0]]);
+          }
+        }
         continue;
       }
       if (spec.baseUrlEnv) {
@@ -496,6 +536,7 @@ export function mintContainerEnv(
         for (const [k, v] of proxyVars(options.location, proxyToken!, options.proxyCaDir)) {
           set1(k, v);
         }
+        for (const [k, v] of gitCredentialVars(gitHosts)) set1(k, v);
       } else {
         set1("TEROK_TOKEN_BROKER_PORT", String(options.transport.port));
       }

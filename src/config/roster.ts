@@ -43,6 +43,8 @@
  * oauth_path_rewrites: {/v1/: https://chatgpt.com/backend-api/codex}  # OAuth only: prefix replaced
  * hosts: [api.github.com, github.com]  # what a forward proxy intercepts (default: the bases' hosts)
  * host_upstreams: {github.com: "https://github.com"}  # a host's requests go there, not to upstream
+ * git_hosts: [github.com]           # proxy transport: git's credential for https://<host> is the
+ *                                   # phantom (a helper in GIT_CONFIG_*); hosts not in `hosts` dropped
  * env_note: "…"                     # printed on stderr by `vault config env` (one line)
  * policy: github-read               # default token policy: a named policy, or the policy
  *                                   # written out with the policy JSON's keys (SPEC §10.1)
@@ -75,6 +77,7 @@ import {
 } from "../providers/routes.ts";
 import { isHeaderName, isHeaderValue } from "../http/headers.ts";
 import { escapeJsonText, findUnsafeChar } from "../sanitize.ts";
+import { parseHost } from "../pki/host.ts";
 import { currentUid, MAX_CONFIG_BYTES, readSecretFile } from "../fs/mod.ts";
 import {
   type ConfigPatch,
@@ -148,6 +151,13 @@ export interface ProviderSpec {
    * unless the command line gives `--policy`/`--expires` (roster `policy`).
    */
   policy?: DefaultPolicy;
+  /**
+   * Hosts git reaches over https with this provider's credential (roster
+   * `git_hosts`, canonical, those the route claims): with the proxy
+   * transport the sandbox's git gets a credential helper answering the
+   * phantom for them (see `gitCredentialVars` in env.ts).
+   */
+  gitHosts?: readonly string[];
 }
 
 /**
@@ -474,6 +484,14 @@ const FIELDS: Readonly<Record<string, FieldCheck>> = {
     return v;
   },
   host_upstreams: (v, fail) => mappingOf(v, fail, (_key, target, sub) => upstreamUrl(target, sub)),
+  git_hosts: (v, fail) => {
+    if (!Array.isArray(v) || v.length > 32) fail("must be a list of at most 32 host names");
+    return (v as unknown[]).map((h, i) => {
+      const host = typeof h === "string" ? parseHost(h) : null;
+      if (host === null || host.kind !== "dns") fail("must be a DNS host name", String(i));
+      return host!.name;
+    });
+  },
   env_note: (v, fail) => {
     if (typeof v !== "string" || v === "" || findUnsafeChar(v) !== undefined) {
       fail("must be one line of text");
@@ -740,6 +758,13 @@ function buildSpec(name: string, v: Record<string, unknown>, file: string): Prov
   }
   const note = optionalString(v.env_note);
   if (note !== undefined) spec.envNote = note;
+  if (Array.isArray(v.git_hosts)) {
+    // Only hosts the route claims: the proxy would tunnel another blind, and git's phantom
+    // would leave instead of the credential (a layer that narrows `hosts` drops them, as it
+    // drops their `host_upstreams`).
+    const claimed = (v.git_hosts as string[]).filter((h) => route.hosts.includes(h));
+    if (claimed.length > 0) spec.gitHosts = Object.freeze([...new Set(claimed)]);
+  }
   if (isMapping(v.exec_overlay)) spec.execOverlay = finalOverlay(v.exec_overlay, fail);
   if (typeof v.policy === "string") spec.policy = Object.freeze({ name: v.policy });
   else if (isMapping(v.policy)) {

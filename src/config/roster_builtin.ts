@@ -139,6 +139,8 @@ export const BUILTIN_ROSTER_SOURCE: Readonly<Record<string, Record<string, unkno
     ...BUILTIN_ROUTES_SOURCE.github,
     credential_type: "oauth_token",
     phantom_env: ["GH_TOKEN"],
+    // Through the forward proxy, git over https to github.com gets GH_TOKEN's phantom.
+    git_hosts: ["github.com"],
     shared_config_patch: { file: "config.yml", yaml_set: { http_unix_socket: "{vault_socket}" } },
     shared_dir: "_gh-config",
     container_mount: "/home/dev/.config/gh",

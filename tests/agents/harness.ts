@@ -136,6 +136,8 @@ export interface Redirect {
   oauthTokenUrl?: [api: string, path: string];
   /** `hosts`: the hosts a forward proxy intercepts for the provider (e.g. `api.anthropic.com`). */
   hosts?: string[];
+  /** `host_upstreams`: host → upstream URL (not the fake: e.g. a local `git http-backend`). */
+  hostUpstreams?: Record<string, string>;
 }
 
 /** The default redirects: anthropic and openai (chatgpt.com's `/backend-api/` too). */
@@ -477,8 +479,31 @@ export class World {
       value.oauth_refresh = { token_url: this.fake.upstream(api) + path };
     }
     if (redirect.hosts) value.hosts = redirect.hosts;
+    if (redirect.hostUpstreams) value.host_upstreams = redirect.hostUpstreams;
     return `# test plumbing: this provider's internet is the fake at ${this.fake.origin}\n` +
       JSON.stringify(value, null, 2) + "\n";
+  }
+
+  /**
+   * Puts `name` on the sandbox's PATH ({@link bin}): a launcher running
+   * `deno <args>` with the host's DENO_DIR (read-only in the sandbox, as
+   * for the `vault` launcher), e.g. a script of this checkout using an npm
+   * SDK. The program's environment is the sandbox's, untouched.
+   */
+  async denoCommand(name: string, args: string[]): Promise<void> {
+    const launcher = `#!/bin/sh\nDENO_DIR=${shellQuote(denoDir())} exec ${
+      shellQuote(Deno.execPath())
+    } ${args.map(shellQuote).join(" ")} "$@"\n`;
+    await Deno.writeTextFile(join(this.bin, name), launcher, { mode: 0o755 });
+  }
+
+  /**
+   * Rewrites the roster file of one provider (before `vault serve` starts),
+   * e.g. to add a {@link Redirect.hostUpstreams} known only once a local
+   * server listens.
+   */
+  async redirect(provider: string, redirect: Redirect): Promise<void> {
+    await Deno.writeTextFile(join(this.rosterDir, `${provider}.yaml`), this.rosterYaml(redirect));
   }
 
   /** The roster dir (`$XDG_CONFIG_HOME/vault/roster`). */

@@ -11,6 +11,18 @@
  * what the real host would; a host no route claims and no `[egress]` rule
  * allows is refused with 403.
  *
+ * Beside the agents: `curl https://api.github.com/user` with the phantom in
+ * its header; `git clone https://github.com/o/private.git` with the
+ * credential helper vault prints for git (`GIT_CONFIG_*`, roster
+ * `git_hosts`), `github.com` routed to a local `git http-backend`
+ * (`testing/git_backend.ts`) that must get the real PAT as Basic; the
+ * `openai` npm SDK with its default base URL (`openai_sdk.ts`, run by
+ * Deno); and `[egress]`: a listed host that is no route's is tunnelled
+ * blind (curl sees its own certificate; vault's CA does not verify it),
+ * while a phantom sent to a host nothing lists is refused (403) and that
+ * host, listening, records nothing. Targets are local TLS servers at
+ * 127.0.0.2 and 127.0.0.3 (not in the printed `NO_PROXY`).
+ *
  * What each client honours (checked by dropping variables from what vault
  * printed; with neither CA variable each case fails on TLS, and without the
  * route's `hosts` Claude's turn never reaches the fake):
@@ -18,14 +30,23 @@
  *   or `SSL_CERT_FILE` (either alone suffices);
  * - Codex 0.171.0 (Rust): `HTTPS_PROXY`, the CA from `SSL_CERT_FILE` (its
  *   Responses WebSocket goes through the tunnel too);
- * - gh 2.23 (Go): `HTTPS_PROXY`, the CA from `SSL_CERT_FILE`.
+ * - gh 2.23 (Go): `HTTPS_PROXY`, the CA from `SSL_CERT_FILE`;
+ * - git 2.39: `https_proxy`, `GIT_SSL_CAINFO`, the `GIT_CONFIG_*` helper
+ *   (without it the clone fails: no credential);
+ * - the openai SDK on Deno's `fetch`: `HTTPS_PROXY`, the CA from the CA
+ *   variables (with none it fails, UnknownIssuer; it passes without
+ *   `DENO_CERT` and `SSL_CERT_FILE`, so another of them is read too).
  *
  * @module
  */
 
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../../testing/assert.ts";
+import { FakeUpstream } from "../../testing/broker.ts";
+import { gitBackend } from "../../testing/git_backend.ts";
 import { freePort } from "../../testing/ports.ts";
+import { outputWithin } from "../../testing/process.ts";
+import { makeTestTls } from "../../testing/tls.ts";
 import {
   agentCase,
   ANSWERS,
@@ -33,6 +54,7 @@ import {
   type Bind,
   CONTAINER_HOSTS,
   DEFAULT_REDIRECTS,
+  REPO_ROOT,
   type SandboxOptions,
   type SandboxResult,
   type World,
@@ -62,6 +84,7 @@ async function viaProxy(
   providers: string[],
 ): Promise<{ env: Record<string, string>; sandbox: Omit<SandboxOptions, "argv" | "env"> }> {
   const port = freePort();
+  // [egress] of config.toml, if the case wrote one, is read by vault serve at its start.
   const served = await world.serve(["--proxy-port", String(port)]);
   await served.process.waitFor(new RegExp(`forward proxy on tcp:127\\.0\\.0\\.1:${port}\\b`));
   const transport = `proxy:${port}`;
@@ -144,5 +167,174 @@ agentCase(
     assertEquals(run.stdout, "403", `curl through the proxy:\n${run.stdout}\n${run.stderr}`);
     assert(run.code !== 0, "curl reports the refused tunnel");
     assertEquals(world.fake.requests.length, 0, "nothing reached an upstream");
+  },
+);
+
+/** `sh -c script` in the sandbox: the variables vault printed are expanded there, as a user's shell does. */
+function shell(script: string): string[] {
+  return ["sh", "-c", script];
+}
+
+agentCase(
+  { agent: "curl", mode: "token", transport: "proxy", world: { redirects: REDIRECTS } },
+  async (world) => {
+    const pat = await world.storeCredential("github", "api_key");
+    const { env, sandbox } = await viaProxy(world, ["github"]);
+    const run = await world.sandbox({
+      argv: shell(
+        'curl -sS --fail --max-time 30 https://api.github.com/user -H "Authorization: Bearer $GH_TOKEN"',
+      ),
+      env,
+      ...sandbox,
+    });
+    assertAnswered(run, "github", "curl");
+    // The route's own header form: the phantom's "Bearer" becomes the route's prefix.
+    assertModelCall(world.fake, "github", "authorization", `token ${pat}`);
+  },
+);
+
+/** A bare repository `o/private.git` under `root` with one commit whose message is `message`. */
+async function privateRepo(root: string, message: string): Promise<void> {
+  const work = join(root, "work");
+  const git = async (args: string[]) => {
+    const out = await outputWithin("git", {
+      args,
+      env: { GIT_CONFIG_NOSYSTEM: "1", GIT_CONFIG_GLOBAL: "/dev/null" },
+      stdin: "null",
+    });
+    assert(out.success, new TextDecoder().decode(out.stderr));
+  };
+  await git(["init", "-q", "-b", "main", work]);
+  await git([
+    "-C",
+    work,
+    "-c",
+    "user.name=t",
+    "-c",
+    "user.email=t@t",
+    "commit",
+    "-q",
+    "--allow-empty",
+    "-m",
+    message,
+  ]);
+  await git(["clone", "-q", "--bare", work, join(root, "repos", "o", "private.git")]);
+}
+
+agentCase(
+  { agent: "git", mode: "token", transport: "proxy", world: { redirects: REDIRECTS } },
+  async (world) => {
+    const pat = await world.storeCredential("github", "api_key");
+    const message = `upstream-commit-${crypto.randomUUID()}`;
+    await privateRepo(world.root, message);
+    const backend = gitBackend(join(world.root, "repos"));
+    try {
+      // github.com (git's host) is the route's too, its upstream the local git http-backend.
+      await world.redirect("github", {
+        api: "github",
+        hosts: ["api.github.com", "github.com"],
+        hostUpstreams: { "github.com": backend.origin },
+      });
+      const { env, sandbox } = await viaProxy(world, ["github"]);
+      assertEquals(env.GIT_CONFIG_KEY_1, "credential.https://github.com.helper");
+      const run = await world.sandbox({
+        argv: shell(
+          "git clone -q https://github.com/o/private.git cloned && git -C cloned log --format=%s",
+        ),
+        env,
+        ...sandbox,
+      });
+      assertEquals(run.timedOut, false, run.stderr);
+      assertEquals(run.code, 0, `git clone failed:\n${run.stdout}\n${run.stderr}`);
+      assertEquals(run.stdout.trim(), message);
+      const authed = backend.seen.filter((s) => s.authorization !== null);
+      assert(authed.length >= 1, `no authenticated request: ${JSON.stringify(backend.seen)}`);
+      for (const s of authed) {
+        assert(
+          s.authorization === `Basic ${btoa(`x-access-token:${pat}`)}`,
+          `${s.path}: the upstream did not get the real PAT as Basic`,
+        );
+      }
+      const seen = JSON.stringify(backend.seen);
+      for (const phantom of world.phantoms) {
+        assert(!seen.includes(phantom), "a phantom reached git's upstream");
+        assert(!seen.includes(btoa(`x-access-token:${phantom}`)), "a phantom reached it as Basic");
+      }
+      assert(!/terok-/.test(seen), "a terok marker reached git's upstream");
+    } finally {
+      await backend.server.shutdown();
+    }
+  },
+);
+
+agentCase(
+  { agent: "openai-sdk", mode: "api-key", transport: "proxy", world: { redirects: REDIRECTS } },
+  async (world) => {
+    const key = await world.storeCredential("openai", "api_key");
+    const { env, sandbox } = await viaProxy(world, ["openai"]);
+    assertEquals(env.DENO_CERT, `${CA_DIR}/ca.pem`);
+    // The SDK's program with Deno (bound into the sandbox read-only, as the vault launcher is).
+    await world.denoCommand("openai-sdk", [
+      "run",
+      "-A",
+      "--no-check",
+      "--config",
+      join(REPO_ROOT, "deno.json"),
+      join(REPO_ROOT, "tests", "agents", "openai_sdk.ts"),
+    ]);
+    const run = await world.sandbox({ argv: ["openai-sdk"], env, ...sandbox });
+    assertAnswered(run, "openai", "the openai SDK");
+    assertMatch(run.stdout, /^https:\/\/api\.openai\.com\/v1 /, "the SDK's default base URL");
+    assertModelCall(world.fake, "openai", "authorization", `Bearer ${key}`);
+  },
+);
+
+agentCase(
+  { agent: "curl", mode: "egress-tunnel", transport: "proxy", world: { redirects: REDIRECTS } },
+  async (world) => {
+    // Two local TLS hosts with their own CA (vault's is not involved): one an [egress] rule
+    // lists, one nothing lists. Neither is a route's. At 127.0.0.2/.3: not in NO_PROXY.
+    const tls = await makeTestTls({ extraNames: ["IP:127.0.0.2", "IP:127.0.0.3"] });
+    const listed = new FakeUpstream(tls, "127.0.0.2");
+    const unlisted = new FakeUpstream(tls, "127.0.0.3");
+    try {
+      await world.storeCredential("github", "api_key");
+      const config = join(world.hostEnv.XDG_CONFIG_HOME, "vault", "config.toml");
+      await Deno.writeTextFile(config, `[egress]\n"${SCOPE}" = ["127.0.0.2:${listed.port}"]\n`, {
+        mode: 0o600,
+      });
+      const { env, sandbox } = await viaProxy(world, ["github"]);
+      const home = await world.newHome();
+      await Deno.writeTextFile(join(home, "target-ca.pem"), tls.caCert);
+      const out = "-sS --max-time 30 -o /dev/null -w '%{http_connect} %{http_code}\\n'";
+      const run = await world.sandbox({
+        argv: shell(
+          // The listed host: tunnelled blind, verified with its own CA only.
+          `curl ${out} --cacert target-ca.pem https://127.0.0.2:${listed.port}/tunnelled; ` +
+            // The same host with only vault's CA: it fails, the tunnel is not terminated.
+            `curl ${out} --cacert ${CA_DIR}/ca.pem https://127.0.0.2:${listed.port}/vault-ca; ` +
+            // The unlisted host, a phantom in the header: refused, never dialled.
+            `curl ${out} --cacert target-ca.pem -H "Authorization: Bearer $GH_TOKEN" ` +
+            `https://127.0.0.3:${unlisted.port}/phantom; true`,
+        ),
+        env,
+        home,
+        ...sandbox,
+      });
+      assertEquals(run.timedOut, false, run.stderr);
+      const lines = run.stdout.trim().split("\n");
+      assertEquals(lines, ["200 200", "200 000", "403 000"], run.stderr);
+      assertMatch(run.stderr, /SSL certificate problem|certificate verify/i);
+      assertEquals(listed.requests.map((r) => r.target), ["/tunnelled"]);
+      const seen = JSON.stringify(listed.requests.map((r) => r.headers));
+      for (const secret of [...world.phantoms, ...world.realSecrets]) {
+        assert(!seen.includes(secret), "the tunnel carried a token vault added");
+      }
+      assertEquals(unlisted.requests.length, 0, "the unlisted host was reached");
+      assertEquals(world.fake.requests.length, 0, "nothing reached a route's upstream");
+    } finally {
+      await listed.close();
+      await unlisted.close();
+    }
   },
 );
