@@ -6,12 +6,17 @@
  * file is written beside itself and renamed into place); nothing else depends on it: without
  * it, or when a source changed since, vault loads the sources.
  *
- * The bundle is `deno bundle` of src/cli/fast_modules.ts with every package of deno.json's
- * import map left as an import (so npm packages resolve as they do from the sources); the
- * manifest lists every source file in the bundle — the module graph of fast_modules.ts
- * followed through code imports, static and dynamic, not type-only ones — with its size and
+ * The bundle is `deno bundle` of src/cli/fast_modules.ts. Every package of deno.json's import
+ * map stays an import (resolved at run time as from the sources) except the SQLite driver's
+ * JavaScript, which is taken in when src/store/sqlite.ts names its prebuilt addon here (Linux
+ * x64/arm64 with the addon present): importing the driver as an npm package costs more start-up
+ * than all of vault's own modules (bench:cli), and the driver's scripts need nothing from npm's
+ * resolution once the addon's path is given. The manifest lists every file in the bundle — the
+ * module graph of fast_modules.ts followed through code imports, static and dynamic, not
+ * type-only ones; the driver's package.json, scripts and addon when taken in — with its size and
  * modification time, taken before and after bundling (a file that changed meanwhile fails the
- * build rather than be recorded against code built from its older text).
+ * build rather than be recorded against code built from its older text). So a driver upgraded,
+ * rebuilt or removed makes the bundle stale like an edited source.
  *
  * Usage: `deno run -A scripts/build.ts [--quiet]`.
  *
@@ -19,6 +24,7 @@
  */
 
 import { dirname, join, relative } from "node:path";
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import {
   BUNDLE_FILE,
@@ -27,6 +33,7 @@ import {
   MANIFEST_FILE,
   MANIFEST_FORMAT,
 } from "../src/cli/fast_bundle.ts";
+import { prebuiltAddon } from "../src/store/sqlite.ts";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const ENTRY = join(ROOT, "src/cli/fast_modules.ts");
@@ -76,31 +83,66 @@ function stamp(path: string): FileStamp {
   return [path, info.size, info.mtime.getTime()];
 }
 
-/** deno.json's import-map keys as `deno bundle --external` patterns. */
-function externals(): string[] {
+/** The SQLite driver's package name (src/store/sqlite.ts imports it). */
+const DRIVER = "better-sqlite3-multiple-ciphers";
+
+/**
+ * The driver's files the bundle takes in (its package.json, its lib/ scripts and the prebuilt
+ * addon it will load), relative to the root — or null when it is not to be bundled: its addon
+ * is not one src/store/sqlite.ts names (then the driver must search for it itself, from its own
+ * directory, which it cannot do from inside the bundle).
+ */
+function driverFiles(): string[] | null {
+  const addon = prebuiltAddon();
+  if (addon === null) return null;
+  const entry = Deno.realPathSync(createRequire(join(ROOT, "src/store/sqlite.ts")).resolve(DRIVER));
+  const lib = dirname(entry);
+  const files = [join(lib, "..", "package.json"), Deno.realPathSync(addon)];
+  const walk = (dir: string) => {
+    for (const item of Deno.readDirSync(dir)) {
+      const path = join(dir, item.name);
+      if (item.isDirectory) walk(path);
+      else if (item.name.endsWith(".js")) files.push(path);
+    }
+  };
+  walk(lib);
+  return files.map((file) => relative(ROOT, file)).sort();
+}
+
+/**
+ * deno.json's import-map keys as `deno bundle --external` patterns: npm packages load as they do
+ * from the sources, except the SQLite driver's scripts when `inlineDriver` (see the module doc).
+ */
+function externals(inlineDriver: boolean): string[] {
   const config = JSON.parse(Deno.readTextFileSync(join(ROOT, "deno.json")));
-  return Object.keys(config.imports ?? {}).map((key) =>
-    `--external=${key.endsWith("/") ? `${key}*` : key}`
-  );
+  return Object.keys(config.imports ?? {})
+    .filter((key) => !(inlineDriver && key === DRIVER))
+    .map((key) => `--external=${key.endsWith("/") ? `${key}*` : key}`);
 }
 
 /** Builds the bundle and its manifest; returns the manifest. */
 export async function build(): Promise<FastManifest> {
-  const sources = await sourcesOf();
+  const driver = driverFiles();
+  const sources = [...await sourcesOf(), ...driver ?? []];
   const before = sources.map(stamp);
   const cache = join(ROOT, dirname(BUNDLE_FILE));
   Deno.mkdirSync(cache, { recursive: true });
   const suffix = `.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
-  const bundleTemp = join(ROOT, BUNDLE_FILE + suffix);
+  // Ends in .js: `deno bundle` adds the `require` shim for platform deno only to .js outputs.
+  const bundleTemp = join(ROOT, BUNDLE_FILE.replace(/\.js$/, `${suffix}.js`));
   const manifestTemp = join(ROOT, MANIFEST_FILE + suffix);
   try {
     await deno([
       "bundle",
       "--quiet",
-      ...externals(),
-      "--platform=deno",
-      "--format=esm",
-      `--output=${bundleTemp}`,
+      ...externals(driver !== null),
+      // (`--platform=deno` with "=" is not taken: the bundle then has no `require` of its own.)
+      "--platform",
+      "deno",
+      "--format",
+      "esm",
+      "--output",
+      bundleTemp,
       ENTRY,
     ]);
     const after = sources.map(stamp);
