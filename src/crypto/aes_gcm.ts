@@ -271,7 +271,7 @@ function release(entry: Entry): void {
   entry.copy.fill(0);
   if (entry.gcm instanceof LibcryptoGcm) {
     const s = libcrypto();
-    if (s !== null) for (const ctx of entry.gcm.contexts) s.EVP_CIPHER_CTX_free(ctx);
+    if (s !== null) { for (const ctx of entry.gcm.contexts) s.EVP_CIPHER_CTX_free(ctx); }
   }
 }
 
@@ -289,9 +289,9 @@ export function preferAesGcmBackend(backend: AesGcmBackend | null): void {
 
 /** The backend {@link aesGcm} uses when none is named. */
 export function defaultAesGcmBackend(): AesGcmBackend {
-  if (preferred !== null) return preferred === "libcrypto" && libcrypto() === null
-    ? "node"
-    : preferred;
+  if (preferred !== null) {
+    return preferred === "libcrypto" && libcrypto() === null ? "node" : preferred;
+  }
   return libcrypto() === null ? "node" : "libcrypto";
 }
 
