@@ -9,7 +9,12 @@
  *   `{"user_id": "…", "value": "…"}` answer `{"value": "…"}` (`v2:…` for
  *   encrypt; decrypt never creates a key for an unknown user);
  * - `POST /v1/envelope/pool-encrypt` and `/v1/envelope/pool-decrypt` with
- *   `{"value": "…"}`, under the pool key.
+ *   `{"value": "…"}`, under the pool key;
+ * - `POST /v1/envelope/encrypt-batch` with `{"user_id": "…", "values":
+ *   ["…", …]}` (1 to {@link MAX_BATCH_VALUES} strings, one user, the body
+ *   within the same 1 MiB) answers `{"values": ["v2:…", …]}` in order, for
+ *   bulk callers. All or nothing: a bad item is a 400 naming its index and
+ *   nothing is encrypted.
  *
  * Callers present a phantom token of provider `envelope` (`Authorization:
  * Bearer …`, or X-Api-Key / Private-Token as for the broker). A missing,
@@ -21,7 +26,8 @@
  * {@link TokenGate}: one `PRAGMA data_version` per batch).
  *
  * Every call is one line of the audit file (time, scope, subject, op,
- * user_id, outcome, status; never a value, key or token), written before
+ * user_id, outcome, status, and `count` for a batch; never a value, key or
+ * token), written before
  * the answer: a value is never returned without its line. Refusals
  * (`unauthorized`, `forbidden`, `bad-request`, `not-found`: nothing was
  * encrypted or decrypted) are bounded as the broker's are: past the first
@@ -54,12 +60,25 @@ const ENVELOPE_BINDING: TokenBinding = { provider: ENVELOPE_PROVIDER };
 export const MAX_ENVELOPE_BODY = 1024 * 1024;
 /** Longest `user_id` accepted, in characters. */
 export const MAX_USER_ID = 1024;
+/** Most values in one `encrypt-batch` request. */
+export const MAX_BATCH_VALUES = 1000;
 /** The path prefix of the operations. */
 export const ENVELOPE_PATH_PREFIX = "/v1/envelope/";
 
 /** An operation of the service. */
-export type EnvelopeOp = "encrypt" | "decrypt" | "pool-encrypt" | "pool-decrypt";
-const OPS: readonly EnvelopeOp[] = ["encrypt", "decrypt", "pool-encrypt", "pool-decrypt"];
+export type EnvelopeOp =
+  | "encrypt"
+  | "decrypt"
+  | "pool-encrypt"
+  | "pool-decrypt"
+  | "encrypt-batch";
+const OPS: readonly EnvelopeOp[] = [
+  "encrypt",
+  "decrypt",
+  "pool-encrypt",
+  "pool-decrypt",
+  "encrypt-batch",
+];
 
 /** How a call ended. */
 export type EnvelopeOutcome =
@@ -109,6 +128,8 @@ export interface EnvelopeAuditRecord {
   outcome: EnvelopeOutcome;
   /** The HTTP status answered. */
   status: number;
+  /** `encrypt-batch` only, once its values were read: how many the request held. */
+  count?: number;
 }
 
 /** Inputs of {@link startEnvelopeService}. */
@@ -261,7 +282,7 @@ const JSON_HEADERS: HeaderList = [
 /** Reason phrases the HTTP server does not know. */
 const REASONS: Record<number, string> = { 405: "Method Not Allowed", 422: "Unprocessable Content" };
 
-function answer(status: number, payload: Record<string, string>): ServerResponse {
+function answer(status: number, payload: Record<string, string | string[]>): ServerResponse {
   return {
     status,
     statusText: REASONS[status],
@@ -354,12 +375,13 @@ async function serveCall(
   record.subject = grant.subject;
 
   const body = await readJsonBody(request);
+  const batch = op === "encrypt-batch" ? batchValues(body, record) : null;
   const value = body.value;
-  if (typeof value !== "string") {
+  if (batch === null && typeof value !== "string") {
     throw new Refusal(400, "bad-request", 'the request needs "value" (a string)');
   }
   const pool = op === "pool-encrypt" || op === "pool-decrypt";
-  const encrypting = op === "encrypt" || op === "pool-encrypt";
+  const encrypting = op === "encrypt" || op === "pool-encrypt" || op === "encrypt-batch";
   let key: Uint8Array;
   if (pool) {
     key = poolKey(services.kek);
@@ -386,14 +408,43 @@ async function serveCall(
       throw error;
     }
   }
+  if (batch !== null) return answer(200, { values: batch.map((v) => encrypt(v, key)) });
   let result: string;
   try {
-    result = encrypting ? encrypt(value, key) : decrypt(value, key);
+    result = encrypting ? encrypt(value as string, key) : decrypt(value as string, key);
   } catch (error) {
     if (error instanceof EnvelopeError) throw new Refusal(422, "failed", error.message);
     throw error;
   }
   return answer(200, { value: result });
+}
+
+/**
+ * The `values` of an `encrypt-batch` request, every one checked before any
+ * is encrypted: 1 to {@link MAX_BATCH_VALUES} strings.
+ */
+function batchValues(body: Record<string, unknown>, record: EnvelopeAuditRecord): string[] {
+  const values = body.values;
+  if (!Array.isArray(values)) {
+    throw new Refusal(400, "bad-request", 'the request needs "values" (an array of strings)');
+  }
+  record.count = values.length;
+  if (values.length === 0 || values.length > MAX_BATCH_VALUES) {
+    throw new Refusal(
+      400,
+      "bad-request",
+      `"values" must hold 1 to ${MAX_BATCH_VALUES} strings, not ${values.length}`,
+    );
+  }
+  const bad = values.findIndex((v) => typeof v !== "string");
+  if (bad !== -1) {
+    throw new Refusal(
+      400,
+      "bad-request",
+      `"values[${bad}]" is not a string (nothing was encrypted)`,
+    );
+  }
+  return values as string[];
 }
 
 /** The request body as a JSON object, at most {@link MAX_ENVELOPE_BODY} bytes. */
