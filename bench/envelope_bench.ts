@@ -22,7 +22,11 @@
  *    with 8 clients (separate keep-alive connections, one request in flight
  *    each, driven from this process), and `encrypt-batch` of BATCH values
  *    per request with 1 and 8 clients. Target for 8 clients: ≥ 20,000
- *    encrypts/s. Rounds cycle through the rows; medians.
+ *    encrypts/s. Rounds cycle through the rows; medians. Beside each rate,
+ *    the service process's CPU time per value (user + system, all threads,
+ *    from /proc): on a loaded machine the rate depends on what else runs,
+ *    that cost much less. `VAULT_BENCH_CPU_PROF=<dir>` runs the service
+ *    under `--cpu-prof`.
  *
  * @module
  */
@@ -245,16 +249,12 @@ class Connection {
       len += n;
       if (headEnd === -1) {
         headEnd = findHeadEnd(this.#buf, len);
-        if (headEnd !== -1) {
-          const head = new TextDecoder().decode(this.#buf.subarray(0, headEnd));
-          const m = head.match(/\r\ncontent-length:\s*(\d+)/i);
-          if (m === null) throw new Error("no content-length in the answer");
-          total = headEnd + 4 + Number(m[1]);
-        }
+        if (headEnd !== -1) total = headEnd + 4 + contentLength(this.#buf, headEnd);
       }
       if (total !== -1 && len >= total) {
-        const head = new TextDecoder().decode(this.#buf.subarray(0, 12));
-        return { status: Number(head.slice(9, 12)), body: this.#buf.slice(headEnd + 4, total) };
+        const b = this.#buf;
+        const status = (b[9] - 48) * 100 + (b[10] - 48) * 10 + (b[11] - 48);
+        return { status, body: b.subarray(headEnd + 4, total) };
       }
     }
   }
@@ -262,6 +262,23 @@ class Connection {
   close(): void {
     this.conn.close();
   }
+}
+
+const CONTENT_LENGTH = new TextEncoder().encode("\r\ncontent-length:");
+
+/** The content-length of a head of `end` bytes (the service writes it in lower case). */
+function contentLength(buf: Uint8Array, end: number): number {
+  outer: for (let i = 0; i + CONTENT_LENGTH.length <= end; i++) {
+    for (let j = 0; j < CONTENT_LENGTH.length; j++) {
+      if (buf[i + j] !== CONTENT_LENGTH[j]) continue outer;
+    }
+    let at = i + CONTENT_LENGTH.length;
+    while (buf[at] === 32) at++;
+    let n = 0;
+    while (buf[at] >= 48 && buf[at] <= 57) n = n * 10 + buf[at++] - 48;
+    return n;
+  }
+  throw new Error("no content-length in the answer");
 }
 
 function findHeadEnd(buf: Uint8Array, len: number): number {
@@ -295,8 +312,24 @@ const SERVICE_ROWS: ServiceRow[] = [
   { name: `encrypt-batch of ${BATCH}, 8 clients`, clients: 8, batch: BATCH },
 ];
 
-/** Values encrypted per second by `row` over `ms`. */
-async function serviceRate(socket: string, token: string, row: ServiceRow, ms: number) {
+/** CPU seconds (user + system, every thread) used so far by process `pid`. */
+function cpuSeconds(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+
+/**
+ * Values encrypted per second by `row` over `ms`, and the service's CPU
+ * time per value in µs (`pid`: the service's process).
+ */
+async function serviceRate(
+  socket: string,
+  token: string,
+  row: ServiceRow,
+  ms: number,
+  pid: number,
+): Promise<{ rate: number; cpuUs: number }> {
   const conns = await Promise.all(
     Array.from({ length: row.clients }, () => Connection.open(socket)),
   );
@@ -312,13 +345,14 @@ async function serviceRate(socket: string, token: string, row: ServiceRow, ms: n
     // The first answer of each connection is checked (and creates its user's key).
     for (const [c, conn] of conns.entries()) {
       const first = await conn.call(requests[c]);
-      const json = JSON.parse(new TextDecoder().decode(first.body));
+      const json = JSON.parse(new TextDecoder().decode(first.body.slice()));
       const values: string[] = row.batch === 0 ? [json.value] : json.values;
       if (first.status !== 200 || values?.length !== Math.max(1, row.batch)) {
         throw new Error(`${row.name}: ${first.status} ${JSON.stringify(json)}`);
       }
     }
     let done = 0;
+    const cpuStart = cpuSeconds(pid);
     const start = performance.now();
     const end = start + ms;
     await Promise.all(conns.map(async (conn, c) => {
@@ -329,7 +363,8 @@ async function serviceRate(socket: string, token: string, row: ServiceRow, ms: n
       }
     }));
     const seconds = (performance.now() - start) / 1000;
-    return (done * Math.max(1, row.batch)) / seconds;
+    const count = done * Math.max(1, row.batch);
+    return { rate: count / seconds, cpuUs: (cpuSeconds(pid) - cpuStart) * 1e6 / count };
   } finally {
     for (const conn of conns) conn.close();
   }
@@ -357,14 +392,22 @@ async function serviceRows() {
     const first = await lines(child.stdout)[Symbol.asyncIterator]().next();
     if (first.done) throw new Error("the service did not start");
     const { socket, token } = JSON.parse(first.value) as { socket: string; token: string };
-    await serviceRate(socket, token, SERVICE_ROWS[1], 500); // warm-up
+    await serviceRate(socket, token, SERVICE_ROWS[1], 500, child.pid); // warm-up
     const rates: number[][] = SERVICE_ROWS.map(() => []);
+    const cpu: number[][] = SERVICE_ROWS.map(() => []);
     for (let round = 0; round < SERVICE_ROUNDS; round++) {
       for (const [i, row] of SERVICE_ROWS.entries()) {
-        rates[i].push(await serviceRate(socket, token, row, SERVICE_MS));
+        const r = await serviceRate(socket, token, row, SERVICE_MS, child.pid);
+        rates[i].push(r.rate);
+        cpu[i].push(r.cpuUs);
       }
     }
-    return SERVICE_ROWS.map((row, i) => ({ row, rate: median(rates[i]), rates: rates[i] }));
+    return SERVICE_ROWS.map((row, i) => ({
+      row,
+      rate: median(rates[i]),
+      rates: rates[i],
+      cpuUs: median(cpu[i]),
+    }));
   } finally {
     await stdin.close().catch(() => {});
     await child.status;
@@ -537,13 +580,19 @@ console.log(
     `process, one request in flight each; ${SERVICE_ROUNDS} rounds of ${SERVICE_MS} ms, median)`,
 );
 console.log("");
-console.log("| row | values encrypted/s | rounds | target |");
-console.log("| --- | --- | --- | --- |");
-for (const { row, rate: r, rates } of service) {
+console.log(
+  "| row | values encrypted/s | rounds | service CPU per value (all threads) | target |",
+);
+console.log("| --- | --- | --- | --- | --- |");
+for (const { row, rate: r, rates, cpuUs } of service) {
   const target = row.clients === 8 && row.batch === 0
     ? `≥ ${SERVICE_TARGET.toLocaleString("en-US")}/s: ${verdict(r >= SERVICE_TARGET)}`
     : "—";
-  console.log(`| ${row.name} | ${fmt(r)} | ${rates.map(fmt).join(", ")} | ${target} |`);
+  console.log(
+    `| ${row.name} | ${fmt(r)} | ${rates.map(fmt).join(", ")} | ${
+      cpuUs.toFixed(1)
+    } µs | ${target} |`,
+  );
 }
 console.log("");
 console.log(`load average after: ${load()}`);

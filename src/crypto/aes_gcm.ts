@@ -27,7 +27,7 @@ export const GCM_TAG_BYTES = 16;
 /** Bytes of an AES-256 key. */
 export const GCM_KEY_BYTES = 32;
 /** Bytes a sealed value adds to its plaintext (nonce and tag). */
-export const GCM_OVERHEAD = GCM_NONCE_BYTES + GCM_TAG_BYTES;
+export const GCM_OVERHEAD: number = GCM_NONCE_BYTES + GCM_TAG_BYTES;
 
 /** Which implementation runs AES-GCM. */
 export type AesGcmBackend = "libcrypto" | "node";

