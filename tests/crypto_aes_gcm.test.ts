@@ -17,6 +17,7 @@ import {
   type AesGcmBackend,
   defaultAesGcmBackend,
   preferAesGcmBackend,
+  releaseAesGcm,
 } from "../src/crypto/mod.ts";
 import {
   decrypt,
@@ -172,7 +173,7 @@ Deno.test("aes-gcm: a bad tag, a wrong key or a cut value fails closed with toda
   }
 });
 
-Deno.test("aes-gcm: a key changed in place gets a new context (never the old key's); nonces do not repeat across pool refills", () => {
+Deno.test("aes-gcm: a key changed in place gets a new context (never the old key's), a released key too; nonces do not repeat across pool refills", () => {
   for (const backend of BACKENDS) {
     const key = crypto.getRandomValues(new Uint8Array(32));
     const before = aesGcm(key, backend).seal(utf8.encode("under the first key"));
@@ -183,6 +184,12 @@ Deno.test("aes-gcm: a key changed in place gets a new context (never the old key
       new TextDecoder().decode(aesGcm(key, backend).open(before)!),
       "under the first key",
     );
+    // Released: a new context, which still opens what the old one sealed.
+    const held = aesGcm(key, backend);
+    releaseAesGcm(key);
+    const fresh = aesGcm(key, backend);
+    assert(fresh !== held, "releaseAesGcm dropped the old context");
+    assertEquals(new TextDecoder().decode(fresh.open(before)!), "under the first key");
     const seen = new Set<string>();
     for (let i = 0; i < 2_000; i++) {
       seen.add(aesGcm(key, backend).seal(new Uint8Array(0)).subarray(0, 12).toHex());

@@ -275,6 +275,21 @@ function release(entry: Entry): void {
   }
 }
 
+/**
+ * Frees the contexts made for `key` (on either backend) and wipes their
+ * copy of it now, not once `key` is garbage: for a key about to be wiped.
+ * A later {@link aesGcm} of it makes new ones.
+ */
+export function releaseAesGcm(key: Uint8Array): void {
+  for (const map of Object.values(entries)) {
+    const entry = map.get(key);
+    if (entry === undefined) continue;
+    map.delete(key);
+    reaper.unregister(entry);
+    release(entry);
+  }
+}
+
 let preferred: AesGcmBackend | null = null;
 
 /**

@@ -41,5 +41,6 @@ export {
   GCM_OVERHEAD,
   GCM_TAG_BYTES,
   preferAesGcmBackend,
+  releaseAesGcm,
 } from "./aes_gcm.ts";
 export { BACKEND_ENV } from "./libcrypto.ts";

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { createHash, pbkdf2Sync } from "node:crypto";
+import { createDecipheriv, createHash, pbkdf2Sync } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { aesGcm } from "../crypto/mod.ts";
 import { EnvelopeError } from "./errors.ts";
@@ -176,9 +176,11 @@ export function decrypt(value: string, key: Uint8Array): string {
   if (sealed.length < NONCE_BYTES + TAG_BYTES) {
     throw new EnvelopeError("the encrypted value is too short (under 28 bytes)");
   }
+  const gcm = aesGcm(key);
+  if (gcm.backend === "node") return decryptWithNode(sealed, key);
   const length = sealed.length - NONCE_BYTES - TAG_BYTES;
   const out = length <= scratch.length ? scratch : new Uint8Array(length);
-  if (!aesGcm(key).openInto(sealed, out)) {
+  if (!gcm.openInto(sealed, out)) {
     throw new EnvelopeError("the encrypted value failed authentication (wrong key, or altered)");
   }
   try {
@@ -188,6 +190,32 @@ export function decrypt(value: string, key: Uint8Array): string {
   } finally {
     out.fill(0, 0, length);
   }
+}
+
+/**
+ * {@link decrypt} on the node:crypto fallback: straight to text (as the raw
+ * node:crypto way does), no intermediate bytes; the strict UTF-8 check only
+ * when node's decoder replaced something.
+ */
+function decryptWithNode(sealed: Uint8Array, key: Uint8Array): string {
+  const decipher = createDecipheriv("aes-256-gcm", key, sealed.subarray(0, NONCE_BYTES));
+  decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+  let text: string;
+  try {
+    text =
+      decipher.update(sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES), undefined, "utf8") +
+      decipher.final("utf8");
+  } catch {
+    throw new EnvelopeError("the encrypted value failed authentication (wrong key, or altered)");
+  }
+  if (text.includes("\uFFFD")) {
+    try {
+      decoder.decode(unseal(key, sealed, "the encrypted value"));
+    } catch (error) {
+      throw new EnvelopeError("the decrypted value is not UTF-8", { cause: error });
+    }
+  }
+  return text;
 }
 
 /** Whether a stored value is encrypted (starts with `v2:`); others are legacy plaintext. */

@@ -48,6 +48,7 @@ import { Http1Server, type ServerRequest, type ServerResponse } from "../http/se
 import { InvalidInput } from "../errors.ts";
 import { sanitizeOneLine } from "../sanitize.ts";
 import type { CredentialStore } from "../store/store.ts";
+import { releaseAesGcm } from "../crypto/mod.ts";
 import { EnvelopeError } from "./errors.ts";
 import { decrypt, encrypt, KEY_BYTES, poolKey } from "./format.ts";
 import { KeyStore } from "./keystore.ts";
@@ -257,6 +258,7 @@ export async function startEnvelopeService(
         refusals.flush();
         openAudit?.close();
         openKeys.close();
+        releaseAesGcm(kek);
         kek.fill(0);
       })();
       return closed;
