@@ -114,6 +114,10 @@ const encoder = new TextEncoder();
  */
 const scratch = new Uint8Array(64 * 1024);
 
+/** The decoded (still encrypted) bytes of {@link decrypt}'s value, for values that fit. */
+const sealedScratch = new Uint8Array(scratch.length + NONCE_BYTES + TAG_BYTES);
+const BASE64URL_LOOSE = { alphabet: "base64url", lastChunkHandling: "loose" } as const;
+
 /** Encrypts a value: `v2:` + URL-safe base64 (padded) of nonce ‖ ciphertext ‖ tag. */
 export function encrypt(plaintext: string, key: Uint8Array): string {
   checkKey(key, "the key");
@@ -169,7 +173,11 @@ export function decrypt(value: string, key: Uint8Array): string {
   let sealed: Uint8Array;
   try {
     // Throws for any character outside the URL-safe alphabet and for an impossible length.
-    sealed = Uint8Array.fromBase64(body, { alphabet: "base64url", lastChunkHandling: "loose" });
+    // Into the reused buffer when it fits (no allocation); a longer value gets its own.
+    const { read, written } = sealedScratch.setFromBase64(body, BASE64URL_LOOSE);
+    sealed = read === body.length
+      ? sealedScratch.subarray(0, written)
+      : Uint8Array.fromBase64(body, BASE64URL_LOOSE);
   } catch (error) {
     throw new EnvelopeError("the encrypted value is not valid URL-safe base64", { cause: error });
   }
