@@ -117,6 +117,7 @@ const scratch = new Uint8Array(64 * 1024);
 /** The decoded (still encrypted) bytes of {@link decrypt}'s value, for values that fit. */
 const sealedScratch = new Uint8Array(scratch.length + NONCE_BYTES + TAG_BYTES);
 const BASE64URL_LOOSE = { alphabet: "base64url", lastChunkHandling: "loose" } as const;
+const BASE64URL_OPTIONS = { alphabet: "base64url" } as const;
 
 /** Encrypts a value: `v2:` + URL-safe base64 (padded) of nonce ‖ ciphertext ‖ tag. */
 export function encrypt(plaintext: string, key: Uint8Array): string {
@@ -127,13 +128,15 @@ export function encrypt(plaintext: string, key: Uint8Array): string {
   const bytes = small
     ? scratch.subarray(0, encoder.encodeInto(plaintext, scratch).written)
     : encoder.encode(plaintext);
-  const sealed = new Uint8Array(bytes.length + NONCE_BYTES + TAG_BYTES);
+  const length = bytes.length + NONCE_BYTES + TAG_BYTES;
+  // Sealed into the reused (off-heap) buffer when it fits: FFI reads and writes it in place.
+  const sealed = small ? sealedScratch.subarray(0, length) : new Uint8Array(length);
   try {
     gcm.sealInto(bytes, sealed, 0);
   } finally {
     bytes.fill(0);
   }
-  return VALUE_PREFIX + sealed.toBase64({ alphabet: "base64url" });
+  return VALUE_PREFIX + sealed.toBase64(BASE64URL_OPTIONS);
 }
 
 /** Input bytes encrypted (and output bytes encoded) per step of {@link encryptToBytes}. */
