@@ -114,7 +114,7 @@ const encoder = new TextEncoder();
  */
 const scratch = new Uint8Array(64 * 1024);
 
-/** The decoded (still encrypted) bytes of {@link decrypt}'s value, for values that fit. */
+/** Sealed bytes (nonce ‖ ciphertext ‖ tag) of {@link encrypt} and {@link decrypt}, for values that fit. */
 const sealedScratch = new Uint8Array(scratch.length + NONCE_BYTES + TAG_BYTES);
 const BASE64URL_LOOSE = { alphabet: "base64url", lastChunkHandling: "loose" } as const;
 const BASE64URL_OPTIONS = { alphabet: "base64url" } as const;
