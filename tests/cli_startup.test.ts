@@ -165,7 +165,7 @@ Deno.test({
       const get = await filesOpened(cli, home, ["cred", "get", "openai"]);
       assert(get.includes("src/cli/commands/cred.ts"), get.join("\n"));
       const needless = list.filter((f) =>
-        /^src\/(agent|broker|envelope|serve|ssh|http|net|providers|audit)\//.test(f) ||
+        /^src\/(agent|broker|envelope|crypto|serve|ssh|http|net|providers|audit)\//.test(f) ||
         /^src\/cli\/commands\/(?!cred_read\.ts)/.test(f) || f === "src/cli/program.ts" ||
         /\/node_modules\/commander\//.test(f) ||
         ["src/unlock/process.ts", "src/unlock/prompt.ts", "src/settings/serve.ts"].includes(f) ||

@@ -26,7 +26,11 @@ import {
   parseKek,
   poolKey,
 } from "../src/envelope/mod.ts";
-import { MAX_ENVELOPE_BODY, startEnvelopeService } from "../src/envelope/service.ts";
+import {
+  MAX_BATCH_VALUES,
+  MAX_ENVELOPE_BODY,
+  startEnvelopeService,
+} from "../src/envelope/service.ts";
 import { outputWithin } from "../testing/process.ts";
 
 const PASS = "envelope service passphrase";
@@ -705,5 +709,152 @@ Deno.test("vault serve: envelope flags without --envelope-socket are usage error
       listening = false;
     }
     assert(!listening, "nothing listens");
+  });
+});
+
+Deno.test("envelope service: encrypt-batch encrypts every value in order under the user's key, all or nothing, bounded, one audit line with the count", async () => {
+  await withTempStore(PASS, async (store, dir) => {
+    const keysPath = join(dir, "encryption_keys.db");
+    const kek = crypto.getRandomValues(new Uint8Array(32));
+    const socket = join(dir, "envelope.sock");
+    const auditPath = join(dir, "envelope-audit.jsonl");
+    store.storeCredential("default", "envelope", { type: "kek", key: base64UrlEncode(kek) });
+    const tok = store.createToken("proj", "bulk", "default", "envelope");
+    const tokLimited = store.createToken("tenant-1", "app", "default", "envelope");
+    const warnings: string[] = [];
+    const service = await startEnvelopeService({
+      store,
+      keyStorePath: keysPath,
+      kek,
+      socketPath: socket,
+      auditPath,
+      scopeUsers: { "tenant-1": ["user:1*"] },
+      onWarning: (m) => warnings.push(m),
+    });
+    const client = clientOn(socket);
+    const expected: { op: string; user_id: string | null; status: number; count?: number }[] = [];
+    const seen = (status: number, user_id: string | null, count?: number) =>
+      expected.push({
+        op: "encrypt-batch",
+        user_id,
+        status,
+        ...(count === undefined ? {} : { count }),
+      });
+    const plaintexts = ["sk-batch-one", "", "ünï ✓ 🔑", "sk-batch-one"];
+    let returned: string[] = [];
+    try {
+      const ok = await call(
+        client,
+        "encrypt-batch",
+        { user_id: "user:1", values: plaintexts },
+        tok,
+      );
+      seen(200, "user:1", 4);
+      assertEquals(ok.status, 200, JSON.stringify(ok.json));
+      assertEquals(Object.keys(ok.json), ["values"]);
+      returned = ok.json.values;
+      assertEquals(returned.length, 4);
+      for (const v of returned) assertMatch(v, /^v2:[A-Za-z0-9_-]+=*$/);
+      assert(returned[0] !== returned[3], "a fresh nonce per value, even for equal plaintexts");
+      // The service's single decrypt opens them, in order.
+      for (const [i, v] of returned.entries()) {
+        const dec = await call(client, "decrypt", { user_id: "user:1", value: v }, tok);
+        expected.push({ op: "decrypt", user_id: "user:1", status: 200 });
+        assertEquals(dec.json.value, plaintexts[i]);
+      }
+      const full = await call(client, "encrypt-batch", {
+        user_id: "user:1",
+        values: Array(MAX_BATCH_VALUES).fill("v"),
+      }, tok);
+      seen(200, "user:1", MAX_BATCH_VALUES);
+      assertEquals([full.status, full.json.values.length], [200, MAX_BATCH_VALUES]);
+
+      // Refusals: nothing encrypted, no key made, a clear reason.
+      const cases: [unknown, number, RegExp, string | null, number | undefined][] = [
+        [
+          { user_id: "user:new", values: ["a", "b", 3, "d"] },
+          400,
+          /^"values\[2\]" is not a string \(nothing was encrypted\)$/,
+          null,
+          4,
+        ],
+        [{ user_id: "user:new", values: [] }, 400, /must hold 1 to 1000 strings, not 0/, null, 0],
+        [
+          { user_id: "user:new", values: Array(MAX_BATCH_VALUES + 1).fill("v") },
+          400,
+          /must hold 1 to 1000 strings, not 1001/,
+          null,
+          MAX_BATCH_VALUES + 1,
+        ],
+        [
+          { user_id: "user:new", values: "v" },
+          400,
+          /"values" \(an array of strings\)/,
+          null,
+          undefined,
+        ],
+        [
+          { user_id: "user:new", value: "v" },
+          400,
+          /"values" \(an array of strings\)/,
+          null,
+          undefined,
+        ],
+        [{ values: ["v"] }, 400, /"user_id"/, null, 1],
+      ];
+      for (const [body, status, reason, user, count] of cases) {
+        const r = await call(client, "encrypt-batch", body, tok);
+        seen(status, user, count);
+        assertEquals(r.status, status, JSON.stringify(body).slice(0, 60));
+        assertMatch(r.json.error, reason);
+        assertEquals(Object.keys(r.json), ["error"]);
+      }
+      const forbidden = await call(
+        client,
+        "encrypt-batch",
+        { user_id: "user:2", values: ["v"] },
+        tokLimited,
+      );
+      expected.push({ op: "encrypt-batch", user_id: "user:2", status: 403, count: 1 });
+      assertEquals(forbidden.status, 403);
+      const noToken = await call(client, "encrypt-batch", { user_id: "user:1", values: ["v"] });
+      expected.push({ op: "encrypt-batch", user_id: null, status: 401 });
+      assertEquals(noToken.status, 401);
+      const big = await call(client, "encrypt-batch", {
+        user_id: "user:1",
+        values: Array(4).fill("y".repeat(MAX_ENVELOPE_BODY / 4)),
+      }, tok);
+      expected.push({ op: "encrypt-batch", user_id: null, status: 400 });
+      assertEquals(big.status, 400);
+      assertMatch(big.json.error, /larger than 1048576 bytes/);
+    } finally {
+      client.close();
+      await service.close();
+    }
+    const keys = await KeyStore.open(keysPath, kek);
+    try {
+      assert(!keys.has("user:new"), "a refused batch made no key");
+      for (const [i, v] of returned.entries()) {
+        assertEquals(decrypt(v, keys.userKey("user:1")), plaintexts[i]);
+      }
+    } finally {
+      keys.close();
+    }
+    const records = auditRecords(auditPath);
+    assertEquals(
+      records.map(({ op, user_id, status, count }) => ({
+        op,
+        user_id,
+        status,
+        ...(count === undefined ? {} : { count }),
+      })),
+      expected,
+    );
+    const text = Deno.readTextFileSync(auditPath);
+    assertEquals(
+      leakIn({ audit: text, warnings: warnings.join("\n") }, [...returned, "sk-batch-one", tok]),
+      [],
+    );
+    assertEquals(warnings, []);
   });
 });

@@ -16,8 +16,9 @@
  * @module
  */
 
-import { createCipheriv, createDecipheriv, createHash, pbkdf2Sync, randomBytes } from "node:crypto";
+import { createDecipheriv, createHash, pbkdf2Sync } from "node:crypto";
 import { Buffer } from "node:buffer";
+import { aesGcm } from "../crypto/mod.ts";
 import { EnvelopeError } from "./errors.ts";
 
 /** The prefix of an encrypted value. */
@@ -84,17 +85,7 @@ function checkKey(key: Uint8Array, what: string): void {
 /** nonce ‖ AES-256-GCM(key, plaintext) ‖ tag. */
 export function seal(key: Uint8Array, plaintext: Uint8Array): Uint8Array {
   checkKey(key, "the key");
-  const nonce = randomBytes(NONCE_BYTES);
-  const cipher = createCipheriv("aes-256-gcm", key, nonce);
-  const body = cipher.update(plaintext);
-  const final = cipher.final();
-  const tag = cipher.getAuthTag();
-  const out = new Uint8Array(NONCE_BYTES + body.length + final.length + TAG_BYTES);
-  out.set(nonce, 0);
-  out.set(body, NONCE_BYTES);
-  out.set(final, NONCE_BYTES + body.length);
-  out.set(tag, out.length - TAG_BYTES);
-  return out;
+  return aesGcm(key).seal(plaintext);
 }
 
 /**
@@ -106,29 +97,46 @@ export function seal(key: Uint8Array, plaintext: Uint8Array): Uint8Array {
 export function unseal(key: Uint8Array, sealed: Uint8Array, what: string): Uint8Array {
   checkKey(key, "the key");
   if (sealed.length < NONCE_BYTES + TAG_BYTES) throw new EnvelopeError(`${what} is too short`);
-  const decipher = createDecipheriv("aes-256-gcm", key, sealed.subarray(0, NONCE_BYTES));
-  decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
-  try {
-    const body = decipher.update(sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES));
-    const final = decipher.final();
-    if (final.length === 0) return new Uint8Array(body.buffer, body.byteOffset, body.length);
-    const out = new Uint8Array(body.length + final.length);
-    out.set(body);
-    out.set(final, body.length);
-    return out;
-  } catch (error) {
-    throw new EnvelopeError(`${what} failed authentication (wrong key, or altered)`, {
-      cause: error,
-    });
+  const opened = aesGcm(key).open(sealed);
+  if (opened === null) {
+    throw new EnvelopeError(`${what} failed authentication (wrong key, or altered)`);
   }
+  return opened;
 }
 
-const decoder = new TextDecoder("utf-8", { fatal: true });
+/** Strict UTF-8 that keeps a leading BOM (as Python's `bytes.decode("utf-8")`). */
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const encoder = new TextEncoder();
+
+/**
+ * Plaintext bytes of {@link encrypt} and {@link decrypt} for values up to
+ * its size (wiped after each call); larger values get their own buffers.
+ */
+const scratch = new Uint8Array(64 * 1024);
+
+/** Sealed bytes (nonce ‖ ciphertext ‖ tag) of {@link encrypt} and {@link decrypt}, for values that fit. */
+const sealedScratch = new Uint8Array(scratch.length + NONCE_BYTES + TAG_BYTES);
+const BASE64URL_LOOSE = { alphabet: "base64url", lastChunkHandling: "loose" } as const;
+const BASE64URL_OPTIONS = { alphabet: "base64url" } as const;
 
 /** Encrypts a value: `v2:` + URL-safe base64 (padded) of nonce ‖ ciphertext ‖ tag. */
 export function encrypt(plaintext: string, key: Uint8Array): string {
-  return VALUE_PREFIX + base64UrlEncode(seal(key, encoder.encode(plaintext)));
+  checkKey(key, "the key");
+  const gcm = aesGcm(key);
+  // At most 3 UTF-8 bytes per UTF-16 unit: small values are encoded into the scratch buffer.
+  const small = plaintext.length * 3 <= scratch.length;
+  const bytes = small
+    ? scratch.subarray(0, encoder.encodeInto(plaintext, scratch).written)
+    : encoder.encode(plaintext);
+  const length = bytes.length + NONCE_BYTES + TAG_BYTES;
+  // Sealed into the reused (off-heap) buffer when it fits: FFI reads and writes it in place.
+  const sealed = small ? sealedScratch.subarray(0, length) : new Uint8Array(length);
+  try {
+    gcm.sealInto(bytes, sealed, 0);
+  } finally {
+    bytes.fill(0);
+  }
+  return VALUE_PREFIX + sealed.toBase64(BASE64URL_OPTIONS);
 }
 
 /** Input bytes encrypted (and output bytes encoded) per step of {@link encryptToBytes}. */
@@ -143,20 +151,8 @@ const STEP = 3 * 256 * 1024;
  */
 export function encryptToBytes(plaintext: Uint8Array, key: Uint8Array): Uint8Array {
   checkKey(key, "the key");
-  const nonce = randomBytes(NONCE_BYTES);
-  const cipher = createCipheriv("aes-256-gcm", key, nonce);
   const sealed = Buffer.allocUnsafe(NONCE_BYTES + plaintext.length + TAG_BYTES);
-  sealed.set(nonce, 0);
-  let at = NONCE_BYTES;
-  for (let i = 0; i < plaintext.length; i += STEP) {
-    const part = cipher.update(plaintext.subarray(i, Math.min(i + STEP, plaintext.length)));
-    sealed.set(part, at);
-    at += part.length;
-  }
-  const final = cipher.final();
-  sealed.set(final, at);
-  at += final.length;
-  sealed.set(cipher.getAuthTag(), at);
+  aesGcm(key).sealInto(plaintext, sealed, 0);
   const encoded = Math.ceil(sealed.length / 3) * 4;
   const out = Buffer.allocUnsafe(VALUE_PREFIX.length + encoded);
   let to = out.write(VALUE_PREFIX, 0, "latin1");
@@ -180,27 +176,49 @@ export function decrypt(value: string, key: Uint8Array): string {
   let sealed: Uint8Array;
   try {
     // Throws for any character outside the URL-safe alphabet and for an impossible length.
-    sealed = Uint8Array.fromBase64(body, { alphabet: "base64url", lastChunkHandling: "loose" });
+    // Into the reused buffer when it fits (no allocation); a longer value gets its own.
+    const { read, written } = sealedScratch.setFromBase64(body, BASE64URL_LOOSE);
+    sealed = read === body.length
+      ? sealedScratch.subarray(0, written)
+      : Uint8Array.fromBase64(body, BASE64URL_LOOSE);
   } catch (error) {
     throw new EnvelopeError("the encrypted value is not valid URL-safe base64", { cause: error });
   }
   if (sealed.length < NONCE_BYTES + TAG_BYTES) {
     throw new EnvelopeError("the encrypted value is too short (under 28 bytes)");
   }
+  const gcm = aesGcm(key);
+  if (gcm.backend === "node") return decryptWithNode(sealed, key);
+  const length = sealed.length - NONCE_BYTES - TAG_BYTES;
+  const out = length <= scratch.length ? scratch : new Uint8Array(length);
+  if (!gcm.openInto(sealed, out)) {
+    throw new EnvelopeError("the encrypted value failed authentication (wrong key, or altered)");
+  }
+  try {
+    return decoder.decode(out.subarray(0, length));
+  } catch (error) {
+    throw new EnvelopeError("the decrypted value is not UTF-8", { cause: error });
+  } finally {
+    out.fill(0, 0, length);
+  }
+}
+
+/**
+ * {@link decrypt} on the node:crypto fallback: straight to text (as the raw
+ * node:crypto way does), no intermediate bytes; the strict UTF-8 check only
+ * when node's decoder replaced something.
+ */
+function decryptWithNode(sealed: Uint8Array, key: Uint8Array): string {
   const decipher = createDecipheriv("aes-256-gcm", key, sealed.subarray(0, NONCE_BYTES));
   decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
   let text: string;
   try {
-    // Straight to text (as the raw node:crypto way does): no intermediate bytes.
     text =
       decipher.update(sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES), undefined, "utf8") +
       decipher.final("utf8");
-  } catch (error) {
-    throw new EnvelopeError("the encrypted value failed authentication (wrong key, or altered)", {
-      cause: error,
-    });
+  } catch {
+    throw new EnvelopeError("the encrypted value failed authentication (wrong key, or altered)");
   }
-  // Node's decoder replaces bad UTF-8 with U+FFFD; only then is the strict check worth its cost.
   if (text.includes("\uFFFD")) {
     try {
       decoder.decode(unseal(key, sealed, "the encrypted value"));

@@ -21,6 +21,7 @@
 import { dirname } from "node:path";
 import { randomBytes } from "node:crypto";
 import { type Db, SqliteDatabase, type Statement } from "../store/sqlite.ts";
+import { releaseAesGcm } from "../crypto/mod.ts";
 import { KEY_BYTES, seal, unseal } from "./format.ts";
 import { EnvelopeError } from "./errors.ts";
 
@@ -158,7 +159,10 @@ export class KeyStore {
 
   /** Closes the file and forgets the cached keys. */
   close(): void {
-    for (const key of this.#cache.values()) key.fill(0);
+    for (const key of this.#cache.values()) {
+      releaseAesGcm(key);
+      key.fill(0);
+    }
     this.#cache.clear();
     if (this.#db.open) this.#db.close();
   }

@@ -185,10 +185,12 @@ envelope_audit, envelope_users); flags win.
 
 The envelope service (--envelope-socket) answers POST
 /v1/envelope/encrypt|decrypt ({"user_id", "value"}) and
-/v1/envelope/pool-encrypt|pool-decrypt ({"value"}) with {"value"}, for
-callers presenting a phantom token of provider 'envelope'; the master key
-and the users' keys never leave this process. [serve] envelope_users limits
-scopes to user-id patterns ({ "proj-a" = ["user:1*"] }).
+/v1/envelope/pool-encrypt|pool-decrypt ({"value"}) with {"value"}, and
+/v1/envelope/encrypt-batch ({"user_id", "values": [up to 1000]}) with
+{"values"}, for callers presenting a phantom token of provider 'envelope';
+the master key and the users' keys never leave this process. [serve]
+envelope_users limits scopes to user-id patterns ({ "proj-a" =
+["user:1*"] }).
 
 The token broker (--broker-socket, --broker-port, --broker-all) is an HTTP
 proxy: a request with a phantom token (Authorization, X-Api-Key or
