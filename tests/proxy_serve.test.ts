@@ -25,6 +25,7 @@ import { gitBackend } from "../testing/git_backend.ts";
 import { freePort } from "../testing/ports.ts";
 import { outputWithin } from "../testing/process.ts";
 import { makeTestTls } from "../testing/tls.ts";
+import { STATIC_MARKERS } from "../src/tokens/mod.ts";
 import type { Background } from "../testing/process.ts";
 
 const PASS = "proxy-serve-passphrase";
@@ -109,6 +110,7 @@ Deno.test("proxy serve: curl via HTTPS_PROXY — route host intercepted with the
   const tls = await makeTestTls();
   const api = new FakeUpstream();
   const other = new FakeUpstream(tls); // a host no route names: reached only by a blind tunnel
+  const plain = new FakeUpstream(); // a host no route names, asked in plain http://
   try {
     await withSandboxVault(PASS, async (vault) => {
       const token = await mintToken(vault, "proj", "t1", "github");
@@ -116,6 +118,7 @@ Deno.test("proxy serve: curl via HTTPS_PROXY — route host intercepted with the
       const foreign = await mintToken(vault, "other", "t1", "github");
       const openai = await mintToken(vault, "proj", "t1", "openai");
       const otherPort = Number(new URL(other.origin).port);
+      const plainPort = Number(new URL(plain.origin).port);
       const proxy = await startProxy(vault, {
         github: {
           upstream: api.origin,
@@ -124,7 +127,7 @@ Deno.test("proxy serve: curl via HTTPS_PROXY — route host intercepted with the
           hosts: ["api.github.com"],
         },
         openai: { upstream: `${api.origin}/openai`, hosts: ["api.openai.com"] },
-      }, [`127.0.0.1:${otherPort}`]);
+      }, [`127.0.0.1:${otherPort}`, `127.0.0.1:${plainPort}`]);
       try {
         await t.step(
           "a route's host: TLS with the scope CA's leaf, the real token upstream",
@@ -235,6 +238,32 @@ Deno.test("proxy serve: curl via HTTPS_PROXY — route host intercepted with the
         );
 
         await t.step(
+          "a plain http:// request to an egress host: relayed as sent, never with a phantom in it",
+          async () => {
+            const url = `http://127.0.0.1:${plainPort}`;
+            const ok = await curl(proxy, token, ["-H", "X-Build: 7", `${url}/pkg?v=1`]);
+            assertEquals(ok.status, 200, ok.stderr);
+            assertEquals(plain.requests.length, 1);
+            assertEquals(plain.requests[0].target, "/pkg?v=1");
+            assertEquals(headerOf(plain.requests[0].headers, "proxy-authorization"), []);
+            const basic = btoa(`x-access-token:${token}`);
+            const carriers: [string, string[]][] = [
+              ["in a header", ["-H", `Authorization: token ${token}`, `${url}/a`]],
+              ["in Basic auth", ["-H", `Authorization: Basic ${basic}`, `${url}/b`]],
+              ["in the query", [`${url}/c?key=${token}`]],
+              ["percent-encoded", [`${url}/d?key=${token.replace("-p-", "%2Dp%2D")}`]],
+              ["a terok marker", ["-H", `x-api-key: ${[...STATIC_MARKERS.keys()][0]}`, `${url}/e`]],
+            ];
+            for (const [what, args] of carriers) {
+              const r = await curl(proxy, token, args);
+              assertEquals(r.status, 403, what);
+              assertMatch(r.body, /carries a phantom token/, what);
+            }
+            assertEquals(plain.requests.length, 1, "nothing carrying a phantom was sent");
+          },
+        );
+
+        await t.step(
           "a host neither a route nor an egress rule names → 403, never dialled",
           async () => {
             const r = await curl(proxy, token, ["-v", "https://example.org/"]);
@@ -242,10 +271,15 @@ Deno.test("proxy serve: curl via HTTPS_PROXY — route host intercepted with the
             assertMatch(r.stderr, /< HTTP\/1\.1 403/);
             const lines = auditRecords(proxy.audit);
             await until(
-              () => auditRecords(proxy.audit).some((l) => l.outcome === "egress_denied"),
+              () =>
+                auditRecords(proxy.audit).some((l) =>
+                  l.outcome === "egress_denied" && l.method === "CONNECT"
+                ),
               "the egress_denied line",
             );
-            const denied = auditRecords(proxy.audit).filter((l) => l.outcome === "egress_denied");
+            const denied = auditRecords(proxy.audit).filter((l) =>
+              l.outcome === "egress_denied" && l.method === "CONNECT"
+            );
             assertEquals(denied.length, 1, JSON.stringify(lines));
             assertEquals(denied[0].method, "CONNECT");
             assertEquals(denied[0].path, "example.org:443");
@@ -418,6 +452,7 @@ Deno.test("proxy serve: curl via HTTPS_PROXY — route host intercepted with the
   } finally {
     await api.close();
     await other.close();
+    await plain.close();
   }
 });
 

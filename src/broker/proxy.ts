@@ -29,7 +29,11 @@
  * - Absolute-form `http://` requests: to a route's host, served by the
  *   same passes (the route's upstream decides the scheme); to another
  *   host, under the egress rules, relayed as sent (minus hop-by-hop
- *   fields).
+ *   fields) — unless its target or a header (a Basic credential decoded)
+ *   carries a phantom token or a terok marker: then 403 `egress_denied`,
+ *   never sent. A phantom means something only to vault; a host no route
+ *   claims has no use for it. (Inside a blind tunnel vault sees no
+ *   request; the body of a plain request is not searched.)
  *
  * @module
  */
@@ -57,6 +61,7 @@ import { contextsFrom, handoffListener, terminateTls } from "../net/tls_terminat
 import { type ByteStream, closeQuietly, writeAll } from "../net/stream.ts";
 import { routesForHost } from "../providers/routes.ts";
 import { egressAllows, type EgressRules, NO_EGRESS } from "../settings/egress.ts";
+import { STATIC_MARKERS, TOKEN_PREFIX } from "../tokens/mod.ts";
 import {
   type BrokerOutcome,
   finishRecord,
@@ -412,6 +417,35 @@ function originForm(request: ServerRequest, path: string): ServerRequest {
   };
 }
 
+/** The markers and the token prefix, as searched for in a plain request. */
+const PHANTOM_SIGNS = [TOKEN_PREFIX, ...STATIC_MARKERS.keys()];
+
+/** The text of a header value as a server could read it: a Basic credential decoded as well. */
+function readable(value: string): string {
+  const basic = /^\s*basic\s+([A-Za-z0-9+/=_-]+)\s*$/i.exec(value);
+  if (basic === null) return value;
+  try {
+    return `${value} ${atob(basic[1].replaceAll("-", "+").replaceAll("_", "/"))}`;
+  } catch {
+    return value;
+  }
+}
+
+/** Whether a plain request's target or one of its relayed headers carries a phantom or marker. */
+export function carriesPhantom(target: string, headers: HeaderList): boolean {
+  let decoded = target;
+  try {
+    decoded = decodeURIComponent(target);
+  } catch {
+    // not valid percent-encoding: searched as sent
+  }
+  const texts = [target, decoded, ...headers.map(([, value]) => readable(value))];
+  return texts.some((text) => {
+    const lower = text.toLowerCase();
+    return PHANTOM_SIGNS.some((sign) => lower.includes(sign));
+  });
+}
+
 /** An absolute-form `http://` request to an allowed host, relayed as sent (no credential added). */
 async function relayPlain(
   services: PipelineServices,
@@ -425,6 +459,14 @@ async function relayPlain(
     const lower = lowerName(name);
     return !HOP_BY_HOP.has(lower) && lower !== "host";
   });
+  if (carriesPhantom(dest.path, headers)) {
+    log.end(403, "egress_denied");
+    return text(
+      403,
+      `Not sent to ${dest.authority}: the request carries a phantom token, which means ` +
+        `something only to vault, and no route claims this host\n`,
+    );
+  }
   try {
     const response = await services.upstream.request({
       url: `http://${dest.authority}${dest.path}`,
