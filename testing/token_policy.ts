@@ -13,7 +13,7 @@
  */
 
 import type { UseLeaser } from "../src/tokens/uses.ts";
-import { within } from "./broker.ts";
+import { HANG_GUARD_MS, within } from "./broker.ts";
 
 /** A job for one worker isolate (`token_policy_worker.ts`). */
 export type PolicyJob =
@@ -74,7 +74,9 @@ export async function runWorkers(jobs: PolicyJob[]): Promise<number[]> {
       );
       worker.postMessage({ ...jobs[i], start } satisfies StartedJob);
     });
-    await within(Promise.all(ready), "the workers starting");
+    // Each worker loads the store's modules and the SQLite driver: on a loaded 2-core machine
+    // several isolates doing so at once took over 30 s, so this guard is wider.
+    await within(Promise.all(ready), "the workers starting", 3 * HANG_GUARD_MS);
     const cell = new Int32Array(start);
     Atomics.store(cell, 0, 1);
     Atomics.notify(cell, 0);
