@@ -43,7 +43,8 @@
 
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CliSandbox, tokenCreateArgs } from "../testing/cli.ts";
+import { tokenCreateArgs } from "../testing/cli.ts";
+import { benchVault } from "./shared/vault.ts";
 import { withTempDir } from "../testing/fixtures.ts";
 import { Background } from "../testing/process.ts";
 import { V8_FLAGS } from "../src/v8_flags.ts";
@@ -384,13 +385,7 @@ if (import.meta.main) {
   await requireTools("bench:broker", ["wrk", "nginx"], "apt-get install -y wrk nginx-light");
   await withTempDir((home) =>
     withChildren(async (running) => {
-      const cli = new CliSandbox(home, { XDG_STATE_HOME: join(home, "state") });
-      const passFile = cli.file("pass", "bench passphrase, not a secret\n");
-      const vault = async (args: string[], stdin?: string) => {
-        const result = await cli.run(["--passphrase-file", passFile, ...args], { stdin });
-        if (result.code !== 0) throw new Error(`vault ${args.join(" ")}: ${result.stderr}`);
-        return result.stdout.trim();
-      };
+      const { cli, passFile, vault } = benchVault(home);
       await vault(["init"]);
       await vault(["cred", "set", "openai"], CREDENTIAL);
       await vault(["cred", "set", "anthropic"], CREDENTIAL);

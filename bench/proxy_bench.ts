@@ -39,7 +39,8 @@
 
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CliSandbox, tokenCreateArgs } from "../testing/cli.ts";
+import { tokenCreateArgs } from "../testing/cli.ts";
+import { benchVault } from "./shared/vault.ts";
 import { withTempDir } from "../testing/fixtures.ts";
 import type { Background } from "../testing/process.ts";
 import { makeTestTls } from "../testing/tls.ts";
@@ -336,13 +337,7 @@ if (import.meta.main) {
       const upTls = await makeTestTls(); // localhost, 127.0.0.1
       const peerTls = await makeTestTls({ names: [`DNS:${HOST}`] });
 
-      const cli = new CliSandbox(home, { XDG_STATE_HOME: join(home, "state") });
-      const passFile = cli.file("pass", "bench passphrase, not a secret\n");
-      const vault = async (args: string[], stdin?: string) => {
-        const result = await cli.run(["--passphrase-file", passFile, ...args], { stdin });
-        if (result.code !== 0) throw new Error(`vault ${args.join(" ")}: ${result.stderr}`);
-        return result.stdout.trim();
-      };
+      const { cli, passFile, vault } = benchVault(home);
       await vault(["init"]);
       await vault(["cred", "set", "openai"], CREDENTIAL);
       const phantom = await vault(tokenCreateArgs(SCOPE, "load", "openai"));
