@@ -85,7 +85,26 @@ function checkSealed(sealed: Uint8Array, out: Uint8Array): void {
   }
 }
 
-class LibcryptoGcm implements AesGcm {
+/** What both backends share: {@link AesGcm.seal} and {@link AesGcm.open} over the `…Into` forms. */
+abstract class GcmBase implements AesGcm {
+  abstract readonly backend: AesGcmBackend;
+  abstract sealInto(plaintext: Uint8Array, out: Uint8Array, offset: number): number;
+  abstract openInto(sealed: Uint8Array, out: Uint8Array): boolean;
+
+  seal(plaintext: Uint8Array): Uint8Array {
+    const out = new Uint8Array(plaintext.length + GCM_OVERHEAD);
+    this.sealInto(plaintext, out, 0);
+    return out;
+  }
+
+  open(sealed: Uint8Array): Uint8Array | null {
+    if (sealed.length < GCM_OVERHEAD) return null;
+    const out = new Uint8Array(sealed.length - GCM_OVERHEAD);
+    return this.openInto(sealed, out) ? out : null;
+  }
+}
+
+class LibcryptoGcm extends GcmBase {
   readonly backend = "libcrypto";
   readonly #s: LibcryptoSymbols;
   readonly #enc: Deno.PointerObject;
@@ -93,6 +112,7 @@ class LibcryptoGcm implements AesGcm {
   readonly #length = new Uint8Array(4);
 
   constructor(s: LibcryptoSymbols, key: Uint8Array) {
+    super();
     this.#s = s;
     const enc = s.EVP_CIPHER_CTX_new();
     const dec = s.EVP_CIPHER_CTX_new();
@@ -146,12 +166,6 @@ class LibcryptoGcm implements AesGcm {
     return body + n + GCM_TAG_BYTES;
   }
 
-  seal(plaintext: Uint8Array): Uint8Array {
-    const out = new Uint8Array(plaintext.length + GCM_OVERHEAD);
-    this.sealInto(plaintext, out, 0);
-    return out;
-  }
-
   openInto(sealed: Uint8Array, out: Uint8Array): boolean {
     checkSealed(sealed, out);
     const s = this.#s;
@@ -185,19 +199,14 @@ class LibcryptoGcm implements AesGcm {
     }
     return ok;
   }
-
-  open(sealed: Uint8Array): Uint8Array | null {
-    if (sealed.length < GCM_OVERHEAD) return null;
-    const out = new Uint8Array(sealed.length - GCM_OVERHEAD);
-    return this.openInto(sealed, out) ? out : null;
-  }
 }
 
-class NodeGcm implements AesGcm {
+class NodeGcm extends GcmBase {
   readonly backend = "node";
   readonly #key: Uint8Array;
 
   constructor(key: Uint8Array) {
+    super();
     this.#key = key;
   }
 
@@ -219,12 +228,6 @@ class NodeGcm implements AesGcm {
     return at + GCM_TAG_BYTES;
   }
 
-  seal(plaintext: Uint8Array): Uint8Array {
-    const out = new Uint8Array(plaintext.length + GCM_OVERHEAD);
-    this.sealInto(plaintext, out, 0);
-    return out;
-  }
-
   openInto(sealed: Uint8Array, out: Uint8Array): boolean {
     checkSealed(sealed, out);
     const n = sealed.length - GCM_OVERHEAD;
@@ -244,12 +247,6 @@ class NodeGcm implements AesGcm {
     } catch {
       return false;
     }
-  }
-
-  open(sealed: Uint8Array): Uint8Array | null {
-    if (sealed.length < GCM_OVERHEAD) return null;
-    const out = new Uint8Array(sealed.length - GCM_OVERHEAD);
-    return this.openInto(sealed, out) ? out : null;
   }
 }
 
