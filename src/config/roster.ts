@@ -89,7 +89,12 @@ import { BUILTIN_ROSTER_SOURCE } from "./roster_builtin.ts";
 import { InvalidRoster } from "./roster_errors.ts";
 import { deepMerge, INHERIT, isMapping } from "./roster_merge.ts";
 import type { DefaultPolicy } from "./env.ts";
-import { isEmptyPolicy, policyFromJson, validatePolicyName } from "../tokens/policy.ts";
+import {
+  isEmptyPolicy,
+  POLICY_JSON_KEYS,
+  policyFromJson,
+  validatePolicyName,
+} from "../tokens/policy.ts";
 import {
   agentOfProvider,
   isTerokAgentFile,
@@ -379,17 +384,6 @@ function configPatchesLayer(value: unknown, fail: Fail): unknown[] {
   });
 }
 
-/** The keys of an inline `policy` (the policy JSON's, SPEC §10.1). */
-const POLICY_KEYS: ReadonlySet<string> = new Set([
-  "allow",
-  "expires",
-  "expires_in",
-  "max_requests",
-  "rate",
-  "max_body",
-  "models",
-]);
-
 /** The keys of `exec_overlay` besides a patch's `*_set` keys. */
 const OVERLAY_KEYS: ReadonlySet<string> = new Set([
   "env",
@@ -509,7 +503,7 @@ const FIELDS: Readonly<Record<string, FieldCheck>> = {
     }
     if (!isMapping(v)) fail("must be a policy name or a policy mapping (SPEC §10.1 keys)");
     return mappingOf(v, fail, (key, value, sub) => {
-      if (!POLICY_KEYS.has(key)) sub("unknown key");
+      if (!POLICY_JSON_KEYS.has(key)) sub("unknown key");
       return value;
     });
   },

@@ -471,7 +471,8 @@ export function policyToJson(p: TokenPolicy): string {
   return JSON.stringify(out);
 }
 
-const JSON_KEYS = new Set([
+/** The keys of a policy's JSON (SPEC §10.1). */
+export const POLICY_JSON_KEYS: ReadonlySet<string> = new Set([
   "allow",
   "expires",
   "expires_in",
@@ -503,7 +504,7 @@ export function policyFromJson(text: string): TokenPolicy {
   }
   const json = value as Record<string, unknown>;
   for (const key of Object.keys(json)) {
-    if (!JSON_KEYS.has(key)) throw new InvalidPolicy(`unknown policy key ${quote(key)}`);
+    if (!POLICY_JSON_KEYS.has(key)) throw new InvalidPolicy(`unknown policy key ${quote(key)}`);
   }
   let rate: unknown = json.rate;
   if (rate !== undefined) {
