@@ -27,6 +27,8 @@
  * @module
  */
 
+import { ConnReader, responseFraming } from "../../src/http/http1.ts";
+
 /** Where a connection goes. */
 export interface Target {
   via: "proxy" | "direct";
@@ -63,107 +65,49 @@ export interface LoadResult {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const CRLF2 = [13, 10, 13, 10];
 
 class Failure extends Error {}
 
-/** A buffered reader over a connection: heads up to a blank line, bodies by length or chunked. */
-class Reader {
-  #buf = new Uint8Array(64 * 1024);
-  #start = 0;
-  #end = 0;
-  constructor(readonly conn: Deno.Conn) {}
-
-  async #fill(): Promise<void> {
-    if (this.#start > 0 && this.#start === this.#end) this.#start = this.#end = 0;
-    if (this.#end === this.#buf.length) {
-      if (this.#start > 0) {
-        this.#buf.copyWithin(0, this.#start, this.#end);
-        this.#end -= this.#start;
-        this.#start = 0;
-      } else {
-        const bigger = new Uint8Array(this.#buf.length * 2);
-        bigger.set(this.#buf);
-        this.#buf = bigger;
-      }
-    }
-    const n = await this.conn.read(this.#buf.subarray(this.#end));
-    if (n === null) throw new Failure("the connection closed mid-answer");
-    this.#end += n;
+/** The next `n` body bytes as text. */
+async function bytes(reader: ConnReader, n: number): Promise<string> {
+  const parts: Uint8Array[] = [];
+  for (let left = n; left > 0;) {
+    const part = await reader.readSome(left);
+    if (part === null) throw new Failure("the connection closed mid-answer");
+    parts.push(part);
+    left -= part.length;
   }
-
-  #find(pattern: number[]): number {
-    const b = this.#buf;
-    outer: for (let i = this.#start; i + pattern.length <= this.#end; i++) {
-      for (let j = 0; j < pattern.length; j++) if (b[i + j] !== pattern[j]) continue outer;
-      return i;
-    }
-    return -1;
-  }
-
-  /** Up to and without the blank line (or the CRLF for `line`), consumed. */
-  async until(pattern: number[]): Promise<string> {
-    for (;;) {
-      const at = this.#find(pattern);
-      if (at >= 0) {
-        const text = decoder.decode(this.#buf.subarray(this.#start, at));
-        this.#start = at + pattern.length;
-        return text;
-      }
-      await this.#fill();
-    }
-  }
-
-  async bytes(n: number): Promise<string> {
-    while (this.#end - this.#start < n) await this.#fill();
-    const text = decoder.decode(this.#buf.subarray(this.#start, this.#start + n));
-    this.#start += n;
-    return text;
-  }
-
-  /** True when nothing is buffered (a proxy must send nothing after its `200` before TLS). */
-  get empty(): boolean {
-    return this.#start === this.#end;
-  }
+  return parts.map((part) => decoder.decode(part, { stream: true })).join("") + decoder.decode();
 }
 
-/** One response: its status and body. */
-async function response(reader: Reader): Promise<{ status: number; body: string }> {
-  const head = await reader.until(CRLF2);
-  const lines = head.split("\r\n");
-  const m = /^HTTP\/1\.1 (\d{3}) /.exec(lines[0] + " ");
-  if (m === null) throw new Failure("not an HTTP/1.1 status line");
-  let length: number | null = null;
-  let chunked = false;
-  for (const line of lines.slice(1)) {
-    const colon = line.indexOf(":");
-    const name = line.slice(0, colon).toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    if (name === "content-length") length = Number(value);
-    else if (name === "transfer-encoding" && /chunked/i.test(value)) chunked = true;
-  }
+/** One response: its status and body (vault's own HTTP/1.1 reader, src/http/http1.ts). */
+async function response(reader: ConnReader): Promise<{ status: number; body: string }> {
+  const head = await reader.readHead();
+  if (head.minor !== 1) throw new Failure("not an HTTP/1.1 answer");
+  const { framing } = responseFraming("GET", head);
   let body = "";
-  if (chunked) {
-    for (;;) {
-      const size = parseInt(await reader.until([13, 10]), 16);
-      if (size === 0) {
-        await reader.until([13, 10]);
-        break;
-      }
-      body += await reader.bytes(size);
-      await reader.until([13, 10]);
+  if (framing.kind === "chunked") {
+    for (let size; (size = await reader.readChunkSize()) > 0;) {
+      body += await bytes(reader, size);
+      await reader.readChunkEnd();
     }
-  } else if (length !== null) {
-    body = await reader.bytes(length);
+    await reader.readTrailers();
+  } else if (framing.kind === "length") {
+    body = await bytes(reader, framing.length);
   } else throw new Failure("an answer without a length (the bench expects keep-alive)");
-  return { status: Number(m[1]), body };
+  return { status: head.status, body };
+}
+
+/** A reader of `conn`'s answers. */
+function readerOf(conn: Deno.Conn): ConnReader {
+  return new ConnReader((into) => conn.read(into));
 }
 
 /** An open, TLS-established connection to `target`. */
 async function open(
   job: LoadJob,
   target: Target,
-): Promise<{ tls: Deno.TlsConn; reader: Reader }> {
+): Promise<{ tls: Deno.TlsConn; reader: ConnReader }> {
   const host = target.host;
   const tcp = await Deno.connect({ hostname: "127.0.0.1", port: target.port });
   tcp.setNoDelay(true);
@@ -177,12 +121,10 @@ async function open(
             `Proxy-Authorization: Basic ${basic}\r\n\r\n`,
         ),
       );
-      const plain = new Reader(tcp);
-      const head = await plain.until(CRLF2);
-      if (!/^HTTP\/1\.1 200 /.test(head)) {
-        throw new Failure(`CONNECT answered ${head.split("\r\n")[0]}`);
-      }
-      if (!plain.empty) throw new Failure("bytes after the CONNECT answer, before TLS");
+      const plain = readerOf(tcp);
+      const head = await plain.readHead();
+      if (head.status !== 200) throw new Failure(`CONNECT answered ${head.status}`);
+      if (plain.buffered > 0) throw new Failure("bytes after the CONNECT answer, before TLS");
     }
     const tls = await Deno.startTls(tcp, {
       hostname: host,
@@ -190,7 +132,7 @@ async function open(
       alpnProtocols: ["http/1.1"],
     });
     await tls.handshake();
-    return { tls, reader: new Reader(tls) };
+    return { tls, reader: readerOf(tls) };
   } catch (error) {
     try {
       tcp.close();
@@ -216,7 +158,7 @@ async function load(job: LoadJob, ready: () => Promise<void>): Promise<LoadResul
   const end = start + job.seconds * 1000;
   const micros: number[] = [];
   let requests = 0;
-  const loop = async ({ tls, reader }: { tls: Deno.TlsConn; reader: Reader }) => {
+  const loop = async ({ tls, reader }: { tls: Deno.TlsConn; reader: ConnReader }) => {
     for (;;) {
       const sent = performance.now();
       if (sent >= end) break;
