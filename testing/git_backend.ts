@@ -6,7 +6,31 @@
  * @module
  */
 
+import { join } from "node:path";
+import { assert } from "./assert.ts";
+import { outputWithin } from "./process.ts";
+
 const decoder = new TextDecoder();
+
+/**
+ * Makes the bare repository `<repos>/o/private.git` with one empty commit
+ * whose message is `message`, built in the new directory `work` (git
+ * ignores the user's and the system's configuration).
+ */
+export async function privateRepo(repos: string, work: string, message: string): Promise<void> {
+  const git = async (args: string[]) => {
+    const out = await outputWithin("git", {
+      args,
+      env: { GIT_CONFIG_NOSYSTEM: "1", GIT_CONFIG_GLOBAL: "/dev/null" },
+      stdin: "null",
+    });
+    assert(out.success, decoder.decode(out.stderr));
+  };
+  await git(["init", "-q", "-b", "main", work]);
+  const author = ["-c", "user.name=t", "-c", "user.email=t@t"];
+  await git(["-C", work, ...author, "commit", "-q", "--allow-empty", "-m", message]);
+  await git(["clone", "-q", "--bare", work, join(repos, "o", "private.git")]);
+}
 
 /** What {@link gitBackend} gives. */
 export interface GitBackend {

@@ -21,7 +21,7 @@ import {
   within,
 } from "../testing/broker.ts";
 import { withRawSql } from "../testing/fixtures.ts";
-import { gitBackend } from "../testing/git_backend.ts";
+import { gitBackend, privateRepo } from "../testing/git_backend.ts";
 import { freePort } from "../testing/ports.ts";
 import { outputWithin } from "../testing/process.ts";
 import { makeTestTls } from "../testing/tls.ts";
@@ -599,7 +599,6 @@ Deno.test("proxy serve: the openai SDK with its default base URL, only HTTPS_PRO
 Deno.test("proxy serve: git clone https://x:<phantom>@github.com/o/private.git gets the real PAT as Basic", async () => {
   await withSandboxVault(PASS, async (vault) => {
     const root = join(vault.home, "repos");
-    const work = join(vault.home, "work");
     const git = async (args: string[], cwd: string, env: Record<string, string> = {}) => {
       const out = await outputWithin("git", {
         args,
@@ -614,30 +613,7 @@ Deno.test("proxy serve: git clone https://x:<phantom>@github.com/o/private.git g
       });
       return { ok: out.success, stderr: decoder.decode(out.stderr) };
     };
-    Deno.mkdirSync(join(root, "o"), { recursive: true });
-    Deno.mkdirSync(work);
-    for (
-      const args of [
-        ["init", "-q", "-b", "main", work],
-        [
-          "-C",
-          work,
-          "-c",
-          "user.name=t",
-          "-c",
-          "user.email=t@t",
-          "commit",
-          "-q",
-          "--allow-empty",
-          "-m",
-          "hi",
-        ],
-        ["clone", "-q", "--bare", work, join(root, "o", "private.git")],
-      ]
-    ) {
-      const r = await git(args, vault.home);
-      assert(r.ok, r.stderr);
-    }
+    await privateRepo(root, join(vault.home, "work"), "hi");
     const backend = gitBackend(root);
     try {
       const token = await mintToken(vault, "proj", "t1", "github");

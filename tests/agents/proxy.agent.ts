@@ -43,9 +43,8 @@
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../../testing/assert.ts";
 import { FakeUpstream } from "../../testing/broker.ts";
-import { gitBackend } from "../../testing/git_backend.ts";
+import { gitBackend, privateRepo } from "../../testing/git_backend.ts";
 import { freePort } from "../../testing/ports.ts";
-import { outputWithin } from "../../testing/process.ts";
 import { makeTestTls } from "../../testing/tls.ts";
 import {
   agentCase,
@@ -193,40 +192,12 @@ agentCase(
   },
 );
 
-/** A bare repository `o/private.git` under `root` with one commit whose message is `message`. */
-async function privateRepo(root: string, message: string): Promise<void> {
-  const work = join(root, "work");
-  const git = async (args: string[]) => {
-    const out = await outputWithin("git", {
-      args,
-      env: { GIT_CONFIG_NOSYSTEM: "1", GIT_CONFIG_GLOBAL: "/dev/null" },
-      stdin: "null",
-    });
-    assert(out.success, new TextDecoder().decode(out.stderr));
-  };
-  await git(["init", "-q", "-b", "main", work]);
-  await git([
-    "-C",
-    work,
-    "-c",
-    "user.name=t",
-    "-c",
-    "user.email=t@t",
-    "commit",
-    "-q",
-    "--allow-empty",
-    "-m",
-    message,
-  ]);
-  await git(["clone", "-q", "--bare", work, join(root, "repos", "o", "private.git")]);
-}
-
 agentCase(
   { agent: "git", mode: "token", transport: "proxy", world: { redirects: REDIRECTS } },
   async (world) => {
     const pat = await world.storeCredential("github", "api_key");
     const message = `upstream-commit-${crypto.randomUUID()}`;
-    await privateRepo(world.root, message);
+    await privateRepo(join(world.root, "repos"), join(world.root, "work"), message);
     const backend = gitBackend(join(world.root, "repos"));
     try {
       // github.com (git's host) is the route's too, its upstream the local git http-backend.
