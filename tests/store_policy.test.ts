@@ -17,7 +17,14 @@ import { InvalidInput } from "../src/errors.ts";
 import { InvalidPolicy, type TokenPolicy } from "../src/tokens/policy.ts";
 import { TokenGate } from "../src/tokens/gate.ts";
 import type { Db } from "../src/store/sqlite.ts";
-import { copyFixture, manifest, utf8, withRawSql, withTempDir } from "../testing/fixtures.ts";
+import {
+  copyFixture,
+  manifest,
+  utf8,
+  withRawSql,
+  withTempDir,
+  withTempStore,
+} from "../testing/fixtures.ts";
 import { killAfter } from "../testing/process.ts";
 
 const PASS = "store policy passphrase";
@@ -90,18 +97,11 @@ async function runWorker(args: string[], keyHex: string): Promise<string> {
   return await w.done;
 }
 
-async function withVault(
+/** A new store made with PASS (testing/fixtures.ts's withTempStore), with its path. */
+function withVault(
   fn: (store: CredentialStore, path: string, dir: string) => void | Promise<void>,
 ): Promise<void> {
-  await withTempDir(async (dir) => {
-    const path = join(dir, "v.db");
-    const store = CredentialStore.open(path, pass(), { create: true });
-    try {
-      await fn(store, path, dir);
-    } finally {
-      store.close();
-    }
-  });
+  return withTempStore(PASS, (store, dir) => fn(store, join(dir, "v.db"), dir));
 }
 
 const LIMITED: TokenPolicy = {

@@ -14,7 +14,7 @@ import { InvalidScopeName } from "../src/store/errors.ts";
 import { InvalidInput } from "../src/errors.ts";
 import { createCa } from "../src/pki/mod.ts";
 import type { Db } from "../src/store/sqlite.ts";
-import { utf8, withRawSql, withTempDir } from "../testing/fixtures.ts";
+import { utf8, withRawSql, withTempDir, withTempStore } from "../testing/fixtures.ts";
 
 const PASS = "store proxy ca passphrase";
 const pass = (text = PASS) => ({ kind: "passphrase" as const, passphrase: utf8(text) });
@@ -33,18 +33,11 @@ function contains(hay: Uint8Array, needle: Uint8Array): boolean {
   return false;
 }
 
-async function withVault(
+/** A new store made with PASS (testing/fixtures.ts's withTempStore), with its path. */
+function withVault(
   fn: (store: CredentialStore, path: string, dir: string) => void | Promise<void>,
 ): Promise<void> {
-  await withTempDir(async (dir) => {
-    const path = join(dir, "v.db");
-    const store = CredentialStore.open(path, pass(), { create: true });
-    try {
-      await fn(store, path, dir);
-    } finally {
-      store.close();
-    }
-  });
+  return withTempStore(PASS, (store, dir) => fn(store, join(dir, "v.db"), dir));
 }
 
 Deno.test("store proxy CA: reads create no table; the first save creates it; saved, replaced, listed, removed", async () => {
