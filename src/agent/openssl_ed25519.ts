@@ -18,8 +18,7 @@
  * @module
  */
 
-/** Candidate names of OpenSSL 3's libcrypto. */
-const LIBRARIES = ["libcrypto.so.3", "libcrypto.3.dylib"];
+import { openLibcrypto } from "../crypto/dlopen.ts";
 
 /** OpenSSL's `EVP_PKEY_ED25519` (NID_ED25519). */
 const EVP_PKEY_ED25519 = 1087;
@@ -84,14 +83,8 @@ export class OpenSslEd25519 {
    * lacks a symbol, or FFI is not permitted.
    */
   static load(): OpenSslEd25519 | null {
-    for (const name of LIBRARIES) {
-      try {
-        return new OpenSslEd25519(Deno.dlopen(name, SYMBOLS));
-      } catch {
-        // try the next name
-      }
-    }
-    return null;
+    const lib = openLibcrypto(SYMBOLS);
+    return lib === null ? null : new OpenSslEd25519(lib);
   }
 
   /**

@@ -17,8 +17,7 @@
  * @module
  */
 
-/** Candidate names of OpenSSL 3's libcrypto. */
-const LIBRARIES = ["libcrypto.so.3", "libcrypto.3.dylib"];
+import { openLibcrypto } from "../crypto/dlopen.ts";
 
 /** OpenSSL's `EVP_PKEY_RSA`. */
 const EVP_PKEY_RSA = 6;
@@ -81,14 +80,8 @@ export class OpenSslRsa {
    * is not version 3 (a missing symbol), or FFI is not permitted.
    */
   static load(): OpenSslRsa | null {
-    for (const name of LIBRARIES) {
-      try {
-        return new OpenSslRsa(Deno.dlopen(name, SYMBOLS));
-      } catch {
-        // try the next name
-      }
-    }
-    return null;
+    const lib = openLibcrypto(SYMBOLS);
+    return lib === null ? null : new OpenSslRsa(lib);
   }
 
   /**

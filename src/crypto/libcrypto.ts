@@ -22,8 +22,7 @@
  * @module
  */
 
-/** Candidate names of OpenSSL 3's libcrypto. */
-const LIBRARIES = ["libcrypto.so.3", "libcrypto.3.dylib"];
+import { openLibcrypto } from "./dlopen.ts";
 
 /** The environment variable that forces the node:crypto fallback (`node`); for tests and benchmarks. */
 export const BACKEND_ENV = "VAULT_CRYPTO_BACKEND";
@@ -65,14 +64,7 @@ function fallbackForced(): boolean {
 
 function load(): LibcryptoSymbols | null {
   if (fallbackForced()) return null;
-  for (const name of LIBRARIES) {
-    try {
-      return Deno.dlopen(name, SYMBOLS).symbols;
-    } catch {
-      // the next name, or none: not installed, not version 3, or FFI not permitted
-    }
-  }
-  return null;
+  return openLibcrypto(SYMBOLS)?.symbols ?? null;
 }
 
 const loaded = load();

@@ -44,3 +44,4 @@ export {
   releaseAesGcm,
 } from "./aes_gcm.ts";
 export { BACKEND_ENV } from "./libcrypto.ts";
+export { LIBCRYPTO_NAMES, openLibcrypto } from "./dlopen.ts";
