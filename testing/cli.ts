@@ -123,6 +123,16 @@ export async function runCli(args: string[], options: RunCliOptions = {}): Promi
   return { code, stdout, stderr };
 }
 
+/**
+ * `stderr` without Deno's own notice that it waited for the node_modules
+ * lock another `deno` process held ("Blocking waiting for file lock on
+ * node_modules directory"): printed by the runtime before vault starts when
+ * several processes start at once, it is not vault's output.
+ */
+export function withoutDenoLockWait(stderr: string): string {
+  return stderr.replace(/^Blocking waiting for file lock on [^\n]*\n/gm, "");
+}
+
 /** An isolated environment for CLI runs. */
 export class CliSandbox {
   readonly home: string;
@@ -183,7 +193,12 @@ export class CliSandbox {
         await writer.close();
       }
       const [status, out, err] = await Promise.all([child.status, stdout, stderr]);
-      return { code: status.code, stdout: out, stderr: err, killed: deadline?.killed ?? false };
+      return {
+        code: status.code,
+        stdout: out,
+        stderr: withoutDenoLockWait(err),
+        killed: deadline?.killed ?? false,
+      };
     } finally {
       deadline?.clear();
     }
